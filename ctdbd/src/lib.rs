@@ -1,0 +1,23 @@
+//! ctdb-rs daemon library: everything `ctdbd` is made of, and what the `ctdb` tool
+//! shares with it.
+//!
+//! # Layout
+//! Pure modules (no I/O, no clock, no tokio):
+//! - [`protocol`]: CTDB's wire format.
+//! - [`config`]: `ctdb.conf`, `nodes`, `public_addresses`, `ctdb.tunables`,
+//!   `script.options`, legacy `/etc/sysconfig/ctdb` variables.
+//! - [`tunables`]: CTDB's tunables: names, defaults, get/set/list.
+//! - [`core`]: the node's state and its answers to controls and messages.
+//!
+//! Edges (I/O):
+//! - [`transport`]: the Unix client socket server.
+//! - [`paths`]: where files live, with CTDB's environment overrides.
+//! - [`daemon`]: wiring of config, core and transport; signals; pid file; logging.
+
+pub mod config;
+pub mod core;
+pub mod daemon;
+pub mod paths;
+pub mod protocol;
+pub mod transport;
+pub mod tunables;

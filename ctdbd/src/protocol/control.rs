@@ -1,0 +1,967 @@
+//! Control numbers, message ids and the marshalled data types the controls carry
+//! (reference/ctdb-protocol-core.md §5, §6, §8). Each type has `encode` and a
+//! never-panicking `decode`; decode insists on the exact size the C daemon enforces.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::wire::{c_string, DecodeError, Reader, Writer};
+
+/// A control number. Kept open (not an enum) because peers and clients may send
+/// numbers we do not know, and those still need CTDB's error reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Opcode(pub u32);
+
+macro_rules! opcodes {
+    ($($name:ident = $num:literal,)*) => {
+        impl Opcode {
+            $(
+                #[doc = concat!("CTDB_CONTROL_", stringify!($name), ".")]
+                pub const $name: Opcode = Opcode($num);
+            )*
+
+            /// CTDB's name for the control, as the tool prints it in errors.
+            pub fn name(self) -> &'static str {
+                match self.0 {
+                    $($num => stringify!($name),)*
+                    _ => "UNKNOWN",
+                }
+            }
+        }
+    };
+}
+
+opcodes! {
+    PROCESS_EXISTS = 0,
+    STATISTICS = 1,
+    PING = 3,
+    GETDBPATH = 4,
+    GETVNNMAP = 5,
+    SETVNNMAP = 6,
+    GET_DEBUG = 7,
+    SET_DEBUG = 8,
+    GET_DBMAP = 9,
+    GET_RECMODE = 15,
+    SET_RECMODE = 16,
+    STATISTICS_RESET = 17,
+    DB_ATTACH = 18,
+    REGISTER_SRVID = 23,
+    DEREGISTER_SRVID = 24,
+    GET_DBNAME = 25,
+    GET_PID = 30,
+    FREEZE = 33,
+    GET_PNN = 35,
+    SHUTDOWN = 36,
+    TCP_CLIENT = 44,
+    STARTUP = 47,
+    SET_TUNABLE = 48,
+    GET_TUNABLE = 49,
+    LIST_TUNABLES = 50,
+    MODIFY_FLAGS = 52,
+    GET_ALL_TUNABLES = 53,
+    UPTIME = 69,
+    RELOAD_NODES_FILE = 72,
+    ADD_PUBLIC_IP = 77,
+    DEL_PUBLIC_IP = 78,
+    GET_CAPABILITIES = 80,
+    START_PERSISTENT_UPDATE = 81,
+    CANCEL_PERSISTENT_UPDATE = 82,
+    RECD_PING = 87,
+    RELEASE_IP = 88,
+    TAKEOVER_IP = 89,
+    GET_PUBLIC_IPS = 90,
+    GET_NODEMAP = 91,
+    GET_RECLOCK_FILE = 99,
+    STOP_NODE = 101,
+    CONTINUE_NODE = 102,
+    SET_BAN_STATE = 109,
+    GET_BAN_STATE = 110,
+    DB_GET_HEALTH = 122,
+    GET_PUBLIC_IP_INFO = 123,
+    GET_IFACES = 124,
+    SET_IFACE_LINK_STATE = 125,
+    RELOAD_PUBLIC_IPS = 134,
+    IPREALLOCATED = 137,
+    GET_RUNSTATE = 138,
+    GET_NODES_FILE = 140,
+    CHECK_PID_SRVID = 151,
+    DISABLE_NODE = 157,
+    ENABLE_NODE = 158,
+}
+
+impl Opcode {
+    /// Controls marked obsolete in 4.17's `protocol.h`; the daemon answers them with
+    /// status −1 and no text (§5.1).
+    pub fn is_obsolete(self) -> bool {
+        matches!(
+            self.0,
+            10 | 11 | 13 | 14 | 19 | 31 | 32 | 34 | 37 | 42 | 43 | 51 | 54 | 57..=60 | 62 | 65
+                | 66 | 75 | 76 | 79 | 83..=86 | 96 | 100 | 103 | 107 | 108 | 111 | 112 | 113
+                | 116 | 117 | 118 | 130 | 136
+        )
+    }
+}
+
+/// Message ids (§8.1).
+pub mod srvid {
+    /// A registration for this receives every message.
+    pub const ALL: u64 = 0xFFFF_FFFF_FFFF_FFFF;
+    /// Election messages between recovery daemons.
+    pub const ELECTION: u64 = 0xF100_0000_0000_0000;
+    /// The leader's periodic broadcast: u32 leader pnn.
+    pub const LEADER: u64 = 0xF101_0000_0000_0000;
+    /// Sent to clients after a recovery.
+    pub const RECONFIGURE: u64 = 0xF200_0000_0000_0000;
+    /// A public IP was released: NUL-terminated IP text.
+    pub const RELEASE_IP: u64 = 0xF300_0000_0000_0000;
+    /// A public IP was taken: NUL-terminated IP text.
+    pub const TAKE_IP: u64 = 0xF301_0000_0000_0000;
+    /// A node's health changed.
+    pub const PUSH_NODE_FLAGS: u64 = 0xF900_0000_0000_0000;
+    /// Reload the nodes file.
+    pub const RELOAD_NODES: u64 = 0xFA00_0000_0000_0000;
+    /// Ask the leader for a takeover run; reply i32 to (pnn, srvid).
+    pub const TAKEOVER_RUN: u64 = 0xFB00_0000_0000_0000;
+    /// Force a rebalance of the given node at the next takeover run.
+    pub const REBALANCE_NODE: u64 = 0xFB01_0000_0000_0000;
+    /// Disable takeover runs for a while; every node replies its pnn.
+    pub const DISABLE_TAKEOVER_RUNS: u64 = 0xFB03_0000_0000_0000;
+    /// Disable recoveries for a while; every node replies its pnn.
+    pub const DISABLE_RECOVERIES: u64 = 0xFB04_0000_0000_0000;
+    /// Disable the IP check for a while (moveip).
+    pub const DISABLE_IP_CHECK: u64 = 0xFC00_0000_0000_0000;
+    /// The range of the `ctdb` tool's private reply ids.
+    pub const TOOL_RANGE: u64 = 0xCE00_0000_0000_0000;
+}
+
+/// Node flags (§6.2).
+pub mod node_flags {
+    /// No connection to the node.
+    pub const DISCONNECTED: u32 = 0x01;
+    /// Its monitor event failed.
+    pub const UNHEALTHY: u32 = 0x02;
+    /// Disabled by the administrator.
+    pub const PERMANENTLY_DISABLED: u32 = 0x04;
+    /// Banned.
+    pub const BANNED: u32 = 0x08;
+    /// Deleted from the nodes file (`#` line).
+    pub const DELETED: u32 = 0x10;
+    /// Stopped by the administrator.
+    pub const STOPPED: u32 = 0x20;
+    /// Tool-only: the node's state is not known yet. Never on the wire.
+    pub const UNKNOWN: u32 = 0x40;
+    /// UNHEALTHY | PERMANENTLY_DISABLED.
+    pub const DISABLED: u32 = UNHEALTHY | PERMANENTLY_DISABLED;
+    /// Any of these makes a node inactive.
+    pub const INACTIVE: u32 = DELETED | DISCONNECTED | BANNED | STOPPED;
+}
+
+/// Capability bits (§6.13).
+pub mod capabilities {
+    /// May become leader (recovery master).
+    pub const RECMASTER: u32 = 0x1;
+    /// May be a location master.
+    pub const LMASTER: u32 = 0x2;
+    /// Parallel recovery.
+    pub const PARALLEL_RECOVERY: u32 = 0x10000;
+    /// Fragmented controls.
+    pub const FRAGMENTED_CONTROLS: u32 = 0x20000;
+    /// What a 4.17 daemon reports by default (observed 0x00030003).
+    pub const DEFAULT: u32 = RECMASTER | LMASTER | PARALLEL_RECOVERY | FRAGMENTED_CONTROLS;
+}
+
+/// The vnn-map generation that means "none yet" (printed `Generation:INVALID`).
+pub const INVALID_GENERATION: u32 = 1;
+
+/// One node of a node map (36 bytes): pnn, flags, address (port 4379 in daemon maps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAndFlags {
+    /// Node number.
+    pub pnn: u32,
+    /// `node_flags` bits.
+    pub flags: u32,
+    /// Private address.
+    pub addr: SocketAddr,
+}
+
+/// `ctdb_node_map` (§6.1): u32 num, then num × 36-byte entries, in pnn order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeMap {
+    /// Every node, deleted ones included, indexed by pnn.
+    pub nodes: Vec<NodeAndFlags>,
+}
+
+impl NodeMap {
+    /// Wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(self.nodes.len() as u32);
+        for n in &self.nodes {
+            w.u32(n.pnn).u32(n.flags).sock_addr(&n.addr);
+        }
+        w.into_bytes()
+    }
+
+    /// Parses the wire form.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let num = r.count(36, "node_map.num")?;
+        let mut nodes = Vec::with_capacity(num);
+        for _ in 0..num {
+            nodes.push(NodeAndFlags {
+                pnn: r.u32("node_map.pnn")?,
+                flags: r.u32("node_map.flags")?,
+                addr: r.sock_addr("node_map.addr")?,
+            });
+        }
+        r.finish("node_map")?;
+        Ok(Self { nodes })
+    }
+}
+
+/// `ctdb_vnn_map` (§6.3): generation, size, lmaster pnns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VnnMap {
+    /// Cluster generation.
+    pub generation: u32,
+    /// Location master pnn of each hash bucket.
+    pub map: Vec<u32>,
+}
+
+impl VnnMap {
+    /// Wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(self.generation).u32(self.map.len() as u32);
+        for pnn in &self.map {
+            w.u32(*pnn);
+        }
+        w.into_bytes()
+    }
+
+    /// Parses the wire form.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let generation = r.u32("vnn_map.generation")?;
+        let size = r.count(4, "vnn_map.size")?;
+        let map = (0..size)
+            .map(|_| r.u32("vnn_map.map"))
+            .collect::<Result<_, _>>()?;
+        r.finish("vnn_map")?;
+        Ok(Self { generation, map })
+    }
+}
+
+/// `ctdb_public_ip` (32 bytes): hosting pnn (or unknown) and the address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicIp {
+    /// Hosting node, `UNKNOWN_PNN` if unassigned.
+    pub pnn: u32,
+    /// The address (port 0).
+    pub addr: IpAddr,
+}
+
+impl PublicIp {
+    fn write(&self, w: &mut Writer) {
+        w.u32(self.pnn).sock_addr(&SocketAddr::new(self.addr, 0));
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            pnn: r.u32("public_ip.pnn")?,
+            addr: r.sock_addr("public_ip.addr")?.ip(),
+        })
+    }
+
+    /// Wire form (TAKEOVER_IP / RELEASE_IP request).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        self.write(&mut w);
+        w.into_bytes()
+    }
+
+    /// Parses exactly 32 bytes.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let ip = Self::read(&mut r)?;
+        r.finish("public_ip")?;
+        Ok(ip)
+    }
+}
+
+/// `ctdb_public_ip_list` (§6.5).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PublicIpList {
+    /// The addresses with their hosting nodes.
+    pub ips: Vec<PublicIp>,
+}
+
+impl PublicIpList {
+    /// Wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(self.ips.len() as u32);
+        for ip in &self.ips {
+            ip.write(&mut w);
+        }
+        w.into_bytes()
+    }
+
+    /// Parses the wire form.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let num = r.count(32, "public_ip_list.num")?;
+        let ips = (0..num)
+            .map(|_| PublicIp::read(&mut r))
+            .collect::<Result<_, _>>()?;
+        r.finish("public_ip_list")?;
+        Ok(Self { ips })
+    }
+}
+
+/// Size of an interface name field: IFNAMSIZ + 2.
+pub const IFACE_NAME_SIZE: usize = 18;
+
+/// `ctdb_iface` (24 bytes, §6.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Iface {
+    /// Interface name (at most 15 bytes: the 17th byte must be NUL).
+    pub name: String,
+    /// Link up.
+    pub link_up: bool,
+    /// Number of public IPs currently on it.
+    pub references: u32,
+}
+
+impl Iface {
+    fn write(&self, w: &mut Writer) {
+        let mut name = [0u8; IFACE_NAME_SIZE];
+        let bytes = self.name.as_bytes();
+        let n = bytes.len().min(IFACE_NAME_SIZE - 1);
+        name[..n].copy_from_slice(&bytes[..n]);
+        w.bytes(&name).u16(u16::from(self.link_up)).u32(self.references);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let name = c_string(r.bytes(IFACE_NAME_SIZE, "iface.name")?);
+        let link_state = r.u16("iface.link_state")?;
+        let references = r.u32("iface.references")?;
+        Ok(Self {
+            name,
+            link_up: link_state != 0,
+            references,
+        })
+    }
+
+    /// Wire form (SET_IFACE_LINK_STATE request).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        self.write(&mut w);
+        w.into_bytes()
+    }
+
+    /// Parses exactly 24 bytes, with CTDB's SET_IFACE_LINK_STATE checks: the name is
+    /// NUL-terminated within IFNAMSIZ and the link state is 0 or 1.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let raw = r.clone().bytes(IFACE_NAME_SIZE, "iface.name")?;
+        if raw[16] != 0 {
+            return Err(DecodeError::Invalid {
+                field: "iface.name",
+                value: u64::from(raw[16]),
+            });
+        }
+        let mut check = r.clone();
+        check.skip(IFACE_NAME_SIZE, "iface.name")?;
+        let link_state = check.u16("iface.link_state")?;
+        if link_state > 1 {
+            return Err(DecodeError::Invalid {
+                field: "iface.link_state",
+                value: u64::from(link_state),
+            });
+        }
+        let iface = Self::read(&mut r)?;
+        r.finish("iface")?;
+        Ok(iface)
+    }
+}
+
+/// `ctdb_iface_list` (§6.6).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IfaceList {
+    /// Interfaces, in the order the daemon keeps them.
+    pub ifaces: Vec<Iface>,
+}
+
+impl IfaceList {
+    /// Wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(self.ifaces.len() as u32);
+        for i in &self.ifaces {
+            i.write(&mut w);
+        }
+        w.into_bytes()
+    }
+
+    /// Parses the wire form.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let num = r.count(24, "iface_list.num")?;
+        let ifaces = (0..num)
+            .map(|_| Iface::read(&mut r))
+            .collect::<Result<_, _>>()?;
+        r.finish("iface_list")?;
+        Ok(Self { ifaces })
+    }
+}
+
+/// `ctdb_public_ip_info` (§6.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicIpInfo {
+    /// The address and its hosting node.
+    pub ip: PublicIp,
+    /// Index into `ifaces` of the interface the address is on, if any.
+    pub active_idx: Option<u32>,
+    /// The configured interfaces, in `public_addresses` order.
+    pub ifaces: Vec<Iface>,
+}
+
+impl PublicIpInfo {
+    /// Wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        self.ip.write(&mut w);
+        w.u32(self.active_idx.unwrap_or(u32::MAX))
+            .u32(self.ifaces.len() as u32);
+        for i in &self.ifaces {
+            i.write(&mut w);
+        }
+        w.into_bytes()
+    }
+
+    /// Parses the wire form.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let ip = PublicIp::read(&mut r)?;
+        let active = r.u32("public_ip_info.active_idx")?;
+        let num = r.count(24, "public_ip_info.num")?;
+        let ifaces = (0..num)
+            .map(|_| Iface::read(&mut r))
+            .collect::<Result<_, _>>()?;
+        r.finish("public_ip_info")?;
+        Ok(Self {
+            ip,
+            active_idx: (active != u32::MAX).then_some(active),
+            ifaces,
+        })
+    }
+}
+
+/// `struct timeval`: seconds and microseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Timeval {
+    /// Seconds.
+    pub sec: i64,
+    /// Microseconds.
+    pub usec: i64,
+}
+
+impl Timeval {
+    fn write(&self, w: &mut Writer) {
+        w.i64(self.sec).i64(self.usec);
+    }
+
+    fn read(r: &mut Reader<'_>, field: &'static str) -> Result<Self, DecodeError> {
+        Ok(Self {
+            sec: r.i64(field)?,
+            usec: r.i64(field)?,
+        })
+    }
+
+    /// As fractional seconds.
+    pub fn as_secs_f64(&self) -> f64 {
+        self.sec as f64 + self.usec as f64 / 1e6
+    }
+}
+
+/// `ctdb_uptime` (64 bytes, §6.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uptime {
+    /// The node's clock now.
+    pub current_time: Timeval,
+    /// When the daemon started.
+    pub ctdbd_start_time: Timeval,
+    /// When the last recovery started.
+    pub last_recovery_started: Timeval,
+    /// When the last recovery finished.
+    pub last_recovery_finished: Timeval,
+}
+
+impl Uptime {
+    /// Wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        self.current_time.write(&mut w);
+        self.ctdbd_start_time.write(&mut w);
+        self.last_recovery_started.write(&mut w);
+        self.last_recovery_finished.write(&mut w);
+        w.into_bytes()
+    }
+
+    /// Parses exactly 64 bytes.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let u = Self {
+            current_time: Timeval::read(&mut r, "uptime.current_time")?,
+            ctdbd_start_time: Timeval::read(&mut r, "uptime.ctdbd_start_time")?,
+            last_recovery_started: Timeval::read(&mut r, "uptime.last_recovery_started")?,
+            last_recovery_finished: Timeval::read(&mut r, "uptime.last_recovery_finished")?,
+        };
+        r.finish("uptime")?;
+        Ok(u)
+    }
+}
+
+/// SET_TUNABLE request: u32 value, stringn name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunable {
+    /// Tunable name as typed.
+    pub name: String,
+    /// New value.
+    pub value: u32,
+}
+
+impl Tunable {
+    /// Wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(self.value).stringn(Some(&self.name));
+        w.into_bytes()
+    }
+
+    /// Parses the wire form.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let value = r.u32("tunable.value")?;
+        let name = r.stringn("tunable.name")?.unwrap_or_default();
+        r.finish("tunable")?;
+        Ok(Self { name, value })
+    }
+}
+
+/// GET_TUNABLE request: a stringn name.
+pub fn encode_tunable_name(name: &str) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.stringn(Some(name));
+    w.into_bytes()
+}
+
+/// Parses a GET_TUNABLE request.
+pub fn decode_tunable_name(data: &[u8]) -> Result<String, DecodeError> {
+    let mut r = Reader::new(data);
+    let name = r.stringn("tunable.name")?.unwrap_or_default();
+    r.finish("tunable.name")?;
+    Ok(name)
+}
+
+/// LIST_TUNABLES reply (`ctdb_var_list`): u32 length, then `:`-separated names with a
+/// leading `:` and a terminating NUL, as the C daemon builds it.
+pub fn encode_var_list<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
+    let mut text = String::new();
+    for n in names {
+        text.push(':');
+        text.push_str(n);
+    }
+    let mut w = Writer::new();
+    w.u32(text.len() as u32 + 1).bytes(text.as_bytes()).u8(0);
+    w.into_bytes()
+}
+
+/// Parses a LIST_TUNABLES reply into names, skipping empty tokens as the tool does.
+pub fn decode_var_list(data: &[u8]) -> Result<Vec<String>, DecodeError> {
+    let mut r = Reader::new(data);
+    let len = r.u32("var_list.length")? as usize;
+    let text = c_string(r.bytes(len, "var_list.data")?);
+    r.finish("var_list")?;
+    Ok(text
+        .split(':')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Little fixed-size records that controls and messages carry.
+macro_rules! u32_pair {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $a:ident, $b:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name {
+            #[allow(missing_docs)]
+            pub $a: u32,
+            #[allow(missing_docs)]
+            pub $b: u32,
+        }
+
+        impl $name {
+            /// Wire form (8 bytes).
+            pub fn encode(&self) -> Vec<u8> {
+                let mut w = Writer::new();
+                w.u32(self.$a).u32(self.$b);
+                w.into_bytes()
+            }
+
+            /// Parses exactly 8 bytes.
+            pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+                let mut r = Reader::new(data);
+                let v = Self {
+                    $a: r.u32(concat!($what, ".", stringify!($a)))?,
+                    $b: r.u32(concat!($what, ".", stringify!($b)))?,
+                };
+                r.finish($what)?;
+                Ok(v)
+            }
+        }
+    };
+}
+
+u32_pair!(
+    /// `ctdb_ban_state` (§6.9): pnn, ban time in seconds (0 = unban).
+    BanState, "ban_state", pnn, time
+);
+
+/// `ctdb_node_flag_change` (12 bytes): pnn, new flags, old flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeFlagChange {
+    /// The node.
+    pub pnn: u32,
+    /// Flags after the change.
+    pub new_flags: u32,
+    /// Flags before the change.
+    pub old_flags: u32,
+}
+
+impl NodeFlagChange {
+    /// Wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(self.pnn).u32(self.new_flags).u32(self.old_flags);
+        w.into_bytes()
+    }
+
+    /// Parses exactly 12 bytes.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let v = Self {
+            pnn: r.u32("node_flag_change.pnn")?,
+            new_flags: r.u32("node_flag_change.new_flags")?,
+            old_flags: r.u32("node_flag_change.old_flags")?,
+        };
+        r.finish("node_flag_change")?;
+        Ok(v)
+    }
+}
+
+/// `ctdb_pid_srvid` (12 bytes, no padding): i32 pid, u64 srvid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PidSrvid {
+    /// Process id.
+    pub pid: i32,
+    /// Message id it should have registered.
+    pub srvid: u64,
+}
+
+impl PidSrvid {
+    /// Wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.i32(self.pid).u64(self.srvid);
+        w.into_bytes()
+    }
+
+    /// Parses exactly 12 bytes.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let v = Self {
+            pid: r.i32("pid_srvid.pid")?,
+            srvid: r.u64("pid_srvid.srvid")?,
+        };
+        r.finish("pid_srvid")?;
+        Ok(v)
+    }
+}
+
+/// `ctdb_srvid_message` (16 bytes): where to send the answer to a message request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SrvidMessage {
+    /// Node to answer to.
+    pub pnn: u32,
+    /// Message id to answer on (0: no answer wanted).
+    pub srvid: u64,
+}
+
+impl SrvidMessage {
+    /// Wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(self.pnn).pad(4).u64(self.srvid);
+        w.into_bytes()
+    }
+
+    /// Parses exactly 16 bytes.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let pnn = r.u32("srvid_message.pnn")?;
+        r.skip(4, "srvid_message.pad")?;
+        let srvid = r.u64("srvid_message.srvid")?;
+        r.finish("srvid_message")?;
+        Ok(Self { pnn, srvid })
+    }
+}
+
+/// `ctdb_disable_message` (24 bytes): answer address and a timeout (0 = re-enable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisableMessage {
+    /// Node to answer to.
+    pub pnn: u32,
+    /// Message id to answer on.
+    pub srvid: u64,
+    /// Seconds to stay disabled; 0 re-enables.
+    pub timeout: u32,
+}
+
+impl DisableMessage {
+    /// Wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(self.pnn).pad(4).u64(self.srvid).u32(self.timeout).pad(4);
+        w.into_bytes()
+    }
+
+    /// Parses exactly 24 bytes.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let pnn = r.u32("disable_message.pnn")?;
+        r.skip(4, "disable_message.pad")?;
+        let srvid = r.u64("disable_message.srvid")?;
+        let timeout = r.u32("disable_message.timeout")?;
+        r.skip(4, "disable_message.pad")?;
+        r.finish("disable_message")?;
+        Ok(Self {
+            pnn,
+            srvid,
+            timeout,
+        })
+    }
+}
+
+/// `ctdb_addr_info`: address, prefix length, interface (ADD/DEL_PUBLIC_IP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrInfo {
+    /// The address.
+    pub addr: IpAddr,
+    /// Prefix length in bits.
+    pub mask: u32,
+    /// Interface list text (`eth1` or `eth1,eth2`), if any.
+    pub iface: Option<String>,
+}
+
+impl AddrInfo {
+    /// Wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.sock_addr(&SocketAddr::new(self.addr, 0))
+            .u32(self.mask)
+            .stringn(self.iface.as_deref());
+        w.into_bytes()
+    }
+
+    /// Parses the wire form.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let addr = r.sock_addr("addr_info.addr")?.ip();
+        let mask = r.u32("addr_info.mask")?;
+        let iface = r.stringn("addr_info.iface")?;
+        r.finish("addr_info")?;
+        Ok(Self { addr, mask, iface })
+    }
+}
+
+/// A u32 payload (debug level, capabilities, runstate, leader pnn, ...).
+pub fn encode_u32(v: u32) -> Vec<u8> {
+    v.to_le_bytes().to_vec()
+}
+
+/// Parses exactly 4 bytes as a u32.
+pub fn decode_u32(data: &[u8], what: &'static str) -> Result<u32, DecodeError> {
+    let mut r = Reader::new(data);
+    let v = r.u32(what)?;
+    r.finish(what)?;
+    Ok(v)
+}
+
+/// Parses exactly 4 bytes as an i32.
+pub fn decode_i32(data: &[u8], what: &'static str) -> Result<i32, DecodeError> {
+    let mut r = Reader::new(data);
+    let v = r.i32(what)?;
+    r.finish(what)?;
+    Ok(v)
+}
+
+/// Daemon run states (§6.13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum Runstate {
+    /// Not known.
+    Unknown = 0,
+    /// Starting.
+    Init = 1,
+    /// `setup` event running.
+    Setup = 2,
+    /// Waiting for the first recovery.
+    FirstRecovery = 3,
+    /// `startup` event running.
+    Startup = 4,
+    /// Serving.
+    Running = 5,
+    /// Shutting down.
+    Shutdown = 6,
+}
+
+impl Runstate {
+    /// All states in numeric order.
+    pub const ALL: [Runstate; 7] = [
+        Self::Unknown,
+        Self::Init,
+        Self::Setup,
+        Self::FirstRecovery,
+        Self::Startup,
+        Self::Running,
+        Self::Shutdown,
+    ];
+
+    /// From the wire value; out-of-range values are `Unknown`.
+    pub fn from_u32(v: u32) -> Self {
+        Self::ALL.get(v as usize).copied().unwrap_or(Self::Unknown)
+    }
+
+    /// CTDB's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unknown => "UNKNOWN",
+            Self::Init => "INIT",
+            Self::Setup => "SETUP",
+            Self::FirstRecovery => "FIRST_RECOVERY",
+            Self::Startup => "STARTUP",
+            Self::Running => "RUNNING",
+            Self::Shutdown => "SHUTDOWN",
+        }
+    }
+
+    /// Parses a name case-insensitively.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn node_map_matches_observed_bytes() {
+        // reference §6.1: node 0 OK at 127.0.0.1, node 1 DISCONNECTED|UNHEALTHY.
+        let mut bytes = hex("02000000 00000000 00000000 0200111b 7f000001");
+        bytes.extend([0; 20]);
+        bytes.extend(hex("01000000 03000000 0200111b 7f000002"));
+        bytes.extend([0; 20]);
+        let map = NodeMap::decode(&bytes).unwrap();
+        assert_eq!(map.nodes[1].flags, 3);
+        assert_eq!(map.nodes[1].addr, "127.0.0.2:4379".parse().unwrap());
+        assert_eq!(map.encode(), bytes);
+    }
+
+    #[test]
+    fn wire_fixtures_from_the_stock_tool() {
+        // reference §5.2.2, "Parameters observed on the wire".
+        assert_eq!(
+            encode_tunable_name("enablebans"),
+            hex("0b000000 656e61626c6562616e73 00")
+        );
+        let set = Tunable {
+            name: "EnableBans".into(),
+            value: 0,
+        };
+        assert_eq!(set.encode(), hex("00000000 0b000000 456e61626c6542616e73 00"));
+        assert_eq!(Tunable::decode(&set.encode()).unwrap(), set);
+        let ps = PidSrvid {
+            pid: 1,
+            srvid: 0x1234,
+        };
+        assert_eq!(ps.encode(), hex("01000000 3412000000000000"));
+        assert_eq!(
+            BanState { pnn: 1, time: 60 }.encode(),
+            hex("01000000 3c000000")
+        );
+        let mut moveip = hex("01000000 02000000 0a00001f");
+        moveip.extend([0; 20]);
+        let ip = PublicIp::decode(&moveip).unwrap();
+        assert_eq!(ip.pnn, 1);
+        assert_eq!(ip.addr, "10.0.0.31".parse::<IpAddr>().unwrap());
+        let mut add = hex("02000000 0a000028");
+        add.extend([0; 20]);
+        add.extend(hex("18000000 05000000 6574683100"));
+        let info = AddrInfo::decode(&add).unwrap();
+        assert_eq!((info.mask, info.iface.as_deref()), (24, Some("eth1")));
+        assert_eq!(info.encode(), add);
+        let takeover = hex("00000000 00000000 0100a636 000001ce");
+        let m = SrvidMessage::decode(&takeover).unwrap();
+        assert_eq!((m.pnn, m.srvid), (0, 0xce01_0000_36a6_0001));
+        let disable = hex("00000000 00000000 0100513d 000001ce 14000000 00000000");
+        let d = DisableMessage::decode(&disable).unwrap();
+        assert_eq!(d.timeout, 20);
+        assert_eq!(d.encode(), disable);
+        let mut link = hex("65746831");
+        link.extend([0; 14]);
+        link.extend(hex("0000 00000000"));
+        let iface = Iface::decode(&link).unwrap();
+        assert_eq!((iface.name.as_str(), iface.link_up), ("eth1", false));
+        assert_eq!(iface.encode(), link);
+    }
+
+    #[test]
+    fn var_list_has_leading_colon_and_nul() {
+        let bytes = encode_var_list(["SeqnumInterval", "ControlTimeout"]);
+        assert_eq!(&bytes[4..], b":SeqnumInterval:ControlTimeout\0");
+        assert_eq!(
+            decode_var_list(&bytes).unwrap(),
+            vec!["SeqnumInterval", "ControlTimeout"]
+        );
+    }
+
+    #[test]
+    fn iface_link_state_must_be_0_or_1() {
+        let mut link = vec![b'e'; 4];
+        link.extend([0; 14]);
+        link.extend([2, 0, 0, 0, 0, 0]);
+        assert!(matches!(
+            Iface::decode(&link),
+            Err(DecodeError::Invalid { field: "iface.link_state", .. })
+        ));
+    }
+
+    #[test]
+    fn runstate_names_parse_case_insensitively() {
+        assert_eq!(Runstate::parse("running"), Some(Runstate::Running));
+        assert_eq!(Runstate::from_u32(99), Runstate::Unknown);
+    }
+}

@@ -1,0 +1,187 @@
+//! CTDB's tunables: names, defaults and whether 4.17 still lists them
+//! (reference/ctdb-protocol-core.md §6.10, `ctdb-tunables(7)`).
+//!
+//! Names match case-insensitively. Obsolete tunables are still accepted by get and
+//! set (set reports them as obsolete) but are not listed, as in CTDB.
+
+/// One tunable's definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunableDef {
+    /// Canonical name.
+    pub name: &'static str,
+    /// Default value.
+    pub default: u32,
+    /// Obsolete: accepted, stored, not listed.
+    pub obsolete: bool,
+}
+
+const fn def(name: &'static str, default: u32) -> TunableDef {
+    TunableDef {
+        name,
+        default,
+        obsolete: false,
+    }
+}
+
+const fn obsolete(name: &'static str, default: u32) -> TunableDef {
+    TunableDef {
+        name,
+        default,
+        obsolete: true,
+    }
+}
+
+/// Every tunable, in CTDB's definition order (= `listvars` order once obsolete ones are
+/// skipped), then ours.
+pub const DEFINITIONS: &[TunableDef] = &[
+    obsolete("MaxRedirectCount", 3),
+    def("SeqnumInterval", 1000),
+    def("ControlTimeout", 60),
+    def("TraverseTimeout", 20),
+    def("KeepaliveInterval", 5),
+    def("KeepaliveLimit", 5),
+    def("RecoverTimeout", 30),
+    def("RecoverInterval", 1),
+    def("ElectionTimeout", 3),
+    def("TakeoverTimeout", 9),
+    def("MonitorInterval", 15),
+    def("TickleUpdateInterval", 20),
+    def("EventScriptTimeout", 30),
+    def("MonitorTimeoutCount", 20),
+    obsolete("EventScriptUnhealthyOnTimeout", 0),
+    def("RecoveryGracePeriod", 120),
+    def("RecoveryBanPeriod", 300),
+    def("DatabaseHashSize", 100001),
+    def("DatabaseMaxDead", 5),
+    def("RerecoveryTimeout", 10),
+    def("EnableBans", 1),
+    obsolete("DeterministicIPs", 0),
+    obsolete("LCP2PublicIPs", 1),
+    obsolete("ReclockPingPeriod", 60),
+    def("NoIPFailback", 0),
+    obsolete("DisableIPFailover", 0),
+    def("VerboseMemoryNames", 0),
+    def("RecdPingTimeout", 60),
+    def("RecdFailCount", 10),
+    def("LogLatencyMs", 0),
+    def("RecLockLatencyMs", 1000),
+    def("RecoveryDropAllIPs", 120),
+    obsolete("VerifyRecoveryLock", 1),
+    def("VacuumInterval", 10),
+    def("VacuumMaxRunTime", 120),
+    def("RepackLimit", 10000),
+    obsolete("VacuumLimit", 5000),
+    def("VacuumFastPathCount", 60),
+    def("MaxQueueDropMsg", 1_000_000),
+    def("AllowUnhealthyDBRead", 0),
+    def("StatHistoryInterval", 1),
+    def("DeferredAttachTO", 120),
+    def("AllowClientDBAttach", 1),
+    obsolete("RecoverPDBBySeqNum", 1),
+    obsolete("DeferredRebalanceOnNodeAdd", 300),
+    def("FetchCollapse", 1),
+    def("HopcountMakeSticky", 50),
+    def("StickyDuration", 600),
+    def("StickyPindown", 200),
+    def("NoIPTakeover", 0),
+    def("DBRecordCountWarn", 100_000),
+    def("DBRecordSizeWarn", 10_000_000),
+    def("DBSizeWarn", 100_000_000),
+    def("PullDBPreallocation", 10_485_760),
+    obsolete("NoIPHostOnAllDisabled", 1),
+    obsolete("Samba3AvoidDeadlocks", 0),
+    obsolete("TDBMutexEnabled", 1),
+    def("LockProcessesPerDB", 200),
+    def("RecBufferSizeLimit", 1_000_000),
+    def("QueueBufferSize", 1024),
+    def("IPAllocAlgorithm", 2),
+    def("AllowMixedVersions", 0),
+];
+
+/// Result of setting a tunable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOutcome {
+    /// Stored.
+    Set,
+    /// Stored, but the tunable is obsolete (SET_TUNABLE status 1).
+    Obsolete,
+}
+
+/// No tunable has that name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no such tunable {0}")]
+pub struct UnknownTunable(pub String);
+
+/// Current values of every tunable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunables {
+    values: Vec<u32>,
+}
+
+impl Default for Tunables {
+    fn default() -> Self {
+        Self {
+            values: DEFINITIONS.iter().map(|d| d.default).collect(),
+        }
+    }
+}
+
+impl Tunables {
+    fn index(name: &str) -> Option<usize> {
+        DEFINITIONS
+            .iter()
+            .position(|d| d.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The definition of `name`, matched case-insensitively.
+    pub fn definition(name: &str) -> Option<&'static TunableDef> {
+        Self::index(name).map(|i| &DEFINITIONS[i])
+    }
+
+    /// Value of `name`.
+    pub fn get(&self, name: &str) -> Result<u32, UnknownTunable> {
+        Self::index(name)
+            .map(|i| self.values[i])
+            .ok_or_else(|| UnknownTunable(name.to_owned()))
+    }
+
+    /// Sets `name` to `value`.
+    pub fn set(&mut self, name: &str, value: u32) -> Result<SetOutcome, UnknownTunable> {
+        let i = Self::index(name).ok_or_else(|| UnknownTunable(name.to_owned()))?;
+        self.values[i] = value;
+        Ok(if DEFINITIONS[i].obsolete {
+            SetOutcome::Obsolete
+        } else {
+            SetOutcome::Set
+        })
+    }
+
+    /// Names of the tunables `listvars` shows, in CTDB's order.
+    pub fn listed_names() -> impl Iterator<Item = &'static str> {
+        DEFINITIONS.iter().filter(|d| !d.obsolete).map(|d| d.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sixty_two_tunables_and_forty_nine_listed() {
+        assert_eq!(DEFINITIONS.len(), 62);
+        assert_eq!(Tunables::listed_names().count(), 49);
+        assert_eq!(Tunables::listed_names().next(), Some("SeqnumInterval"));
+        assert_eq!(Tunables::listed_names().last(), Some("AllowMixedVersions"));
+    }
+
+    #[test]
+    fn names_match_case_insensitively_and_obsolete_is_reported() {
+        let mut t = Tunables::default();
+        assert_eq!(t.get("keepaliveinterval"), Ok(5));
+        assert_eq!(t.set("ENABLEBANS", 0), Ok(SetOutcome::Set));
+        assert_eq!(t.get("EnableBans"), Ok(0));
+        assert_eq!(t.set("DeterministicIPs", 1), Ok(SetOutcome::Obsolete));
+        assert_eq!(t.get("DeterministicIPs"), Ok(1));
+        assert!(t.get("NoSuchThing").is_err());
+    }
+}
