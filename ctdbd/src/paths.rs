@@ -1,1 +1,117 @@
-//! placeholder
+//! Where CTDB 4.17 keeps its files, with the environment overrides it honours
+//! (reference/ctdb-protocol-core.md §7).
+//!
+//! | what | default (Debian) | override |
+//! |---|---|---|
+//! | configuration | `/etc/ctdb` | `CTDB_BASE` |
+//! | run directory (socket, pid file) | `/run/ctdb` | `$CTDB_BASE/run` with `CTDB_TEST_MODE` |
+//! | state | `/var/lib/ctdb` | `$CTDB_BASE/var` with `CTDB_TEST_MODE` |
+//! | client socket | `<rundir>/ctdbd.socket` | `CTDB_SOCKET` |
+//!
+//! Pure: the environment is passed in, so tests and the tool share one rule.
+
+use std::path::PathBuf;
+
+/// The resolved locations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// Configuration directory.
+    pub etc_dir: PathBuf,
+    /// Run-time directory.
+    pub run_dir: PathBuf,
+    /// State directory.
+    pub var_dir: PathBuf,
+    /// Client socket.
+    pub socket: PathBuf,
+}
+
+impl Paths {
+    /// Resolves paths from an environment lookup (`std::env::var` in binaries).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Self {
+        let base = var("CTDB_BASE").filter(|s| !s.is_empty());
+        let test_mode = var("CTDB_TEST_MODE").is_some();
+        let etc_dir = PathBuf::from(base.as_deref().unwrap_or("/etc/ctdb"));
+        let (run_dir, var_dir) = if test_mode {
+            (etc_dir.join("run"), etc_dir.join("var"))
+        } else {
+            (PathBuf::from("/run/ctdb"), PathBuf::from("/var/lib/ctdb"))
+        };
+        let socket = var("CTDB_SOCKET")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| run_dir.join("ctdbd.socket"));
+        Self {
+            etc_dir,
+            run_dir,
+            var_dir,
+            socket,
+        }
+    }
+
+    /// The process environment's paths.
+    pub fn from_process_env() -> Self {
+        Self::from_env(|k| std::env::var(k).ok())
+    }
+
+    /// `nodes` file.
+    pub fn nodes(&self) -> PathBuf {
+        self.etc_dir.join("nodes")
+    }
+
+    /// `public_addresses` file.
+    pub fn public_addresses(&self) -> PathBuf {
+        self.etc_dir.join("public_addresses")
+    }
+
+    /// `ctdb.conf`.
+    pub fn conf(&self) -> PathBuf {
+        self.etc_dir.join("ctdb.conf")
+    }
+
+    /// `ctdb.tunables`.
+    pub fn tunables(&self) -> PathBuf {
+        self.etc_dir.join("ctdb.tunables")
+    }
+
+    /// `script.options`.
+    pub fn script_options(&self) -> PathBuf {
+        self.etc_dir.join("script.options")
+    }
+
+    /// Daemon pid file.
+    pub fn pid_file(&self) -> PathBuf {
+        self.run_dir.join("ctdbd.pid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn debian_defaults() {
+        let p = Paths::from_env(env(&[]));
+        assert_eq!(p.socket, PathBuf::from("/run/ctdb/ctdbd.socket"));
+        assert_eq!(p.nodes(), PathBuf::from("/etc/ctdb/nodes"));
+        assert_eq!(p.var_dir, PathBuf::from("/var/lib/ctdb"));
+    }
+
+    #[test]
+    fn overrides() {
+        let p = Paths::from_env(env(&[("CTDB_BASE", "/tmp/b"), ("CTDB_SOCKET", "/tmp/s")]));
+        assert_eq!(p.socket, PathBuf::from("/tmp/s"));
+        assert_eq!(p.conf(), PathBuf::from("/tmp/b/ctdb.conf"));
+        assert_eq!(p.run_dir, PathBuf::from("/run/ctdb"));
+        let t = Paths::from_env(env(&[("CTDB_BASE", "/tmp/b"), ("CTDB_TEST_MODE", "1")]));
+        assert_eq!(t.socket, PathBuf::from("/tmp/b/run/ctdbd.socket"));
+    }
+}

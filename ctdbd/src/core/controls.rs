@@ -1,0 +1,310 @@
+//! Answers to controls addressed to this node (reference §5.1, §6, §10).
+//!
+//! Each arm checks the exact request size the C daemon enforces, then answers. Results
+//! that CTDB carries in the status field (PING, GET_PID, GET_PNN, ...) are returned
+//! there. Unknown and obsolete opcodes get status −1 with no text, as 4.17 answers.
+
+use super::{ClientId, Node, Output};
+use crate::protocol::control::{
+    decode_tunable_name, encode_u32, encode_var_list, BanState, Iface, IfaceList, Opcode, PidSrvid,
+    PublicIp, PublicIpInfo, PublicIpList, Timeval, Tunable, Uptime, VnnMap,
+};
+use crate::protocol::packet::ReqControl;
+use crate::protocol::wire::Reader;
+use crate::tunables::{SetOutcome, Tunables};
+
+/// A failed control: `status` with optional text; data is always empty (§4.2).
+pub(super) fn error(status: i32, text: &str) -> crate::protocol::ReplyControl {
+    crate::protocol::ReplyControl {
+        status,
+        data: Vec::new(),
+        error: text.as_bytes().to_vec(),
+    }
+}
+
+fn status(value: i32) -> crate::protocol::ReplyControl {
+    crate::protocol::ReplyControl {
+        status: value,
+        data: Vec::new(),
+        error: Vec::new(),
+    }
+}
+
+/// Request sizes the C daemon insists on; anything else is answered −1 (§5.1).
+fn expected_len(opcode: Opcode) -> Option<usize> {
+    Some(match opcode {
+        Opcode::PROCESS_EXISTS | Opcode::SET_DEBUG => 4,
+        Opcode::CHECK_PID_SRVID | Opcode::MODIFY_FLAGS => 12,
+        Opcode::SET_BAN_STATE => 8,
+        Opcode::TAKEOVER_IP | Opcode::RELEASE_IP => 32,
+        Opcode::GET_PUBLIC_IP_INFO => 28,
+        Opcode::SET_IFACE_LINK_STATE => 24,
+        Opcode::STATISTICS
+        | Opcode::GET_DEBUG
+        | Opcode::GETVNNMAP
+        | Opcode::GET_DBMAP
+        | Opcode::GET_NODEMAP
+        | Opcode::PING
+        | Opcode::GET_RUNSTATE
+        | Opcode::GET_PUBLIC_IPS
+        | Opcode::GET_IFACES
+        | Opcode::STOP_NODE
+        | Opcode::CONTINUE_NODE
+        | Opcode::DISABLE_NODE
+        | Opcode::ENABLE_NODE
+        | Opcode::GET_BAN_STATE
+        | Opcode::GET_RECLOCK_FILE
+        | Opcode::IPREALLOCATED
+        | Opcode::STARTUP => 0,
+        _ => return None,
+    })
+}
+
+impl Node {
+    pub(super) fn control(
+        &mut self,
+        now: Timeval,
+        client: ClientId,
+        req: &ReqControl,
+        out: &mut Vec<Output>,
+    ) -> crate::protocol::ReplyControl {
+        let opcode = Opcode(req.opcode);
+        if let Some(len) = expected_len(opcode) {
+            if req.data.len() != len {
+                return error(-1, "control has the wrong request size");
+            }
+        }
+        match opcode {
+            Opcode::GET_PNN => status(self.pnn as i32),
+            Opcode::GET_PID => status(self.daemon_pid),
+            Opcode::PING => status(self.clients.len() as i32),
+            Opcode::GET_RECMODE => status(self.recovery_mode as i32),
+            Opcode::PROCESS_EXISTS => {
+                let pid = i32::from_le_bytes(req.data[..4].try_into().expect("length checked"));
+                let known = self.clients.values().any(|c| c.pid == pid);
+                status(if known { 0 } else { -1 })
+            }
+            Opcode::CHECK_PID_SRVID => match PidSrvid::decode(&req.data) {
+                Ok(ps) => {
+                    let registered = self
+                        .clients
+                        .values()
+                        .any(|c| c.pid == ps.pid && c.srvids.contains(&ps.srvid));
+                    status(if registered { 0 } else { -1 })
+                }
+                Err(_) => error(-1, ""),
+            },
+            Opcode::REGISTER_SRVID => {
+                if let Some(info) = self.clients.get_mut(&client) {
+                    info.srvids.insert(req.srvid);
+                }
+                if req.srvid == crate::protocol::control::srvid::LEADER {
+                    // Tell a new listener the leader at once instead of making it wait
+                    // for the next broadcast: `ctdb status` answers in milliseconds
+                    // where 4.17 takes up to a second.
+                    let mut msgs = Vec::new();
+                    self.broadcast_leader(&mut msgs);
+                    out.extend(msgs.into_iter().filter(
+                        |o| matches!(o, Output::SendToClient { client: c, .. } if *c == client),
+                    ));
+                }
+                status(0)
+            }
+            Opcode::DEREGISTER_SRVID => {
+                if let Some(info) = self.clients.get_mut(&client) {
+                    info.srvids.remove(&req.srvid);
+                }
+                status(0)
+            }
+            Opcode::GET_NODEMAP => Self::reply_ok(self.node_map().encode()),
+            Opcode::GETVNNMAP => {
+                // Every active node with the lmaster capability holds a slot; today
+                // that is this node alone.
+                let map =
+                    if self.capabilities & crate::protocol::control::capabilities::LMASTER != 0 {
+                        vec![self.pnn]
+                    } else {
+                        Vec::new()
+                    };
+                Self::reply_ok(
+                    VnnMap {
+                        generation: self.generation,
+                        map,
+                    }
+                    .encode(),
+                )
+            }
+            Opcode::GET_RUNSTATE => Self::reply_ok(encode_u32(self.runstate as u32)),
+            Opcode::GET_CAPABILITIES => Self::reply_ok(encode_u32(self.capabilities)),
+            Opcode::GET_DEBUG => Self::reply_ok(encode_u32(self.debug_level)),
+            Opcode::SET_DEBUG => {
+                let level = u32::from_le_bytes(req.data[..4].try_into().expect("length checked"));
+                self.debug_level = level;
+                out.push(Output::SetDebugLevel(level));
+                status(0)
+            }
+            Opcode::LIST_TUNABLES => Self::reply_ok(encode_var_list(Tunables::listed_names())),
+            Opcode::GET_TUNABLE => match decode_tunable_name(&req.data) {
+                Ok(name) => match self.tunables.get(&name) {
+                    Ok(v) => Self::reply_ok(encode_u32(v)),
+                    // 4.17 answers −EINVAL for an unknown name (§4.2).
+                    Err(_) => error(-22, ""),
+                },
+                Err(_) => error(-1, ""),
+            },
+            Opcode::SET_TUNABLE => match Tunable::decode(&req.data) {
+                Ok(t) => match self.tunables.set(&t.name, t.value) {
+                    Ok(SetOutcome::Set) => status(0),
+                    Ok(SetOutcome::Obsolete) => status(1),
+                    Err(_) => error(-1, ""),
+                },
+                Err(_) => error(-1, ""),
+            },
+            Opcode::UPTIME => Self::reply_ok(
+                Uptime {
+                    current_time: now,
+                    ctdbd_start_time: self.start_time,
+                    last_recovery_started: self.last_recovery_started,
+                    last_recovery_finished: self.last_recovery_finished,
+                }
+                .encode(),
+            ),
+            Opcode::STATISTICS => {
+                let mut s = self.stats.clone();
+                s.num_clients = self.clients.len() as u32;
+                s.recovering = self.recovery_mode;
+                s.statistics_current_time = now;
+                Self::reply_ok(s.encode())
+            }
+            Opcode::GET_DBMAP => Self::reply_ok(encode_u32(0)),
+            Opcode::GET_RECLOCK_FILE => Self::reply_ok(match &self.cluster_lock {
+                Some(lock) => {
+                    let mut b = lock.as_bytes().to_vec();
+                    b.push(0);
+                    b
+                }
+                None => Vec::new(),
+            }),
+            Opcode::GET_PUBLIC_IPS => {
+                // 4.17 lists the newest-loaded address first (§6.5).
+                let ips = self
+                    .public_ips
+                    .iter()
+                    .rev()
+                    .map(|ip| PublicIp {
+                        pnn: ip.pnn,
+                        addr: ip.addr,
+                    })
+                    .collect();
+                Self::reply_ok(PublicIpList { ips }.encode())
+            }
+            Opcode::GET_PUBLIC_IP_INFO => {
+                let addr = match Reader::new(&req.data).sock_addr("public_ip_info.addr") {
+                    Ok(a) => crate::protocol::wire::canonical_ip(a.ip()),
+                    Err(_) => return error(-1, ""),
+                };
+                match self.public_ips.iter().find(|ip| ip.addr == addr) {
+                    Some(ip) => Self::reply_ok(
+                        PublicIpInfo {
+                            ip: PublicIp {
+                                pnn: ip.pnn,
+                                addr: ip.addr,
+                            },
+                            active_idx: ip.active_iface.map(|i| i as u32),
+                            ifaces: ip
+                                .ifaces
+                                .iter()
+                                .map(|name| self.iface_record(name))
+                                .collect(),
+                        }
+                        .encode(),
+                    ),
+                    None => error(-1, ""),
+                }
+            }
+            Opcode::GET_IFACES => Self::reply_ok(
+                IfaceList {
+                    ifaces: self
+                        .ifaces
+                        .iter()
+                        .map(|i| self.iface_record(&i.name))
+                        .collect(),
+                }
+                .encode(),
+            ),
+            Opcode::SET_IFACE_LINK_STATE => match Iface::decode(&req.data) {
+                Ok(wanted) if wanted.references == 0 => {
+                    match self.ifaces.iter_mut().find(|i| i.name == wanted.name) {
+                        Some(iface) => {
+                            iface.link_up = wanted.link_up;
+                            status(0)
+                        }
+                        None => error(-1, "interface not found"),
+                    }
+                }
+                _ => error(-1, ""),
+            },
+            Opcode::GET_BAN_STATE => Self::reply_ok(
+                BanState {
+                    pnn: self.pnn,
+                    time: 0,
+                }
+                .encode(),
+            ),
+            Opcode::SHUTDOWN => {
+                out.push(Output::Shutdown);
+                status(0)
+            }
+            Opcode::STARTUP | Opcode::IPREALLOCATED => status(0),
+            // 4.17 still implements these two obsolete controls as per-client counters.
+            Opcode::START_PERSISTENT_UPDATE | Opcode::CANCEL_PERSISTENT_UPDATE => status(0),
+            op if op.is_obsolete() => status(-1),
+            Opcode::DISABLE_NODE
+            | Opcode::ENABLE_NODE
+            | Opcode::STOP_NODE
+            | Opcode::CONTINUE_NODE
+            | Opcode::SET_BAN_STATE
+            | Opcode::MODIFY_FLAGS
+            | Opcode::RELOAD_NODES_FILE
+            | Opcode::GET_NODES_FILE
+            | Opcode::ADD_PUBLIC_IP
+            | Opcode::DEL_PUBLIC_IP
+            | Opcode::RELOAD_PUBLIC_IPS
+            | Opcode::TAKEOVER_IP
+            | Opcode::RELEASE_IP
+            | Opcode::TCP_CLIENT
+            | Opcode::DB_ATTACH
+            | Opcode::DB_GET_HEALTH
+            | Opcode::GET_DBNAME
+            | Opcode::GETDBPATH => error(-1, "control not implemented yet by ctdb-rs"),
+            // Unknown numbers: −1 without text, as 4.17 (observed).
+            _ => status(-1),
+        }
+    }
+
+    /// The wire record of interface `name`: its link state and how many public
+    /// addresses this node has on it.
+    fn iface_record(&self, name: &str) -> Iface {
+        let link_up = self
+            .ifaces
+            .iter()
+            .find(|i| i.name == name)
+            .is_some_and(|i| i.link_up);
+        let references = self
+            .public_ips
+            .iter()
+            .filter(|ip| {
+                ip.pnn == self.pnn
+                    && ip
+                        .active_iface
+                        .and_then(|i| ip.ifaces.get(i))
+                        .is_some_and(|n| n == name)
+            })
+            .count() as u32;
+        Iface {
+            name: name.to_owned(),
+            link_up,
+            references,
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! Unit tests of the core: packets in, packets out, no sockets.
+
+use super::*;
+use crate::protocol::control::{
+    encode_tunable_name, Iface, IfaceList, Opcode, PublicIpInfo, Tunable,
+};
+use crate::protocol::packet::{ReqControl, CTRL_FLAG_NOREPLY};
+
+const NOW: Timeval = Timeval {
+    sec: 1_700_000_000,
+    usec: 0,
+};
+const TOOL: ClientId = ClientId(1);
+const OTHER: ClientId = ClientId(2);
+
+/// Node 0 of three (node 2 deleted), two public addresses on eth1/eth2.
+fn node() -> Node {
+    let mut node = Node::new(NodeConfig {
+        pnn: 0,
+        nodes: vec![
+            Some("192.168.20.41".parse().unwrap()),
+            Some("192.168.20.42".parse().unwrap()),
+            None,
+        ],
+        public_addresses: vec![
+            (
+                "10.0.0.31".parse().unwrap(),
+                24,
+                vec!["eth2".into(), "eth1".into()],
+            ),
+            ("10.0.0.32".parse().unwrap(), 24, vec!["eth2".into()]),
+        ],
+        tunables: Tunables::default(),
+        debug_level: 3,
+        leader_capability: true,
+        lmaster_capability: true,
+        cluster_lock: None,
+        daemon_pid: 4242,
+        generation: 0x35a7fe20,
+        start_time: NOW,
+    });
+    node.handle(
+        NOW,
+        Input::ClientConnected {
+            client: TOOL,
+            pid: 100,
+        },
+    );
+    node.handle(
+        NOW,
+        Input::ClientConnected {
+            client: OTHER,
+            pid: 200,
+        },
+    );
+    node
+}
+
+fn control_packet(dest: u32, opcode: Opcode, srvid: u64, flags: u32, data: Vec<u8>) -> Packet {
+    Packet {
+        header: Header {
+            generation: 0,
+            destnode: dest,
+            srcnode: UNKNOWN_PNN,
+            reqid: 77,
+        },
+        body: Body::ReqControl(ReqControl {
+            opcode: opcode.0,
+            srvid,
+            client_id: 0,
+            flags,
+            data,
+        }),
+    }
+}
+
+/// Sends a control from TOOL and returns the single reply plus any other outputs.
+fn call(node: &mut Node, opcode: Opcode, data: Vec<u8>) -> (ReplyControl, Vec<Output>) {
+    call_to(node, CURRENT_NODE, opcode, 0, data)
+}
+
+fn call_to(
+    node: &mut Node,
+    dest: u32,
+    opcode: Opcode,
+    srvid: u64,
+    data: Vec<u8>,
+) -> (ReplyControl, Vec<Output>) {
+    let out = node.handle(
+        NOW,
+        Input::ClientPacket {
+            client: TOOL,
+            packet: control_packet(dest, opcode, srvid, 0, data),
+        },
+    );
+    let mut reply = None;
+    let mut rest = Vec::new();
+    for o in out {
+        match o {
+            Output::SendToClient {
+                client: TOOL,
+                packet:
+                    Packet {
+                        header,
+                        body: Body::ReplyControl(r),
+                    },
+            } => {
+                assert_eq!(header.reqid, 77, "reply must echo the reqid");
+                assert!(reply.replace(r).is_none(), "two replies");
+            }
+            other => rest.push(other),
+        }
+    }
+    (reply.expect("no reply to the control"), rest)
+}
+
+#[test]
+fn get_pnn_and_get_pid_answer_in_the_status() {
+    let mut n = node();
+    assert_eq!(call(&mut n, Opcode::GET_PNN, vec![]).0.status, 0);
+    assert_eq!(call(&mut n, Opcode::GET_PID, vec![]).0.status, 4242);
+    assert_eq!(
+        call(&mut n, Opcode::PING, vec![]).0.status,
+        2,
+        "two clients"
+    );
+}
+
+#[test]
+fn node_map_lists_every_node_in_pnn_order_with_flags() {
+    let mut n = node();
+    let (reply, _) = call(&mut n, Opcode::GET_NODEMAP, vec![]);
+    let map = NodeMap::decode(&reply.data).unwrap();
+    let flags: Vec<u32> = map.nodes.iter().map(|n| n.flags).collect();
+    assert_eq!(flags, vec![0, 0x03, 0x11]);
+    assert_eq!(map.nodes[1].addr, "192.168.20.42:4379".parse().unwrap());
+}
+
+#[test]
+fn control_to_an_absent_node_fails_with_ctdbs_text() {
+    let mut n = node();
+    let (reply, _) = call_to(&mut n, 1, Opcode::PING, 0, vec![]);
+    assert_eq!(reply.status, -1);
+    assert_eq!(reply.error, b"ctdb_control to disconnected node");
+    assert!(reply.data.is_empty());
+}
+
+#[test]
+fn broadcast_control_wanting_a_reply_is_dropped_silently() {
+    let mut n = node();
+    let out = n.handle(
+        NOW,
+        Input::ClientPacket {
+            client: TOOL,
+            packet: control_packet(BROADCAST_ALL, Opcode::PING, 0, 0, vec![]),
+        },
+    );
+    assert!(out.is_empty(), "{out:?}");
+}
+
+#[test]
+fn unknown_obsolete_and_wrongly_sized_controls_get_minus_one() {
+    let mut n = node();
+    for (opcode, data) in [
+        (Opcode(200), vec![]),
+        (Opcode(10), vec![]),
+        (Opcode::PROCESS_EXISTS, vec![1, 0]),
+        (Opcode::GET_NODEMAP, vec![0; 4]),
+    ] {
+        let (reply, _) = call(&mut n, opcode, data);
+        assert_eq!(reply.status, -1, "opcode {}", opcode.0);
+        assert!(reply.data.is_empty());
+    }
+}
+
+#[test]
+fn registering_for_the_leader_delivers_it_at_once_and_every_tick() {
+    let mut n = node();
+    let (reply, out) = call(&mut n, Opcode::REGISTER_SRVID, vec![]);
+    assert_eq!(reply.status, 0);
+    assert!(out.is_empty(), "srvid 0 is not the leader srvid");
+    let (_, out) = call_to(
+        &mut n,
+        CURRENT_NODE,
+        Opcode::REGISTER_SRVID,
+        srvid::LEADER,
+        vec![],
+    );
+    let expected = Output::SendToClient {
+        client: TOOL,
+        packet: Packet {
+            header: Header {
+                generation: 0x35a7fe20,
+                destnode: 0,
+                srcnode: 0,
+                reqid: 0,
+            },
+            body: Body::ReqMessage(ReqMessage {
+                srvid: srvid::LEADER,
+                data: vec![0, 0, 0, 0],
+            }),
+        },
+    };
+    assert_eq!(out, vec![expected.clone()]);
+    assert_eq!(n.handle(NOW, Input::Tick), vec![expected]);
+}
+
+#[test]
+fn takeover_run_request_is_answered_with_the_leader_pnn() {
+    let mut n = node();
+    let reply_srvid = 0xce01_0000_36a6_0001;
+    call_to(
+        &mut n,
+        CURRENT_NODE,
+        Opcode::REGISTER_SRVID,
+        reply_srvid,
+        vec![],
+    );
+    let msg = Packet {
+        header: Header {
+            generation: 0,
+            destnode: BROADCAST_CONNECTED,
+            srcnode: 0,
+            reqid: 78,
+        },
+        body: Body::ReqMessage(ReqMessage {
+            srvid: srvid::TAKEOVER_RUN,
+            data: SrvidMessage {
+                pnn: 0,
+                srvid: reply_srvid,
+            }
+            .encode(),
+        }),
+    };
+    let out = n.handle(
+        NOW,
+        Input::ClientPacket {
+            client: OTHER,
+            packet: msg,
+        },
+    );
+    assert_eq!(out.len(), 1);
+    let Output::SendToClient { client, packet } = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(*client, TOOL);
+    assert_eq!(
+        packet.body,
+        Body::ReqMessage(ReqMessage {
+            srvid: reply_srvid,
+            data: 0i32.to_le_bytes().to_vec()
+        })
+    );
+}
+
+#[test]
+fn messages_reach_registered_clients_only_and_registrations_end_with_the_client() {
+    let mut n = node();
+    let id = 0xAE00_0000_0000_0001;
+    let out = n.handle(
+        NOW,
+        Input::ClientPacket {
+            client: OTHER,
+            packet: control_packet(CURRENT_NODE, Opcode::REGISTER_SRVID, id, 0, vec![]),
+        },
+    );
+    assert_eq!(out.len(), 1);
+    let send = |n: &mut Node| {
+        n.handle(
+            NOW,
+            Input::ClientPacket {
+                client: TOOL,
+                packet: Packet {
+                    header: Header {
+                        generation: 0,
+                        destnode: 0,
+                        srcnode: 0,
+                        reqid: 1,
+                    },
+                    body: Body::ReqMessage(ReqMessage {
+                        srvid: id,
+                        data: b"hi".to_vec(),
+                    }),
+                },
+            },
+        )
+    };
+    let out = send(&mut n);
+    assert!(
+        matches!(&out[..], [Output::SendToClient { client: OTHER, .. }]),
+        "{out:?}"
+    );
+    // CHECK_PID_SRVID sees the registration of pid 200.
+    let (reply, _) = call(&mut n, Opcode::CHECK_PID_SRVID, pid_srvid(200, id));
+    assert_eq!(reply.status, 0);
+    n.handle(NOW, Input::ClientGone { client: OTHER });
+    assert!(send(&mut n).is_empty());
+    let (reply, _) = call(&mut n, Opcode::CHECK_PID_SRVID, pid_srvid(200, id));
+    assert_eq!(reply.status, -1);
+}
+
+fn pid_srvid(pid: i32, id: u64) -> Vec<u8> {
+    crate::protocol::control::PidSrvid { pid, srvid: id }.encode()
+}
+
+#[test]
+fn tunables_get_set_obsolete_and_unknown() {
+    let mut n = node();
+    let (r, _) = call(
+        &mut n,
+        Opcode::GET_TUNABLE,
+        encode_tunable_name("enablebans"),
+    );
+    assert_eq!((r.status, r.data), (0, vec![1, 0, 0, 0]));
+    let (r, _) = call(
+        &mut n,
+        Opcode::GET_TUNABLE,
+        encode_tunable_name("NoSuchVar"),
+    );
+    assert_eq!(r.status, -22);
+    let set = |name: &str| {
+        Tunable {
+            name: name.into(),
+            value: 2,
+        }
+        .encode()
+    };
+    assert_eq!(
+        call(&mut n, Opcode::SET_TUNABLE, set("RecoverInterval"))
+            .0
+            .status,
+        0
+    );
+    assert_eq!(
+        call(&mut n, Opcode::SET_TUNABLE, set("DeterministicIPs"))
+            .0
+            .status,
+        1
+    );
+    assert_eq!(call(&mut n, Opcode::SET_TUNABLE, set("Bogus")).0.status, -1);
+    let (r, _) = call(
+        &mut n,
+        Opcode::GET_TUNABLE,
+        encode_tunable_name("RecoverInterval"),
+    );
+    assert_eq!(r.data, vec![2, 0, 0, 0]);
+}
+
+#[test]
+fn process_exists_knows_connected_clients() {
+    let mut n = node();
+    assert_eq!(
+        call(
+            &mut n,
+            Opcode::PROCESS_EXISTS,
+            100i32.to_le_bytes().to_vec()
+        )
+        .0
+        .status,
+        0
+    );
+    assert_eq!(
+        call(
+            &mut n,
+            Opcode::PROCESS_EXISTS,
+            999i32.to_le_bytes().to_vec()
+        )
+        .0
+        .status,
+        -1
+    );
+}
+
+#[test]
+fn interfaces_are_listed_newest_first_and_link_state_can_be_set() {
+    let mut n = node();
+    let (r, _) = call(&mut n, Opcode::GET_IFACES, vec![]);
+    let names: Vec<String> = IfaceList::decode(&r.data)
+        .unwrap()
+        .ifaces
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names, vec!["eth1", "eth2"]);
+    let down = Iface {
+        name: "eth1".into(),
+        link_up: false,
+        references: 0,
+    }
+    .encode();
+    assert_eq!(call(&mut n, Opcode::SET_IFACE_LINK_STATE, down).0.status, 0);
+    let unknown = Iface {
+        name: "eth9".into(),
+        link_up: false,
+        references: 0,
+    }
+    .encode();
+    assert_eq!(
+        call(&mut n, Opcode::SET_IFACE_LINK_STATE, unknown).0.status,
+        -1
+    );
+    let (r, _) = call(&mut n, Opcode::GET_IFACES, vec![]);
+    assert!(!IfaceList::decode(&r.data).unwrap().ifaces[0].link_up);
+}
+
+#[test]
+fn public_ip_info_lists_configured_interfaces_in_file_order() {
+    let mut n = node();
+    let mut w = crate::protocol::wire::Writer::new();
+    w.sock_addr(&"10.0.0.31:0".parse().unwrap());
+    let (r, _) = call(&mut n, Opcode::GET_PUBLIC_IP_INFO, w.into_bytes());
+    let info = PublicIpInfo::decode(&r.data).unwrap();
+    assert_eq!(info.ip.pnn, UNKNOWN_PNN);
+    assert_eq!(info.active_idx, None);
+    let names: Vec<&str> = info.ifaces.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, vec!["eth2", "eth1"]);
+}
+
+#[test]
+fn shutdown_with_noreply_sends_nothing_and_asks_to_stop() {
+    let mut n = node();
+    let out = n.handle(
+        NOW,
+        Input::ClientPacket {
+            client: TOOL,
+            packet: control_packet(CURRENT_NODE, Opcode::SHUTDOWN, 0, CTRL_FLAG_NOREPLY, vec![]),
+        },
+    );
+    assert_eq!(out, vec![Output::Shutdown]);
+}
