@@ -1,0 +1,559 @@
+//! The commands of the `ctdb` tool: what each asks the daemon (reference §5.2.2) and
+//! the typed result it returns. Rendering lives beside each result (the [`Report`]
+//! trait): plain text byte-identical to 4.17, the machine-readable `-X`/`-Y` form
+//! (§9.1) and `--json`. This module holds what they share: the command table,
+//! the per-run [`Ctx`], errors, and [`run`], which does 4.17's prologue (§5.2.1) and
+//! runs a command once per selected node.
+
+pub mod dbmap;
+pub mod ip;
+pub mod listnodes;
+pub mod node;
+pub mod statistics;
+pub mod status;
+pub mod tunables;
+
+use std::time::Duration;
+
+use ctdbd::protocol::control::{node_flags, NodeMap};
+
+use crate::cli::{command_usage, Cli, NodeSpec};
+use crate::client::{socket_path, Client, ClientError};
+
+/// Every command we implement: name, argument synopsis (as 4.17 spells it, since
+/// scripts pass those arguments) and a summary in our own words.
+pub const COMMANDS: &[(&str, &str, &str)] = &[
+    ("version", "", "print the version of this tool"),
+    (
+        "status",
+        "",
+        "print the node map, generation, recovery mode and leader",
+    ),
+    (
+        "uptime",
+        "",
+        "print when the daemon started and last recovered",
+    ),
+    ("ping", "", "measure the round trip to a daemon"),
+    (
+        "runstate",
+        "[setup|first_recovery|startup|running]",
+        "print the daemon's run state, or check it is one of those given",
+    ),
+    ("getvar", "<name>", "print one tunable"),
+    ("setvar", "<name> <value>", "change one tunable"),
+    ("listvars", "", "print every tunable with its value"),
+    ("statistics", "", "print the daemon's counters"),
+    (
+        "ip",
+        "[all]",
+        "print the public addresses and their hosting nodes",
+    ),
+    (
+        "ipinfo",
+        "<ip>",
+        "print one public address and its interfaces",
+    ),
+    (
+        "ifaces",
+        "",
+        "print the public interfaces and their link state",
+    ),
+    (
+        "process-exists",
+        "<pid> [<srvid>]",
+        "tell whether a client process (with that srvid) is known",
+    ),
+    ("getdbmap", "", "print the attached databases"),
+    ("getcapabilities", "", "print what roles the node may take"),
+    ("pnn", "", "print the number of the local node"),
+    (
+        "setdebug",
+        "ERROR|WARNING|NOTICE|INFO|DEBUG",
+        "change the daemon's log level",
+    ),
+    ("getdebug", "", "print the daemon's log level"),
+    ("getpid", "", "print the daemon's process id"),
+    ("shutdown", "", "stop the daemon"),
+    ("listnodes", "", "print the addresses of the nodes file"),
+    ("leader", "", "print the number of the leading node"),
+    (
+        "nodestatus",
+        "[all|<pnn-list>]",
+        "print node states; the exit code is their flags",
+    ),
+];
+
+/// How the user asked for output (`-X`/`-Y`/`-x`, `-v`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Style {
+    /// The separator of machine-readable output, when `-X` or `-Y` is given.
+    pub machine: Option<String>,
+    /// `-v`.
+    pub verbose: bool,
+}
+
+impl Style {
+    /// One machine-readable line: `|a|b|` with the separator around every field.
+    pub fn row<I, S>(sep: &str, fields: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut line = String::from(sep);
+        for f in fields {
+            line.push_str(f.as_ref());
+            line.push_str(sep);
+        }
+        line.push('\n');
+        line
+    }
+}
+
+/// A command's result: what it prints, and its exit status.
+pub trait Report {
+    /// The text for stdout, plain or machine-readable per `style`.
+    fn text(&self, style: &Style) -> String;
+    /// The `--json` form, pretty-printed, fields in declaration order.
+    fn json(&self) -> String;
+    /// One element of the `-n all --json` array: `{pnn, result, exit_code}`.
+    fn json_item(&self, pnn: u32) -> String;
+    /// Text for stderr printed before stdout (warnings that do not fail the command).
+    fn stderr(&self) -> String {
+        String::new()
+    }
+    /// The process exit status.
+    fn exit_code(&self) -> i32 {
+        0
+    }
+}
+
+/// Implements [`Report::json`] through serde for a result type.
+macro_rules! json_via_serde {
+    () => {
+        fn json(&self) -> String {
+            $crate::commands::json_text(self)
+        }
+        fn json_item(&self, pnn: u32) -> String {
+            $crate::commands::json_text(&$crate::commands::JsonItem {
+                pnn,
+                result: Some(self),
+                error: None,
+                exit_code: $crate::commands::Report::exit_code(self),
+            })
+        }
+    };
+}
+pub(crate) use json_via_serde;
+
+/// One node's entry in the multi-node `--json` array.
+#[derive(Debug, serde::Serialize)]
+pub struct JsonItem<'a, T: serde::Serialize> {
+    /// The node.
+    pub pnn: u32,
+    /// Its result, when the command succeeded there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<&'a T>,
+    /// What went to stderr, when it failed there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The exit status for that node.
+    pub exit_code: i32,
+}
+
+/// Pretty JSON text of `value`, newline-terminated.
+pub fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_owned());
+    text.push('\n');
+    text
+}
+
+/// Joins pretty JSON documents into a pretty JSON array.
+fn json_array(items: &[String]) -> String {
+    if items.is_empty() {
+        return "[]\n".to_owned();
+    }
+    let indented: Vec<String> = items
+        .iter()
+        .map(|item| {
+            item.trim_end()
+                .lines()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    format!("[\n{}\n]\n", indented.join(",\n"))
+}
+
+/// Why a command failed. Each variant knows what 4.17 prints and its exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Talking to the daemon failed, or a control returned an error status.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Wrong arguments: the command's usage goes to stdout, exit 1.
+    #[error("usage of {0}")]
+    Usage(&'static str),
+    /// A failure with fixed texts (either may be empty) and exit status.
+    #[error("{stderr}")]
+    Failed {
+        /// Text for stdout.
+        stdout: String,
+        /// Text for stderr.
+        stderr: String,
+        /// Exit status.
+        code: i32,
+    },
+}
+
+impl CommandError {
+    /// A message on stderr (a newline is added) with exit status 1.
+    pub fn stderr(text: impl Into<String>) -> Self {
+        Self::Failed {
+            stdout: String::new(),
+            stderr: text.into() + "\n",
+            code: 1,
+        }
+    }
+
+    /// A message on stdout (a newline is added) with exit status 1.
+    pub fn stdout(text: impl Into<String>) -> Self {
+        Self::Failed {
+            stdout: text.into() + "\n",
+            stderr: String::new(),
+            code: 1,
+        }
+    }
+
+    /// Nothing printed, just an exit status (4.17's silent EINVAL cases).
+    pub fn silent(code: i32) -> Self {
+        Self::Failed {
+            stdout: String::new(),
+            stderr: String::new(),
+            code,
+        }
+    }
+
+    /// What to print on (stdout, stderr), and the exit status.
+    pub fn output(&self) -> (String, String, i32) {
+        match self {
+            Self::Client(ClientError::Closed) => (String::new(), String::new(), 1),
+            Self::Client(e) => (String::new(), format!("{e}\n"), e.exit_code()),
+            Self::Usage(name) => (command_usage(name), String::new(), 1),
+            Self::Failed {
+                stdout,
+                stderr,
+                code,
+            } => (stdout.clone(), stderr.clone(), *code),
+        }
+    }
+}
+
+/// Per-node command state: the connection, the node the command is about (`cmd`,
+/// §5.2.1) and the node map, fetched at most once per run.
+pub struct Ctx<'a> {
+    /// The connection to the local daemon.
+    pub client: &'a mut Client,
+    /// The node the command targets.
+    pub cmd: u32,
+    /// Output style.
+    pub style: Style,
+    nodemap: &'a mut Option<NodeMap>,
+}
+
+impl Ctx<'_> {
+    /// The daemon's own PNN.
+    pub fn own(&self) -> u32 {
+        self.client.pnn()
+    }
+
+    /// The node map (GET_NODEMAP from the local daemon, cached). If the local node is
+    /// banned its map may be stale, so, as 4.17 does, ask the next node that is
+    /// neither deleted nor disconnected, until one is not banned.
+    pub fn nodemap(&mut self) -> Result<NodeMap, ClientError> {
+        if let Some(map) = self.nodemap.as_ref() {
+            return Ok(map.clone());
+        }
+        let mut map = self.client.nodemap()?;
+        let mut pnn = self.client.pnn();
+        let num = map.nodes.len() as u32;
+        for _ in 0..num {
+            let banned = map
+                .nodes
+                .get(pnn as usize)
+                .is_some_and(|n| n.flags & node_flags::BANNED != 0);
+            if !banned {
+                break;
+            }
+            let mut next = (pnn + 1) % num;
+            while map
+                .nodes
+                .get(next as usize)
+                .is_some_and(|n| n.flags & (node_flags::DELETED | node_flags::DISCONNECTED) != 0)
+                && next != pnn
+            {
+                next = (next + 1) % num;
+            }
+            if next == pnn {
+                eprintln!("Warning: All nodes are banned.");
+                break;
+            }
+            pnn = next;
+            map = self.client.nodemap_from(pnn)?;
+        }
+        *self.nodemap = Some(map.clone());
+        Ok(map)
+    }
+}
+
+/// A finished run: everything to print, in order, and the exit status.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Text for stdout.
+    pub stdout: String,
+    /// Text for stderr.
+    pub stderr: String,
+    /// Exit status.
+    pub code: i32,
+}
+
+impl Outcome {
+    fn error(err: CommandError) -> Self {
+        let (stdout, stderr, code) = err.output();
+        Self {
+            stdout,
+            stderr,
+            code,
+        }
+    }
+}
+
+/// Runs the command line: usage handling, daemon-less commands, then the prologue
+/// and the command once per selected node.
+pub fn run(cli: &Cli) -> Outcome {
+    let opts = &cli.global;
+    if opts.help {
+        return Outcome {
+            stdout: crate::cli::OPTION_HELP.to_owned(),
+            ..Outcome::default()
+        };
+    }
+    if opts.usage {
+        return Outcome {
+            stdout: crate::cli::BRIEF_USAGE.to_owned(),
+            ..Outcome::default()
+        };
+    }
+    let Some((name, args)) = cli.words.split_first() else {
+        return Outcome {
+            stdout: crate::cli::full_usage(),
+            code: 1,
+            ..Outcome::default()
+        };
+    };
+    let Some(&(name, _, _)) = COMMANDS.iter().find(|(n, _, _)| n == name) else {
+        return Outcome::error(CommandError::stderr(format!("Unknown command '{name}'")));
+    };
+    let style = Style {
+        machine: opts.machine_separator(),
+        verbose: opts.verbose,
+    };
+    let json = opts.json;
+
+    // Commands that never contact the daemon.
+    if matches!(name, "version" | "listnodes") {
+        if opts.node.is_some() {
+            return Outcome::error(CommandError::stderr(format!(
+                "Cannot specify node for command {name}"
+            )));
+        }
+        let result: Result<Box<dyn Report>, CommandError> = match name {
+            "version" => Ok(Box::new(node::Version)),
+            _ => listnodes::run(&listnodes::nodes_file_path()).map(|r| Box::new(r) as _),
+        };
+        return match result {
+            Ok(report) => render(report.as_ref(), &style, json),
+            Err(e) => Outcome::error(e),
+        };
+    }
+
+    let timeout = Duration::from_secs(u64::try_from(opts.timelimit.unwrap_or(10)).unwrap_or(0));
+    let path = socket_path();
+    let mut client = match Client::connect(&path, timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            let connect_failed = matches!(e, ClientError::Connect { .. });
+            let (_, mut stderr, code) = CommandError::from(e).output();
+            if connect_failed {
+                stderr.push_str(&listnodes::connect_diagnosis());
+            }
+            return Outcome {
+                stdout: String::new(),
+                stderr,
+                code,
+            };
+        }
+    };
+    let mut nodemap = None;
+    let targets = match select_nodes(&mut client, &mut nodemap, opts.node.as_ref(), name) {
+        Ok(t) => t,
+        Err(e) => return Outcome::error(e),
+    };
+    if let Err(e) = client.register_leader() {
+        return Outcome::error(e.into());
+    }
+
+    let multi = matches!(opts.node, Some(NodeSpec::All | NodeSpec::List(_)));
+    let mut outcome = Outcome::default();
+    let mut json_items = Vec::new();
+    for cmd in targets {
+        let mut ctx = Ctx {
+            client: &mut client,
+            cmd,
+            style: style.clone(),
+            nodemap: &mut nodemap,
+        };
+        let result = dispatch(&mut ctx, name, args);
+        let one = match &result {
+            Ok(report) => render(report.as_ref(), &style, json && !multi),
+            Err(_) => Outcome::default(),
+        };
+        let one = match result {
+            Ok(report) => {
+                if multi && json {
+                    json_items.push(report.json_item(cmd));
+                }
+                one
+            }
+            Err(e) => {
+                let failed = Outcome::error(e);
+                if multi && json {
+                    json_items.push(json_text(&JsonItem::<()> {
+                        pnn: cmd,
+                        result: None,
+                        error: Some(
+                            if failed.stderr.is_empty() {
+                                failed.stdout.trim_end()
+                            } else {
+                                failed.stderr.trim_end()
+                            }
+                            .to_owned(),
+                        ),
+                        exit_code: failed.code,
+                    }));
+                }
+                failed
+            }
+        };
+        if !(multi && json) {
+            outcome.stdout.push_str(&one.stdout);
+        }
+        outcome.stderr.push_str(&one.stderr);
+        if outcome.code == 0 {
+            outcome.code = one.code;
+        }
+        if matches!(one.code, c if c != 0) && !multi {
+            break;
+        }
+    }
+    if multi && json {
+        outcome.stdout = json_array(&json_items);
+    }
+    outcome
+}
+
+/// Prologue steps 3–4 (§5.2.1) plus our multi-node extension: the list of `cmd`
+/// nodes to run the command on.
+fn select_nodes(
+    client: &mut Client,
+    cache: &mut Option<NodeMap>,
+    spec: Option<&NodeSpec>,
+    name: &str,
+) -> Result<Vec<u32>, CommandError> {
+    let own = client.pnn();
+    let Some(spec) = spec else {
+        return Ok(vec![own]);
+    };
+    let map = client.nodemap()?;
+    let unusable = node_flags::DISCONNECTED | node_flags::DELETED;
+    let targets: Vec<u32> = match spec {
+        NodeSpec::All => map
+            .nodes
+            .iter()
+            .filter(|n| n.flags & unusable == 0)
+            .map(|n| n.pnn)
+            .collect(),
+        NodeSpec::Single(pnn) => vec![*pnn],
+        NodeSpec::List(list) => list.clone(),
+    };
+    for &pnn in &targets {
+        let Some(node) = map.nodes.get(pnn as usize) else {
+            return Err(CommandError::stderr(format!("Node {pnn} does not exist")));
+        };
+        if node.flags & unusable != 0 {
+            return Err(CommandError::stderr(format!(
+                "Node {pnn} has status {}",
+                status::flags_text(node.flags)
+            )));
+        }
+    }
+    *cache = Some(map);
+    // Commands that only make sense on the local node (4.17's non-"remote" ones).
+    if name == "pnn" && targets.iter().any(|&p| p != own) {
+        return Err(CommandError::stderr(format!(
+            "Node cannot be specified for command {name}"
+        )));
+    }
+    Ok(targets)
+}
+
+fn dispatch(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    args: &[String],
+) -> Result<Box<dyn Report>, CommandError> {
+    fn boxed<R: Report + 'static>(
+        r: Result<R, CommandError>,
+    ) -> Result<Box<dyn Report>, CommandError> {
+        r.map(|r| Box::new(r) as Box<dyn Report>)
+    }
+    match name {
+        "status" => boxed(status::status(ctx, args)),
+        "nodestatus" => boxed(status::nodestatus(ctx, args)),
+        "pnn" => boxed(node::pnn(ctx, args)),
+        "ping" => boxed(node::ping(ctx, args)),
+        "uptime" => boxed(node::uptime(ctx, args)),
+        "getpid" => boxed(node::getpid(ctx, args)),
+        "runstate" => boxed(node::runstate(ctx, args)),
+        "getcapabilities" => boxed(node::getcapabilities(ctx, args)),
+        "leader" => boxed(node::leader(ctx, args)),
+        "getdebug" => boxed(node::getdebug(ctx, args)),
+        "setdebug" => boxed(node::setdebug(ctx, args)),
+        "process-exists" => boxed(node::process_exists(ctx, args)),
+        "shutdown" => boxed(node::shutdown(ctx, args)),
+        "listvars" => boxed(tunables::listvars(ctx, args)),
+        "getvar" => boxed(tunables::getvar(ctx, args)),
+        "setvar" => boxed(tunables::setvar(ctx, args)),
+        "ip" => boxed(ip::ip(ctx, args)),
+        "ipinfo" => boxed(ip::ipinfo(ctx, args)),
+        "ifaces" => boxed(ip::ifaces(ctx, args)),
+        "statistics" => boxed(statistics::statistics(ctx, args)),
+        "getdbmap" => boxed(dbmap::getdbmap(ctx, args)),
+        // Every name in COMMANDS is matched above or handled before the daemon.
+        other => Err(CommandError::stderr(format!("Unknown command '{other}'"))),
+    }
+}
+
+/// Turns a result into output: JSON or text, warnings, exit status.
+pub fn render(report: &dyn Report, style: &Style, json: bool) -> Outcome {
+    Outcome {
+        stdout: if json {
+            report.json()
+        } else {
+            report.text(style)
+        },
+        stderr: report.stderr(),
+        code: report.exit_code(),
+    }
+}
