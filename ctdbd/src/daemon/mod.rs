@@ -39,7 +39,10 @@ pub struct Options {
 
 /// Runs the daemon until it is told to stop. Errors are start-up failures.
 pub fn run(options: Options) -> anyhow::Result<()> {
-    let settings = Settings::load(&crate::paths::Paths::from_process_env())?;
+    let settings = Settings::load(
+        &crate::paths::Paths::from_process_env(),
+        settings::legacy_file_from_env().as_deref(),
+    )?;
     let (pnn, node_listener) = find_own_pnn(&settings.nodes, settings.node_address)?;
 
     if !options.interactive {

@@ -21,6 +21,14 @@ use crate::tunables::Tunables;
 /// Legacy variable files, first found wins. `CTDB_SYSCONFIG` names another one.
 const LEGACY_FILES: [&str; 2] = ["/etc/sysconfig/ctdb", "/etc/default/ctdb"];
 
+/// The legacy variables file to read: `$CTDB_SYSCONFIG`, else the first of
+/// [`LEGACY_FILES`] that exists.
+pub fn legacy_file_from_env() -> Option<PathBuf> {
+    std::env::var_os("CTDB_SYSCONFIG")
+        .map(PathBuf::from)
+        .or_else(|| LEGACY_FILES.iter().map(PathBuf::from).find(|p| p.exists()))
+}
+
 /// Everything the daemon needs from its configuration files.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -59,9 +67,10 @@ fn read_optional(path: &Path) -> anyhow::Result<Option<String>> {
 }
 
 impl Settings {
-    /// Loads the files under `paths`. Any error is fatal, except bad
-    /// `public_addresses` lines, which are reported and skipped.
-    pub fn load(paths: &Paths) -> anyhow::Result<Self> {
+    /// Loads the files under `paths`, and the legacy variables in `legacy_file`. Any
+    /// error is fatal, except bad `public_addresses` lines, which are reported and
+    /// skipped.
+    pub fn load(paths: &Paths, legacy_file: Option<&Path>) -> anyhow::Result<Self> {
         let mut notices = Vec::new();
         let conf_path = paths.conf();
         let mut conf = match read_optional(&conf_path)? {
@@ -69,13 +78,21 @@ impl Settings {
             None => CtdbConf::default(),
         };
 
-        let legacy_path = std::env::var_os("CTDB_SYSCONFIG")
-            .map(PathBuf::from)
-            .or_else(|| LEGACY_FILES.iter().map(PathBuf::from).find(|p| p.exists()));
+        for d in &conf.deprecated {
+            notices.push(format!(
+                "{}:{}: [{}] {} is deprecated; use {}",
+                conf_path.display(),
+                d.line,
+                d.section,
+                d.key,
+                d.replacement
+            ));
+        }
+
         let mut legacy = None;
-        if let Some(path) = legacy_path {
-            if let Some(text) = read_optional(&path)? {
-                let parsed = LegacyConfig::parse(&text, &path)?;
+        if let Some(path) = legacy_file {
+            if let Some(text) = read_optional(path)? {
+                let parsed = LegacyConfig::parse(&text, path)?;
                 parsed.apply_to(&mut conf);
                 for n in &parsed.notices {
                     notices.push(format!(
