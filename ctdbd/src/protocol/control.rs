@@ -338,7 +338,9 @@ impl Iface {
         let bytes = self.name.as_bytes();
         let n = bytes.len().min(IFACE_NAME_SIZE - 1);
         name[..n].copy_from_slice(&bytes[..n]);
-        w.bytes(&name).u16(u16::from(self.link_up)).u32(self.references);
+        w.bytes(&name)
+            .u16(u16::from(self.link_up))
+            .u32(self.references);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -733,7 +735,11 @@ impl DisableMessage {
     /// Wire form.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u32(self.pnn).pad(4).u64(self.srvid).u32(self.timeout).pad(4);
+        w.u32(self.pnn)
+            .pad(4)
+            .u64(self.srvid)
+            .u32(self.timeout)
+            .pad(4);
         w.into_bytes()
     }
 
@@ -901,7 +907,10 @@ mod tests {
             name: "EnableBans".into(),
             value: 0,
         };
-        assert_eq!(set.encode(), hex("00000000 0b000000 456e61626c6542616e73 00"));
+        assert_eq!(
+            set.encode(),
+            hex("00000000 0b000000 456e61626c6542616e73 00")
+        );
         assert_eq!(Tunable::decode(&set.encode()).unwrap(), set);
         let ps = PidSrvid {
             pid: 1,
@@ -955,7 +964,10 @@ mod tests {
         link.extend([2, 0, 0, 0, 0, 0]);
         assert!(matches!(
             Iface::decode(&link),
-            Err(DecodeError::Invalid { field: "iface.link_state", .. })
+            Err(DecodeError::Invalid {
+                field: "iface.link_state",
+                ..
+            })
         ));
     }
 

@@ -455,8 +455,10 @@ mod tests {
         // reference §2.3: first packet from a 4.17 ctdbd to a new peer. The dump there
         // shows one more zero word than its length field (48) covers; 48 is right:
         // 32 header + 8 srvid + 4 datalen + 4 data is already a multiple of 8.
-        let bytes = hex("30000000 42445443 01000000 20fea735 05000000 01000000 00000000 00000000
-                         00000000 000001f1 04000000 00000000");
+        let bytes = hex(
+            "30000000 42445443 01000000 20fea735 05000000 01000000 00000000 00000000
+                         00000000 000001f1 04000000 00000000",
+        );
         let packet = Packet::decode(&bytes).unwrap();
         let expected = Packet {
             header: Header {
@@ -476,8 +478,10 @@ mod tests {
 
     #[test]
     fn keepalive_matches_observed_bytes() {
-        let bytes = hex("28000000 42445443 01000000 20fea735 09000000 01000000 00000000 00000000
-                         11000400 2d000000");
+        let bytes = hex(
+            "28000000 42445443 01000000 20fea735 09000000 01000000 00000000 00000000
+                         11000400 2d000000",
+        );
         let packet = Packet::decode(&bytes).unwrap();
         assert_eq!(
             packet.body,
@@ -491,8 +495,10 @@ mod tests {
 
     #[test]
     fn get_capabilities_request_matches_observed_bytes() {
-        let bytes = hex("40000000 42445443 01000000 20fea735 07000000 01000000 00000000 9b010000
-                         50000000 00000000 00000000 00000000 38ffff7f 00000000 00000000 00000000");
+        let bytes = hex(
+            "40000000 42445443 01000000 20fea735 07000000 01000000 00000000 9b010000
+                         50000000 00000000 00000000 00000000 38ffff7f 00000000 00000000 00000000",
+        );
         let packet = Packet::decode(&bytes).unwrap();
         let Body::ReqControl(c) = &packet.body else {
             panic!("not a control: {packet:?}")
@@ -503,8 +509,10 @@ mod tests {
 
     #[test]
     fn get_pnn_reply_matches_observed_bytes() {
-        let bytes = hex("30000000 42445443 01000000 20fea735 08000000 00000000 00000000 65000000
-                         00000000 00000000 00000000 00000000");
+        let bytes = hex(
+            "30000000 42445443 01000000 20fea735 08000000 00000000 00000000 65000000
+                         00000000 00000000 00000000 00000000",
+        );
         let packet = Packet::decode(&bytes).unwrap();
         assert_eq!(
             packet.body,
@@ -580,12 +588,17 @@ mod tests {
 
     #[test]
     fn bad_magic_names_the_field() {
-        let mut bytes = hex("28000000 42445443 01000000 20fea735 09000000 01000000 00000000 00000000
-                             11000400 2d000000");
+        let mut bytes = hex(
+            "28000000 42445443 01000000 20fea735 09000000 01000000 00000000 00000000
+                             11000400 2d000000",
+        );
         bytes[4] = 0;
         assert!(matches!(
             Packet::decode(&bytes),
-            Err(DecodeError::Invalid { field: "header.ctdb_magic", .. })
+            Err(DecodeError::Invalid {
+                field: "header.ctdb_magic",
+                ..
+            })
         ));
     }
 }

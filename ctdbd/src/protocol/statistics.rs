@@ -32,7 +32,11 @@ pub struct Latency {
 
 impl Latency {
     fn write(&self, w: &mut Writer) {
-        w.i32(self.num).pad(4).f64(self.min).f64(self.max).f64(self.total);
+        w.i32(self.num)
+            .pad(4)
+            .f64(self.min)
+            .f64(self.max)
+            .f64(self.total);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {

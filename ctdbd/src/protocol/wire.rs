@@ -172,7 +172,10 @@ pub const SOCK_ADDR_SIZE: usize = 28;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
-fn decode_sock_addr(raw: &[u8; SOCK_ADDR_SIZE], field: &'static str) -> Result<SocketAddr, DecodeError> {
+fn decode_sock_addr(
+    raw: &[u8; SOCK_ADDR_SIZE],
+    field: &'static str,
+) -> Result<SocketAddr, DecodeError> {
     let family = u16::from_le_bytes([raw[0], raw[1]]);
     // The port is the one field in network order (§1.1).
     let port = u16::from_be_bytes([raw[2], raw[3]]);
@@ -360,19 +363,34 @@ mod tests {
     fn unknown_family_is_an_error_naming_the_field() {
         let raw = [7u8; 28];
         let err = Reader::new(&raw).sock_addr("public_ip.addr").unwrap_err();
-        assert!(matches!(err, DecodeError::Invalid { field: "public_ip.addr", .. }));
+        assert!(matches!(
+            err,
+            DecodeError::Invalid {
+                field: "public_ip.addr",
+                ..
+            }
+        ));
     }
 
     #[test]
     fn count_larger_than_input_is_rejected_before_allocation() {
         let raw = [0xff, 0xff, 0xff, 0xff, 0, 0];
         let err = Reader::new(&raw).count(36, "node_map.num").unwrap_err();
-        assert!(matches!(err, DecodeError::Truncated { field: "node_map.num", .. }));
+        assert!(matches!(
+            err,
+            DecodeError::Truncated {
+                field: "node_map.num",
+                ..
+            }
+        ));
     }
 
     #[test]
     fn parse_ip_maps_v4_mapped_and_brackets() {
-        assert_eq!(parse_ip("::ffff:10.0.0.1"), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(
+            parse_ip("::ffff:10.0.0.1"),
+            Some("10.0.0.1".parse().unwrap())
+        );
         assert_eq!(parse_ip("[fd00::1]"), Some("fd00::1".parse().unwrap()));
         assert_eq!(parse_ip("10.0.0.256"), None);
     }
