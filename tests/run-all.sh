@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every ctdb-rs test and check: the one command for developers and CI.
+#
+# Must run as root: tests/vm creates network and mount namespaces and starts real
+# daemons in them. Steps: build everything, run every test (unit, simulation,
+# namespace suites), then the gates of STYLE.md §14 (rustfmt, clippy, rustdoc).
+# Every step runs even if an earlier check fails (except that nothing runs without
+# a build); the exit status is non-zero if any step failed.
+#
+# Environment: CTDB_RS_DAEMON=stock runs the namespace suites against Debian's
+# stock ctdbd 4.17 instead of ours (to prove their expectations).
+set -uo pipefail
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "tests/run-all.sh must run as root (the namespace tests need it): sudo $0" >&2
+    exit 1
+fi
+
+cd "$(dirname "$0")/.."
+
+failed=()
+step() {
+    local name=$1
+    shift
+    echo
+    echo "==== $name: $*"
+    if "$@"; then
+        echo "==== $name: ok"
+    else
+        echo "==== $name: FAILED (exit $?)"
+        failed+=("$name")
+    fi
+}
+
+step build cargo build --workspace --all-targets
+if [[ ${#failed[@]} -ne 0 ]]; then
+    echo "build failed; not running the tests" >&2
+    exit 1
+fi
+step test cargo test --workspace --no-fail-fast
+step fmt cargo fmt --all -- --check
+step clippy cargo clippy --workspace --all-targets -- -D warnings
+step doc env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
+
+echo
+if [[ ${#failed[@]} -ne 0 ]]; then
+    echo "FAILED: ${failed[*]}" >&2
+    exit 1
+fi
+echo "all steps passed"

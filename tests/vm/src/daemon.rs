@@ -1,0 +1,103 @@
+//! Which `ctdbd` and which `ctdb` a test runs: ours (built in this workspace) or
+//! Debian's stock 4.17, the reference our output must match.
+//!
+//! Tests choose the daemon with [`Daemon::from_env`] (`CTDB_RS_DAEMON=stock` proves
+//! a suite's expectations against the reference daemon; the default is ours).
+//! `CTDB_RS_TOOL=stock` makes [`Tool::Ours`] run the stock tool too: a check of the
+//! harness itself (stock against stock must agree, which proves the masks).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+
+/// The stock daemon, from Debian's `ctdb` package.
+pub const STOCK_CTDBD: &str = "/usr/sbin/ctdbd";
+/// The stock tool, from Debian's `ctdb` package.
+pub const STOCK_CTDB: &str = "/usr/bin/ctdb";
+
+/// A `ctdbd` implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Daemon {
+    /// `target/debug/ctdbd` of this workspace.
+    Ours,
+    /// Debian's CTDB 4.17 daemon.
+    Stock,
+}
+
+/// A `ctdb` tool implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// `target/debug/ctdb` of this workspace.
+    Ours,
+    /// Debian's CTDB 4.17 tool.
+    Stock,
+}
+
+/// The workspace root, found from this crate's manifest directory (`tests/vm`).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .expect("tests/vm sits two levels below the workspace root")
+        .to_path_buf()
+}
+
+/// `<workspace>/target/debug/<name>`, failing loudly if it has not been built.
+fn built_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let path = target.join("debug").join(name);
+    if !path.is_file() {
+        bail!(
+            "{} is missing: build it first (cargo build --workspace, or tests/run-all.sh)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn stock_binary(path: &str) -> anyhow::Result<PathBuf> {
+    let path = PathBuf::from(path);
+    if !path.is_file() {
+        bail!(
+            "{} is missing: apt-get install ctdb (or run .ci/run)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+impl Daemon {
+    /// The daemon chosen by `CTDB_RS_DAEMON` (`ours`, the default, or `stock`).
+    pub fn from_env() -> anyhow::Result<Self> {
+        match std::env::var("CTDB_RS_DAEMON").as_deref() {
+            Err(std::env::VarError::NotPresent) | Ok("ours") | Ok("") => Ok(Self::Ours),
+            Ok("stock") => Ok(Self::Stock),
+            other => bail!("CTDB_RS_DAEMON must be `ours` or `stock`, not {other:?}"),
+        }
+    }
+
+    /// Path of the daemon binary, failing if it does not exist.
+    pub fn ctdbd_path(self) -> anyhow::Result<PathBuf> {
+        match self {
+            Self::Ours => built_binary("ctdbd"),
+            Self::Stock => stock_binary(STOCK_CTDBD),
+        }
+        .context("locating ctdbd")
+    }
+}
+
+impl Tool {
+    /// Path of the tool binary, failing if it does not exist.
+    pub fn path(self) -> anyhow::Result<PathBuf> {
+        let ours_is_stock = std::env::var("CTDB_RS_TOOL").as_deref() == Ok("stock");
+        match self {
+            Self::Ours if !ours_is_stock => built_binary("ctdb"),
+            Self::Ours => stock_binary(STOCK_CTDB),
+            Self::Stock => stock_binary(STOCK_CTDB),
+        }
+        .context("locating the ctdb tool")
+    }
+}

@@ -1,0 +1,273 @@
+//! One cluster node's sandbox: its own network namespace and mount namespace, with
+//! private `/etc/ctdb`, `/var/lib/ctdb` and `/run`, and the `ctdbd` running in it.
+//!
+//! ```text
+//!   test process (host namespaces)
+//!      |  nsenter -t <holder> -n -m
+//!      v
+//!   +-------------------- node sandbox --------------------+
+//!   | netns ctdbrs-<pid>-<n>-<rnd>-n<pnn>                   |
+//!   |   lo, priv0 192.168.20.4x/24, pub0 (public IPs)      |
+//!   | mount ns held by `sleep infinity` (the holder):       |
+//!   |   /etc/ctdb     <- bind <tmp>/etc                     |
+//!   |   /var/lib/ctdb <- bind <tmp>/var                     |
+//!   |   /run          <- tmpfs (ctdbd.socket, ctdbd.pid)    |
+//!   |   /sys          <- sysfs of this netns                |
+//!   +-------------------------------------------------------+
+//! ```
+//!
+//! Because the paths inside are CTDB's defaults, the stock `ctdb` tool finds the
+//! daemon with no options. The host's own files are never touched. The holder
+//! keeps the mount namespace alive between commands; every command enters both
+//! namespaces with `nsenter`. [`crate::Cluster`] creates nodes and wires their
+//! interfaces; this module owns one node's processes and files.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+
+use crate::daemon::{Daemon, Tool};
+use crate::process::{run, Background, Output};
+use crate::sandbox::{NetNs, TempDir};
+use crate::wait::wait_until;
+
+/// How long one `ctdb` command may take (the stock `ctdb status` alone waits up to
+/// a second for the leader's broadcast).
+pub const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The environment every command in a sandbox starts from: nothing from the test
+/// process leaks in (no `CTDB_SOCKET`, no `CTDB_BASE`), so defaults apply.
+const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Script run by the holder inside its new mount namespace. `$1` and `$2` are the
+/// host directories to bind over `/etc/ctdb` and `/var/lib/ctdb`.
+const HOLDER_SCRIPT: &str = r#"set -e
+mount --bind "$1" /etc/ctdb
+mount --bind "$2" /var/lib/ctdb
+mount -t tmpfs -o mode=0755 ctdbrs-run /run
+mkdir -m 0755 /run/ctdb
+umount -l /sys
+mount -t sysfs ctdbrs-sys /sys
+echo ready
+exec sleep infinity
+"#;
+
+/// A node sandbox. Dropping it stops its daemon, kills every process left in its
+/// namespaces, deletes the namespace and removes its files.
+#[derive(Debug)]
+pub struct Node {
+    pnn: u32,
+    private_addr: Ipv4Addr,
+    // Field order is drop order: the daemon first, then the holder (the mount
+    // namespace dies with it), then the network namespace, then the files.
+    daemon: Option<RunningDaemon>,
+    holder: Background,
+    netns: NetNs,
+    dir: TempDir,
+}
+
+/// A `ctdbd` started in a node.
+#[derive(Debug)]
+pub struct RunningDaemon {
+    /// Which implementation it is.
+    pub kind: Daemon,
+    /// The process (`nsenter` execs `ctdbd`, so this is `ctdbd`'s PID).
+    pub process: Background,
+}
+
+impl Node {
+    /// Creates the sandbox for `pnn` in the already created network namespace
+    /// `netns` (whose interfaces the caller configures), with `private_addr` as the
+    /// node's address in the `nodes` file.
+    pub fn create(pnn: u32, netns: NetNs, private_addr: Ipv4Addr) -> anyhow::Result<Self> {
+        let dir = TempDir::new(&format!("n{pnn}"))?;
+        for sub in [
+            "etc/events/legacy",
+            "var/volatile",
+            "var/persistent",
+            "var/state",
+        ] {
+            std::fs::create_dir_all(dir.path().join(sub))
+                .with_context(|| format!("creating {sub} in {}", dir.path().display()))?;
+        }
+        let mut cmd = netns.command("unshare");
+        cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+            .arg(HOLDER_SCRIPT)
+            .arg("ctdbrs-holder")
+            .arg(dir.path().join("etc"))
+            .arg(dir.path().join("var"))
+            .env_clear()
+            .env("PATH", PATH);
+        // Read the readiness line directly rather than through `Background`, whose
+        // reader threads would consume it.
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting the namespace holder (nsenter + unshare)")?;
+        let mut line = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        stdout
+            .read_line(&mut line)
+            .context("reading the holder's readiness line")?;
+        if line != "ready\n" {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            bail!("setting up node {pnn}'s mount namespace failed:\n{err}{line}");
+        }
+        let holder = Background::adopt(&format!("node {pnn} namespace holder"), child);
+        Ok(Self {
+            pnn,
+            private_addr,
+            daemon: None,
+            holder,
+            netns,
+            dir,
+        })
+    }
+
+    /// The node's pnn (its line in the `nodes` file, from 0).
+    pub fn pnn(&self) -> u32 {
+        self.pnn
+    }
+
+    /// The node's private address, as in the `nodes` file.
+    pub fn private_addr(&self) -> Ipv4Addr {
+        self.private_addr
+    }
+
+    /// Its network namespace.
+    pub fn netns(&self) -> &NetNs {
+        &self.netns
+    }
+
+    /// The host directory mounted on the node's `/etc/ctdb` (CTDB's `CTDB_BASE`).
+    pub fn etc_dir(&self) -> PathBuf {
+        self.dir.path().join("etc")
+    }
+
+    /// The host directory mounted on the node's `/var/lib/ctdb`.
+    pub fn var_dir(&self) -> PathBuf {
+        self.dir.path().join("var")
+    }
+
+    /// Writes `/etc/ctdb/<name>` of this node.
+    pub fn write_config(&self, name: &str, contents: &str) -> anyhow::Result<()> {
+        let path = self.etc_dir().join(name);
+        std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The host path that reaches `inside` (an absolute path as the node sees it)
+    /// through the holder's root: `/proc/<holder>/root/<inside>`. Usable for files
+    /// and for connecting to Unix sockets.
+    pub fn path(&self, inside: &str) -> PathBuf {
+        Path::new(&format!("/proc/{}/root", self.holder.pid())).join(inside.trim_start_matches('/'))
+    }
+
+    /// A command that runs `program` inside both of the node's namespaces, with a
+    /// clean environment.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.holder.pid().to_string(), "-n", "-m", "--"])
+            .arg(program)
+            .env_clear()
+            .env("PATH", PATH);
+        for pass in ["RUST_BACKTRACE", "RUST_LOG"] {
+            if let Some(v) = std::env::var_os(pass) {
+                cmd.env(pass, v);
+            }
+        }
+        cmd
+    }
+
+    /// Runs `program args` in the node and returns its output, whatever its status.
+    pub fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<Output> {
+        let mut cmd = self.command(program);
+        cmd.args(args);
+        run(cmd, TOOL_TIMEOUT)
+    }
+
+    /// Runs a `ctdb` tool in the node with the default socket path.
+    pub fn ctdb(&self, tool: Tool, args: &[&str]) -> anyhow::Result<Output> {
+        let mut cmd = self.command(tool.path()?);
+        cmd.args(args);
+        run(cmd, TOOL_TIMEOUT)
+    }
+
+    /// Starts `ctdbd --interactive` of the given kind. Fails if one is running.
+    pub fn start_daemon(&mut self, kind: Daemon) -> anyhow::Result<()> {
+        if let Some(d) = &mut self.daemon {
+            if d.process.try_wait()?.is_none() {
+                bail!("node {}: a daemon is already running", self.pnn);
+            }
+        }
+        let mut cmd = self.command(kind.ctdbd_path()?);
+        cmd.arg("--interactive").current_dir("/");
+        let process = Background::spawn(&format!("node {} {kind:?} ctdbd", self.pnn), cmd)?;
+        self.daemon = Some(RunningDaemon { kind, process });
+        Ok(())
+    }
+
+    /// The daemon last started, if any.
+    pub fn daemon(&mut self) -> anyhow::Result<&mut RunningDaemon> {
+        self.daemon
+            .as_mut()
+            .ok_or_else(|| anyhow!("node {}: no daemon was started", self.pnn))
+    }
+
+    /// Waits until `ctdb runstate` (the stock tool) prints `want`.
+    pub fn wait_runstate(&mut self, want: &str, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_ctdb(&["runstate"], timeout, |out| {
+            out.success() && out.stdout.trim() == want
+        })
+        .map(drop)
+    }
+
+    /// Runs the stock `ctdb <args>` until its output satisfies `good`, and returns
+    /// that output. Fails at once if the daemon exits; on timeout the error shows
+    /// the last output and the daemon's log.
+    pub fn wait_ctdb(
+        &mut self,
+        args: &[&str],
+        timeout: Duration,
+        good: impl Fn(&Output) -> bool,
+    ) -> anyhow::Result<Output> {
+        let result = wait_until(timeout, || {
+            if let Some(d) = &mut self.daemon {
+                if let Ok(Some(status)) = d.process.try_wait() {
+                    // Exited: waiting longer cannot help.
+                    return Ok(Err(format!("ctdbd exited with {status}")));
+                }
+            }
+            match self.ctdb(Tool::Stock, args) {
+                Ok(out) if good(&out) => Ok(Ok(out)),
+                Ok(out) => Err(out.to_string()),
+                Err(e) => Err(format!("{e:#}")),
+            }
+        });
+        let failure = match result {
+            Ok(Ok(out)) => return Ok(out),
+            Ok(Err(why)) => why,
+            Err(t) => t.to_string(),
+        };
+        let log = self
+            .daemon
+            .as_ref()
+            .map(|d| d.process.log())
+            .unwrap_or_default();
+        bail!(
+            "node {}: `ctdb {}` never gave the awaited output: {failure}\n---- ctdbd log ----\n{log}",
+            self.pnn,
+            args.join(" ")
+        )
+    }
+}

@@ -1,0 +1,370 @@
+//! Bad input on the client socket: a malformed client is dropped, the daemon
+//! logs why and keeps serving everyone else; unknown and obsolete controls get an
+//! error reply, never silence; only root may connect.
+//!
+//! Packets are built with the `ctdbd` crate's own codec, then broken on purpose.
+//! These expectations are ours: the stock 4.17 daemon keeps a connection after a
+//! bad packet (reference §2.1), so only the control and permission scenarios hold
+//! for it as well (`CTDB_RS_DAEMON=stock`).
+//!
+//! ```text
+//!   node 0 sandbox: ctdbd  <-- /run/ctdb/ctdbd.socket --  bad client (test process,
+//!                                                         via /proc/<holder>/root)
+//!                                                     --  `ctdb ping` (stock tool)
+//! ```
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use ctdbd::protocol::packet::{FrameError, CURRENT_NODE};
+use ctdbd::protocol::{Body, Framer, Header, Opcode, Packet, ReqControl};
+use vm::process::{indent, run};
+use vm::{wait_until, Cluster, Daemon, Node, Tool};
+
+/// The daemon must answer a client socket at once; this is generous.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the daemon may take to drop a bad client, log, or reply.
+const REACT_TIMEOUT: Duration = Duration::from_secs(5);
+const SOCKET: &str = "/run/ctdb/ctdbd.socket";
+
+/// A one-node sandbox whose daemon answers `ctdb ping`.
+fn serving_node() -> anyhow::Result<Cluster> {
+    let mut cluster = Cluster::builder().nodes(1).build()?;
+    let node = cluster.node_mut(0);
+    node.start_daemon(Daemon::from_env()?)?;
+    wait_until(START_TIMEOUT, || {
+        let out = node
+            .ctdb(Tool::Stock, &["ping"])
+            .map_err(|e| e.to_string())?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(out.to_string())
+        }
+    })
+    .map_err(|t| anyhow::anyhow!("the daemon never answered `ctdb ping`: {t}"))?;
+    Ok(cluster)
+}
+
+fn control(opcode: u32, reqid: u32) -> Packet {
+    Packet {
+        header: Header {
+            generation: 0,
+            destnode: CURRENT_NODE,
+            srcnode: 0,
+            reqid,
+        },
+        body: Body::ReqControl(ReqControl {
+            opcode,
+            srvid: 0,
+            client_id: 0,
+            flags: 0,
+            data: Vec::new(),
+        }),
+    }
+}
+
+fn connect(node: &Node) -> anyhow::Result<UnixStream> {
+    let stream = UnixStream::connect(node.path(SOCKET))?;
+    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+    Ok(stream)
+}
+
+/// Reads until the daemon closes the connection; `Err` says what was seen instead.
+fn wait_closed(stream: &mut UnixStream, timeout: Duration) -> Result<(), String> {
+    let mut received = 0usize;
+    let mut buf = [0u8; 4096];
+    wait_until(timeout, || match stream.read(&mut buf) {
+        Ok(0) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => Ok(()),
+        Ok(n) => {
+            received += n;
+            Err(format!("connection still open ({received} bytes received)"))
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            Err(format!("connection still open ({received} bytes received)"))
+        }
+        Err(e) => Err(format!("read failed: {e}")),
+    })
+    .map_err(|t| t.to_string())
+}
+
+/// Reads one whole packet within `timeout`.
+fn read_packet(stream: &mut UnixStream, timeout: Duration) -> anyhow::Result<Packet> {
+    let framer = Framer::for_clients();
+    let mut buf = Vec::new();
+    let start = Instant::now();
+    loop {
+        if let Some(len) = framer.frame_len(&buf)? {
+            return Ok(Packet::decode(&buf[..len])?);
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk) {
+            Ok(0) => anyhow::bail!("connection closed after {} bytes, no reply", buf.len()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if start.elapsed() > timeout {
+                    anyhow::bail!("no reply within {timeout:?} ({} bytes read)", buf.len());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A fixed pseudo-random byte string (xorshift64 from `seed`), so a failure can be
+/// replayed.
+fn garbage(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// One malformed client.
+struct Case {
+    name: &'static str,
+    bytes: Vec<u8>,
+    /// Whether the client half-closes after sending (the truncated case: the
+    /// daemon cannot know the packet is bad until the stream ends).
+    half_close: bool,
+    /// The log must mention one of these (case-insensitive) afterwards.
+    log_mentions: Vec<String>,
+}
+
+fn cases() -> Vec<Case> {
+    let ping = control(Opcode::PING.0, 1).encode();
+
+    let mut zero = ping.clone();
+    zero[0..4].copy_from_slice(&0u32.to_le_bytes());
+
+    let huge_len = 0xFFFF_FFF0u32;
+    let mut huge = ping.clone();
+    huge[0..4].copy_from_slice(&huge_len.to_le_bytes());
+
+    let mut bad_magic = ping.clone();
+    bad_magic[4..8].copy_from_slice(&0xDEAD_BEEFu32.to_le_bytes());
+
+    // A REQ_CONTROL carrying 4 bytes of data is 64 bytes long; its length field
+    // says 61: not a multiple of 8, and 3 bytes short of the data it declares.
+    let mut with_data = control(Opcode::PING.0, 2);
+    if let Body::ReqControl(c) = &mut with_data.body {
+        c.data = vec![1, 2, 3, 4];
+    }
+    let mut mis_padded = with_data.encode();
+    mis_padded[0..4].copy_from_slice(&61u32.to_le_bytes());
+
+    let seed = 0x5eed_c7db;
+    vec![
+        Case {
+            name: "truncated packet, then end of stream",
+            bytes: ping[..20].to_vec(),
+            half_close: true,
+            log_mentions: [
+                "middle of a packet",
+                "truncat",
+                "partial",
+                "incomplete",
+                "eof",
+            ]
+            .map(String::from)
+            .to_vec(),
+        },
+        Case {
+            name: "length 0",
+            bytes: zero,
+            half_close: false,
+            log_mentions: vec![FrameError::TooShort(0).to_string(), "length 0".into()],
+        },
+        Case {
+            name: "length 0xFFFFFFF0",
+            bytes: huge,
+            half_close: false,
+            log_mentions: vec![
+                FrameError::TooLong {
+                    length: huge_len,
+                    limit: Framer::DEFAULT_MAX_LEN,
+                }
+                .to_string(),
+                huge_len.to_string(),
+                format!("{huge_len:#x}"),
+            ],
+        },
+        Case {
+            name: "bad magic",
+            bytes: bad_magic,
+            half_close: false,
+            log_mentions: vec!["magic".into()],
+        },
+        Case {
+            name: "mis-padded length (61, body needs 64)",
+            bytes: mis_padded,
+            half_close: false,
+            log_mentions: ["req_control.data", "truncated", "length"]
+                .map(String::from)
+                .to_vec(),
+        },
+        Case {
+            name: "random garbage (xorshift seed 0x5eedc7db)",
+            bytes: garbage(seed, 256),
+            half_close: false,
+            log_mentions: ["length", "magic", "invalid", "error"]
+                .map(String::from)
+                .to_vec(),
+        },
+    ]
+}
+
+/// Scenario: malformed clients are dropped while the daemon keeps serving.
+///
+/// Given a daemon answering `ctdb ping`,
+/// When a client sends each malformed byte string of [`cases`],
+/// Then `ctdb ping` from another client works while the bad client is connected,
+///   the daemon closes the bad client's connection, `ctdb ping` works again
+///   afterwards, the daemon is still running, and its log says what was wrong.
+#[test]
+fn malformed_clients_are_dropped_and_the_daemon_keeps_serving() -> anyhow::Result<()> {
+    let mut cluster = serving_node()?;
+    let node = cluster.node_mut(0);
+    let mut failures = Vec::new();
+    for case in cases() {
+        let log_before = node.daemon()?.process.log().len();
+        let mut bad = connect(node)?;
+        // The daemon may already have closed the connection: a failed write is fine.
+        let _ = bad.write_all(&case.bytes);
+
+        let during = node.ctdb(Tool::Stock, &["ping"])?;
+        if !during.success() {
+            failures.push(format!(
+                "{}: `ctdb ping` failed while the bad client was connected:\n{during}",
+                case.name
+            ));
+        }
+        if case.half_close {
+            let _ = bad.shutdown(Shutdown::Write);
+        }
+        if let Err(seen) = wait_closed(&mut bad, REACT_TIMEOUT) {
+            failures.push(format!(
+                "{}: the daemon did not drop the client: {seen}",
+                case.name
+            ));
+        }
+        let after = node.ctdb(Tool::Stock, &["ping"])?;
+        if !after.success() {
+            failures.push(format!(
+                "{}: `ctdb ping` failed afterwards:\n{after}",
+                case.name
+            ));
+        }
+        let daemon = node.daemon()?;
+        if let Some(status) = daemon.process.try_wait()? {
+            failures.push(format!("{}: the daemon exited with {status}", case.name));
+            break;
+        }
+        let mentioned = wait_until(REACT_TIMEOUT, || {
+            let log = daemon.process.log();
+            let new = log.get(log_before..).unwrap_or("").to_lowercase();
+            if case
+                .log_mentions
+                .iter()
+                .any(|k| new.contains(&k.to_lowercase()))
+            {
+                Ok(())
+            } else {
+                Err(new)
+            }
+        });
+        if let Err(t) = mentioned {
+            failures.push(format!(
+                "{}: the log does not mention any of {:?}; it gained:\n{}",
+                case.name,
+                case.log_mentions,
+                indent(&t.last_seen)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures against the {:?} daemon:\n\n{}",
+        failures.len(),
+        node.daemon()?.kind,
+        failures.join("\n\n")
+    );
+    Ok(())
+}
+
+/// Scenario: controls the daemon does not implement are answered with an error.
+///
+/// Given a daemon answering `ctdb ping`,
+/// When a client sends REQ_CONTROL opcode 200 (unknown) and opcode 10 (obsolete in
+///   4.17),
+/// Then each gets a REPLY_CONTROL with its reqid and status −1, and the connection
+///   stays usable (a PING on it is answered with status 0).
+#[test]
+fn unknown_and_obsolete_controls_get_an_error_reply() -> anyhow::Result<()> {
+    let cluster = serving_node()?;
+    let node = cluster.node(0);
+    let mut client = connect(node)?;
+    for (opcode, reqid, what) in [(200, 0x200, "unknown"), (10, 0x10, "obsolete")] {
+        client.write_all(&control(opcode, reqid).encode())?;
+        let reply = read_packet(&mut client, REACT_TIMEOUT)
+            .map_err(|e| anyhow::anyhow!("{what} control {opcode}: {e:#}"))?;
+        match &reply.body {
+            Body::ReplyControl(r) if reply.header.reqid == reqid && r.status == -1 => {}
+            _ => panic!("{what} control {opcode}: expected REPLY_CONTROL reqid {reqid:#x} status -1, got {reply:?}"),
+        }
+    }
+    client.write_all(&control(Opcode::PING.0, 0x3).encode())?;
+    let reply = read_packet(&mut client, REACT_TIMEOUT)?;
+    assert!(
+        matches!(&reply.body, Body::ReplyControl(r) if r.status >= 0) && reply.header.reqid == 3,
+        "PING after the error replies: expected REPLY_CONTROL reqid 3 with status >= 0, got {reply:?}"
+    );
+    Ok(())
+}
+
+/// Scenario: only root may use the client socket.
+///
+/// Given a daemon answering `ctdb ping`,
+/// When a process running as `nobody` (uid and gid 65534, no supplementary
+///   groups) connects to `/run/ctdb/ctdbd.socket`,
+/// Then the connection is refused with "permission denied", while the same
+///   helper run as root connects.
+#[test]
+fn a_non_root_client_cannot_connect() -> anyhow::Result<()> {
+    let cluster = serving_node()?;
+    let node = cluster.node(0);
+    // Copy the helper into the node's /run (a tmpfs, mode 0755) so that `nobody`
+    // can execute it whatever the permissions of the build directory.
+    let helper = "/run/ctdbrs-connect";
+    std::fs::copy(env!("CARGO_BIN_EXE_ctdbrs-connect"), node.path(helper))?;
+
+    let as_root = node.run(helper, &[SOCKET])?;
+    assert!(
+        as_root.success() && as_root.stdout == "connected\n",
+        "control: root could not connect:\n{as_root}"
+    );
+
+    let mut cmd = node.command("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        helper,
+        SOCKET,
+    ]);
+    let as_nobody = run(cmd, REACT_TIMEOUT)?;
+    assert!(
+        as_nobody.code == Some(libc::EACCES) && as_nobody.stderr.contains("Permission denied"),
+        "a client running as nobody should get EACCES ({}):\n{as_nobody}",
+        libc::EACCES
+    );
+    Ok(())
+}
