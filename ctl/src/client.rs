@@ -14,8 +14,10 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ctdbd::protocol::control::{decode_u32, srvid, NodeMap};
-use ctdbd::protocol::packet::{CURRENT_NODE, UNKNOWN_PNN};
+use ctdbd::protocol::control::{
+    decode_i32, decode_u32, srvid, DisableMessage, NodeMap, SrvidMessage,
+};
+use ctdbd::protocol::packet::{BROADCAST_CONNECTED, CURRENT_NODE, UNKNOWN_PNN};
 use ctdbd::protocol::{Body, Framer, Header, Opcode, Packet, ReqControl, ReqMessage};
 
 /// The first request id the stock client library hands out (INT_MAX − 199, §3.3).
@@ -26,6 +28,8 @@ const FLAG_NOREPLY: u32 = 0x1;
 const ETIMEDOUT: i32 = 110;
 const EMSGSIZE: i32 = 90;
 const EPROTO: i32 = 71;
+/// The tool's own reply srvids: TOOL_RANGE with 0x0001 in the next 16 bits (§5.2.1).
+const TOOL_REPLY_SRVIDS: u64 = srvid::TOOL_RANGE | 0x0001_0000_0000_0000;
 
 /// Why talking to the daemon failed. After any of these the connection is unusable
 /// except for [`ClientError::ControlStatus`], which is the daemon's answer.
@@ -61,6 +65,10 @@ pub enum ClientError {
     /// these only at hidden levels and exits 1.
     #[error("")]
     Closed,
+    /// The failure was already reported on stderr as it happened (the node map
+    /// fetch of `commands`); exit 1.
+    #[error("")]
+    Reported,
 }
 
 impl ClientError {
@@ -68,7 +76,7 @@ impl ClientError {
     /// 8 bits, with −1 (and any other value whose low byte is 0) mapped to 1.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Connect { .. } | Self::Closed => 1,
+            Self::Connect { .. } | Self::Closed | Self::Reported => 1,
             Self::Transport { errno, .. } => status_exit_code(*errno),
             Self::ControlStatus { status, .. } => status_exit_code(*status),
         }
@@ -112,6 +120,19 @@ pub struct Client {
     timeout: Duration,
     leader: Option<u32>,
     messages: VecDeque<ReqMessage>,
+    last_srvid: u64,
+}
+
+/// How a request answered over messages ([`Client::ipreallocate`],
+/// [`Client::disable_op`]) went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageOpError {
+    /// Registering, sending or deregistering failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A node answered with this negative value.
+    #[error("refused with {0}")]
+    Refused(i32),
 }
 
 impl Client {
@@ -131,6 +152,7 @@ impl Client {
             timeout,
             leader: None,
             messages: VecDeque::new(),
+            last_srvid: tool_srvid_base(std::process::id()),
         };
         // 4.17 reports a failed GET_PNN only at debug level: silent exit 1.
         let status = client
@@ -145,16 +167,15 @@ impl Client {
         self.pnn
     }
 
+    /// The `-t` timeout in whole seconds.
+    pub fn timelimit_secs(&self) -> u32 {
+        u32::try_from(self.timeout.as_secs()).unwrap_or(u32::MAX)
+    }
+
     /// Registers for the leader broadcast (prologue step 5).
     pub fn register_leader(&mut self) -> Result<(), ClientError> {
         self.control_ok(self.pnn, Opcode::REGISTER_SRVID, srvid::LEADER, &[])
             .map(drop)
-    }
-
-    /// Fetches the node map from the local daemon (GET_NODEMAP to own PNN).
-    pub fn nodemap(&mut self) -> Result<NodeMap, ClientError> {
-        let data = self.control_ok(self.pnn, Opcode::GET_NODEMAP, 0, &[])?;
-        NodeMap::decode(&data).map_err(|_| bad_reply(Opcode::GET_NODEMAP, self.pnn))
     }
 
     /// Fetches the node map from `pnn`.
@@ -303,6 +324,212 @@ impl Client {
         Ok(self.leader)
     }
 
+    /// A fresh private reply srvid: the per-process base plus 1, 2, 3… (§5.2.1).
+    pub fn next_reply_srvid(&mut self) -> u64 {
+        self.last_srvid = self.last_srvid.wrapping_add(1);
+        self.last_srvid
+    }
+
+    /// Asks the local daemon to pass us messages sent to `id` (REGISTER_SRVID).
+    pub fn register_srvid(&mut self, id: u64) -> Result<(), ClientError> {
+        self.control_ok(self.pnn, Opcode::REGISTER_SRVID, id, &[])
+            .map(drop)
+    }
+
+    /// Undoes [`Client::register_srvid`] and drops anything queued for `id`.
+    pub fn deregister_srvid(&mut self, id: u64) -> Result<(), ClientError> {
+        self.messages.retain(|m| m.srvid != id);
+        self.control_ok(self.pnn, Opcode::DEREGISTER_SRVID, id, &[])
+            .map(drop)
+    }
+
+    /// Sends a message (REQ_MESSAGE, reqid 0) for `id` to `dest`, which may be a
+    /// broadcast address. Messages have no reply of their own.
+    pub fn send_message(&mut self, dest: u32, id: u64, data: &[u8]) -> Result<(), ClientError> {
+        let packet = Packet {
+            header: Header {
+                generation: 0,
+                destnode: dest,
+                srcnode: self.pnn,
+                reqid: 0,
+            },
+            body: Body::ReqMessage(ReqMessage {
+                srvid: id,
+                data: data.to_vec(),
+            }),
+        };
+        self.stream
+            .write_all(&packet.encode())
+            .map_err(|e| match e.kind() {
+                ErrorKind::BrokenPipe | ErrorKind::ConnectionReset => ClientError::Closed,
+                _ => ClientError::Transport {
+                    name: "REQ_MESSAGE",
+                    pnn: dest,
+                    errno: e.raw_os_error().unwrap_or(EPROTO),
+                },
+            })
+    }
+
+    /// The next message for `id` whose data is a 4-byte i32 (the only replies the
+    /// tool accepts, §8.2), waiting until `deadline` (`None`: for ever). `Ok(None)`
+    /// when the deadline passed first.
+    pub fn wait_i32_reply(
+        &mut self,
+        id: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Option<i32>, ClientError> {
+        loop {
+            if let Some(pos) = self.messages.iter().position(|m| m.srvid == id) {
+                let msg = self.messages.remove(pos).unwrap_or_else(|| unreachable!());
+                match decode_i32(&msg.data, "reply") {
+                    Ok(value) => return Ok(Some(value)),
+                    Err(_) => continue, // other sizes are ignored, as 4.17 does
+                }
+            }
+            match self.read_packet(deadline) {
+                Ok(Packet {
+                    body: Body::ReqMessage(msg),
+                    ..
+                }) => self.note_message(msg),
+                Ok(_) => {}
+                Err(ReadError::Timeout) => return Ok(None),
+                Err(e) => return Err(e.into_client_error(Opcode::REGISTER_SRVID, self.pnn)),
+            }
+        }
+    }
+
+    /// The deadline one `-t` from now (`None` for `-t 0`: no limit).
+    fn deadline(&self) -> Option<Instant> {
+        (!self.timeout.is_zero()).then(|| Instant::now() + self.timeout)
+    }
+
+    /// 4.17's "ipreallocate" (§5.2.1): ask the leader for a takeover run and wait
+    /// for its answer, asking again after every `-t` without one (for ever: `-T`
+    /// ends it). A negative answer is [`MessageOpError::Refused`].
+    pub fn ipreallocate(&mut self) -> Result<(), MessageOpError> {
+        let reply = self.next_reply_srvid();
+        self.register_srvid(reply)?;
+        let request = SrvidMessage {
+            pnn: self.pnn,
+            srvid: reply,
+        }
+        .encode();
+        let result = loop {
+            if let Err(e) = self.send_message(BROADCAST_CONNECTED, srvid::TAKEOVER_RUN, &request) {
+                break Err(e.into());
+            }
+            let deadline = self.deadline();
+            match self.wait_i32_reply(reply, deadline) {
+                Ok(Some(status)) if status >= 0 => break Ok(()),
+                Ok(Some(status)) => break Err(MessageOpError::Refused(status)),
+                Ok(None) => continue,
+                Err(e) => break Err(e.into()),
+            }
+        };
+        // 4.17 drops its handler without waiting for the daemon's answer.
+        let _ = self.deregister_srvid(reply);
+        result
+    }
+
+    /// 4.17's "disable_op" (§5.2.1): send `kind` (DISABLE_TAKEOVER_RUNS or
+    /// DISABLE_RECOVERIES) with `timeout` seconds (0 re-enables) to each of `nodes`
+    /// and wait up to `-t` until each has answered with its PNN. A negative answer
+    /// fails; running out of time counts as success, as it does in 4.17.
+    pub fn disable_op(
+        &mut self,
+        kind: u64,
+        timeout: u32,
+        nodes: &[u32],
+    ) -> Result<(), MessageOpError> {
+        let reply = self.next_reply_srvid();
+        self.register_srvid(reply)?;
+        let request = DisableMessage {
+            pnn: self.pnn,
+            srvid: reply,
+            timeout,
+        }
+        .encode();
+        let result = (|| {
+            for &node in nodes {
+                self.send_message(node, kind, &request)?;
+            }
+            let deadline = self.deadline();
+            let mut pending: Vec<u32> = nodes.to_vec();
+            while !pending.is_empty() {
+                match self.wait_i32_reply(reply, deadline)? {
+                    None => break,
+                    Some(value) if value < 0 => return Err(MessageOpError::Refused(value)),
+                    Some(value) => pending.retain(|&p| p != value as u32),
+                }
+            }
+            Ok(())
+        })();
+        let _ = self.deregister_srvid(reply);
+        result
+    }
+
+    /// Sends the same data-less control to every node of `nodes` at once, then
+    /// collects the replies (one `-t` for all): per node, the status or the failure.
+    pub fn control_multi(
+        &mut self,
+        nodes: &[u32],
+        opcode: Opcode,
+    ) -> Vec<Result<i32, ClientError>> {
+        let mut results: Vec<Option<Result<i32, ClientError>>> = Vec::new();
+        let mut waiting = Vec::new();
+        for (i, &node) in nodes.iter().enumerate() {
+            match self.send_control(node, opcode, 0, 0, &[]) {
+                Ok(reqid) => {
+                    results.push(None);
+                    waiting.push((reqid, i));
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let deadline = self.deadline();
+        while !waiting.is_empty() {
+            match self.read_packet(deadline) {
+                Ok(Packet {
+                    header,
+                    body: Body::ReplyControl(reply),
+                }) => {
+                    if let Some(pos) = waiting.iter().position(|&(r, _)| r == header.reqid) {
+                        let (_, i) = waiting.swap_remove(pos);
+                        results[i] = Some(Ok(reply.status));
+                    }
+                }
+                Ok(Packet {
+                    body: Body::ReqMessage(msg),
+                    ..
+                }) => self.note_message(msg),
+                Ok(_) => {}
+                Err(e) => {
+                    let closed = matches!(e, ReadError::Closed);
+                    let errno = match e {
+                        ReadError::Timeout => ETIMEDOUT,
+                        ReadError::Io(errno) => errno,
+                        _ => EPROTO,
+                    };
+                    for (_, i) in waiting.drain(..) {
+                        results[i] = Some(Err(if closed {
+                            ClientError::Closed
+                        } else {
+                            ClientError::Transport {
+                                name: opcode.name(),
+                                pnn: nodes[i],
+                                errno,
+                            }
+                        }));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(ClientError::Closed)))
+            .collect()
+    }
+
     /// Waits until the daemon closes the socket (after SHUTDOWN to our own node),
     /// without a time limit of its own: `-T` ends the wait.
     pub fn wait_closed(&mut self) {
@@ -327,8 +554,8 @@ impl Client {
             }
             return;
         }
-        // Other registered message ids are not used by the commands implemented yet;
-        // keep a bounded backlog so that a chatty daemon cannot grow us without limit.
+        // Replies on our private srvids wait here until asked for; keep the backlog
+        // bounded so that a chatty daemon cannot grow us without limit.
         if self.messages.len() < 64 {
             self.messages.push_back(msg);
         }
@@ -371,6 +598,11 @@ impl Client {
             }
         }
     }
+}
+
+/// The base of this process's reply srvids, before the first increment (§5.2.1).
+pub fn tool_srvid_base(pid: u32) -> u64 {
+    TOOL_REPLY_SRVIDS | (u64::from(pid & 0xFFFF) << 16)
 }
 
 /// A reply whose data does not have the control's layout: 4.17 reports EMSGSIZE.
@@ -505,6 +737,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             leader: None,
             messages: VecDeque::new(),
+            last_srvid: tool_srvid_base(0x36a6),
         };
         let pnn = client
             .control_status(CURRENT_NODE, Opcode::GET_PNN, 0, &[])
@@ -514,5 +747,113 @@ mod tests {
         assert_eq!(client.control_status(3, Opcode::PING, 0, &[]).unwrap(), 2);
         assert_eq!(client.wait_leader().unwrap(), Some(1));
         fake.join().unwrap();
+    }
+
+    #[test]
+    fn reply_srvids_carry_the_pid() {
+        assert_eq!(tool_srvid_base(0x1_36a6), 0xce01_0000_36a6_0000);
+    }
+
+    #[test]
+    fn message_requests_wait_for_their_answers() {
+        // A fake daemon: every control succeeds; a TAKEOVER_RUN is answered first
+        // with a reply of the wrong size (ignored), then with 0; a
+        // DISABLE_RECOVERIES with the node number 0 and then 1.
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let fake = std::thread::spawn(move || {
+            let framer = Framer::for_clients();
+            let mut buf = Vec::new();
+            let mut seen = Vec::new();
+            let send = |theirs: &mut UnixStream, body: Body, reqid: u32| {
+                let p = Packet {
+                    header: Header {
+                        generation: 1,
+                        destnode: 0,
+                        srcnode: 0,
+                        reqid,
+                    },
+                    body,
+                };
+                theirs.write_all(&p.encode()).unwrap();
+            };
+            loop {
+                let mut chunk = [0u8; 1024];
+                let n = theirs.read(&mut chunk).unwrap();
+                if n == 0 {
+                    return seen;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                while let Ok(Some(len)) = framer.frame_len(&buf) {
+                    let bytes: Vec<u8> = buf.drain(..len).collect();
+                    let req = Packet::decode(&bytes).unwrap();
+                    match req.body {
+                        Body::ReqControl(c) => {
+                            seen.push(format!("control {} {:#x}", c.opcode, c.srvid));
+                            let reply = ctdbd::protocol::ReplyControl {
+                                status: 0,
+                                data: vec![],
+                                error: vec![],
+                            };
+                            send(&mut theirs, Body::ReplyControl(reply), req.header.reqid);
+                        }
+                        Body::ReqMessage(m) => {
+                            seen.push(format!(
+                                "message {:#x} to {:#x}",
+                                m.srvid, req.header.destnode
+                            ));
+                            let (to, answers): (u64, Vec<Vec<u8>>) = if m.srvid
+                                == srvid::TAKEOVER_RUN
+                            {
+                                let r = SrvidMessage::decode(&m.data).unwrap();
+                                (r.srvid, vec![vec![1, 2], 0i32.to_le_bytes().to_vec()])
+                            } else {
+                                let r = DisableMessage::decode(&m.data).unwrap();
+                                seen.push(format!("timeout {}", r.timeout));
+                                (
+                                    r.srvid,
+                                    vec![0i32.to_le_bytes().to_vec(), 1i32.to_le_bytes().to_vec()],
+                                )
+                            };
+                            for data in answers {
+                                let msg = ReqMessage { srvid: to, data };
+                                send(&mut theirs, Body::ReqMessage(msg), 0);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        });
+        let mut client = Client {
+            stream: ours,
+            framer: Framer::for_clients(),
+            buf: Vec::new(),
+            pnn: 0,
+            next_reqid: FIRST_REQID,
+            timeout: Duration::from_secs(5),
+            leader: None,
+            messages: VecDeque::new(),
+            last_srvid: tool_srvid_base(0x36a6),
+        };
+        client.ipreallocate().unwrap();
+        client
+            .disable_op(srvid::DISABLE_RECOVERIES, 20, &[0, 1])
+            .unwrap();
+        drop(client);
+        let seen = fake.join().unwrap();
+        assert_eq!(
+            seen,
+            [
+                "control 23 0xce01000036a60001",
+                "message 0xfb00000000000000 to 0xf0000004",
+                "control 24 0xce01000036a60001",
+                "control 23 0xce01000036a60002",
+                "message 0xfb04000000000000 to 0x0",
+                "timeout 20",
+                "message 0xfb04000000000000 to 0x1",
+                "timeout 20",
+                "control 24 0xce01000036a60002",
+            ]
+        );
     }
 }

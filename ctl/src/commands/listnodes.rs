@@ -59,15 +59,27 @@ pub fn parse_nodes_file(text: &str) -> Result<Vec<NodeEntry>, NodesFileError> {
     Ok(nodes)
 }
 
-/// `$CTDB_BASE/nodes`, else `/etc/ctdb/nodes`.
+/// The nodes file when no node is known: `$CTDB_NODES`, else `$CTDB_BASE/nodes`,
+/// else `/etc/ctdb/nodes`.
 pub fn nodes_file_path() -> PathBuf {
+    nodes_file_path_for(None)
+}
+
+/// The nodes file as the tool picks it for node `pnn`: `$CTDB_NODES_<pnn>` first
+/// (test setups give each node its own file), then as [`nodes_file_path`].
+pub fn nodes_file_path_for(pnn: Option<u32>) -> PathBuf {
+    let per_node = pnn.and_then(|p| std::env::var_os(format!("CTDB_NODES_{p}")));
+    if let Some(path) = per_node.or_else(|| std::env::var_os("CTDB_NODES")) {
+        return PathBuf::from(path);
+    }
     match std::env::var_os("CTDB_BASE") {
         Some(base) => Path::new(&base).join("nodes"),
         None => PathBuf::from("/etc/ctdb/nodes"),
     }
 }
 
-fn read_nodes(path: &Path) -> Result<Vec<NodeEntry>, CommandError> {
+/// Reads and parses the nodes file at `path`, failing with the tool's messages.
+pub fn read_nodes(path: &Path) -> Result<Vec<NodeEntry>, CommandError> {
     let failed = || format!("Failed to read nodes file \"{}\"", path.display());
     let text = std::fs::read_to_string(path).map_err(|_| CommandError::stderr(failed()))?;
     parse_nodes_file(&text).map_err(|e| CommandError::stderr(format!("{e}\n{}", failed())))

@@ -9,6 +9,7 @@ pub mod dbmap;
 pub mod ip;
 pub mod listnodes;
 pub mod node;
+pub mod nodestate;
 pub mod statistics;
 pub mod status;
 pub mod tunables;
@@ -81,6 +82,21 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "nodestatus",
         "[all|<pnn-list>]",
         "print node states; the exit code is their flags",
+    ),
+    ("disable", "", "mark a node administratively disabled"),
+    ("enable", "", "lift an administrative disable"),
+    ("stop", "", "make a node inactive until it is continued"),
+    ("continue", "", "make a stopped node active again"),
+    (
+        "ban",
+        "<bantime>",
+        "keep a node inactive for that many seconds",
+    ),
+    ("unban", "", "end a node's ban early"),
+    (
+        "reloadnodes",
+        "",
+        "make the daemons take up changes to the nodes file",
     ),
 ];
 
@@ -238,7 +254,9 @@ impl CommandError {
     /// What to print on (stdout, stderr), and the exit status.
     pub fn output(&self) -> (String, String, i32) {
         match self {
-            Self::Client(ClientError::Closed) => (String::new(), String::new(), 1),
+            Self::Client(ClientError::Closed | ClientError::Reported) => {
+                (String::new(), String::new(), 1)
+            }
             Self::Client(e) => (String::new(), format!("{e}\n"), e.exit_code()),
             Self::Usage(name) => (command_usage(name), String::new(), 1),
             Self::Failed {
@@ -270,40 +288,11 @@ impl Ctx<'_> {
 
     /// The node map (GET_NODEMAP from the local daemon, cached). If the local node is
     /// banned its map may be stale, so, as 4.17 does, ask the next node that is
-    /// neither deleted nor disconnected, until one is not banned.
+    /// neither deleted nor disconnected, until one is not banned; if every usable
+    /// node is banned there is no map. Failures are reported on stderr as they
+    /// happen ([`nodestate::get_nodemap`]) and the command then exits 1.
     pub fn nodemap(&mut self) -> Result<NodeMap, ClientError> {
-        if let Some(map) = self.nodemap.as_ref() {
-            return Ok(map.clone());
-        }
-        let mut map = self.client.nodemap()?;
-        let mut pnn = self.client.pnn();
-        let num = map.nodes.len() as u32;
-        for _ in 0..num {
-            let banned = map
-                .nodes
-                .get(pnn as usize)
-                .is_some_and(|n| n.flags & node_flags::BANNED != 0);
-            if !banned {
-                break;
-            }
-            let mut next = (pnn + 1) % num;
-            while map
-                .nodes
-                .get(next as usize)
-                .is_some_and(|n| n.flags & (node_flags::DELETED | node_flags::DISCONNECTED) != 0)
-                && next != pnn
-            {
-                next = (next + 1) % num;
-            }
-            if next == pnn {
-                eprintln!("Warning: All nodes are banned.");
-                break;
-            }
-            pnn = next;
-            map = self.client.nodemap_from(pnn)?;
-        }
-        *self.nodemap = Some(map.clone());
-        Ok(map)
+        nodestate::get_nodemap(self, false).ok_or(ClientError::Reported)
     }
 }
 
@@ -475,7 +464,14 @@ fn select_nodes(
     let Some(spec) = spec else {
         return Ok(vec![own]);
     };
-    let map = client.nodemap()?;
+    // The same fetch as the commands' (banned-node fallback included), cached.
+    let map = Ctx {
+        client,
+        cmd: own,
+        style: Style::default(),
+        nodemap: cache,
+    }
+    .nodemap()?;
     let unusable = node_flags::DISCONNECTED | node_flags::DELETED;
     let targets: Vec<u32> = match spec {
         NodeSpec::All => map
@@ -500,7 +496,7 @@ fn select_nodes(
     }
     *cache = Some(map);
     // Commands that only make sense on the local node (4.17's non-"remote" ones).
-    if name == "pnn" && targets.iter().any(|&p| p != own) {
+    if matches!(name, "pnn" | "reloadnodes") && targets.iter().any(|&p| p != own) {
         return Err(CommandError::stderr(format!(
             "Node cannot be specified for command {name}"
         )));
@@ -540,6 +536,13 @@ fn dispatch(
         "ifaces" => boxed(ip::ifaces(ctx, args)),
         "statistics" => boxed(statistics::statistics(ctx, args)),
         "getdbmap" => boxed(dbmap::getdbmap(ctx, args)),
+        "disable" => boxed(nodestate::disable(ctx, args)),
+        "enable" => boxed(nodestate::enable(ctx, args)),
+        "stop" => boxed(nodestate::stop(ctx, args)),
+        "continue" => boxed(nodestate::continue_node(ctx, args)),
+        "ban" => boxed(nodestate::ban(ctx, args)),
+        "unban" => boxed(nodestate::unban(ctx, args)),
+        "reloadnodes" => boxed(nodestate::reloadnodes(ctx, args)),
         // Every name in COMMANDS is matched above or handled before the daemon.
         other => Err(CommandError::stderr(format!("Unknown command '{other}'"))),
     }
