@@ -4,8 +4,9 @@
 //! minority can never act as a second leader. The lock is an fcntl (POSIX record)
 //! lock on one byte of a file on the shared volume. fcntl locks belong to a process
 //! and vanish when *any* descriptor of the file closes in that process, which is why
-//! the daemon will hold it in a small helper child (with the cluster issue); this
-//! crate provides the lock primitive that helper uses.
+//! the daemon holds it in a small helper child: this crate's `ctdb-rs-reclock-helper`
+//! binary (`src/bin/`), which speaks CTDB's cluster mutex helper protocol and is run by
+//! `ctdbd`'s `reclock` module. This library is the lock primitive that helper uses.
 
 use std::fs::{File, OpenOptions};
 use std::io;

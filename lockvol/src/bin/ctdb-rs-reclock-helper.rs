@@ -1,0 +1,211 @@
+//! `ctdb-rs-reclock-helper FILE [RECHECK_MS]`: ctdb-rs's cluster mutex helper for a
+//! `cluster lock` file.
+//!
+//! It speaks CTDB's cluster mutex helper protocol (ctdb(7) CLUSTER LOCK and CTDB's
+//! `doc/cluster_mutex_helper.txt`), so `ctdbd` runs it exactly as it would run any
+//! `!helper`: it tries once to take an fcntl lock on FILE and writes one status
+//! character to stdout:
+//!
+//! - `0`: the lock is taken and held for as long as this process lives;
+//! - `1`: another process holds it (contention), then exit;
+//! - `3`: an unexpected error (explained on stderr), then exit.
+//!
+//! (`2`, "took too long", is never sent: the lock is only tried, never waited for.)
+//!
+//! After `0` it waits, and every RECHECK_MS (default 250 ms) checks that:
+//! - FILE still names the file it locked (same device and inode); a removed or
+//!   replaced lock file means another node can take "the" lock, so ours is worthless;
+//! - its original parent (the daemon) still exists.
+//!
+//! On either failure it says why on stderr and exits, and the fcntl lock goes with the
+//! process. SIGTERM (or SIGINT) is a release: exit 0. The exit code means nothing to
+//! the daemon; stdout EOF is what tells it the lock is gone.
+//!
+//! CTDB's own `ctdb_mutex_fcntl_helper` rechecks every 5 s; we default to 250 ms
+//! because a leader must step down as soon as its lock is lost (DESIGN.md "Safety").
+//! It also sets `PR_SET_PDEATHSIG` so that it dies with the daemon at once rather than
+//! at the next parent check.
+//!
+//! Plain blocking code: one process, one lock, nothing to multiplex beyond a signalfd
+//! and a timeout.
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use lockvol::FcntlLock;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::{getppid, Pid};
+
+/// The program name used on stderr, so the daemon's log says who is talking.
+const NAME: &str = "ctdb-rs-reclock-helper";
+
+/// How often the lock file and the parent are checked unless RECHECK_MS says otherwise.
+const DEFAULT_RECHECK: Duration = Duration::from_millis(250);
+
+/// The status characters of CTDB's cluster mutex helper protocol.
+const STATUS_TAKEN: u8 = b'0';
+const STATUS_CONTENDED: u8 = b'1';
+const STATUS_ERROR: u8 = b'3';
+
+fn main() -> ExitCode {
+    // Parent first, pdeathsig second: if the parent dies between the two, the signal is
+    // never sent, but getppid() has changed and the check just below sees it.
+    let parent = getppid();
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+        return error(format_args!("cannot set the parent-death signal: {e}"));
+    }
+    if getppid() != parent {
+        return error(format_args!(
+            "parent {parent} exited before the lock was tried"
+        ));
+    }
+
+    let (path, recheck) = match parse_args(std::env::args_os().skip(1)) {
+        Ok(args) => args,
+        Err(message) => return error(format_args!("{message}")),
+    };
+
+    // Block SIGTERM/SIGINT before taking the lock and read them from a signalfd later:
+    // a release asked for while we were locking is then seen, not lost, and no signal
+    // handler (or unsafe code) is needed.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    if let Err(e) = signals.thread_block() {
+        return error(format_args!("cannot block SIGTERM: {e}"));
+    }
+    let signal_fd = match SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC) {
+        Ok(fd) => fd,
+        Err(e) => return error(format_args!("cannot create a signalfd: {e}")),
+    };
+
+    let lock = match FcntlLock::try_acquire(&path) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            // Exit status is meaningless to the daemon; a failed write just ends us.
+            let _ = status(STATUS_CONTENDED);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return error(format_args!("{e}")),
+    };
+    let locked = match lock.file().metadata() {
+        Ok(meta) => FileId::of(&meta),
+        Err(e) => return error(format_args!("cannot fstat {}: {e}", path.display())),
+    };
+    // The path may have been renamed over between open() and fcntl(); then we locked a
+    // file nobody else will look at, and saying '0' would be a lie.
+    if let Err(reason) = check_file(&path, locked) {
+        return error(format_args!("{reason}"));
+    }
+    if status(STATUS_TAKEN).is_err() {
+        // The daemon stopped listening before it learnt that we hold the lock.
+        return ExitCode::FAILURE;
+    }
+
+    let timeout = PollTimeout::try_from(recheck).unwrap_or(PollTimeout::MAX);
+    loop {
+        let mut fds = [PollFd::new(
+            std::os::fd::AsFd::as_fd(&signal_fd),
+            PollFlags::POLLIN,
+        )];
+        match poll(&mut fds, timeout) {
+            Ok(0) => {}
+            Ok(_) => {
+                // SIGTERM or SIGINT: the daemon releases the lock. Exiting drops it.
+                drop(lock);
+                return ExitCode::SUCCESS;
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                eprintln!("{NAME}: poll failed while holding {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        // The daemon is gone: nobody would be told that we hold the lock, or be able to
+        // release it. (Never "watch" pid 1: when started by init there is no daemon to
+        // outlive, and getppid() would never change.)
+        if parent != Pid::from_raw(1) && getppid() != parent {
+            eprintln!(
+                "{NAME}: parent {parent} is gone, releasing {}",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        if let Err(reason) = check_file(&path, locked) {
+            eprintln!("{NAME}: {reason}, releasing the lock");
+            return ExitCode::FAILURE;
+        }
+    }
+}
+
+/// Parses `FILE [RECHECK_MS]`.
+fn parse_args(
+    mut args: impl Iterator<Item = std::ffi::OsString>,
+) -> Result<(PathBuf, Duration), String> {
+    const USAGE: &str = "usage: ctdb-rs-reclock-helper FILE [RECHECK_MS]";
+    let path = PathBuf::from(args.next().ok_or(USAGE)?);
+    let recheck = match args.next() {
+        None => DEFAULT_RECHECK,
+        Some(ms) => match ms.to_str().and_then(|ms| ms.parse::<u64>().ok()) {
+            Some(ms) if ms > 0 => Duration::from_millis(ms),
+            _ => return Err(format!("invalid RECHECK_MS {ms:?}; {USAGE}")),
+        },
+    };
+    if args.next().is_some() {
+        return Err(USAGE.to_owned());
+    }
+    Ok((path, recheck))
+}
+
+/// Device and inode: what makes "the same file" across a rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+/// Whether `path` still names the file we locked; otherwise why not.
+fn check_file(path: &Path, locked: FileId) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if FileId::of(&meta) == locked => Ok(()),
+        Ok(meta) => Err(format!(
+            "lock file {} was replaced (device {} inode {} is now device {} inode {})",
+            path.display(),
+            locked.dev,
+            locked.ino,
+            meta.dev(),
+            meta.ino()
+        )),
+        Err(e) => Err(format!("lock file {} is gone: {e}", path.display())),
+    }
+}
+
+/// Writes a status character. A daemon that stopped reading cannot be told anything
+/// more, so callers treat a failed write as a reason to exit.
+fn status(code: u8) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&[code])?;
+    stdout.flush()
+}
+
+/// Reports an unexpected error: the reason on stderr first (so that it is already in
+/// the pipe when the daemon reads the status), then `3`.
+fn error(message: std::fmt::Arguments<'_>) -> ExitCode {
+    eprintln!("{NAME}: {message}");
+    let _ = status(STATUS_ERROR);
+    ExitCode::FAILURE
+}
