@@ -19,5 +19,6 @@ pub mod core;
 pub mod daemon;
 pub mod paths;
 pub mod protocol;
+pub mod reclock;
 pub mod transport;
 pub mod tunables;

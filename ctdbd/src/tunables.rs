@@ -96,7 +96,15 @@ pub const DEFINITIONS: &[TunableDef] = &[
     def("QueueBufferSize", 1024),
     def("IPAllocAlgorithm", 2),
     def("AllowMixedVersions", 0),
+    // ctdb-rs: keepalive period in milliseconds, for sub-second failure detection.
+    // Non-zero overrides KeepaliveInterval; setting KeepaliveInterval clears it, so
+    // CTDB's tunable keeps its meaning. Default 500 ms × KeepaliveLimit 5 = 2.5 s to
+    // declare a silent (powered-off) node dead, where CTDB's defaults take 25 s.
+    def(KEEPALIVE_INTERVAL_MS, 500),
 ];
+
+/// Our millisecond keepalive tunable (see [`DEFINITIONS`]).
+pub const KEEPALIVE_INTERVAL_MS: &str = "KeepaliveIntervalMs";
 
 /// Result of setting a tunable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,11 +157,28 @@ impl Tunables {
     pub fn set(&mut self, name: &str, value: u32) -> Result<SetOutcome, UnknownTunable> {
         let i = Self::index(name).ok_or_else(|| UnknownTunable(name.to_owned()))?;
         self.values[i] = value;
+        if DEFINITIONS[i].name == "KeepaliveInterval" {
+            // An administrator who sets CTDB's seconds tunable means it.
+            let ms = Self::index(KEEPALIVE_INTERVAL_MS).expect("defined above");
+            self.values[ms] = 0;
+        }
         Ok(if DEFINITIONS[i].obsolete {
             SetOutcome::Obsolete
         } else {
             SetOutcome::Set
         })
+    }
+
+    /// The keepalive period in milliseconds: `KeepaliveIntervalMs` when non-zero, else
+    /// `KeepaliveInterval` seconds; never below 10 ms.
+    pub fn keepalive_interval_ms(&self) -> u64 {
+        let ms = self.get(KEEPALIVE_INTERVAL_MS).unwrap_or(0);
+        let ms = if ms == 0 {
+            u64::from(self.get("KeepaliveInterval").unwrap_or(5)) * 1000
+        } else {
+            u64::from(ms)
+        };
+        ms.max(10)
     }
 
     /// Names of the tunables `listvars` shows, in CTDB's order.
@@ -167,11 +192,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sixty_two_tunables_and_forty_nine_listed() {
-        assert_eq!(DEFINITIONS.len(), 62);
-        assert_eq!(Tunables::listed_names().count(), 49);
+    fn ctdbs_sixty_two_tunables_then_ours() {
+        assert_eq!(DEFINITIONS.len(), 63);
+        assert_eq!(DEFINITIONS[61].name, "AllowMixedVersions");
+        assert_eq!(Tunables::listed_names().count(), 50);
         assert_eq!(Tunables::listed_names().next(), Some("SeqnumInterval"));
-        assert_eq!(Tunables::listed_names().last(), Some("AllowMixedVersions"));
+    }
+
+    #[test]
+    fn setting_keepalive_interval_seconds_overrides_the_millisecond_default() {
+        let mut t = Tunables::default();
+        assert_eq!(t.keepalive_interval_ms(), 500);
+        t.set("KeepaliveInterval", 2).unwrap();
+        assert_eq!(t.keepalive_interval_ms(), 2000);
+        t.set("KeepaliveIntervalMs", 100).unwrap();
+        assert_eq!(t.keepalive_interval_ms(), 100);
     }
 
     #[test]

@@ -14,7 +14,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ctdbd-settings-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("ctdbd-settings-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("etc")).unwrap();
         std::fs::create_dir_all(dir.join("shared")).unwrap();
@@ -44,8 +45,14 @@ fn shared_volume_symlinks_and_legacy_variables() {
     // Given nodes and public_addresses on the shared volume, symlinked into etc/,
     // and an old-style sysconfig file.
     let t = TempDir::new("symlinks");
-    let nodes = t.write("shared/nodes", "192.168.20.41\n192.168.20.42\n#192.168.20.43\n");
-    let public = t.write("shared/public_addresses", "10.0.0.31/24\n10.0.0.32/33 eth1\n10.0.0.33/24 eth2\n");
+    let nodes = t.write(
+        "shared/nodes",
+        "192.168.20.41\n192.168.20.42\n#192.168.20.43\n",
+    );
+    let public = t.write(
+        "shared/public_addresses",
+        "10.0.0.31/24\n10.0.0.32/33 eth1\n10.0.0.33/24 eth2\n",
+    );
     symlink(&nodes, t.0.join("etc/nodes")).unwrap();
     symlink(&public, t.0.join("etc/public_addresses")).unwrap();
     t.write("etc/ctdb.conf", "[logging]\n\tlocation = file:/tmp/x.log\n");
@@ -60,19 +67,38 @@ fn shared_volume_symlinks_and_legacy_variables() {
 
     // then the symlinked files were read,
     assert_eq!(s.nodes.len(), 3);
-    assert_eq!(s.nodes[2], None, "a # line is a deleted node that keeps its pnn");
-    let addrs: Vec<String> = s.public_addresses.iter().map(|(a, p, i)| format!("{a}/{p} {}", i.join(","))).collect();
+    assert_eq!(
+        s.nodes[2], None,
+        "a # line is a deleted node that keeps its pnn"
+    );
+    let addrs: Vec<String> = s
+        .public_addresses
+        .iter()
+        .map(|(a, p, i)| format!("{a}/{p} {}", i.join(",")))
+        .collect();
     // the line without an interface took CTDB_PUBLIC_INTERFACE; the bad line was
     // skipped and reported with file and line; the others are still served,
     assert_eq!(addrs, vec!["10.0.0.31/24 eth0", "10.0.0.33/24 eth2"]);
     assert_eq!(s.public_address_errors.len(), 1);
-    assert!(s.public_address_errors[0].contains("public_addresses:2"), "{:?}", s.public_address_errors);
+    assert!(
+        s.public_address_errors[0].contains("public_addresses:2"),
+        "{:?}",
+        s.public_address_errors
+    );
     // and the legacy variables replaced their ctdb.conf settings, each noticed once.
-    assert_eq!(s.cluster_lock.as_deref(), Some("/gluster/ctdb_lock/lockfile"));
+    assert_eq!(
+        s.cluster_lock.as_deref(),
+        Some("/gluster/ctdb_lock/lockfile")
+    );
     assert_eq!(s.debug_level, 0);
     assert_eq!(s.tunables.get("KeepaliveInterval"), Ok(2));
     assert_eq!(s.log_target, LogTarget::File("/tmp/x.log".into()));
-    for var in ["CTDB_RECOVERY_LOCK", "CTDB_PUBLIC_INTERFACE", "CTDB_MANAGES_SAMBA", "CTDB_DEBUGLEVEL"] {
+    for var in [
+        "CTDB_RECOVERY_LOCK",
+        "CTDB_PUBLIC_INTERFACE",
+        "CTDB_MANAGES_SAMBA",
+        "CTDB_DEBUGLEVEL",
+    ] {
         assert_eq!(
             s.notices.iter().filter(|n| n.contains(var)).count(),
             1,
@@ -83,14 +109,20 @@ fn shared_volume_symlinks_and_legacy_variables() {
 }
 
 fn load_error(t: &TempDir) -> String {
-    format!("{:#}", Settings::load(&t.paths(), None::<&Path>).unwrap_err())
+    format!(
+        "{:#}",
+        Settings::load(&t.paths(), None::<&Path>).unwrap_err()
+    )
 }
 
 #[test]
 fn errors_name_the_file_and_line() {
     let t = TempDir::new("errors");
     t.write("etc/nodes", "192.168.20.41\n");
-    t.write("etc/ctdb.conf", "[cluster]\n  cluster lock = /x\n  bogus key = 1\n");
+    t.write(
+        "etc/ctdb.conf",
+        "[cluster]\n  cluster lock = /x\n  bogus key = 1\n",
+    );
     let err = load_error(&t);
     assert!(err.contains("ctdb.conf:3"), "{err}");
 
@@ -100,7 +132,10 @@ fn errors_name_the_file_and_line() {
     assert!(err.contains("nodes:2"), "{err}");
 
     t.write("etc/nodes", "192.168.20.41\n");
-    t.write("etc/ctdb.tunables", "KeepaliveInterval=1\nNoSuchTunable=3\n");
+    t.write(
+        "etc/ctdb.tunables",
+        "KeepaliveInterval=1\nNoSuchTunable=3\n",
+    );
     let err = load_error(&t);
     assert!(err.contains("ctdb.tunables:2"), "{err}");
 }

@@ -4,10 +4,11 @@
 //! that CTDB carries in the status field (PING, GET_PID, GET_PNN, ...) are returned
 //! there. Unknown and obsolete opcodes get status −1 with no text, as 4.17 answers.
 
-use super::{ClientId, Node, Output};
+use super::{Node, Output, Requester};
 use crate::protocol::control::{
-    decode_tunable_name, encode_u32, encode_var_list, BanState, Iface, IfaceList, Opcode, PidSrvid,
-    PublicIp, PublicIpInfo, PublicIpList, Timeval, Tunable, Uptime, VnnMap,
+    decode_tunable_name, encode_u32, encode_var_list, node_flags, BanState, Iface, IfaceList,
+    NodeFlagChange, Opcode, PidSrvid, PublicIp, PublicIpInfo, PublicIpList, Tunable, Uptime,
+    VnnMap,
 };
 use crate::protocol::packet::ReqControl;
 use crate::protocol::wire::Reader;
@@ -61,13 +62,40 @@ fn expected_len(opcode: Opcode) -> Option<usize> {
 }
 
 impl Node {
+    /// Answers a control addressed to this node. `None` means the answer comes later
+    /// (it needs the nodes file read); `reqid` is kept for that.
     pub(super) fn control(
         &mut self,
-        now: Timeval,
-        client: ClientId,
+        from: Requester,
+        reqid: u32,
+        req: &ReqControl,
+        out: &mut Vec<Output>,
+    ) -> Option<crate::protocol::ReplyControl> {
+        let wants_reply = req.flags & crate::protocol::packet::CTRL_FLAG_NOREPLY == 0;
+        let reqid = if wants_reply { reqid } else { 0 };
+        match Opcode(req.opcode) {
+            Opcode::GET_NODES_FILE | Opcode::RELOAD_NODES_FILE if !req.data.is_empty() => {
+                Some(error(-1, "control has the wrong request size"))
+            }
+            Opcode::GET_NODES_FILE => {
+                self.request_nodes_file(from, reqid, false, out);
+                None
+            }
+            Opcode::RELOAD_NODES_FILE => {
+                self.request_nodes_file(from, reqid, true, out);
+                None
+            }
+            _ => Some(self.immediate_control(from, req, out)),
+        }
+    }
+
+    fn immediate_control(
+        &mut self,
+        from: Requester,
         req: &ReqControl,
         out: &mut Vec<Output>,
     ) -> crate::protocol::ReplyControl {
+        let now = self.now.wall;
         let opcode = Opcode(req.opcode);
         if let Some(len) = expected_len(opcode) {
             if req.data.len() != len {
@@ -95,6 +123,9 @@ impl Node {
                 Err(_) => error(-1, ""),
             },
             Opcode::REGISTER_SRVID => {
+                let Requester::Client(client) = from else {
+                    return error(-1, "srvids are registered by local clients");
+                };
                 if let Some(info) = self.clients.get_mut(&client) {
                     info.srvids.insert(req.srvid);
                 }
@@ -102,20 +133,72 @@ impl Node {
                     // Tell a new listener the leader at once instead of making it wait
                     // for the next broadcast: `ctdb status` answers in milliseconds
                     // where 4.17 takes up to a second.
-                    let mut msgs = Vec::new();
-                    self.broadcast_leader(&mut msgs);
-                    out.extend(msgs.into_iter().filter(
-                        |o| matches!(o, Output::SendToClient { client: c, .. } if *c == client),
-                    ));
+                    if let Some(leader) = self.leader {
+                        out.push(Output::SendToClient {
+                            client,
+                            packet: self.message_packet(
+                                0,
+                                crate::protocol::control::srvid::LEADER,
+                                leader.to_le_bytes().to_vec(),
+                            ),
+                        });
+                    }
                 }
                 status(0)
             }
             Opcode::DEREGISTER_SRVID => {
-                if let Some(info) = self.clients.get_mut(&client) {
-                    info.srvids.remove(&req.srvid);
+                if let Requester::Client(client) = from {
+                    if let Some(info) = self.clients.get_mut(&client) {
+                        info.srvids.remove(&req.srvid);
+                    }
                 }
                 status(0)
             }
+            Opcode::SETVNNMAP => match VnnMap::decode(&req.data) {
+                Ok(map) => {
+                    // Only the leader recovers the cluster; a stale leader's map after a
+                    // new election would undo the new generation.
+                    match from {
+                        Requester::Peer(p) if self.leader.is_none() || self.leader == Some(p) => {
+                            self.apply_vnn_map(&map);
+                            status(0)
+                        }
+                        _ => error(-1, "vnn map accepted only from the leader"),
+                    }
+                }
+                Err(_) => error(-1, ""),
+            },
+            Opcode::MODIFY_FLAGS => match NodeFlagChange::decode(&req.data) {
+                Ok(change) => {
+                    self.peer_flags(change, out);
+                    status(0)
+                }
+                Err(_) => error(-1, ""),
+            },
+            Opcode::SET_RECMODE => match crate::protocol::control::decode_u32(&req.data, "recmode")
+            {
+                Ok(mode) if mode <= 1 => {
+                    self.recovery_mode = mode;
+                    status(0)
+                }
+                _ => error(-1, ""),
+            },
+            Opcode::DISABLE_NODE => self.admin_flag(node_flags::PERMANENTLY_DISABLED, true, out),
+            Opcode::ENABLE_NODE => self.admin_flag(node_flags::PERMANENTLY_DISABLED, false, out),
+            Opcode::STOP_NODE => self.admin_flag(node_flags::STOPPED, true, out),
+            Opcode::CONTINUE_NODE => self.admin_flag(node_flags::STOPPED, false, out),
+            Opcode::SET_BAN_STATE => match BanState::decode(&req.data) {
+                // A node bans only itself (§6.9).
+                Ok(ban) if ban.pnn == self.pnn => {
+                    if ban.time > 0 && self.tunables.get("EnableBans").unwrap_or(1) == 0 {
+                        tracing::info!("ban requested while EnableBans = 0: ignored");
+                    } else {
+                        self.ban_self(ban.time, out);
+                    }
+                    status(0)
+                }
+                _ => error(-1, ""),
+            },
             Opcode::GET_NODEMAP => Self::reply_ok(self.node_map().encode()),
             Opcode::GETVNNMAP => {
                 // Every active node with the lmaster capability holds a slot; today
@@ -247,7 +330,10 @@ impl Node {
             Opcode::GET_BAN_STATE => Self::reply_ok(
                 BanState {
                     pnn: self.pnn,
-                    time: 0,
+                    time: self
+                        .banned_until_ms
+                        .map(|t| t.saturating_sub(self.now.mono_ms).div_ceil(1000) as u32)
+                        .unwrap_or(0),
                 }
                 .encode(),
             ),
@@ -259,15 +345,7 @@ impl Node {
             // 4.17 still implements these two obsolete controls as per-client counters.
             Opcode::START_PERSISTENT_UPDATE | Opcode::CANCEL_PERSISTENT_UPDATE => status(0),
             op if op.is_obsolete() => status(-1),
-            Opcode::DISABLE_NODE
-            | Opcode::ENABLE_NODE
-            | Opcode::STOP_NODE
-            | Opcode::CONTINUE_NODE
-            | Opcode::SET_BAN_STATE
-            | Opcode::MODIFY_FLAGS
-            | Opcode::RELOAD_NODES_FILE
-            | Opcode::GET_NODES_FILE
-            | Opcode::ADD_PUBLIC_IP
+            Opcode::ADD_PUBLIC_IP
             | Opcode::DEL_PUBLIC_IP
             | Opcode::RELOAD_PUBLIC_IPS
             | Opcode::TAKEOVER_IP
@@ -280,6 +358,22 @@ impl Node {
             // Unknown numbers: −1 without text, as 4.17 (observed).
             _ => status(-1),
         }
+    }
+
+    /// Sets or clears one of this node's administrative flags.
+    fn admin_flag(
+        &mut self,
+        flag: u32,
+        set: bool,
+        out: &mut Vec<Output>,
+    ) -> crate::protocol::ReplyControl {
+        let flags = if set {
+            self.own_flags() | flag
+        } else {
+            self.own_flags() & !flag
+        };
+        self.set_own_flags(flags, out);
+        status(0)
     }
 
     /// The wire record of interface `name`: its link state and how many public

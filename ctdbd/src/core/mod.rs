@@ -1,16 +1,30 @@
-//! The node's state and its answers to clients: a sans-IO state machine.
+//! The node's state machine: membership, leader election under the recovery lock,
+//! recovery, admin states, and the answers to every control and message. Sans-IO.
 //!
-//! [`Node::handle`] takes the time and one [`Input`] (a client connected, sent a
-//! packet, went away; a timer tick) and returns the [`Output`]s the caller must carry
-//! out, in order, before the next input. No I/O, no clock, no tokio here: the daemon's
-//! edges (`transport`, `daemon`) turn sockets into inputs and outputs into writes.
+//! # Contract
+//! [`Node::handle`] takes [`Now`] (monotonic ms for timers, wall clock for display)
+//! and one [`Input`], and returns [`Output`]s that the caller must carry out **in
+//! order** before feeding the next input. [`Node::poll_timeout`] says when the node
+//! next needs an [`Input::Tick`]; feeding ticks earlier is harmless. No I/O, clock,
+//! randomness source or tokio in here: the generation numbers come from a seeded
+//! generator, so a simulation with the same seed replays exactly.
 //!
-//! What exists today is the single-node part of CTDB: the node map read from `nodes`,
-//! every local control the stock `ctdb` tool uses, srvid registration and message
-//! delivery between local clients, and the leader broadcast. Peer links, elections and
-//! takeover runs come with the cluster issue; their hooks are the `leader`,
-//! `generation` and `recovery_mode` fields.
+//! # Cluster rules (our design; DESIGN.md, "How a failover flows")
+//! - A peer is connected when the transport says both TCP connections are up; it is
+//!   declared dead on a closed connection or after `KeepaliveLimit` silent keepalive
+//!   periods (`KeepaliveIntervalMs`, default 500 ms).
+//! - Election is a race for the recovery lock (ctdb(7) "CLUSTER LOCK"): every eligible
+//!   node that has no live leader tries to take it; the holder leads and broadcasts
+//!   `LEADER`. Eligible = leader capability, not banned, not stopped. There is no
+//!   quorum (a survivor must serve); between partitions the lock decides, so only the
+//!   side holding it leads. Without a configured lock, the lowest eligible connected
+//!   pnn leads (split brain is then possible, as in CTDB; a warning is logged).
+//! - The leader runs a recovery whenever membership or flags change: a new generation
+//!   and vnn map pushed to every connected node (databases will hook in here).
+//! - Each node owns its own flags (disabled, stopped, banned) and pushes them to its
+//!   peers; `DISCONNECTED` is each node's local view.
 
+mod cluster;
 mod controls;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,13 +33,9 @@ use std::net::{IpAddr, SocketAddr};
 use serde::Serialize;
 
 use crate::protocol::control::{
-    capabilities, node_flags, srvid, DisableMessage, NodeAndFlags, NodeMap, Runstate, SrvidMessage,
-    Timeval,
+    capabilities, node_flags, srvid, NodeAndFlags, NodeMap, Runstate, Timeval, INVALID_GENERATION,
 };
-use crate::protocol::packet::{
-    Body, Header, Packet, ReplyControl, ReqMessage, BROADCAST_ACTIVE, BROADCAST_ALL,
-    BROADCAST_CONNECTED, CURRENT_NODE, UNKNOWN_PNN,
-};
+use crate::protocol::packet::{Body, Header, Packet, ReplyControl, ReqMessage, UNKNOWN_PNN};
 use crate::protocol::statistics::Statistics;
 use crate::tunables::Tunables;
 
@@ -35,6 +45,16 @@ pub const CTDB_PORT: u16 = 4379;
 /// Identifies one connection on the Unix socket. Never 0 (CTDB reserves 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ClientId(pub u32);
+
+/// The daemon's two clocks, passed with every input: a monotonic one for timers and
+/// the wall clock for what is shown to people (`ctdb uptime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Milliseconds on a monotonic clock (any origin).
+    pub mono_ms: u64,
+    /// Wall-clock time.
+    pub wall: Timeval,
+}
 
 /// Something that happened, fed to [`Node::handle`].
 #[derive(Debug, Clone, PartialEq)]
@@ -58,8 +78,48 @@ pub enum Input {
         /// The connection.
         client: ClientId,
     },
-    /// The once-a-second timer.
+    /// Time passed: the deadline from [`Node::poll_timeout`] was reached.
     Tick,
+    /// Both TCP connections with node `pnn` are up.
+    PeerConnected {
+        /// The peer.
+        pnn: u32,
+    },
+    /// A connection with node `pnn` closed; the transport reconnects by itself.
+    PeerDisconnected {
+        /// The peer.
+        pnn: u32,
+    },
+    /// A well-formed packet from node `pnn`.
+    PeerPacket {
+        /// The peer, identified by the connection's source address.
+        pnn: u32,
+        /// The packet.
+        packet: Packet,
+    },
+    /// What became of the recovery lock after [`Output::TakeReclock`].
+    Reclock(ReclockStatus),
+    /// Answer to [`Output::ReadNodesFile`].
+    NodesFile {
+        /// The token of the request.
+        request: u64,
+        /// Entries (`None` = deleted line), or why the file could not be read.
+        result: Result<Vec<Option<IpAddr>>, String>,
+    },
+}
+
+/// The recovery lock's state as its holder reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum ReclockStatus {
+    /// The lock is ours.
+    Taken,
+    /// Another process holds it.
+    Contended,
+    /// Could not try: the path is unreadable, the helper failed to start, answered
+    /// garbage or timed out. Carries the reason.
+    Failed(String),
+    /// We held it and lost it: the holder died, the lock file was removed or replaced.
+    Lost(String),
 }
 
 /// Something the caller must do, in the order returned.
@@ -72,6 +132,30 @@ pub enum Output {
         /// What to send.
         packet: Packet,
     },
+    /// Queue a packet to node `pnn` (dropped by the transport if not connected).
+    SendToPeer {
+        /// Recipient.
+        pnn: u32,
+        /// What to send.
+        packet: Packet,
+    },
+    /// Tear down both connections with `pnn` (keepalives missed); the transport
+    /// reconnects and reports [`Input::PeerConnected`] again when both are up.
+    DropPeer {
+        /// The peer.
+        pnn: u32,
+    },
+    /// Start taking the recovery lock; the result arrives as [`Input::Reclock`].
+    TakeReclock,
+    /// Release the recovery lock (kill its holder). No input answers it.
+    ReleaseReclock,
+    /// Read the nodes file again; answer with [`Input::NodesFile`].
+    ReadNodesFile {
+        /// Token to echo.
+        request: u64,
+    },
+    /// The set of nodes changed (reloadnodes): the transport must connect to these.
+    SetPeers(Vec<Option<IpAddr>>),
     /// Apply a new log level (CTDB's numeric debug level).
     SetDebugLevel(u32),
     /// Stop the daemon (SHUTDOWN control).
@@ -85,7 +169,7 @@ pub struct NodeInfo {
     pub pnn: u32,
     /// Private address; `None` for a deleted (`#`) line.
     pub addr: Option<IpAddr>,
-    /// `node_flags` bits.
+    /// `node_flags` bits as this node sees them.
     pub flags: u32,
 }
 
@@ -130,14 +214,21 @@ pub struct NodeConfig {
     pub leader_capability: bool,
     /// `[legacy] lmaster capability`.
     pub lmaster_capability: bool,
-    /// `[cluster] cluster lock` text, if any.
+    /// `[cluster] cluster lock` text, if any. Without one there is no lock to race for.
     pub cluster_lock: Option<String>,
+    /// `[cluster] leader timeout`, seconds without the leader's broadcast before
+    /// electing anew.
+    pub leader_timeout_s: u32,
+    /// `[legacy] start as disabled`.
+    pub start_disabled: bool,
+    /// `[legacy] start as stopped`.
+    pub start_stopped: bool,
     /// The daemon's process id (GET_PID).
     pub daemon_pid: i32,
-    /// First vnn-map generation; random, chosen by the caller.
-    pub generation: u32,
-    /// Start time (wall clock).
-    pub start_time: Timeval,
+    /// Seed of the generation-number generator.
+    pub seed: u64,
+    /// When the daemon started.
+    pub start: Now,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -146,15 +237,83 @@ struct ClientInfo {
     srvids: BTreeSet<u64>,
 }
 
+/// This node's view of one peer link.
+#[derive(Debug, Clone, Default)]
+struct PeerLink {
+    connected: bool,
+    /// Any packet arrived since the last keepalive check.
+    heard: bool,
+    /// Consecutive silent keepalive periods.
+    missed: u32,
+    /// Its nodes file differs from ours (reported once per connection).
+    nodes_differ: bool,
+}
+
+/// Who asked for a control, so the reply can go back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Requester {
+    Client(ClientId),
+    Peer(u32),
+}
+
+/// A control we sent to a peer and whose reply we await.
+#[derive(Debug, Clone)]
+struct PendingControl {
+    to: u32,
+    deadline_ms: u64,
+    purpose: Purpose,
+}
+
+#[derive(Debug, Clone)]
+enum Purpose {
+    /// A client's control forwarded to the peer; reply with the client's reqid.
+    Forwarded { client: ClientId, reqid: u32 },
+    /// Our own check that the peer's nodes file matches ours.
+    NodesCheck,
+}
+
+/// A control waiting for the nodes file to be read.
+#[derive(Debug, Clone, Copy)]
+struct PendingNodesFile {
+    requester: Requester,
+    reqid: u32,
+    reload: bool,
+}
+
+/// State of our attempt to hold the recovery lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum LockState {
+    /// No lock is configured.
+    NotConfigured,
+    /// Not held, not being taken.
+    Idle,
+    /// [`Output::TakeReclock`] sent, no answer yet.
+    Taking,
+    /// Held.
+    Held,
+}
+
 /// All of one node's state. See the module docs.
 #[derive(Debug)]
 pub struct Node {
     pnn: u32,
     nodes: Vec<NodeInfo>,
+    peers: BTreeMap<u32, PeerLink>,
+    now: Now,
     generation: u32,
+    vnn_map: Vec<u32>,
     recovery_mode: u32,
     runstate: Runstate,
     leader: Option<u32>,
+    leader_heard_ms: u64,
+    leader_timeout_ms: u64,
+    leader_capability: bool,
+    lock: LockState,
+    lock_failures: u32,
+    next_election_ms: u64,
+    next_keepalive_ms: u64,
+    next_leader_broadcast_ms: u64,
+    banned_until_ms: Option<u64>,
     tunables: Tunables,
     debug_level: u32,
     capabilities: u32,
@@ -166,13 +325,25 @@ pub struct Node {
     last_recovery_started: Timeval,
     last_recovery_finished: Timeval,
     clients: BTreeMap<ClientId, ClientInfo>,
+    pending: BTreeMap<u32, PendingControl>,
+    next_reqid: u32,
+    nodes_file_requests: BTreeMap<u64, PendingNodesFile>,
+    next_request: u64,
+    rng: u64,
     stats: Statistics,
 }
 
 impl Node {
     /// A node that has just started: every other node DISCONNECTED|UNHEALTHY, itself
-    /// healthy and RUNNING (event scripts, which gate health in CTDB, come later).
+    /// in FIRST_RECOVERY until a leader has recovered the cluster.
     pub fn new(config: NodeConfig) -> Self {
+        let mut own_flags = 0;
+        if config.start_disabled {
+            own_flags |= node_flags::PERMANENTLY_DISABLED;
+        }
+        if config.start_stopped {
+            own_flags |= node_flags::STOPPED;
+        }
         let nodes = config
             .nodes
             .iter()
@@ -181,7 +352,7 @@ impl Node {
                 let pnn = i as u32;
                 let flags = match addr {
                     None => node_flags::DELETED | node_flags::DISCONNECTED,
-                    Some(_) if pnn == config.pnn => 0,
+                    Some(_) if pnn == config.pnn => own_flags,
                     Some(_) => node_flags::DISCONNECTED | node_flags::UNHEALTHY,
                 };
                 NodeInfo {
@@ -224,15 +395,37 @@ impl Node {
         if !config.lmaster_capability {
             caps &= !capabilities::LMASTER;
         }
+        let peers = config
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| a.is_some() && *i as u32 != config.pnn)
+            .map(|(i, _)| (i as u32, PeerLink::default()))
+            .collect();
+        let now = config.start;
         Self {
             pnn: config.pnn,
             nodes,
-            generation: config.generation,
+            peers,
+            now,
+            generation: INVALID_GENERATION,
+            vnn_map: vec![config.pnn],
             recovery_mode: 0,
-            runstate: Runstate::Running,
-            // Alone, a node with the leader capability leads itself; elections between
-            // nodes arrive with the peer transport.
-            leader: config.leader_capability.then_some(config.pnn),
+            runstate: Runstate::FirstRecovery,
+            leader: None,
+            leader_heard_ms: now.mono_ms,
+            leader_timeout_ms: u64::from(config.leader_timeout_s.max(1)) * 1000,
+            leader_capability: config.leader_capability,
+            lock: if config.cluster_lock.is_some() {
+                LockState::Idle
+            } else {
+                LockState::NotConfigured
+            },
+            lock_failures: 0,
+            next_election_ms: now.mono_ms,
+            next_keepalive_ms: now.mono_ms + config.tunables.keepalive_interval_ms(),
+            next_leader_broadcast_ms: now.mono_ms,
+            banned_until_ms: None,
             tunables: config.tunables,
             debug_level: config.debug_level,
             capabilities: caps,
@@ -240,12 +433,18 @@ impl Node {
             public_ips,
             ifaces,
             daemon_pid: config.daemon_pid,
-            start_time: config.start_time,
-            last_recovery_started: config.start_time,
-            last_recovery_finished: config.start_time,
+            start_time: now.wall,
+            last_recovery_started: now.wall,
+            last_recovery_finished: now.wall,
             clients: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            next_reqid: 1,
+            nodes_file_requests: BTreeMap::new(),
+            next_request: 1,
+            // xorshift must not start at 0.
+            rng: config.seed | 1,
             stats: Statistics {
-                statistics_start_time: config.start_time,
+                statistics_start_time: now.wall,
                 ..Default::default()
             },
         }
@@ -256,13 +455,67 @@ impl Node {
         self.pnn
     }
 
+    /// The leader this node believes in.
+    pub fn leader(&self) -> Option<u32> {
+        self.leader
+    }
+
+    /// Whether this node believes it is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.leader == Some(self.pnn)
+    }
+
+    /// The vnn-map generation.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// The recovery lock's state.
+    pub fn lock_state(&self) -> LockState {
+        self.lock
+    }
+
+    /// Flags of node `pnn` as this node sees them.
+    pub fn flags_of(&self, pnn: u32) -> Option<u32> {
+        self.nodes.get(pnn as usize).map(|n| n.flags)
+    }
+
+    /// Whether the transport link with `pnn` is up in this node's view.
+    pub fn is_connected(&self, pnn: u32) -> bool {
+        self.peers.get(&pnn).is_some_and(|p| p.connected)
+    }
+
     /// Number of connected clients.
     pub fn client_count(&self) -> usize {
         self.clients.len()
     }
 
+    /// When the node next needs [`Input::Tick`] (monotonic ms).
+    pub fn poll_timeout(&self) -> u64 {
+        let mut t = self.next_keepalive_ms.min(self.next_leader_broadcast_ms);
+        if self.lock == LockState::Idle && self.next_election_ms > self.now.mono_ms {
+            t = t.min(self.next_election_ms);
+        }
+        if let Some(b) = self.banned_until_ms {
+            t = t.min(b);
+        }
+        if let Some(p) = self.pending.values().map(|p| p.deadline_ms).min() {
+            t = t.min(p);
+        }
+        // A silent leader must be noticed even when nothing else happens.
+        if self.leader.is_some_and(|l| l != self.pnn) {
+            t = t.min(self.leader_heard_ms + self.leader_timeout_ms + 1);
+        }
+        t
+    }
+
     /// Feeds one input; returns what to do, in order. See the module docs.
-    pub fn handle(&mut self, now: Timeval, input: Input) -> Vec<Output> {
+    pub fn handle(&mut self, now: Now, input: Input) -> Vec<Output> {
+        // The monotonic clock never goes back, even if a caller's does.
+        self.now = Now {
+            mono_ms: now.mono_ms.max(self.now.mono_ms),
+            wall: now.wall,
+        };
         let mut out = Vec::new();
         match input {
             Input::ClientConnected { client, pid } => {
@@ -278,14 +531,19 @@ impl Node {
                 self.clients.remove(&client);
             }
             Input::ClientPacket { client, packet } => {
-                if !self.clients.contains_key(&client) {
-                    return out;
+                if self.clients.contains_key(&client) {
+                    self.stats.client_packets_recv = self.stats.client_packets_recv.wrapping_add(1);
+                    self.client_packet(client, packet, &mut out);
                 }
-                self.stats.client_packets_recv = self.stats.client_packets_recv.wrapping_add(1);
-                self.client_packet(now, client, packet, &mut out);
             }
-            Input::Tick => self.broadcast_leader(&mut out),
+            Input::Tick => self.timers(&mut out),
+            Input::PeerConnected { pnn } => self.peer_connected(pnn, &mut out),
+            Input::PeerDisconnected { pnn } => self.peer_disconnected(pnn, &mut out),
+            Input::PeerPacket { pnn, packet } => self.peer_packet(pnn, packet, &mut out),
+            Input::Reclock(status) => self.reclock_status(status, &mut out),
+            Input::NodesFile { request, result } => self.nodes_file_read(request, result, &mut out),
         }
+        self.election_check(&mut out);
         let sent = out
             .iter()
             .filter(|o| matches!(o, Output::SendToClient { .. }))
@@ -294,128 +552,12 @@ impl Node {
         out
     }
 
-    fn client_packet(
-        &mut self,
-        now: Timeval,
-        client: ClientId,
-        packet: Packet,
-        out: &mut Vec<Output>,
-    ) {
-        let header = packet.header;
-        match packet.body {
-            Body::ReqControl(req) => {
-                self.stats.client.req_control = self.stats.client.req_control.wrapping_add(1);
-                let destnode = match header.destnode {
-                    CURRENT_NODE => self.pnn,
-                    d => d,
-                };
-                let wants_reply = req.flags & crate::protocol::packet::CTRL_FLAG_NOREPLY == 0;
-                let is_broadcast = matches!(
-                    destnode,
-                    BROADCAST_ALL | BROADCAST_ACTIVE | BROADCAST_CONNECTED
-                );
-                let reply = if destnode == self.pnn || (is_broadcast && !wants_reply) {
-                    // A NOREPLY broadcast reaches every node, this one included; the
-                    // others will be reached once peer links exist.
-                    Some(self.control(now, client, &req, out))
-                } else if is_broadcast {
-                    // CTDB silently drops a broadcast that wants a reply (§4.3 rule 3).
-                    None
-                } else {
-                    Some(controls::error(-1, "ctdb_control to disconnected node"))
-                };
-                if let (Some(reply), true) = (reply, wants_reply) {
-                    out.push(Output::SendToClient {
-                        client,
-                        packet: Packet {
-                            header: Header {
-                                generation: self.generation,
-                                destnode: 0,
-                                srcnode: self.pnn,
-                                reqid: header.reqid,
-                            },
-                            body: Body::ReplyControl(reply),
-                        },
-                    });
-                }
-            }
-            Body::ReqMessage(msg) => {
-                self.stats.client.req_message = self.stats.client.req_message.wrapping_add(1);
-                let local = matches!(
-                    header.destnode,
-                    CURRENT_NODE | BROADCAST_ALL | BROADCAST_ACTIVE | BROADCAST_CONNECTED
-                ) || header.destnode == self.pnn;
-                if local {
-                    self.message(msg, out);
-                }
-            }
-            // Database calls and tunnels arrive with the database layer; until then a
-            // call gets nothing, like a message to an unknown srvid.
-            _ => {}
-        }
-    }
-
-    /// Delivers a message on this node: to our own handlers and to every client
-    /// registered for its srvid (or for ALL) (§4.5).
-    fn message(&mut self, msg: ReqMessage, out: &mut Vec<Output>) {
-        match msg.srvid {
-            // Only the leader answers; with no IPs to move yet, a takeover run is
-            // complete at once. The answer is the leader's pnn (§8.1).
-            srvid::TAKEOVER_RUN if self.leader == Some(self.pnn) => {
-                if let Ok(req) = SrvidMessage::decode(&msg.data) {
-                    self.answer(req.pnn, req.srvid, self.pnn as i32, out);
-                }
-            }
-            srvid::DISABLE_TAKEOVER_RUNS | srvid::DISABLE_RECOVERIES => {
-                if let Ok(req) = DisableMessage::decode(&msg.data) {
-                    self.answer(req.pnn, req.srvid, self.pnn as i32, out);
-                }
-            }
-            _ => {}
-        }
-        self.deliver(msg.srvid, &msg.data, out);
-    }
-
-    /// Sends an i32 answer to (pnn, srvid) as CTDB's message-based replies do (§8.2).
-    fn answer(&mut self, pnn: u32, reply_srvid: u64, value: i32, out: &mut Vec<Output>) {
-        if reply_srvid == 0 || pnn != self.pnn {
-            return;
-        }
-        self.deliver(reply_srvid, &value.to_le_bytes(), out);
-    }
-
-    fn deliver(&self, msg_srvid: u64, data: &[u8], out: &mut Vec<Output>) {
-        for (client, info) in &self.clients {
-            if info.srvids.contains(&msg_srvid) || info.srvids.contains(&srvid::ALL) {
-                out.push(Output::SendToClient {
-                    client: *client,
-                    packet: self.message_packet(msg_srvid, data.to_vec()),
-                });
-            }
-        }
-    }
-
-    fn message_packet(&self, msg_srvid: u64, data: Vec<u8>) -> Packet {
-        Packet {
-            header: Header {
-                generation: self.generation,
-                destnode: 0,
-                srcnode: self.pnn,
-                reqid: 0,
-            },
-            body: Body::ReqMessage(ReqMessage {
-                srvid: msg_srvid,
-                data,
-            }),
-        }
-    }
-
-    /// The leader's once-a-second broadcast, delivered to the clients listening for it
-    /// (the stock tool learns the leader only from this).
-    fn broadcast_leader(&self, out: &mut Vec<Output>) {
-        if self.leader == Some(self.pnn) {
-            self.deliver(srvid::LEADER, &self.pnn.to_le_bytes(), out);
-        }
+    /// The next pseudo-random u32 (xorshift64*): generations only need to differ.
+    fn random_u32(&mut self) -> u32 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
     }
 
     fn node_map(&self) -> NodeMap {
@@ -433,6 +575,41 @@ impl Node {
                     ),
                 })
                 .collect(),
+        }
+    }
+
+    fn own_flags(&self) -> u32 {
+        self.nodes[self.pnn as usize].flags
+    }
+
+    fn header(&self, destnode: u32, reqid: u32) -> Header {
+        Header {
+            generation: self.generation,
+            destnode,
+            srcnode: self.pnn,
+            reqid,
+        }
+    }
+
+    fn message_packet(&self, destnode: u32, msg_srvid: u64, data: Vec<u8>) -> Packet {
+        Packet {
+            header: self.header(destnode, 0),
+            body: Body::ReqMessage(ReqMessage {
+                srvid: msg_srvid,
+                data,
+            }),
+        }
+    }
+
+    /// Delivers a message to the local clients registered for its srvid or for ALL.
+    fn deliver_to_clients(&self, msg_srvid: u64, data: &[u8], out: &mut Vec<Output>) {
+        for (client, info) in &self.clients {
+            if info.srvids.contains(&msg_srvid) || info.srvids.contains(&srvid::ALL) {
+                out.push(Output::SendToClient {
+                    client: *client,
+                    packet: self.message_packet(0, msg_srvid, data.to_vec()),
+                });
+            }
         }
     }
 

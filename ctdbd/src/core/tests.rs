@@ -1,14 +1,19 @@
 //! Unit tests of the core: packets in, packets out, no sockets.
 
 use super::*;
+use crate::protocol::control::SrvidMessage;
 use crate::protocol::control::{
     encode_tunable_name, Iface, IfaceList, Opcode, PublicIpInfo, Tunable,
 };
 use crate::protocol::packet::{ReqControl, CTRL_FLAG_NOREPLY};
+use crate::protocol::packet::{BROADCAST_ALL, BROADCAST_CONNECTED, CURRENT_NODE};
 
-const NOW: Timeval = Timeval {
-    sec: 1_700_000_000,
-    usec: 0,
+const NOW: Now = Now {
+    mono_ms: 0,
+    wall: Timeval {
+        sec: 1_700_000_000,
+        usec: 0,
+    },
 };
 const TOOL: ClientId = ClientId(1);
 const OTHER: ClientId = ClientId(2);
@@ -35,9 +40,12 @@ fn node() -> Node {
         leader_capability: true,
         lmaster_capability: true,
         cluster_lock: None,
+        leader_timeout_s: 5,
+        start_disabled: false,
+        start_stopped: false,
         daemon_pid: 4242,
-        generation: 0x35a7fe20,
-        start_time: NOW,
+        seed: 7,
+        start: NOW,
     });
     node.handle(
         NOW,
@@ -190,7 +198,7 @@ fn registering_for_the_leader_delivers_it_at_once_and_every_tick() {
         client: TOOL,
         packet: Packet {
             header: Header {
-                generation: 0x35a7fe20,
+                generation: n.generation(),
                 destnode: 0,
                 srcnode: 0,
                 reqid: 0,
@@ -202,7 +210,12 @@ fn registering_for_the_leader_delivers_it_at_once_and_every_tick() {
         },
     };
     assert_eq!(out, vec![expected.clone()]);
-    assert_eq!(n.handle(NOW, Input::Tick), vec![expected]);
+    // The periodic broadcast repeats it once a second.
+    let later = Now {
+        mono_ms: 1000,
+        ..NOW
+    };
+    assert_eq!(n.handle(later, Input::Tick), vec![expected]);
 }
 
 #[test]

@@ -17,7 +17,7 @@ pub mod settings;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use tokio::sync::mpsc;
@@ -25,9 +25,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
-use crate::core::{ClientId, Input, Node, NodeConfig, Output, CTDB_PORT};
+use crate::config::conf::ClusterLock;
+use crate::core::{ClientId, Input, Node, NodeConfig, Now, Output, CTDB_PORT};
 use crate::protocol::control::Timeval;
-use crate::transport::unix::{self, CoreEvent};
+use crate::reclock::{Reclock, ReclockSpec};
+use crate::transport::peer::PeerLinks;
+use crate::transport::unix;
+use crate::transport::CoreEvent;
 use settings::Settings;
 
 /// Command-line options of `ctdbd`.
@@ -74,8 +78,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    let result = runtime.block_on(serve(settings, pnn, log).instrument(span.clone()));
-    drop(node_listener);
+    let result =
+        runtime.block_on(serve(settings, pnn, node_listener, log).instrument(span.clone()));
     drop(pid_file);
     info!("ctdbd stopped");
     result
@@ -109,17 +113,12 @@ fn find_own_pnn(
     )
 }
 
-fn now() -> Timeval {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Timeval {
-        sec: d.as_secs() as i64,
-        usec: i64::from(d.subsec_micros()),
-    }
-}
-
-async fn serve(settings: Settings, pnn: u32, log: logging::LogControl) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    pnn: u32,
+    node_listener: TcpListener,
+    log: logging::LogControl,
+) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     if let Some(dir) = settings.paths.socket.parent() {
@@ -128,6 +127,7 @@ async fn serve(settings: Settings, pnn: u32, log: logging::LogControl) -> anyhow
     let listener = unix::bind(&settings.paths.socket)?;
     let socket = SocketFile(settings.paths.socket.clone());
 
+    let clock = Clock::new();
     let node = Node::new(NodeConfig {
         pnn,
         nodes: settings.nodes.clone(),
@@ -137,14 +137,42 @@ async fn serve(settings: Settings, pnn: u32, log: logging::LogControl) -> anyhow
         leader_capability: settings.leader_capability,
         lmaster_capability: settings.lmaster_capability,
         cluster_lock: settings.cluster_lock.clone(),
+        leader_timeout_s: settings.leader_timeout_s,
+        start_disabled: settings.start_as_disabled,
+        start_stopped: settings.start_as_stopped,
         daemon_pid: std::process::id() as i32,
-        generation: random_generation(),
-        start_time: now(),
+        seed: random_seed(),
+        start: clock.now(),
     });
-    // Bounded: connection tasks wait when the core is busy, which slows clients down
-    // instead of growing memory.
+    // Bounded: edges wait when the core is busy, which slows them down instead of
+    // growing memory.
     let (core_tx, core_rx) = mpsc::channel(1024);
-    tracker.spawn(run_core(node, core_rx, cancel.clone(), log).in_current_span());
+    let peers = PeerLinks::start(
+        pnn,
+        settings.nodes.clone(),
+        CTDB_PORT,
+        node_listener,
+        core_tx.clone(),
+        cancel.clone(),
+        &tracker,
+    );
+    let reclock = settings.cluster_lock_spec.clone().map(|spec| {
+        let spec = match spec {
+            ClusterLock::File(path) => ReclockSpec::File(path),
+            ClusterLock::Helper { command } => ReclockSpec::Helper { command },
+        };
+        Reclock::new(spec, Reclock::default_helper_path(), core_tx.clone())
+    });
+    let edges = Edges {
+        outboxes: HashMap::new(),
+        peers,
+        reclock,
+        nodes_file: settings.paths.nodes(),
+        log,
+        cancel: cancel.clone(),
+        core_tx: core_tx.clone(),
+    };
+    tracker.spawn(run_core(node, clock, core_rx, edges).in_current_span());
     tracker
         .spawn(unix::serve(listener, core_tx, cancel.clone(), tracker.clone()).in_current_span());
     tracker.spawn(wait_for_signal(cancel.clone()).in_current_span());
@@ -156,20 +184,47 @@ async fn serve(settings: Settings, pnn: u32, log: logging::LogControl) -> anyhow
     Ok(())
 }
 
-/// A generation is any u32 but INVALID_GENERATION (1); CTDB picks it at random so a
-/// restarted cluster does not reuse an old one.
-fn random_generation() -> u32 {
-    let mut bytes = [0u8; 4];
-    let _ = getrandom_fill(&mut bytes);
-    match u32::from_le_bytes(bytes) {
-        0 | 1 => 2,
-        g => g,
+/// The core's clocks: monotonic milliseconds since start, and the wall clock.
+struct Clock(Instant);
+
+impl Clock {
+    fn new() -> Self {
+        Self(Instant::now())
+    }
+
+    fn now(&self) -> Now {
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Now {
+            mono_ms: self.0.elapsed().as_millis() as u64,
+            wall: Timeval {
+                sec: d.as_secs() as i64,
+                usec: i64::from(d.subsec_micros()),
+            },
+        }
+    }
+
+    fn instant(&self, mono_ms: u64) -> Instant {
+        self.0 + Duration::from_millis(mono_ms)
     }
 }
 
-fn getrandom_fill(buf: &mut [u8]) -> std::io::Result<()> {
+/// Seed for the core's generation numbers; any value works, a fresh one per start
+/// keeps a restarted cluster from reusing generations.
+fn random_seed() -> u64 {
     use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+    let mut bytes = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_err()
+    {
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        return t.as_nanos() as u64 ^ u64::from(std::process::id());
+    }
+    u64::from_le_bytes(bytes)
 }
 
 async fn wait_for_signal(cancel: CancellationToken) {
@@ -188,58 +243,110 @@ async fn wait_for_signal(cancel: CancellationToken) {
     }
 }
 
+/// What the core task drives: every edge that carries out outputs.
+struct Edges {
+    outboxes: HashMap<ClientId, mpsc::Sender<Vec<u8>>>,
+    peers: PeerLinks,
+    reclock: Option<Reclock>,
+    nodes_file: PathBuf,
+    log: logging::LogControl,
+    cancel: CancellationToken,
+    core_tx: mpsc::Sender<CoreEvent>,
+}
+
+impl Edges {
+    fn carry_out(&mut self, output: Output) {
+        match output {
+            Output::SendToClient { client, packet } => {
+                let Some(outbox) = self.outboxes.get(&client) else {
+                    return;
+                };
+                if outbox.try_send(packet.encode()).is_err() {
+                    // Full: the client stopped reading. Dropping its outbox ends its
+                    // connection task, which reports ClientGone.
+                    warn!(client = client.0, "dropping client: its queue is full");
+                    self.outboxes.remove(&client);
+                }
+            }
+            Output::SendToPeer { pnn, packet } => self.peers.send(pnn, packet.encode()),
+            Output::DropPeer { pnn } => self.peers.drop_peer(pnn),
+            Output::SetPeers(nodes) => self.peers.set_nodes(nodes),
+            Output::TakeReclock => match &mut self.reclock {
+                Some(r) => r.take(),
+                None => error!("core asked for the recovery lock but none is configured"),
+            },
+            Output::ReleaseReclock => {
+                if let Some(r) = &mut self.reclock {
+                    r.release();
+                }
+            }
+            Output::ReadNodesFile { request } => {
+                // Small file, read inline: the answer goes back through the channel so
+                // the core sees it as an ordinary input.
+                let result = std::fs::read_to_string(&self.nodes_file)
+                    .map_err(|e| format!("{}: {e}", self.nodes_file.display()))
+                    .and_then(|text| {
+                        crate::config::nodes::parse_nodes(&text, &self.nodes_file)
+                            .map(|entries| entries.into_iter().map(|n| n.addr).collect())
+                            .map_err(|e| e.to_string())
+                    });
+                let tx = self.core_tx.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(CoreEvent::NodesFile { request, result }).await;
+                });
+            }
+            Output::SetDebugLevel(level) => {
+                self.log.set_debug_level(level);
+                info!(level, "debug level changed");
+            }
+            Output::Shutdown => {
+                info!("shutdown requested by a client");
+                self.cancel.cancel();
+            }
+        }
+    }
+}
+
 /// The one task that owns the node's state: every input goes through `Node::handle`
-/// and every output is carried out before the next input.
+/// and every output is carried out before the next input. Timers are the core's:
+/// it says when it next needs a tick.
 async fn run_core(
     mut node: Node,
+    clock: Clock,
     mut events: mpsc::Receiver<CoreEvent>,
-    cancel: CancellationToken,
-    log: logging::LogControl,
+    mut edges: Edges,
 ) {
-    let mut outboxes: HashMap<ClientId, mpsc::Sender<Vec<u8>>> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let cancel = edges.cancel.clone();
     loop {
+        let deadline = tokio::time::Instant::from_std(clock.instant(node.poll_timeout()));
         let input = tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = tick.tick() => Input::Tick,
+            _ = tokio::time::sleep_until(deadline) => Input::Tick,
             event = events.recv() => match event {
                 None => break,
                 Some(CoreEvent::ClientConnected { client, pid, outbox }) => {
-                    outboxes.insert(client, outbox);
+                    edges.outboxes.insert(client, outbox);
                     Input::ClientConnected { client, pid }
                 }
                 Some(CoreEvent::Packet { client, packet }) => Input::ClientPacket { client, packet },
                 Some(CoreEvent::ClientGone { client }) => {
-                    outboxes.remove(&client);
+                    edges.outboxes.remove(&client);
                     Input::ClientGone { client }
                 }
+                Some(CoreEvent::PeerConnected { pnn }) => Input::PeerConnected { pnn },
+                Some(CoreEvent::PeerDisconnected { pnn }) => Input::PeerDisconnected { pnn },
+                Some(CoreEvent::PeerPacket { pnn, packet }) => Input::PeerPacket { pnn, packet },
+                Some(CoreEvent::Reclock(status)) => Input::Reclock(status),
+                Some(CoreEvent::NodesFile { request, result }) => Input::NodesFile { request, result },
             },
         };
         tracing::trace!(?input, "core input");
-        for output in node.handle(now(), input) {
-            match output {
-                Output::SendToClient { client, packet } => {
-                    let Some(outbox) = outboxes.get(&client) else {
-                        continue;
-                    };
-                    if outbox.try_send(packet.encode()).is_err() {
-                        // Full: the client stopped reading. Dropping its outbox ends
-                        // its connection task, which reports ClientGone.
-                        warn!(client = client.0, "dropping client: its queue is full");
-                        outboxes.remove(&client);
-                    }
-                }
-                Output::SetDebugLevel(level) => {
-                    log.set_debug_level(level);
-                    info!(level, "debug level changed");
-                }
-                Output::Shutdown => {
-                    info!("shutdown requested by a client");
-                    cancel.cancel();
-                }
-            }
+        for output in node.handle(clock.now(), input) {
+            edges.carry_out(output);
         }
+    }
+    if let Some(r) = &mut edges.reclock {
+        r.release();
     }
     debug!("core task stopped");
 }

@@ -54,6 +54,14 @@ pub struct Settings {
     pub lmaster_capability: bool,
     /// `[cluster] cluster lock`, as text (a path or `!command args`).
     pub cluster_lock: Option<String>,
+    /// `[cluster] cluster lock`, parsed.
+    pub cluster_lock_spec: Option<ClusterLock>,
+    /// `[cluster] leader timeout`, seconds.
+    pub leader_timeout_s: u32,
+    /// `[legacy] start as disabled`.
+    pub start_as_disabled: bool,
+    /// `[legacy] start as stopped`.
+    pub start_as_stopped: bool,
     /// Messages to log once logging is up (legacy variables mapped, obsolete tunables).
     pub notices: Vec<String>,
 }
@@ -179,6 +187,10 @@ impl Settings {
                 ClusterLock::File(p) => p.display().to_string(),
                 ClusterLock::Helper { command } => format!("!{command}"),
             }),
+            cluster_lock_spec: conf.cluster.cluster_lock.clone(),
+            leader_timeout_s: conf.cluster.leader_timeout,
+            start_as_disabled: conf.legacy.start_as_disabled,
+            start_as_stopped: conf.legacy.start_as_stopped,
             notices,
         })
     }

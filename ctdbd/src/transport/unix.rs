@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn, Instrument};
 
+use super::CoreEvent;
 use crate::core::ClientId;
 use crate::protocol::{Framer, Packet};
 
@@ -25,32 +26,6 @@ use crate::protocol::{Framer, Packet};
 /// equivalent is the `MaxQueueDropMsg` tunable; a bounded queue keeps a client that
 /// stops reading from growing the daemon's memory.
 pub const CLIENT_QUEUE_LEN: usize = 10_000;
-
-/// What connection tasks tell the core task.
-#[derive(Debug)]
-pub enum CoreEvent {
-    /// A client connected; `outbox` is where the core queues packets to it.
-    ClientConnected {
-        /// Its id.
-        client: ClientId,
-        /// Peer pid.
-        pid: i32,
-        /// Encoded packets to write to it. Dropping the sender closes the connection.
-        outbox: mpsc::Sender<Vec<u8>>,
-    },
-    /// A well-formed packet from a client.
-    Packet {
-        /// Sender.
-        client: ClientId,
-        /// The packet.
-        packet: Packet,
-    },
-    /// The connection is gone.
-    ClientGone {
-        /// Its id.
-        client: ClientId,
-    },
-}
 
 /// Why the socket could not be set up.
 #[derive(Debug, thiserror::Error)]

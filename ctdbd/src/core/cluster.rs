@@ -1,0 +1,993 @@
+//! Membership, keepalives, election, recovery, admin states and the routing of
+//! controls and messages between clients and nodes. See the rules in `core`'s docs.
+
+use tracing::{error, info, warn};
+
+use super::{
+    ClientId, LockState, Node, Output, PeerLink, PendingControl, PendingNodesFile, Purpose,
+    ReclockStatus, Requester,
+};
+use crate::protocol::control::{
+    node_flags, srvid, DisableMessage, NodeFlagChange, NodeMap, Opcode, Runstate, SrvidMessage,
+    VnnMap,
+};
+use crate::protocol::packet::{
+    Body, Packet, ReplyControl, ReqControl, ReqMessage, BROADCAST_ACTIVE, BROADCAST_ALL,
+    BROADCAST_CONNECTED, CTRL_FLAG_NOREPLY, CURRENT_NODE, UNKNOWN_PNN,
+};
+
+/// `(major << 16) | minor` of the Samba release whose protocol we speak (§2.4).
+const KEEPALIVE_VERSION: u32 = 0x0004_0011;
+/// How often the leader repeats its broadcast at most (CTDB: every second).
+const LEADER_BROADCAST_MS: u64 = 1000;
+/// Wait before racing for the lock again after contention or a lost lock.
+const ELECTION_RETRY_MS: u64 = 500;
+/// Wait after a failed attempt (unreadable lock path, helper failure).
+const ELECTION_FAILURE_RETRY_MS: u64 = 1000;
+/// Consecutive failed lock attempts after which a node bans itself.
+const LOCK_FAILURES_BEFORE_BAN: u32 = 3;
+
+impl Node {
+    // ---- clients -------------------------------------------------------------
+
+    pub(super) fn client_packet(
+        &mut self,
+        client: ClientId,
+        packet: Packet,
+        out: &mut Vec<Output>,
+    ) {
+        let header = packet.header;
+        match packet.body {
+            Body::ReqControl(req) => {
+                self.stats.client.req_control = self.stats.client.req_control.wrapping_add(1);
+                let dest = if header.destnode == CURRENT_NODE {
+                    self.pnn
+                } else {
+                    header.destnode
+                };
+                self.route_control(client, header.reqid, dest, req, out);
+            }
+            Body::ReqMessage(msg) => {
+                self.stats.client.req_message = self.stats.client.req_message.wrapping_add(1);
+                let dest = if header.destnode == CURRENT_NODE {
+                    self.pnn
+                } else {
+                    header.destnode
+                };
+                self.route_message(dest, msg, out);
+            }
+            // Database calls and tunnels arrive with the database layer.
+            _ => {}
+        }
+    }
+
+    /// Routes a control from a local client (§4.3): here, to one peer, or to a
+    /// broadcast set (only without a reply, as CTDB allows).
+    fn route_control(
+        &mut self,
+        client: ClientId,
+        reqid: u32,
+        dest: u32,
+        req: ReqControl,
+        out: &mut Vec<Output>,
+    ) {
+        let wants_reply = req.flags & CTRL_FLAG_NOREPLY == 0;
+        let from = Requester::Client(client);
+        if let Some(targets) = self.broadcast_targets(dest) {
+            if wants_reply {
+                // CTDB silently drops a broadcast that wants a reply (§4.3 rule 3).
+                return;
+            }
+            for pnn in targets {
+                if pnn == self.pnn {
+                    self.control(from, 0, &req, out);
+                } else {
+                    self.forward_control(pnn, None, &req, out);
+                }
+            }
+            return;
+        }
+        if dest == self.pnn {
+            if let Some(reply) = self.control(from, reqid, &req, out) {
+                if wants_reply {
+                    self.reply_to(from, reqid, reply, out);
+                }
+            }
+        } else if self.is_connected(dest) && self.nodes.get(dest as usize).is_some() {
+            let purpose = wants_reply.then_some(Purpose::Forwarded { client, reqid });
+            self.forward_control(dest, purpose, &req, out);
+        } else if wants_reply {
+            self.reply_to(
+                from,
+                reqid,
+                error_reply("ctdb_control to disconnected node"),
+                out,
+            );
+        }
+    }
+
+    /// The pnns a broadcast destination reaches (self included), or `None` if `dest`
+    /// is not a broadcast.
+    fn broadcast_targets(&self, dest: u32) -> Option<Vec<u32>> {
+        let mask = match dest {
+            BROADCAST_ALL => node_flags::DELETED,
+            BROADCAST_ACTIVE => node_flags::INACTIVE,
+            BROADCAST_CONNECTED => node_flags::DELETED | node_flags::DISCONNECTED,
+            _ => return None,
+        };
+        Some(
+            self.nodes
+                .iter()
+                .filter(|n| n.flags & mask == 0 && (n.pnn == self.pnn || self.is_connected(n.pnn)))
+                .map(|n| n.pnn)
+                .collect(),
+        )
+    }
+
+    fn forward_control(
+        &mut self,
+        to: u32,
+        purpose: Option<Purpose>,
+        req: &ReqControl,
+        out: &mut Vec<Output>,
+    ) {
+        let reqid = self.next_reqid;
+        self.next_reqid = self.next_reqid.wrapping_add(1).max(1);
+        let mut req = req.clone();
+        if let Some(Purpose::Forwarded { client, .. }) = &purpose {
+            req.client_id = client.0;
+        }
+        if let Some(purpose) = purpose {
+            let timeout_ms = u64::from(self.tunables.get("ControlTimeout").unwrap_or(60)) * 1000;
+            self.pending.insert(
+                reqid,
+                PendingControl {
+                    to,
+                    deadline_ms: self.now.mono_ms + timeout_ms,
+                    purpose,
+                },
+            );
+        } else {
+            req.flags |= CTRL_FLAG_NOREPLY;
+        }
+        self.stats.node.req_control = self.stats.node.req_control.wrapping_add(1);
+        out.push(Output::SendToPeer {
+            pnn: to,
+            packet: Packet {
+                header: self.header(to, reqid),
+                body: Body::ReqControl(req),
+            },
+        });
+    }
+
+    fn reply_to(&self, to: Requester, reqid: u32, reply: ReplyControl, out: &mut Vec<Output>) {
+        match to {
+            Requester::Client(client) => out.push(Output::SendToClient {
+                client,
+                packet: Packet {
+                    header: self.header(0, reqid),
+                    body: Body::ReplyControl(reply),
+                },
+            }),
+            Requester::Peer(pnn) => out.push(Output::SendToPeer {
+                pnn,
+                packet: Packet {
+                    header: self.header(pnn, reqid),
+                    body: Body::ReplyControl(reply),
+                },
+            }),
+        }
+    }
+
+    /// Routes a message from a local client or delivers one to this node (§4.5).
+    fn route_message(&mut self, dest: u32, msg: ReqMessage, out: &mut Vec<Output>) {
+        if let Some(targets) = self.broadcast_targets(dest) {
+            for pnn in targets {
+                if pnn == self.pnn {
+                    self.deliver_here(self.pnn, msg.clone(), out);
+                } else {
+                    out.push(Output::SendToPeer {
+                        pnn,
+                        packet: self.message_packet(pnn, msg.srvid, msg.data.clone()),
+                    });
+                }
+            }
+        } else if dest == self.pnn {
+            self.deliver_here(self.pnn, msg, out);
+        } else if self.is_connected(dest) {
+            out.push(Output::SendToPeer {
+                pnn: dest,
+                packet: self.message_packet(dest, msg.srvid, msg.data),
+            });
+        }
+    }
+
+    /// A message arrived at this node (from `sender`): our own handlers first, then
+    /// every local client registered for it.
+    fn deliver_here(&mut self, sender: u32, msg: ReqMessage, out: &mut Vec<Output>) {
+        match msg.srvid {
+            srvid::LEADER => self.leader_broadcast_received(sender, &msg.data, out),
+            // Only the leader answers; with no IPs to move yet, a takeover run is
+            // complete at once. The answer is the leader's pnn (§8.1).
+            srvid::TAKEOVER_RUN if self.is_leader() => {
+                if let Ok(req) = SrvidMessage::decode(&msg.data) {
+                    self.answer(req.pnn, req.srvid, self.pnn as i32, out);
+                }
+            }
+            srvid::DISABLE_TAKEOVER_RUNS | srvid::DISABLE_RECOVERIES => {
+                if let Ok(req) = DisableMessage::decode(&msg.data) {
+                    self.answer(req.pnn, req.srvid, self.pnn as i32, out);
+                }
+            }
+            _ => {}
+        }
+        self.deliver_to_clients(msg.srvid, &msg.data, out);
+    }
+
+    /// Sends an i32 answer to (pnn, srvid) as CTDB's message-based replies do (§8.2).
+    fn answer(&mut self, pnn: u32, reply_srvid: u64, value: i32, out: &mut Vec<Output>) {
+        if reply_srvid == 0 {
+            return;
+        }
+        let msg = ReqMessage {
+            srvid: reply_srvid,
+            data: value.to_le_bytes().to_vec(),
+        };
+        self.route_message(pnn, msg, out);
+    }
+
+    // ---- peers ---------------------------------------------------------------
+
+    pub(super) fn peer_packet(&mut self, pnn: u32, packet: Packet, out: &mut Vec<Output>) {
+        let Some(link) = self.peers.get_mut(&pnn) else {
+            warn!(peer = pnn, "packet from a node that is not a peer");
+            return;
+        };
+        if !link.connected {
+            // Late packet from a link that is already down: ignore.
+            return;
+        }
+        link.heard = true;
+        self.stats.node_packets_recv = self.stats.node_packets_recv.wrapping_add(1);
+        let header = packet.header;
+        match packet.body {
+            Body::ReqKeepalive { .. } => {
+                self.stats.keepalive_packets_recv =
+                    self.stats.keepalive_packets_recv.wrapping_add(1);
+                // Every header carries its sender's generation. A follower that missed
+                // a recovery (it followed a stale leader when the vnn map came) is
+                // brought up to date here, within one keepalive period.
+                if self.is_leader() && header.generation != self.generation {
+                    info!(
+                        peer = pnn,
+                        theirs = header.generation,
+                        ours = self.generation,
+                        "node has an old generation: resending the vnn map"
+                    );
+                    out.push(Output::SendToPeer {
+                        pnn,
+                        packet: self.message_packet(
+                            pnn,
+                            srvid::LEADER,
+                            self.pnn.to_le_bytes().to_vec(),
+                        ),
+                    });
+                    self.send_vnn_map(pnn, out);
+                }
+            }
+            Body::ReqControl(req) => {
+                self.stats.node.req_control = self.stats.node.req_control.wrapping_add(1);
+                let wants_reply = req.flags & CTRL_FLAG_NOREPLY == 0;
+                if let Some(reply) = self.control(Requester::Peer(pnn), header.reqid, &req, out) {
+                    if wants_reply {
+                        self.reply_to(Requester::Peer(pnn), header.reqid, reply, out);
+                    }
+                }
+            }
+            Body::ReplyControl(reply) => {
+                self.stats.node.reply_control = self.stats.node.reply_control.wrapping_add(1);
+                self.control_reply(pnn, header.reqid, reply, out);
+            }
+            Body::ReqMessage(msg) => {
+                self.stats.node.req_message = self.stats.node.req_message.wrapping_add(1);
+                self.deliver_here(pnn, msg, out);
+            }
+            // Database traffic arrives with the database layer.
+            _ => {}
+        }
+    }
+
+    fn control_reply(&mut self, from: u32, reqid: u32, reply: ReplyControl, out: &mut Vec<Output>) {
+        let Some(pending) = self.pending.get(&reqid) else {
+            return; // unknown or timed out: CTDB drops it too (§3.3)
+        };
+        if pending.to != from {
+            warn!(peer = from, reqid, "control reply from the wrong node");
+            return;
+        }
+        let pending = self.pending.remove(&reqid).expect("present above");
+        match pending.purpose {
+            Purpose::Forwarded { client, reqid } => {
+                out.push(Output::SendToClient {
+                    client,
+                    packet: Packet {
+                        header: crate::protocol::packet::Header {
+                            generation: self.generation,
+                            destnode: 0,
+                            srcnode: from,
+                            reqid,
+                        },
+                        body: Body::ReplyControl(reply),
+                    },
+                });
+            }
+            Purpose::NodesCheck => self.check_peer_nodes(from, &reply),
+        }
+    }
+
+    /// Compares a peer's node map with ours: a `nodes` file that differs between nodes
+    /// is an administrator's error that CTDB only reports on reloadnodes.
+    fn check_peer_nodes(&mut self, from: u32, reply: &ReplyControl) {
+        let Ok(theirs) = NodeMap::decode(&reply.data) else {
+            warn!(peer = from, "bad node map from peer");
+            return;
+        };
+        let ours = self.node_map();
+        let same = theirs.nodes.len() == ours.nodes.len()
+            && theirs
+                .nodes
+                .iter()
+                .zip(&ours.nodes)
+                .all(|(a, b)| a.addr.ip() == b.addr.ip());
+        if let Some(link) = self.peers.get_mut(&from) {
+            link.nodes_differ = !same;
+        }
+        if !same {
+            error!(
+                peer = from,
+                "the nodes file on node {from} differs from ours: fix it on every node, then run `ctdb reloadnodes`"
+            );
+        }
+    }
+
+    pub(super) fn peer_connected(&mut self, pnn: u32, out: &mut Vec<Output>) {
+        let Some(link) = self.peers.get_mut(&pnn) else {
+            warn!(peer = pnn, "connection from a node that is not a peer");
+            return;
+        };
+        if link.connected {
+            return;
+        }
+        *link = PeerLink {
+            connected: true,
+            ..PeerLink::default()
+        };
+        let node = &mut self.nodes[pnn as usize];
+        node.flags &= !node_flags::DISCONNECTED;
+        info!(peer = pnn, "node connected");
+        // Tell the newcomer our own flags, and check its nodes file matches ours.
+        let own = self.own_flags();
+        self.send_flags(pnn, own, own, out);
+        self.forward_control(
+            pnn,
+            Some(Purpose::NodesCheck),
+            &ReqControl {
+                opcode: Opcode::GET_NODEMAP.0,
+                srvid: 0,
+                client_id: 0,
+                flags: 0,
+                data: Vec::new(),
+            },
+            out,
+        );
+        if self.is_leader() {
+            out.push(Output::SendToPeer {
+                pnn,
+                packet: self.message_packet(pnn, srvid::LEADER, self.pnn.to_le_bytes().to_vec()),
+            });
+            self.recover(out);
+        }
+    }
+
+    pub(super) fn peer_disconnected(&mut self, pnn: u32, out: &mut Vec<Output>) {
+        let Some(link) = self.peers.get_mut(&pnn) else {
+            return;
+        };
+        if !link.connected {
+            return;
+        }
+        link.connected = false;
+        let node = &mut self.nodes[pnn as usize];
+        node.flags |= node_flags::DISCONNECTED | node_flags::UNHEALTHY;
+        warn!(peer = pnn, "node disconnected");
+        // Controls waiting on that node fail now, as in CTDB.
+        let failed: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.to == pnn)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in failed {
+            if let Some(PendingControl {
+                purpose: Purpose::Forwarded { client, reqid },
+                ..
+            }) = self.pending.remove(&id)
+            {
+                self.reply_to(
+                    Requester::Client(client),
+                    reqid,
+                    error_reply("node is disconnected"),
+                    out,
+                );
+            }
+        }
+        if self.leader == Some(pnn) {
+            info!(leader = pnn, "the leader is gone");
+            self.leader = None;
+        }
+        if self.is_leader() {
+            self.recover(out);
+        }
+    }
+
+    // ---- timers --------------------------------------------------------------
+
+    pub(super) fn timers(&mut self, out: &mut Vec<Output>) {
+        let now = self.now.mono_ms;
+        if now >= self.next_keepalive_ms {
+            self.next_keepalive_ms = now + self.tunables.keepalive_interval_ms();
+            self.keepalives(out);
+        }
+        if now >= self.next_leader_broadcast_ms {
+            self.next_leader_broadcast_ms =
+                now + LEADER_BROADCAST_MS.min(self.leader_timeout_ms / 2).max(100);
+            if self.is_leader() {
+                self.broadcast_leader(self.pnn, out);
+            }
+        }
+        if self.banned_until_ms.is_some_and(|t| now >= t) {
+            self.banned_until_ms = None;
+            info!("ban expired");
+            let flags = self.own_flags() & !node_flags::BANNED;
+            self.set_own_flags(flags, out);
+        }
+        let expired: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now >= p.deadline_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(PendingControl {
+                purpose: Purpose::Forwarded { client, reqid },
+                ..
+            }) = self.pending.remove(&id)
+            {
+                self.stats.timeouts_control = self.stats.timeouts_control.wrapping_add(1);
+                self.reply_to(
+                    Requester::Client(client),
+                    reqid,
+                    error_reply("ctdb_control timed out"),
+                    out,
+                );
+            }
+        }
+        if self.leader.is_some_and(|l| l != self.pnn)
+            && now > self.leader_heard_ms + self.leader_timeout_ms
+        {
+            warn!(leader = ?self.leader, "no broadcast from the leader within the leader timeout");
+            self.leader = None;
+        }
+    }
+
+    /// Sends a keepalive to every connected peer and declares dead those that were
+    /// silent for `KeepaliveLimit` periods (§2.4).
+    fn keepalives(&mut self, out: &mut Vec<Output>) {
+        let limit = self.tunables.get("KeepaliveLimit").unwrap_or(5).max(1);
+        let uptime = (self.now.wall.sec - self.start_time.sec).max(0) as u32;
+        let mut dead = Vec::new();
+        for (pnn, link) in self.peers.iter_mut().filter(|(_, l)| l.connected) {
+            if link.heard {
+                link.missed = 0;
+            } else {
+                link.missed += 1;
+            }
+            link.heard = false;
+            if link.missed >= limit {
+                dead.push(*pnn);
+            }
+        }
+        for pnn in self
+            .peers
+            .iter()
+            .filter(|(_, l)| l.connected)
+            .map(|(p, _)| *p)
+            .collect::<Vec<_>>()
+        {
+            if dead.contains(&pnn) {
+                continue;
+            }
+            self.stats.keepalive_packets_sent = self.stats.keepalive_packets_sent.wrapping_add(1);
+            out.push(Output::SendToPeer {
+                pnn,
+                packet: Packet {
+                    header: self.header(pnn, 0),
+                    body: Body::ReqKeepalive {
+                        version: Some(KEEPALIVE_VERSION),
+                        uptime: Some(uptime),
+                    },
+                },
+            });
+        }
+        for pnn in dead {
+            warn!(
+                peer = pnn,
+                limit, "node missed its keepalives: declaring it dead"
+            );
+            out.push(Output::DropPeer { pnn });
+            self.peer_disconnected(pnn, out);
+        }
+    }
+
+    // ---- election ------------------------------------------------------------
+
+    /// Whether this node may lead now. There is no quorum: a node cannot tell peers
+    /// that died from peers it is cut off from, and the last survivor of a cluster
+    /// must keep serving. The recovery lock alone decides between partitions.
+    fn eligible(&self) -> bool {
+        self.leader_capability && self.own_flags() & (node_flags::BANNED | node_flags::STOPPED) == 0
+    }
+
+    /// Runs after every input: steps down when no longer entitled to lead, and starts
+    /// an election when there is no live leader.
+    pub(super) fn election_check(&mut self, out: &mut Vec<Output>) {
+        let eligible = self.eligible();
+        if self.is_leader() && !eligible {
+            self.step_down("this node is banned or stopped", out);
+        }
+        if self.lock == LockState::NotConfigured {
+            let candidate = self
+                .nodes
+                .iter()
+                .filter(|n| n.addr.is_some())
+                .find(|n| {
+                    if n.pnn == self.pnn {
+                        eligible
+                    } else {
+                        self.is_connected(n.pnn)
+                            && n.flags & (node_flags::BANNED | node_flags::STOPPED) == 0
+                    }
+                })
+                .map(|n| n.pnn);
+            if candidate == Some(self.pnn) && !self.is_leader() {
+                self.become_leader(out);
+            }
+            return;
+        }
+        if self.leader.is_none()
+            && eligible
+            && self.lock == LockState::Idle
+            && self.now.mono_ms >= self.next_election_ms
+        {
+            info!("no leader: racing for the recovery lock");
+            self.lock = LockState::Taking;
+            out.push(Output::TakeReclock);
+        }
+    }
+
+    pub(super) fn reclock_status(&mut self, status: ReclockStatus, out: &mut Vec<Output>) {
+        let now = self.now.mono_ms;
+        match status {
+            ReclockStatus::Taken => {
+                if self.lock != LockState::Taking {
+                    // An answer to a take we no longer want.
+                    out.push(Output::ReleaseReclock);
+                    return;
+                }
+                self.lock = LockState::Held;
+                self.lock_failures = 0;
+                if self.leader.is_none() && self.eligible() {
+                    self.become_leader(out);
+                } else {
+                    info!(leader = ?self.leader, "took the recovery lock but a leader exists: releasing");
+                    self.lock = LockState::Idle;
+                    out.push(Output::ReleaseReclock);
+                }
+            }
+            ReclockStatus::Contended => {
+                if self.lock == LockState::Taking {
+                    self.lock = LockState::Idle;
+                }
+                self.next_election_ms = now + ELECTION_RETRY_MS;
+            }
+            ReclockStatus::Failed(reason) => {
+                if self.lock == LockState::Taking {
+                    self.lock = LockState::Idle;
+                }
+                self.lock_failures += 1;
+                error!(%reason, failures = self.lock_failures, "cannot take the recovery lock");
+                self.next_election_ms = now + ELECTION_FAILURE_RETRY_MS;
+                if self.lock_failures >= LOCK_FAILURES_BEFORE_BAN
+                    && self.tunables.get("EnableBans").unwrap_or(1) != 0
+                {
+                    self.lock_failures = 0;
+                    let secs = self.tunables.get("RecoveryBanPeriod").unwrap_or(300);
+                    error!(
+                        secs,
+                        "banning this node: it keeps failing to take the recovery lock"
+                    );
+                    self.ban_self(secs, out);
+                }
+            }
+            ReclockStatus::Lost(reason) => {
+                let was_held = self.lock == LockState::Held;
+                self.lock = LockState::Idle;
+                self.next_election_ms = now + ELECTION_RETRY_MS;
+                if self.is_leader() {
+                    error!(%reason, "lost the recovery lock: stepping down");
+                    self.leader = None;
+                    self.broadcast_leader(UNKNOWN_PNN, out);
+                } else if was_held {
+                    warn!(%reason, "recovery lock lost");
+                }
+            }
+        }
+    }
+
+    fn become_leader(&mut self, out: &mut Vec<Output>) {
+        info!(generation = self.generation, "this node is now the leader");
+        self.leader = Some(self.pnn);
+        self.broadcast_leader(self.pnn, out);
+        self.recover(out);
+    }
+
+    fn step_down(&mut self, why: &str, out: &mut Vec<Output>) {
+        warn!(why, "stepping down as leader");
+        self.leader = None;
+        if matches!(self.lock, LockState::Held | LockState::Taking) {
+            self.lock = LockState::Idle;
+            out.push(Output::ReleaseReclock);
+        }
+        self.next_election_ms = self.now.mono_ms + ELECTION_RETRY_MS;
+        // "Election under way" (§8.1): followers stop trusting us at once.
+        self.broadcast_leader(UNKNOWN_PNN, out);
+    }
+
+    /// Sends the LEADER message with `leader` to every connected peer and local client.
+    fn broadcast_leader(&mut self, leader: u32, out: &mut Vec<Output>) {
+        let data = leader.to_le_bytes().to_vec();
+        for pnn in self.connected_peers() {
+            out.push(Output::SendToPeer {
+                pnn,
+                packet: self.message_packet(pnn, srvid::LEADER, data.clone()),
+            });
+        }
+        if leader != UNKNOWN_PNN {
+            self.deliver_to_clients(srvid::LEADER, &data, out);
+        }
+    }
+
+    fn leader_broadcast_received(&mut self, sender: u32, data: &[u8], out: &mut Vec<Output>) {
+        let Ok(bytes) = <[u8; 4]>::try_from(data) else {
+            warn!(
+                peer = sender,
+                len = data.len(),
+                "leader message of the wrong size"
+            );
+            return;
+        };
+        let claimed = u32::from_le_bytes(bytes);
+        if sender == self.pnn {
+            return;
+        }
+        if claimed == UNKNOWN_PNN {
+            if self.leader == Some(sender) {
+                info!(peer = sender, "the leader stepped down");
+                self.leader = None;
+            }
+            return;
+        }
+        if claimed != sender {
+            return; // only a node itself may claim leadership
+        }
+        if self.is_leader() {
+            if self.lock == LockState::NotConfigured && sender < self.pnn {
+                // Without a lock the lowest pnn wins a double claim.
+                self.step_down("a lower-numbered node leads", out);
+            } else {
+                error!(
+                    peer = sender,
+                    "another node claims to lead while this one does"
+                );
+                return;
+            }
+        }
+        if self.leader != Some(sender) {
+            info!(leader = sender, "new leader");
+        }
+        self.leader = Some(sender);
+        self.leader_heard_ms = self.now.mono_ms;
+    }
+
+    // ---- recovery ------------------------------------------------------------
+
+    /// The leader's recovery: a new generation and vnn map for every connected node.
+    /// This is where database recovery will run; today there is nothing to merge.
+    fn recover(&mut self, out: &mut Vec<Output>) {
+        let mut generation = self.random_u32();
+        while generation <= crate::protocol::control::INVALID_GENERATION {
+            generation = self.random_u32();
+        }
+        let vnn_map: Vec<u32> = self
+            .nodes
+            .iter()
+            .filter(|n| n.addr.is_some() && n.flags & node_flags::INACTIVE == 0)
+            .filter(|n| {
+                n.pnn != self.pnn
+                    || self.capabilities & crate::protocol::control::capabilities::LMASTER != 0
+            })
+            .map(|n| n.pnn)
+            .collect();
+        let map = VnnMap {
+            generation,
+            map: vnn_map,
+        };
+        self.apply_vnn_map(&map);
+        info!(generation, nodes = ?map.map, "recovery complete");
+        for pnn in self.connected_peers() {
+            self.send_vnn_map(pnn, out);
+        }
+    }
+
+    fn send_vnn_map(&mut self, to: u32, out: &mut Vec<Output>) {
+        let data = VnnMap {
+            generation: self.generation,
+            map: self.vnn_map.clone(),
+        }
+        .encode();
+        self.forward_control(
+            to,
+            None,
+            &ReqControl {
+                opcode: Opcode::SETVNNMAP.0,
+                srvid: 0,
+                client_id: 0,
+                flags: CTRL_FLAG_NOREPLY,
+                data,
+            },
+            out,
+        );
+    }
+
+    /// Installs a generation and vnn map from the leader (or ourselves as leader).
+    pub(super) fn apply_vnn_map(&mut self, map: &VnnMap) {
+        self.generation = map.generation;
+        self.vnn_map = map.map.clone();
+        self.recovery_mode = 0;
+        self.last_recovery_started = self.now.wall;
+        self.last_recovery_finished = self.now.wall;
+        self.stats.num_recoveries = self.stats.num_recoveries.wrapping_add(1);
+        if self.runstate == Runstate::FirstRecovery {
+            // No event scripts yet: startup is immediate.
+            self.runstate = Runstate::Running;
+        }
+    }
+
+    // ---- flags ---------------------------------------------------------------
+
+    /// Changes this node's own flags, tells every connected peer, and re-runs
+    /// recovery if we lead.
+    pub(super) fn set_own_flags(&mut self, flags: u32, out: &mut Vec<Output>) {
+        let old = self.own_flags();
+        if old == flags {
+            return;
+        }
+        self.nodes[self.pnn as usize].flags = flags;
+        info!(old, new = flags, "own flags changed");
+        for pnn in self.connected_peers() {
+            self.send_flags(pnn, flags, old, out);
+        }
+        if self.is_leader() {
+            self.recover(out);
+        }
+    }
+
+    fn send_flags(&mut self, to: u32, new: u32, old: u32, out: &mut Vec<Output>) {
+        let change = NodeFlagChange {
+            pnn: self.pnn,
+            new_flags: new,
+            old_flags: old,
+        };
+        self.forward_control(
+            to,
+            None,
+            &ReqControl {
+                opcode: Opcode::MODIFY_FLAGS.0,
+                srvid: 0,
+                client_id: 0,
+                flags: CTRL_FLAG_NOREPLY,
+                data: change.encode(),
+            },
+            out,
+        );
+    }
+
+    /// A peer told us its flags (MODIFY_FLAGS). Our own flags and our view of its
+    /// DISCONNECTED bit are never changed this way (`ctdb_monitor.c` behaviour, §6.2).
+    pub(super) fn peer_flags(&mut self, change: NodeFlagChange, out: &mut Vec<Output>) {
+        if change.pnn == self.pnn {
+            return;
+        }
+        let Some(node) = self.nodes.get_mut(change.pnn as usize) else {
+            return;
+        };
+        if node.addr.is_none() {
+            return;
+        }
+        let flags = (change.new_flags & !(node_flags::DISCONNECTED | node_flags::DELETED))
+            | (node.flags & node_flags::DISCONNECTED);
+        if node.flags != flags {
+            node.flags = flags;
+            if self.is_leader() {
+                self.recover(out);
+            }
+        }
+    }
+
+    pub(super) fn ban_self(&mut self, secs: u32, out: &mut Vec<Output>) {
+        if secs == 0 {
+            self.banned_until_ms = None;
+            let flags = self.own_flags() & !node_flags::BANNED;
+            self.set_own_flags(flags, out);
+        } else {
+            self.banned_until_ms = Some(self.now.mono_ms + u64::from(secs) * 1000);
+            let flags = self.own_flags() | node_flags::BANNED;
+            self.set_own_flags(flags, out);
+        }
+    }
+
+    fn connected_peers(&self) -> Vec<u32> {
+        self.peers
+            .iter()
+            .filter(|(_, l)| l.connected)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    // ---- nodes file ----------------------------------------------------------
+
+    /// Asks the edge to read the nodes file for GET_NODES_FILE or RELOAD_NODES_FILE;
+    /// the control is answered when [`super::Input::NodesFile`] comes back.
+    pub(super) fn request_nodes_file(
+        &mut self,
+        requester: Requester,
+        reqid: u32,
+        reload: bool,
+        out: &mut Vec<Output>,
+    ) {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.nodes_file_requests.insert(
+            request,
+            PendingNodesFile {
+                requester,
+                reqid,
+                reload,
+            },
+        );
+        out.push(Output::ReadNodesFile { request });
+    }
+
+    pub(super) fn nodes_file_read(
+        &mut self,
+        request: u64,
+        result: Result<Vec<Option<std::net::IpAddr>>, String>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(pending) = self.nodes_file_requests.remove(&request) else {
+            return;
+        };
+        let entries = match result {
+            Ok(e) => e,
+            Err(reason) => {
+                error!(%reason, "cannot read the nodes file");
+                if pending.reqid != 0 {
+                    self.reply_to(
+                        pending.requester,
+                        pending.reqid,
+                        error_reply("cannot read the nodes file"),
+                        out,
+                    );
+                }
+                return;
+            }
+        };
+        let reply = if pending.reload {
+            self.reload_nodes(entries, out)
+        } else {
+            let map = NodeMap {
+                nodes: entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| crate::protocol::control::NodeAndFlags {
+                        pnn: i as u32,
+                        flags: if a.is_some() { 0 } else { node_flags::DELETED },
+                        addr: std::net::SocketAddr::new(
+                            a.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+                            super::CTDB_PORT,
+                        ),
+                    })
+                    .collect(),
+            };
+            Node::reply_ok(map.encode())
+        };
+        if pending.reqid != 0 {
+            self.reply_to(pending.requester, pending.reqid, reply, out);
+        }
+    }
+
+    /// Applies a re-read nodes file: new nodes appear disconnected, removed ones become
+    /// DELETED; our own line must not change.
+    fn reload_nodes(
+        &mut self,
+        entries: Vec<Option<std::net::IpAddr>>,
+        out: &mut Vec<Output>,
+    ) -> ReplyControl {
+        if entries.len() < self.nodes.len() {
+            error!("reloadnodes: lines were removed from the nodes file; delete a node by commenting its line with #");
+            return error_reply("nodes may only be deleted by commenting out their line");
+        }
+        let own_addr = self.nodes[self.pnn as usize].addr;
+        if entries.get(self.pnn as usize).copied().flatten() != own_addr {
+            error!("reloadnodes: this node's own line changed; restart it instead");
+            return error_reply("this node's own entry in the nodes file changed");
+        }
+        for (i, addr) in entries.iter().enumerate() {
+            let pnn = i as u32;
+            match self.nodes.get_mut(i) {
+                Some(node) if node.addr == *addr => {}
+                Some(node) => {
+                    info!(pnn, ?addr, "nodes file entry changed");
+                    node.addr = *addr;
+                    node.flags = match addr {
+                        None => node_flags::DELETED | node_flags::DISCONNECTED,
+                        Some(_) => node_flags::DISCONNECTED | node_flags::UNHEALTHY,
+                    };
+                    if addr.is_none() {
+                        self.peers.remove(&pnn);
+                    } else {
+                        self.peers.insert(pnn, PeerLink::default());
+                    }
+                }
+                None => {
+                    info!(pnn, ?addr, "node added");
+                    self.nodes.push(super::NodeInfo {
+                        pnn,
+                        addr: *addr,
+                        flags: match addr {
+                            None => node_flags::DELETED | node_flags::DISCONNECTED,
+                            Some(_) => node_flags::DISCONNECTED | node_flags::UNHEALTHY,
+                        },
+                    });
+                    if addr.is_some() {
+                        self.peers.insert(pnn, PeerLink::default());
+                    }
+                }
+            }
+        }
+        out.push(Output::SetPeers(entries));
+        if self.is_leader() {
+            self.recover(out);
+        }
+        Node::reply_ok(Vec::new())
+    }
+}
+
+/// A failed control with CTDB's status −1 and `text`.
+pub(super) fn error_reply(text: &str) -> ReplyControl {
+    ReplyControl {
+        status: -1,
+        data: Vec::new(),
+        error: text.as_bytes().to_vec(),
+    }
+}

@@ -1,0 +1,640 @@
+//! A deterministic cluster: N cores (`ctdbd::core::Node`) on one simulated clock,
+//! wired through a simulated network and a simulated recovery lock.
+//!
+//! ```text
+//!   Node 0 ──┐                     ┌── Lock arbiter: one holder; a crashed holder
+//!   Node 1 ──┼── Network: latency, │   releases at once (the holder process dies
+//!   ...      │   partitions, per-  │   with its daemon); "lock file removed" makes
+//!   Node N ──┘   side link views   └── the holder see Lost.
+//! ```
+//!
+//! Time jumps to the next thing that happens: a packet delivery, a node's timer
+//! (`poll_timeout`), a lock answer, a reconnect attempt. Everything random comes from
+//! the seed, so a failing run replays exactly. After every event the safety
+//! invariants are checked: at most one node believes it leads, and with a lock
+//! configured the leader is the lock's holder.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use ctdbd::core::{ClientId, Input, LockState, Node, NodeConfig, Now, Output, ReclockStatus};
+use ctdbd::protocol::control::{node_flags, BanState, Opcode, Timeval};
+use ctdbd::protocol::packet::{Body, Header, Packet, ReqControl, CURRENT_NODE};
+use ctdbd::tunables::Tunables;
+
+/// One-way network latency.
+const LATENCY_MS: u64 = 2;
+/// How long the lock helper takes to answer.
+const LOCK_LATENCY_MS: u64 = 5;
+/// The transport's reconnect period.
+const RECONNECT_MS: u64 = 100;
+
+/// Faults and administrator actions a schedule is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// kill -9 of a daemon: its peers see its connections close at once.
+    Crash(usize),
+    /// Power loss: the node stops, nobody is told; peers must notice by keepalives.
+    PowerOff(usize),
+    /// The node's daemon starts again (after a crash or power loss).
+    Restart(usize),
+    /// Nodes in `group` can talk among themselves only.
+    Partition(BTreeSet<usize>),
+    /// Every node can talk to every other.
+    Heal,
+    /// The lock file is removed under the holder.
+    LockFileRemoved,
+    /// The lock cannot be taken from this node (volume gone) until `LockFixed`.
+    LockBroken(usize),
+    /// All nodes can take the lock again.
+    LockFixed,
+    /// `ctdb -n N <command>` on the node's own socket.
+    Admin(usize, AdminOp),
+}
+
+/// Administrative controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminOp {
+    /// `ctdb ban SECS`
+    Ban(u32),
+    /// `ctdb unban`
+    Unban,
+    /// `ctdb disable`
+    Disable,
+    /// `ctdb enable`
+    Enable,
+    /// `ctdb stop`
+    Stop,
+    /// `ctdb continue`
+    Continue,
+}
+
+enum Event {
+    Deliver {
+        from: usize,
+        to: usize,
+        incarnation: u64,
+        packet: Packet,
+    },
+    Disconnected {
+        at: usize,
+        peer: usize,
+    },
+    Lock {
+        node: usize,
+        incarnation: u64,
+        status: ReclockStatus,
+    },
+}
+
+struct SimNode {
+    node: Option<Node>,
+    incarnation: u64,
+    client_connected: bool,
+}
+
+/// The simulated cluster.
+pub struct Sim {
+    pub now: u64,
+    nodes: Vec<SimNode>,
+    addrs: Vec<Option<IpAddr>>,
+    with_lock: bool,
+    /// view[a][b]: node a believes its link to b is up.
+    view: Vec<Vec<bool>>,
+    /// Partition group of each node (same group = can talk).
+    group: Vec<u32>,
+    /// Pending events by time, then insertion order.
+    events: BTreeMap<(u64, u64), Event>,
+    seq: u64,
+    lock_holder: Option<(usize, u64)>,
+    /// Latest delivery time per link: TCP delivers in order, so jitter may delay a
+    /// packet but never let a later one overtake it.
+    link_clock: Vec<Vec<u64>>,
+    lock_broken: BTreeSet<usize>,
+    next_reconnect: u64,
+    rng: u64,
+    /// The last events, printed when an invariant fails.
+    pub log: Vec<String>,
+    pub seed: u64,
+}
+
+impl Sim {
+    /// `n` nodes, all started at time 0, with or without a recovery lock.
+    pub fn new(n: usize, with_lock: bool, seed: u64) -> Self {
+        let addrs = (0..n)
+            .map(|i| Some(IpAddr::V4(Ipv4Addr::new(192, 168, 20, 41 + i as u8))))
+            .collect();
+        let mut sim = Self {
+            now: 0,
+            nodes: Vec::new(),
+            addrs,
+            with_lock,
+            view: vec![vec![false; n]; n],
+            group: vec![0; n],
+            events: BTreeMap::new(),
+            seq: 0,
+            lock_holder: None,
+            link_clock: vec![vec![0; n]; n],
+            lock_broken: BTreeSet::new(),
+            next_reconnect: 0,
+            rng: seed | 1,
+            log: Vec::new(),
+            seed,
+        };
+        for i in 0..n {
+            sim.nodes.push(SimNode {
+                node: None,
+                incarnation: 0,
+                client_connected: false,
+            });
+            sim.start(i);
+        }
+        sim
+    }
+
+    fn clock(&self) -> Now {
+        Now {
+            mono_ms: self.now,
+            wall: Timeval {
+                sec: 1_700_000_000 + (self.now / 1000) as i64,
+                usec: ((self.now % 1000) * 1000) as i64,
+            },
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn start(&mut self, i: usize) {
+        let mut tunables = Tunables::default();
+        // Short bans keep schedules short; the logic is the same.
+        tunables.set("RecoveryBanPeriod", 10).unwrap();
+        let seed = self.random();
+        let node = Node::new(NodeConfig {
+            pnn: i as u32,
+            nodes: self.addrs.clone(),
+            public_addresses: Vec::new(),
+            tunables,
+            debug_level: 3,
+            leader_capability: true,
+            lmaster_capability: true,
+            cluster_lock: self.with_lock.then(|| "/shared/.reclock".to_string()),
+            leader_timeout_s: 5,
+            start_disabled: false,
+            start_stopped: false,
+            daemon_pid: 1000 + i as i32,
+            seed,
+            start: self.clock(),
+        });
+        let s = &mut self.nodes[i];
+        s.node = Some(node);
+        s.incarnation += 1;
+        s.client_connected = false;
+        self.note(format!("start node {i}"));
+    }
+
+    fn note(&mut self, line: String) {
+        self.log.push(format!("{:>7} ms  {line}", self.now));
+        if self.log.len() > 400 {
+            self.log.drain(..100);
+        }
+    }
+
+    fn push(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.events.insert((at, self.seq), event);
+    }
+
+    fn alive(&self, i: usize) -> bool {
+        self.nodes[i].node.is_some()
+    }
+
+    fn can_talk(&self, a: usize, b: usize) -> bool {
+        self.alive(a) && self.alive(b) && self.group[a] == self.group[b]
+    }
+
+    /// Feeds one input to node `i` and carries out its outputs.
+    fn input(&mut self, i: usize, input: Input) {
+        let now = self.clock();
+        let Some(node) = self.nodes[i].node.as_mut() else {
+            return;
+        };
+        let outputs = node.handle(now, input);
+        for output in outputs {
+            self.output(i, output);
+        }
+        self.check_safety();
+    }
+
+    fn output(&mut self, i: usize, output: Output) {
+        let incarnation = self.nodes[i].incarnation;
+        match output {
+            Output::SendToPeer { pnn, packet } => {
+                let to = pnn as usize;
+                if self.view[i][to] && self.can_talk(i, to) {
+                    let jitter = self.random() % 3;
+                    let at = (self.now + LATENCY_MS + jitter).max(self.link_clock[i][to]);
+                    self.link_clock[i][to] = at;
+                    self.push(
+                        at,
+                        Event::Deliver {
+                            from: i,
+                            to,
+                            incarnation,
+                            packet,
+                        },
+                    );
+                }
+            }
+            Output::DropPeer { pnn } => {
+                let to = pnn as usize;
+                self.view[i][to] = false;
+                self.note(format!("node {i} drops its link to {to}"));
+                // Closing the sockets reaches the other side if the network lets it.
+                if self.can_talk(i, to) {
+                    self.push(
+                        self.now + LATENCY_MS,
+                        Event::Disconnected { at: to, peer: i },
+                    );
+                }
+            }
+            Output::TakeReclock => {
+                let status = if self.lock_broken.contains(&i) {
+                    ReclockStatus::Failed("cluster volume unavailable".into())
+                } else {
+                    match self.lock_holder {
+                        None => {
+                            self.lock_holder = Some((i, incarnation));
+                            ReclockStatus::Taken
+                        }
+                        Some((h, inc)) if h == i && inc == incarnation => ReclockStatus::Taken,
+                        Some(_) => ReclockStatus::Contended,
+                    }
+                };
+                self.note(format!("node {i} takes the lock: {status:?}"));
+                self.push(
+                    self.now + LOCK_LATENCY_MS,
+                    Event::Lock {
+                        node: i,
+                        incarnation,
+                        status,
+                    },
+                );
+            }
+            Output::ReleaseReclock => {
+                if self.lock_holder == Some((i, incarnation)) {
+                    self.note(format!("node {i} releases the lock"));
+                    self.lock_holder = None;
+                }
+            }
+            Output::ReadNodesFile { request } => {
+                let result = Ok(self.addrs.clone());
+                self.input(i, Input::NodesFile { request, result });
+            }
+            Output::SendToClient { .. } | Output::SetPeers(_) | Output::SetDebugLevel(_) => {}
+            Output::Shutdown => self.crash(i),
+        }
+    }
+
+    /// With a lock: at most one node believes it leads, and that node holds the lock.
+    /// Without one there is no split-brain protection (as in CTDB, which warns), so only
+    /// convergence after a heal is checked.
+    pub fn check_safety(&self) {
+        if !self.with_lock {
+            return;
+        }
+        let leaders: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].node.as_ref().is_some_and(Node::is_leader))
+            .collect();
+        if leaders.len() > 1 {
+            self.fail(&format!("two leaders: {leaders:?}"));
+        }
+        if let Some(&l) = leaders.first() {
+            let inc = self.nodes[l].incarnation;
+            if self.lock_holder != Some((l, inc)) {
+                self.fail(&format!(
+                    "leader {l} does not hold the lock (holder {:?})",
+                    self.lock_holder
+                ));
+            }
+        }
+    }
+
+    pub fn fail(&self, what: &str) -> ! {
+        panic!(
+            "invariant violated at {} ms (seed {:#x}): {what}\n--- last events ---\n{}",
+            self.now,
+            self.seed,
+            self.log.join("\n")
+        );
+    }
+
+    /// Runs until simulated time `until`.
+    pub fn run_until(&mut self, until: u64) {
+        let mut steps = 0u64;
+        loop {
+            steps += 1;
+            if steps > 5_000_000 {
+                self.fail("simulation does not make progress");
+            }
+            let next_event = self.events.keys().next().map(|k| k.0).unwrap_or(u64::MAX);
+            let next_timer = (0..self.nodes.len())
+                .filter_map(|i| self.nodes[i].node.as_ref().map(|n| (n.poll_timeout(), i)))
+                .min();
+            let next_reconnect = self.next_reconnect;
+            let next = next_event
+                .min(next_timer.map(|t| t.0).unwrap_or(u64::MAX))
+                .min(next_reconnect);
+            if next > until {
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(next);
+            if next_reconnect <= self.now {
+                self.next_reconnect = self.now + RECONNECT_MS;
+                self.reconnect();
+            } else if next_event <= self.now {
+                let (_, event) = self.events.pop_first().expect("an event is due");
+                self.event(event);
+            } else if let Some((_, i)) = next_timer {
+                self.input(i, Input::Tick);
+            }
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Deliver {
+                from,
+                to,
+                incarnation,
+                packet,
+            } => {
+                // A crashed sender's packets die with it; a receiver whose link is down
+                // (or a partition) drops them.
+                if self.nodes[from].incarnation == incarnation
+                    && self.view[to][from]
+                    && self.can_talk(from, to)
+                {
+                    self.input(
+                        to,
+                        Input::PeerPacket {
+                            pnn: from as u32,
+                            packet,
+                        },
+                    );
+                }
+            }
+            Event::Disconnected { at, peer } => {
+                if self.view[at][peer] {
+                    self.view[at][peer] = false;
+                    self.input(at, Input::PeerDisconnected { pnn: peer as u32 });
+                }
+            }
+            Event::Lock {
+                node,
+                incarnation,
+                status,
+            } => {
+                if self.nodes[node].incarnation == incarnation {
+                    self.input(node, Input::Reclock(status));
+                }
+            }
+        }
+    }
+
+    /// The transport's reconnect loop: a pair that can talk but is not up on both
+    /// sides gets fresh connections (an old half is replaced: disconnect, connect).
+    fn reconnect(&mut self) {
+        let n = self.nodes.len();
+        for a in 0..n {
+            for b in (a + 1)..n {
+                if !self.can_talk(a, b) || (self.view[a][b] && self.view[b][a]) {
+                    continue;
+                }
+                self.note(format!("link {a} <-> {b} (re)established"));
+                for (x, y) in [(a, b), (b, a)] {
+                    if self.view[x][y] {
+                        self.view[x][y] = false;
+                        self.input(x, Input::PeerDisconnected { pnn: y as u32 });
+                    }
+                }
+                for (x, y) in [(a, b), (b, a)] {
+                    self.view[x][y] = true;
+                    self.input(x, Input::PeerConnected { pnn: y as u32 });
+                }
+            }
+        }
+    }
+
+    /// Applies a fault now.
+    pub fn fault(&mut self, fault: Fault) {
+        self.note(format!("FAULT {fault:?}"));
+        match fault {
+            Fault::Crash(i) => self.crash(i),
+            Fault::PowerOff(i) => self.power_off(i),
+            Fault::Restart(i) => {
+                if !self.alive(i) {
+                    self.start(i);
+                }
+            }
+            Fault::Partition(group) => {
+                for i in 0..self.nodes.len() {
+                    self.group[i] = u32::from(group.contains(&i));
+                }
+            }
+            Fault::Heal => self.group.iter_mut().for_each(|g| *g = 0),
+            Fault::LockFileRemoved => {
+                // Modelled as seen at once by the holder. In reality our holder
+                // rechecks the file every 250 ms; during that window followers still
+                // hear the old leader's broadcasts and do not race for the new file.
+                if let Some((h, inc)) = self.lock_holder.take() {
+                    if self.nodes[h].incarnation == inc {
+                        self.input(
+                            h,
+                            Input::Reclock(ReclockStatus::Lost("lock file removed".into())),
+                        );
+                    }
+                }
+            }
+            Fault::LockBroken(i) => {
+                self.lock_broken.insert(i);
+            }
+            Fault::LockFixed => self.lock_broken.clear(),
+            Fault::Admin(i, op) => self.admin(i, op),
+        }
+    }
+
+    fn crash(&mut self, i: usize) {
+        if !self.alive(i) {
+            return;
+        }
+        self.stop_node(i);
+        // Its connections close: peers that can hear it are told at once.
+        for p in 0..self.nodes.len() {
+            if self.view[p][i] && self.alive(p) && self.group[p] == self.group[i] {
+                self.push(
+                    self.now + LATENCY_MS,
+                    Event::Disconnected { at: p, peer: i },
+                );
+            }
+        }
+    }
+
+    fn power_off(&mut self, i: usize) {
+        if self.alive(i) {
+            self.stop_node(i);
+        }
+    }
+
+    fn stop_node(&mut self, i: usize) {
+        self.nodes[i].node = None;
+        // The lock holder process dies with the daemon (PDEATHSIG), so the lock frees.
+        if self.lock_holder.is_some_and(|(h, _)| h == i) {
+            self.lock_holder = None;
+        }
+        for p in 0..self.nodes.len() {
+            self.view[i][p] = false;
+        }
+    }
+
+    fn admin(&mut self, i: usize, op: AdminOp) {
+        if !self.alive(i) {
+            return;
+        }
+        let client = ClientId(1);
+        if !self.nodes[i].client_connected {
+            self.nodes[i].client_connected = true;
+            self.input(i, Input::ClientConnected { client, pid: 4000 });
+        }
+        let (opcode, data) = match op {
+            AdminOp::Ban(secs) => (
+                Opcode::SET_BAN_STATE,
+                BanState {
+                    pnn: i as u32,
+                    time: secs,
+                }
+                .encode(),
+            ),
+            AdminOp::Unban => (
+                Opcode::SET_BAN_STATE,
+                BanState {
+                    pnn: i as u32,
+                    time: 0,
+                }
+                .encode(),
+            ),
+            AdminOp::Disable => (Opcode::DISABLE_NODE, Vec::new()),
+            AdminOp::Enable => (Opcode::ENABLE_NODE, Vec::new()),
+            AdminOp::Stop => (Opcode::STOP_NODE, Vec::new()),
+            AdminOp::Continue => (Opcode::CONTINUE_NODE, Vec::new()),
+        };
+        let packet = Packet {
+            header: Header {
+                generation: 0,
+                destnode: CURRENT_NODE,
+                srcnode: i as u32,
+                reqid: 1,
+            },
+            body: Body::ReqControl(ReqControl {
+                opcode: opcode.0,
+                srvid: 0,
+                client_id: 0,
+                flags: 0,
+                data,
+            }),
+        };
+        self.input(i, Input::ClientPacket { client, packet });
+    }
+
+    // ---- observations ------------------------------------------------------
+
+    pub fn node(&self, i: usize) -> &Node {
+        self.nodes[i]
+            .node
+            .as_ref()
+            .unwrap_or_else(|| self.fail(&format!("node {i} is down")))
+    }
+
+    pub fn is_alive(&self, i: usize) -> bool {
+        self.alive(i)
+    }
+
+    pub fn leaders(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].node.as_ref().is_some_and(Node::is_leader))
+            .collect()
+    }
+
+    pub fn lock_holder(&self) -> Option<usize> {
+        self.lock_holder.map(|(h, _)| h)
+    }
+
+    /// Runs until `pred` holds or `deadline`; returns the time it first held.
+    pub fn run_until_true(&mut self, deadline: u64, pred: impl Fn(&Sim) -> bool) -> Option<u64> {
+        while self.now < deadline {
+            if pred(self) {
+                return Some(self.now);
+            }
+            let step = (self.now + 10).min(deadline);
+            self.run_until(step);
+        }
+        pred(self).then_some(self.now)
+    }
+
+    /// All live nodes agree on one leader and one generation, and see each other
+    /// connected.
+    pub fn converged(&self) -> bool {
+        let live: Vec<usize> = (0..self.nodes.len()).filter(|i| self.alive(*i)).collect();
+        let leaders = self.leaders();
+        if leaders.len() != 1 {
+            return false;
+        }
+        let leader = leaders[0] as u32;
+        let generation = self.node(leaders[0]).generation();
+        live.iter().all(|&i| {
+            let n = self.node(i);
+            n.leader() == Some(leader)
+                && n.generation() == generation
+                && live.iter().all(|&j| j == i || n.is_connected(j as u32))
+        })
+    }
+
+    /// Explains what `converged` sees, for failure messages.
+    pub fn describe(&self) -> String {
+        let mut s = format!("t={} ms lock={:?}\n", self.now, self.lock_holder);
+        for i in 0..self.nodes.len() {
+            match &self.nodes[i].node {
+                None => s.push_str(&format!("  node {i}: down\n")),
+                Some(n) => s.push_str(&format!(
+                    "  node {i}: leader={:?} gen={} lock={:?} flags={:#x} connected={:?}\n",
+                    n.leader(),
+                    n.generation(),
+                    n.lock_state(),
+                    n.flags_of(i as u32).unwrap_or(0),
+                    (0..self.nodes.len())
+                        .filter(|j| n.is_connected(*j as u32))
+                        .collect::<Vec<_>>()
+                )),
+            }
+        }
+        s
+    }
+
+    /// Flags of `of` as node `at` sees them.
+    pub fn flags(&self, at: usize, of: usize) -> u32 {
+        self.node(at)
+            .flags_of(of as u32)
+            .unwrap_or(node_flags::DELETED)
+    }
+
+    pub fn lock_state(&self, i: usize) -> LockState {
+        self.node(i).lock_state()
+    }
+}

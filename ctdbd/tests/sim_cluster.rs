@@ -1,0 +1,300 @@
+//! The cluster logic in a deterministic simulation (see `sim/mod.rs`): scripted
+//! stories first, then thousands of random fault schedules. After every event the
+//! simulation checks that at most one node leads and that the leader holds the
+//! recovery lock; at the end of each schedule it heals everything and checks that the
+//! cluster converges on one leader and one generation.
+
+mod sim;
+
+use std::collections::BTreeSet;
+
+use ctdbd::protocol::control::node_flags;
+use proptest::prelude::*;
+use sim::{AdminOp, Fault, Sim};
+
+/// Long enough for any detection and election at default tunables: keepalive
+/// 500 ms × 5 = 2.5 s, leader timeout 5 s, retries of 0.5–1 s.
+const SETTLE_MS: u64 = 15_000;
+
+fn settle(sim: &mut Sim) {
+    let deadline = sim.now + SETTLE_MS;
+    if sim.run_until_true(deadline, Sim::converged).is_none() {
+        sim.fail(&format!(
+            "no convergence within {SETTLE_MS} ms:\n{}",
+            sim.describe()
+        ));
+    }
+}
+
+/// Given three nodes started together, when they run, then one leads, holds the lock,
+/// and everyone agrees within a second.
+#[test]
+fn cold_start_elects_one_leader_holding_the_lock() {
+    let mut sim = Sim::new(3, true, 1);
+    let t = sim.run_until_true(5_000, Sim::converged);
+    assert!(
+        t.is_some_and(|t| t < 1_000),
+        "converged at {t:?}\n{}",
+        sim.describe()
+    );
+    assert_eq!(sim.lock_holder(), Some(sim.leaders()[0]));
+}
+
+/// Given a converged cluster, when the leader's daemon is killed, then a survivor
+/// takes the lock and leads within moments (closed connections are seen at once).
+#[test]
+fn kill_of_the_leader_fails_over_at_once() {
+    let mut sim = Sim::new(3, true, 2);
+    settle(&mut sim);
+    let old = sim.leaders()[0];
+    let killed_at = sim.now;
+    sim.fault(Fault::Crash(old));
+    let t = sim.run_until_true(killed_at + 10_000, |s| {
+        s.leaders().len() == 1 && s.leaders()[0] != old && s.converged()
+    });
+    let took = t.map(|t| t - killed_at);
+    assert!(
+        took.is_some_and(|ms| ms < 1_000),
+        "failover took {took:?}\n{}",
+        sim.describe()
+    );
+}
+
+/// Given a converged cluster, when a follower loses power (nothing tells its peers),
+/// then the others declare it disconnected after KeepaliveLimit silent periods
+/// (2.5 s at defaults) and the leader keeps leading.
+#[test]
+fn power_loss_of_a_follower_is_detected_by_keepalives() {
+    let mut sim = Sim::new(3, true, 3);
+    settle(&mut sim);
+    let leader = sim.leaders()[0];
+    let victim = (leader + 1) % 3;
+    let at = sim.now;
+    sim.fault(Fault::PowerOff(victim));
+    let t = sim.run_until_true(at + 10_000, |s| {
+        s.flags(leader, victim) & node_flags::DISCONNECTED != 0
+    });
+    let took = t.map(|t| t - at);
+    assert!(
+        took.is_some_and(|ms| (2_000..=3_000).contains(&ms)),
+        "detected after {took:?}"
+    );
+    assert_eq!(sim.leaders(), vec![leader]);
+}
+
+/// Given a leader cut off from the two others (1|2 partition) while it holds the
+/// lock, only its side leads: the two others see it disconnected, race for the lock,
+/// lose, and keep trying. After the heal all three converge on the old leader. At no
+/// instant are there two leaders (checked after every event).
+#[test]
+fn isolated_leader_keeps_the_lock_and_the_others_do_not_lead() {
+    let mut sim = Sim::new(3, true, 4);
+    settle(&mut sim);
+    let old = sim.leaders()[0];
+    sim.fault(Fault::Partition(BTreeSet::from([old])));
+    sim.run_until(sim.now + 10_000);
+    assert_eq!(sim.leaders(), vec![old]);
+    let other = (old + 1) % 3;
+    assert!(sim.flags(other, old) & node_flags::DISCONNECTED != 0);
+    sim.fault(Fault::Heal);
+    settle(&mut sim);
+    assert_eq!(sim.leaders(), vec![old]);
+}
+
+/// Given a converged cluster, when the leader loses power (its lock holder dies with
+/// it, as a cluster filesystem frees a dead node's locks), the survivors notice by
+/// keepalives and one of them takes over.
+#[test]
+fn power_loss_of_the_leader_fails_over_after_keepalive_timeout() {
+    let mut sim = Sim::new(3, true, 10);
+    settle(&mut sim);
+    let old = sim.leaders()[0];
+    let at = sim.now;
+    sim.fault(Fault::PowerOff(old));
+    let t = sim.run_until_true(at + 10_000, |s| s.leaders().len() == 1 && s.converged());
+    let took = t.map(|t| t - at);
+    assert!(
+        took.is_some_and(|ms| ms <= 3_500),
+        "failover took {took:?}\n{}",
+        sim.describe()
+    );
+}
+
+/// A single node of a three-node cluster, the others never started, leads alone:
+/// the last survivor must serve.
+#[test]
+fn a_lone_node_leads() {
+    let mut sim = Sim::new(3, true, 11);
+    sim.fault(Fault::PowerOff(1));
+    sim.fault(Fault::PowerOff(2));
+    let t = sim.run_until_true(5_000, |s| s.leaders() == vec![0]);
+    assert!(t.is_some(), "{}", sim.describe());
+}
+
+/// Given two nodes split in halves, the side with the lock keeps leading and the
+/// other never leads (no majority exists; the lock decides, as in CTDB).
+#[test]
+fn two_node_split_only_the_lock_holder_leads() {
+    let mut sim = Sim::new(2, true, 5);
+    settle(&mut sim);
+    let leader = sim.leaders()[0];
+    sim.fault(Fault::Partition(BTreeSet::from([leader])));
+    let at = sim.now;
+    sim.run_until(at + 20_000);
+    assert_eq!(sim.leaders(), vec![leader]);
+    sim.fault(Fault::Heal);
+    settle(&mut sim);
+}
+
+/// Given a leader, when its lock file is removed, it steps down at once and a node
+/// (maybe the same) takes the new lock.
+#[test]
+fn lock_file_removed_makes_the_leader_step_down() {
+    let mut sim = Sim::new(3, true, 6);
+    settle(&mut sim);
+    let old = sim.leaders()[0];
+    sim.fault(Fault::LockFileRemoved);
+    sim.run_until(sim.now + 1);
+    assert!(!sim.node(old).is_leader(), "still leading without the lock");
+    settle(&mut sim);
+}
+
+/// Given a node whose lock attempts keep failing (its volume is gone), it bans
+/// itself for RecoveryBanPeriod; everyone sees it BANNED; the ban expires.
+#[test]
+fn node_that_cannot_take_the_lock_bans_itself() {
+    let mut sim = Sim::new(1, true, 7);
+    sim.fault(Fault::LockBroken(0));
+    let t = sim.run_until_true(10_000, |s| s.flags(0, 0) & node_flags::BANNED != 0);
+    assert!(t.is_some(), "never banned\n{}", sim.describe());
+    assert!(sim.leaders().is_empty());
+    sim.fault(Fault::LockFixed);
+    // RecoveryBanPeriod is 10 s in the simulation.
+    let t = sim.run_until_true(sim.now + 15_000, |s| s.leaders() == vec![0]);
+    assert!(
+        t.is_some(),
+        "never recovered from the ban\n{}",
+        sim.describe()
+    );
+}
+
+/// Given a converged cluster, admin states travel: every node sees a disabled,
+/// stopped or banned node's flag; a banned or stopped leader hands over.
+#[test]
+fn admin_states_propagate_and_a_stopped_leader_hands_over() {
+    let mut sim = Sim::new(3, true, 8);
+    settle(&mut sim);
+    let leader = sim.leaders()[0];
+    let other = (leader + 1) % 3;
+    sim.fault(Fault::Admin(other, AdminOp::Disable));
+    sim.run_until(sim.now + 100);
+    for i in 0..3 {
+        assert_eq!(
+            sim.flags(i, other),
+            node_flags::PERMANENTLY_DISABLED,
+            "seen by {i}"
+        );
+    }
+    sim.fault(Fault::Admin(leader, AdminOp::Stop));
+    let t = sim.run_until_true(sim.now + 5_000, |s| {
+        s.leaders().len() == 1 && s.leaders()[0] != leader
+    });
+    assert!(
+        t.is_some(),
+        "stopped leader did not hand over\n{}",
+        sim.describe()
+    );
+    sim.fault(Fault::Admin(leader, AdminOp::Continue));
+    sim.fault(Fault::Admin(other, AdminOp::Enable));
+    settle(&mut sim);
+    for i in 0..3 {
+        assert_eq!(sim.flags(i, other), 0);
+        assert_eq!(sim.flags(i, leader), 0);
+    }
+}
+
+/// Without a lock the lowest connected pnn leads (split brain is possible, as CTDB
+/// warns); after a heal the cluster converges on node 0.
+#[test]
+fn without_a_lock_the_lowest_pnn_leads() {
+    let mut sim = Sim::new(3, false, 9);
+    settle(&mut sim);
+    assert_eq!(sim.leaders(), vec![0]);
+}
+
+// ---- random schedules -------------------------------------------------------
+
+fn fault(n: usize) -> impl Strategy<Value = Fault> {
+    let node = 0..n;
+    prop_oneof![
+        3 => node.clone().prop_map(Fault::Crash),
+        2 => node.clone().prop_map(Fault::PowerOff),
+        4 => node.clone().prop_map(Fault::Restart),
+        2 => proptest::collection::btree_set(0..n, 1..n).prop_map(Fault::Partition),
+        3 => Just(Fault::Heal),
+        1 => Just(Fault::LockFileRemoved),
+        1 => node.clone().prop_map(Fault::LockBroken),
+        1 => Just(Fault::LockFixed),
+        2 => (node, prop_oneof![
+            Just(AdminOp::Ban(3)),
+            Just(AdminOp::Unban),
+            Just(AdminOp::Disable),
+            Just(AdminOp::Enable),
+            Just(AdminOp::Stop),
+            Just(AdminOp::Continue),
+        ]).prop_map(|(i, op)| Fault::Admin(i, op)),
+    ]
+}
+
+fn schedule() -> impl Strategy<Value = (usize, bool, u64, Vec<(u64, Fault)>)> {
+    (3usize..=7, any::<bool>(), any::<u64>()).prop_flat_map(|(n, lock, seed)| {
+        (
+            Just(n),
+            Just(lock),
+            Just(seed),
+            proptest::collection::vec((0u64..4_000, fault(n)), 0..12),
+        )
+    })
+}
+
+/// Runs one schedule: faults at their offsets (safety checked after every event),
+/// then everything healed, restarted and re-enabled, then convergence required.
+fn run_schedule(n: usize, with_lock: bool, seed: u64, faults: &[(u64, Fault)]) {
+    let mut sim = Sim::new(n, with_lock, seed);
+    sim.run_until(2_000);
+    for (delay, fault) in faults {
+        let at = sim.now + delay;
+        sim.run_until(at);
+        sim.fault(fault.clone());
+    }
+    sim.fault(Fault::Heal);
+    sim.fault(Fault::LockFixed);
+    for i in 0..n {
+        sim.fault(Fault::Restart(i));
+        for op in [AdminOp::Unban, AdminOp::Enable, AdminOp::Continue] {
+            sim.fault(Fault::Admin(i, op));
+        }
+    }
+    // A self-ban for lock failures may still have up to 10 s to run.
+    let deadline = sim.now + SETTLE_MS + 10_000;
+    if sim.run_until_true(deadline, Sim::converged).is_none() {
+        sim.fail(&format!(
+            "no convergence after healing:\n{}",
+            sim.describe()
+        ));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000),
+        .. ProptestConfig::default()
+    })]
+
+    #[test]
+    fn random_faults_never_make_two_leaders_and_the_cluster_converges(
+        (n, with_lock, seed, faults) in schedule()
+    ) {
+        run_schedule(n, with_lock, seed, &faults);
+    }
+}
