@@ -441,3 +441,56 @@ fn shutdown_with_noreply_sends_nothing_and_asks_to_stop() {
     );
     assert_eq!(out, vec![Output::Shutdown]);
 }
+
+/// Regression (found by the random fault schedules, seed 0x4c9994d1871cfa28): a
+/// follower that followed a stale leader when the new leader's vnn map arrived
+/// rejected it and kept an old generation for good. Every header carries the
+/// sender's generation; the leader now resends the map when a keepalive shows an old
+/// one.
+#[test]
+fn leader_resends_the_vnn_map_to_a_node_with_an_old_generation() {
+    let mut n = node();
+    assert!(n.is_leader(), "node 0 leads alone without a lock");
+    n.handle(NOW, Input::PeerConnected { pnn: 1 });
+    let keepalive = |generation| Packet {
+        header: Header {
+            generation,
+            destnode: 0,
+            srcnode: 1,
+            reqid: 0,
+        },
+        body: Body::ReqKeepalive {
+            version: Some(0x0004_0011),
+            uptime: Some(1),
+        },
+    };
+    let current = n.generation();
+    let out = n.handle(
+        NOW,
+        Input::PeerPacket {
+            pnn: 1,
+            packet: keepalive(current),
+        },
+    );
+    assert!(
+        out.is_empty(),
+        "an up-to-date follower needs nothing: {out:?}"
+    );
+    let out = n.handle(
+        NOW,
+        Input::PeerPacket {
+            pnn: 1,
+            packet: keepalive(current ^ 1),
+        },
+    );
+    let sent: Vec<(u32, &Body)> = out
+        .iter()
+        .map(|o| match o {
+            Output::SendToPeer { pnn, packet } => (*pnn, &packet.body),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert!(matches!(sent[0], (1, Body::ReqMessage(m)) if m.srvid == srvid::LEADER));
+    assert!(matches!(sent[1], (1, Body::ReqControl(c)) if c.opcode == Opcode::SETVNNMAP.0));
+    assert_eq!(sent.len(), 2);
+}

@@ -22,7 +22,7 @@ use crate::tunables::Tunables;
 const LEGACY_FILES: [&str; 2] = ["/etc/sysconfig/ctdb", "/etc/default/ctdb"];
 
 /// The legacy variables file to read: `$CTDB_SYSCONFIG`, else the first of
-/// [`LEGACY_FILES`] that exists.
+/// legacy files (`/etc/sysconfig/ctdb`, `/etc/default/ctdb`) that exists.
 pub fn legacy_file_from_env() -> Option<PathBuf> {
     std::env::var_os("CTDB_SYSCONFIG")
         .map(PathBuf::from)

@@ -151,7 +151,12 @@ async fn connection(
             },
             read = stream.read(&mut chunk) => {
                 let n = match read {
-                    Ok(0) => break,
+                    Ok(0) => {
+                        if !buf.is_empty() {
+                            warn!(pending = buf.len(), "client closed the connection in the middle of a packet");
+                        }
+                        break;
+                    }
                     Ok(n) => n,
                     Err(e) => {
                         debug!(error = %e, "read from client failed");
@@ -182,12 +187,6 @@ async fn connection(
                 }
             }
         }
-    }
-    if !buf.is_empty() && !cancel.is_cancelled() {
-        warn!(
-            pending = buf.len(),
-            "client closed the connection in the middle of a packet"
-        );
     }
     let _ = core.send(CoreEvent::ClientGone { client }).await;
     debug!("client gone");

@@ -112,6 +112,10 @@ pub struct Sim {
     /// Latest delivery time per link: TCP delivers in order, so jitter may delay a
     /// packet but never let a later one overtake it.
     link_clock: Vec<Vec<u64>>,
+    /// Packets of a connection that is up on both ends but cut by a partition: TCP
+    /// keeps retransmitting them and delivers them, in order, once the partition
+    /// heals — unless the connection is torn down first, which loses them.
+    held: Vec<Vec<std::collections::VecDeque<(u64, Packet)>>>,
     lock_broken: BTreeSet<usize>,
     next_reconnect: u64,
     rng: u64,
@@ -137,6 +141,7 @@ impl Sim {
             seq: 0,
             lock_holder: None,
             link_clock: vec![vec![0; n]; n],
+            held: vec![vec![std::collections::VecDeque::new(); n]; n],
             lock_broken: BTreeSet::new(),
             next_reconnect: 0,
             rng: seed | 1,
@@ -237,7 +242,7 @@ impl Sim {
         match output {
             Output::SendToPeer { pnn, packet } => {
                 let to = pnn as usize;
-                if self.view[i][to] && self.can_talk(i, to) {
+                if self.view[i][to] && self.alive(to) {
                     let jitter = self.random() % 3;
                     let at = (self.now + LATENCY_MS + jitter).max(self.link_clock[i][to]);
                     self.link_clock[i][to] = at;
@@ -255,6 +260,8 @@ impl Sim {
             Output::DropPeer { pnn } => {
                 let to = pnn as usize;
                 self.view[i][to] = false;
+                self.held[i][to].clear();
+                self.held[to][i].clear();
                 self.note(format!("node {i} drops its link to {to}"));
                 // Closing the sockets reaches the other side if the network lets it.
                 if self.can_talk(i, to) {
@@ -376,12 +383,17 @@ impl Sim {
                 incarnation,
                 packet,
             } => {
-                // A crashed sender's packets die with it; a receiver whose link is down
-                // (or a partition) drops them.
-                if self.nodes[from].incarnation == incarnation
-                    && self.view[to][from]
-                    && self.can_talk(from, to)
+                // A crashed sender's packets die with it, and so do those of a
+                // connection the receiver has closed.
+                if self.nodes[from].incarnation != incarnation
+                    || !self.view[to][from]
+                    || !self.alive(to)
                 {
+                    return;
+                }
+                if self.group[from] != self.group[to] || !self.held[from][to].is_empty() {
+                    self.held[from][to].push_back((incarnation, packet));
+                } else {
                     self.input(
                         to,
                         Input::PeerPacket {
@@ -414,11 +426,40 @@ impl Sim {
     fn reconnect(&mut self) {
         let n = self.nodes.len();
         for a in 0..n {
+            for b in 0..n {
+                if a == b || self.held[a][b].is_empty() {
+                    continue;
+                }
+                if !(self.view[a][b] && self.view[b][a]) || !self.alive(a) || !self.alive(b) {
+                    self.held[a][b].clear();
+                } else if self.group[a] == self.group[b] {
+                    // Healed: the retransmitted data arrives in order.
+                    let queued: Vec<_> = self.held[a][b].drain(..).collect();
+                    for (incarnation, packet) in queued {
+                        let at = (self.now + LATENCY_MS).max(self.link_clock[a][b]);
+                        self.link_clock[a][b] = at;
+                        self.push(
+                            at,
+                            Event::Deliver {
+                                from: a,
+                                to: b,
+                                incarnation,
+                                packet,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        for a in 0..n {
             for b in (a + 1)..n {
                 if !self.can_talk(a, b) || (self.view[a][b] && self.view[b][a]) {
                     continue;
                 }
                 self.note(format!("link {a} <-> {b} (re)established"));
+                // New connections: whatever the old ones still held is lost.
+                self.held[a][b].clear();
+                self.held[b][a].clear();
                 for (x, y) in [(a, b), (b, a)] {
                     if self.view[x][y] {
                         self.view[x][y] = false;

@@ -5,10 +5,10 @@
 //! The state changes share one shape: look at the node map, stop early (exit 0,
 //! note on stderr) if the node is already as wanted, send the control, poll the
 //! local node map every second until the flag shows the change, then ask the
-//! leader for a takeover run ([`Client::ipreallocate`]). `reloadnodes` compares
+//! leader for a takeover run ([`crate::client::Client::ipreallocate`]). `reloadnodes` compares
 //! the nodes file with what the daemons hold and, if anything changed, has every
 //! connected node reload it while recoveries are held off
-//! ([`Client::disable_op`]).
+//! ([`crate::client::Client::disable_op`]).
 
 use std::time::Duration;
 
@@ -163,7 +163,7 @@ fn control_failed(e: ClientError, what: String) -> CommandError {
     }
 }
 
-/// A failed [`Client::ipreallocate`] or [`Client::disable_op`]; `what`, if given,
+/// A failed [`crate::client::Client::ipreallocate`] or [`crate::client::Client::disable_op`]; `what`, if given,
 /// is the command's line about it. A refusal exits with the refused value.
 fn message_op_failed(
     e: MessageOpError,
