@@ -178,6 +178,29 @@ fn node_that_cannot_take_the_lock_bans_itself() {
     );
 }
 
+/// Given a converged cluster, when a follower keeps crashing and coming back, each
+/// return makes the cluster recover; after more than two recoveries per node within
+/// RecoveryBanPeriod the leader bans it, and every node sees it BANNED.
+#[test]
+fn a_flapping_node_is_banned_by_the_leader() {
+    let mut sim = Sim::new(3, true, 12);
+    settle(&mut sim);
+    let leader = sim.leaders()[0];
+    let flapper = (leader + 1) % 3;
+    let witness = (leader + 2) % 3;
+    for _ in 0..7 {
+        sim.fault(Fault::Crash(flapper));
+        sim.run_until(sim.now + 200);
+        sim.fault(Fault::Restart(flapper));
+        sim.run_until(sim.now + 500);
+    }
+    let banned =
+        |s: &Sim| s.is_alive(flapper) && s.flags(witness, flapper) & node_flags::BANNED != 0;
+    let t = sim.run_until_true(sim.now + 2_000, banned);
+    assert!(t.is_some(), "flapping node not banned\n{}", sim.describe());
+    assert_eq!(sim.leaders(), vec![leader]);
+}
+
 /// Given a converged cluster, admin states travel: every node sees a disabled,
 /// stopped or banned node's flag; a banned or stopped leader hands over.
 #[test]

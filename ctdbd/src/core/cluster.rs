@@ -386,6 +386,48 @@ impl Node {
                 packet: self.message_packet(pnn, srvid::LEADER, self.pnn.to_le_bytes().to_vec()),
             });
             self.recover(out);
+            self.count_recovery_cause(pnn, out);
+        }
+    }
+
+    /// A node that keeps rejoining makes the whole cluster recover again and again.
+    /// Like CTDB, the leader bans a node that causes more than two recoveries per node
+    /// of the cluster within `RecoveryBanPeriod`, for that period.
+    fn count_recovery_cause(&mut self, pnn: u32, out: &mut Vec<Output>) {
+        if self.tunables.get("EnableBans").unwrap_or(1) == 0 {
+            return;
+        }
+        let period_s = self.tunables.get("RecoveryBanPeriod").unwrap_or(300);
+        let window = u64::from(period_s) * 1000;
+        let now = self.now.mono_ms;
+        let limit = 2 * self.nodes.iter().filter(|n| n.addr.is_some()).count();
+        let causes = self.recovery_causes.entry(pnn).or_default();
+        causes.retain(|t| now.saturating_sub(*t) < window);
+        causes.push(now);
+        if causes.len() > limit {
+            causes.clear();
+            warn!(
+                peer = pnn,
+                recoveries = limit + 1,
+                period_s,
+                "node keeps causing recoveries: banning it"
+            );
+            let ban = crate::protocol::control::BanState {
+                pnn,
+                time: period_s,
+            };
+            self.forward_control(
+                pnn,
+                None,
+                &ReqControl {
+                    opcode: Opcode::SET_BAN_STATE.0,
+                    srvid: 0,
+                    client_id: 0,
+                    flags: CTRL_FLAG_NOREPLY,
+                    data: ban.encode(),
+                },
+                out,
+            );
         }
     }
 

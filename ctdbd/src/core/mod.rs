@@ -330,6 +330,9 @@ pub struct Node {
     nodes_file_requests: BTreeMap<u64, PendingNodesFile>,
     next_request: u64,
     rng: u64,
+    /// Leader only: when each node last caused a recovery by (re)joining, within
+    /// `RecoveryBanPeriod`. A node that keeps doing it is banned.
+    recovery_causes: BTreeMap<u32, Vec<u64>>,
     stats: Statistics,
 }
 
@@ -443,6 +446,7 @@ impl Node {
             next_request: 1,
             // xorshift must not start at 0.
             rng: config.seed | 1,
+            recovery_causes: BTreeMap::new(),
             stats: Statistics {
                 statistics_start_time: now.wall,
                 ..Default::default()
