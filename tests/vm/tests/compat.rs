@@ -371,7 +371,7 @@ fn our_tool_extensions() -> anyhow::Result<()> {
 }
 
 /// The fields a `--json status` document must carry for this sandbox
-/// (`ctl/JSON.md`, "status").
+/// (README.md, "JSON output", `status`).
 fn check_json_status(out: &Output) -> Result<(), String> {
     if !out.success() {
         return Err("exit code is not 0".into());
