@@ -232,60 +232,87 @@ fn no_args(args: &[String], name: &'static str) -> Result<(), CommandError> {
     }
 }
 
-/// `ctdb disable`: DISABLE_NODE, wait for DISABLED, takeover run.
-pub fn disable(ctx: &mut Ctx<'_>, args: &[String]) -> Result<StateChange, CommandError> {
-    no_args(args, "disable")?;
-    let change = Change {
+/// `disable`, `enable`, `stop` and `continue`: one control, then wait for the flag,
+/// then a takeover run. They differ only in these.
+struct FlagCommand {
+    name: &'static str,
+    opcode: Opcode,
+    change: Change,
+}
+
+const DISABLE: FlagCommand = FlagCommand {
+    name: "disable",
+    opcode: Opcode::DISABLE_NODE,
+    change: Change {
         flag: node_flags::PERMANENTLY_DISABLED,
         set: true,
         word: "disabled",
         verb: "disable",
-    };
-    change_state(ctx, &change, |ctx| {
-        simple_control(ctx, Opcode::DISABLE_NODE, change.verb)
-    })
-}
+    },
+};
 
-/// `ctdb enable`: ENABLE_NODE, wait for DISABLED to clear, takeover run.
-pub fn enable(ctx: &mut Ctx<'_>, args: &[String]) -> Result<StateChange, CommandError> {
-    no_args(args, "enable")?;
-    let change = Change {
+const ENABLE: FlagCommand = FlagCommand {
+    name: "enable",
+    opcode: Opcode::ENABLE_NODE,
+    change: Change {
         flag: node_flags::PERMANENTLY_DISABLED,
         set: false,
         word: "disabled",
         verb: "enable",
-    };
-    change_state(ctx, &change, |ctx| {
-        simple_control(ctx, Opcode::ENABLE_NODE, change.verb)
-    })
-}
+    },
+};
 
-/// `ctdb stop`: STOP_NODE, wait for STOPPED, takeover run.
-pub fn stop(ctx: &mut Ctx<'_>, args: &[String]) -> Result<StateChange, CommandError> {
-    no_args(args, "stop")?;
-    let change = Change {
+const STOP: FlagCommand = FlagCommand {
+    name: "stop",
+    opcode: Opcode::STOP_NODE,
+    change: Change {
         flag: node_flags::STOPPED,
         set: true,
         word: "stopped",
         verb: "stop",
-    };
-    change_state(ctx, &change, |ctx| {
-        simple_control(ctx, Opcode::STOP_NODE, change.verb)
-    })
-}
+    },
+};
 
-/// `ctdb continue`: CONTINUE_NODE, wait for STOPPED to clear, takeover run.
-pub fn continue_node(ctx: &mut Ctx<'_>, args: &[String]) -> Result<StateChange, CommandError> {
-    no_args(args, "continue")?;
-    let change = Change {
+const CONTINUE: FlagCommand = FlagCommand {
+    name: "continue",
+    opcode: Opcode::CONTINUE_NODE,
+    change: Change {
         flag: node_flags::STOPPED,
         set: false,
         word: "stopped",
         verb: "continue stopped",
-    };
-    change_state(ctx, &change, |ctx| {
-        simple_control(ctx, Opcode::CONTINUE_NODE, change.verb)
+    },
+};
+
+fn flag_command(
+    ctx: &mut Ctx<'_>,
+    args: &[String],
+    cmd: &FlagCommand,
+) -> Result<StateChange, CommandError> {
+    no_args(args, cmd.name)?;
+    change_state(ctx, &cmd.change, |ctx| {
+        simple_control(ctx, cmd.opcode, cmd.change.verb)
     })
+}
+
+/// `ctdb disable`: DISABLE_NODE, wait for DISABLED, takeover run.
+pub fn disable(ctx: &mut Ctx<'_>, args: &[String]) -> Result<StateChange, CommandError> {
+    flag_command(ctx, args, &DISABLE)
+}
+
+/// `ctdb enable`: ENABLE_NODE, wait for DISABLED to clear, takeover run.
+pub fn enable(ctx: &mut Ctx<'_>, args: &[String]) -> Result<StateChange, CommandError> {
+    flag_command(ctx, args, &ENABLE)
+}
+
+/// `ctdb stop`: STOP_NODE, wait for STOPPED, takeover run.
+pub fn stop(ctx: &mut Ctx<'_>, args: &[String]) -> Result<StateChange, CommandError> {
+    flag_command(ctx, args, &STOP)
+}
+
+/// `ctdb continue`: CONTINUE_NODE, wait for STOPPED to clear, takeover run.
+pub fn continue_node(ctx: &mut Ctx<'_>, args: &[String]) -> Result<StateChange, CommandError> {
+    flag_command(ctx, args, &CONTINUE)
 }
 
 /// Parses a ban time as the tool does (`strtoul`, base 0): leading blanks, digits
