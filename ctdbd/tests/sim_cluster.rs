@@ -1,5 +1,5 @@
 //! The cluster logic in a deterministic simulation (see `sim/mod.rs`): scripted
-//! stories first, then thousands of random fault schedules. After every event the
+//! stories first, then thousands (3000 by default, `SIM_CASES`) of random fault schedules. After every event the
 //! simulation checks that at most one node leads and that the leader holds the
 //! recovery lock; at the end of each schedule it heals everything and checks that the
 //! cluster converges on one leader and one generation.
@@ -310,7 +310,7 @@ fn run_schedule(n: usize, with_lock: bool, seed: u64, faults: &[(u64, Fault)]) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000),
+        cases: std::env::var("SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000),
         .. ProptestConfig::default()
     })]
 
