@@ -333,19 +333,25 @@ impl Node {
             return;
         };
         let ours = self.node_map();
-        let same = theirs.nodes.len() == ours.nodes.len()
-            && theirs
-                .nodes
-                .iter()
-                .zip(&ours.nodes)
-                .all(|(a, b)| a.addr.ip() == b.addr.ip());
+        // The first entry that differs, as (pnn, ours, theirs); a missing line shows
+        // as "none".
+        let show = |m: &NodeMap, i: usize| {
+            m.nodes
+                .get(i)
+                .map_or("none".to_string(), |n| n.addr.ip().to_string())
+        };
+        let first_difference = (0..ours.nodes.len().max(theirs.nodes.len()))
+            .find(|&i| show(&ours, i) != show(&theirs, i))
+            .map(|i| (i, show(&ours, i), show(&theirs, i)));
         if let Some(link) = self.peers.get_mut(&from) {
-            link.nodes_differ = !same;
+            link.nodes_differ = first_difference.is_some();
         }
-        if !same {
+        if let Some((pnn, ours, theirs)) = first_difference {
             error!(
                 peer = from,
-                "the nodes file on node {from} differs from ours: fix it on every node, then run `ctdb reloadnodes`"
+                "the nodes file on node {from} differs from ours at pnn {pnn}: ours has {ours}, \
+                 theirs has {theirs} (0.0.0.0 = deleted); fix it on every node, then run \
+                 `ctdb reloadnodes`"
             );
         }
     }

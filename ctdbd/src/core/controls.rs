@@ -200,23 +200,13 @@ impl Node {
                 _ => error(-1, ""),
             },
             Opcode::GET_NODEMAP => Self::reply_ok(self.node_map().encode()),
-            Opcode::GETVNNMAP => {
-                // Every active node with the lmaster capability holds a slot; today
-                // that is this node alone.
-                let map =
-                    if self.capabilities & crate::protocol::control::capabilities::LMASTER != 0 {
-                        vec![self.pnn]
-                    } else {
-                        Vec::new()
-                    };
-                Self::reply_ok(
-                    VnnMap {
-                        generation: self.generation,
-                        map,
-                    }
-                    .encode(),
-                )
-            }
+            Opcode::GETVNNMAP => Self::reply_ok(
+                VnnMap {
+                    generation: self.generation,
+                    map: self.vnn_map.clone(),
+                }
+                .encode(),
+            ),
             Opcode::GET_RUNSTATE => Self::reply_ok(encode_u32(self.runstate as u32)),
             Opcode::GET_CAPABILITIES => Self::reply_ok(encode_u32(self.capabilities)),
             Opcode::GET_DEBUG => Self::reply_ok(encode_u32(self.debug_level)),

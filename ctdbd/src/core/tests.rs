@@ -1,10 +1,10 @@
 //! Unit tests of the core: packets in, packets out, no sockets.
 
 use super::*;
-use crate::protocol::control::SrvidMessage;
 use crate::protocol::control::{
     encode_tunable_name, Iface, IfaceList, Opcode, PublicIpInfo, Tunable,
 };
+use crate::protocol::control::{SrvidMessage, VnnMap};
 use crate::protocol::packet::{ReqControl, CTRL_FLAG_NOREPLY};
 use crate::protocol::packet::{BROADCAST_ALL, BROADCAST_CONNECTED, CURRENT_NODE};
 
@@ -493,4 +493,18 @@ fn leader_resends_the_vnn_map_to_a_node_with_an_old_generation() {
     assert!(matches!(sent[0], (1, Body::ReqMessage(m)) if m.srvid == srvid::LEADER));
     assert!(matches!(sent[1], (1, Body::ReqControl(c)) if c.opcode == Opcode::SETVNNMAP.0));
     assert_eq!(sent.len(), 2);
+}
+
+/// Regression (found by the 3-node namespace scenario): GETVNNMAP answered the
+/// single-node map instead of the one the leader's recovery installed.
+#[test]
+fn vnn_map_lists_every_active_node_after_recovery() {
+    let mut n = node();
+    n.handle(NOW, Input::PeerConnected { pnn: 1 });
+    let (reply, _) = call(&mut n, Opcode::GETVNNMAP, vec![]);
+    let map = VnnMap::decode(&reply.data).unwrap();
+    assert_eq!(map.generation, n.generation());
+    // Node 1 connected but still UNHEALTHY until it reports its flags: active all
+    // the same (UNHEALTHY is not INACTIVE), so it holds a slot.
+    assert_eq!(map.map, vec![0, 1]);
 }

@@ -430,7 +430,8 @@ impl Sim {
                 if a == b || self.held[a][b].is_empty() {
                     continue;
                 }
-                if !(self.view[a][b] && self.view[b][a]) || !self.alive(a) || !self.alive(b) {
+                let up = self.view[a][b] && self.view[b][a] && self.alive(a) && self.alive(b);
+                if !up {
                     self.held[a][b].clear();
                 } else if self.group[a] == self.group[b] {
                     // Healed: the retransmitted data arrives in order.
