@@ -17,15 +17,33 @@
 //! added to the host's network namespace and no traffic leaves. A node listed in
 //! the `nodes` file but not made `present` has no sandbox, so the others see it
 //! DISCONNECTED. Dropping the cluster removes everything, panics included.
+//!
+//! With [`ClusterBuilder::shared_volume`], one host temporary directory stands in
+//! for the cluster filesystem: every node sees it at [`SHARED_MOUNT`], it holds the
+//! `nodes` and `public_addresses` files (each node's `/etc/ctdb` links to them) and
+//! the recovery lock file named by `cluster lock` in every `ctdb.conf`:
+//!
+//! ```text
+//!   host: /tmp/ctdbrs-...-shared ──bind──> /srv/shared in node 0, 1, 2 ...
+//!     nodes, public_addresses, .ctdb.reclock
+//!   node i: /etc/ctdb/nodes -> /srv/shared/nodes
+//!           /etc/ctdb/public_addresses -> /srv/shared/public_addresses
+//!           /etc/ctdb/ctdb.conf: [cluster] cluster lock = /srv/shared/.ctdb.reclock
+//! ```
+//!
+//! Faults are injected from outside the nodes: SIGKILL of a daemon by PID, a node's
+//! private veth end in the fabric set down, nodes moved onto separate bridges
+//! (a partition), the lock file removed.
 
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 
 use crate::daemon::Daemon;
-use crate::node::Node;
-use crate::sandbox::{check_prerequisites, unique_name, NetNs};
+use crate::node::{Node, SHARED_MOUNT};
+use crate::sandbox::{check_prerequisites, unique_name, NetNs, TempDir};
 
 /// Default `ctdb.conf`: no realtime scheduling, so test daemons cannot starve the
 /// machine; everything else at CTDB's defaults.
@@ -48,16 +66,25 @@ pub struct ClusterBuilder {
     ctdb_conf: String,
     tunables: String,
     client: bool,
+    shared_volume: bool,
+    deleted: Vec<u32>,
 }
 
 /// Sandboxes wired into one cluster. Nodes are indexed by pnn.
 #[derive(Debug)]
 pub struct Cluster {
-    // Field order is drop order: nodes (and their daemons) before the fabric.
+    // Field order is drop order: nodes (and their daemons) before the fabric, the
+    // shared directory last (the nodes' mount namespaces bind it).
     nodes: Vec<Option<Node>>,
     client: Option<NetNs>,
     fabric: NetNs,
+    /// Bridges created by [`Cluster::partition`] besides `priv`.
+    extra_bridges: Vec<String>,
+    shared: Option<TempDir>,
 }
+
+/// The recovery lock file, as the nodes see it, with a shared volume.
+pub const RECLOCK_PATH: &str = "/srv/shared/.ctdb.reclock";
 
 impl ClusterBuilder {
     /// Number of nodes in the `nodes` file (default 1).
@@ -98,9 +125,35 @@ impl ClusterBuilder {
         self
     }
 
+    /// Gives the cluster a shared directory standing in for the cluster volume (see
+    /// the module documentation): the `nodes` and `public_addresses` files live
+    /// there, each node's `/etc/ctdb` links to them, and `[cluster] cluster lock =`
+    /// [`RECLOCK_PATH`] is appended to every `ctdb.conf` (so the `ctdb_conf` text
+    /// must then have no `[cluster]` section of its own). Default: no shared volume,
+    /// every file private to each node.
+    pub fn shared_volume(mut self, yes: bool) -> Self {
+        self.shared_volume = yes;
+        self
+    }
+
+    /// Writes these pnns' lines of the `nodes` file commented out (`#<address>`),
+    /// as CTDB marks a deleted node. Their sandboxes are still created if present.
+    pub fn deleted(mut self, pnns: impl IntoIterator<Item = u32>) -> Self {
+        self.deleted = pnns.into_iter().collect();
+        self
+    }
+
     /// Creates the namespaces, links and configuration. No daemon is started.
     pub fn build(self) -> anyhow::Result<Cluster> {
         check_prerequisites()?;
+        if self.shared_volume && !Path::new("/srv").is_dir() {
+            bail!("/srv is missing: the nodes mount the shared volume under it (mkdir /srv)");
+        }
+        let shared = if self.shared_volume {
+            Some(TempDir::new("shared")?)
+        } else {
+            None
+        };
         let base = unique_name();
         let fabric = NetNs::create(&format!("{base}-f")).context("creating the fabric netns")?;
         for bridge in ["priv", "pub"] {
@@ -113,8 +166,17 @@ impl ClusterBuilder {
                 .collect()
         });
         let nodes_file: String = (0..self.nodes)
-            .map(|pnn| format!("{}\n", private_addr(pnn)))
+            .map(|pnn| {
+                let mark = if self.deleted.contains(&pnn) { "#" } else { "" };
+                format!("{mark}{}\n", private_addr(pnn))
+            })
             .collect();
+        let mut ctdb_conf = self.ctdb_conf.clone();
+        if let Some(dir) = &shared {
+            write_file(&dir.path().join("nodes"), &nodes_file)?;
+            write_file(&dir.path().join("public_addresses"), &lines(&public))?;
+            ctdb_conf.push_str(&format!("[cluster]\n\tcluster lock = {RECLOCK_PATH}\n"));
+        }
         let mut nodes = Vec::new();
         for pnn in 0..self.nodes {
             let wanted = self.present.as_ref().is_none_or(|p| p.contains(&pnn));
@@ -149,10 +211,23 @@ impl ClusterBuilder {
                 "dev",
                 "priv0",
             ])?;
-            let node = Node::create(pnn, netns, private_addr(pnn))?;
-            node.write_config("ctdb.conf", &self.ctdb_conf)?;
-            node.write_config("nodes", &nodes_file)?;
-            node.write_config("public_addresses", &lines(&public))?;
+            let node = Node::create_with_shared(
+                pnn,
+                netns,
+                private_addr(pnn),
+                shared.as_ref().map(TempDir::path),
+            )?;
+            node.write_config("ctdb.conf", &ctdb_conf)?;
+            if shared.is_some() {
+                for name in ["nodes", "public_addresses"] {
+                    let link = node.etc_dir().join(name);
+                    std::os::unix::fs::symlink(format!("{SHARED_MOUNT}/{name}"), &link)
+                        .with_context(|| format!("linking {}", link.display()))?;
+                }
+            } else {
+                node.write_config("nodes", &nodes_file)?;
+                node.write_config("public_addresses", &lines(&public))?;
+            }
             if !self.tunables.is_empty() {
                 node.write_config("ctdb.tunables", &self.tunables)?;
             }
@@ -184,12 +259,18 @@ impl ClusterBuilder {
             nodes,
             client,
             fabric,
+            extra_bridges: Vec::new(),
+            shared,
         })
     }
 }
 
 fn lines(items: &[String]) -> String {
     items.iter().map(|l| format!("{l}\n")).collect()
+}
+
+fn write_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The private address of `pnn`: 192.168.20.(41 + pnn).
@@ -212,6 +293,8 @@ impl Cluster {
             ctdb_conf: DEFAULT_CTDB_CONF.to_owned(),
             tunables: String::new(),
             client: false,
+            shared_volume: false,
+            deleted: Vec::new(),
         }
     }
 
@@ -245,6 +328,137 @@ impl Cluster {
     /// The namespace holding the bridges (to cut or heal links).
     pub fn fabric(&self) -> &NetNs {
         &self.fabric
+    }
+
+    /// The pnns that have a sandbox.
+    pub fn present_pnns(&self) -> Vec<u32> {
+        self.nodes.iter().flatten().map(Node::pnn).collect()
+    }
+
+    /// The host directory standing in for the cluster volume, if built with one.
+    pub fn shared_dir(&self) -> Option<&Path> {
+        self.shared.as_ref().map(TempDir::path)
+    }
+
+    /// The host path of `name` in the shared volume. Fails without one.
+    pub fn shared_path(&self, name: &str) -> anyhow::Result<PathBuf> {
+        match self.shared_dir() {
+            Some(dir) => Ok(dir.join(name)),
+            None => bail!("this cluster was built without a shared volume"),
+        }
+    }
+
+    /// Writes `name` in the shared volume (for example `nodes`), seen by every node.
+    pub fn write_shared(&self, name: &str, contents: &str) -> anyhow::Result<()> {
+        write_file(&self.shared_path(name)?, contents)
+    }
+
+    /// Starts `kind` of daemon on the given nodes and waits until each says RUNNING.
+    pub fn start_nodes(
+        &mut self,
+        pnns: &[u32],
+        kind: Daemon,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        for &pnn in pnns {
+            self.node_mut(pnn).start_daemon(kind)?;
+        }
+        for &pnn in pnns {
+            self.node_mut(pnn).wait_runstate("RUNNING", timeout)?;
+        }
+        Ok(())
+    }
+
+    // ---- faults --------------------------------------------------------------
+
+    /// `kill -9` of node `pnn`'s daemon, by PID: its peers see the TCP connections
+    /// close at once. The recovery-lock helper dies with the daemon.
+    pub fn kill_daemon(&mut self, pnn: u32) -> anyhow::Result<()> {
+        self.node_mut(pnn).kill_daemon()
+    }
+
+    /// Starts node `pnn`'s daemon again (same kind as before) without waiting.
+    pub fn restart_daemon(&mut self, pnn: u32) -> anyhow::Result<()> {
+        self.node_mut(pnn).restart_daemon()
+    }
+
+    /// Cuts node `pnn` off the private network: its veth end in the fabric goes
+    /// down, so the node's `priv0` loses carrier. Nothing is closed: the peers only
+    /// notice through missed keepalives.
+    pub fn cut_links(&self, pnn: u32) -> anyhow::Result<()> {
+        self.node(pnn);
+        self.fabric
+            .ip(&["link", "set", &format!("n{pnn}priv"), "down"])
+            .with_context(|| format!("cutting node {pnn}'s private link"))
+    }
+
+    /// Undoes [`Cluster::cut_links`].
+    pub fn restore_links(&self, pnn: u32) -> anyhow::Result<()> {
+        self.node(pnn);
+        self.fabric
+            .ip(&["link", "set", &format!("n{pnn}priv"), "up"])
+            .with_context(|| format!("restoring node {pnn}'s private link"))
+    }
+
+    /// Power loss: the node vanishes from the network without closing anything,
+    /// and its daemon is gone.
+    ///
+    /// On a real cluster the dead node's fcntl lock on the cluster filesystem is
+    /// freed by the filesystem (its lease or membership times out). Here the shared
+    /// directory is a local one, so the lock lives as long as the process holding
+    /// it: the recovery-lock helper must die too, which it does with its daemon
+    /// (SIGKILL of the daemon, `PR_SET_PDEATHSIG` in the helper). Links are cut
+    /// first, so the peers see silence, not a closed connection.
+    pub fn power_off(&mut self, pnn: u32) -> anyhow::Result<()> {
+        self.cut_links(pnn)?;
+        self.kill_daemon(pnn)
+    }
+
+    /// Undoes [`Cluster::power_off`]: links back up, daemon started (not awaited).
+    pub fn power_on(&mut self, pnn: u32) -> anyhow::Result<()> {
+        self.restore_links(pnn)?;
+        self.restart_daemon(pnn)
+    }
+
+    /// Splits the private network: each group of pnns gets a bridge of its own,
+    /// so nodes reach only the nodes of their group. Present nodes in no group stay
+    /// with the first group. Links stay up: the nodes see silence, as through a
+    /// broken switch. A previous partition is healed first.
+    pub fn partition(&mut self, groups: &[&[u32]]) -> anyhow::Result<()> {
+        self.heal()?;
+        for (k, group) in groups.iter().enumerate().skip(1) {
+            let bridge = format!("priv{k}");
+            self.fabric
+                .ip(&["link", "add", &bridge, "type", "bridge"])?;
+            self.extra_bridges.push(bridge.clone());
+            self.fabric.ip(&["link", "set", &bridge, "up"])?;
+            for &pnn in *group {
+                self.node(pnn);
+                self.fabric
+                    .ip(&["link", "set", &format!("n{pnn}priv"), "master", &bridge])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts every node back on the one private bridge (undoes
+    /// [`Cluster::partition`]; links cut by [`Cluster::cut_links`] stay cut).
+    pub fn heal(&mut self) -> anyhow::Result<()> {
+        for pnn in self.present_pnns() {
+            self.fabric
+                .ip(&["link", "set", &format!("n{pnn}priv"), "master", "priv"])?;
+        }
+        for bridge in std::mem::take(&mut self.extra_bridges) {
+            self.fabric.ip(&["link", "del", &bridge])?;
+        }
+        Ok(())
+    }
+
+    /// Removes the recovery lock file from the shared volume (as an administrator's
+    /// mistake or a volume problem would).
+    pub fn remove_lock_file(&self) -> anyhow::Result<()> {
+        let path = self.shared_path(".ctdb.reclock")?;
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
     }
 
     /// Starts `kind` of daemon on every present node and waits until each says

@@ -8,7 +8,11 @@
 //!   the prerequisites check, and the sweep of what killed runs left behind.
 //! - [`node`]: one node's sandbox (network + mount namespace with private
 //!   `/etc/ctdb`, `/var/lib/ctdb`, `/run`) and the `ctdbd` running in it.
-//! - [`cluster`]: nodes wired by private and public bridges, plus a client.
+//! - [`cluster`]: nodes wired by private and public bridges, plus a client; an
+//!   optional shared directory standing in for the cluster volume; faults (kill,
+//!   power off, link cut, partition, lock file removal).
+//! - [`observe`]: `ctdb status`, `-X nodestatus all` and `leader` parsed, and
+//!   cluster-wide waits on them.
 //! - [`daemon`]: which `ctdbd`/`ctdb` to run, ours or Debian's stock 4.17.
 //!
 //! Everything runs as root and fails loudly when a prerequisite is missing;
@@ -17,6 +21,7 @@
 pub mod cluster;
 pub mod daemon;
 pub mod node;
+pub mod observe;
 pub mod process;
 pub mod sandbox;
 pub mod wait;
@@ -24,5 +29,6 @@ pub mod wait;
 pub use cluster::{Cluster, ClusterBuilder};
 pub use daemon::{Daemon, Tool};
 pub use node::Node;
+pub use observe::{Agreement, NodeRow, Status};
 pub use process::Output;
 pub use wait::wait_until;

@@ -13,6 +13,8 @@
 //!   |   /var/lib/ctdb <- bind <tmp>/var                     |
 //!   |   /run          <- tmpfs (ctdbd.socket, ctdbd.pid)    |
 //!   |   /sys          <- sysfs of this netns                |
+//!   |   /srv/shared   <- bind <shared tmp> (optional; the   |
+//!   |                    same host dir in every node)       |
 //!   +-------------------------------------------------------+
 //! ```
 //!
@@ -44,7 +46,10 @@ pub const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Script run by the holder inside its new mount namespace. `$1` and `$2` are the
-/// host directories to bind over `/etc/ctdb` and `/var/lib/ctdb`.
+/// host directories to bind over `/etc/ctdb` and `/var/lib/ctdb`; `$3`, if not
+/// empty, is the host directory standing in for the cluster volume, bound on
+/// [`SHARED_MOUNT`] (over a private tmpfs on `/srv`, so no mount point is created
+/// on the host).
 const HOLDER_SCRIPT: &str = r#"set -e
 mount --bind "$1" /etc/ctdb
 mount --bind "$2" /var/lib/ctdb
@@ -52,9 +57,18 @@ mount -t tmpfs -o mode=0755 ctdbrs-run /run
 mkdir -m 0755 /run/ctdb
 umount -l /sys
 mount -t sysfs ctdbrs-sys /sys
+if [ -n "$3" ]; then
+    mount -t tmpfs -o mode=0755 ctdbrs-srv /srv
+    mkdir -m 0755 /srv/shared
+    mount --bind "$3" /srv/shared
+fi
 echo ready
 exec sleep infinity
 "#;
+
+/// Where a node sees the shared directory standing in for the cluster volume
+/// (see [`crate::ClusterBuilder::shared_volume`]).
+pub const SHARED_MOUNT: &str = "/srv/shared";
 
 /// A node sandbox. Dropping it stops its daemon, kills every process left in its
 /// namespaces, deletes the namespace and removes its files.
@@ -65,6 +79,8 @@ pub struct Node {
     // Field order is drop order: the daemon first, then the holder (the mount
     // namespace dies with it), then the network namespace, then the files.
     daemon: Option<RunningDaemon>,
+    /// Logs of daemons started before the current one (restarts), with separators.
+    past_logs: String,
     holder: Background,
     netns: NetNs,
     dir: TempDir,
@@ -84,6 +100,18 @@ impl Node {
     /// `netns` (whose interfaces the caller configures), with `private_addr` as the
     /// node's address in the `nodes` file.
     pub fn create(pnn: u32, netns: NetNs, private_addr: Ipv4Addr) -> anyhow::Result<Self> {
+        Self::create_with_shared(pnn, netns, private_addr, None)
+    }
+
+    /// Like [`Node::create`], and if `shared` is given, binds that host directory on
+    /// [`SHARED_MOUNT`] in the node's mount namespace: every node given the same
+    /// directory sees the same files there, as on a cluster filesystem.
+    pub fn create_with_shared(
+        pnn: u32,
+        netns: NetNs,
+        private_addr: Ipv4Addr,
+        shared: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let dir = TempDir::new(&format!("n{pnn}"))?;
         for sub in [
             "etc/events/legacy",
@@ -100,6 +128,7 @@ impl Node {
             .arg("ctdbrs-holder")
             .arg(dir.path().join("etc"))
             .arg(dir.path().join("var"))
+            .arg(shared.map(Path::as_os_str).unwrap_or_default())
             .env_clear()
             .env("PATH", PATH);
         // Read the readiness line directly rather than through `Background`, whose
@@ -129,6 +158,7 @@ impl Node {
             pnn,
             private_addr,
             daemon: None,
+            past_logs: String::new(),
             holder,
             netns,
             dir,
@@ -210,6 +240,10 @@ impl Node {
                 bail!("node {}: a daemon is already running", self.pnn);
             }
         }
+        if let Some(old) = self.daemon.take() {
+            self.past_logs.push_str(&old.process.log());
+            self.past_logs.push_str("---- ctdbd restarted ----\n");
+        }
         let mut cmd = self.command(kind.ctdbd_path()?);
         cmd.arg("--interactive").current_dir("/");
         let process = Background::spawn(&format!("node {} {kind:?} ctdbd", self.pnn), cmd)?;
@@ -222,6 +256,44 @@ impl Node {
         self.daemon
             .as_mut()
             .ok_or_else(|| anyhow!("node {}: no daemon was started", self.pnn))
+    }
+
+    /// Kills the daemon with SIGKILL (by PID) and reaps it: a crash, as `kill -9`.
+    /// Its recovery-lock helper dies with it (it is the daemon's child, with
+    /// `PR_SET_PDEATHSIG`).
+    pub fn kill_daemon(&mut self) -> anyhow::Result<()> {
+        let pnn = self.pnn;
+        let daemon = self.daemon()?;
+        daemon.process.signal(nix::sys::signal::Signal::SIGKILL)?;
+        daemon
+            .process
+            .wait_exit(Duration::from_secs(10))
+            .with_context(|| format!("node {pnn}: ctdbd survived SIGKILL"))?;
+        Ok(())
+    }
+
+    /// Starts a daemon of the kind last started again (after [`Node::kill_daemon`]).
+    pub fn restart_daemon(&mut self) -> anyhow::Result<()> {
+        let kind = self.daemon()?.kind;
+        self.start_daemon(kind)
+    }
+
+    /// Whether a daemon was started and is still running.
+    pub fn daemon_running(&mut self) -> bool {
+        self.daemon
+            .as_mut()
+            .is_some_and(|d| matches!(d.process.try_wait(), Ok(None)))
+    }
+
+    /// Everything the node's daemons have logged, earlier runs first; empty if none
+    /// was started.
+    pub fn daemon_log(&self) -> String {
+        let current = self
+            .daemon
+            .as_ref()
+            .map(|d| d.process.log())
+            .unwrap_or_default();
+        format!("{}{current}", self.past_logs)
     }
 
     /// Waits until `ctdb runstate` (the stock tool) prints `want`.

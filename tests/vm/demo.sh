@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The ctdb-rs demo: builds the workspace, then brings up a local 3-node cluster in
+# network namespaces, powers one node off, shows `ctdb status` before and after,
+# and removes everything. Must run as root: sudo tests/vm/demo.sh
+set -euo pipefail
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "tests/vm/demo.sh must run as root (it creates namespaces): sudo $0" >&2
+    exit 1
+fi
+
+cd "$(dirname "$0")/../.."
+
+echo "== cargo build --workspace"
+cargo build --workspace
+exec target/debug/ctdbrs-demo
