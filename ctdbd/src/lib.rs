@@ -8,15 +8,21 @@
 //!   `script.options`, legacy `/etc/sysconfig/ctdb` variables.
 //! - [`tunables`]: CTDB's tunables: names, defaults, get/set/list.
 //! - [`core`]: the node's state and its answers to controls and messages.
+//! - [`ipalloc`]: public IP allocation (CTDB's deterministic, non-deterministic and
+//!   LCP2 algorithms) and the takeover test case format.
 //!
 //! Edges (I/O):
 //! - [`transport`]: the Unix client socket server.
+//! - [`netif`]: public addresses on interfaces (rtnetlink), link watch, gratuitous
+//!   ARP / unsolicited NA, tickle ACKs (raw sockets).
 //! - [`paths`]: where files live, with CTDB's environment overrides.
 //! - [`daemon`]: wiring of config, core and transport; signals; pid file; logging.
 
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod ipalloc;
+pub mod netif;
 pub mod paths;
 pub mod protocol;
 pub mod reclock;
