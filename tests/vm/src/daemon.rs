@@ -43,12 +43,15 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `<workspace>/target/debug/<name>`, failing loudly if it has not been built.
+/// `<workspace>/target/<profile>/<name>`, failing loudly if it has not been built.
+/// The profile is `debug` unless `CTDB_RS_PROFILE` says otherwise (benchmarks use
+/// `release`).
 fn built_binary(name: &str) -> anyhow::Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
-    let path = target.join("debug").join(name);
+    let profile = std::env::var("CTDB_RS_PROFILE").unwrap_or_else(|_| "debug".into());
+    let path = target.join(profile).join(name);
     if !path.is_file() {
         bail!(
             "{} is missing: build it first (cargo build --workspace, or tests/run-all.sh)",
