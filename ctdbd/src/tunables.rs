@@ -101,7 +101,14 @@ pub const DEFINITIONS: &[TunableDef] = &[
     // CTDB's tunable keeps its meaning. Default 500 ms × KeepaliveLimit 5 = 2.5 s to
     // declare a silent (powered-off) node dead, where CTDB's defaults take 25 s.
     def(KEEPALIVE_INTERVAL_MS, 500),
+    // ctdb-rs: how long a node may keep public addresses without hearing a leader
+    // that holds the recovery lock. Shorter than the keepalive timeout (2.5 s) so
+    // that waiting for a lost node's lease adds nothing when it lost power.
+    def(IP_LEASE_TIME_MS, 1000),
 ];
+
+/// Our public-address lease tunable (see [`DEFINITIONS`]).
+pub const IP_LEASE_TIME_MS: &str = "IPLeaseTimeMs";
 
 /// Our millisecond keepalive tunable (see [`DEFINITIONS`]).
 pub const KEEPALIVE_INTERVAL_MS: &str = "KeepaliveIntervalMs";
@@ -193,9 +200,9 @@ mod tests {
 
     #[test]
     fn ctdbs_sixty_two_tunables_then_ours() {
-        assert_eq!(DEFINITIONS.len(), 63);
+        assert_eq!(DEFINITIONS.len(), 64);
         assert_eq!(DEFINITIONS[61].name, "AllowMixedVersions");
-        assert_eq!(Tunables::listed_names().count(), 50);
+        assert_eq!(Tunables::listed_names().count(), 51);
         assert_eq!(Tunables::listed_names().next(), Some("SeqnumInterval"));
     }
 

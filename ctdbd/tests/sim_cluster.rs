@@ -27,13 +27,14 @@ fn settle(sim: &mut Sim) {
 }
 
 /// Given three nodes started together, when they run, then one leads, holds the lock,
-/// and everyone agrees within a second.
+/// everyone agrees, and every public address is on exactly one node — within two
+/// seconds: the new leader first lets any earlier leases run out (1 s + margin).
 #[test]
 fn cold_start_elects_one_leader_holding_the_lock() {
     let mut sim = Sim::new(3, true, 1);
     let t = sim.run_until_true(5_000, Sim::converged);
     assert!(
-        t.is_some_and(|t| t < 1_000),
+        t.is_some_and(|t| t < 2_000),
         "converged at {t:?}\n{}",
         sim.describe()
     );
@@ -41,7 +42,8 @@ fn cold_start_elects_one_leader_holding_the_lock() {
 }
 
 /// Given a converged cluster, when the leader's daemon is killed, then a survivor
-/// takes the lock and leads within moments (closed connections are seen at once).
+/// takes the lock and leads within moments (closed connections are seen at once), and
+/// the addresses are all placed again once the old leases have run out (1.2 s).
 #[test]
 fn kill_of_the_leader_fails_over_at_once() {
     let mut sim = Sim::new(3, true, 2);
@@ -54,7 +56,7 @@ fn kill_of_the_leader_fails_over_at_once() {
     });
     let took = t.map(|t| t - killed_at);
     assert!(
-        took.is_some_and(|ms| ms < 1_000),
+        took.is_some_and(|ms| ms < 2_000),
         "failover took {took:?}\n{}",
         sim.describe()
     );
@@ -103,7 +105,8 @@ fn isolated_leader_keeps_the_lock_and_the_others_do_not_lead() {
 
 /// Given a converged cluster, when the leader loses power (its lock holder dies with
 /// it, as a cluster filesystem frees a dead node's locks), the survivors notice by
-/// keepalives and one of them takes over.
+/// keepalives (2.5 s), one takes over, and once any lease the old leader granted has
+/// surely run out (1.2 s) every address is placed again: under 4.5 s in all.
 #[test]
 fn power_loss_of_the_leader_fails_over_after_keepalive_timeout() {
     let mut sim = Sim::new(3, true, 10);
@@ -114,7 +117,7 @@ fn power_loss_of_the_leader_fails_over_after_keepalive_timeout() {
     let t = sim.run_until_true(at + 10_000, |s| s.leaders().len() == 1 && s.converged());
     let took = t.map(|t| t - at);
     assert!(
-        took.is_some_and(|ms| ms <= 3_500),
+        took.is_some_and(|ms| ms <= 4_500),
         "failover took {took:?}\n{}",
         sim.describe()
     );

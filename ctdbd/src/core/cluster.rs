@@ -18,8 +18,10 @@ use crate::protocol::packet::{
 
 /// `(major << 16) | minor` of the Samba release whose protocol we speak (§2.4).
 const KEEPALIVE_VERSION: u32 = 0x0004_0011;
-/// How often the leader repeats its broadcast at most (CTDB: every second).
-const LEADER_BROADCAST_MS: u64 = 1000;
+/// How often the leader repeats its broadcast (CTDB: every second). It also renews
+/// the followers' leases on public addresses: a lease (`IPLeaseTimeMs`, 1 s) spans
+/// four broadcasts, so one lost or late broadcast never lets it lapse.
+const LEADER_BROADCAST_MS: u64 = 250;
 /// Wait before racing for the lock again after contention or a lost lock.
 const ELECTION_RETRY_MS: u64 = 500;
 /// Wait after a failed attempt (unreadable lock path, helper failure).
@@ -124,7 +126,7 @@ impl Node {
         )
     }
 
-    fn forward_control(
+    pub(super) fn forward_control(
         &mut self,
         to: u32,
         purpose: Option<Purpose>,
@@ -160,8 +162,19 @@ impl Node {
         });
     }
 
-    fn reply_to(&self, to: Requester, reqid: u32, reply: ReplyControl, out: &mut Vec<Output>) {
+    pub(super) fn reply_to(
+        &mut self,
+        to: Requester,
+        reqid: u32,
+        reply: ReplyControl,
+        out: &mut Vec<Output>,
+    ) {
         match to {
+            Requester::Local => {
+                if let Some((run, step)) = self.pending_local.get(&reqid).copied() {
+                    self.takeover_reply(run, step, reqid, reply, out);
+                }
+            }
             Requester::Client(client) => out.push(Output::SendToClient {
                 client,
                 packet: Packet {
@@ -207,16 +220,32 @@ impl Node {
     fn deliver_here(&mut self, sender: u32, msg: ReqMessage, out: &mut Vec<Output>) {
         match msg.srvid {
             srvid::LEADER => self.leader_broadcast_received(sender, &msg.data, out),
-            // Only the leader answers; with no IPs to move yet, a takeover run is
-            // complete at once. The answer is the leader's pnn (§8.1).
+            // Only the leader runs takeovers; it answers (pnn, srvid) with its pnn when
+            // the run that follows the request is over (§8.1).
             srvid::TAKEOVER_RUN if self.is_leader() => {
                 if let Ok(req) = SrvidMessage::decode(&msg.data) {
-                    self.answer(req.pnn, req.srvid, self.pnn as i32, out);
+                    if req.srvid != 0 {
+                        self.takeover_requesters.push(req);
+                    }
+                    self.want_takeover();
+                }
+            }
+            srvid::REBALANCE_NODE if self.is_leader() => {
+                if let Ok(pnn) = crate::protocol::control::decode_u32(&msg.data, "rebalance pnn") {
+                    self.rebalance_nodes.insert(pnn);
                 }
             }
             srvid::DISABLE_TAKEOVER_RUNS | srvid::DISABLE_RECOVERIES => {
                 if let Ok(req) = DisableMessage::decode(&msg.data) {
+                    if msg.srvid == srvid::DISABLE_TAKEOVER_RUNS {
+                        self.disable_takeover_runs(req.timeout);
+                    }
                     self.answer(req.pnn, req.srvid, self.pnn as i32, out);
+                }
+            }
+            srvid::DISABLE_IP_CHECK => {
+                if let Ok(secs) = crate::protocol::control::decode_u32(&msg.data, "timeout") {
+                    self.disable_takeover_runs(secs);
                 }
             }
             _ => {}
@@ -225,7 +254,7 @@ impl Node {
     }
 
     /// Sends an i32 answer to (pnn, srvid) as CTDB's message-based replies do (§8.2).
-    fn answer(&mut self, pnn: u32, reply_srvid: u64, value: i32, out: &mut Vec<Output>) {
+    pub(super) fn answer(&mut self, pnn: u32, reply_srvid: u64, value: i32, out: &mut Vec<Output>) {
         if reply_srvid == 0 {
             return;
         }
@@ -322,6 +351,7 @@ impl Node {
                 });
             }
             Purpose::NodesCheck => self.check_peer_nodes(from, &reply),
+            Purpose::Takeover { run, step } => self.takeover_reply(run, step, reqid, reply, out),
         }
     }
 
@@ -456,24 +486,29 @@ impl Node {
             .map(|(id, _)| *id)
             .collect();
         for id in failed {
-            if let Some(PendingControl {
-                purpose: Purpose::Forwarded { client, reqid },
-                ..
-            }) = self.pending.remove(&id)
-            {
-                self.reply_to(
-                    Requester::Client(client),
-                    reqid,
-                    error_reply("node is disconnected"),
-                    out,
-                );
+            match self.pending.remove(&id).map(|p| p.purpose) {
+                Some(Purpose::Forwarded { client, reqid }) => {
+                    self.reply_to(
+                        Requester::Client(client),
+                        reqid,
+                        error_reply("node is disconnected"),
+                        out,
+                    );
+                }
+                Some(Purpose::Takeover { run, step }) => {
+                    self.takeover_reply(run, step, id, error_reply("node is disconnected"), out);
+                }
+                Some(Purpose::NodesCheck) | None => {}
             }
         }
         if self.leader == Some(pnn) {
             info!(leader = pnn, "the leader is gone");
             self.leader = None;
         }
+
         if self.is_leader() {
+            // Its addresses may move only once its lease has surely run out.
+            self.guard_leases();
             self.recover(out);
         }
     }
@@ -506,18 +541,20 @@ impl Node {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            if let Some(PendingControl {
-                purpose: Purpose::Forwarded { client, reqid },
-                ..
-            }) = self.pending.remove(&id)
-            {
-                self.stats.timeouts_control = self.stats.timeouts_control.wrapping_add(1);
-                self.reply_to(
-                    Requester::Client(client),
-                    reqid,
-                    error_reply("ctdb_control timed out"),
-                    out,
-                );
+            match self.pending.remove(&id).map(|p| p.purpose) {
+                Some(Purpose::Forwarded { client, reqid }) => {
+                    self.stats.timeouts_control = self.stats.timeouts_control.wrapping_add(1);
+                    self.reply_to(
+                        Requester::Client(client),
+                        reqid,
+                        error_reply("ctdb_control timed out"),
+                        out,
+                    );
+                }
+                Some(Purpose::Takeover { run, step }) => {
+                    self.takeover_reply(run, step, id, error_reply("ctdb_control timed out"), out);
+                }
+                _ => {}
             }
         }
         if self.leader.is_some_and(|l| l != self.pnn)
@@ -685,6 +722,9 @@ impl Node {
     fn become_leader(&mut self, out: &mut Vec<Output>) {
         info!(generation = self.generation, "this node is now the leader");
         self.leader = Some(self.pnn);
+        // A new leader cannot know what its predecessor's followers still hold until
+        // their leases have run out.
+        self.guard_leases();
         self.broadcast_leader(self.pnn, out);
         self.recover(out);
     }
@@ -692,6 +732,10 @@ impl Node {
     fn step_down(&mut self, why: &str, out: &mut Vec<Output>) {
         warn!(why, "stepping down as leader");
         self.leader = None;
+        self.takeover = None;
+        self.takeover_wanted = false;
+        // A follower now: our addresses last one lease unless a new leader renews it.
+        self.renew_lease(out);
         if matches!(self.lock, LockState::Held | LockState::Taking) {
             self.lock = LockState::Idle;
             out.push(Output::ReleaseReclock);
@@ -755,6 +799,7 @@ impl Node {
         }
         self.leader = Some(sender);
         self.leader_heard_ms = self.now.mono_ms;
+        self.renew_lease(out);
     }
 
     // ---- recovery ------------------------------------------------------------
@@ -782,6 +827,7 @@ impl Node {
         };
         self.apply_vnn_map(&map);
         info!(generation, nodes = ?map.map, "recovery complete");
+        self.want_takeover();
         for pnn in self.connected_peers() {
             self.send_vnn_map(pnn, out);
         }
@@ -894,7 +940,7 @@ impl Node {
         }
     }
 
-    fn connected_peers(&self) -> Vec<u32> {
+    pub(super) fn connected_peers(&self) -> Vec<u32> {
         self.peers
             .iter()
             .filter(|(_, l)| l.connected)

@@ -7,8 +7,7 @@
 use super::{Node, Output, Requester};
 use crate::protocol::control::{
     decode_tunable_name, encode_u32, encode_var_list, node_flags, BanState, Iface, IfaceList,
-    NodeFlagChange, Opcode, PidSrvid, PublicIp, PublicIpInfo, PublicIpList, Tunable, Uptime,
-    VnnMap,
+    NodeFlagChange, Opcode, PidSrvid, PublicIp, PublicIpInfo, Tunable, Uptime, VnnMap,
 };
 use crate::protocol::packet::ReqControl;
 use crate::protocol::wire::Reader;
@@ -73,7 +72,18 @@ impl Node {
     ) -> Option<crate::protocol::ReplyControl> {
         let wants_reply = req.flags & crate::protocol::packet::CTRL_FLAG_NOREPLY == 0;
         let reqid = if wants_reply { reqid } else { 0 };
+        if let Some(len) = expected_len(Opcode(req.opcode)) {
+            if req.data.len() != len {
+                return Some(error(-1, "control has the wrong request size"));
+            }
+        }
         match Opcode(req.opcode) {
+            Opcode::RELEASE_IP => self.release_ip(from, reqid, &req.data, out),
+            Opcode::RELOAD_PUBLIC_IPS => {
+                self.request_public_addresses(from, reqid, out);
+                None
+            }
+            Opcode::TAKEOVER_IP => self.takeover_ip(from, reqid, &req.data, out),
             Opcode::GET_NODES_FILE | Opcode::RELOAD_NODES_FILE if !req.data.is_empty() => {
                 Some(error(-1, "control has the wrong request size"))
             }
@@ -258,19 +268,12 @@ impl Node {
                 }
                 None => Vec::new(),
             }),
-            Opcode::GET_PUBLIC_IPS => {
-                // 4.17 lists the newest-loaded address first (§6.5).
-                let ips = self
-                    .public_ips
-                    .iter()
-                    .rev()
-                    .map(|ip| PublicIp {
-                        pnn: ip.pnn,
-                        addr: ip.addr,
-                    })
-                    .collect();
-                Self::reply_ok(PublicIpList { ips }.encode())
-            }
+            Opcode::GET_PUBLIC_IPS => Self::reply_ok(
+                self.public_ip_list(
+                    req.flags & super::takeover::PUBLIC_IP_FLAGS_ONLY_AVAILABLE != 0,
+                )
+                .encode(),
+            ),
             Opcode::GET_PUBLIC_IP_INFO => {
                 let addr = match Reader::new(&req.data).sock_addr("public_ip_info.addr") {
                     Ok(a) => crate::protocol::wire::canonical_ip(a.ip()),
@@ -280,7 +283,11 @@ impl Node {
                     Some(ip) => Self::reply_ok(
                         PublicIpInfo {
                             ip: PublicIp {
-                                pnn: ip.pnn,
+                                pnn: if ip.active_iface.is_some() {
+                                    self.pnn
+                                } else {
+                                    ip.pnn
+                                },
                                 addr: ip.addr,
                             },
                             active_idx: ip.active_iface.map(|i| i as u32),
@@ -307,12 +314,11 @@ impl Node {
             ),
             Opcode::SET_IFACE_LINK_STATE => match Iface::decode(&req.data) {
                 Ok(wanted) if wanted.references == 0 => {
-                    match self.ifaces.iter_mut().find(|i| i.name == wanted.name) {
-                        Some(iface) => {
-                            iface.link_up = wanted.link_up;
-                            status(0)
-                        }
-                        None => error(-1, "interface not found"),
+                    if self.ifaces.iter().any(|i| i.name == wanted.name) {
+                        self.link_changed(&wanted.name, wanted.link_up, out);
+                        status(0)
+                    } else {
+                        error(-1, "interface not found")
                     }
                 }
                 _ => error(-1, ""),
@@ -335,16 +341,18 @@ impl Node {
             // 4.17 still implements these two obsolete controls as per-client counters.
             Opcode::START_PERSISTENT_UPDATE | Opcode::CANCEL_PERSISTENT_UPDATE => status(0),
             op if op.is_obsolete() => status(-1),
-            Opcode::ADD_PUBLIC_IP
-            | Opcode::DEL_PUBLIC_IP
-            | Opcode::RELOAD_PUBLIC_IPS
-            | Opcode::TAKEOVER_IP
-            | Opcode::RELEASE_IP
-            | Opcode::TCP_CLIENT
-            | Opcode::DB_ATTACH
-            | Opcode::DB_GET_HEALTH
-            | Opcode::GET_DBNAME
-            | Opcode::GETDBPATH => error(-1, "control not implemented yet by ctdb-rs"),
+            Opcode::TCP_CLIENT if !matches!(from, Requester::Client(_)) => {
+                error(-1, "TCP_CLIENT comes from local clients")
+            }
+            Opcode::TCP_CLIENT | Opcode::TCP_ADD => self.tcp_add(from, &req.data, out),
+            Opcode::TCP_REMOVE => self.tcp_remove(from, &req.data, out),
+            Opcode::GET_TCP_TICKLE_LIST => self.tickle_list(&req.data),
+            Opcode::SET_TCP_TICKLE_LIST => self.set_tickle_list(&req.data),
+            Opcode::ADD_PUBLIC_IP => self.add_public_ip(&req.data, out),
+            Opcode::DEL_PUBLIC_IP => self.del_public_ip(&req.data, out),
+            Opcode::DB_ATTACH | Opcode::DB_GET_HEALTH | Opcode::GET_DBNAME | Opcode::GETDBPATH => {
+                error(-1, "control not implemented yet by ctdb-rs")
+            }
             // Unknown numbers: −1 without text, as 4.17 (observed).
             _ => status(-1),
         }

@@ -26,6 +26,7 @@
 
 mod cluster;
 mod controls;
+mod takeover;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -99,6 +100,34 @@ pub enum Input {
     },
     /// What became of the recovery lock after [`Output::TakeReclock`].
     Reclock(ReclockStatus),
+    /// Answer to [`Output::AddAddress`].
+    AddressAdded {
+        /// The address.
+        addr: IpAddr,
+        /// Success, or why the kernel refused.
+        result: Result<(), String>,
+    },
+    /// Answer to [`Output::RemoveAddress`].
+    AddressRemoved {
+        /// The address.
+        addr: IpAddr,
+        /// Success, or why the kernel refused.
+        result: Result<(), String>,
+    },
+    /// Answer to [`Output::ReadPublicAddresses`].
+    PublicAddresses {
+        /// The token of the request.
+        request: u64,
+        /// The good lines (address, prefix, interfaces), or why the file is unusable.
+        result: Result<Vec<(IpAddr, u8, Vec<String>)>, String>,
+    },
+    /// A public interface's link went up or down.
+    LinkChanged {
+        /// Interface name.
+        iface: String,
+        /// Carrier and admin state up.
+        up: bool,
+    },
     /// Answer to [`Output::ReadNodesFile`].
     NodesFile {
         /// The token of the request.
@@ -149,6 +178,45 @@ pub enum Output {
     TakeReclock,
     /// Release the recovery lock (kill its holder). No input answers it.
     ReleaseReclock,
+    /// Configure a public address on an interface; answer with
+    /// [`Input::AddressAdded`]. Announce it only after [`Output::Announce`].
+    AddAddress {
+        /// Interface.
+        iface: String,
+        /// Address.
+        addr: IpAddr,
+        /// Prefix length.
+        prefix_len: u8,
+    },
+    /// Remove a public address; answer with [`Input::AddressRemoved`].
+    RemoveAddress {
+        /// Interface.
+        iface: String,
+        /// Address.
+        addr: IpAddr,
+        /// Prefix length.
+        prefix_len: u8,
+    },
+    /// Tell the network the address moved here (gratuitous ARP / unsolicited NA).
+    Announce {
+        /// Interface.
+        iface: String,
+        /// Address.
+        addr: IpAddr,
+    },
+    /// Send a tickle ACK to a client of a public address we just took, so that it
+    /// learns at once that its old connection is gone.
+    Tickle {
+        /// Our end: the public address and port.
+        server: SocketAddr,
+        /// The client.
+        client: SocketAddr,
+    },
+    /// Read `public_addresses` again; answer with [`Input::PublicAddresses`].
+    ReadPublicAddresses {
+        /// Token to echo.
+        request: u64,
+    },
     /// Read the nodes file again; answer with [`Input::NodesFile`].
     ReadNodesFile {
         /// Token to echo.
@@ -186,6 +254,8 @@ pub struct PublicAddressState {
     pub pnn: u32,
     /// Index into `ifaces` of the interface it is on, when hosted here.
     pub active_iface: Option<usize>,
+    /// Deleted from the list (delip, reloadips) but still being released.
+    pub deleting: bool,
 }
 
 /// A public interface's state.
@@ -254,6 +324,8 @@ struct PeerLink {
 enum Requester {
     Client(ClientId),
     Peer(u32),
+    /// This node's own takeover run, calling its own controls.
+    Local,
 }
 
 /// A control we sent to a peer and whose reply we await.
@@ -270,6 +342,8 @@ enum Purpose {
     Forwarded { client: ClientId, reqid: u32 },
     /// Our own check that the peer's nodes file matches ours.
     NodesCheck,
+    /// A step of the leader's takeover run.
+    Takeover { run: u64, step: takeover::Step },
 }
 
 /// A control waiting for the nodes file to be read.
@@ -333,6 +407,31 @@ pub struct Node {
     /// Leader only: when each node last caused a recovery by (re)joining, within
     /// `RecoveryBanPeriod`. A node that keeps doing it is banned.
     recovery_causes: BTreeMap<u32, Vec<u64>>,
+    /// Until when our lease lets us hold public addresses (followers).
+    lease_until_ms: u64,
+    /// Our lease ran out and we dropped addresses; the next leader we hear must
+    /// place them again.
+    lease_lapsed: bool,
+    /// Leader: no takeover run before this (lost nodes' leases must run out).
+    lease_guard_until_ms: u64,
+    takeover: Option<takeover::TakeoverRun>,
+    takeover_wanted: bool,
+    takeover_ids: u64,
+    takeover_not_before_ms: u64,
+    takeover_requesters: Vec<crate::protocol::control::SrvidMessage>,
+    rebalance_nodes: BTreeSet<u32>,
+    /// Address adds and removes in progress, with the controls waiting on them.
+    address_ops: BTreeMap<IpAddr, takeover::AddressOp>,
+    /// The run's controls to this node itself that answer later.
+    pending_local: BTreeMap<u32, (u64, takeover::Step)>,
+    /// No takeover runs before this (DISABLE_TAKEOVER_RUNS, DISABLE_IP_CHECK).
+    takeover_disabled_until_ms: u64,
+    /// Client connections to public addresses, by address (tickle lists).
+    tickles: BTreeMap<IpAddr, BTreeSet<crate::protocol::control::Connection>>,
+    /// Connections each local client registered (TCP_CLIENT), forgotten when it goes.
+    client_conns: BTreeMap<ClientId, Vec<crate::protocol::control::Connection>>,
+    /// RELOAD_PUBLIC_IPS waiting for the file to be read.
+    public_reload_requests: BTreeMap<u64, (Requester, u32)>,
     stats: Statistics,
 }
 
@@ -389,6 +488,7 @@ impl Node {
                 ifaces: ifaces.clone(),
                 pnn: UNKNOWN_PNN,
                 active_iface: None,
+                deleting: false,
             })
             .collect();
         let mut caps = capabilities::DEFAULT;
@@ -447,6 +547,21 @@ impl Node {
             // xorshift must not start at 0.
             rng: config.seed | 1,
             recovery_causes: BTreeMap::new(),
+            lease_until_ms: 0,
+            lease_lapsed: false,
+            lease_guard_until_ms: 0,
+            takeover: None,
+            takeover_wanted: false,
+            takeover_ids: 0,
+            takeover_not_before_ms: 0,
+            takeover_requesters: Vec::new(),
+            rebalance_nodes: BTreeSet::new(),
+            address_ops: BTreeMap::new(),
+            pending_local: BTreeMap::new(),
+            takeover_disabled_until_ms: 0,
+            tickles: BTreeMap::new(),
+            client_conns: BTreeMap::new(),
+            public_reload_requests: BTreeMap::new(),
             stats: Statistics {
                 statistics_start_time: now.wall,
                 ..Default::default()
@@ -484,6 +599,20 @@ impl Node {
         self.nodes.get(pnn as usize).map(|n| n.flags)
     }
 
+    /// The public addresses this node has configured on its interfaces.
+    pub fn hosted_addresses(&self) -> Vec<IpAddr> {
+        self.public_ips
+            .iter()
+            .filter(|ip| ip.active_iface.is_some())
+            .map(|ip| ip.addr)
+            .collect()
+    }
+
+    /// Whether a takeover run is under way or wanted (leader).
+    pub fn takeover_pending(&self) -> bool {
+        self.takeover.is_some() || self.takeover_wanted
+    }
+
     /// Whether the transport link with `pnn` is up in this node's view.
     pub fn is_connected(&self, pnn: u32) -> bool {
         self.peers.get(&pnn).is_some_and(|p| p.connected)
@@ -510,6 +639,9 @@ impl Node {
         if self.leader.is_some_and(|l| l != self.pnn) {
             t = t.min(self.leader_heard_ms + self.leader_timeout_ms + 1);
         }
+        if let Some(a) = self.address_timeout() {
+            t = t.min(a);
+        }
         t
     }
 
@@ -533,6 +665,7 @@ impl Node {
             }
             Input::ClientGone { client } => {
                 self.clients.remove(&client);
+                self.client_connections_gone(client, &mut out);
             }
             Input::ClientPacket { client, packet } => {
                 if self.clients.contains_key(&client) {
@@ -546,8 +679,17 @@ impl Node {
             Input::PeerPacket { pnn, packet } => self.peer_packet(pnn, packet, &mut out),
             Input::Reclock(status) => self.reclock_status(status, &mut out),
             Input::NodesFile { request, result } => self.nodes_file_read(request, result, &mut out),
+            Input::AddressAdded { addr, result } => self.address_done(addr, true, result, &mut out),
+            Input::AddressRemoved { addr, result } => {
+                self.address_done(addr, false, result, &mut out)
+            }
+            Input::LinkChanged { iface, up } => self.link_changed(&iface, up, &mut out),
+            Input::PublicAddresses { request, result } => {
+                self.public_addresses_read(request, result, &mut out)
+            }
         }
         self.election_check(&mut out);
+        self.address_timers(&mut out);
         let sent = out
             .iter()
             .filter(|o| matches!(o, Output::SendToClient { .. }))

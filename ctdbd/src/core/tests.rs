@@ -218,6 +218,8 @@ fn registering_for_the_leader_delivers_it_at_once_and_every_tick() {
     assert_eq!(n.handle(later, Input::Tick), vec![expected]);
 }
 
+/// TAKEOVER_RUN from the tool is answered with the leader's pnn after the run that
+/// follows it (§8.1), not before.
 #[test]
 fn takeover_run_request_is_answered_with_the_leader_pnn() {
     let mut n = node();
@@ -252,13 +254,46 @@ fn takeover_run_request_is_answered_with_the_leader_pnn() {
             packet: msg,
         },
     );
-    assert_eq!(out.len(), 1);
-    let Output::SendToClient { client, packet } = &out[0] else {
-        panic!("{out:?}")
+    assert!(out.is_empty(), "answered before any run: {out:?}");
+    // The run starts once earlier leases have surely run out (1 s + 0.2 s after the
+    // election); it places both public addresses here and completes when the kernel
+    // has added them.
+    let later = Now {
+        mono_ms: 1_300,
+        ..NOW
     };
-    assert_eq!(*client, TOOL);
+    let mut out = n.handle(later, Input::Tick);
+    let adds: Vec<std::net::IpAddr> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::AddAddress { addr, .. } => Some(*addr),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(adds.len(), 2, "{out:?}");
+    for addr in adds {
+        out.extend(n.handle(
+            later,
+            Input::AddressAdded {
+                addr,
+                result: Ok(()),
+            },
+        ));
+    }
+    let answers: Vec<&Packet> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::SendToClient {
+                client: TOOL,
+                packet,
+            } => Some(packet),
+            _ => None,
+        })
+        .filter(|p| matches!(&p.body, Body::ReqMessage(m) if m.srvid == reply_srvid))
+        .collect();
+    assert_eq!(answers.len(), 1, "{out:?}");
     assert_eq!(
-        packet.body,
+        answers[0].body,
         Body::ReqMessage(ReqMessage {
             srvid: reply_srvid,
             data: 0i32.to_le_bytes().to_vec()

@@ -11,6 +11,8 @@
 //! every task reaches a safe point and returns; `run` waits for all of them, removes
 //! the socket and the pid file, and returns.
 
+pub mod addresses;
+pub mod guardian;
 pub mod logging;
 pub mod settings;
 
@@ -79,7 +81,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     let result =
-        runtime.block_on(serve(settings, pnn, node_listener, log).instrument(span.clone()));
+        runtime.block_on(serve(settings, pnn, node_listener, log, target).instrument(span.clone()));
     drop(pid_file);
     info!("ctdbd stopped");
     result
@@ -114,10 +116,11 @@ fn find_own_pnn(
 }
 
 async fn serve(
-    settings: Settings,
+    mut settings: Settings,
     pnn: u32,
     node_listener: TcpListener,
     log: logging::LogControl,
+    log_target: logging::LogTarget,
 ) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -126,6 +129,16 @@ async fn serve(
     }
     let listener = unix::bind(&settings.paths.socket)?;
     let socket = SocketFile(settings.paths.socket.clone());
+
+    // Before the core sees the addresses: one whose interfaces are all missing is
+    // not served at all.
+    let netlink = crate::netif::netlink::Netlink::start().context("opening rtnetlink")?;
+    check_public_interfaces(&netlink, &mut settings).await;
+    // Before any address can be added: without the guardian, a crash could leave an
+    // address configured on a dead node while a peer takes it over.
+    let guardian = guardian::Guardian::start(&guardian::Guardian::default_path(), &log_target)
+        .await
+        .context("starting the address guardian")?;
 
     let clock = Clock::new();
     let node = Node::new(NodeConfig {
@@ -156,6 +169,22 @@ async fn serve(
         cancel.clone(),
         &tracker,
     );
+    addresses::sweep_leftovers(&netlink, &settings.public_addresses).await;
+    let (address_ops, address_rx) = mpsc::channel(1024);
+    tracker.spawn(
+        addresses::worker(
+            netlink.clone(),
+            guardian,
+            address_rx,
+            core_tx.clone(),
+            cancel.clone(),
+        )
+        .in_current_span(),
+    );
+    let (link_tx, link_rx) = mpsc::channel(64);
+    let link_watcher =
+        crate::netif::netlink::watch_links(link_tx).context("watching interface links")?;
+    tracker.spawn(forward_link_changes(link_rx, core_tx.clone(), cancel.clone()).in_current_span());
     let reclock = settings.cluster_lock_spec.clone().map(|spec| {
         let spec = match spec {
             ClusterLock::File(path) => ReclockSpec::File(path),
@@ -165,9 +194,14 @@ async fn serve(
     });
     let edges = Edges {
         outboxes: HashMap::new(),
+        address_ops,
+        announcer: crate::netif::send::Announcer::new(netlink),
+        _link_watcher: link_watcher,
         peers,
         reclock,
         nodes_file: settings.paths.nodes(),
+        public_addresses_file: settings.public_addresses_file.clone(),
+        default_public_iface: settings.default_public_iface.clone(),
         log,
         cancel: cancel.clone(),
         core_tx: core_tx.clone(),
@@ -246,15 +280,39 @@ async fn wait_for_signal(cancel: CancellationToken) {
 /// What the core task drives: every edge that carries out outputs.
 struct Edges {
     outboxes: HashMap<ClientId, mpsc::Sender<Vec<u8>>>,
+    address_ops: mpsc::Sender<addresses::AddressOp>,
+    announcer: crate::netif::send::Announcer,
+    /// Kept for its lifetime: dropping it stops the watch.
+    _link_watcher: crate::netif::netlink::LinkWatcher,
     peers: PeerLinks,
     reclock: Option<Reclock>,
     nodes_file: PathBuf,
+    public_addresses_file: PathBuf,
+    default_public_iface: Option<String>,
     log: logging::LogControl,
     cancel: CancellationToken,
     core_tx: mpsc::Sender<CoreEvent>,
 }
 
 impl Edges {
+    /// Queues an address change; a full queue is reported to the core as a failure
+    /// (the leader retries), never dropped silently.
+    fn address_op(&mut self, op: addresses::AddressOp, addr: std::net::IpAddr, add: bool) {
+        if self.address_ops.try_send(op).is_err() {
+            error!(%addr, "address request queue full");
+            let tx = self.core_tx.clone();
+            let result = Err("address request queue full".to_string());
+            tokio::spawn(async move {
+                let event = if add {
+                    CoreEvent::AddressAdded { addr, result }
+                } else {
+                    CoreEvent::AddressRemoved { addr, result }
+                };
+                let _ = tx.send(event).await;
+            });
+        }
+    }
+
     fn carry_out(&mut self, output: Output) {
         match output {
             Output::SendToClient { client, packet } => {
@@ -269,6 +327,84 @@ impl Edges {
                 }
             }
             Output::SendToPeer { pnn, packet } => self.peers.send(pnn, packet.encode()),
+            Output::AddAddress {
+                iface,
+                addr,
+                prefix_len,
+            } => self.address_op(
+                addresses::AddressOp::Add {
+                    iface,
+                    addr,
+                    prefix_len,
+                },
+                addr,
+                true,
+            ),
+            Output::RemoveAddress {
+                iface,
+                addr,
+                prefix_len,
+            } => self.address_op(
+                addresses::AddressOp::Remove {
+                    iface,
+                    addr,
+                    prefix_len,
+                },
+                addr,
+                false,
+            ),
+            Output::Tickle { server, client } => {
+                // A few tickles a little apart: one lost segment must not leave the
+                // client hanging on its dead connection.
+                let announcer = self.announcer.clone();
+                tokio::spawn(
+                    async move {
+                        for _ in 0..3 {
+                            if let Err(e) = announcer.tickle(server, client) {
+                                warn!(%server, %client, error = %e, "tickle failed");
+                            }
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                    .in_current_span(),
+                );
+            }
+            Output::ReadPublicAddresses { request } => {
+                let path = self.public_addresses_file.clone();
+                let default_iface = self.default_public_iface.clone();
+                let result = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+                    .map(|text| {
+                        let (good, bad) = crate::config::public_addresses::parse_public_addresses(
+                            &text,
+                            &path,
+                            default_iface.as_deref(),
+                        );
+                        for e in bad {
+                            error!("{e}");
+                        }
+                        good.into_iter()
+                            .map(|a| (a.addr, a.prefix_len, a.ifaces))
+                            .collect()
+                    });
+                let tx = self.core_tx.clone();
+                tokio::spawn(async move {
+                    let _ = tx
+                        .send(CoreEvent::PublicAddresses { request, result })
+                        .await;
+                });
+            }
+            Output::Announce { iface, addr } => {
+                let announcer = self.announcer.clone();
+                tokio::spawn(
+                    async move {
+                        if let Err(e) = announcer.announce_burst(&iface, addr).await {
+                            warn!(%addr, %iface, error = %e, "announcing a public address failed");
+                        }
+                    }
+                    .in_current_span(),
+                );
+            }
             Output::DropPeer { pnn } => self.peers.drop_peer(pnn),
             Output::SetPeers(nodes) => self.peers.set_nodes(nodes),
             Output::TakeReclock => match &mut self.reclock {
@@ -307,6 +443,27 @@ impl Edges {
     }
 }
 
+/// Passes interface link changes from the netlink watcher to the core.
+async fn forward_link_changes(
+    mut changes: mpsc::Receiver<crate::netif::netlink::LinkChange>,
+    core: mpsc::Sender<CoreEvent>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let change = tokio::select! {
+            _ = cancel.cancelled() => return,
+            c = changes.recv() => match c { Some(c) => c, None => return },
+        };
+        let event = CoreEvent::LinkChanged {
+            iface: change.iface,
+            up: change.up,
+        };
+        if core.send(event).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// The one task that owns the node's state: every input goes through `Node::handle`
 /// and every output is carried out before the next input. Timers are the core's:
 /// it says when it next needs a tick.
@@ -338,6 +495,10 @@ async fn run_core(
                 Some(CoreEvent::PeerPacket { pnn, packet }) => Input::PeerPacket { pnn, packet },
                 Some(CoreEvent::Reclock(status)) => Input::Reclock(status),
                 Some(CoreEvent::NodesFile { request, result }) => Input::NodesFile { request, result },
+                Some(CoreEvent::AddressAdded { addr, result }) => Input::AddressAdded { addr, result },
+                Some(CoreEvent::AddressRemoved { addr, result }) => Input::AddressRemoved { addr, result },
+                Some(CoreEvent::LinkChanged { iface, up }) => Input::LinkChanged { iface, up },
+                Some(CoreEvent::PublicAddresses { request, result }) => Input::PublicAddresses { request, result },
             },
         };
         tracing::trace!(?input, "core input");
@@ -349,6 +510,39 @@ async fn run_core(
         r.release();
     }
     debug!("core task stopped");
+}
+
+/// Checks that the interfaces named in `public_addresses` exist on this node, and
+/// drops the ones that do not (see [`Settings::keep_existing_interfaces`]), logging
+/// each affected line with file and line. An interface that cannot be looked up for
+/// another reason is kept: the takeover will report it if it is really missing.
+async fn check_public_interfaces(
+    netlink: &crate::netif::netlink::Netlink,
+    settings: &mut Settings,
+) {
+    use crate::netif::netlink::NetlinkError;
+    let mut missing = std::collections::BTreeSet::new();
+    let names: std::collections::BTreeSet<String> = settings
+        .public_addresses
+        .iter()
+        .flat_map(|(_, _, ifaces)| ifaces.iter().cloned())
+        .collect();
+    for iface in names {
+        match netlink.link_index(&iface).await {
+            Ok(_) => {}
+            Err(NetlinkError::NoSuchInterface { .. }) => {
+                missing.insert(iface);
+            }
+            Err(e) => warn!(%iface, error = %e, "cannot check a public interface"),
+        }
+    }
+    for problem in settings.keep_existing_interfaces(|iface| !missing.contains(iface)) {
+        if problem.is_error() {
+            error!("{problem}");
+        } else {
+            warn!("{problem}");
+        }
+    }
 }
 
 /// Removes the socket file when the daemon stops.

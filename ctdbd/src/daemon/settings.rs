@@ -44,8 +44,16 @@ pub struct Settings {
     pub node_address: Option<IpAddr>,
     /// Good lines of `public_addresses`.
     pub public_addresses: Vec<(IpAddr, u8, Vec<String>)>,
+    /// The line of `public_addresses` each entry of `public_addresses` came from
+    /// (same order and length), for messages about it after loading.
+    pub public_address_lines: Vec<usize>,
     /// Bad lines of `public_addresses`, to be logged; the good ones are still served.
     pub public_address_errors: Vec<String>,
+    /// The `public_addresses` file (legacy `CTDB_PUBLIC_ADDRESSES` may move it), for
+    /// `ctdb reloadips`.
+    pub public_addresses_file: PathBuf,
+    /// Legacy `CTDB_PUBLIC_INTERFACE`: interface for lines that name none.
+    pub default_public_iface: Option<String>,
     /// Tunables after `ctdb.tunables` and legacy `CTDB_SET_*`.
     pub tunables: Tunables,
     /// `[cluster] leader capability`.
@@ -175,11 +183,14 @@ impl Settings {
             debug_level: conf.logging.log_level.debug_level(),
             nodes,
             node_address: conf.cluster.node_address,
+            public_address_lines: addresses.iter().map(|a| a.line).collect(),
             public_addresses: addresses
                 .into_iter()
                 .map(|a| (a.addr, a.prefix_len, a.ifaces))
                 .collect(),
             public_address_errors: errors.iter().map(ToString::to_string).collect(),
+            public_addresses_file: pa_path.clone(),
+            default_public_iface: default_iface.clone(),
             tunables,
             leader_capability: conf.cluster.leader_capability,
             lmaster_capability: conf.legacy.lmaster_capability,
@@ -193,5 +204,194 @@ impl Settings {
             start_as_stopped: conf.legacy.start_as_stopped,
             notices,
         })
+    }
+
+    /// Drops every public interface for which `exists` says no: an address none of
+    /// whose interfaces exists is not served at all (it could never be hosted here,
+    /// and a takeover run that gave it to us would fail every time); an address with
+    /// some missing keeps the others. Returns one problem per affected line, in file
+    /// order, for the caller to log. Interfaces are checked once, at start-up.
+    pub fn keep_existing_interfaces(
+        &mut self,
+        exists: impl Fn(&str) -> bool,
+    ) -> Vec<InterfaceProblem> {
+        let mut problems = Vec::new();
+        let mut kept_lines = Vec::new();
+        let entries = std::mem::take(&mut self.public_addresses);
+        for ((addr, prefix_len, ifaces), line) in
+            entries.into_iter().zip(&self.public_address_lines)
+        {
+            let (kept, missing): (Vec<String>, Vec<String>) =
+                ifaces.into_iter().partition(|iface| exists(iface));
+            let path = self.public_addresses_file.clone();
+            let line = *line;
+            if kept.is_empty() {
+                problems.push(InterfaceProblem::AddressSkipped {
+                    path,
+                    line,
+                    addr,
+                    missing,
+                });
+                continue;
+            }
+            if !missing.is_empty() {
+                problems.push(InterfaceProblem::InterfacesDropped {
+                    path,
+                    line,
+                    addr,
+                    missing,
+                    kept: kept.clone(),
+                });
+            }
+            self.public_addresses.push((addr, prefix_len, kept));
+            kept_lines.push(line);
+        }
+        self.public_address_lines = kept_lines;
+        problems
+    }
+}
+
+/// A `public_addresses` line names interfaces this node does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InterfaceProblem {
+    /// None of the line's interfaces exists: the address is not served by this node
+    /// (an error; the other addresses still are).
+    #[error("{}:{line}: {} on this node; {addr} is not served", path.display(), Missing(missing))]
+    AddressSkipped {
+        /// The `public_addresses` file.
+        path: PathBuf,
+        /// Its line.
+        line: usize,
+        /// The address of that line.
+        addr: IpAddr,
+        /// The interfaces that do not exist.
+        missing: Vec<String>,
+    },
+    /// Some of the line's interfaces do not exist: the address goes only on the
+    /// others (a warning).
+    #[error(
+        "{}:{line}: {} on this node; {addr} may only go on {}",
+        path.display(),
+        Missing(missing),
+        kept.join(",")
+    )]
+    InterfacesDropped {
+        /// The `public_addresses` file.
+        path: PathBuf,
+        /// Its line.
+        line: usize,
+        /// The address of that line.
+        addr: IpAddr,
+        /// The interfaces that do not exist.
+        missing: Vec<String>,
+        /// The interfaces that do, which it may still go on.
+        kept: Vec<String>,
+    },
+}
+
+impl InterfaceProblem {
+    /// Whether the address is lost to this node (logged as an error), rather than
+    /// merely restricted (a warning).
+    pub fn is_error(&self) -> bool {
+        matches!(self, Self::AddressSkipped { .. })
+    }
+}
+
+/// `interface X does not exist` / `interfaces X,Y do not exist`.
+struct Missing<'a>(&'a [String]);
+
+impl std::fmt::Display for Missing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            [one] => write!(f, "interface {one} does not exist"),
+            many => write!(f, "interfaces {} do not exist", many.join(",")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings_with(lines: &[(usize, &str, &[&str])]) -> Settings {
+        let paths = Paths::from_env(|_| None);
+        Settings {
+            log_target: LogTarget::Stderr,
+            debug_level: 3,
+            nodes: Vec::new(),
+            node_address: None,
+            public_addresses: lines
+                .iter()
+                .map(|(_, addr, ifaces)| {
+                    (
+                        addr.parse().unwrap(),
+                        24,
+                        ifaces.iter().map(|i| i.to_string()).collect(),
+                    )
+                })
+                .collect(),
+            public_address_lines: lines.iter().map(|(line, _, _)| *line).collect(),
+            public_addresses_file: paths.public_addresses(),
+            default_public_iface: None,
+            public_address_errors: Vec::new(),
+            tunables: Tunables::default(),
+            leader_capability: true,
+            lmaster_capability: true,
+            cluster_lock: None,
+            cluster_lock_spec: None,
+            leader_timeout_s: 5,
+            start_as_disabled: false,
+            start_as_stopped: false,
+            notices: Vec::new(),
+            paths,
+        }
+    }
+
+    #[test]
+    fn missing_interfaces_drop_the_address_or_the_interface_naming_file_and_line() {
+        // Given a file whose line 3 names only a missing interface and line 5 names
+        // a missing one besides an existing one,
+        let mut settings = settings_with(&[
+            (1, "10.0.20.101", &["pub0"]),
+            (3, "10.0.20.102", &["eth9"]),
+            (5, "10.0.20.103", &["eth8", "pub0", "eth9"]),
+        ]);
+        // when only pub0 exists,
+        let problems = settings.keep_existing_interfaces(|iface| iface == "pub0");
+        // then line 3's address is skipped (an error), line 5's keeps pub0 (a warning),
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            vec![
+                "/etc/ctdb/public_addresses:3: interface eth9 does not exist on this node; \
+                 10.0.20.102 is not served",
+                "/etc/ctdb/public_addresses:5: interfaces eth8,eth9 do not exist on this \
+                 node; 10.0.20.103 may only go on pub0",
+            ]
+        );
+        assert_eq!(
+            problems
+                .iter()
+                .map(InterfaceProblem::is_error)
+                .collect::<Vec<_>>(),
+            vec![true, false]
+        );
+        // and the others are still served, lines kept in step.
+        let served: Vec<String> = settings
+            .public_addresses
+            .iter()
+            .map(|(a, p, i)| format!("{a}/{p} {}", i.join(",")))
+            .collect();
+        assert_eq!(served, vec!["10.0.20.101/24 pub0", "10.0.20.103/24 pub0"]);
+        assert_eq!(settings.public_address_lines, vec![1, 5]);
+    }
+
+    #[test]
+    fn all_interfaces_present_changes_nothing() {
+        let mut settings = settings_with(&[(2, "10.0.20.101", &["pub0", "pub1"])]);
+        let before = settings.public_addresses.clone();
+        assert!(settings.keep_existing_interfaces(|_| true).is_empty());
+        assert_eq!(settings.public_addresses, before);
+        assert_eq!(settings.public_address_lines, vec![2]);
     }
 }

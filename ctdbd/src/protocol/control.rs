@@ -69,6 +69,10 @@ opcodes! {
     RELEASE_IP = 88,
     TAKEOVER_IP = 89,
     GET_PUBLIC_IPS = 90,
+    TCP_ADD = 45,
+    TCP_REMOVE = 46,
+    GET_TCP_TICKLE_LIST = 55,
+    SET_TCP_TICKLE_LIST = 56,
     GET_NODEMAP = 91,
     GET_RECLOCK_FILE = 99,
     STOP_NODE = 101,
@@ -792,6 +796,78 @@ impl AddrInfo {
     }
 }
 
+/// `ctdb_connection` (56 bytes, §6.12): a client's TCP connection to a public
+/// address — `src` the client, `dst` the public address and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Connection {
+    /// The client's end.
+    pub src: SocketAddr,
+    /// The server's end: a public address.
+    pub dst: SocketAddr,
+}
+
+impl Connection {
+    fn write(&self, w: &mut Writer) {
+        w.sock_addr(&self.src).sock_addr(&self.dst);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            src: r.sock_addr("connection.src")?,
+            dst: r.sock_addr("connection.dst")?,
+        })
+    }
+
+    /// Wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        self.write(&mut w);
+        w.into_bytes()
+    }
+
+    /// Parses exactly 56 bytes.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let c = Self::read(&mut r)?;
+        r.finish("connection")?;
+        Ok(c)
+    }
+}
+
+/// `ctdb_tickle_list`: a public address and the client connections to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TickleList {
+    /// The public address (port 0).
+    pub addr: IpAddr,
+    /// Its known client connections.
+    pub conns: Vec<Connection>,
+}
+
+impl TickleList {
+    /// Wire form: sock_addr, u32 count, connections.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.sock_addr(&SocketAddr::new(self.addr, 0))
+            .u32(self.conns.len() as u32);
+        for c in &self.conns {
+            c.write(&mut w);
+        }
+        w.into_bytes()
+    }
+
+    /// Parses the wire form.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let addr = r.sock_addr("tickle_list.addr")?.ip();
+        let num = r.count(56, "tickle_list.num")?;
+        let conns = (0..num)
+            .map(|_| Connection::read(&mut r))
+            .collect::<Result<_, _>>()?;
+        r.finish("tickle_list")?;
+        Ok(Self { addr, conns })
+    }
+}
+
 /// A u32 payload (debug level, capabilities, runstate, leader pnn, ...).
 pub fn encode_u32(v: u32) -> Vec<u8> {
     v.to_le_bytes().to_vec()
@@ -955,6 +1031,23 @@ mod tests {
             decode_var_list(&bytes).unwrap(),
             vec!["SeqnumInterval", "ControlTimeout"]
         );
+    }
+
+    #[test]
+    fn connection_and_tickle_list_round_trip() {
+        let c = Connection {
+            src: "10.0.9.5:51234".parse().unwrap(),
+            dst: "10.0.0.31:445".parse().unwrap(),
+        };
+        assert_eq!(c.encode().len(), 56);
+        assert_eq!(Connection::decode(&c.encode()).unwrap(), c);
+        let list = TickleList {
+            addr: "10.0.0.31".parse().unwrap(),
+            conns: vec![c, c],
+        };
+        let bytes = list.encode();
+        assert_eq!(bytes.len(), 28 + 4 + 2 * 56);
+        assert_eq!(TickleList::decode(&bytes).unwrap(), list);
     }
 
     #[test]

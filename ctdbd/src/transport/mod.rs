@@ -66,6 +66,34 @@ pub enum CoreEvent {
     },
     /// What became of the recovery lock.
     Reclock(ReclockStatus),
+    /// A public address was added (or not) as the core asked.
+    AddressAdded {
+        /// The address.
+        addr: IpAddr,
+        /// Success, or the kernel's refusal.
+        result: Result<(), String>,
+    },
+    /// A public address was removed (or not) as the core asked.
+    AddressRemoved {
+        /// The address.
+        addr: IpAddr,
+        /// Success, or the kernel's refusal.
+        result: Result<(), String>,
+    },
+    /// `public_addresses` was read again (after RELOAD_PUBLIC_IPS).
+    PublicAddresses {
+        /// Token from the core's request.
+        request: u64,
+        /// The good lines, or why the file could not be read.
+        result: Result<Vec<(IpAddr, u8, Vec<String>)>, String>,
+    },
+    /// A public interface's link changed.
+    LinkChanged {
+        /// Interface name.
+        iface: String,
+        /// Up (admin up with carrier).
+        up: bool,
+    },
     /// The nodes file was read again (after RELOAD_NODES_FILE or GET_NODES_FILE).
     NodesFile {
         /// Token from the core's request.

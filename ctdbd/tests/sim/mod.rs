@@ -72,6 +72,13 @@ pub enum AdminOp {
 }
 
 enum Event {
+    /// The kernel finished adding or removing an address.
+    Address {
+        node: usize,
+        incarnation: u64,
+        addr: IpAddr,
+        added: bool,
+    },
     Deliver {
         from: usize,
         to: usize,
@@ -91,6 +98,8 @@ enum Event {
 
 struct SimNode {
     node: Option<Node>,
+    /// Public addresses configured on this node's interfaces (the kernel's view).
+    configured: BTreeSet<IpAddr>,
     incarnation: u64,
     client_connected: bool,
 }
@@ -122,6 +131,8 @@ pub struct Sim {
     /// The last events, printed when an invariant fails.
     pub log: Vec<String>,
     pub seed: u64,
+    /// The public addresses every node serves.
+    pub public: Vec<IpAddr>,
 }
 
 impl Sim {
@@ -147,10 +158,14 @@ impl Sim {
             rng: seed | 1,
             log: Vec::new(),
             seed,
+            public: (0..2 * n)
+                .map(|i| IpAddr::V4(Ipv4Addr::new(10, 0, 0, 31 + i as u8)))
+                .collect(),
         };
         for i in 0..n {
             sim.nodes.push(SimNode {
                 node: None,
+                configured: BTreeSet::new(),
                 incarnation: 0,
                 client_connected: false,
             });
@@ -184,7 +199,11 @@ impl Sim {
         let node = Node::new(NodeConfig {
             pnn: i as u32,
             nodes: self.addrs.clone(),
-            public_addresses: Vec::new(),
+            public_addresses: self
+                .public
+                .iter()
+                .map(|a| (*a, 24, vec!["eth1".to_string()]))
+                .collect(),
             tunables,
             debug_level: 3,
             leader_capability: true,
@@ -300,6 +319,33 @@ impl Sim {
                     self.lock_holder = None;
                 }
             }
+            Output::AddAddress { addr, .. } => self.push(
+                self.now + 1,
+                Event::Address {
+                    node: i,
+                    incarnation,
+                    addr,
+                    added: true,
+                },
+            ),
+            Output::RemoveAddress { addr, .. } => self.push(
+                self.now + 1,
+                Event::Address {
+                    node: i,
+                    incarnation,
+                    addr,
+                    added: false,
+                },
+            ),
+            Output::Announce { .. } | Output::Tickle { .. } => {}
+            Output::ReadPublicAddresses { request } => {
+                let result = Ok(self
+                    .public
+                    .iter()
+                    .map(|a| (*a, 24, vec!["eth1".to_string()]))
+                    .collect());
+                self.input(i, Input::PublicAddresses { request, result });
+            }
             Output::ReadNodesFile { request } => {
                 let result = Ok(self.addrs.clone());
                 self.input(i, Input::NodesFile { request, result });
@@ -309,12 +355,23 @@ impl Sim {
         }
     }
 
-    /// With a lock: at most one node believes it leads, and that node holds the lock.
-    /// Without one there is no split-brain protection (as in CTDB, which warns), so only
-    /// convergence after a heal is checked.
+    /// With a lock: no public address is configured on two live nodes, at most one
+    /// node believes it leads, and that node holds the lock. Without one there is no
+    /// split-brain protection (as in CTDB, which warns), so only convergence after a
+    /// heal is checked.
     pub fn check_safety(&self) {
         if !self.with_lock {
             return;
+        }
+        for addr in &self.public {
+            let holders: Vec<usize> = (0..self.nodes.len())
+                .filter(|i| self.alive(*i) && self.nodes[*i].configured.contains(addr))
+                .collect();
+            if holders.len() > 1 {
+                self.fail(&format!(
+                    "{addr} is configured on nodes {holders:?} at once"
+                ));
+            }
         }
         let leaders: Vec<usize> = (0..self.nodes.len())
             .filter(|i| self.nodes[*i].node.as_ref().is_some_and(Node::is_leader))
@@ -407,6 +464,38 @@ impl Sim {
                 if self.view[at][peer] {
                     self.view[at][peer] = false;
                     self.input(at, Input::PeerDisconnected { pnn: peer as u32 });
+                }
+            }
+            Event::Address {
+                node,
+                incarnation,
+                addr,
+                added,
+            } => {
+                if self.nodes[node].incarnation != incarnation || !self.alive(node) {
+                    return;
+                }
+                if added {
+                    self.nodes[node].configured.insert(addr);
+                    self.note(format!("node {node} adds {addr}"));
+                    self.check_safety();
+                    self.input(
+                        node,
+                        Input::AddressAdded {
+                            addr,
+                            result: Ok(()),
+                        },
+                    );
+                } else {
+                    self.nodes[node].configured.remove(&addr);
+                    self.note(format!("node {node} removes {addr}"));
+                    self.input(
+                        node,
+                        Input::AddressRemoved {
+                            addr,
+                            result: Ok(()),
+                        },
+                    );
                 }
             }
             Event::Lock {
@@ -537,6 +626,9 @@ impl Sim {
 
     fn stop_node(&mut self, i: usize) {
         self.nodes[i].node = None;
+        // The guardian removes a dead daemon's addresses at once; a machine that lost
+        // power has none.
+        self.nodes[i].configured.clear();
         // The lock holder process dies with the daemon (PDEATHSIG), so the lock frees.
         if self.lock_holder.is_some_and(|(h, _)| h == i) {
             self.lock_holder = None;
@@ -640,12 +732,24 @@ impl Sim {
         }
         let leader = leaders[0] as u32;
         let generation = self.node(leaders[0]).generation();
-        live.iter().all(|&i| {
+        let agreed = live.iter().all(|&i| {
             let n = self.node(i);
             n.leader() == Some(leader)
                 && n.generation() == generation
                 && live.iter().all(|&j| j == i || n.is_connected(j as u32))
-        })
+        });
+        // Every address on exactly one live node that may host (none are flagged once
+        // a schedule has healed everything), and no takeover run outstanding.
+        let hosts = |i: usize| self.node(i).flags_of(i as u32) == Some(0);
+        let placed = self.public.iter().all(|addr| {
+            let holders: Vec<usize> = live
+                .iter()
+                .copied()
+                .filter(|&i| self.nodes[i].configured.contains(addr))
+                .collect();
+            holders.len() == 1 || (holders.is_empty() && !live.iter().any(|&i| hosts(i)))
+        });
+        agreed && placed && !self.node(leaders[0]).takeover_pending()
     }
 
     /// Explains what `converged` sees, for failure messages.
@@ -655,14 +759,13 @@ impl Sim {
             match &self.nodes[i].node {
                 None => s.push_str(&format!("  node {i}: down\n")),
                 Some(n) => s.push_str(&format!(
-                    "  node {i}: leader={:?} gen={} lock={:?} flags={:#x} connected={:?}\n",
+                    "  node {i}: leader={:?} gen={} lock={:?} flags={:#x} connected={:?} ips={:?}\n",
                     n.leader(),
                     n.generation(),
                     n.lock_state(),
                     n.flags_of(i as u32).unwrap_or(0),
-                    (0..self.nodes.len())
-                        .filter(|j| n.is_connected(*j as u32))
-                        .collect::<Vec<_>>()
+                    (0..self.nodes.len()).filter(|j| n.is_connected(*j as u32)).collect::<Vec<_>>(),
+                    self.nodes[i].configured,
                 )),
             }
         }

@@ -219,11 +219,9 @@ fn stock_tool_and_ours_print_the_same() -> anyhow::Result<()> {
     let daemon = Daemon::from_env()?;
     let mut cluster = one_of_three()?;
     let node = cluster.node_mut(0);
-    // Stock 4.17 assigns its public addresses a few seconds after RUNNING, which
-    // changes `ctdb ip`; wait for that. Ours does not host addresses yet (the public-IP
-    // issue), so its output is already stable; drop this condition when it does.
-    let wait_for_ips = matches!(daemon, Daemon::Stock);
-    let mut failures = start_and_settle(node, daemon, wait_for_ips)?;
+    // Both daemons assign their public addresses a moment after RUNNING, which
+    // changes `ctdb ip`: wait for that before comparing.
+    let mut failures = start_and_settle(node, daemon, true)?;
     let pid = node.daemon()?.process.pid().to_string();
 
     let rows: Vec<(Vec<&str>, Mask)> = vec![

@@ -53,13 +53,17 @@ fn main() -> anyhow::Result<()> {
             samples[0].1.push(cold_start(&mut cluster)?);
             let leader = cluster.wait_agreement(&ALL, &ALL, TIMEOUT)?.leader;
             let follower = (leader + 1) % 3;
-            samples[1].1.push(kill_follower(&mut cluster, leader, follower)?);
+            samples[1]
+                .1
+                .push(kill_follower(&mut cluster, leader, follower)?);
             let (seen, elected) = lose_leader(&mut cluster, leader, Fault::Kill)?;
             samples[2].1.push(seen);
             samples[3].1.push(elected);
             let leader = cluster.wait_agreement(&ALL, &ALL, TIMEOUT)?.leader;
             let follower = (leader + 1) % 3;
-            samples[4].1.push(power_off_follower(&mut cluster, leader, follower)?);
+            samples[4]
+                .1
+                .push(power_off_follower(&mut cluster, leader, follower)?);
             let leader = cluster.wait_agreement(&ALL, &ALL, TIMEOUT)?.leader;
             let (seen, elected) = lose_leader(&mut cluster, leader, Fault::PowerOff)?;
             samples[5].1.push(seen);
@@ -160,9 +164,11 @@ fn lose_leader(cluster: &mut Cluster, leader: u32, fault: Fault) -> anyhow::Resu
         disconnected(cluster, survivor, leader)
     })?;
     // `ctdb leader` returns as soon as the survivor hears the new leader's broadcast.
-    let elected = time_until(t0, "new leader", || {
-        matches!(cluster.leader(survivor), Ok(Some(l)) if l != leader)
-    })?;
+    let elected = time_until(
+        t0,
+        "new leader",
+        || matches!(cluster.leader(survivor), Ok(Some(l)) if l != leader),
+    )?;
     match fault {
         Fault::Kill => cluster.restart_daemon(leader)?,
         Fault::PowerOff => cluster.power_on(leader)?,

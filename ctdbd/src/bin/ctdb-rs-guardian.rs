@@ -1,0 +1,150 @@
+//! `ctdb-rs-guardian [--syslog]`: removes this node's public addresses when `ctdbd`
+//! dies. Started by `ctdbd` with a pipe on its stdin; see
+//! [`ctdbd::daemon::guardian`] for the protocol and the lifetime rules.
+//!
+//! Reads `add`/`del`/`exit` lines from stdin (blocking, so it wakes the moment the
+//! pipe closes). At end of file without `exit` the daemon has died: every address it
+//! was told about is removed through rtnetlink, each removal is logged, and it exits.
+//! Logs go to stderr (which `ctdbd` points at its own log file, or its terminal), or
+//! to syslog with `--syslog`.
+//!
+//! Exit status: 0 after `exit` or after cleaning up; 1 if it could not start (no
+//! netlink socket), in which case it never said `ready` and `ctdbd` does not start.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use ctdbd::daemon::guardian::{GuardedAddresses, GuardianMessage, READY, SYSLOG_OPTION};
+use ctdbd::daemon::logging::{self, LogTarget};
+use ctdbd::netif::netlink::Netlink;
+use nix::sys::signal::{SigSet, Signal};
+use tracing::{error, info, info_span, warn};
+
+/// CTDB's NOTICE: `info!` lines (what was removed) are shown.
+const LOG_LEVEL: u32 = 3;
+
+/// How long one removal may take. The kernel answers in microseconds; the bound
+/// only keeps a wedged netlink socket from keeping the guardian forever, and the
+/// other addresses still get their turn.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the reading stopped.
+enum End {
+    /// The daemon said `exit`: it released its addresses itself.
+    Exit,
+    /// End of file (or a read error) without `exit`: the daemon is gone.
+    DaemonGone(Option<std::io::Error>),
+}
+
+fn run() -> anyhow::Result<()> {
+    // Its life is tied to the pipe, not to signals (module docs of
+    // ctdbd::daemon::guardian): SIGTERM to the daemon's whole control group or a
+    // hangup must not end it before the daemon has released its addresses. Blocked
+    // before any thread exists, so every thread inherits the mask.
+    let mut blocked = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        blocked.add(signal);
+    }
+    blocked
+        .thread_block()
+        .context("blocking SIGTERM/SIGINT/SIGHUP")?;
+
+    let target = match std::env::args().nth(1).as_deref() {
+        None => LogTarget::Stderr,
+        Some(SYSLOG_OPTION) => LogTarget::Syslog,
+        Some(other) => bail!("usage: ctdb-rs-guardian [{SYSLOG_OPTION}] (not {other:?})"),
+    };
+    logging::init(&target, LOG_LEVEL).context("setting up logging")?;
+    let span = info_span!("guardian", daemon_pid = nix::unistd::getppid().as_raw());
+    let _entered = span.enter();
+
+    // The runtime and the netlink socket exist before `ready`: at the daemon's death
+    // there is nothing left to set up that could fail or take time.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let netlink = {
+        let _runtime = runtime.enter();
+        Netlink::start().context("opening rtnetlink")?
+    };
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{READY}")
+            .and_then(|()| stdout.flush())
+            .context("telling ctdbd that the guardian is ready")?;
+    }
+
+    let mut held = GuardedAddresses::default();
+    let mut stdin = std::io::stdin().lock();
+    let mut line = Vec::new();
+    let end = loop {
+        line.clear();
+        match stdin.read_until(b'\n', &mut line) {
+            Ok(0) => break End::DaemonGone(None),
+            Ok(_) => {}
+            Err(e) => break End::DaemonGone(Some(e)),
+        }
+        let text = String::from_utf8_lossy(&line);
+        match GuardianMessage::parse(&text) {
+            Ok(GuardianMessage::Exit) => break End::Exit,
+            Ok(message) => held.apply(&message),
+            // The daemon is ours, so this is a bug on its side; whatever it meant,
+            // the addresses already listed stay listed.
+            Err(e) => warn!(line = %text.trim_end(), error = %e, "ignoring a bad line from ctdbd"),
+        }
+    };
+    match end {
+        End::Exit if held.is_empty() => {
+            info!("ctdbd stopped cleanly; guardian exiting");
+            return Ok(());
+        }
+        End::Exit => warn!(
+            count = held.len(),
+            "ctdbd stopped but still listed public addresses; removing them"
+        ),
+        End::DaemonGone(None) => error!(
+            count = held.len(),
+            "ctdbd died; removing its public addresses"
+        ),
+        End::DaemonGone(Some(e)) => error!(
+            count = held.len(),
+            error = %e,
+            "reading from ctdbd failed; removing its public addresses"
+        ),
+    }
+    let mut failed = 0;
+    runtime.block_on(async {
+        for (iface, addr, prefix_len) in held.iter() {
+            let removal = netlink.remove_address(iface, addr, prefix_len);
+            match tokio::time::timeout(REMOVE_TIMEOUT, removal).await {
+                Ok(Ok(())) => info!(%addr, prefix_len, %iface, "removed public address"),
+                Ok(Err(e)) => {
+                    failed += 1;
+                    error!(%addr, %iface, error = %e, "cannot remove public address");
+                }
+                Err(_) => {
+                    failed += 1;
+                    error!(%addr, %iface, "removing public address timed out");
+                }
+            }
+        }
+    });
+    if failed > 0 {
+        bail!("{failed} public address(es) could not be removed");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Logging may not be up (or may be what failed); stderr is all there is.
+            let _ = writeln!(std::io::stderr(), "ctdb-rs-guardian: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,990 @@
+//! Public addresses: the leader's takeover runs, every node's release and take of
+//! addresses, and the leases that keep one address off two nodes.
+//!
+//! # Takeover run (leader only; DESIGN.md "How a failover flows", step 4)
+//! 1. *Gather*: ask every active node for the addresses it knows (with the owner it
+//!    believes in) and those it can host now (`GET_PUBLIC_IPS`, plain and
+//!    `ONLY_AVAILABLE`).
+//! 2. *Allocate* with [`crate::ipalloc::allocate`].
+//! 3. *Release*: every node that holds an address that moves gets `RELEASE_IP`; the
+//!    run waits until all have answered, i.e. removed the address.
+//! 4. *Take*: only then each new owner gets `TAKEOVER_IP` (adds the address,
+//!    announces it).
+//! 5. `IPREALLOCATED` to everyone; answer the `TAKEOVER_RUN` requesters.
+//!
+//! A failed step (an error status, a node lost, a timeout) fails the run; another run
+//! follows a second later.
+//!
+//! # Leases (DESIGN.md "Safety: public IPs are held under leases")
+//! A node may keep public addresses only while its lease is valid: the leader's
+//! lease is holding the recovery lock; a follower's is renewed by every broadcast of
+//! its leader and lasts `IPLeaseTimeMs`. A node whose lease runs out releases all its
+//! addresses. A leader starts no takeover run until the leases of nodes it lost (and,
+//! after an election, of every node) have surely run out: lost or elected at `t`, it
+//! waits until `t + IPLeaseTimeMs + margin`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use tracing::{error, info, warn};
+
+use super::{Node, Output, PendingControl, Purpose, Requester};
+use crate::ipalloc;
+use crate::protocol::control::{
+    node_flags, srvid, AddrInfo, Connection, Opcode, PublicIp, PublicIpList, SrvidMessage,
+    TickleList,
+};
+use crate::protocol::packet::{ReplyControl, ReqControl, CTRL_FLAG_NOREPLY, UNKNOWN_PNN};
+
+/// GET_PUBLIC_IPS flag: only the addresses this node can host now (§4.1).
+pub const PUBLIC_IP_FLAGS_ONLY_AVAILABLE: u32 = 0x0001_0000;
+/// Added to a lost node's lease before its addresses go elsewhere: covers clock rate
+/// differences and the time a broadcast spends in flight.
+const LEASE_MARGIN_MS: u64 = 200;
+/// Pause after a failed takeover run before the next.
+const TAKEOVER_RETRY_MS: u64 = 1000;
+
+/// Which step of a takeover run a reply belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    Known(u32),
+    Available(u32),
+    Release,
+    Take,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Gather,
+    Release,
+    Take,
+}
+
+/// The leader's takeover run in progress.
+#[derive(Debug)]
+pub(super) struct TakeoverRun {
+    id: u64,
+    phase: Phase,
+    /// Request ids still unanswered in this phase.
+    waiting: BTreeSet<u32>,
+    participants: Vec<u32>,
+    known: BTreeMap<u32, Vec<PublicIp>>,
+    available: BTreeMap<u32, Vec<PublicIp>>,
+    /// New owner of every address, from the allocation.
+    plan: Vec<(IpAddr, Option<u32>)>,
+    failed: bool,
+    /// Set while a phase sends its controls: replies that come back at once (this
+    /// node's own) must not advance the run before the phase has sent them all.
+    issuing: bool,
+    requesters: Vec<SrvidMessage>,
+}
+
+/// What a node's own address operation waits for.
+#[derive(Debug, Default)]
+pub(super) struct AddressOp {
+    /// Controls to answer when the operation completes.
+    pub(super) waiters: Vec<(Requester, u32)>,
+    /// Interface index being added on, for a take.
+    pub(super) adding_on: Option<usize>,
+}
+
+impl Node {
+    /// Lease length (`IPLeaseTimeMs`).
+    fn lease_ms(&self) -> u64 {
+        u64::from(
+            self.tunables
+                .get(crate::tunables::IP_LEASE_TIME_MS)
+                .unwrap_or(1000),
+        )
+    }
+
+    /// Whether this node may hold public addresses now.
+    pub(super) fn lease_valid(&self) -> bool {
+        if self.is_leader() {
+            matches!(
+                self.lock,
+                super::LockState::Held | super::LockState::NotConfigured
+            )
+        } else {
+            self.now.mono_ms < self.lease_until_ms
+        }
+    }
+
+    /// A broadcast from our leader renews our lease; if it had lapsed, the leader is
+    /// asked to place the addresses we dropped.
+    pub(super) fn renew_lease(&mut self, out: &mut Vec<Output>) {
+        self.lease_until_ms = self.now.mono_ms + self.lease_ms();
+        if std::mem::take(&mut self.lease_lapsed) {
+            self.request_takeover_run(out);
+        }
+    }
+
+    /// The leader may not hand out a lost node's addresses before its lease ends.
+    pub(super) fn guard_leases(&mut self) {
+        let until = self.now.mono_ms + self.lease_ms() + LEASE_MARGIN_MS;
+        self.lease_guard_until_ms = self.lease_guard_until_ms.max(until);
+    }
+
+    /// Asks for a takeover run (leader only; others ignore it).
+    pub(super) fn want_takeover(&mut self) {
+        if self.is_leader() {
+            self.takeover_wanted = true;
+        }
+    }
+
+    fn hosted(&self) -> impl Iterator<Item = &super::PublicAddressState> {
+        self.public_ips
+            .iter()
+            .filter(|ip| ip.active_iface.is_some())
+    }
+
+    /// Timer work for addresses: lease expiry, and starting a due takeover run.
+    pub(super) fn address_timers(&mut self, out: &mut Vec<Output>) {
+        if !self.lease_valid() {
+            // Addresses already being added or removed are left to finish first.
+            let addrs: Vec<IpAddr> = self
+                .hosted()
+                .map(|ip| ip.addr)
+                .filter(|a| !self.address_ops.contains_key(a))
+                .collect();
+            if !addrs.is_empty() {
+                warn!("lease expired: no word from a leader holding the lock; releasing public addresses");
+                // Once a leader is heard again it must place them anew: nothing else
+                // may have changed that would make it run.
+                self.lease_lapsed = true;
+            }
+            for addr in addrs {
+                self.address_ops.entry(addr).or_default();
+                self.remove_address(addr, out);
+            }
+        }
+        self.drive_takeover(out);
+    }
+
+    /// When the node next needs a tick for address work.
+    pub(super) fn address_timeout(&self) -> Option<u64> {
+        let mut t = None::<u64>;
+        let mut at = |v: u64| t = Some(t.map_or(v, |t| t.min(v)));
+        if !self.is_leader()
+            && self.hosted().next().is_some()
+            && self.lease_until_ms > self.now.mono_ms
+        {
+            at(self.lease_until_ms);
+        }
+        if self.is_leader() && self.takeover_wanted && self.takeover.is_none() {
+            at(self
+                .lease_guard_until_ms
+                .max(self.takeover_not_before_ms)
+                .max(self.takeover_disabled_until_ms));
+        }
+        t
+    }
+
+    // ---- the leader's run ------------------------------------------------------
+
+    /// Starts a takeover run when one is wanted and allowed.
+    pub(super) fn drive_takeover(&mut self, out: &mut Vec<Output>) {
+        let now = self.now.mono_ms;
+        if !self.is_leader()
+            || !self.takeover_wanted
+            || self.takeover.is_some()
+            || now < self.lease_guard_until_ms
+            || now < self.takeover_not_before_ms
+            || now < self.takeover_disabled_until_ms
+        {
+            return;
+        }
+        self.takeover_wanted = false;
+        self.takeover_ids += 1;
+        // Every connected node takes part, banned and stopped ones too: they may still
+        // hold addresses that must be released before anyone else takes them (found
+        // by the simulation: a banned node's addresses were handed out twice). Only
+        // whether a node may *host* depends on its flags.
+        let participants: Vec<u32> = self
+            .nodes
+            .iter()
+            .filter(|n| n.addr.is_some())
+            .filter(|n| n.pnn == self.pnn || self.is_connected(n.pnn))
+            .map(|n| n.pnn)
+            .collect();
+        info!(run = self.takeover_ids, nodes = ?participants, "takeover run");
+        self.takeover = Some(TakeoverRun {
+            id: self.takeover_ids,
+            phase: Phase::Gather,
+            waiting: BTreeSet::new(),
+            participants: participants.clone(),
+            known: BTreeMap::new(),
+            available: BTreeMap::new(),
+            plan: Vec::new(),
+            failed: false,
+            issuing: true,
+            requesters: std::mem::take(&mut self.takeover_requesters),
+        });
+        for pnn in participants {
+            self.run_control(
+                pnn,
+                Step::Known(pnn),
+                Opcode::GET_PUBLIC_IPS,
+                0,
+                Vec::new(),
+                out,
+            );
+            self.run_control(
+                pnn,
+                Step::Available(pnn),
+                Opcode::GET_PUBLIC_IPS,
+                PUBLIC_IP_FLAGS_ONLY_AVAILABLE,
+                Vec::new(),
+                out,
+            );
+        }
+        self.end_issuing(out);
+    }
+
+    /// Sends one control of the run, to a peer or to ourselves.
+    fn run_control(
+        &mut self,
+        to: u32,
+        step: Step,
+        opcode: Opcode,
+        flags: u32,
+        data: Vec<u8>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(run) = &self.takeover else { return };
+        let run_id = run.id;
+        let reqid = self.next_reqid;
+        self.next_reqid = self.next_reqid.wrapping_add(1).max(1);
+        if let Some(run) = &mut self.takeover {
+            run.waiting.insert(reqid);
+        }
+        let req = ReqControl {
+            opcode: opcode.0,
+            srvid: 0,
+            client_id: 0,
+            flags,
+            data,
+        };
+        if to == self.pnn {
+            self.pending_local.insert(reqid, (run_id, step));
+            if let Some(reply) = self.control(Requester::Local, reqid, &req, out) {
+                self.takeover_reply(run_id, step, reqid, reply, out);
+            }
+            return;
+        }
+        let timeout_ms = u64::from(self.tunables.get("TakeoverTimeout").unwrap_or(9)) * 1000;
+        self.pending.insert(
+            reqid,
+            PendingControl {
+                to,
+                deadline_ms: self.now.mono_ms + timeout_ms,
+                purpose: Purpose::Takeover { run: run_id, step },
+            },
+        );
+        out.push(Output::SendToPeer {
+            pnn: to,
+            packet: crate::protocol::Packet {
+                header: self.header(to, reqid),
+                body: crate::protocol::Body::ReqControl(req),
+            },
+        });
+    }
+
+    /// A reply to one of the run's controls (or its failure: status −1).
+    pub(super) fn takeover_reply(
+        &mut self,
+        run_id: u64,
+        step: Step,
+        reqid: u32,
+        reply: ReplyControl,
+        out: &mut Vec<Output>,
+    ) {
+        self.pending_local.remove(&reqid);
+        let Some(run) = self.takeover.as_mut().filter(|r| r.id == run_id) else {
+            return; // a finished run's straggler
+        };
+        if !run.waiting.remove(&reqid) {
+            return;
+        }
+        if reply.status != 0 {
+            warn!(?step, status = reply.status, error = %String::from_utf8_lossy(&reply.error), "takeover run step failed");
+            run.failed = true;
+        } else {
+            match step {
+                Step::Known(pnn) | Step::Available(pnn) => {
+                    match PublicIpList::decode(&reply.data) {
+                        Ok(list) => {
+                            let map = if matches!(step, Step::Known(_)) {
+                                &mut run.known
+                            } else {
+                                &mut run.available
+                            };
+                            map.insert(pnn, list.ips);
+                        }
+                        Err(e) => {
+                            warn!(peer = pnn, error = %e, "bad public address list");
+                            run.failed = true;
+                        }
+                    }
+                }
+                Step::Release | Step::Take => {}
+            }
+        }
+        self.advance_takeover(out);
+    }
+
+    /// Moves the run to its next phase once every reply of this one is in.
+    fn advance_takeover(&mut self, out: &mut Vec<Output>) {
+        let Some(run) = &self.takeover else { return };
+        if run.issuing || !run.waiting.is_empty() {
+            return;
+        }
+        if run.failed {
+            self.finish_takeover(false, out);
+            return;
+        }
+        match run.phase {
+            Phase::Gather => {
+                let plan = self.allocate(run);
+                // RELEASE_IP goes to every node (but the new owner) whose view of an
+                // address is not already right: a holder removes it, the others just
+                // learn who has it now, so that `ctdb ip` is right on every node.
+                let mut releases = Vec::new();
+                for (pnn, ips) in &run.known {
+                    for ip in ips {
+                        let new_owner = plan
+                            .iter()
+                            .find(|(a, _)| *a == ip.addr)
+                            .and_then(|(_, o)| *o);
+                        if new_owner != Some(*pnn) && ip.pnn != new_owner.unwrap_or(UNKNOWN_PNN) {
+                            releases.push((*pnn, ip.addr, new_owner));
+                        }
+                    }
+                }
+                let run = self.takeover.as_mut().expect("present above");
+                run.plan = plan;
+                run.phase = Phase::Release;
+                run.issuing = true;
+                for (pnn, addr, new_owner) in releases {
+                    let data = PublicIp {
+                        pnn: new_owner.unwrap_or(UNKNOWN_PNN),
+                        addr,
+                    }
+                    .encode();
+                    self.run_control(pnn, Step::Release, Opcode::RELEASE_IP, 0, data, out);
+                }
+                self.end_issuing(out);
+            }
+            Phase::Release => {
+                let takes: Vec<(u32, IpAddr)> = run
+                    .plan
+                    .iter()
+                    .filter_map(|(addr, owner)| owner.map(|o| (o, *addr)))
+                    .filter(|(owner, addr)| {
+                        !run.known.get(owner).is_some_and(|ips| {
+                            ips.iter().any(|ip| ip.addr == *addr && ip.pnn == *owner)
+                        })
+                    })
+                    .collect();
+                let run = self.takeover.as_mut().expect("present above");
+                run.phase = Phase::Take;
+                run.issuing = true;
+                for (owner, addr) in takes {
+                    let data = PublicIp { pnn: owner, addr }.encode();
+                    self.run_control(owner, Step::Take, Opcode::TAKEOVER_IP, 0, data, out);
+                }
+                self.end_issuing(out);
+            }
+            Phase::Take => self.finish_takeover(true, out),
+        }
+    }
+
+    /// The current phase has sent all its controls: it may complete now.
+    fn end_issuing(&mut self, out: &mut Vec<Output>) {
+        if let Some(run) = &mut self.takeover {
+            run.issuing = false;
+        }
+        self.advance_takeover(out);
+    }
+
+    fn allocate(&self, run: &TakeoverRun) -> Vec<(IpAddr, Option<u32>)> {
+        let count = self.nodes.len();
+        let mut views = Vec::with_capacity(count);
+        for pnn in 0..count as u32 {
+            let known: Vec<ipalloc::KnownIp> = run
+                .known
+                .get(&pnn)
+                .map(|ips| {
+                    ips.iter()
+                        .map(|ip| ipalloc::KnownIp {
+                            addr: ip.addr,
+                            owner: (ip.pnn != UNKNOWN_PNN).then_some(ip.pnn),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let flags = self.nodes[pnn as usize].flags;
+            let can_host = run.participants.contains(&pnn)
+                && flags & (node_flags::INACTIVE | node_flags::DISABLED) == 0;
+            let available = if can_host {
+                run.available
+                    .get(&pnn)
+                    .map(|ips| ips.iter().map(|ip| ip.addr).collect())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            views.push(ipalloc::NodeView { known, available });
+        }
+        let input = ipalloc::Input {
+            nodes: views,
+            settings: ipalloc::Settings::from_tunables(
+                &self.tunables,
+                std::mem::take(&mut self.rebalance_nodes.clone())
+                    .into_iter()
+                    .collect(),
+            ),
+            log_level: ipalloc::LogLevel::Error,
+        };
+        let allocation = ipalloc::allocate(&input);
+        for line in &allocation.log {
+            warn!(text = %line.text, "ip allocation");
+        }
+        allocation.ips.iter().map(|a| (a.addr, a.owner)).collect()
+    }
+
+    fn finish_takeover(&mut self, ok: bool, out: &mut Vec<Output>) {
+        let Some(run) = self.takeover.take() else {
+            return;
+        };
+        if ok {
+            info!(run = run.id, "takeover run complete");
+            self.rebalance_nodes.clear();
+            for pnn in run.participants.clone() {
+                if pnn == self.pnn {
+                    continue;
+                }
+                self.forward_control(
+                    pnn,
+                    None,
+                    &ReqControl {
+                        opcode: Opcode::IPREALLOCATED.0,
+                        srvid: 0,
+                        client_id: 0,
+                        flags: CTRL_FLAG_NOREPLY,
+                        data: Vec::new(),
+                    },
+                    out,
+                );
+            }
+        } else {
+            warn!(run = run.id, "takeover run failed; retrying");
+            self.takeover_wanted = true;
+            self.takeover_not_before_ms = self.now.mono_ms + TAKEOVER_RETRY_MS;
+        }
+        let answer = if ok { self.pnn as i32 } else { -1 };
+        for r in run.requesters {
+            self.answer(r.pnn, r.srvid, answer, out);
+        }
+    }
+
+    // ---- every node: release and take -----------------------------------------
+
+    /// GET_PUBLIC_IPS: our addresses, with ourselves as owner of those we hold.
+    pub(super) fn public_ip_list(&self, only_available: bool) -> PublicIpList {
+        // 4.17 lists the newest-loaded address first (§6.5).
+        let ips = self
+            .public_ips
+            .iter()
+            .rev()
+            .filter(|ip| !ip.deleting)
+            .filter(|ip| !only_available || self.usable_iface(ip).is_some())
+            .map(|ip| PublicIp {
+                pnn: if ip.active_iface.is_some() {
+                    self.pnn
+                } else {
+                    ip.pnn
+                },
+                addr: ip.addr,
+            })
+            .collect();
+        PublicIpList { ips }
+    }
+
+    /// The interface to put `ip` on: the one it is on, else the first with link up.
+    fn usable_iface(&self, ip: &super::PublicAddressState) -> Option<usize> {
+        if ip.active_iface.is_some() {
+            return ip.active_iface;
+        }
+        ip.ifaces
+            .iter()
+            .position(|name| self.ifaces.iter().any(|i| &i.name == name && i.link_up))
+    }
+
+    /// RELEASE_IP: note the new owner; remove the address if we hold it. `None` =
+    /// answered when the removal completes.
+    pub(super) fn release_ip(
+        &mut self,
+        from: Requester,
+        reqid: u32,
+        data: &[u8],
+        out: &mut Vec<Output>,
+    ) -> Option<ReplyControl> {
+        let Ok(req) = PublicIp::decode(data) else {
+            return Some(super::cluster::error_reply("bad public_ip"));
+        };
+        let Some(ip) = self.public_ips.iter_mut().find(|ip| ip.addr == req.addr) else {
+            return Some(Node::reply_ok(Vec::new()));
+        };
+        ip.pnn = req.pnn;
+        if ip.active_iface.is_none() && !self.address_ops.contains_key(&req.addr) {
+            return Some(Node::reply_ok(Vec::new()));
+        }
+        self.address_ops
+            .entry(req.addr)
+            .or_default()
+            .waiters
+            .push((from, reqid));
+        self.remove_address(req.addr, out);
+        None
+    }
+
+    /// TAKEOVER_IP: add the address here (with a valid lease only).
+    pub(super) fn takeover_ip(
+        &mut self,
+        from: Requester,
+        reqid: u32,
+        data: &[u8],
+        out: &mut Vec<Output>,
+    ) -> Option<ReplyControl> {
+        let Ok(req) = PublicIp::decode(data) else {
+            return Some(super::cluster::error_reply("bad public_ip"));
+        };
+        if req.pnn != self.pnn {
+            return Some(super::cluster::error_reply("takeover for another node"));
+        }
+        if !self.lease_valid() {
+            return Some(super::cluster::error_reply(
+                "no valid lease: not taking addresses",
+            ));
+        }
+        let Some(index) = self.public_ips.iter().position(|ip| ip.addr == req.addr) else {
+            return Some(super::cluster::error_reply("unknown public address"));
+        };
+        let ip = &self.public_ips[index];
+        if ip.active_iface.is_some() {
+            return Some(Node::reply_ok(Vec::new()));
+        }
+        let Some(iface) = self.usable_iface(ip) else {
+            return Some(super::cluster::error_reply(
+                "no interface with link up for this address",
+            ));
+        };
+        let (addr, prefix_len, name) = (ip.addr, ip.prefix_len, ip.ifaces[iface].clone());
+        let op = self.address_ops.entry(addr).or_default();
+        op.waiters.push((from, reqid));
+        op.adding_on = Some(iface);
+        out.push(Output::AddAddress {
+            iface: name,
+            addr,
+            prefix_len,
+        });
+        None
+    }
+
+    fn remove_address(&mut self, addr: IpAddr, out: &mut Vec<Output>) {
+        let Some(ip) = self.public_ips.iter().find(|ip| ip.addr == addr) else {
+            return;
+        };
+        let iface = ip
+            .active_iface
+            .or(self.address_ops.get(&addr).and_then(|op| op.adding_on))
+            .and_then(|i| ip.ifaces.get(i))
+            .cloned();
+        match iface {
+            Some(iface) => out.push(Output::RemoveAddress {
+                iface,
+                addr,
+                prefix_len: ip.prefix_len,
+            }),
+            None => self.address_done(addr, false, Ok(()), out),
+        }
+    }
+
+    /// The edge added (`added`) or removed an address.
+    pub(super) fn address_done(
+        &mut self,
+        addr: IpAddr,
+        added: bool,
+        result: Result<(), String>,
+        out: &mut Vec<Output>,
+    ) {
+        let op = self.address_ops.remove(&addr).unwrap_or_default();
+        let pnn = self.pnn;
+        let Some(ip) = self.public_ips.iter_mut().find(|ip| ip.addr == addr) else {
+            return;
+        };
+        let ok = result.is_ok();
+        match (added, &result) {
+            (true, Ok(())) => {
+                ip.active_iface = op.adding_on;
+                ip.pnn = pnn;
+                let iface = op
+                    .adding_on
+                    .and_then(|i| ip.ifaces.get(i))
+                    .cloned()
+                    .unwrap_or_default();
+                info!(%addr, %iface, "public address taken");
+                out.push(Output::Announce { iface, addr });
+                self.tickle_clients(addr, out);
+            }
+            (false, Ok(())) => {
+                ip.active_iface = None;
+                if ip.pnn == pnn {
+                    ip.pnn = UNKNOWN_PNN;
+                }
+                info!(%addr, "public address released");
+                if ip.deleting {
+                    self.public_ips.retain(|ip| ip.addr != addr);
+                }
+            }
+            (_, Err(e)) => error!(%addr, added, error = %e, "public address change failed"),
+        }
+        let reply = if ok {
+            Node::reply_ok(Vec::new())
+        } else {
+            super::cluster::error_reply("address change failed")
+        };
+        for (who, reqid) in op.waiters {
+            self.reply_to(who, reqid, reply.clone(), out);
+        }
+        if ok {
+            let (msg, text) = if added {
+                (srvid::TAKE_IP, addr)
+            } else {
+                (srvid::RELEASE_IP, addr)
+            };
+            let mut data = text.to_string().into_bytes();
+            data.push(0);
+            self.deliver_to_clients(msg, &data, out);
+        }
+    }
+
+    /// An interface's link changed: record it; addresses on a downed interface go, and
+    /// the leader is asked to place them again.
+    pub(super) fn link_changed(&mut self, iface: &str, up: bool, out: &mut Vec<Output>) {
+        let Some(state) = self.ifaces.iter_mut().find(|i| i.name == iface) else {
+            return;
+        };
+        if state.link_up == up {
+            return;
+        }
+        state.link_up = up;
+        info!(%iface, up, "interface link changed");
+        if !up {
+            let on_it: Vec<IpAddr> = self
+                .public_ips
+                .iter()
+                .filter(|ip| {
+                    ip.active_iface
+                        .and_then(|i| ip.ifaces.get(i))
+                        .is_some_and(|n| n == iface)
+                })
+                .map(|ip| ip.addr)
+                .collect();
+            for addr in on_it {
+                self.remove_address(addr, out);
+            }
+        }
+        self.request_takeover_run(out);
+    }
+
+    /// Sends TAKEOVER_RUN (no answer wanted) to the leader.
+    pub(super) fn request_takeover_run(&mut self, out: &mut Vec<Output>) {
+        match self.leader {
+            Some(l) if l == self.pnn => self.want_takeover(),
+            Some(l) => {
+                let data = SrvidMessage {
+                    pnn: self.pnn,
+                    srvid: 0,
+                }
+                .encode();
+                out.push(Output::SendToPeer {
+                    pnn: l,
+                    packet: self.message_packet(l, srvid::TAKEOVER_RUN, data),
+                });
+            }
+            None => {}
+        }
+    }
+}
+
+// ---- client connections (tickles) and changes to the address list ----------------
+
+impl Node {
+    /// TCP_CLIENT / TCP_ADD: remember a client connection to one of our public
+    /// addresses, and copy it to every peer so that whichever node takes the address
+    /// next can tickle the client (§5.1; DESIGN.md step 4).
+    pub(super) fn tcp_add(
+        &mut self,
+        from: Requester,
+        data: &[u8],
+        out: &mut Vec<Output>,
+    ) -> ReplyControl {
+        let Ok(conn) = Connection::decode(data) else {
+            return super::cluster::error_reply("bad connection");
+        };
+        if !self.public_ips.iter().any(|ip| ip.addr == conn.dst.ip()) {
+            warn!(dst = %conn.dst, "client connection to an address that is not public here");
+            return super::cluster::error_reply("not a public address of this node");
+        }
+        let new = self.tickles.entry(conn.dst.ip()).or_default().insert(conn);
+        if let Requester::Client(client) = from {
+            self.client_conns.entry(client).or_default().push(conn);
+        }
+        if new && !matches!(from, Requester::Peer(_)) {
+            self.replicate_connection(Opcode::TCP_ADD, conn, out);
+        }
+        Node::reply_ok(Vec::new())
+    }
+
+    /// TCP_REMOVE: forget a client connection (and tell the peers).
+    pub(super) fn tcp_remove(
+        &mut self,
+        from: Requester,
+        data: &[u8],
+        out: &mut Vec<Output>,
+    ) -> ReplyControl {
+        let Ok(conn) = Connection::decode(data) else {
+            return super::cluster::error_reply("bad connection");
+        };
+        self.forget_connection(conn, !matches!(from, Requester::Peer(_)), out);
+        Node::reply_ok(Vec::new())
+    }
+
+    fn forget_connection(&mut self, conn: Connection, replicate: bool, out: &mut Vec<Output>) {
+        let removed = self
+            .tickles
+            .get_mut(&conn.dst.ip())
+            .is_some_and(|set| set.remove(&conn));
+        if removed && replicate {
+            self.replicate_connection(Opcode::TCP_REMOVE, conn, out);
+        }
+    }
+
+    /// A client that registered connections went away: they are over.
+    pub(super) fn client_connections_gone(
+        &mut self,
+        client: super::ClientId,
+        out: &mut Vec<Output>,
+    ) {
+        for conn in self.client_conns.remove(&client).unwrap_or_default() {
+            self.forget_connection(conn, true, out);
+        }
+    }
+
+    fn replicate_connection(&mut self, opcode: Opcode, conn: Connection, out: &mut Vec<Output>) {
+        for pnn in self.connected_peers() {
+            self.forward_control(
+                pnn,
+                None,
+                &ReqControl {
+                    opcode: opcode.0,
+                    srvid: 0,
+                    client_id: 0,
+                    flags: CTRL_FLAG_NOREPLY,
+                    data: conn.encode(),
+                },
+                out,
+            );
+        }
+    }
+
+    /// GET_TCP_TICKLE_LIST: the connections known for one address.
+    pub(super) fn tickle_list(&self, data: &[u8]) -> ReplyControl {
+        let Ok(addr) = crate::protocol::wire::Reader::new(data).sock_addr("tickle addr") else {
+            return super::cluster::error_reply("bad address");
+        };
+        let addr = crate::protocol::wire::canonical_ip(addr.ip());
+        let conns = self
+            .tickles
+            .get(&addr)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        Node::reply_ok(TickleList { addr, conns }.encode())
+    }
+
+    /// SET_TCP_TICKLE_LIST: replace the list for one address.
+    pub(super) fn set_tickle_list(&mut self, data: &[u8]) -> ReplyControl {
+        match TickleList::decode(data) {
+            Ok(list) => {
+                self.tickles
+                    .insert(list.addr, list.conns.into_iter().collect());
+                Node::reply_ok(Vec::new())
+            }
+            Err(_) => super::cluster::error_reply("bad tickle list"),
+        }
+    }
+
+    /// After taking `addr`: tickle every client known to be connected to it, so
+    /// that each learns at once that its connection is gone.
+    pub(super) fn tickle_clients(&self, addr: IpAddr, out: &mut Vec<Output>) {
+        for conn in self.tickles.get(&addr).into_iter().flatten() {
+            out.push(Output::Tickle {
+                server: conn.dst,
+                client: conn.src,
+            });
+        }
+    }
+
+    /// ADD_PUBLIC_IP (`ctdb addip`): a new public address for this node; the leader is
+    /// asked to place it.
+    pub(super) fn add_public_ip(&mut self, data: &[u8], out: &mut Vec<Output>) -> ReplyControl {
+        let Ok(info) = AddrInfo::decode(data) else {
+            return super::cluster::error_reply("bad addr_info");
+        };
+        let ifaces: Vec<String> = info
+            .iface
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let max = if info.addr.is_ipv4() { 32 } else { 128 };
+        if ifaces.is_empty() || info.mask > max {
+            return super::cluster::error_reply(
+                "an interface and a valid prefix length are required",
+            );
+        }
+        if self.public_ips.iter().any(|ip| ip.addr == info.addr) {
+            return Node::reply_ok(Vec::new());
+        }
+        self.add_public_entry(info.addr, info.mask as u8, ifaces);
+        info!(addr = %info.addr, "public address added");
+        self.request_takeover_run(out);
+        Node::reply_ok(Vec::new())
+    }
+
+    fn add_public_entry(&mut self, addr: IpAddr, prefix_len: u8, ifaces: Vec<String>) {
+        for name in &ifaces {
+            if !self.ifaces.iter().any(|i| &i.name == name) {
+                // Newest first, as CTDB lists them (§6.6).
+                self.ifaces.insert(
+                    0,
+                    super::IfaceState {
+                        name: name.clone(),
+                        link_up: true,
+                    },
+                );
+            }
+        }
+        self.public_ips.push(super::PublicAddressState {
+            addr,
+            prefix_len,
+            ifaces,
+            pnn: UNKNOWN_PNN,
+            active_iface: None,
+            deleting: false,
+        });
+    }
+
+    /// DEL_PUBLIC_IP (`ctdb delip`): drop an address from this node's list, releasing
+    /// it first if we hold it.
+    pub(super) fn del_public_ip(&mut self, data: &[u8], out: &mut Vec<Output>) -> ReplyControl {
+        let Ok(info) = AddrInfo::decode(data) else {
+            return super::cluster::error_reply("bad addr_info");
+        };
+        self.delete_public_entry(info.addr, out);
+        self.request_takeover_run(out);
+        Node::reply_ok(Vec::new())
+    }
+
+    fn delete_public_entry(&mut self, addr: IpAddr, out: &mut Vec<Output>) {
+        let Some(index) = self.public_ips.iter().position(|ip| ip.addr == addr) else {
+            return;
+        };
+        info!(%addr, "public address deleted");
+        if self.public_ips[index].active_iface.is_some() || self.address_ops.contains_key(&addr) {
+            // Removed from the list once the kernel has let go of it.
+            self.public_ips[index].deleting = true;
+            self.address_ops.entry(addr).or_default();
+            self.remove_address(addr, out);
+        } else {
+            self.public_ips.remove(index);
+        }
+        self.tickles.remove(&addr);
+    }
+
+    /// RELOAD_PUBLIC_IPS (`ctdb reloadips`): the edge reads the file; answered by
+    /// [`Self::public_addresses_read`].
+    pub(super) fn request_public_addresses(
+        &mut self,
+        requester: Requester,
+        reqid: u32,
+        out: &mut Vec<Output>,
+    ) {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.public_reload_requests
+            .insert(request, (requester, reqid));
+        out.push(Output::ReadPublicAddresses { request });
+    }
+
+    /// The re-read `public_addresses`: add what is new, delete what is gone, keep the
+    /// rest (with its interfaces updated).
+    pub(super) fn public_addresses_read(
+        &mut self,
+        request: u64,
+        result: Result<Vec<(IpAddr, u8, Vec<String>)>, String>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some((requester, reqid)) = self.public_reload_requests.remove(&request) else {
+            return;
+        };
+        let reply = match result {
+            Err(reason) => {
+                error!(%reason, "cannot reload the public addresses");
+                super::cluster::error_reply("cannot read public_addresses")
+            }
+            Ok(wanted) => {
+                let gone: Vec<IpAddr> = self
+                    .public_ips
+                    .iter()
+                    .filter(|ip| !wanted.iter().any(|(a, _, _)| *a == ip.addr))
+                    .map(|ip| ip.addr)
+                    .collect();
+                for addr in gone {
+                    self.delete_public_entry(addr, out);
+                }
+                for (addr, prefix_len, ifaces) in wanted {
+                    match self.public_ips.iter_mut().find(|ip| ip.addr == addr) {
+                        Some(ip) => {
+                            ip.prefix_len = prefix_len;
+                            if ip.active_iface.is_none() {
+                                ip.ifaces = ifaces;
+                            }
+                        }
+                        None => self.add_public_entry(addr, prefix_len, ifaces),
+                    }
+                }
+                info!("public addresses reloaded");
+                self.request_takeover_run(out);
+                Node::reply_ok(Vec::new())
+            }
+        };
+        if reqid != 0 || matches!(requester, Requester::Local) {
+            self.reply_to(requester, reqid, reply, out);
+        }
+    }
+
+    /// DISABLE_TAKEOVER_RUNS / DISABLE_IP_CHECK: no takeover runs for `secs` (0 lifts
+    /// it), so that an administrator's `reloadips` or `moveip` is not undone midway.
+    pub(super) fn disable_takeover_runs(&mut self, secs: u32) {
+        self.takeover_disabled_until_ms = if secs == 0 {
+            0
+        } else {
+            self.now.mono_ms + u64::from(secs) * 1000
+        };
+    }
+}
