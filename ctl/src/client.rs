@@ -343,15 +343,18 @@ impl Client {
             .map(drop)
     }
 
-    /// Sends a message (REQ_MESSAGE, reqid 0) for `id` to `dest`, which may be a
-    /// broadcast address. Messages have no reply of their own.
+    /// Sends a message (REQ_MESSAGE) for `id` to `dest`, which may be a broadcast
+    /// address. Messages have no reply of their own, but, as with 4.17's client
+    /// library, each one takes the next request id and carries it in its header.
     pub fn send_message(&mut self, dest: u32, id: u64, data: &[u8]) -> Result<(), ClientError> {
+        let reqid = self.next_reqid;
+        self.next_reqid = self.next_reqid.wrapping_add(1);
         let packet = Packet {
             header: Header {
                 generation: 0,
                 destnode: dest,
                 srcnode: self.pnn,
-                reqid: 0,
+                reqid,
             },
             body: Body::ReqMessage(ReqMessage {
                 srvid: id,
@@ -475,10 +478,20 @@ impl Client {
         nodes: &[u32],
         opcode: Opcode,
     ) -> Vec<Result<i32, ClientError>> {
+        self.control_multi_data(nodes, opcode, &[])
+    }
+
+    /// [`Client::control_multi`] with the same request data for every node.
+    pub fn control_multi_data(
+        &mut self,
+        nodes: &[u32],
+        opcode: Opcode,
+        data: &[u8],
+    ) -> Vec<Result<i32, ClientError>> {
         let mut results: Vec<Option<Result<i32, ClientError>>> = Vec::new();
         let mut waiting = Vec::new();
         for (i, &node) in nodes.iter().enumerate() {
-            match self.send_control(node, opcode, 0, 0, &[]) {
+            match self.send_control(node, opcode, 0, 0, data) {
                 Ok(reqid) => {
                     results.push(None);
                     waiting.push((reqid, i));

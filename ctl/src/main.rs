@@ -9,6 +9,7 @@
 mod cli;
 mod client;
 mod commands;
+mod tickle;
 mod timefmt;
 
 use std::io::Write;

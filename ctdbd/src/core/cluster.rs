@@ -276,7 +276,7 @@ impl Node {
             // Late packet from a link that is already down: ignore.
             return;
         }
-        link.heard = true;
+        link.last_heard_ms = self.now.mono_ms;
         self.stats.node_packets_recv = self.stats.node_packets_recv.wrapping_add(1);
         let header = packet.header;
         match packet.body {
@@ -396,6 +396,7 @@ impl Node {
         }
         *link = PeerLink {
             connected: true,
+            last_heard_ms: self.now.mono_ms,
             ..PeerLink::default()
         };
         let node = &mut self.nodes[pnn as usize];
@@ -521,6 +522,10 @@ impl Node {
             self.next_keepalive_ms = now + self.tunables.keepalive_interval_ms();
             self.keepalives(out);
         }
+        if now >= self.next_liveness_ms {
+            self.next_liveness_ms = now + (self.tunables.keepalive_interval_ms() / 5).max(1);
+            self.declare_silent_peers_dead(out);
+        }
         if now >= self.next_leader_broadcast_ms {
             self.next_leader_broadcast_ms =
                 now + LEADER_BROADCAST_MS.min(self.leader_timeout_ms / 2).max(100);
@@ -565,33 +570,10 @@ impl Node {
         }
     }
 
-    /// Sends a keepalive to every connected peer and declares dead those that were
-    /// silent for `KeepaliveLimit` periods (§2.4).
+    /// Sends a keepalive to every connected peer (§2.4).
     fn keepalives(&mut self, out: &mut Vec<Output>) {
-        let limit = self.tunables.get("KeepaliveLimit").unwrap_or(5).max(1);
         let uptime = (self.now.wall.sec - self.start_time.sec).max(0) as u32;
-        let mut dead = Vec::new();
-        for (pnn, link) in self.peers.iter_mut().filter(|(_, l)| l.connected) {
-            if link.heard {
-                link.missed = 0;
-            } else {
-                link.missed += 1;
-            }
-            link.heard = false;
-            if link.missed >= limit {
-                dead.push(*pnn);
-            }
-        }
-        for pnn in self
-            .peers
-            .iter()
-            .filter(|(_, l)| l.connected)
-            .map(|(p, _)| *p)
-            .collect::<Vec<_>>()
-        {
-            if dead.contains(&pnn) {
-                continue;
-            }
+        for pnn in self.connected_peers() {
             self.stats.keepalive_packets_sent = self.stats.keepalive_packets_sent.wrapping_add(1);
             out.push(Output::SendToPeer {
                 pnn,
@@ -604,10 +586,26 @@ impl Node {
                 },
             });
         }
+    }
+
+    /// Declares dead every peer silent for `KeepaliveLimit` keepalive periods: CTDB's
+    /// meaning of the tunables, measured from the last packet rather than counted in
+    /// whole periods, so detection is bounded by the limit plus a fifth of a period.
+    fn declare_silent_peers_dead(&mut self, out: &mut Vec<Output>) {
+        let limit = u64::from(self.tunables.get("KeepaliveLimit").unwrap_or(5).max(1));
+        let silence = limit * self.tunables.keepalive_interval_ms();
+        let now = self.now.mono_ms;
+        let dead: Vec<u32> = self
+            .peers
+            .iter()
+            .filter(|(_, l)| l.connected && now.saturating_sub(l.last_heard_ms) >= silence)
+            .map(|(p, _)| *p)
+            .collect();
         for pnn in dead {
             warn!(
                 peer = pnn,
-                limit, "node missed its keepalives: declaring it dead"
+                silence_ms = silence,
+                "node missed its keepalives: declaring it dead"
             );
             out.push(Output::DropPeer { pnn });
             self.peer_disconnected(pnn, out);

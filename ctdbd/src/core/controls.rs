@@ -344,7 +344,10 @@ impl Node {
             Opcode::TCP_CLIENT if !matches!(from, Requester::Client(_)) => {
                 error(-1, "TCP_CLIENT comes from local clients")
             }
-            Opcode::TCP_CLIENT | Opcode::TCP_ADD => self.tcp_add(from, &req.data, out),
+            // `ctdb addtickle` sends the delayed-update form; we replicate at once either way.
+            Opcode::TCP_CLIENT | Opcode::TCP_ADD | Opcode::TCP_ADD_DELAYED_UPDATE => {
+                self.tcp_add(from, &req.data, out)
+            }
             Opcode::TCP_REMOVE => self.tcp_remove(from, &req.data, out),
             Opcode::GET_TCP_TICKLE_LIST => self.tickle_list(&req.data),
             Opcode::SET_TCP_TICKLE_LIST => self.set_tickle_list(&req.data),

@@ -311,10 +311,8 @@ struct ClientInfo {
 #[derive(Debug, Clone, Default)]
 struct PeerLink {
     connected: bool,
-    /// Any packet arrived since the last keepalive check.
-    heard: bool,
-    /// Consecutive silent keepalive periods.
-    missed: u32,
+    /// When the last packet from it arrived (monotonic ms).
+    last_heard_ms: u64,
     /// Its nodes file differs from ours (reported once per connection).
     nodes_differ: bool,
 }
@@ -386,6 +384,9 @@ pub struct Node {
     lock_failures: u32,
     next_election_ms: u64,
     next_keepalive_ms: u64,
+    /// Next check for silent peers: five per keepalive period, so that a silent
+    /// node is declared dead within a fifth of a period of its limit.
+    next_liveness_ms: u64,
     next_leader_broadcast_ms: u64,
     banned_until_ms: Option<u64>,
     tunables: Tunables,
@@ -527,6 +528,7 @@ impl Node {
             lock_failures: 0,
             next_election_ms: now.mono_ms,
             next_keepalive_ms: now.mono_ms + config.tunables.keepalive_interval_ms(),
+            next_liveness_ms: now.mono_ms,
             next_leader_broadcast_ms: now.mono_ms,
             banned_until_ms: None,
             tunables: config.tunables,
@@ -625,7 +627,10 @@ impl Node {
 
     /// When the node next needs [`Input::Tick`] (monotonic ms).
     pub fn poll_timeout(&self) -> u64 {
-        let mut t = self.next_keepalive_ms.min(self.next_leader_broadcast_ms);
+        let mut t = self
+            .next_keepalive_ms
+            .min(self.next_leader_broadcast_ms)
+            .min(self.next_liveness_ms);
         if self.lock == LockState::Idle && self.next_election_ms > self.now.mono_ms {
             t = t.min(self.next_election_ms);
         }

@@ -800,18 +800,36 @@ impl Node {
         }
     }
 
-    /// GET_TCP_TICKLE_LIST: the connections known for one address.
+    /// GET_TCP_TICKLE_LIST: the connections known for one address, those to the
+    /// asked port only when it is not 0; status 1 for an address that is not public
+    /// here (4.17's answers, observed).
     pub(super) fn tickle_list(&self, data: &[u8]) -> ReplyControl {
-        let Ok(addr) = crate::protocol::wire::Reader::new(data).sock_addr("tickle addr") else {
+        let Ok(asked) = crate::protocol::wire::Reader::new(data).sock_addr("tickle addr") else {
             return super::cluster::error_reply("bad address");
         };
-        let addr = crate::protocol::wire::canonical_ip(addr.ip());
+        let addr = crate::protocol::wire::canonical_ip(asked.ip());
+        if !self.public_ips.iter().any(|ip| ip.addr == addr) {
+            return ReplyControl {
+                status: 1,
+                data: Vec::new(),
+                error: Vec::new(),
+            };
+        }
         let conns = self
             .tickles
             .get(&addr)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
-        Node::reply_ok(TickleList { addr, conns }.encode())
+            .into_iter()
+            .flatten()
+            .filter(|c| asked.port() == 0 || c.dst.port() == asked.port())
+            .copied()
+            .collect();
+        Node::reply_ok(
+            TickleList {
+                addr: std::net::SocketAddr::new(addr, asked.port()),
+                conns,
+            }
+            .encode(),
+        )
     }
 
     /// SET_TCP_TICKLE_LIST: replace the list for one address.
@@ -819,7 +837,7 @@ impl Node {
         match TickleList::decode(data) {
             Ok(list) => {
                 self.tickles
-                    .insert(list.addr, list.conns.into_iter().collect());
+                    .insert(list.addr.ip(), list.conns.into_iter().collect());
                 Node::reply_ok(Vec::new())
             }
             Err(_) => super::cluster::error_reply("bad tickle list"),

@@ -195,7 +195,8 @@ async fn serve(
     let edges = Edges {
         outboxes: HashMap::new(),
         address_ops,
-        announcer: crate::netif::send::Announcer::new(netlink),
+        announcer: crate::netif::send::Announcer::new(netlink.clone()),
+        netlink,
         _link_watcher: link_watcher,
         peers,
         reclock,
@@ -282,6 +283,7 @@ struct Edges {
     outboxes: HashMap<ClientId, mpsc::Sender<Vec<u8>>>,
     address_ops: mpsc::Sender<addresses::AddressOp>,
     announcer: crate::netif::send::Announcer,
+    netlink: crate::netif::netlink::Netlink,
     /// Kept for its lifetime: dropping it stops the watch.
     _link_watcher: crate::netif::netlink::LinkWatcher,
     peers: PeerLinks,
@@ -372,27 +374,19 @@ impl Edges {
             Output::ReadPublicAddresses { request } => {
                 let path = self.public_addresses_file.clone();
                 let default_iface = self.default_public_iface.clone();
-                let result = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("{}: {e}", path.display()))
-                    .map(|text| {
-                        let (good, bad) = crate::config::public_addresses::parse_public_addresses(
-                            &text,
-                            &path,
-                            default_iface.as_deref(),
-                        );
-                        for e in bad {
-                            error!("{e}");
-                        }
-                        good.into_iter()
-                            .map(|a| (a.addr, a.prefix_len, a.ifaces))
-                            .collect()
-                    });
+                let netlink = self.netlink.clone();
                 let tx = self.core_tx.clone();
-                tokio::spawn(async move {
-                    let _ = tx
-                        .send(CoreEvent::PublicAddresses { request, result })
-                        .await;
-                });
+                tokio::spawn(
+                    async move {
+                        let result =
+                            reread_public_addresses(&path, default_iface.as_deref(), &netlink)
+                                .await;
+                        let _ = tx
+                            .send(CoreEvent::PublicAddresses { request, result })
+                            .await;
+                    }
+                    .in_current_span(),
+                );
             }
             Output::Announce { iface, addr } => {
                 let announcer = self.announcer.clone();
@@ -441,6 +435,48 @@ impl Edges {
             }
         }
     }
+}
+
+/// `ctdb reloadips`: reads `public_addresses` again with the checks of start-up — a
+/// bad line or one whose interfaces are all missing is logged with file and line and
+/// skipped; missing interfaces of a line are dropped with a warning.
+async fn reread_public_addresses(
+    path: &Path,
+    default_iface: Option<&str>,
+    netlink: &crate::netif::netlink::Netlink,
+) -> Result<Vec<(std::net::IpAddr, u8, Vec<String>)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (good, bad) =
+        crate::config::public_addresses::parse_public_addresses(&text, path, default_iface);
+    for e in bad {
+        error!("{e}");
+    }
+    let mut kept = Vec::new();
+    for a in good {
+        let mut ifaces = Vec::new();
+        for iface in a.ifaces {
+            if netlink.link_index(&iface).await.is_ok() {
+                ifaces.push(iface);
+            } else {
+                warn!(
+                    "{}:{}: interface {iface} does not exist on this node",
+                    path.display(),
+                    a.line
+                );
+            }
+        }
+        if ifaces.is_empty() {
+            error!(
+                "{}:{}: no interface of {} exists on this node; not served",
+                path.display(),
+                a.line,
+                a.addr
+            );
+        } else {
+            kept.push((a.addr, a.prefix_len, ifaces));
+        }
+    }
+    Ok(kept)
 }
 
 /// Passes interface link changes from the netlink watcher to the core.

@@ -73,6 +73,7 @@ opcodes! {
     TCP_REMOVE = 46,
     GET_TCP_TICKLE_LIST = 55,
     SET_TCP_TICKLE_LIST = 56,
+    TCP_ADD_DELAYED_UPDATE = 126,
     GET_NODEMAP = 91,
     GET_RECLOCK_FILE = 99,
     STOP_NODE = 101,
@@ -837,8 +838,8 @@ impl Connection {
 /// `ctdb_tickle_list`: a public address and the client connections to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TickleList {
-    /// The public address (port 0).
-    pub addr: IpAddr,
+    /// The public address as asked about; its port filters the connections (0: all).
+    pub addr: SocketAddr,
     /// Its known client connections.
     pub conns: Vec<Connection>,
 }
@@ -847,8 +848,7 @@ impl TickleList {
     /// Wire form: sock_addr, u32 count, connections.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.sock_addr(&SocketAddr::new(self.addr, 0))
-            .u32(self.conns.len() as u32);
+        w.sock_addr(&self.addr).u32(self.conns.len() as u32);
         for c in &self.conns {
             c.write(&mut w);
         }
@@ -858,7 +858,7 @@ impl TickleList {
     /// Parses the wire form.
     pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(data);
-        let addr = r.sock_addr("tickle_list.addr")?.ip();
+        let addr = r.sock_addr("tickle_list.addr")?;
         let num = r.count(56, "tickle_list.num")?;
         let conns = (0..num)
             .map(|_| Connection::read(&mut r))
@@ -1042,7 +1042,7 @@ mod tests {
         assert_eq!(c.encode().len(), 56);
         assert_eq!(Connection::decode(&c.encode()).unwrap(), c);
         let list = TickleList {
-            addr: "10.0.0.31".parse().unwrap(),
+            addr: "10.0.0.31:0".parse().unwrap(),
             conns: vec![c, c],
         };
         let bytes = list.encode();

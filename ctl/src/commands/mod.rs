@@ -10,6 +10,7 @@ pub mod ip;
 pub mod listnodes;
 pub mod node;
 pub mod nodestate;
+pub mod pubip;
 pub mod statistics;
 pub mod status;
 pub mod tunables;
@@ -97,6 +98,37 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "reloadnodes",
         "",
         "make the daemons take up changes to the nodes file",
+    ),
+    (
+        "moveip",
+        "<ip> <node>",
+        "make a node take over a public address",
+    ),
+    (
+        "addip",
+        "<ip/mask> <iface>",
+        "give a node a new public address",
+    ),
+    ("delip", "<ip>", "take a public address away from a node"),
+    (
+        "reloadips",
+        "[all|<pnn-list>]",
+        "make nodes re-read their public addresses file",
+    ),
+    (
+        "addtickle",
+        "<ip>:<port> <ip>:<port>",
+        "record a client connection to a public address",
+    ),
+    (
+        "deltickle",
+        "<ip>:<port> <ip>:<port>",
+        "forget a recorded client connection",
+    ),
+    (
+        "gettickles",
+        "<ip> [<port>]",
+        "print the client connections recorded for an address",
     ),
 ];
 
@@ -496,7 +528,9 @@ fn select_nodes(
     }
     *cache = Some(map);
     // Commands that only make sense on the local node (4.17's non-"remote" ones).
-    if matches!(name, "pnn" | "reloadnodes") && targets.iter().any(|&p| p != own) {
+    if matches!(name, "pnn" | "reloadnodes" | "moveip" | "reloadips")
+        && targets.iter().any(|&p| p != own)
+    {
         return Err(CommandError::stderr(format!(
             "Node cannot be specified for command {name}"
         )));
@@ -543,6 +577,13 @@ fn dispatch(
         "ban" => boxed(nodestate::ban(ctx, args)),
         "unban" => boxed(nodestate::unban(ctx, args)),
         "reloadnodes" => boxed(nodestate::reloadnodes(ctx, args)),
+        "moveip" => boxed(pubip::moveip(ctx, args)),
+        "addip" => boxed(pubip::addip(ctx, args)),
+        "delip" => boxed(pubip::delip(ctx, args)),
+        "reloadips" => boxed(pubip::reloadips(ctx, args)),
+        "addtickle" => boxed(pubip::addtickle(ctx, args)),
+        "deltickle" => boxed(pubip::deltickle(ctx, args)),
+        "gettickles" => boxed(pubip::gettickles(ctx, args)),
         // Every name in COMMANDS is matched above or handled before the daemon.
         other => Err(CommandError::stderr(format!("Unknown command '{other}'"))),
     }
