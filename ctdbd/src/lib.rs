@@ -12,11 +12,13 @@
 //!   LCP2 algorithms) and the takeover test case format.
 //!
 //! Edges (I/O):
-//! - [`transport`]: the Unix client socket server.
+//! - [`transport`]: the Unix client socket server and the peer TCP links.
+//! - [`reclock`]: runs the recovery-lock holder (ours or a CTDB mutex helper).
 //! - [`netif`]: public addresses on interfaces (rtnetlink), link watch, gratuitous
 //!   ARP / unsolicited NA, tickle ACKs (raw sockets).
 //! - [`paths`]: where files live, with CTDB's environment overrides.
-//! - [`daemon`]: wiring of config, core and transport; signals; pid file; logging.
+//! - [`daemon`]: wiring of config, core and the edges; signals; pid file; logging;
+//!   the address worker and the guardian.
 
 pub mod config;
 pub mod core;

@@ -23,6 +23,8 @@
 //!   and vnn map pushed to every connected node (databases will hook in here).
 //! - Each node owns its own flags (disabled, stopped, banned) and pushes them to its
 //!   peers; `DISCONNECTED` is each node's local view.
+//! - Public addresses move in the leader's takeover runs, release before take, and
+//!   are held under leases (see `takeover`'s docs).
 
 mod cluster;
 mod controls;

@@ -1,10 +1,15 @@
 //! The daemon's wiring: configuration → pnn → logging → pid file → tasks → shutdown.
 //!
 //! ```text
-//!  signal task ─┐                         ┌─> connection task per client (transport::unix)
-//!               ├─ CancellationToken ─────┤
-//!  accept task ─┘                         └─> core task: owns core::Node; 1 s tick;
-//!                                              carries out every Output in order
+//!  signal task ──┐                       ┌─> connection task per client (transport::unix)
+//!                ├─ CancellationToken ───┼─> peer link tasks (transport::peer)
+//!  accept task ──┘                       ├─> reclock holder child (reclock)
+//!                                        ├─> address worker ── ctdb-rs-guardian (child,
+//!                                        │     (rtnetlink)      outlives us on a crash)
+//!                                        ├─> link watcher (netlink) → core
+//!                                        └─> core task: owns core::Node; sleeps until
+//!                                             Node::poll_timeout; carries out every
+//!                                             Output in order
 //! ```
 //!
 //! Shutdown is a protocol: SIGTERM, SIGINT or the SHUTDOWN control cancel the token;
