@@ -1,6 +1,6 @@
 //! The recovery lock's holder process: the edge that carries out the core's
 //! `TakeReclock` / `ReleaseReclock` and reports what became of the lock as
-//! [`CoreEvent::Reclock`].
+//! [`Input::Reclock`].
 //!
 //! fcntl locks belong to a process and vanish when any descriptor of the file closes in
 //! it, so the daemon never holds the lock itself: a child holds it for as long as it
@@ -14,7 +14,7 @@
 //!   core ── TakeReclock ──> Reclock::take ── spawns ──> holder task (one per take)
 //!                                                        │ owns the helper child
 //!                                                        │ reads status byte, stderr
-//!   core <── CoreEvent::Reclock(Taken | Contended | Failed | Lost) ──┘
+//!   core <── Input::Reclock(Taken | Contended | Failed | Lost) ──┘
 //!   core ── ReleaseReclock ─> Reclock::release ── stop ──> holder task: SIGTERM, reap
 //! ```
 //!
@@ -40,6 +40,7 @@ use tokio::time::{sleep, timeout};
 use tracing::{debug, warn};
 
 use crate::config::conf::ClusterLock;
+use crate::core::Input;
 use crate::transport::{CoreEvent, ReclockStatus};
 
 /// The file name of our helper binary (built by the `lockvol` crate).
@@ -169,7 +170,7 @@ impl Reclock {
         beside.unwrap_or_else(|| PathBuf::from(HELPER_NAME))
     }
 
-    /// Starts taking the lock; the outcome arrives as one [`CoreEvent::Reclock`]
+    /// Starts taking the lock; the outcome arrives as one [`Input::Reclock`]
     /// (Taken, Contended or Failed), and after Taken, a later Lost if the lock goes.
     /// A no-op while a take is under way or the lock is held. Never blocks: the helper
     /// is started by a task (so this must run inside the tokio runtime).
@@ -643,7 +644,7 @@ impl Holder {
         if phase == Phase::Idle {
             shared.pid = None;
         }
-        permit.send(CoreEvent::Reclock(status));
+        permit.send(CoreEvent::Input(Input::Reclock(status)));
         true
     }
 
@@ -775,7 +776,7 @@ mod tests {
 
     async fn next_status(events: &mut mpsc::Receiver<CoreEvent>) -> ReclockStatus {
         match timeout(DEADLINE, events.recv()).await {
-            Ok(Some(CoreEvent::Reclock(status))) => status,
+            Ok(Some(CoreEvent::Input(Input::Reclock(status)))) => status,
             Ok(Some(other)) => panic!("unexpected event {other:?}"),
             Ok(None) => panic!("event channel closed"),
             Err(_) => panic!("no recovery lock event within {DEADLINE:?}"),
@@ -851,7 +852,7 @@ mod tests {
         std::fs::remove_file(&file).unwrap();
         // The helper rechecks every 250 ms; allow generously for a loaded machine.
         match timeout(Duration::from_secs(3), events.recv()).await {
-            Ok(Some(CoreEvent::Reclock(ReclockStatus::Lost(reason)))) => {
+            Ok(Some(CoreEvent::Input(Input::Reclock(ReclockStatus::Lost(reason))))) => {
                 assert!(reason.contains("is gone"), "{reason}");
                 assert!(reason.contains(&file.display().to_string()), "{reason}");
             }

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::guardian::{Guardian, GuardianMessage};
+use crate::core::Input;
 use crate::netif::netlink::Netlink;
 use crate::transport::CoreEvent;
 
@@ -114,7 +115,7 @@ pub async fn worker(
                             .await;
                     }
                 }
-                CoreEvent::AddressAdded { addr, result }
+                CoreEvent::Input(Input::AddressAdded { addr, result })
             }
             AddressOp::Remove {
                 iface,
@@ -129,7 +130,7 @@ pub async fn worker(
                     held.remove(&addr);
                     tell_removed(&mut guardian, iface, addr, prefix_len).await;
                 }
-                CoreEvent::AddressRemoved { addr, result }
+                CoreEvent::Input(Input::AddressRemoved { addr, result })
             }
         };
         if core.send(event).await.is_err() {

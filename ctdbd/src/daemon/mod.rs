@@ -311,9 +311,9 @@ impl Edges {
             let result = Err("address request queue full".to_string());
             tokio::spawn(async move {
                 let event = if add {
-                    CoreEvent::AddressAdded { addr, result }
+                    CoreEvent::Input(Input::AddressAdded { addr, result })
                 } else {
-                    CoreEvent::AddressRemoved { addr, result }
+                    CoreEvent::Input(Input::AddressRemoved { addr, result })
                 };
                 let _ = tx.send(event).await;
             });
@@ -387,7 +387,7 @@ impl Edges {
                             reread_public_addresses(&path, default_iface.as_deref(), &netlink)
                                 .await;
                         let _ = tx
-                            .send(CoreEvent::PublicAddresses { request, result })
+                            .send(CoreEvent::Input(Input::PublicAddresses { request, result }))
                             .await;
                     }
                     .in_current_span(),
@@ -427,7 +427,9 @@ impl Edges {
                     });
                 let tx = self.core_tx.clone();
                 tokio::spawn(async move {
-                    let _ = tx.send(CoreEvent::NodesFile { request, result }).await;
+                    let _ = tx
+                        .send(CoreEvent::Input(Input::NodesFile { request, result }))
+                        .await;
                 });
             }
             Output::SetDebugLevel(level) => {
@@ -495,10 +497,10 @@ async fn forward_link_changes(
             _ = cancel.cancelled() => return,
             c = changes.recv() => match c { Some(c) => c, None => return },
         };
-        let event = CoreEvent::LinkChanged {
+        let event = CoreEvent::Input(Input::LinkChanged {
             iface: change.iface,
             up: change.up,
-        };
+        });
         if core.send(event).await.is_err() {
             return;
         }
@@ -526,20 +528,11 @@ async fn run_core(
                     edges.outboxes.insert(client, outbox);
                     Input::ClientConnected { client, pid }
                 }
-                Some(CoreEvent::Packet { client, packet }) => Input::ClientPacket { client, packet },
                 Some(CoreEvent::ClientGone { client }) => {
                     edges.outboxes.remove(&client);
                     Input::ClientGone { client }
                 }
-                Some(CoreEvent::PeerConnected { pnn }) => Input::PeerConnected { pnn },
-                Some(CoreEvent::PeerDisconnected { pnn }) => Input::PeerDisconnected { pnn },
-                Some(CoreEvent::PeerPacket { pnn, packet }) => Input::PeerPacket { pnn, packet },
-                Some(CoreEvent::Reclock(status)) => Input::Reclock(status),
-                Some(CoreEvent::NodesFile { request, result }) => Input::NodesFile { request, result },
-                Some(CoreEvent::AddressAdded { addr, result }) => Input::AddressAdded { addr, result },
-                Some(CoreEvent::AddressRemoved { addr, result }) => Input::AddressRemoved { addr, result },
-                Some(CoreEvent::LinkChanged { iface, up }) => Input::LinkChanged { iface, up },
-                Some(CoreEvent::PublicAddresses { request, result }) => Input::PublicAddresses { request, result },
+                Some(CoreEvent::Input(input)) => input,
             },
         };
         tracing::trace!(?input, "core input");

@@ -7,8 +7,8 @@
 //!
 //! This module owns sockets, per-peer send queues and reconnection; it holds no
 //! cluster state. The core task drives it through [`PeerLinks`] and hears back through
-//! [`CoreEvent::PeerConnected`], [`CoreEvent::PeerPacket`] and
-//! [`CoreEvent::PeerDisconnected`]. Keepalives (§2.4) are the core's business: it
+//! [`Input::PeerConnected`], [`Input::PeerPacket`] and
+//! [`Input::PeerDisconnected`]. Keepalives (§2.4) are the core's business: it
 //! sends them like any packet and calls [`PeerLinks::drop_peer`] when they stop.
 //!
 //! ```text
@@ -52,6 +52,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, info_span, trace, warn, Instrument};
 
 use super::CoreEvent;
+use crate::core::Input;
 use crate::protocol::{Framer, Packet};
 
 /// Packets queued to one peer before it counts as stuck and is dropped. Bounded so a
@@ -70,7 +71,7 @@ const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(1);
 
 /// Packets read from a peer before it counts as connected, held back so the core
-/// sees them after [`CoreEvent::PeerConnected`]. When full we stop reading and TCP
+/// sees them after [`Input::PeerConnected`]. When full we stop reading and TCP
 /// flow control holds the rest in the kernel.
 const MAX_EARLY_PACKETS: usize = 1_000;
 
@@ -506,7 +507,7 @@ impl Link {
         // core. On shutdown nobody listens any more.
         if self.connected && !self.shutdown.is_cancelled() {
             info!("peer disconnected: node removed");
-            self.emit(CoreEvent::PeerDisconnected { pnn: self.pnn })
+            self.emit(CoreEvent::Input(Input::PeerDisconnected { pnn: self.pnn }))
                 .await;
         }
         // The writer stops on its own: its token is a child of `cancel`, or the queue
@@ -659,7 +660,9 @@ impl Link {
         self.connected = true;
         self.backoff = FIRST_RETRY;
         info!("peer connected");
-        self.emit(CoreEvent::PeerConnected { pnn: self.pnn }).await && self.deliver_early().await
+        self.emit(CoreEvent::Input(Input::PeerConnected { pnn: self.pnn }))
+            .await
+            && self.deliver_early().await
     }
 
     /// Passes held-back packets to the core, if the peer is connected.
@@ -669,7 +672,10 @@ impl Link {
                 break;
             };
             let pnn = self.pnn;
-            if !self.emit(CoreEvent::PeerPacket { pnn, packet }).await {
+            if !self
+                .emit(CoreEvent::Input(Input::PeerPacket { pnn, packet }))
+                .await
+            {
                 return false;
             }
         }
@@ -692,7 +698,7 @@ impl Link {
         if std::mem::take(&mut self.connected) {
             info!("peer disconnected");
             return self
-                .emit(CoreEvent::PeerDisconnected { pnn: self.pnn })
+                .emit(CoreEvent::Input(Input::PeerDisconnected { pnn: self.pnn }))
                 .await;
         }
         true
@@ -943,7 +949,7 @@ mod tests {
             let mut missing: BTreeSet<u32> = peers.iter().copied().collect();
             while !missing.is_empty() {
                 match self.next_event().await {
-                    CoreEvent::PeerConnected { pnn } if missing.remove(&pnn) => {}
+                    CoreEvent::Input(Input::PeerConnected { pnn }) if missing.remove(&pnn) => {}
                     other => panic!(
                         "node {}: expected PeerConnected from {missing:?}, got {other:?}",
                         self.pnn
@@ -954,7 +960,7 @@ mod tests {
 
         async fn expect_disconnected(&mut self, peer: u32) {
             match self.next_event().await {
-                CoreEvent::PeerDisconnected { pnn } if pnn == peer => {}
+                CoreEvent::Input(Input::PeerDisconnected { pnn }) if pnn == peer => {}
                 other => panic!(
                     "node {}: expected PeerDisconnected from {peer}, got {other:?}",
                     self.pnn
@@ -964,7 +970,8 @@ mod tests {
 
         async fn expect_packet(&mut self, from: u32, want: &Packet) {
             match self.next_event().await {
-                CoreEvent::PeerPacket { pnn, packet } if pnn == from && packet == *want => {}
+                CoreEvent::Input(Input::PeerPacket { pnn, packet })
+                    if pnn == from && packet == *want => {}
                 other => panic!(
                     "node {}: expected {want:?} from {from}, got {other:?}",
                     self.pnn

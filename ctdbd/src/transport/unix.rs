@@ -20,6 +20,7 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use super::CoreEvent;
 use crate::core::ClientId;
+use crate::core::Input;
 use crate::protocol::{Framer, Packet};
 
 /// Packets queued to one client before it counts as stuck and is dropped. CTDB's
@@ -181,7 +182,7 @@ async fn connection(
                         }
                     };
                     buf.drain(..len);
-                    if core.send(CoreEvent::Packet { client, packet }).await.is_err() {
+                    if core.send(CoreEvent::Input(Input::ClientPacket { client, packet })).await.is_err() {
                         break 'conn;
                     }
                 }
