@@ -19,10 +19,13 @@
 //! - [`paths`]: where files live, with CTDB's environment overrides.
 //! - [`daemon`]: wiring of config, core and the edges; signals; pid file; logging;
 //!   the address worker and the guardian.
+//! - [`events`]: event scripts: enable/disable, the runner (process groups, output
+//!   capture, deadline), and `ctdb event status` / `scriptstatus` text.
 
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod events;
 pub mod ipalloc;
 pub mod netif;
 pub mod paths;
