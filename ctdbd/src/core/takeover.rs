@@ -511,14 +511,17 @@ impl Node {
         PublicIpList { ips }
     }
 
-    /// The interface to put `ip` on: the one it is on, else the first with link up.
+    /// The interface to put `ip` on: the one it is on if its link is up, else the
+    /// first with link up.
     fn usable_iface(&self, ip: &super::PublicAddressState) -> Option<usize> {
-        if ip.active_iface.is_some() {
-            return ip.active_iface;
+        let up = |name: &String| self.ifaces.iter().any(|i| &i.name == name && i.link_up);
+        if let Some(active) = ip
+            .active_iface
+            .filter(|&i| ip.ifaces.get(i).is_some_and(up))
+        {
+            return Some(active);
         }
-        ip.ifaces
-            .iter()
-            .position(|name| self.ifaces.iter().any(|i| &i.name == name && i.link_up))
+        ip.ifaces.iter().position(up)
     }
 
     /// RELEASE_IP: note the new owner; remove the address if we hold it. `None` =
@@ -620,6 +623,10 @@ impl Node {
         out: &mut Vec<Output>,
     ) {
         let op = self.address_ops.remove(&addr).unwrap_or_default();
+        // A release this node made on its own (its link went down, its lease ran
+        // out, the address was deleted) leaves the address unplaced: the leader must
+        // run again once it is really gone.
+        let own_release = !added && op.waiters.is_empty();
         let pnn = self.pnn;
         let Some(ip) = self.public_ips.iter_mut().find(|ip| ip.addr == addr) else {
             return;
@@ -657,6 +664,9 @@ impl Node {
         };
         for (who, reqid) in op.waiters {
             self.reply_to(who, reqid, reply.clone(), out);
+        }
+        if ok && own_release {
+            self.request_takeover_run(out);
         }
         if ok {
             let (msg, text) = if added {

@@ -59,6 +59,9 @@ pub async fn worker(
 ) {
     let mut held: BTreeMap<IpAddr, (String, u8)> = BTreeMap::new();
     let mut guardian_running = true;
+    // Interfaces already switched to promote secondary addresses (see
+    // `promote_secondaries`).
+    let mut promoted: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     loop {
         let op = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -86,6 +89,9 @@ pub async fn worker(
                 addr,
                 prefix_len,
             } => {
+                if addr.is_ipv4() && promoted.insert(iface.clone()) {
+                    promote_secondaries(&iface);
+                }
                 let told = GuardianMessage::Add {
                     iface: iface.clone(),
                     addr,
@@ -165,6 +171,21 @@ async fn tell_removed(guardian: &mut Guardian, iface: String, addr: IpAddr, pref
         .await
     {
         error!(%addr, error = %e, "cannot tell the address guardian");
+    }
+}
+
+/// Makes the kernel keep the other addresses of a subnet when the first one is
+/// removed. Without `promote_secondaries`, Linux deletes every secondary address of a
+/// subnet together with its primary: releasing one public address would silently
+/// drop the others on the same interface (found by the public-IP scenarios). The
+/// setting lives in this network namespace's /proc/sys; failure is logged, not fatal.
+fn promote_secondaries(iface: &str) {
+    let path = format!("/proc/sys/net/ipv4/conf/{iface}/promote_secondaries");
+    match std::fs::write(&path, "1") {
+        Ok(()) => info!(%iface, "promote_secondaries enabled"),
+        Err(e) => {
+            error!(%iface, error = %e, "cannot enable promote_secondaries: releasing one public address may drop the others on this interface")
+        }
     }
 }
 

@@ -46,7 +46,7 @@ pub fn workspace_root() -> PathBuf {
 /// `<workspace>/target/<profile>/<name>`, failing loudly if it has not been built.
 /// The profile is `debug` unless `CTDB_RS_PROFILE` says otherwise (benchmarks use
 /// `release`).
-fn built_binary(name: &str) -> anyhow::Result<PathBuf> {
+pub fn built_binary(name: &str) -> anyhow::Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));

@@ -14,6 +14,9 @@
 //! - [`observe`]: `ctdb status`, `-X nodestatus all` and `leader` parsed, and
 //!   cluster-wide waits on them.
 //! - [`daemon`]: which `ctdbd`/`ctdb` to run, ours or Debian's stock 4.17.
+//! - [`watch`]: the public-address watcher (no address on two live nodes, no
+//!   expected address missing for long), a background thread dumping every node.
+//! - [`public`]: a TCP service per node, a client asking it, `ctdb ip` parsed.
 //!
 //! Everything runs as root and fails loudly when a prerequisite is missing;
 //! nothing is skipped. Every resource is released in `Drop`, panics included.
@@ -23,8 +26,10 @@ pub mod daemon;
 pub mod node;
 pub mod observe;
 pub mod process;
+pub mod public;
 pub mod sandbox;
 pub mod wait;
+pub mod watch;
 
 pub use cluster::{Cluster, ClusterBuilder};
 pub use daemon::{Daemon, Tool};

@@ -1,0 +1,895 @@
+//! Public addresses, seen from a client: every address answers from exactly the node
+//! `ctdb ip` names, moves on a node's loss, admin commands and partitions, comes
+//! back on fail-back, and is never configured on two live nodes at once (DESIGN.md
+//! "Safety: public IPs are held under leases").
+//!
+//! Topology (every scenario):
+//!
+//! ```text
+//!            fabric netns: bridge priv (192.168.20.0/24)      bridge pub (10.0.20.0/24)
+//!              |              |              |              |      |      |        |
+//!   node 0 .41 priv0  node 1 .42 priv0  node 2 .43 priv0   pub0   pub0   pub0   client
+//!   ctdbd, service    ctdbd, service    ctdbd, service     (n0)   (n1)   (n2)  .200 eth0
+//!      \                    |                   /
+//!       +---- /srv/shared: nodes, public_addresses, .ctdb.reclock ----+
+//!   public_addresses: 10.0.20.101/24 pub0, 10.0.20.102/24 pub0, 10.0.20.103/24 pub0
+//!   service: `ctdbrs-serve-name node<pnn> 4445` in each node, answers "node<pnn>"
+//! ```
+//!
+//! Throughout every scenario the watcher ([`vm::watch`]) dumps every live node's
+//! `pub0` every few milliseconds and records each moment an address is on two live
+//! nodes (must never happen) and each stretch an expected address is on none (must
+//! end within [`TAKEOVER_WINDOW`], except where a scenario says otherwise). Its
+//! report is printed at the end of each scenario (`--nocapture` shows it).
+//!
+//! These are our daemon's expectations (the guardian and the leases are ours), so
+//! the daemon is always ours; admin commands use the stock 4.17 tool. Waits poll a
+//! condition up to a deadline; the tickle scenario's "nothing arrives for 3 s" is a
+//! measurement window.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context as _};
+use ctdbd::protocol::control::Connection;
+use ctdbd::protocol::packet::CURRENT_NODE;
+use ctdbd::protocol::{Body, Framer, Header, Opcode, Packet, ReqControl};
+use vm::cluster::CLIENT_ADDR;
+use vm::process::Background;
+use vm::public::{
+    ask, ask_until_answered, default_public, open, power_off_machine, start_services, wait_placed,
+    SERVICE_PORT,
+};
+use vm::watch::{WatchReport, Watcher};
+use vm::{wait_until, Cluster, Daemon, Tool};
+
+/// Cold start to RUNNING.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Elections, recoveries and takeover runs after a fault or a command.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest an expected address may be on no live node (generous: a power loss of
+/// the leader takes detection 2.5 s + lease wait 1.2 s + the run).
+const TAKEOVER_WINDOW: Duration = Duration::from_secs(5);
+/// From `ctdb ip` naming a node to that node answering (gratuitous ARP sent with
+/// the take; this is generous).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// One client attempt: connect and read the answer.
+const ATTEMPT: Duration = Duration::from_millis(300);
+/// The lease (`IPLeaseTimeMs` default).
+const LEASE: Duration = Duration::from_millis(1000);
+/// How soon a tickled client must see its reset once the address is back.
+const TICKLE_DEADLINE: Duration = Duration::from_secs(3);
+
+const ALL: [u32; 3] = [0, 1, 2];
+const SOCKET: &str = "/run/ctdb/ctdbd.socket";
+
+fn addrs() -> Vec<Ipv4Addr> {
+    (0..3).map(default_public).collect()
+}
+
+/// A started cluster with a service per node and the watcher running.
+/// Field order is drop order: the watcher, the services, then the cluster.
+struct Scene {
+    watcher: Option<Watcher>,
+    _services: Vec<Background>,
+    cluster: Cluster,
+    leader: u32,
+    placement: BTreeMap<Ipv4Addr, u32>,
+}
+
+impl Scene {
+    /// Given three nodes with the default addresses, started, agreed, every address
+    /// placed; the watcher runs from before the daemons start.
+    fn start() -> anyhow::Result<Self> {
+        let mut cluster = Cluster::builder()
+            .nodes(3)
+            .shared_volume(true)
+            .client(true)
+            .build()?;
+        let services = start_services(&cluster)?;
+        let watcher = Watcher::start(&cluster, [])?;
+        watcher.note("daemons starting");
+        cluster.start(Daemon::Ours, START_TIMEOUT)?;
+        let leader = cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?.leader;
+        let placement = wait_placed(&cluster, &ALL, &addrs(), &ALL, CONVERGE_TIMEOUT)?;
+        watcher.note(format!(
+            "leader {leader}; every address placed: {placement:?}"
+        ));
+        watcher.expect(addrs());
+        Ok(Self {
+            watcher: Some(watcher),
+            _services: services,
+            cluster,
+            leader,
+            placement,
+        })
+    }
+
+    fn watcher(&self) -> &Watcher {
+        self.watcher
+            .as_ref()
+            .expect("the watcher runs until finish")
+    }
+
+    fn client(&self) -> &vm::sandbox::NetNs {
+        self.cluster.client().expect("built with a client")
+    }
+
+    /// The address `pnn` hosts (each node hosts one of three).
+    fn address_of(&self, pnn: u32) -> Ipv4Addr {
+        *self
+            .placement
+            .iter()
+            .find(|(_, p)| **p == pnn)
+            .unwrap_or_else(|| panic!("node {pnn} hosts nothing: {:?}", self.placement))
+            .0
+    }
+
+    /// Every address of `placement` answers from the node it names, the watcher sees
+    /// it on that node alone, and `ctdb ip` agrees.
+    fn check_answers(&self, placement: &BTreeMap<Ipv4Addr, u32>) -> anyhow::Result<()> {
+        for (&addr, &pnn) in placement {
+            wait_until(ANSWER_TIMEOUT, || match ask(self.client(), addr, ATTEMPT) {
+                Ok(p) if p == pnn && self.watcher().hosts(addr) == BTreeSet::from([pnn]) => Ok(()),
+                Ok(p) => Err(format!(
+                    "answered by node {p}; watcher sees it on {:?}",
+                    self.watcher().hosts(addr)
+                )),
+                Err(e) => Err(e.to_string()),
+            })
+            .map_err(|t| {
+                anyhow!(
+                    "{addr}:{SERVICE_PORT} never answered from node {pnn}, which `ctdb ip` \
+                     names: {t}\n{}\n{}",
+                    self.neighbours(),
+                    self.cluster.logs()
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The client's neighbour table and every node's `pub0` (its MAC), for failure
+    /// messages about unreachable addresses.
+    fn neighbours(&self) -> String {
+        let mut text = String::new();
+        let mut cmd = self.client().command("ip");
+        cmd.args(["neigh", "show"]);
+        match vm::process::run(cmd, Duration::from_secs(5)) {
+            Ok(out) => text.push_str(&format!("client's neighbours:\n{}\n", out.stdout)),
+            Err(e) => text.push_str(&format!("client's neighbours: {e:#}\n")),
+        }
+        for pnn in ALL {
+            if let Ok(out) = self
+                .cluster
+                .node(pnn)
+                .run("ip", &["-o", "link", "show", "pub0"])
+            {
+                text.push_str(&format!("node {pnn}: {}", out.stdout));
+            }
+            if let Ok(out) = self
+                .cluster
+                .node(pnn)
+                .run("ip", &["-o", "addr", "show", "pub0"])
+            {
+                text.push_str(&out.stdout);
+            }
+        }
+        text
+    }
+
+    /// Stops the watcher, prints its report, and returns it.
+    fn finish(&mut self, scenario: &str) -> WatchReport {
+        let report = self.watcher.take().expect("finish is called once").stop();
+        eprintln!("==== {scenario} ====\n{report}");
+        report
+    }
+}
+
+impl Drop for Scene {
+    /// A scenario that failed before [`Scene::finish`] still shows what the watcher
+    /// saw.
+    fn drop(&mut self) {
+        if let Some(watcher) = self.watcher.take() {
+            eprintln!("==== unfinished scenario ====\n{}", watcher.stop());
+        }
+    }
+}
+
+/// When did the watcher first see `addr` on a node of `on` at or after `after`
+/// (since the watcher started)?
+fn first_seen_on(
+    report: &WatchReport,
+    addr: Ipv4Addr,
+    on: &[u32],
+    after: Duration,
+) -> Option<Duration> {
+    report
+        .changes
+        .iter()
+        .find(|c| c.addr == addr && c.at >= after && c.on.iter().any(|p| on.contains(p)))
+        .map(|c| c.at)
+}
+
+/// Scenario: cold start.
+///
+/// Given three nodes with three public addresses and a service in each node,
+/// When the daemons start,
+/// Then every address is placed (one per node, `ctdb ip` agreeing on every node),
+///   answers the client from exactly the node `ctdb ip` names, and no address was
+///   ever on two nodes.
+#[test]
+fn cold_start_every_address_answers_from_the_node_ctdb_ip_names() -> anyhow::Result<()> {
+    let mut scene = Scene::start()?;
+    let hosts: BTreeSet<u32> = scene.placement.values().copied().collect();
+    assert_eq!(
+        hosts.len(),
+        3,
+        "one address per node: {:?}",
+        scene.placement
+    );
+    scene.check_answers(&scene.placement.clone())?;
+    let report = scene.finish("cold start");
+    report.check(TAKEOVER_WINDOW).map_err(|e| anyhow!(e))
+}
+
+/// Scenario: kill -9 of the leader, then its restart (fail-back).
+///
+/// Given a started cluster, every address answering,
+/// When the leader's daemon is killed with SIGKILL (its namespace, service and
+///   public link stay up: the guardian must remove its address),
+/// Then its address answers the client from a survivor (time measured), the
+///   survivors agree on a new leader, and every address answers from the node
+///   `ctdb ip` names;
+/// When the daemon is started again,
+/// Then it hosts an address again (LCP2 gives every node one), all answering
+///   correctly; at no moment was an address on two nodes, and no address was
+///   missing longer than the takeover window.
+#[test]
+fn kill_9_moves_the_addresses_and_a_restart_gets_them_back() -> anyhow::Result<()> {
+    let mut scene = Scene::start()?;
+    let victim = scene.leader;
+    let addr = scene.address_of(victim);
+    let survivors: Vec<u32> = ALL.into_iter().filter(|&p| p != victim).collect();
+
+    scene
+        .watcher()
+        .note(format!("kill -9 of node {victim} (leader)"));
+    let t0 = Instant::now();
+    scene.cluster.kill_daemon(victim)?;
+    let (by, took) = ask_until_answered(
+        scene.client(),
+        addr,
+        Some(victim),
+        t0,
+        ATTEMPT,
+        CONVERGE_TIMEOUT,
+    )?;
+    scene
+        .watcher()
+        .note(format!("{addr} answers from node {by}"));
+    eprintln!("kill -9: {addr} answered from node {by} after {took:.3?}");
+    ensure!(survivors.contains(&by), "answered by {by}");
+    scene
+        .cluster
+        .wait_agreement(&survivors, &survivors, CONVERGE_TIMEOUT)?;
+    let placement = wait_placed(
+        &scene.cluster,
+        &survivors,
+        &addrs(),
+        &survivors,
+        CONVERGE_TIMEOUT,
+    )?;
+    scene.check_answers(&placement)?;
+
+    scene.watcher().note(format!("node {victim} restarted"));
+    scene.cluster.restart_daemon(victim)?;
+    scene
+        .cluster
+        .node_mut(victim)
+        .wait_runstate("RUNNING", START_TIMEOUT)?;
+    scene.cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?;
+    let placement = wait_failback(&scene, victim)?;
+    scene.check_answers(&placement)?;
+    let report = scene.finish("kill -9 of the leader, then restart");
+    report.check(TAKEOVER_WINDOW).map_err(|e| anyhow!(e))
+}
+
+/// Scenario: power loss of a follower, then power back (fail-back).
+///
+/// Given a started cluster, every address answering,
+/// When a follower loses power (both links cut, daemon killed: the others only see
+///   silence),
+/// Then its address answers from a survivor (time measured) within the takeover
+///   window, and every address answers from the node `ctdb ip` names;
+/// When power comes back,
+/// Then the node hosts an address again; never a duplicate.
+#[test]
+fn power_off_of_a_follower_moves_its_address_and_power_on_gets_one_back() -> anyhow::Result<()> {
+    let mut scene = Scene::start()?;
+    let victim = (scene.leader + 1) % 3;
+    let addr = scene.address_of(victim);
+    let survivors: Vec<u32> = ALL.into_iter().filter(|&p| p != victim).collect();
+
+    scene.watcher().set_live(victim, false);
+    let t0 = Instant::now();
+    power_off_machine(&mut scene.cluster, victim)?;
+    let (by, took) = ask_until_answered(
+        scene.client(),
+        addr,
+        Some(victim),
+        t0,
+        ATTEMPT,
+        CONVERGE_TIMEOUT,
+    )?;
+    scene
+        .watcher()
+        .note(format!("{addr} answers from node {by}"));
+    eprintln!("power off: {addr} answered from node {by} after {took:.3?}");
+    ensure!(took <= TAKEOVER_WINDOW, "failover took {took:?}");
+    let placement = wait_placed(
+        &scene.cluster,
+        &survivors,
+        &addrs(),
+        &survivors,
+        CONVERGE_TIMEOUT,
+    )?;
+    scene.check_answers(&placement)?;
+
+    vm::public::power_on_machine(&mut scene.cluster, victim)?;
+    scene.watcher().set_live(victim, true);
+    scene
+        .cluster
+        .node_mut(victim)
+        .wait_runstate("RUNNING", START_TIMEOUT)?;
+    scene.cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?;
+    let placement = wait_failback(&scene, victim)?;
+    scene.check_answers(&placement)?;
+    let report = scene.finish("power off of a follower, then power on");
+    report.check(TAKEOVER_WINDOW).map_err(|e| anyhow!(e))
+}
+
+/// Waits until every node agrees on a placement in which `pnn` hosts an address.
+fn wait_failback(scene: &Scene, pnn: u32) -> anyhow::Result<BTreeMap<Ipv4Addr, u32>> {
+    let found = wait_until(CONVERGE_TIMEOUT, || {
+        match wait_placed(&scene.cluster, &ALL, &addrs(), &ALL, Duration::ZERO) {
+            Ok(p) if p.values().any(|&v| v == pnn) => Ok(p),
+            Ok(p) => Err(format!("{p:?}")),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    });
+    found.map_err(|t| {
+        anyhow!(
+            "node {pnn} never hosted an address again: {t}\n{}",
+            scene.cluster.logs()
+        )
+    })
+}
+
+/// Scenario: `ctdb disable`, then `ctdb enable`.
+///
+/// Given a started cluster,
+/// When a follower is disabled (stock tool, on that node),
+/// Then its address moves to the two others and answers from there;
+/// When it is enabled again,
+/// Then LCP2 gives it an address back (one per node), answering from it; never a
+///   duplicate, no address missing beyond the window.
+#[test]
+fn disable_moves_the_address_and_enable_brings_one_back() -> anyhow::Result<()> {
+    let mut scene = Scene::start()?;
+    let victim = (scene.leader + 1) % 3;
+    let others: Vec<u32> = ALL.into_iter().filter(|&p| p != victim).collect();
+
+    scene
+        .watcher()
+        .note(format!("ctdb disable on node {victim}"));
+    scene
+        .cluster
+        .ctdb_ok(victim, Tool::Stock, &["disable"])
+        .map_err(|e| anyhow!(e))?;
+    let placement = wait_placed(&scene.cluster, &ALL, &addrs(), &others, CONVERGE_TIMEOUT)?;
+    scene.check_answers(&placement)?;
+
+    scene
+        .watcher()
+        .note(format!("ctdb enable on node {victim}"));
+    scene
+        .cluster
+        .ctdb_ok(victim, Tool::Stock, &["enable"])
+        .map_err(|e| anyhow!(e))?;
+    let placement = wait_failback(&scene, victim)?;
+    let per_node: BTreeSet<u32> = placement.values().copied().collect();
+    ensure!(
+        per_node.len() == 3,
+        "not one address per node: {placement:?}"
+    );
+    scene.check_answers(&placement)?;
+    let report = scene.finish("disable, then enable");
+    report.check(TAKEOVER_WINDOW).map_err(|e| anyhow!(e))
+}
+
+/// Scenario: `ctdb moveip` with the stock tool.
+///
+/// Given a started cluster,
+/// When `/usr/bin/ctdb moveip 10.0.20.101 <target>` runs (target 2, or 1 if 2
+///   already hosts it),
+/// Then 10.0.20.101 answers from the target and `ctdb ip` says so on every node;
+///   never a duplicate.
+#[test]
+fn stock_moveip_moves_the_address_to_the_named_node() -> anyhow::Result<()> {
+    let mut scene = Scene::start()?;
+    let addr = default_public(0);
+    let target = if scene.placement[&addr] == 2 { 1 } else { 2 };
+
+    let line = format!("moveip {addr} {target}");
+    scene.watcher().note(format!("stock ctdb {line}"));
+    let out = scene
+        .cluster
+        .ctdb_ok(
+            0,
+            Tool::Stock,
+            &["moveip", &addr.to_string(), &target.to_string()],
+        )
+        .map_err(|e| anyhow!("{e}\n{}", scene.cluster.logs()))?;
+    eprintln!("{out}");
+    let placement = wait_placed(&scene.cluster, &ALL, &addrs(), &ALL, CONVERGE_TIMEOUT)?;
+    ensure!(
+        placement[&addr] == target,
+        "after `ctdb {line}`, `ctdb ip` says {placement:?}\n{}",
+        scene.cluster.logs()
+    );
+    scene.check_answers(&placement)?;
+    let report = scene.finish("stock moveip");
+    report.check(TAKEOVER_WINDOW).map_err(|e| anyhow!(e))
+}
+
+/// Scenario: a node's first address moves away while it keeps a second one.
+///
+/// On `pub0` the first address of a /24 is the kernel's *primary*, later ones its
+/// *secondaries*; unless `promote_secondaries` is set on the interface, deleting the
+/// primary silently deletes the secondaries too (CTDB sets it for every public
+/// interface for this reason).
+///
+/// Given a started cluster, node 0 hosting A (its primary on `pub0`),
+/// When `ctdb moveip B 0` (stock) gives node 0 node 1's address B as well (a
+///   secondary), and then `ctdb moveip A 1` moves A away,
+/// Then B still answers from the node `ctdb ip` names (node 0), and no address was
+///   missing beyond the window.
+#[test]
+fn moving_a_nodes_first_address_away_keeps_its_second() -> anyhow::Result<()> {
+    let mut scene = Scene::start()?;
+    let a = scene.address_of(0);
+    let b = scene.address_of(1);
+    for (addr, to) in [(b, 0u32), (a, 1u32)] {
+        scene
+            .watcher()
+            .note(format!("stock ctdb moveip {addr} {to}"));
+        scene
+            .cluster
+            .ctdb_ok(
+                0,
+                Tool::Stock,
+                &["moveip", &addr.to_string(), &to.to_string()],
+            )
+            .map_err(|e| anyhow!("{e}\n{}", scene.cluster.logs()))?;
+        let placement = wait_placed(&scene.cluster, &ALL, &addrs(), &ALL, CONVERGE_TIMEOUT)?;
+        ensure!(
+            placement[&addr] == to,
+            "after moveip {addr} {to}: {placement:?}"
+        );
+        scene.check_answers(&placement)?;
+    }
+    let report = scene.finish("primary address moved away, secondary kept");
+    report.check(TAKEOVER_WINDOW).map_err(|e| anyhow!(e))
+}
+
+/// Scenario: `ctdb reloadips all` after adding, then after removing, a line of the
+/// shared `public_addresses`.
+///
+/// Given a started cluster,
+/// When 10.0.20.104 is added to the file and `ctdb reloadips all` (stock) runs,
+/// Then 10.0.20.104 is hosted by one node, `ctdb ip` lists it everywhere, and it
+///   answers from that node;
+/// When 10.0.20.101 is removed from the file and `ctdb reloadips all` runs,
+/// Then 10.0.20.101 leaves every node (the watcher sees it nowhere, `ctdb ip` no
+///   longer lists it, the client cannot connect) and the others still answer.
+#[test]
+fn reloadips_adds_and_removes_addresses() -> anyhow::Result<()> {
+    let mut scene = Scene::start()?;
+    let new = default_public(3);
+    let mut list = addrs();
+    list.push(new);
+    let file =
+        |list: &[Ipv4Addr]| -> String { list.iter().map(|a| format!("{a}/24 pub0\n")).collect() };
+
+    scene
+        .cluster
+        .write_shared("public_addresses", &file(&list))?;
+    scene
+        .watcher()
+        .note(format!("{new} added; stock ctdb reloadips all"));
+    scene.watcher().expect([new]);
+    scene
+        .cluster
+        .ctdb_ok(0, Tool::Stock, &["reloadips", "all"])
+        .map_err(|e| anyhow!("{e}\n{}", scene.cluster.logs()))?;
+    let placement = wait_placed(&scene.cluster, &ALL, &list, &ALL, CONVERGE_TIMEOUT)?;
+    scene.check_answers(&placement)?;
+
+    let gone = default_public(0);
+    list.retain(|&a| a != gone);
+    scene.watcher().unexpect(gone);
+    scene
+        .cluster
+        .write_shared("public_addresses", &file(&list))?;
+    scene
+        .watcher()
+        .note(format!("{gone} removed; stock ctdb reloadips all"));
+    scene
+        .cluster
+        .ctdb_ok(0, Tool::Stock, &["reloadips", "all"])
+        .map_err(|e| anyhow!("{e}\n{}", scene.cluster.logs()))?;
+    let placement = wait_placed(&scene.cluster, &ALL, &list, &ALL, CONVERGE_TIMEOUT)?;
+    wait_until(CONVERGE_TIMEOUT, || {
+        let on = scene.watcher().hosts(gone);
+        if on.is_empty() {
+            Ok(())
+        } else {
+            Err(on)
+        }
+    })
+    .map_err(|t| anyhow!("{gone} still configured: {t}\n{}", scene.cluster.logs()))?;
+    match ask(scene.client(), gone, ATTEMPT) {
+        Err(_) => {}
+        Ok(p) => bail!("{gone} still answers, from node {p}"),
+    }
+    scene.check_answers(&placement)?;
+    let report = scene.finish("reloadips: add, then remove");
+    report.check(TAKEOVER_WINDOW).map_err(|e| anyhow!(e))
+}
+
+/// Scenario: a partition isolates a follower (DESIGN.md: the case CTDB gets wrong
+/// the other way round; here the isolated node must let go first).
+///
+/// ```text
+///   priv: [leader, other]   priv1: [follower]     (pub: everyone, as before)
+/// ```
+///
+/// Given a started cluster,
+/// When the follower is cut off on the private network (it still runs, its public
+///   link is up),
+/// Then it releases its address within about a lease (1 s + slack), the leader
+///   reassigns it after the lease margin, it answers from the leader's side, and
+///   at no moment is it on two nodes;
+/// When the partition heals,
+/// Then every address is hosted exactly once and answers from the node `ctdb ip`
+///   names.
+#[test]
+fn partition_isolating_a_follower_never_duplicates_its_address() -> anyhow::Result<()> {
+    let mut scene = Scene::start()?;
+    let leader = scene.leader;
+    let follower = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let addr = scene.address_of(follower);
+
+    scene
+        .watcher()
+        .note(format!("partition: [{leader}, {other}] | [{follower}]"));
+    let t0 = Instant::now();
+    scene.cluster.partition(&[&[leader, other], &[follower]])?;
+    let (by, took) = ask_until_answered(
+        scene.client(),
+        addr,
+        Some(follower),
+        t0,
+        ATTEMPT,
+        CONVERGE_TIMEOUT,
+    )?;
+    eprintln!("partition: {addr} answered from node {by} after {took:.3?}");
+    ensure!(by == leader || by == other, "answered by {by}");
+    scene
+        .watcher()
+        .note(format!("{addr} answers from node {by}"));
+    let released_at = scene.watcher().hosts(addr);
+    ensure!(
+        !released_at.contains(&follower),
+        "the isolated follower still holds {addr}"
+    );
+
+    scene.watcher().note("heal");
+    scene.cluster.heal()?;
+    scene.cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?;
+    let placement = wait_placed(&scene.cluster, &ALL, &addrs(), &ALL, CONVERGE_TIMEOUT)?;
+    scene.check_answers(&placement)?;
+    let report = scene.finish("partition isolating a follower");
+    report.check(TAKEOVER_WINDOW).map_err(|e| anyhow!(e))?;
+    // The follower let go of its address within about a lease of the cut.
+    let cut = report
+        .notes
+        .iter()
+        .find(|n| n.text.starts_with("partition"))
+        .map(|n| n.at)
+        .expect("noted");
+    let released = report
+        .changes
+        .iter()
+        .find(|c| c.addr == addr && c.at >= cut && !c.on.contains(&follower))
+        .map(|c| c.at)
+        .ok_or_else(|| anyhow!("{addr} never left node {follower}"))?;
+    let retaken = first_seen_on(&report, addr, &[leader, other], cut)
+        .ok_or_else(|| anyhow!("{addr} never reached the leader's side"))?;
+    eprintln!(
+        "partition: node {follower} released {addr} {:.3?} after the cut; retaken {:.3?} after",
+        released - cut,
+        retaken - cut
+    );
+    ensure!(
+        released - cut <= LEASE + Duration::from_millis(700),
+        "the isolated follower kept {addr} {:?} after the cut (lease {LEASE:?})",
+        released - cut
+    );
+    Ok(())
+}
+
+/// Scenario: a partition isolates the leader, which keeps the recovery lock (the
+/// case where CTDB 4.17 showed 22–33 s of duplicate addresses).
+///
+/// ```text
+///   priv: [a, b]   priv1: [leader]     (pub: everyone)
+/// ```
+///
+/// Given a started cluster,
+/// When the leader is cut off on the private network,
+/// Then the two others lose their leases and release their addresses; the leader
+///   keeps leading (whether it takes their addresses depends on its takeover
+///   runs); at no moment is an address on two nodes;
+/// When the partition heals,
+/// Then every address is hosted exactly once, answering from the node `ctdb ip`
+///   names.
+#[test]
+fn partition_isolating_the_leader_never_duplicates_an_address() -> anyhow::Result<()> {
+    let mut scene = Scene::start()?;
+    let leader = scene.leader;
+    let others: Vec<u32> = ALL.into_iter().filter(|&p| p != leader).collect();
+
+    scene.watcher().note(format!(
+        "partition: [{}, {}] | [{leader}]",
+        others[0], others[1]
+    ));
+    scene.cluster.partition(&[&others, &[leader]])?;
+    // The others' addresses leave them once their leases run out.
+    for &pnn in &others {
+        let addr = scene.address_of(pnn);
+        wait_until(CONVERGE_TIMEOUT, || {
+            let on = scene.watcher().hosts(addr);
+            if on.contains(&pnn) {
+                Err(on)
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|t| {
+            anyhow!(
+                "node {pnn} kept {addr} without a leader: {t}\n{}",
+                scene.cluster.logs()
+            )
+        })?;
+    }
+    // The isolated leader keeps the lock and leads.
+    scene.cluster.wait_leader(
+        &[leader],
+        CONVERGE_TIMEOUT,
+        "the isolated leader leading",
+        |l| l == Some(leader),
+    )?;
+    // Let the isolated leader's side settle: it declares the others dead after the
+    // keepalive window and may run a takeover after the lease margin.
+    let settled = Instant::now();
+    wait_until(CONVERGE_TIMEOUT, || {
+        let dead = scene.cluster.nodestatus(leader).is_ok_and(|rows| {
+            rows.iter()
+                .filter(|r| others.contains(&r.pnn))
+                .all(|r| r.disconnected)
+        });
+        if dead {
+            Ok(())
+        } else {
+            Err(())
+        }
+    })
+    .map_err(|_| anyhow!("the isolated leader never saw the others go"))?;
+    scene.watcher().note(format!(
+        "leader {leader} sees the others DISCONNECTED ({:.1?} after settling began); where: {:?}",
+        settled.elapsed(),
+        scene.watcher().snapshot()
+    ));
+
+    scene.watcher().note("heal");
+    scene.cluster.heal()?;
+    scene.cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?;
+    let placement = wait_placed(&scene.cluster, &ALL, &addrs(), &ALL, CONVERGE_TIMEOUT)?;
+    scene.check_answers(&placement)?;
+    let report = scene.finish("partition isolating the leader");
+    report.check_no_duplicates().map_err(|e| anyhow!(e))
+}
+
+// ---- tickle ---------------------------------------------------------------------
+
+/// Reads one whole packet from the daemon's socket within `timeout`.
+fn read_packet(stream: &mut UnixStream, timeout: Duration) -> anyhow::Result<Packet> {
+    let framer = Framer::for_clients();
+    let mut buf = Vec::new();
+    let start = Instant::now();
+    loop {
+        if let Some(len) = framer.frame_len(&buf)? {
+            return Ok(Packet::decode(&buf[..len])?);
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk) {
+            Ok(0) => bail!("connection closed after {} bytes, no reply", buf.len()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if start.elapsed() > timeout {
+                    bail!("no reply within {timeout:?} ({} bytes read)", buf.len());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Registers `conn` with node `pnn`'s daemon as smbd does: TCP_CLIENT (44) on its
+/// client socket. The daemon forgets the connection when this client goes, so the
+/// returned socket must stay open.
+fn register_connection(
+    cluster: &Cluster,
+    pnn: u32,
+    conn: Connection,
+) -> anyhow::Result<UnixStream> {
+    let mut stream = UnixStream::connect(cluster.node(pnn).path(SOCKET))
+        .with_context(|| format!("connecting to node {pnn}'s socket"))?;
+    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let request = Packet {
+        header: Header {
+            generation: 0,
+            destnode: CURRENT_NODE,
+            srcnode: 0,
+            reqid: 1,
+        },
+        body: Body::ReqControl(ReqControl {
+            opcode: Opcode::TCP_CLIENT.0,
+            srvid: 0,
+            client_id: 0,
+            flags: 0,
+            data: conn.encode(),
+        }),
+    };
+    stream.write_all(&request.encode())?;
+    match read_packet(&mut stream, Duration::from_secs(5))?.body {
+        Body::ReplyControl(r) if r.status == 0 => Ok(stream),
+        other => bail!("TCP_CLIENT refused: {other:?}"),
+    }
+}
+
+/// Scenario: tickle ACK after a power loss.
+///
+/// ```text
+///   client 10.0.20.200:p1 ──registered──> A:4445 on node h ──(power off)──> survivor
+///   client 10.0.20.200:p2 ──not registered──> A:4445
+/// ```
+///
+/// Given two idle connections from the client to address A's service on its host
+///   h (a follower), the first registered with h's daemon by TCP_CLIENT (as smbd
+///   does) and copied to every node (`ctdb gettickles` on a survivor lists it),
+/// When h loses power (links cut, daemon killed: the client gets no FIN),
+/// Then once A is back on a survivor, the registered connection's blocked read
+///   fails with ECONNRESET within 3 s (the survivor's tickle ACK drew the client's
+///   ACK, answered by a RST), long before TCP's own timeouts; the unregistered
+///   connection receives nothing in the same 3 s window; never a duplicate.
+#[test]
+fn tickle_resets_a_registered_connection_after_power_loss() -> anyhow::Result<()> {
+    let mut scene = Scene::start()?;
+    let h = (scene.leader + 1) % 3;
+    let addr = scene.address_of(h);
+
+    let (tickled, answer) = open(scene.client(), addr, ATTEMPT * 10)?;
+    ensure!(
+        answer == format!("node{h}"),
+        "first connection answered by {answer}"
+    );
+    let (idle, answer) = open(scene.client(), addr, ATTEMPT * 10)?;
+    ensure!(
+        answer == format!("node{h}"),
+        "second connection answered by {answer}"
+    );
+    let conn = Connection {
+        src: tickled.local_addr()?,
+        dst: SocketAddr::from((addr, SERVICE_PORT)),
+    };
+    ensure!(
+        conn.src.ip() == IpAddr::V4(CLIENT_ADDR),
+        "client address {}",
+        conn.src
+    );
+    let _registration = register_connection(&scene.cluster, h, conn)?;
+    let survivor = scene.leader;
+    let src = conn.src.to_string();
+    scene.cluster.node_mut(survivor).wait_ctdb(
+        &["gettickles", &addr.to_string()],
+        CONVERGE_TIMEOUT,
+        |out| out.success() && out.stdout.contains(&src),
+    )?;
+    scene.watcher().note(format!(
+        "{src} -> {addr}:{SERVICE_PORT} registered on node {h}, known to node {survivor}; \
+         {} -> {addr}:{SERVICE_PORT} not registered",
+        idle.local_addr()?
+    ));
+
+    // The registered connection's blocked read, on its own thread.
+    tickled.set_read_timeout(Some(CONVERGE_TIMEOUT))?;
+    let reader = std::thread::spawn(move || {
+        let mut tickled = tickled;
+        let mut buf = [0u8; 64];
+        let result = tickled.read(&mut buf);
+        (Instant::now(), result)
+    });
+
+    scene.watcher().set_live(h, false);
+    let off = Instant::now();
+    power_off_machine(&mut scene.cluster, h)?;
+    // Measured, not awaited: the moment A is back, to a few ms.
+    let back = loop {
+        if !scene.watcher().hosts(addr).is_empty() {
+            break Instant::now();
+        }
+        ensure!(
+            off.elapsed() < CONVERGE_TIMEOUT,
+            "{addr} never came back\n{}",
+            scene.cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    scene
+        .watcher()
+        .note(format!("{addr} back on {:?}", scene.watcher().hosts(addr)));
+
+    // Measurement window: the unregistered connection must see nothing for as long
+    // as the registered one is given to be reset.
+    let window_end = back + TICKLE_DEADLINE;
+    idle.set_read_timeout(Some(window_end.saturating_duration_since(Instant::now())))?;
+    let mut buf = [0u8; 64];
+    let idle_result = (&idle).read(&mut buf);
+    let (reset_at, tickled_result) = reader.join().expect("the reader does not panic");
+    scene.watcher().note("tickle window over");
+    let report = scene.finish("tickle after power loss");
+
+    // Timed from the watcher's record (to a round), not from the polling above.
+    let off_at = off - report.started;
+    let back_at = first_seen_on(&report, addr, &ALL, off_at).unwrap_or(back - report.started);
+    let after_back = (reset_at - report.started).saturating_sub(back_at);
+    eprintln!(
+        "tickle: {addr} back {:.3?} after power off; registered connection: {tickled_result:?} \
+         {after_back:.3?} after that; unregistered: {idle_result:?}",
+        back_at.saturating_sub(off_at)
+    );
+    match &tickled_result {
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => bail!(
+            "the registered connection's read gave {other:?} {:.3?} after power off, not a reset\n{}",
+            reset_at - off,
+            scene.cluster.logs()
+        ),
+    }
+    ensure!(
+        after_back <= TICKLE_DEADLINE,
+        "reset came {after_back:?} after {addr} was back (allowed {TICKLE_DEADLINE:?})"
+    );
+    match idle_result {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => bail!("the unregistered connection saw {other:?} within the window"),
+    }
+    report.check(TAKEOVER_WINDOW).map_err(|e| anyhow!(e))
+}
