@@ -1077,9 +1077,5 @@ impl Node {
 
 /// A failed control with CTDB's status −1 and `text`.
 pub(super) fn error_reply(text: &str) -> ReplyControl {
-    ReplyControl {
-        status: -1,
-        data: Vec::new(),
-        error: text.as_bytes().to_vec(),
-    }
+    super::controls::error(-1, text)
 }
