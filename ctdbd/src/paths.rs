@@ -7,6 +7,7 @@
 //! | run directory (socket, pid file) | `/run/ctdb` | `$CTDB_BASE/run` with `CTDB_TEST_MODE` |
 //! | state | `/var/lib/ctdb` | `$CTDB_BASE/var` with `CTDB_TEST_MODE` |
 //! | client socket | `<rundir>/ctdbd.socket` | `CTDB_SOCKET` |
+//! | provided event scripts | `/usr/share/ctdb/events/legacy` | `CTDB_DATADIR` (ctdb-rs) |
 //!
 //! Pure: the environment is passed in, so tests and the tool share one rule.
 
@@ -23,6 +24,8 @@ pub struct Paths {
     pub var_dir: PathBuf,
     /// Client socket.
     pub socket: PathBuf,
+    /// Read-only data: the provided event scripts live in `events/legacy` below it.
+    pub data_dir: PathBuf,
 }
 
 impl Paths {
@@ -40,11 +43,16 @@ impl Paths {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from)
             .unwrap_or_else(|| run_dir.join("ctdbd.socket"));
+        let data_dir = var("CTDB_DATADIR")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/usr/share/ctdb"));
         Self {
             etc_dir,
             run_dir,
             var_dir,
             socket,
+            data_dir,
         }
     }
 
@@ -81,6 +89,26 @@ impl Paths {
     /// Daemon pid file.
     pub fn pid_file(&self) -> PathBuf {
         self.run_dir.join("ctdbd.pid")
+    }
+
+    /// Enabled event scripts (symlinks or local scripts): `<etc>/events/legacy`.
+    pub fn enabled_scripts(&self) -> PathBuf {
+        self.etc_dir.join("events").join("legacy")
+    }
+
+    /// Event scripts provided to enable: `<data>/events/legacy`.
+    pub fn provided_scripts(&self) -> PathBuf {
+        self.data_dir.join("events").join("legacy")
+    }
+
+    /// The scripts' state directory (`CTDB_SCRIPT_VARDIR`).
+    pub fn script_vardir(&self) -> PathBuf {
+        self.var_dir.join("scripts")
+    }
+
+    /// The event socket the `ctdb event` tools talk to.
+    pub fn eventd_socket(&self) -> PathBuf {
+        self.run_dir.join("eventd.socket")
     }
 }
 

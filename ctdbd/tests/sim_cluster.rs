@@ -251,6 +251,33 @@ fn without_a_lock_the_lowest_pnn_leads() {
     assert_eq!(sim.leaders(), vec![0]);
 }
 
+/// Given a converged cluster, when a node's file service breaks, then its next
+/// monitor event fails, it is UNHEALTHY in everyone's view and its addresses move to
+/// the healthy nodes; when the service works again, its next monitor makes it healthy
+/// and it hosts addresses again (failback is on by default).
+#[test]
+fn a_failing_monitor_moves_addresses_away_and_recovery_brings_them_back() {
+    let mut sim = Sim::new(3, true, 11);
+    settle(&mut sim);
+    let leader = sim.leaders()[0];
+    let sick = (leader + 1) % 3;
+    assert!(!sim.hosted_by(sick).is_empty(), "{}", sim.describe());
+    sim.fault(Fault::ServiceDown(sick));
+    // MonitorInterval is 1 s in the simulation.
+    let at = sim.now;
+    let moved = sim.run_until_true(at + 5_000, |s| {
+        s.flags(leader, sick) & node_flags::UNHEALTHY != 0
+            && s.hosted_by(sick).is_empty()
+            && s.converged()
+    });
+    assert!(moved.is_some(), "{}", sim.describe());
+    sim.fault(Fault::ServiceUp(sick));
+    let back = sim.run_until_true(sim.now + 5_000, |s| {
+        s.flags(leader, sick) == 0 && !s.hosted_by(sick).is_empty() && s.converged()
+    });
+    assert!(back.is_some(), "{}", sim.describe());
+}
+
 // ---- random schedules -------------------------------------------------------
 
 fn fault(n: usize) -> impl Strategy<Value = Fault> {
@@ -264,6 +291,8 @@ fn fault(n: usize) -> impl Strategy<Value = Fault> {
         1 => Just(Fault::LockFileRemoved),
         1 => node.clone().prop_map(Fault::LockBroken),
         1 => Just(Fault::LockFixed),
+        1 => node.clone().prop_map(Fault::ServiceDown),
+        1 => node.clone().prop_map(Fault::ServiceUp),
         2 => (node, prop_oneof![
             Just(AdminOp::Ban(3)),
             Just(AdminOp::Unban),

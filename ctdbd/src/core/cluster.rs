@@ -3,10 +3,12 @@
 
 use tracing::{error, info, warn};
 
+use super::events::AfterEvent;
 use super::{
     ClientId, LockState, Node, Output, PeerLink, PendingControl, PendingNodesFile, Purpose,
     ReclockStatus, Requester,
 };
+use crate::events::Event;
 use crate::protocol::control::{
     node_flags, srvid, DisableMessage, NodeFlagChange, NodeMap, Opcode, Runstate, SrvidMessage,
     VnnMap,
@@ -859,9 +861,10 @@ impl Node {
         self.last_recovery_started = self.now.wall;
         self.last_recovery_finished = self.now.wall;
         self.stats.num_recoveries = self.stats.num_recoveries.wrapping_add(1);
+        self.queue_event(Event::StartRecovery, AfterEvent::Nothing);
+        self.queue_event(Event::Recovered, AfterEvent::Nothing);
         if self.runstate == Runstate::FirstRecovery {
-            // No event scripts yet: startup is immediate.
-            self.runstate = Runstate::Running;
+            self.begin_startup();
         }
     }
 

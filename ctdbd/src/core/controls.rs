@@ -4,7 +4,7 @@
 //! that CTDB carries in the status field (PING, GET_PID, GET_PNN, ...) are returned
 //! there. Unknown and obsolete opcodes get status −1 with no text, as 4.17 answers.
 
-use super::{Node, Output, Requester};
+use super::{events, Node, Output, Requester};
 use crate::protocol::control::{
     decode_tunable_name, encode_u32, encode_var_list, node_flags, BanState, Iface, IfaceList,
     NodeFlagChange, Opcode, PidSrvid, PublicIp, PublicIpInfo, Tunable, Uptime, VnnMap,
@@ -337,7 +337,14 @@ impl Node {
                 out.push(Output::Shutdown);
                 status(0)
             }
-            Opcode::STARTUP | Opcode::IPREALLOCATED => status(0),
+            Opcode::STARTUP => status(0),
+            Opcode::IPREALLOCATED => {
+                self.queue_event(
+                    crate::events::Event::IpReallocated,
+                    events::AfterEvent::Nothing,
+                );
+                status(0)
+            }
             // 4.17 still implements these two obsolete controls as per-client counters.
             Opcode::START_PERSISTENT_UPDATE | Opcode::CANCEL_PERSISTENT_UPDATE => status(0),
             op if op.is_obsolete() => status(-1),

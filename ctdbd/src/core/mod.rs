@@ -28,7 +28,10 @@
 
 mod cluster;
 mod controls;
+mod events;
 mod takeover;
+
+pub use events::{EventOutcome, STARTUP_RETRY_MS};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -137,6 +140,13 @@ pub enum Input {
         /// Entries (`None` = deleted line), or why the file could not be read.
         result: Result<Vec<Option<IpAddr>>, String>,
     },
+    /// Answer to [`Output::RunEvent`].
+    EventDone {
+        /// The id of the request.
+        id: u64,
+        /// How it ended.
+        outcome: EventOutcome,
+    },
 }
 
 /// The recovery lock's state as its holder reports it.
@@ -226,6 +236,17 @@ pub enum Output {
     },
     /// The set of nodes changed (reloadnodes): the transport must connect to these.
     SetPeers(Vec<Option<IpAddr>>),
+    /// Run an event's scripts; answer with [`Input::EventDone`]. At most one event
+    /// besides a monitor is asked for at a time; a monitor in progress must be
+    /// cancelled (and reported [`EventOutcome::Cancelled`]) when another is asked for.
+    RunEvent {
+        /// Echoed in the answer.
+        id: u64,
+        /// The event and its arguments.
+        event: crate::events::Event,
+        /// Time allowed for the whole event (`EventScriptTimeout`); `None` = no limit.
+        timeout_ms: Option<u64>,
+    },
     /// Apply a new log level (CTDB's numeric debug level).
     SetDebugLevel(u32),
     /// Stop the daemon (SHUTDOWN control).
@@ -435,14 +456,18 @@ pub struct Node {
     client_conns: BTreeMap<ClientId, Vec<crate::protocol::control::Connection>>,
     /// RELOAD_PUBLIC_IPS waiting for the file to be read.
     public_reload_requests: BTreeMap<u64, (Requester, u32)>,
+    /// Event scripts: what runs, what is waiting, the monitor's rhythm.
+    events: events::EventSchedule,
     stats: Statistics,
 }
 
 impl Node {
     /// A node that has just started: every other node DISCONNECTED|UNHEALTHY, itself
-    /// in FIRST_RECOVERY until a leader has recovered the cluster.
+    /// UNHEALTHY and in FIRST_RECOVERY until a leader has recovered the cluster (then
+    /// the `startup` event and the first monitor; see `events`).
     pub fn new(config: NodeConfig) -> Self {
-        let mut own_flags = 0;
+        // UNHEALTHY until the first monitor event succeeds, as in CTDB.
+        let mut own_flags = node_flags::UNHEALTHY;
         if config.start_disabled {
             own_flags |= node_flags::PERMANENTLY_DISABLED;
         }
@@ -566,6 +591,7 @@ impl Node {
             tickles: BTreeMap::new(),
             client_conns: BTreeMap::new(),
             public_reload_requests: BTreeMap::new(),
+            events: events::EventSchedule::default(),
             stats: Statistics {
                 statistics_start_time: now.wall,
                 ..Default::default()
@@ -649,6 +675,9 @@ impl Node {
         if let Some(a) = self.address_timeout() {
             t = t.min(a);
         }
+        if let Some(e) = self.events.timeout(self.runstate) {
+            t = t.min(e);
+        }
         t
     }
 
@@ -694,9 +723,11 @@ impl Node {
             Input::PublicAddresses { request, result } => {
                 self.public_addresses_read(request, result, &mut out)
             }
+            Input::EventDone { id, outcome } => self.event_done(id, outcome, &mut out),
         }
         self.election_check(&mut out);
         self.address_timers(&mut out);
+        self.drive_events(&mut out);
         let sent = out
             .iter()
             .filter(|o| matches!(o, Output::SendToClient { .. }))

@@ -28,11 +28,13 @@ use std::net::IpAddr;
 
 use tracing::{error, info, warn};
 
+use super::events::AfterEvent;
 use super::{Node, Output, PendingControl, Purpose, Requester};
+use crate::events::Event;
 use crate::ipalloc;
 use crate::protocol::control::{
-    node_flags, srvid, AddrInfo, Connection, Opcode, PublicIp, PublicIpList, SrvidMessage,
-    TickleList,
+    node_flags, srvid, AddrInfo, Connection, Opcode, PublicIp, PublicIpList, Runstate,
+    SrvidMessage, TickleList,
 };
 use crate::protocol::packet::{ReplyControl, ReqControl, CTRL_FLAG_NOREPLY, UNKNOWN_PNN};
 
@@ -460,6 +462,7 @@ impl Node {
         if ok {
             info!(run = run.id, "takeover run complete");
             self.rebalance_nodes.clear();
+            self.queue_event(Event::IpReallocated, AfterEvent::Nothing);
             for pnn in run.participants.clone() {
                 if pnn == self.pnn {
                     continue;
@@ -498,7 +501,11 @@ impl Node {
             .iter()
             .rev()
             .filter(|ip| !ip.deleting)
-            .filter(|ip| !only_available || self.usable_iface(ip).is_some())
+            // Only a RUNNING node can host: one still starting up has none available.
+            .filter(|ip| {
+                !only_available
+                    || (self.runstate == Runstate::Running && self.usable_iface(ip).is_some())
+            })
             .map(|ip| PublicIp {
                 pnn: if ip.active_iface.is_some() {
                     self.pnn
@@ -614,7 +621,9 @@ impl Node {
         }
     }
 
-    /// The edge added (`added`) or removed an address.
+    /// The edge added (`added`) or removed an address. On success the `takeip` or
+    /// `releaseip` event runs, and the controls waiting on the change are answered
+    /// when it ends (see `events`).
     pub(super) fn address_done(
         &mut self,
         addr: IpAddr,
@@ -631,53 +640,94 @@ impl Node {
         let Some(ip) = self.public_ips.iter_mut().find(|ip| ip.addr == addr) else {
             return;
         };
-        let ok = result.is_ok();
-        match (added, &result) {
-            (true, Ok(())) => {
-                ip.active_iface = op.adding_on;
-                ip.pnn = pnn;
-                let iface = op
-                    .adding_on
-                    .and_then(|i| ip.ifaces.get(i))
-                    .cloned()
-                    .unwrap_or_default();
-                info!(%addr, %iface, "public address taken");
-                out.push(Output::Announce { iface, addr });
-                self.tickle_clients(addr, out);
-            }
-            (false, Ok(())) => {
-                ip.active_iface = None;
-                if ip.pnn == pnn {
-                    ip.pnn = UNKNOWN_PNN;
-                }
-                info!(%addr, "public address released");
-                if ip.deleting {
-                    self.public_ips.retain(|ip| ip.addr != addr);
-                }
-            }
-            (_, Err(e)) => error!(%addr, added, error = %e, "public address change failed"),
+        if let Err(e) = &result {
+            error!(%addr, added, error = %e, "public address change failed");
+            self.answer_address_waiters(op.waiters, result, out);
+            return;
         }
-        let reply = if ok {
-            Node::reply_ok(Vec::new())
+        let maskbits = ip.prefix_len;
+        if added {
+            ip.active_iface = op.adding_on;
+            ip.pnn = pnn;
+            let iface = op
+                .adding_on
+                .and_then(|i| ip.ifaces.get(i))
+                .cloned()
+                .unwrap_or_default();
+            info!(%addr, %iface, "public address added; running takeip");
+            self.queue_event(
+                Event::TakeIp {
+                    iface: iface.clone(),
+                    ip: addr,
+                    maskbits,
+                },
+                AfterEvent::Taken {
+                    iface,
+                    addr,
+                    waiters: op.waiters,
+                },
+            );
         } else {
-            super::cluster::error_reply("address change failed")
+            let iface = ip
+                .active_iface
+                .or(op.adding_on)
+                .and_then(|i| ip.ifaces.get(i))
+                .cloned()
+                .unwrap_or_default();
+            ip.active_iface = None;
+            if ip.pnn == pnn {
+                ip.pnn = UNKNOWN_PNN;
+            }
+            info!(%addr, "public address released; running releaseip");
+            if ip.deleting {
+                self.public_ips.retain(|ip| ip.addr != addr);
+            }
+            self.queue_event(
+                Event::ReleaseIp {
+                    iface,
+                    ip: addr,
+                    maskbits,
+                },
+                AfterEvent::Released {
+                    addr,
+                    waiters: op.waiters,
+                },
+            );
+            // Clients (smbd) close their connections to it at once.
+            self.tell_clients_address(addr, false, out);
+            if own_release {
+                self.request_takeover_run(out);
+            }
+        }
+    }
+
+    /// Answers the controls that waited on an address change.
+    pub(super) fn answer_address_waiters(
+        &mut self,
+        waiters: Vec<(Requester, u32)>,
+        result: Result<(), String>,
+        out: &mut Vec<Output>,
+    ) {
+        let reply = match result {
+            Ok(()) => Node::reply_ok(Vec::new()),
+            Err(_) => super::cluster::error_reply("address change failed"),
         };
-        for (who, reqid) in op.waiters {
+        for (who, reqid) in waiters {
             self.reply_to(who, reqid, reply.clone(), out);
         }
-        if ok && own_release {
-            self.request_takeover_run(out);
-        }
-        if ok {
-            let (msg, text) = if added {
-                (srvid::TAKE_IP, addr)
-            } else {
-                (srvid::RELEASE_IP, addr)
-            };
-            let mut data = text.to_string().into_bytes();
-            data.push(0);
-            self.deliver_to_clients(msg, &data, out);
-        }
+    }
+
+    /// Tells local clients registered for TAKE_IP or RELEASE_IP that `addr` came or
+    /// went.
+    pub(super) fn tell_clients_address(&self, addr: IpAddr, taken: bool, out: &mut Vec<Output>) {
+        let msg = if taken {
+            srvid::TAKE_IP
+        } else {
+            srvid::RELEASE_IP
+        };
+        let mut data = addr.to_string().into_bytes();
+        data.push(0);
+        self.deliver_to_clients(msg, &data, out);
     }
 
     /// An interface's link changed: record it; addresses on a downed interface go, and

@@ -1,6 +1,7 @@
 //! Unit tests of the core: packets in, packets out, no sockets.
 
 use super::*;
+use crate::events::EventKind;
 use crate::protocol::control::{
     encode_tunable_name, Iface, IfaceList, Opcode, PublicIpInfo, Tunable,
 };
@@ -62,6 +63,22 @@ fn node() -> Node {
         },
     );
     node
+}
+
+/// Answers every event the node runs with success until none is left (a monitor
+/// comes back only after `MonitorInterval`), and returns what that produced.
+fn finish_events(n: &mut Node, now: Now) -> Vec<Output> {
+    let mut out = Vec::new();
+    while let Some((id, _)) = n.events.in_progress().first().copied() {
+        out.extend(n.handle(
+            now,
+            Input::EventDone {
+                id,
+                outcome: EventOutcome::Ok,
+            },
+        ));
+    }
+    out
 }
 
 fn control_packet(dest: u32, opcode: Opcode, srvid: u64, flags: u32, data: Vec<u8>) -> Packet {
@@ -140,7 +157,9 @@ fn node_map_lists_every_node_in_pnn_order_with_flags() {
     let (reply, _) = call(&mut n, Opcode::GET_NODEMAP, vec![]);
     let map = NodeMap::decode(&reply.data).unwrap();
     let flags: Vec<u32> = map.nodes.iter().map(|n| n.flags).collect();
-    assert_eq!(flags, vec![0, 0x03, 0x11]);
+    // Itself UNHEALTHY until its first monitor event, the absent node
+    // DISCONNECTED|UNHEALTHY, the deleted one DELETED|DISCONNECTED.
+    assert_eq!(flags, vec![0x02, 0x03, 0x11]);
     assert_eq!(map.nodes[1].addr, "192.168.20.42:4379".parse().unwrap());
 }
 
@@ -262,7 +281,9 @@ fn takeover_run_request_is_answered_with_the_leader_pnn() {
         mono_ms: 1_300,
         ..NOW
     };
-    let mut out = n.handle(later, Input::Tick);
+    // Start-up: the first recovery's events, `startup`, the first monitor.
+    let mut out = finish_events(&mut n, later);
+    out.extend(n.handle(later, Input::Tick));
     let adds: Vec<std::net::IpAddr> = out
         .iter()
         .filter_map(|o| match o {
@@ -280,6 +301,8 @@ fn takeover_run_request_is_answered_with_the_leader_pnn() {
             },
         ));
     }
+    // Each address's takeip event, then the run completes.
+    out.extend(finish_events(&mut n, later));
     let answers: Vec<&Packet> = out
         .iter()
         .filter_map(|o| match o {
@@ -542,4 +565,199 @@ fn vnn_map_lists_every_active_node_after_recovery() {
     // Node 1 connected but still UNHEALTHY until it reports its flags: active all
     // the same (UNHEALTHY is not INACTIVE), so it holds a slot.
     assert_eq!(map.map, vec![0, 1]);
+}
+
+// ---- event scripts ------------------------------------------------------------
+
+/// Answers the oldest event in progress with `outcome`; returns its kind and what
+/// the node did.
+fn finish_one(n: &mut Node, now: Now, outcome: EventOutcome) -> (EventKind, Vec<Output>) {
+    let (id, kind) = *n
+        .events
+        .in_progress()
+        .first()
+        .expect("an event in progress");
+    (kind, n.handle(now, Input::EventDone { id, outcome }))
+}
+
+fn own_flags(n: &Node) -> u32 {
+    n.flags_of(n.pnn()).unwrap()
+}
+
+fn at(ms: u64) -> Now {
+    Now { mono_ms: ms, ..NOW }
+}
+
+/// Given a node that has just been through its first recovery, then it runs
+/// `startrecovery`, `recovered` and `startup` in that order, is RUNNING only after
+/// `startup` succeeded, runs `monitor` at once, and is UNHEALTHY until that monitor
+/// succeeds.
+#[test]
+fn startup_follows_the_first_recovery_and_the_first_good_monitor_makes_the_node_healthy() {
+    let mut n = node();
+    assert_eq!(own_flags(&n), node_flags::UNHEALTHY);
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        order.push(finish_one(&mut n, NOW, EventOutcome::Ok).0);
+    }
+    assert_eq!(
+        order,
+        [
+            EventKind::StartRecovery,
+            EventKind::Recovered,
+            EventKind::Startup
+        ]
+    );
+    assert_eq!(n.runstate, Runstate::Running);
+    assert_eq!(n.events.in_progress(), [(4, EventKind::Monitor)]);
+    assert_eq!(own_flags(&n), node_flags::UNHEALTHY);
+    finish_one(&mut n, NOW, EventOutcome::Ok);
+    assert_eq!(own_flags(&n), 0);
+}
+
+/// Given a failing `startup`, then the node stays in STARTUP, runs no monitor, and
+/// tries `startup` again after STARTUP_RETRY_MS.
+#[test]
+fn a_failed_startup_is_retried_and_no_monitor_runs_before_it_succeeds() {
+    let mut n = node();
+    finish_one(&mut n, NOW, EventOutcome::Ok);
+    finish_one(&mut n, NOW, EventOutcome::Ok);
+    let (kind, _) = finish_one(&mut n, NOW, EventOutcome::Failed);
+    assert_eq!(kind, EventKind::Startup);
+    assert_eq!(n.runstate, Runstate::Startup);
+    assert!(n.events.in_progress().is_empty());
+    assert_eq!(n.poll_timeout().min(STARTUP_RETRY_MS), n.poll_timeout());
+    n.handle(at(STARTUP_RETRY_MS), Input::Tick);
+    // Other events may come first (the takeover run's `ipreallocated`).
+    let mut kinds = Vec::new();
+    while !n.events.in_progress().is_empty() && kinds.len() < 10 {
+        kinds.push(finish_one(&mut n, at(STARTUP_RETRY_MS), EventOutcome::Ok).0);
+    }
+    assert!(kinds.contains(&EventKind::Startup), "{kinds:?}");
+    assert_eq!(n.runstate, Runstate::Running);
+}
+
+/// Given a healthy node, when a monitor fails, then it is UNHEALTHY; a cancelled
+/// monitor changes nothing; a good one makes it healthy again; timeouts count only
+/// from `MonitorTimeoutCount` in a row.
+#[test]
+fn monitor_results_set_and_clear_unhealthy() {
+    let mut n = node();
+    n.tunables.set("MonitorTimeoutCount", 2).unwrap();
+    finish_events(&mut n, NOW);
+    assert_eq!(own_flags(&n), 0);
+    let mut t = 0;
+    let mut next_monitor = |n: &mut Node, outcome| {
+        t += 15_000;
+        n.handle(at(t), Input::Tick);
+        let (kind, _) = finish_one(n, at(t), outcome);
+        assert_eq!(kind, EventKind::Monitor);
+        // A flag change runs a recovery: answer its events.
+        finish_events_except_monitor(n, at(t));
+        own_flags(n)
+    };
+    assert_eq!(
+        next_monitor(&mut n, EventOutcome::Failed),
+        node_flags::UNHEALTHY
+    );
+    assert_eq!(
+        next_monitor(&mut n, EventOutcome::Cancelled),
+        node_flags::UNHEALTHY
+    );
+    assert_eq!(next_monitor(&mut n, EventOutcome::Ok), 0);
+    assert_eq!(next_monitor(&mut n, EventOutcome::TimedOut), 0);
+    assert_eq!(
+        next_monitor(&mut n, EventOutcome::TimedOut),
+        node_flags::UNHEALTHY
+    );
+}
+
+/// Answers every event but a monitor with success.
+fn finish_events_except_monitor(n: &mut Node, now: Now) {
+    while let Some((id, _)) = n
+        .events
+        .in_progress()
+        .into_iter()
+        .find(|(_, kind)| *kind != EventKind::Monitor)
+    {
+        n.handle(
+            now,
+            Input::EventDone {
+                id,
+                outcome: EventOutcome::Ok,
+            },
+        );
+    }
+}
+
+/// Given a TAKEOVER_IP, when the kernel has added the address, then `takeip` runs
+/// with CTDB's arguments, and only when it ends is the address announced and the
+/// control answered. A RELEASE_IP removes the address first, then runs `releaseip`,
+/// then answers.
+#[test]
+fn takeip_runs_before_the_announcement_and_releaseip_after_the_removal() {
+    let mut n = node();
+    finish_events(&mut n, NOW);
+    let addr: std::net::IpAddr = "10.0.0.32".parse().unwrap();
+    let ip = crate::protocol::control::PublicIp { pnn: 0, addr }.encode();
+    let (_, out) = call_to_deferred(&mut n, Opcode::TAKEOVER_IP, ip.clone());
+    assert!(
+        out.iter().any(|o| matches!(o, Output::AddAddress { .. })),
+        "{out:?}"
+    );
+    let out = n.handle(
+        NOW,
+        Input::AddressAdded {
+            addr,
+            result: Ok(()),
+        },
+    );
+    let events: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::RunEvent { event, .. } => Some(event.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events, ["takeip eth2 10.0.0.32 24"]);
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o, Output::Announce { .. } | Output::SendToClient { .. })));
+    let (_, out) = finish_one(&mut n, NOW, EventOutcome::Ok);
+    assert!(out.iter().any(|o| matches!(o, Output::Announce { .. })));
+    assert!(out.iter().any(|o| is_reply_to_tool(o, 0)), "{out:?}");
+
+    let (_, out) = call_to_deferred(&mut n, Opcode::RELEASE_IP, ip);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::RemoveAddress { .. })));
+    let out = n.handle(
+        NOW,
+        Input::AddressRemoved {
+            addr,
+            result: Ok(()),
+        },
+    );
+    assert!(!out.iter().any(|o| is_reply_to_tool(o, 0)), "{out:?}");
+    let (kind, out) = finish_one(&mut n, NOW, EventOutcome::Failed);
+    assert_eq!(kind, EventKind::ReleaseIp);
+    assert!(out.iter().any(|o| is_reply_to_tool(o, 0)), "{out:?}");
+    assert!(n.hosted_addresses().is_empty());
+}
+
+/// Sends a control from the tool that may be answered later; returns the reqid and
+/// the outputs.
+fn call_to_deferred(n: &mut Node, opcode: Opcode, data: Vec<u8>) -> (u32, Vec<Output>) {
+    let out = n.handle(
+        NOW,
+        Input::ClientPacket {
+            client: TOOL,
+            packet: control_packet(CURRENT_NODE, opcode, 0, 0, data),
+        },
+    );
+    (77, out)
+}
+
+fn is_reply_to_tool(o: &Output, status: i32) -> bool {
+    matches!(o, Output::SendToClient { client: TOOL, packet: Packet { body: Body::ReplyControl(r), .. } } if r.status == status)
 }

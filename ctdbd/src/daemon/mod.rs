@@ -7,6 +7,8 @@
 //!                                        ├─> address worker ── ctdb-rs-guardian (child,
 //!                                        │     (rtnetlink)      outlives us on a crash)
 //!                                        ├─> link watcher (netlink) → core
+//!                                        ├─> events task: event scripts, one at a
+//!                                        │     time (init and setup ran before)
 //!                                        └─> core task: owns core::Node; sleeps until
 //!                                             Node::poll_timeout; carries out every
 //!                                             Output in order
@@ -17,6 +19,7 @@
 //! the socket and the pid file, and returns.
 
 pub mod addresses;
+pub mod events;
 pub mod guardian;
 pub mod logging;
 pub mod settings;
@@ -24,6 +27,7 @@ pub mod settings;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
@@ -129,6 +133,12 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+
+    // Event scripts first: a node whose init or setup fails does not start.
+    let (runner, event_status) = prepare_events(&settings)?;
+    let event_timeout = event_timeout(&settings.tunables);
+    events::run_before_core(&runner, &event_status, event_timeout).await?;
+
     if let Some(dir) = settings.paths.socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -197,7 +207,20 @@ async fn serve(
         };
         Reclock::new(spec, Reclock::default_helper_path(), core_tx.clone())
     });
+    let (event_tx, event_rx) = mpsc::channel(64);
+    tracker.spawn(
+        events::task(
+            Arc::new(runner),
+            event_status,
+            event_rx,
+            core_tx.clone(),
+            cancel.clone(),
+            event_timeout,
+        )
+        .in_current_span(),
+    );
     let edges = Edges {
+        events: event_tx,
         outboxes: HashMap::new(),
         address_ops,
         announcer: crate::netif::send::Announcer::new(netlink.clone()),
@@ -222,6 +245,54 @@ async fn serve(
     tracker.wait().await;
     drop(socket);
     Ok(())
+}
+
+/// The event runner for this node's configuration, and an empty status store. Also
+/// enables the scripts the legacy `CTDB_MANAGES_*` variables ask for.
+fn prepare_events(
+    settings: &Settings,
+) -> anyhow::Result<(crate::events::EventRunner, events::SharedStatus)> {
+    use crate::events::{RunnerConfig, ScriptDirs};
+    let paths = &settings.paths;
+    let vardir = paths.script_vardir();
+    std::fs::create_dir_all(&vardir).with_context(|| format!("creating {}", vardir.display()))?;
+    let dirs = ScriptDirs::new(paths.provided_scripts(), paths.enabled_scripts());
+    let enabled: Vec<String> = dirs
+        .list()
+        .map(|entries| {
+            entries
+                .into_iter()
+                .filter(|e| e.enabled)
+                .map(|e| e.name.as_str().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    for name in &settings.enable_scripts {
+        if enabled.contains(name) {
+            continue;
+        }
+        match dirs.enable(name) {
+            Ok(()) => info!(script = %name, "enabled for a legacy CTDB_MANAGES_* setting"),
+            Err(e) => error!(script = %name, error = %e, "cannot enable event script"),
+        }
+    }
+    let mut config = RunnerConfig::new(&paths.etc_dir, vardir);
+    config.scripts_dir = paths.enabled_scripts();
+    config.socket = Some(paths.socket.clone());
+    config.env = settings.legacy_script_env.clone();
+    config.debug_script = settings.event_debug_script.clone();
+    Ok((
+        crate::events::EventRunner::new(config),
+        Arc::new(std::sync::Mutex::new(crate::events::EventStatusStore::new())),
+    ))
+}
+
+/// `EventScriptTimeout` (seconds; 0 = no limit).
+fn event_timeout(tunables: &crate::tunables::Tunables) -> Option<Duration> {
+    match tunables.get("EventScriptTimeout").unwrap_or(30) {
+        0 => None,
+        s => Some(Duration::from_secs(u64::from(s))),
+    }
 }
 
 /// The core's clocks: monotonic milliseconds since start, and the wall clock.
@@ -285,6 +356,7 @@ async fn wait_for_signal(cancel: CancellationToken) {
 
 /// What the core task drives: every edge that carries out outputs.
 struct Edges {
+    events: mpsc::Sender<events::EventRequest>,
     outboxes: HashMap<ClientId, mpsc::Sender<Vec<u8>>>,
     address_ops: mpsc::Sender<addresses::AddressOp>,
     announcer: crate::netif::send::Announcer,
@@ -431,6 +503,29 @@ impl Edges {
                         .send(CoreEvent::Input(Input::NodesFile { request, result }))
                         .await;
                 });
+            }
+            Output::RunEvent {
+                id,
+                event,
+                timeout_ms,
+            } => {
+                let request = events::EventRequest::Core {
+                    id,
+                    event,
+                    timeout: timeout_ms.map(Duration::from_millis),
+                };
+                if let Err(e) = self.events.try_send(request) {
+                    // Never expected (the core has at most two events out), but the
+                    // core must hear back or it waits for ever.
+                    error!(error = %e, "event queue full");
+                    let tx = self.core_tx.clone();
+                    tokio::spawn(async move {
+                        let outcome = crate::core::EventOutcome::Failed;
+                        let _ = tx
+                            .send(CoreEvent::Input(Input::EventDone { id, outcome }))
+                            .await;
+                    });
+                }
             }
             Output::SetDebugLevel(level) => {
                 self.log.set_debug_level(level);

@@ -70,6 +70,12 @@ pub struct Settings {
     pub start_as_disabled: bool,
     /// `[legacy] start as stopped`.
     pub start_as_stopped: bool,
+    /// `[event] debug script`, resolved in the configuration directory.
+    pub event_debug_script: Option<PathBuf>,
+    /// Event scripts the legacy `CTDB_MANAGES_*` variables ask to enable.
+    pub enable_scripts: Vec<String>,
+    /// Script options from the legacy file, passed to every event script.
+    pub legacy_script_env: Vec<(String, String)>,
     /// Messages to log once logging is up (legacy variables mapped, obsolete tunables).
     pub notices: Vec<String>,
 }
@@ -202,6 +208,27 @@ impl Settings {
             leader_timeout_s: conf.cluster.leader_timeout,
             start_as_disabled: conf.legacy.start_as_disabled,
             start_as_stopped: conf.legacy.start_as_stopped,
+            // ctdb.conf(5): only the file name counts, found in the configuration
+            // directory.
+            event_debug_script: conf
+                .event
+                .debug_script
+                .as_ref()
+                .and_then(|p| p.file_name())
+                .map(|name| paths.etc_dir.join(name)),
+            enable_scripts: legacy
+                .as_ref()
+                .map(|l| l.enable_scripts.clone())
+                .unwrap_or_default(),
+            legacy_script_env: legacy
+                .as_ref()
+                .map(|l| {
+                    l.script_options
+                        .iter()
+                        .map(|o| (o.name.clone(), o.value.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
             notices,
         })
     }
@@ -342,6 +369,9 @@ mod tests {
             leader_timeout_s: 5,
             start_as_disabled: false,
             start_as_stopped: false,
+            event_debug_script: None,
+            enable_scripts: Vec::new(),
+            legacy_script_env: Vec::new(),
             notices: Vec::new(),
             paths,
         }

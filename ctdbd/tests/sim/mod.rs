@@ -19,7 +19,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
-use ctdbd::core::{ClientId, Input, LockState, Node, NodeConfig, Now, Output, ReclockStatus};
+use ctdbd::core::{
+    ClientId, EventOutcome, Input, LockState, Node, NodeConfig, Now, Output, ReclockStatus,
+};
+use ctdbd::events::EventKind;
 use ctdbd::protocol::control::{node_flags, BanState, Opcode, Timeval};
 use ctdbd::protocol::packet::{Body, Header, Packet, ReqControl, CURRENT_NODE};
 use ctdbd::tunables::Tunables;
@@ -30,6 +33,8 @@ const LATENCY_MS: u64 = 2;
 const LOCK_LATENCY_MS: u64 = 5;
 /// The transport's reconnect period.
 const RECONNECT_MS: u64 = 100;
+/// How long an event's scripts take (plus up to 4 ms).
+const SCRIPT_MS: u64 = 3;
 
 /// Faults and administrator actions a schedule is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +57,10 @@ pub enum Fault {
     LockFixed,
     /// `ctdb -n N <command>` on the node's own socket.
     Admin(usize, AdminOp),
+    /// The node's file service breaks: its monitor event fails until `ServiceUp`.
+    ServiceDown(usize),
+    /// The node's file service works again.
+    ServiceUp(usize),
 }
 
 /// Administrative controls.
@@ -94,6 +103,13 @@ enum Event {
         incarnation: u64,
         status: ReclockStatus,
     },
+    /// An event's scripts finished.
+    Script {
+        node: usize,
+        incarnation: u64,
+        id: u64,
+        outcome: EventOutcome,
+    },
 }
 
 struct SimNode {
@@ -102,6 +118,8 @@ struct SimNode {
     configured: BTreeSet<IpAddr>,
     incarnation: u64,
     client_connected: bool,
+    /// Its monitor event fails (the machine's service is broken; survives restarts).
+    service_down: bool,
 }
 
 /// The simulated cluster.
@@ -168,6 +186,7 @@ impl Sim {
                 configured: BTreeSet::new(),
                 incarnation: 0,
                 client_connected: false,
+                service_down: false,
             });
             sim.start(i);
         }
@@ -193,8 +212,10 @@ impl Sim {
 
     fn start(&mut self, i: usize) {
         let mut tunables = Tunables::default();
-        // Short bans keep schedules short; the logic is the same.
+        // Short bans and monitor intervals keep schedules short; the logic is the
+        // same.
         tunables.set("RecoveryBanPeriod", 10).unwrap();
+        tunables.set("MonitorInterval", 1).unwrap();
         let seed = self.random();
         let node = Node::new(NodeConfig {
             pnn: i as u32,
@@ -338,6 +359,24 @@ impl Sim {
                 },
             ),
             Output::Announce { .. } | Output::Tickle { .. } => {}
+            Output::RunEvent { id, event, .. } => {
+                let fails = event.kind() == EventKind::Monitor && self.nodes[i].service_down;
+                let outcome = if fails {
+                    EventOutcome::Failed
+                } else {
+                    EventOutcome::Ok
+                };
+                let at = self.now + SCRIPT_MS + self.random() % 5;
+                self.push(
+                    at,
+                    Event::Script {
+                        node: i,
+                        incarnation,
+                        id,
+                        outcome,
+                    },
+                );
+            }
             Output::ReadPublicAddresses { request } => {
                 let result = Ok(self
                     .public
@@ -434,6 +473,16 @@ impl Sim {
 
     fn event(&mut self, event: Event) {
         match event {
+            Event::Script {
+                node,
+                incarnation,
+                id,
+                outcome,
+            } => {
+                if self.nodes[node].incarnation == incarnation && self.alive(node) {
+                    self.input(node, Input::EventDone { id, outcome });
+                }
+            }
             Event::Deliver {
                 from,
                 to,
@@ -599,6 +648,8 @@ impl Sim {
             }
             Fault::LockFixed => self.lock_broken.clear(),
             Fault::Admin(i, op) => self.admin(i, op),
+            Fault::ServiceDown(i) => self.nodes[i].service_down = true,
+            Fault::ServiceUp(i) => self.nodes[i].service_down = false,
         }
     }
 
@@ -777,6 +828,11 @@ impl Sim {
         self.node(at)
             .flags_of(of as u32)
             .unwrap_or(node_flags::DELETED)
+    }
+
+    /// The public addresses configured on node `i`'s interfaces.
+    pub fn hosted_by(&self, i: usize) -> BTreeSet<IpAddr> {
+        self.nodes[i].configured.clone()
     }
 
     pub fn lock_state(&self, i: usize) -> LockState {
