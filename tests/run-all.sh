@@ -3,7 +3,8 @@
 #
 # Must run as root: tests/vm creates network and mount namespaces and starts real
 # daemons in them. Steps: build everything, run every test (unit, simulation,
-# namespace suites), then the gates of STYLE.md §14 (rustfmt, clippy, rustdoc).
+# namespace suites), then the gates of STYLE.md §14 (rustfmt, clippy, rustdoc) and
+# shellcheck over the event scripts (events.d).
 # Every step runs even if an earlier check fails (except that nothing runs without
 # a build); the exit status is non-zero if any step failed.
 #
@@ -38,6 +39,7 @@ if [[ ${#failed[@]} -ne 0 ]]; then
     exit 1
 fi
 step test cargo test --workspace --no-fail-fast
+step shellcheck shellcheck -s sh events.d/functions events.d/*.script
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step doc env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps

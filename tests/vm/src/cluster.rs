@@ -67,6 +67,7 @@ pub struct ClusterBuilder {
     tunables: String,
     client: bool,
     shared_volume: bool,
+    samba: bool,
     deleted: Vec<u32>,
 }
 
@@ -136,6 +137,17 @@ impl ClusterBuilder {
         self
     }
 
+    /// Makes every node able to run Samba privately, in the clustered-NAS layout
+    /// of [`crate::samba`]: `smb.conf` ([`crate::samba::smb_conf`]) and the share
+    /// on the shared volume (so this implies [`ClusterBuilder::shared_volume`]),
+    /// private Samba directories per node, and the test user
+    /// [`crate::samba::SAMBA_USER`] known to each node's Samba. No smbd is started.
+    /// Default: no.
+    pub fn samba(mut self, yes: bool) -> Self {
+        self.samba = yes;
+        self
+    }
+
     /// Writes these pnns' lines of the `nodes` file commented out (`#<address>`),
     /// as CTDB marks a deleted node. Their sandboxes are still created if present.
     pub fn deleted(mut self, pnns: impl IntoIterator<Item = u32>) -> Self {
@@ -146,14 +158,21 @@ impl ClusterBuilder {
     /// Creates the namespaces, links and configuration. No daemon is started.
     pub fn build(self) -> anyhow::Result<Cluster> {
         check_prerequisites()?;
-        if self.shared_volume && !Path::new("/srv").is_dir() {
+        if self.samba {
+            crate::samba::check_prerequisites()?;
+        }
+        let shared_volume = self.shared_volume || self.samba;
+        if shared_volume && !Path::new("/srv").is_dir() {
             bail!("/srv is missing: the nodes mount the shared volume under it (mkdir /srv)");
         }
-        let shared = if self.shared_volume {
+        let shared = if shared_volume {
             Some(TempDir::new("shared")?)
         } else {
             None
         };
+        if let (true, Some(dir)) = (self.samba, &shared) {
+            crate::samba::prepare_shared(dir.path())?;
+        }
         let base = unique_name();
         let fabric = NetNs::create(&format!("{base}-f")).context("creating the fabric netns")?;
         for bridge in ["priv", "pub"] {
@@ -231,6 +250,9 @@ impl ClusterBuilder {
             if !self.tunables.is_empty() {
                 node.write_config("ctdb.tunables", &self.tunables)?;
             }
+            if self.samba {
+                crate::samba::prepare_node(&node)?;
+            }
             nodes.push(Some(node));
         }
         let client = if self.client {
@@ -294,6 +316,7 @@ impl Cluster {
             tunables: String::new(),
             client: false,
             shared_volume: false,
+            samba: false,
             deleted: Vec::new(),
         }
     }

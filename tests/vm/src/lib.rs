@@ -17,17 +17,29 @@
 //! - [`watch`]: the public-address watcher (no address on two live nodes, no
 //!   expected address missing for long), a background thread dumping every node.
 //! - [`public`]: a TCP service per node, a client asking it, `ctdb ip` parsed.
+//! - [`nfs`]: NFS-Ganesha in the nodes through `events.d/60.nfs.script`, its
+//!   configuration, and libnfs's `nfs-cp`/`nfs-cat`/`nfs-ls` in the client.
+//! - [`dns`]: `dnsmasq` answering one name with every public address in
+//!   rotation, and a resolver that keeps the answer's order.
+//! - [`scripts`]: the repository's `events.d` installed in a node as CTDB lays
+//!   them out, and run by hand with the event runner's environment.
+//! - [`samba`]: Samba in the nodes (`smb.conf` on the shared volume, private
+//!   state and a test user per node) and `smbclient` in the client namespace.
 //!
 //! Everything runs as root and fails loudly when a prerequisite is missing;
 //! nothing is skipped. Every resource is released in `Drop`, panics included.
 
 pub mod cluster;
 pub mod daemon;
+pub mod dns;
+pub mod nfs;
 pub mod node;
 pub mod observe;
 pub mod process;
 pub mod public;
+pub mod samba;
 pub mod sandbox;
+pub mod scripts;
 pub mod wait;
 pub mod watch;
 

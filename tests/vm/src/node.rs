@@ -180,6 +180,13 @@ impl Node {
         &self.netns
     }
 
+    /// The node's host temporary directory, holding [`Node::etc_dir`],
+    /// [`Node::var_dir`] and whatever else the harness keeps per node; removed with
+    /// the node.
+    pub fn sandbox_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// The host directory mounted on the node's `/etc/ctdb` (CTDB's `CTDB_BASE`).
     pub fn etc_dir(&self) -> PathBuf {
         self.dir.path().join("etc")
