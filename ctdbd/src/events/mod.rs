@@ -30,6 +30,7 @@
 //! ```
 
 pub mod event;
+pub mod protocol;
 pub mod runner;
 pub mod scripts;
 pub mod status;
