@@ -9,6 +9,7 @@
 //!                                        ├─> link watcher (netlink) → core
 //!                                        ├─> events task: event scripts, one at a
 //!                                        │     time (init and setup ran before)
+//!                                        ├─> event socket (stock `ctdb event`) → events
 //!                                        └─> core task: owns core::Node; sleeps until
 //!                                             Node::poll_timeout; carries out every
 //!                                             Output in order
@@ -19,6 +20,7 @@
 //! the socket and the pid file, and returns.
 
 pub mod addresses;
+pub mod eventd;
 pub mod events;
 pub mod guardian;
 pub mod logging;
@@ -208,6 +210,24 @@ async fn serve(
         Reclock::new(spec, Reclock::default_helper_path(), core_tx.clone())
     });
     let (event_tx, event_rx) = mpsc::channel(64);
+    let eventd_listener = eventd::bind(&settings.paths.eventd_socket())?;
+    let eventd_file = SocketFile(settings.paths.eventd_socket());
+    tracker.spawn(
+        eventd::serve(
+            eventd_listener,
+            eventd::EventSocket {
+                events: event_tx.clone(),
+                status: event_status.clone(),
+                dirs: crate::events::ScriptDirs::new(
+                    settings.paths.provided_scripts(),
+                    settings.paths.enabled_scripts(),
+                ),
+            },
+            cancel.clone(),
+            tracker.clone(),
+        )
+        .in_current_span(),
+    );
     tracker.spawn(
         events::task(
             Arc::new(runner),
@@ -244,6 +264,7 @@ async fn serve(
     tracker.close();
     tracker.wait().await;
     drop(socket);
+    drop(eventd_file);
     Ok(())
 }
 
