@@ -7,7 +7,7 @@
 //! | run directory (socket, pid file) | `/run/ctdb` | `$CTDB_BASE/run` with `CTDB_TEST_MODE` |
 //! | state | `/var/lib/ctdb` | `$CTDB_BASE/var` with `CTDB_TEST_MODE` |
 //! | client socket | `<rundir>/ctdbd.socket` | `CTDB_SOCKET` |
-//! | provided event scripts | `/usr/share/ctdb/events/legacy` | `CTDB_DATADIR` (ctdb-rs) |
+//! | provided event scripts | `/usr/share/ctdb/events/legacy` | `$CTDB_BASE/share/events/legacy` with `CTDB_TEST_MODE`; `CTDB_DATADIR` (ctdb-rs) |
 //!
 //! Pure: the environment is passed in, so tests and the tool share one rule.
 
@@ -43,10 +43,17 @@ impl Paths {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from)
             .unwrap_or_else(|| run_dir.join("ctdbd.socket"));
+        // 4.17's test mode keeps its read-only data under CTDB_BASE too.
         let data_dir = var("CTDB_DATADIR")
             .filter(|s| !s.is_empty())
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/share/ctdb"));
+            .unwrap_or_else(|| {
+                if test_mode {
+                    etc_dir.join("share")
+                } else {
+                    PathBuf::from("/usr/share/ctdb")
+                }
+            });
         Self {
             etc_dir,
             run_dir,
@@ -141,5 +148,14 @@ mod tests {
         assert_eq!(p.run_dir, PathBuf::from("/run/ctdb"));
         let t = Paths::from_env(env(&[("CTDB_BASE", "/tmp/b"), ("CTDB_TEST_MODE", "1")]));
         assert_eq!(t.socket, PathBuf::from("/tmp/b/run/ctdbd.socket"));
+        assert_eq!(
+            t.provided_scripts(),
+            PathBuf::from("/tmp/b/share/events/legacy")
+        );
+        assert_eq!(t.eventd_socket(), PathBuf::from("/tmp/b/run/eventd.socket"));
+        assert_eq!(
+            p.provided_scripts(),
+            PathBuf::from("/usr/share/ctdb/events/legacy")
+        );
     }
 }

@@ -88,7 +88,7 @@ pub struct GlobalOpts {
     #[arg(short = 't', long = "timelimit", value_parser = parse_int)]
     pub timelimit: Option<i32>,
     /// node specification - integer
-    #[arg(short = 'n', long = "node", value_parser = NodeSpec::parse)]
+    #[arg(short = 'n', long = "node", value_parser = NodeSpec::parse, allow_hyphen_values = true)]
     pub node: Option<NodeSpec>,
     /// enable machine readable output
     #[arg(short = 'Y')]
@@ -280,6 +280,14 @@ mod tests {
         assert_eq!(cli.global.node, Some(NodeSpec::Single(0)));
         let cli = parse(&["--node=0x1", "pnn"]).unwrap();
         assert_eq!(cli.global.node, Some(NodeSpec::Single(1)));
+        // popt takes a negative number as the value (-1: "no node given").
+        let cli = parse(&["-n", "-1", "scriptstatus"]).unwrap();
+        assert_eq!(cli.global.node, Some(NodeSpec::Single(u32::MAX)));
+        assert_eq!(cli.words, ["scriptstatus"]);
+        assert_eq!(
+            parse(&["-n", "-X", "ping"]).unwrap_err().0,
+            "Invalid option -X: invalid numeric value"
+        );
     }
 
     #[test]

@@ -49,5 +49,6 @@ fn main() {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(outcome.stdout.as_bytes());
     let _ = stdout.flush();
+    let _ = std::io::stderr().write_all(outcome.stderr_after.as_bytes());
     std::process::exit(outcome.code);
 }

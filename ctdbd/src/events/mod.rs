@@ -44,6 +44,6 @@ pub use scripts::{
     ScriptSource,
 };
 pub use status::{
-    ctime_utc, render_event_status, render_script_list, render_scriptstatus, EventStatusStore,
-    StatusOutput,
+    ctime_utc, render_event_status, render_script_list, render_scriptstatus, render_status_reply,
+    status_label, strerror, EventStatusStore, StatusOutput,
 };

@@ -40,6 +40,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::event::EventKind;
+use super::protocol::StatusReply;
 use super::runner::{EventResult, ScriptStatus};
 use super::scripts::{ScriptEntry, ScriptSource};
 
@@ -130,6 +131,66 @@ pub fn render_event_status(
     StatusOutput {
         text,
         exit_code: result.overall.exit_code(),
+    }
+}
+
+/// The text of a successful STATUS reply as the stock 4.17 tool prints it (`ctdb
+/// event status C E`, `ctdb scriptstatus`), straight from the wire data, so that
+/// any reply (ours or the stock daemon's) prints the same: one line per script,
+/// classified by [`status_label`], the run time from [`EventScript::elapsed_secs`]
+/// (the stock arithmetic), `ctime` of the start in whatever zone `ctime` uses, and
+/// `  OUTPUT: ` with the output (nothing for NULL) for every result but 0 and
+/// `-ENOEXEC`.
+///
+/// [`EventScript::elapsed_secs`]: super::protocol::EventScript::elapsed_secs
+pub fn render_status_reply(reply: &StatusReply, ctime: impl Fn(i64) -> String) -> String {
+    let mut text = String::new();
+    for script in &reply.scripts {
+        let label = status_label(script.result);
+        let name = pad(&script.name, 20);
+        let line = match script.result {
+            r if r >= 0 => format!(
+                "{name} {} {:.3} {}",
+                pad(label, 10),
+                script.elapsed_secs(),
+                ctime(script.begin.sec)
+            ),
+            r if r == -libc::ETIMEDOUT => {
+                format!("{name} {} {}", pad(label, 10), ctime(script.begin.sec))
+            }
+            r if r == -libc::ENOEXEC => format!("{name} {}\n", pad(label, 10)),
+            r => format!("{name} {label} ({})\n", strerror(r.wrapping_neg())),
+        };
+        text.push_str(&line);
+        if script.result != 0 && script.result != -libc::ENOEXEC {
+            text.push_str("  OUTPUT: ");
+            text.push_str(script.output.as_deref().unwrap_or_default());
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// The word the stock tool shows for a script's result in a status reply: `OK` (0),
+/// `ERROR` (an exit status), `TIMEDOUT` (`-ETIMEDOUT`), `DISABLED` (`-ENOEXEC`),
+/// `CANNOT RUN` (any other negated errno).
+pub fn status_label(result: i32) -> &'static str {
+    match result {
+        0 => "OK",
+        r if r > 0 => "ERROR",
+        r if r == -libc::ETIMEDOUT => "TIMEDOUT",
+        r if r == -libc::ENOEXEC => "DISABLED",
+        _ => "CANNOT RUN",
+    }
+}
+
+/// The C library's text for `errno` (`strerror`), `Unknown error N` for numbers it
+/// does not know.
+pub fn strerror(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    match text.rfind(" (os error ") {
+        Some(end) => text[..end].to_owned(),
+        None => text,
     }
 }
 
@@ -390,6 +451,67 @@ mod tests {
             )
         );
         assert!(store.last(EventKind::TakeIp).is_none());
+    }
+
+    #[test]
+    fn status_reply_as_the_stock_tool_prints_it() {
+        use crate::events::protocol::EventScript;
+        use crate::protocol::control::Timeval;
+        let at = |sec, usec| Timeval { sec, usec };
+        let script = |name: &str, begin, end, result, output: Option<&str>| EventScript {
+            name: name.into(),
+            begin,
+            end,
+            result,
+            output: output.map(Into::into),
+        };
+        let reply = StatusReply {
+            summary: -libc::ETIMEDOUT,
+            scripts: vec![
+                // 3500 µs: the stock arithmetic prints 0.003 (µs / 1e6 would give 0.004).
+                script("01.ok", at(T0, 1_000), at(T0, 4_500), 0, None),
+                script("02.off", at(T0, 5_000), at(T0, 5_001), -libc::ENOEXEC, None),
+                script(
+                    "03.fail",
+                    at(T0, 900_000),
+                    at(T0 + 1, 100_000),
+                    3,
+                    Some("bad\nthing\n"),
+                ),
+                script(
+                    "04.gone",
+                    at(T0 + 1, 0),
+                    at(T0 + 1, 10),
+                    -libc::ENOENT,
+                    None,
+                ),
+                script("05.odd", at(T0 + 1, 0), at(T0 + 1, 10), -1000, Some("x")),
+                script(
+                    "06.slow",
+                    at(T0 + 2, 0),
+                    at(T0 + 9, 0),
+                    -libc::ETIMEDOUT,
+                    Some("partial"),
+                ),
+            ],
+        };
+        assert_eq!(
+            render_status_reply(&reply, ctime_utc),
+            "01.ok                OK         0.003 Sat Nov 21 08:09:01 2026\n\
+             02.off               DISABLED  \n\
+             03.fail              ERROR      0.200 Sat Nov 21 08:09:01 2026\n\
+             \x20 OUTPUT: bad\n\
+             thing\n\
+             \n\
+             04.gone              CANNOT RUN (No such file or directory)\n\
+             \x20 OUTPUT: \n\
+             05.odd               CANNOT RUN (Unknown error 1000)\n\
+             \x20 OUTPUT: x\n\
+             06.slow              TIMEDOUT   Sat Nov 21 08:09:03 2026\n\
+             \x20 OUTPUT: partial\n"
+        );
+        assert_eq!(strerror(libc::EINTR), "Interrupted system call");
+        assert_eq!(status_label(-libc::EINTR), "CANNOT RUN");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! runs a command once per selected node.
 
 pub mod dbmap;
+pub mod event;
 pub mod ip;
 pub mod listnodes;
 pub mod node;
@@ -129,6 +130,16 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "gettickles",
         "<ip> [<port>]",
         "print the client connections recorded for an address",
+    ),
+    (
+        "event",
+        "run|status|script <args>",
+        "run an event or show its scripts' results; list, enable or disable scripts",
+    ),
+    (
+        "scriptstatus",
+        "[init|setup|startup|monitor|takeip|releaseip|ipreallocated]",
+        "print how the scripts did in the last run of an event (monitor by default)",
     ),
 ];
 
@@ -335,6 +346,9 @@ pub struct Outcome {
     pub stdout: String,
     /// Text for stderr.
     pub stderr: String,
+    /// Text for stderr after stdout: the event commands' report of how their work
+    /// ended, which 4.17 prints once the helper's output is out.
+    pub stderr_after: String,
     /// Exit status.
     pub code: i32,
 }
@@ -346,6 +360,7 @@ impl Outcome {
             stdout,
             stderr,
             code,
+            ..Self::default()
         }
     }
 }
@@ -382,14 +397,23 @@ pub fn run(cli: &Cli) -> Outcome {
     };
     let json = opts.json;
 
-    // Commands that never contact the daemon.
-    if matches!(name, "version" | "listnodes") {
-        if opts.node.is_some() {
+    // Commands that never contact the daemon. `-n -1` is 4.17's "no node given".
+    if matches!(name, "version" | "listnodes" | "event" | "scriptstatus") {
+        if opts
+            .node
+            .as_ref()
+            .is_some_and(|n| *n != NodeSpec::Single(u32::MAX))
+        {
             return Outcome::error(CommandError::stderr(format!(
                 "Cannot specify node for command {name}"
             )));
         }
+        let env = event::EventEnv::from_process();
         let result: Result<Box<dyn Report>, CommandError> = match name {
+            "event" => return event::event(&env, args, json),
+            "scriptstatus" => {
+                return event::scriptstatus(&env, args, json).unwrap_or_else(Outcome::error)
+            }
             "version" => Ok(Box::new(node::Version)),
             _ => listnodes::run(&listnodes::nodes_file_path()).map(|r| Box::new(r) as _),
         };
@@ -410,9 +434,9 @@ pub fn run(cli: &Cli) -> Outcome {
                 stderr.push_str(&listnodes::connect_diagnosis());
             }
             return Outcome {
-                stdout: String::new(),
                 stderr,
                 code,
+                ..Outcome::default()
             };
         }
     };
@@ -599,5 +623,6 @@ pub fn render(report: &dyn Report, style: &Style, json: bool) -> Outcome {
         },
         stderr: report.stderr(),
         code: report.exit_code(),
+        ..Outcome::default()
     }
 }
