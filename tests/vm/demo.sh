@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The ctdb-rs demo: builds the workspace, then brings up a local 3-node cluster in
-# network namespaces, powers one node off, shows `ctdb status` before and after,
-# and removes everything. Must run as root: sudo tests/vm/demo.sh
+# network namespaces serving SMB with Samba, writes a file through a public address,
+# powers off the node holding it, reads the file back through the same address,
+# shows `ctdb status` before and after, and removes everything.
+# Must run as root: sudo tests/vm/demo.sh
 set -euo pipefail
 
 if [[ $(id -u) -ne 0 ]]; then

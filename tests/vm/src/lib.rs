@@ -23,6 +23,7 @@
 //!   rotation, and a resolver that keeps the answer's order.
 //! - [`scripts`]: the repository's `events.d` installed in a node as CTDB lays
 //!   them out, and run by hand with the event runner's environment.
+//! - [`nas`]: a NAS cluster's scripts and options installed on every node.
 //! - [`samba`]: Samba in the nodes (`smb.conf` on the shared volume, private
 //!   state and a test user per node) and `smbclient` in the client namespace.
 //!
@@ -32,6 +33,7 @@
 pub mod cluster;
 pub mod daemon;
 pub mod dns;
+pub mod nas;
 pub mod nfs;
 pub mod node;
 pub mod observe;
