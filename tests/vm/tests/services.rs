@@ -426,3 +426,90 @@ fn round_robin_dns_spreads_smb_clients_over_the_nodes() -> anyhow::Result<()> {
     ensure!(nodes.len() >= 2, "every connection landed on {nodes:?}");
     Ok(())
 }
+
+/// Given a cluster serving SMB, when the shared `smb.conf` gets an invalid value,
+/// then every node's monitor fails and `ctdb scriptstatus` (ours and the stock
+/// tool) shows testparm's complaint; every node is UNHEALTHY. When the file is
+/// mended, the nodes are healthy again and every address is served.
+#[test]
+fn a_broken_smb_conf_surfaces_in_scriptstatus() -> anyhow::Result<()> {
+    let cluster = samba_cluster("MonitorInterval=1\n")?;
+    let good = vm::samba::smb_conf();
+    let broken = good.replace("server role = standalone server", "server role = nonsense");
+    ensure!(
+        good != broken,
+        "the test's smb.conf has no server role line"
+    );
+    cluster.write_smb_conf(&broken)?;
+    for pnn in ALL {
+        wait_until(CONVERGE_TIMEOUT, || {
+            node_has_flag(&cluster, 0, pnn, "UNHEALTHY")
+        })
+        .with_context(|| format!("node {pnn} should be UNHEALTHY"))?;
+    }
+    for tool in [Tool::Stock, Tool::Ours] {
+        let out = cluster.node(1).ctdb(tool, &["scriptstatus"])?;
+        ensure!(
+            out.stdout.contains("50.samba")
+                && out.stdout.contains("ERROR")
+                && out.stdout.contains("Ignoring invalid value 'nonsense'"),
+            "{tool:?} ctdb scriptstatus should show testparm's complaint:\n{out}"
+        );
+    }
+    cluster.write_smb_conf(&good)?;
+    cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?;
+    wait_placed(&cluster, &ALL, &addrs(), &ALL, CONVERGE_TIMEOUT)?;
+    Ok(())
+}
+
+/// A local monitor script that, once `/run/garbage` exists, prints a megabyte of
+/// bytes that are not text (NULs, invalid UTF-8, no newlines) and fails.
+const GARBAGE_SCRIPT: &str = r#"#!/bin/sh
+case "$1" in
+monitor)
+    if [ -e /run/garbage ]; then
+        head -c 1048576 /dev/urandom
+        printf '\000\377\376 end'
+        exit 3
+    fi
+    ;;
+esac
+exit 0
+"#;
+
+/// Given a node with a script that prints a megabyte of binary garbage and exits 3,
+/// then the daemon survives and keeps answering, records the failure (ERROR in
+/// `ctdb scriptstatus`, the kept output bounded), and the node is UNHEALTHY; once
+/// the script behaves, the node is healthy again.
+#[test]
+fn a_script_printing_garbage_is_recorded_and_the_daemon_survives() -> anyhow::Result<()> {
+    let cluster = samba_cluster("MonitorInterval=1\n")?;
+    let node = cluster.node(1);
+    let script = node.etc_dir().join("events/legacy/97.garbage.script");
+    std::fs::write(&script, GARBAGE_SCRIPT)?;
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    std::fs::write(node.path("/run/garbage"), "")?;
+    wait_until(CONVERGE_TIMEOUT, || {
+        node_has_flag(&cluster, 0, 1, "UNHEALTHY")
+    })
+    .context("node 1 should be UNHEALTHY")?;
+    let out = node.ctdb(Tool::Ours, &["scriptstatus"])?;
+    ensure!(
+        out.stdout.contains("97.garbage") && out.stdout.contains("ERROR"),
+        "{out}"
+    );
+    ensure!(
+        out.stdout.len() < 200 * 1024,
+        "the kept output should be bounded, got {} bytes",
+        out.stdout.len()
+    );
+    let out = node.ctdb(Tool::Stock, &["status"])?;
+    ensure!(out.success(), "the daemon should still answer:\n{out}");
+    std::fs::remove_file(node.path("/run/garbage"))?;
+    wait_until(CONVERGE_TIMEOUT, || match cluster.status(0)?.flags(1) {
+        Some("OK") => Ok(()),
+        other => Err(format!("node 1 flags {other:?}")),
+    })
+    .context("node 1 healthy again")?;
+    Ok(())
+}
