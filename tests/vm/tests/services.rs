@@ -42,17 +42,18 @@ fn addrs() -> Vec<Ipv4Addr> {
 /// Three nodes with Samba, the scripts installed and enabled, started and agreed,
 /// every address placed.
 fn samba_cluster(tunables: &str) -> anyhow::Result<Cluster> {
-    nas_cluster(tunables, false)
+    nas_cluster(tunables, false, vm::cluster::DEFAULT_CTDB_CONF)
 }
 
 /// Like [`samba_cluster`], and with `nfs` also NFS-Ganesha under `60.nfs` (grace
 /// on takeover, 5 s grace period).
-fn nas_cluster(tunables: &str, nfs: bool) -> anyhow::Result<Cluster> {
+fn nas_cluster(tunables: &str, nfs: bool, ctdb_conf: &str) -> anyhow::Result<Cluster> {
     let mut cluster = Cluster::builder()
         .nodes(3)
         .samba(true)
         .client(true)
         .tunables(tunables)
+        .ctdb_conf(ctdb_conf)
         .build()?;
     vm::nas::prepare(&cluster, nfs.then(NfsSettings::default))?;
     cluster.start(Daemon::Ours, START_TIMEOUT)?;
@@ -230,13 +231,28 @@ exit 0
 /// Given a node with a script that hangs in `monitor`, when it hangs, then the
 /// event is stopped at `EventScriptTimeout` with the script's whole process group
 /// killed, the daemon keeps answering, the status shows TIMEDOUT, and after
-/// `MonitorTimeoutCount` such timeouts in a row the node is UNHEALTHY.
+/// `MonitorTimeoutCount` such timeouts in a row the node is UNHEALTHY. The
+/// `[event] debug script` runs first, given the hung script's pid and the event.
 /// A script without execute permission is listed as disabled and changes nothing.
 #[test]
 fn a_hung_monitor_script_is_killed_at_the_timeout() -> anyhow::Result<()> {
-    let cluster =
-        samba_cluster("MonitorInterval=1\nEventScriptTimeout=2\nMonitorTimeoutCount=2\n")?;
+    let conf = format!(
+        "{}[event]\n\tdebug script = debug-hang.sh\n",
+        vm::cluster::DEFAULT_CTDB_CONF
+    );
+    let cluster = nas_cluster(
+        "MonitorInterval=1\nEventScriptTimeout=2\nMonitorTimeoutCount=2\n",
+        false,
+        &conf,
+    )?;
     let node = cluster.node(2);
+    // The debug hook: gets the hung script's pid and the event, while it still runs.
+    let debug = node.etc_dir().join("debug-hang.sh");
+    std::fs::write(
+        &debug,
+        "#!/bin/sh\necho \"$1 $2 $(cat /proc/$1/comm)\" >> /run/debug-hook.log\n",
+    )?;
+    std::fs::set_permissions(&debug, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     let legacy = node.etc_dir().join("events/legacy");
     let hang = legacy.join("99.hang.script");
     std::fs::write(&hang, HANGING_SCRIPT)?;
@@ -298,6 +314,13 @@ fn a_hung_monitor_script_is_killed_at_the_timeout() -> anyhow::Result<()> {
         }
     })?;
     ensure!(out.stdout.contains("99.hang"), "{out}");
+    let hook = std::fs::read_to_string(node.path("/run/debug-hook.log"))
+        .context("the debug script should have run")?;
+    ensure!(
+        hook.lines()
+            .any(|l| l.starts_with(&format!("{} monitor", pids[0]))),
+        "the debug script should get the hung script's pid and the event: {hook:?}"
+    );
     for on in ALL {
         wait_until(CONVERGE_TIMEOUT, || {
             node_has_flag(&cluster, on, 2, "UNHEALTHY")
@@ -361,7 +384,7 @@ fn a_missing_shared_volume_makes_the_node_unhealthy_not_dead() -> anyhow::Result
 /// clients may reclaim first) serves the same bytes back through P.
 #[test]
 fn nfs_file_written_through_an_address_reads_back_after_its_node_dies() -> anyhow::Result<()> {
-    let mut cluster = nas_cluster("MonitorInterval=1\n", true)?;
+    let mut cluster = nas_cluster("MonitorInterval=1\n", true, vm::cluster::DEFAULT_CTDB_CONF)?;
     let p = default_public(2);
     let victim = host_of(&cluster, 0, p)?.context("P is hosted")?;
     let dir = TempDir::new("nfsfile")?;
@@ -511,5 +534,63 @@ fn a_script_printing_garbage_is_recorded_and_the_daemon_survives() -> anyhow::Re
         other => Err(format!("node 1 flags {other:?}")),
     })
     .context("node 1 healthy again")?;
+    Ok(())
+}
+
+/// Given our daemon, when an administrator uses `ctdb event` (run, status, script
+/// list, disable, enable) and `scriptstatus`, then the stock 4.17 tool and ours
+/// print the same and exit the same; a disabled script stops running.
+#[test]
+fn event_commands_agree_between_the_stock_tool_and_ours() -> anyhow::Result<()> {
+    let cluster = samba_cluster("")?;
+    let node = cluster.node(0);
+    let same = |args: &[&str]| -> anyhow::Result<vm::Output> {
+        let stock = node.ctdb(Tool::Stock, args)?;
+        let ours = node.ctdb(Tool::Ours, args)?;
+        ensure!(
+            stock.stdout == ours.stdout && stock.code == ours.code,
+            "ctdb {}: stock and ours differ:\n{stock}\n{ours}",
+            args.join(" ")
+        );
+        Ok(ours)
+    };
+    let run = same(&["event", "run", "20", "legacy", "monitor"])?;
+    ensure!(run.success(), "{run}");
+    // Times differ between two runs of status; compare the names and states.
+    let status = |tool| -> anyhow::Result<Vec<String>> {
+        let out = node.ctdb(tool, &["event", "status", "legacy", "monitor"])?;
+        ensure!(out.success(), "{out}");
+        Ok(out
+            .stdout
+            .lines()
+            .map(|l| l.chars().take(31).collect())
+            .collect())
+    };
+    let stock = status(Tool::Stock)?;
+    ensure!(
+        stock == status(Tool::Ours)?,
+        "event status differs: {stock:?}"
+    );
+    ensure!(
+        stock
+            .iter()
+            .any(|l| l.starts_with("50.samba") && l.contains("OK")),
+        "{stock:?}"
+    );
+    let list = same(&["event", "script", "list", "legacy"])?;
+    ensure!(list.stdout.contains("* 50.samba"), "{list}");
+    same(&["event", "script", "disable", "legacy", "50.samba"])?;
+    let list = same(&["event", "script", "list", "legacy"])?;
+    ensure!(!list.stdout.contains("* 50.samba"), "{list}");
+    let run = same(&["event", "run", "20", "legacy", "monitor"])?;
+    ensure!(run.success(), "{run}");
+    let out = node.ctdb(Tool::Ours, &["event", "status", "legacy", "monitor"])?;
+    ensure!(
+        !out.stdout.contains("50.samba"),
+        "disabled, so not run:\n{out}"
+    );
+    same(&["event", "script", "enable", "legacy", "50.samba"])?;
+    same(&["event", "status", "legacy", "nosuchevent"])?;
+    same(&["event", "run", "20", "nosuchcomponent", "monitor"])?;
     Ok(())
 }
