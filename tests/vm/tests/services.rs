@@ -594,3 +594,57 @@ fn event_commands_agree_between_the_stock_tool_and_ours() -> anyhow::Result<()> 
     same(&["event", "run", "20", "nosuchcomponent", "monitor"])?;
     Ok(())
 }
+
+/// Given a node whose legacy configuration (`/etc/default/ctdb`) says
+/// `CTDB_MANAGES_SAMBA=yes` and whose `50.samba` is installed but not enabled,
+/// when ctdbd starts, then it enables `50.samba` (the link CTDB's layout uses),
+/// which starts smbd, and the node becomes healthy serving SMB.
+#[test]
+fn ctdb_manages_samba_enables_the_samba_script() -> anyhow::Result<()> {
+    let mut cluster = Cluster::builder()
+        .nodes(1)
+        .samba(true)
+        .client(true)
+        .build()?;
+    let node = cluster.node(0);
+    node.install_event_scripts(&["00.ctdb"])?;
+    node.write_config("script.options", "CTDB_SHARED_VOLUME=/srv/shared\n")?;
+    // A private /etc/default in the node (a copy of the host's plus ctdb), so the
+    // host's files are untouched.
+    let setup = "set -e; mkdir /run/etc-default; cp -a /etc/default/. /run/etc-default/; \
+                 echo CTDB_MANAGES_SAMBA=yes > /run/etc-default/ctdb; \
+                 mount --bind /run/etc-default /etc/default";
+    let out = node.run("/bin/sh", &["-c", setup])?;
+    ensure!(
+        out.success(),
+        "preparing /etc/default/ctdb in the node:\n{out}"
+    );
+    let link = node.etc_dir().join("events/legacy/50.samba.script");
+    ensure!(
+        link.symlink_metadata().is_err(),
+        "50.samba must start disabled"
+    );
+
+    cluster.start(Daemon::Ours, START_TIMEOUT)?;
+    cluster.wait_agreement(&[0], &[0], START_TIMEOUT)?;
+    let target = std::fs::read_link(&link).context("50.samba should be enabled")?;
+    ensure!(
+        target == std::path::Path::new("/usr/share/ctdb/events/legacy/50.samba.script"),
+        "{}",
+        target.display()
+    );
+    let out = cluster.node(0).ctdb(Tool::Stock, &["scriptstatus"])?;
+    ensure!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("50.samba") && l.contains("OK")),
+        "{out}"
+    );
+    wait_placed(&cluster, &[0], &[default_public(0)], &[0], CONVERGE_TIMEOUT)?;
+    let out = cluster.smbclient(default_public(0), "ls")?;
+    ensure!(
+        out.success(),
+        "smbclient through the node's address:\n{out}"
+    );
+    Ok(())
+}
