@@ -596,3 +596,22 @@ fn event_arguments(event: &str) -> &'static [&'static str] {
         _ => &[],
     }
 }
+
+/// The example `etc/smb.conf` of the README's layout is one Samba accepts without
+/// a complaint.
+#[test]
+fn the_example_smb_conf_passes_testparm() -> anyhow::Result<()> {
+    let path = vm::daemon::workspace_root().join("etc/smb.conf");
+    let out = std::process::Command::new("testparm")
+        .args(["-s", "--suppress-prompt"])
+        .arg(&path)
+        .output()
+        .context("running testparm")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.success() && !stderr.contains("Ignoring") && !stderr.contains("Unknown"),
+        "testparm {}:\n{stderr}",
+        path.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! The example files in `etc/` parse with the daemon's own parsers, so the README's
+//! "copy etc/ and edit" stays true. (`etc/smb.conf` is checked with Samba's testparm
+//! in `tests/vm/tests/scripts.rs`.)
+
+use std::path::{Path, PathBuf};
+
+use ctdbd::config::conf::CtdbConf;
+use ctdbd::config::nodes::parse_nodes;
+use ctdbd::config::public_addresses::parse_public_addresses;
+use ctdbd::config::script_options::parse_script_options;
+
+fn example(name: &str) -> (PathBuf, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../etc")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (path, text)
+}
+
+#[test]
+fn example_ctdb_conf_parses() {
+    let (path, text) = example("ctdb.conf");
+    CtdbConf::parse(&text, &path).unwrap();
+}
+
+#[test]
+fn example_nodes_and_public_addresses_parse() {
+    let (path, text) = example("nodes");
+    assert_eq!(parse_nodes(&text, &path).unwrap().len(), 3);
+    let (path, text) = example("public_addresses");
+    let (good, bad) = parse_public_addresses(&text, &path, None);
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(good.len(), 3);
+}
+
+#[test]
+fn example_script_options_parse_and_name_the_shared_volume() {
+    let (path, text) = example("script.options");
+    let options = parse_script_options(&text, &path).unwrap();
+    assert!(options.iter().any(|o| o.name == "CTDB_SHARED_VOLUME"));
+}
