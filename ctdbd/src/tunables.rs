@@ -105,6 +105,11 @@ pub const DEFINITIONS: &[TunableDef] = &[
     // that holds the recovery lock. Shorter than the keepalive timeout (2.5 s) so
     // that waiting for a lost node's lease adds nothing when it lost power.
     def(IP_LEASE_TIME_MS, 1000),
+    // ctdb-rs: 1 = after tickling a client, watch its answers, and where this
+    // node's kernel's reset does not reach it (a firewall drops outgoing resets,
+    // or the reset is lost) reset it ourselves (netif::tickle); 0 = tickle only,
+    // as CTDB does. Read when ctdbd starts.
+    def(TICKLE_RESET_FALLBACK, 1),
 ];
 
 /// Our public-address lease tunable (see [`DEFINITIONS`]).
@@ -112,6 +117,9 @@ pub const IP_LEASE_TIME_MS: &str = "IPLeaseTimeMs";
 
 /// Our millisecond keepalive tunable (see [`DEFINITIONS`]).
 pub const KEEPALIVE_INTERVAL_MS: &str = "KeepaliveIntervalMs";
+
+/// Our tickle reset fallback switch (see [`DEFINITIONS`]).
+pub const TICKLE_RESET_FALLBACK: &str = "TickleResetFallback";
 
 /// Result of setting a tunable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,9 +208,9 @@ mod tests {
 
     #[test]
     fn ctdbs_sixty_two_tunables_then_ours() {
-        assert_eq!(DEFINITIONS.len(), 64);
+        assert_eq!(DEFINITIONS.len(), 65);
         assert_eq!(DEFINITIONS[61].name, "AllowMixedVersions");
-        assert_eq!(Tunables::listed_names().count(), 51);
+        assert_eq!(Tunables::listed_names().count(), 52);
         assert_eq!(Tunables::listed_names().next(), Some("SeqnumInterval"));
     }
 

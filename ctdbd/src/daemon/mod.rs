@@ -244,6 +244,17 @@ async fn serve(
         outboxes: HashMap::new(),
         address_ops,
         announcer: crate::netif::send::Announcer::new(netlink.clone()),
+        // Read once: the tickle task is told at start whether to watch for answers.
+        tickler: crate::netif::Tickler::start(
+            crate::netif::send::Announcer::new(netlink.clone()),
+            settings
+                .tunables
+                .get(crate::tunables::TICKLE_RESET_FALLBACK)
+                .unwrap_or(1)
+                != 0,
+            cancel.clone(),
+            &tracker,
+        ),
         netlink,
         _link_watcher: link_watcher,
         peers,
@@ -381,6 +392,8 @@ struct Edges {
     outboxes: HashMap<ClientId, mpsc::Sender<Vec<u8>>>,
     address_ops: mpsc::Sender<addresses::AddressOp>,
     announcer: crate::netif::send::Announcer,
+    /// The tickle task: tickles, and resets where this node's kernel's do not arrive.
+    tickler: crate::netif::Tickler,
     netlink: crate::netif::netlink::Netlink,
     /// Kept for its lifetime: dropping it stops the watch.
     _link_watcher: crate::netif::netlink::LinkWatcher,
@@ -453,22 +466,10 @@ impl Edges {
                 addr,
                 false,
             ),
-            Output::Tickle { server, client } => {
-                // A few tickles a little apart: one lost segment must not leave the
-                // client hanging on its dead connection.
-                let announcer = self.announcer.clone();
-                tokio::spawn(
-                    async move {
-                        for _ in 0..3 {
-                            if let Err(e) = announcer.tickle(server, client) {
-                                warn!(%server, %client, error = %e, "tickle failed");
-                            }
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                    .in_current_span(),
-                );
-            }
+            // The tickle task sends a few tickles a little apart and, with
+            // TickleResetFallback on, watches the client's answers
+            // (netif::tickle).
+            Output::Tickle { server, client } => self.tickler.tickle(server, client),
             Output::ReadPublicAddresses { request } => {
                 let path = self.public_addresses_file.clone();
                 let default_iface = self.default_public_iface.clone();

@@ -4,9 +4,13 @@
 //! connection is gone (tickle ACKs, resets).
 //!
 //! # Layout
-//! Pure encoders, no I/O, byte-tested: [`checksum`], [`arp`], [`ndp`], [`tcp`].
+//! Pure encoders, no I/O, byte-tested: [`checksum`], [`arp`], [`ndp`], [`tcp`]
+//! (which also reads received segments), [`filter`] (the receive sockets' BPF
+//! program). Pure decisions: [`tickle`] (when to tickle, which answer to reset).
 //! I/O (tokio, raw sockets, netlink): [`netlink`] (the one task owning the
-//! rtnetlink handle, and the link watcher) and [`send`] (the [`Announcer`]).
+//! rtnetlink handle, and the link watcher), [`send`] (the [`Announcer`]),
+//! [`tickler`] (the one tickle task, with its raw receive sockets) and
+//! [`sockdiag`] (does this node hold a TCP connection?).
 //!
 //! The core never calls into this module: it emits outputs such as "add address",
 //! "release address", "announce", "tickle", the daemon's loop carries them out here
@@ -24,13 +28,18 @@
 
 pub mod arp;
 pub mod checksum;
+pub mod filter;
 pub mod ndp;
 pub mod netlink;
 pub mod send;
+pub mod sockdiag;
 pub mod tcp;
+pub mod tickle;
+pub mod tickler;
 
 pub use netlink::{watch_links, LinkChange, LinkWatcher, Netlink, NetlinkError};
 pub use send::{Announcer, SendError, ANNOUNCE_INTERVAL, ANNOUNCE_ROUNDS};
+pub use tickler::Tickler;
 
 /// An Ethernet hardware address, as the kernel reports it for an interface.
 pub type MacAddr = [u8; 6];

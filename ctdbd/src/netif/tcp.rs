@@ -2,7 +2,9 @@
 //! moved to this node, to the clients that were connected to it on the old node.
 //!
 //! Pure: builds whole IP packets (header included); [`super::send`] writes them to a
-//! raw `IPPROTO_RAW` socket, which takes the header as given.
+//! raw `IPPROTO_RAW` socket, which takes the header as given. Also reads the few
+//! fields of a received segment that the tickle watch needs ([`parse_ipv4`],
+//! [`parse_tcp`]); [`super::tickler`] feeds it what its raw receive sockets get.
 //!
 //! Why a tickle works: after a takeover, a client's connection to the public IP
 //! still exists on the client, but not on this node. Left alone, the client sends
@@ -12,7 +14,10 @@
 //! reaches this node, whose kernel has no such connection and answers with a RST
 //! whose sequence number is the client's own ack number, so the client accepts it,
 //! drops the connection, and its application reconnects at once. [`reset`] is for
-//! when the caller knows the sequence numbers and can reset the client directly.
+//! when the caller knows the sequence numbers and can reset the client directly:
+//! the client's answer to a tickle carries them (its acknowledgment number is the
+//! sequence number it expects), which is what [`super::tickle`] uses where this
+//! node's kernel's own RST does not reach the client.
 //!
 //! ```text
 //! IPv4 header (RFC 791), 20 bytes:            IPv6 header (RFC 8200), 40 bytes:
@@ -27,7 +32,7 @@
 //! ```
 //! The IPv4 id is zero with DF set, which RFC 6864 §4.1 allows for atomic datagrams.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::checksum::{checksum, Checksum};
 
@@ -39,6 +44,12 @@ pub const FLAG_ACK: u8 = 0x10;
 
 /// The RST flag.
 pub const FLAG_RST: u8 = 0x04;
+
+/// The SYN flag.
+pub const FLAG_SYN: u8 = 0x02;
+
+/// The FIN flag.
+pub const FLAG_FIN: u8 = 0x01;
 
 /// The window a tickle advertises. Any value does: the client rejects the segment
 /// as out of window before it looks at the window.
@@ -63,6 +74,124 @@ pub enum TcpEncodeError {
         /// The client's address and port.
         client: SocketAddr,
     },
+}
+
+/// A received segment could not be read: it is ignored. Raw sockets hand us
+/// whatever arrives, so none of these is a bug; none panics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TcpDecodeError {
+    /// Shorter than the header being read.
+    #[error("{what} needs {need} bytes, got {got}")]
+    Truncated {
+        /// "IPv4 header" or "TCP header".
+        what: &'static str,
+        /// Bytes the header needs.
+        need: usize,
+        /// Bytes there were.
+        got: usize,
+    },
+    /// The version field is not 4.
+    #[error("IP version {0}, not 4")]
+    NotIpv4(u8),
+    /// The IPv4 header length is below 5 words (RFC 791 §3.1, IHL).
+    #[error("IPv4 header length of {0} words, below 5")]
+    BadIpHeaderLength(u8),
+    /// The protocol is not TCP.
+    #[error("IP protocol {0}, not TCP")]
+    NotTcp(u8),
+    /// A fragment other than the first: it carries no TCP header.
+    #[error("a fragment at offset {0} (8-byte units) carries no TCP header")]
+    Fragment(u16),
+    /// The TCP data offset is below 5 words (RFC 9293 §3.1).
+    #[error("TCP data offset of {0} words, below 5")]
+    BadDataOffset(u8),
+}
+
+/// The fields of a received TCP segment that the tickle watch reads: its ends,
+/// numbers and flags. Addresses are canonical (no IPv6 scope or flow label), so
+/// they compare equal to the core's connection entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// The sender's address and port.
+    pub src: SocketAddr,
+    /// The receiver's address and port.
+    pub dst: SocketAddr,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number (meaningful when [`FLAG_ACK`] is set).
+    pub ack: u32,
+    /// The flag bits (byte 13: CWR ECE URG ACK PSH RST SYN FIN).
+    pub flags: u8,
+}
+
+impl Segment {
+    /// Whether every flag of `mask` is set.
+    pub fn has(&self, mask: u8) -> bool {
+        self.flags & mask == mask
+    }
+}
+
+/// Reads a whole IPv4 packet as an `AF_INET` raw socket receives it (header
+/// included, in network byte order on Linux). Anything beyond the TCP header's
+/// first 20 bytes may be missing: a receiver may truncate to save copying.
+pub fn parse_ipv4(packet: &[u8]) -> Result<Segment, TcpDecodeError> {
+    if packet.len() < IPV4_HEADER_LEN {
+        return Err(TcpDecodeError::Truncated {
+            what: "IPv4 header",
+            need: IPV4_HEADER_LEN,
+            got: packet.len(),
+        });
+    }
+    let version = packet[0] >> 4;
+    if version != 4 {
+        return Err(TcpDecodeError::NotIpv4(version));
+    }
+    let ihl = packet[0] & 0x0f;
+    if ihl < 5 {
+        return Err(TcpDecodeError::BadIpHeaderLength(ihl));
+    }
+    if packet[9] != IPPROTO_TCP {
+        return Err(TcpDecodeError::NotTcp(packet[9]));
+    }
+    let offset = u16::from_be_bytes([packet[6], packet[7]]) & 0x1fff;
+    if offset != 0 {
+        return Err(TcpDecodeError::Fragment(offset));
+    }
+    let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
+    let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+    let header_len = usize::from(ihl) * 4;
+    // `get` rather than indexing: an IHL larger than what arrived is truncation.
+    let tcp = packet.get(header_len..).ok_or(TcpDecodeError::Truncated {
+        what: "IPv4 header",
+        need: header_len,
+        got: packet.len(),
+    })?;
+    parse_tcp(src.into(), dst.into(), tcp)
+}
+
+/// Reads a TCP header whose IP addresses came from elsewhere: an `AF_INET6` raw
+/// socket hands over the segment without the IPv6 header, with the source in the
+/// sender address and the destination in `IPV6_PKTINFO`.
+pub fn parse_tcp(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<Segment, TcpDecodeError> {
+    if tcp.len() < TCP_HEADER_LEN {
+        return Err(TcpDecodeError::Truncated {
+            what: "TCP header",
+            need: TCP_HEADER_LEN,
+            got: tcp.len(),
+        });
+    }
+    let data_offset = tcp[12] >> 4;
+    if data_offset < 5 {
+        return Err(TcpDecodeError::BadDataOffset(data_offset));
+    }
+    let word = |at: usize| u32::from_be_bytes([tcp[at], tcp[at + 1], tcp[at + 2], tcp[at + 3]]);
+    Ok(Segment {
+        src: SocketAddr::new(src.to_canonical(), u16::from_be_bytes([tcp[0], tcp[1]])),
+        dst: SocketAddr::new(dst.to_canonical(), u16::from_be_bytes([tcp[2], tcp[3]])),
+        seq: word(4),
+        ack: word(8),
+        flags: tcp[13],
+    })
 }
 
 /// The tickle ACK from `server` (the public IP and port) to `client`: ACK set,
@@ -238,6 +367,110 @@ mod tests {
             .finish();
         assert_eq!(tcp, 0, "TCP over IPv6");
         assert_eq!(packet[40 + 13], FLAG_RST | FLAG_ACK);
+    }
+
+    #[test]
+    fn our_own_segments_parse_back() {
+        let (server, client) = v4();
+        let seg = parse_ipv4(&reset(server, client, 7, 9).unwrap()).unwrap();
+        assert_eq!(
+            seg,
+            Segment {
+                src: server,
+                dst: client,
+                seq: 7,
+                ack: 9,
+                flags: FLAG_RST | FLAG_ACK,
+            }
+        );
+        assert!(seg.has(FLAG_RST) && seg.has(FLAG_ACK) && !seg.has(FLAG_SYN));
+
+        let (server, client) = v6();
+        let packet = tickle_ack(server, client).unwrap();
+        let seg = parse_tcp(server.ip(), client.ip(), &packet[40..]).unwrap();
+        assert_eq!((seg.src, seg.dst, seg.seq, seg.ack), (server, client, 0, 0));
+        assert_eq!(seg.flags, FLAG_ACK);
+    }
+
+    /// A client's answer as Linux sends it: IPv4 with an options word (IHL 6), TCP
+    /// with the timestamp option (data offset 8), DF, ACK only. Built by hand from
+    /// RFC 791 §3.1 and RFC 9293 §3.1.
+    #[test]
+    fn reads_past_ip_options_to_the_tcp_numbers() {
+        let mut packet = vec![
+            0x46, 0x00, 0x00, 0x38, 0x12, 0x34, 0x40, 0x00, 0x40, 0x06, 0x00, 0x00,
+            // ^ version 4 IHL 6, TOS, length 56, id, DF, TTL 64, TCP, checksum
+            198, 51, 100, 7, // source: the client
+            192, 0, 2, 10, // destination: the public address
+            0x01, 0x01, 0x01, 0x00, // options: NOP NOP NOP EOL
+            0xc3, 0xcb, 0x01, 0xbd, // ports 50123 -> 445
+            0xde, 0xad, 0xbe, 0xef, // seq
+            0x0b, 0xad, 0xf0, 0x0d, // ack
+            0x80, 0x10, 0x01, 0xf5, // data offset 8, ACK, window
+            0x00, 0x00, 0x00, 0x00, // checksum, urgent pointer
+        ];
+        packet.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+        let seg = parse_ipv4(&packet).unwrap();
+        assert_eq!(seg.src, "198.51.100.7:50123".parse().unwrap());
+        assert_eq!(seg.dst, "192.0.2.10:445".parse().unwrap());
+        assert_eq!(
+            (seg.seq, seg.ack, seg.flags),
+            (0xdead_beef, 0x0bad_f00d, FLAG_ACK)
+        );
+        // Options are not read: a receiver may cut the copy after the fixed header.
+        assert_eq!(parse_ipv4(&packet[..44]), Ok(seg));
+    }
+
+    #[test]
+    fn short_and_foreign_packets_are_errors() {
+        let (server, client) = v4();
+        let packet = tickle_ack(server, client).unwrap();
+        for len in 0..packet.len() {
+            assert!(parse_ipv4(&packet[..len]).is_err(), "prefix of {len} bytes");
+        }
+        let mut bad = packet.clone();
+        bad[0] = 0x65;
+        assert_eq!(parse_ipv4(&bad), Err(TcpDecodeError::NotIpv4(6)));
+        bad[0] = 0x44;
+        assert_eq!(parse_ipv4(&bad), Err(TcpDecodeError::BadIpHeaderLength(4)));
+        bad[0] = 0x4f;
+        assert_eq!(
+            parse_ipv4(&bad),
+            Err(TcpDecodeError::Truncated {
+                what: "IPv4 header",
+                need: 60,
+                got: 40
+            })
+        );
+        let mut udp = packet.clone();
+        udp[9] = 17;
+        assert_eq!(parse_ipv4(&udp), Err(TcpDecodeError::NotTcp(17)));
+        let mut fragment = packet.clone();
+        fragment[6] = 0x20;
+        fragment[7] = 0x03;
+        assert_eq!(parse_ipv4(&fragment), Err(TcpDecodeError::Fragment(3)));
+        let mut offset = packet;
+        offset[32] = 0x40;
+        assert_eq!(parse_ipv4(&offset), Err(TcpDecodeError::BadDataOffset(4)));
+        assert!(parse_tcp(server.ip(), client.ip(), &[0; 19]).is_err());
+    }
+
+    #[test]
+    fn mapped_ipv4_addresses_come_out_canonical() {
+        let mapped: IpAddr = "::ffff:192.0.2.10".parse().unwrap();
+        let (server, client) = v4();
+        let packet = tickle_ack(server, client).unwrap();
+        let seg = parse_tcp(mapped, client.ip(), &packet[20..]).unwrap();
+        assert_eq!(seg.src, server);
+    }
+
+    proptest::proptest! {
+        /// Whatever a raw socket hands over, reading it returns, never panics.
+        #[test]
+        fn parsing_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96)) {
+            let _ = parse_ipv4(&bytes);
+            let _ = parse_tcp(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), &bytes);
+        }
     }
 
     #[test]

@@ -570,3 +570,128 @@ fn netif_tickle_resets_client_after_takeover() {
     assert_eq!(after, Err(ErrorKind::ConnectionReset), "after {waited:?}");
     assert!(waited < Duration::from_secs(1), "reset took {waited:?}");
 }
+
+/// Reads the watch's receive socket until `last` arrives (returned with everything
+/// before it) or [`DEADLINE`] passes (panics, listing what came).
+fn receive_until(
+    socket: &OwnedFd,
+    family: tickler::Family,
+    last: impl Fn(&tcp::Segment) -> bool,
+) -> Vec<tcp::Segment> {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; tickler::RECEIVE_LEN];
+    while start.elapsed() < DEADLINE {
+        match tickler::receive(socket, family, &mut buf) {
+            Ok(Ok(segment)) => {
+                seen.push(segment);
+                if last(&segment) {
+                    return seen;
+                }
+            }
+            Ok(Err(e)) => panic!("an unreadable packet passed the filter: {e}"),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("receive: {e}"),
+        }
+    }
+    panic!("the awaited segment never came; saw {seen:#?}");
+}
+
+/// Given: a namespace with `lo` up (and 2001:db8::2 on it), the tickle watch's
+/// receive sockets with their filters letting in 127.0.0.1 and ::1.
+/// When: a TCP connection to each watched address carries data, then a tickle goes
+/// to an address that is not watched, then one to a watched address.
+/// Then: the sockets receive the handshake's bare segments and the last tickle, with
+/// both ends right (for IPv6, the destination from IPV6_PKTINFO), and never a data
+/// segment (PSH) nor anything to the unwatched address.
+#[test]
+fn netif_tickle_watch_receives_only_bare_segments_to_watched_addresses() {
+    in_netns(|| {
+        block_on(async {
+            let handle = setup_handle();
+            set_link(&handle, "lo", true).await;
+            let netlink = Netlink::start().unwrap();
+            let unwatched: Ipv6Addr = "2001:db8::2".parse().unwrap();
+            netlink
+                .add_address("lo", unwatched.into(), 128)
+                .await
+                .unwrap();
+            let announcer = Announcer::new(netlink);
+            let cases = [
+                (
+                    tickler::Family::Ipv4,
+                    IpAddr::from(Ipv4Addr::LOCALHOST),
+                    IpAddr::from(Ipv4Addr::new(127, 0, 0, 2)),
+                ),
+                (
+                    tickler::Family::Ipv6,
+                    IpAddr::from(Ipv6Addr::LOCALHOST),
+                    IpAddr::from(unwatched),
+                ),
+            ];
+            for (family, watched, other) in cases {
+                let socket = tickler::open_receiver(family).unwrap();
+                let program = match watched {
+                    IpAddr::V4(v4) => filter::ipv4(&[v4], tickler::RECEIVE_LEN as u32),
+                    IpAddr::V6(v6) => filter::ipv6(&[v6], tickler::RECEIVE_LEN as u32),
+                };
+                tickler::attach_filter(socket.get_ref(), &program).unwrap();
+
+                let listener = TcpListener::bind((watched, 0)).unwrap();
+                let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+                let (mut served, _) = listener.accept().unwrap();
+                std::io::Write::write_all(&mut client, &[7; 100]).unwrap();
+                let mut got = [0u8; 100];
+                served.read_exact(&mut got).unwrap();
+
+                let from = SocketAddr::new(watched, 1);
+                announcer.tickle(from, SocketAddr::new(other, 2)).unwrap();
+                let last = SocketAddr::new(watched, 3);
+                announcer.tickle(from, last).unwrap();
+                let seen = receive_until(socket.get_ref(), family, |s| s.dst == last);
+                assert_eq!(seen.last().unwrap().src, from, "{family:?}");
+                assert!(
+                    seen.iter().any(|s| s.has(tcp::FLAG_SYN)),
+                    "{family:?}: the handshake's bare segments pass: {seen:#?}"
+                );
+                for s in &seen {
+                    assert!(!s.has(0x08), "{family:?}: a data segment passed: {s:?}");
+                    assert_eq!(s.dst.ip(), watched, "{family:?}: {s:?}");
+                }
+            }
+        })
+    });
+}
+
+/// Given: a namespace with a listener on 127.0.0.1 and on ::1, and one accepted
+/// connection to each.
+/// When: the kernel is asked about the connection, about another client of the
+/// listening port, and about a port with nothing on it.
+/// Then: the connection is held (established), the other client finds only the
+/// listener (not held), and the empty port has no socket.
+#[test]
+fn netif_sockdiag_tells_a_connection_from_a_listener() {
+    in_netns(|| {
+        block_on(async {
+            set_link(&setup_handle(), "lo", true).await;
+        });
+        for local in [
+            IpAddr::from(Ipv4Addr::LOCALHOST),
+            Ipv6Addr::LOCALHOST.into(),
+        ] {
+            let listener = TcpListener::bind((local, 0)).unwrap();
+            let server = listener.local_addr().unwrap();
+            let client = TcpStream::connect(server).unwrap();
+            let (_served, _) = listener.accept().unwrap();
+            let held = sockdiag::lookup(server, client.local_addr().unwrap()).unwrap();
+            assert_eq!(held, sockdiag::Lookup::Socket { state: 1 }, "{local}");
+            assert!(held.holds_connection());
+            let other = sockdiag::lookup(server, SocketAddr::new(local, 9)).unwrap();
+            assert_eq!(other, sockdiag::Lookup::Socket { state: 10 }, "{local}");
+            assert!(!other.holds_connection());
+            let nothing =
+                sockdiag::lookup(SocketAddr::new(local, 1), SocketAddr::new(local, 2)).unwrap();
+            assert_eq!(nothing, sockdiag::Lookup::NoSocket, "{local}");
+        }
+    });
+}
