@@ -80,13 +80,15 @@ fn main() -> anyhow::Result<()> {
                         run + 1
                     );
                     let p = default_public(0);
-                    let holder = settle(&cluster, p, client, &local)?;
+                    // A new name each time: nfs-cp refuses to overwrite (NFS4ERR_EXIST).
+                    let name = format!("bench-{client:?}-{grace}-{fault:?}-{run}.txt");
+                    let holder = settle(&cluster, p, client, &local, &name)?;
                     let start = Instant::now();
                     match fault {
                         Fault::Kill => cluster.kill_daemon(holder)?,
                         Fault::PowerOff => power_off_machine(&mut cluster, holder)?,
                     }
-                    wait_until(TIMEOUT, || read(&cluster, p, client, &dir))
+                    wait_until(TIMEOUT, || read(&cluster, p, client, &dir, &name))
                         .with_context(|| format!("{client:?} through {p} after {fault:?}"))?;
                     samples.push(start.elapsed());
                     match fault {
@@ -130,6 +132,7 @@ fn settle(
     p: Ipv4Addr,
     client: Client,
     local: &std::path::Path,
+    name: &str,
 ) -> anyhow::Result<u32> {
     cluster.wait_agreement(&ALL, &ALL, TIMEOUT)?;
     let addrs: Vec<Ipv4Addr> = (0..3).map(default_public).collect();
@@ -137,8 +140,8 @@ fn settle(
     let holder = placement[&p];
     wait_until(TIMEOUT, || {
         let out = match client {
-            Client::Smb => cluster.smbclient(p, &format!("put {} {FILE}", local.display())),
-            Client::Nfs => nfs_cp(client_ns(cluster)?, local, p, FILE, TIMEOUT),
+            Client::Smb => cluster.smbclient(p, &format!("put {} {name}", local.display())),
+            Client::Nfs => nfs_cp(client_ns(cluster)?, local, p, name, TIMEOUT),
         }
         .map_err(|e| format!("{e:#}"))?;
         if out.success() {
@@ -156,13 +159,19 @@ fn client_ns(cluster: &Cluster) -> Result<&vm::sandbox::NetNs, String> {
 }
 
 /// One read of the file through `p`.
-fn read(cluster: &Cluster, p: Ipv4Addr, client: Client, dir: &TempDir) -> Result<(), String> {
+fn read(
+    cluster: &Cluster,
+    p: Ipv4Addr,
+    client: Client,
+    dir: &TempDir,
+    name: &str,
+) -> Result<(), String> {
     let out = match client {
         Client::Smb => {
             let back = dir.path().join("back");
-            cluster.smbclient(p, &format!("get {FILE} {}", back.display()))
+            cluster.smbclient(p, &format!("get {name} {}", back.display()))
         }
-        Client::Nfs => nfs_cat(client_ns(cluster)?, p, FILE, Duration::from_secs(5)),
+        Client::Nfs => nfs_cat(client_ns(cluster)?, p, name, Duration::from_secs(5)),
     }
     .map_err(|e| format!("{e:#}"))?;
     if out.success() {
