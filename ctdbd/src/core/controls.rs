@@ -351,9 +351,12 @@ impl Node {
             Opcode::TCP_CLIENT if !matches!(from, Requester::Client(_)) => {
                 error(-1, "TCP_CLIENT comes from local clients")
             }
-            // `ctdb addtickle` sends the delayed-update form; we replicate at once either way.
-            Opcode::TCP_CLIENT | Opcode::TCP_ADD | Opcode::TCP_ADD_DELAYED_UPDATE => {
-                self.tcp_add(from, &req.data, out)
+            // smbd's TCP_CLIENT registrations end with its connection; `ctdb addtickle`
+            // (the delayed-update form) outlives the tool, as in CTDB. We replicate at
+            // once either way.
+            Opcode::TCP_CLIENT => self.tcp_add(from, true, &req.data, out),
+            Opcode::TCP_ADD | Opcode::TCP_ADD_DELAYED_UPDATE => {
+                self.tcp_add(from, false, &req.data, out)
             }
             Opcode::TCP_REMOVE => self.tcp_remove(from, &req.data, out),
             Opcode::GET_TCP_TICKLE_LIST => self.tickle_list(&req.data),

@@ -788,6 +788,7 @@ impl Node {
     pub(super) fn tcp_add(
         &mut self,
         from: Requester,
+        tied_to_client: bool,
         data: &[u8],
         out: &mut Vec<Output>,
     ) -> ReplyControl {
@@ -799,8 +800,11 @@ impl Node {
             return super::cluster::error_reply("not a public address of this node");
         }
         let new = self.tickles.entry(conn.dst.ip()).or_default().insert(conn);
-        if let Requester::Client(client) = from {
-            self.client_conns.entry(client).or_default().push(conn);
+        match from {
+            Requester::Client(client) if tied_to_client => {
+                self.client_conns.entry(client).or_default().push(conn);
+            }
+            _ => {}
         }
         if new && !matches!(from, Requester::Peer(_)) {
             self.replicate_connection(Opcode::TCP_ADD, conn, out);

@@ -761,3 +761,47 @@ fn call_to_deferred(n: &mut Node, opcode: Opcode, data: Vec<u8>) -> (u32, Vec<Ou
 fn is_reply_to_tool(o: &Output, status: i32) -> bool {
     matches!(o, Output::SendToClient { client: TOOL, packet: Packet { body: Body::ReplyControl(r), .. } } if r.status == status)
 }
+
+// ---- client connections -------------------------------------------------------
+
+/// Given a connection registered with `ctdb addtickle` (TCP_ADD_DELAYED_UPDATE) and
+/// one registered by a client with TCP_CLIENT, when both clients disconnect, then
+/// the tool's registration stays (it outlives the tool, as in CTDB) and the
+/// client's is forgotten.
+#[test]
+fn addtickle_registrations_outlive_the_tool_and_tcp_client_ones_do_not() {
+    use crate::protocol::control::{Connection, TickleList};
+    let mut n = node();
+    let dst: std::net::SocketAddr = "10.0.0.31:445".parse().unwrap();
+    let by_tool = Connection {
+        src: "10.0.0.200:40001".parse().unwrap(),
+        dst,
+    };
+    let by_smbd = Connection {
+        src: "10.0.0.200:40002".parse().unwrap(),
+        dst,
+    };
+    let (reply, _) = call(&mut n, Opcode::TCP_ADD_DELAYED_UPDATE, by_tool.encode());
+    assert_eq!(reply.status, 0);
+    n.handle(
+        NOW,
+        Input::ClientPacket {
+            client: OTHER,
+            packet: control_packet(CURRENT_NODE, Opcode::TCP_CLIENT, 0, 0, by_smbd.encode()),
+        },
+    );
+    n.handle(NOW, Input::ClientGone { client: OTHER });
+    n.handle(NOW, Input::ClientGone { client: TOOL });
+    n.handle(
+        NOW,
+        Input::ClientConnected {
+            client: TOOL,
+            pid: 101,
+        },
+    );
+    let mut asked = crate::protocol::wire::Writer::new();
+    asked.sock_addr(&"10.0.0.31:0".parse().unwrap());
+    let (reply, _) = call(&mut n, Opcode::GET_TCP_TICKLE_LIST, asked.into_bytes());
+    let list = TickleList::decode(&reply.data).unwrap();
+    assert_eq!(list.conns, vec![by_tool]);
+}
