@@ -13,10 +13,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use proptest::prelude::*;
 
 use ctdbd::protocol::control::{
-    decode_i32, decode_tunable_name, decode_u32, decode_var_list, encode_tunable_name, encode_u32,
-    encode_var_list, AddrInfo, BanState, DisableMessage, Iface, IfaceList, NodeAndFlags,
-    NodeFlagChange, NodeMap, PidSrvid, PublicIp, PublicIpInfo, PublicIpList, SrvidMessage, Timeval,
-    Tunable, Uptime, VnnMap,
+    decode_i32, decode_tunable_name, decode_u32, decode_u64, decode_var_list, encode_tunable_name,
+    encode_u32, encode_var_list, AddrInfo, BanState, DaemonGone, DisableMessage, Iface, IfaceList,
+    NodeAndFlags, NodeFlagChange, NodeMap, PidSrvid, PublicIp, PublicIpInfo, PublicIpList,
+    SrvidMessage, Timeval, Tunable, Uptime, VnnMap,
 };
 use ctdbd::protocol::packet::{Operation, CTDB_MAGIC, CTDB_PROTOCOL, HEADER_SIZE};
 use ctdbd::protocol::statistics::{Statistics, STATISTICS_SIZE};
@@ -220,11 +220,13 @@ fn decode_everything(data: &[u8]) {
     let _ = PidSrvid::decode(data);
     let _ = SrvidMessage::decode(data);
     let _ = DisableMessage::decode(data);
+    let _ = DaemonGone::decode(data);
     let _ = BanState::decode(data);
     let _ = NodeFlagChange::decode(data);
     let _ = AddrInfo::decode(data);
     let _ = decode_u32(data, "u32");
     let _ = decode_i32(data, "i32");
+    let _ = decode_u64(data, "u64");
 }
 
 proptest! {
@@ -366,6 +368,10 @@ proptest! {
         prop_assert_eq!(SrvidMessage::decode(&sm.encode()), Ok(sm));
         let dm = DisableMessage { pnn, srvid, timeout: a };
         prop_assert_eq!(DisableMessage::decode(&dm.encode()), Ok(dm));
+        let dg = DaemonGone { pnn, incarnation: srvid };
+        prop_assert_eq!(dg.encode().len(), 16);
+        prop_assert_eq!(DaemonGone::decode(&dg.encode()), Ok(dg));
+        prop_assert_eq!(decode_u64(&srvid.to_le_bytes(), "u64"), Ok(srvid));
         let bs = BanState { pnn, time: a };
         prop_assert_eq!(BanState::decode(&bs.encode()), Ok(bs));
         let fc = NodeFlagChange { pnn, new_flags: a, old_flags: b };

@@ -2,21 +2,27 @@
 //! dies. Started by `ctdbd` with a pipe on its stdin; see
 //! [`ctdbd::daemon::guardian`] for the protocol and the lifetime rules.
 //!
-//! Reads `add`/`del`/`exit` lines from stdin (blocking, so it wakes the moment the
-//! pipe closes). At end of file without `exit` the daemon has died: every address it
-//! was told about is removed through rtnetlink, each removal is logged, and it exits.
-//! Logs go to stderr (which `ctdbd` points at its own log file, or its terminal), or
-//! to syslog with `--syslog`.
+//! Reads `identity`/`nodes`/`add`/`del`/`exit` lines from stdin (blocking, so it
+//! wakes the moment the pipe closes). At end of file without `exit` the daemon has
+//! died: every address it was told about is removed through rtnetlink, each removal
+//! is logged; if all of them are gone, every peer of the nodes list is told so
+//! (`DAEMON_GONE`, all at once, each within `NOTICE_TIMEOUT`), and it exits. Logs go
+//! to stderr (which `ctdbd` points at its own log file, or its terminal), or to
+//! syslog with `--syslog`.
 //!
-//! Exit status: 0 after `exit` or after cleaning up; 1 if it could not start (no
-//! netlink socket), in which case it never said `ready` and `ctdbd` does not start.
+//! Exit status: 0 after `exit` or after cleaning up (whether or not every peer could
+//! be told); 1 if an address could not be removed (no peer is told then), or if it
+//! could not start (no netlink socket), in which case it never said `ready` and
+//! `ctdbd` does not start.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ctdbd::daemon::guardian::{GuardedAddresses, GuardianMessage, READY, SYSLOG_OPTION};
+use ctdbd::daemon::guardian::{
+    GuardedAddresses, GuardianMessage, NoticeFacts, READY, SYSLOG_OPTION,
+};
 use ctdbd::daemon::logging::{self, LogTarget};
 use ctdbd::netif::netlink::Netlink;
 use nix::sys::signal::{SigSet, Signal};
@@ -78,24 +84,35 @@ fn run() -> anyhow::Result<()> {
     }
 
     let mut held = GuardedAddresses::default();
+    let mut facts = NoticeFacts::default();
     let mut stdin = std::io::stdin().lock();
     let mut line = Vec::new();
     let end = loop {
         line.clear();
         match stdin.read_until(b'\n', &mut line) {
             Ok(0) => break End::DaemonGone(None),
+            Ok(_) if line.last() != Some(&b'\n') => {
+                // The daemon died in the middle of a write: a `nodes` line cut short
+                // would still parse, naming fewer peers.
+                warn!(line = %String::from_utf8_lossy(&line), "ignoring an unfinished last line from ctdbd");
+                break End::DaemonGone(None);
+            }
             Ok(_) => {}
             Err(e) => break End::DaemonGone(Some(e)),
         }
         let text = String::from_utf8_lossy(&line);
         match GuardianMessage::parse(&text) {
             Ok(GuardianMessage::Exit) => break End::Exit,
-            Ok(message) => held.apply(&message),
+            Ok(message) => {
+                held.apply(&message);
+                facts.apply(&message);
+            }
             // The daemon is ours, so this is a bug on its side; whatever it meant,
             // the addresses already listed stay listed.
             Err(e) => warn!(line = %text.trim_end(), error = %e, "ignoring a bad line from ctdbd"),
         }
     };
+    let died = matches!(end, End::DaemonGone(_));
     match end {
         End::Exit if held.is_empty() => {
             info!("ctdbd stopped cleanly; guardian exiting");
@@ -133,9 +150,37 @@ fn run() -> anyhow::Result<()> {
         }
     });
     if failed > 0 {
-        bail!("{failed} public address(es) could not be removed");
+        // An address may still be configured: the peers must wait for the lease.
+        bail!("{failed} public address(es) could not be removed; not telling the peers");
+    }
+    if died {
+        tell_peers(&runtime, &facts);
     }
     Ok(())
+}
+
+/// Tells every peer that the daemon is dead and its addresses are gone, so that the
+/// leader need not wait for the lease. Best effort: a peer not told waits instead.
+fn tell_peers(runtime: &tokio::runtime::Runtime, facts: &NoticeFacts) {
+    let notice = match facts.notice() {
+        Ok(notice) => notice,
+        Err(e) => {
+            warn!(error = %e, "cannot tell the peers that ctdbd is dead");
+            return;
+        }
+    };
+    let incarnation = format!("{:016x}", notice.incarnation);
+    for (peer, addr, outcome) in runtime.block_on(notice.tell_peers()) {
+        match outcome {
+            Ok(()) => info!(
+                peer,
+                %addr,
+                %incarnation,
+                "told the peer that ctdbd is dead and its public addresses are gone"
+            ),
+            Err(e) => warn!(peer, %addr, error = %e, "could not tell the peer that ctdbd is dead"),
+        }
+    }
 }
 
 fn main() -> ExitCode {

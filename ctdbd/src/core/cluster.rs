@@ -30,6 +30,10 @@ const ELECTION_RETRY_MS: u64 = 500;
 const ELECTION_FAILURE_RETRY_MS: u64 = 1000;
 /// Consecutive failed lock attempts after which a node bans itself.
 const LOCK_FAILURES_BEFORE_BAN: u32 = 3;
+/// How long the followers of a leader whose connection closed wait for its
+/// guardian's notice before they race for the lock (they race as soon as it comes).
+/// The guardian speaks within milliseconds of the daemon's death.
+pub(super) const GUARDIAN_NOTICE_WAIT_MS: u64 = 100;
 
 impl Node {
     // ---- clients -------------------------------------------------------------
@@ -53,6 +57,16 @@ impl Node {
             }
             Body::ReqMessage(msg) => {
                 self.stats.client.req_message = self.stats.client.req_message.wrapping_add(1);
+                if msg.srvid & srvid::CTDB_RS_MASK == srvid::CTDB_RS_RANGE {
+                    // Daemon-to-daemon facts (incarnations, guardian notices): a
+                    // client relaying one could make a peer believe a lie.
+                    warn!(
+                        client = client.0,
+                        srvid = msg.srvid,
+                        "client sent a ctdb-rs daemon message: dropped"
+                    );
+                    return;
+                }
                 let dest = if header.destnode == CURRENT_NODE {
                     self.pnn
                 } else {
@@ -222,6 +236,16 @@ impl Node {
     fn deliver_here(&mut self, sender: u32, msg: ReqMessage, out: &mut Vec<Output>) {
         match msg.srvid {
             srvid::LEADER => self.leader_broadcast_received(sender, &msg.data, out),
+            srvid::INCARNATION if sender != self.pnn => {
+                match crate::protocol::control::decode_u64(&msg.data, "incarnation") {
+                    Ok(incarnation) => {
+                        if let Some(link) = self.peers.get_mut(&sender) {
+                            link.incarnation = Some(incarnation);
+                        }
+                    }
+                    Err(e) => warn!(peer = sender, error = %e, "bad incarnation message"),
+                }
+            }
             // Only the leader runs takeovers; it answers (pnn, srvid) with its pnn when
             // the run that follows the request is over (§8.1).
             srvid::TAKEOVER_RUN if self.is_leader() => {
@@ -404,6 +428,17 @@ impl Node {
         let node = &mut self.nodes[pnn as usize];
         node.flags &= !node_flags::DISCONNECTED;
         info!(peer = pnn, "node connected");
+        // Whatever its guardian said is about an earlier run of it.
+        self.gone_during_election.remove(&pnn);
+        // Who we are, first: its guardian notice names it, should we die.
+        out.push(Output::SendToPeer {
+            pnn,
+            packet: self.message_packet(
+                pnn,
+                srvid::INCARNATION,
+                self.incarnation.to_le_bytes().to_vec(),
+            ),
+        });
         // Tell the newcomer our own flags, and check its nodes file matches ours.
         let own = self.own_flags();
         self.send_flags(pnn, own, own, out);
@@ -470,7 +505,9 @@ impl Node {
         }
     }
 
-    pub(super) fn peer_disconnected(&mut self, pnn: u32, out: &mut Vec<Output>) {
+    /// The link with `pnn` is down: its connection closed (`silent` false) or we
+    /// declared it dead after missed keepalives (`silent` true).
+    pub(super) fn peer_disconnected(&mut self, pnn: u32, silent: bool, out: &mut Vec<Output>) {
         let Some(link) = self.peers.get_mut(&pnn) else {
             return;
         };
@@ -507,11 +544,22 @@ impl Node {
         if self.leader == Some(pnn) {
             info!(leader = pnn, "the leader is gone");
             self.leader = None;
+            // Whatever pause an earlier contended attempt left, the holder then was
+            // most likely the leader just lost: race now if it fell silent, or, if
+            // its connection closed, once its guardian says it is dead (see
+            // `takeover`) or after a short wait without word. Racing before its
+            // lock holder has died too would only be contended. After failed
+            // attempts the pause stays (each failure counts towards a ban).
+            if self.lock_failures == 0 && !self.take_unanswered {
+                let wait = if silent { 0 } else { GUARDIAN_NOTICE_WAIT_MS };
+                self.next_election_ms = self.now.mono_ms + wait;
+            }
         }
 
         if self.is_leader() {
-            // Its addresses may move only once its lease has surely run out.
-            self.guard_leases();
+            // Its addresses may move only once its lease has surely run out, or its
+            // guardian says they are gone.
+            self.guard_lease(pnn);
             self.recover(out);
         }
     }
@@ -610,7 +658,7 @@ impl Node {
                 "node missed its keepalives: declaring it dead"
             );
             out.push(Output::DropPeer { pnn });
-            self.peer_disconnected(pnn, out);
+            self.peer_disconnected(pnn, true, out);
         }
     }
 
@@ -619,7 +667,7 @@ impl Node {
     /// Whether this node may lead now. There is no quorum: a node cannot tell peers
     /// that died from peers it is cut off from, and the last survivor of a cluster
     /// must keep serving. The recovery lock alone decides between partitions.
-    fn eligible(&self) -> bool {
+    pub(super) fn eligible(&self) -> bool {
         self.leader_capability && self.own_flags() & (node_flags::BANNED | node_flags::STOPPED) == 0
     }
 
@@ -656,12 +704,19 @@ impl Node {
         {
             info!("no leader: racing for the recovery lock");
             self.lock = LockState::Taking;
+            self.take_unanswered = true;
             out.push(Output::TakeReclock);
         }
     }
 
     pub(super) fn reclock_status(&mut self, status: ReclockStatus, out: &mut Vec<Output>) {
         let now = self.now.mono_ms;
+        // Notices confirmed during the attempt count for the election it decides, and
+        // no longer (see `takeover`).
+        let gone = std::mem::take(&mut self.gone_during_election);
+        if !matches!(status, ReclockStatus::Lost(_)) {
+            self.take_unanswered = false;
+        }
         match status {
             ReclockStatus::Taken => {
                 if self.lock != LockState::Taking {
@@ -672,7 +727,9 @@ impl Node {
                 self.lock = LockState::Held;
                 self.lock_failures = 0;
                 if self.leader.is_none() && self.eligible() {
+                    self.gone_during_election = gone;
                     self.become_leader(out);
+                    self.gone_during_election.clear();
                 } else {
                     info!(leader = ?self.leader, "took the recovery lock but a leader exists: releasing");
                     self.lock = LockState::Idle;
@@ -711,6 +768,11 @@ impl Node {
                 if self.is_leader() {
                     error!(%reason, "lost the recovery lock: stepping down");
                     self.leader = None;
+                    // A run of ours must not go on handing out addresses: the next
+                    // leader runs its own (found by the simulation: both gave one
+                    // address to two nodes once the next leader no longer waited).
+                    self.takeover = None;
+                    self.takeover_wanted = false;
                     self.broadcast_leader(UNKNOWN_PNN, out);
                 } else if was_held {
                     warn!(%reason, "recovery lock lost");
@@ -722,9 +784,9 @@ impl Node {
     fn become_leader(&mut self, out: &mut Vec<Output>) {
         info!(generation = self.generation, "this node is now the leader");
         self.leader = Some(self.pnn);
-        // A new leader cannot know what its predecessor's followers still hold until
-        // their leases have run out.
-        self.guard_leases();
+        // A new leader cannot know what other nodes hold, or are being given by a
+        // predecessor that may not know it lost the lock, until leases run out.
+        self.guard_after_election();
         self.broadcast_leader(self.pnn, out);
         self.recover(out);
     }
@@ -798,6 +860,7 @@ impl Node {
             info!(leader = sender, "new leader");
         }
         self.leader = Some(sender);
+        self.last_leader = Some(sender);
         self.leader_heard_ms = self.now.mono_ms;
         self.renew_lease(out);
     }

@@ -78,6 +78,12 @@ impl Node {
             }
         }
         match Opcode(req.opcode) {
+            Opcode::RELEASE_IP | Opcode::TAKEOVER_IP if !self.may_move_addresses(from, req) => {
+                Some(error(
+                    -1,
+                    "only the leader (or an administrator) moves public addresses",
+                ))
+            }
             Opcode::RELEASE_IP => self.release_ip(from, reqid, &req.data, out),
             Opcode::RELOAD_PUBLIC_IPS => {
                 self.request_public_addresses(from, reqid, out);

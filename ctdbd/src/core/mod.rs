@@ -19,12 +19,16 @@
 //!   quorum (a survivor must serve); between partitions the lock decides, so only the
 //!   side holding it leads. Without a configured lock, the lowest eligible connected
 //!   pnn leads (split brain is then possible, as in CTDB; a warning is logged).
+//!   When the leader's connection closes, its followers race once its guardian says
+//!   it is dead, or after a short wait without word (`takeover`'s docs say why).
 //! - The leader runs a recovery whenever membership or flags change: a new generation
 //!   and vnn map pushed to every connected node (databases will hook in here).
 //! - Each node owns its own flags (disabled, stopped, banned) and pushes them to its
 //!   peers; `DISCONNECTED` is each node's local view.
 //! - Public addresses move in the leader's takeover runs, release before take, and
-//!   are held under leases (see `takeover`'s docs).
+//!   are held under leases; a dead daemon's guardian tells the peers when its
+//!   addresses are gone, so that a crash need not wait for the lease (see
+//!   `takeover`'s docs).
 
 mod cluster;
 mod controls;
@@ -101,6 +105,16 @@ pub enum Input {
         /// The peer, identified by the connection's source address.
         pnn: u32,
         /// The packet.
+        packet: Packet,
+    },
+    /// A [`srvid::DAEMON_GONE`] message arrived from node `pnn`'s address: its
+    /// guardian says the daemon is dead and its public addresses are gone. The
+    /// transport passes these on at once, whether or not the link with `pnn` is up
+    /// (the guardian opens a connection of its own and never makes the link whole).
+    GuardianNotice {
+        /// The node, identified by the connection's source address.
+        pnn: u32,
+        /// The whole packet, checked by the core.
         packet: Packet,
     },
     /// What became of the recovery lock after [`Output::TakeReclock`].
@@ -318,6 +332,10 @@ pub struct NodeConfig {
     pub start_stopped: bool,
     /// The daemon's process id (GET_PID).
     pub daemon_pid: i32,
+    /// Identifies this run of the daemon among all runs on this node: announced to
+    /// every peer ([`srvid::INCARNATION`]) and named by the guardian's notice when
+    /// this run dies. Chosen at random at start.
+    pub incarnation: u64,
     /// Seed of the generation-number generator.
     pub seed: u64,
     /// When the daemon started.
@@ -338,6 +356,9 @@ struct PeerLink {
     last_heard_ms: u64,
     /// Its nodes file differs from ours (reported once per connection).
     nodes_differ: bool,
+    /// The incarnation it announced on this connection. Kept after the link goes
+    /// down: a guardian notice must name it (see `takeover`).
+    incarnation: Option<u64>,
 }
 
 /// Who asked for a control, so the reply can go back.
@@ -400,11 +421,18 @@ pub struct Node {
     recovery_mode: u32,
     runstate: Runstate,
     leader: Option<u32>,
+    /// The last leader other than ourselves that we followed (kept when it is lost):
+    /// whether it is known dead decides a new leader's guards (see `takeover`).
+    last_leader: Option<u32>,
     leader_heard_ms: u64,
     leader_timeout_ms: u64,
     leader_capability: bool,
     lock: LockState,
     lock_failures: u32,
+    /// A TakeReclock whose answer has not come (a Lost may overtake it). The
+    /// shortcuts that race before the pause after an attempt is over wait for it:
+    /// a late answer would be taken for the new attempt's.
+    take_unanswered: bool,
     next_election_ms: u64,
     next_keepalive_ms: u64,
     /// Next check for silent peers: five per keepalive period, so that a silent
@@ -436,8 +464,14 @@ pub struct Node {
     /// Our lease ran out and we dropped addresses; the next leader we hear must
     /// place them again.
     lease_lapsed: bool,
-    /// Leader: no takeover run before this (lost nodes' leases must run out).
-    lease_guard_until_ms: u64,
+    /// Leader: lease guards, pnn → until when that node may still hold addresses
+    /// (monotonic ms). No takeover run while one is pending (see `takeover`).
+    lease_guards: BTreeMap<u32, u64>,
+    /// Nodes whose guardian notice was confirmed during the lock attempt in progress:
+    /// if it makes us leader, they get no election guard.
+    gone_during_election: BTreeSet<u32>,
+    /// This run of the daemon (see [`NodeConfig::incarnation`]).
+    incarnation: u64,
     takeover: Option<takeover::TakeoverRun>,
     takeover_wanted: bool,
     takeover_ids: u64,
@@ -544,6 +578,7 @@ impl Node {
             recovery_mode: 0,
             runstate: Runstate::FirstRecovery,
             leader: None,
+            last_leader: None,
             leader_heard_ms: now.mono_ms,
             leader_timeout_ms: u64::from(config.leader_timeout_s.max(1)) * 1000,
             leader_capability: config.leader_capability,
@@ -553,6 +588,7 @@ impl Node {
                 LockState::NotConfigured
             },
             lock_failures: 0,
+            take_unanswered: false,
             next_election_ms: now.mono_ms,
             next_keepalive_ms: now.mono_ms + config.tunables.keepalive_interval_ms(),
             next_liveness_ms: now.mono_ms,
@@ -578,7 +614,9 @@ impl Node {
             recovery_causes: BTreeMap::new(),
             lease_until_ms: 0,
             lease_lapsed: false,
-            lease_guard_until_ms: 0,
+            lease_guards: BTreeMap::new(),
+            gone_during_election: BTreeSet::new(),
+            incarnation: config.incarnation,
             takeover: None,
             takeover_wanted: false,
             takeover_ids: 0,
@@ -711,8 +749,9 @@ impl Node {
             }
             Input::Tick => self.timers(&mut out),
             Input::PeerConnected { pnn } => self.peer_connected(pnn, &mut out),
-            Input::PeerDisconnected { pnn } => self.peer_disconnected(pnn, &mut out),
+            Input::PeerDisconnected { pnn } => self.peer_disconnected(pnn, false, &mut out),
             Input::PeerPacket { pnn, packet } => self.peer_packet(pnn, packet, &mut out),
+            Input::GuardianNotice { pnn, packet } => self.guardian_notice(pnn, packet),
             Input::Reclock(status) => self.reclock_status(status, &mut out),
             Input::NodesFile { request, result } => self.nodes_file_read(request, result, &mut out),
             Input::AddressAdded { addr, result } => self.address_done(addr, true, result, &mut out),

@@ -19,9 +19,72 @@
 //! A node may keep public addresses only while its lease is valid: the leader's
 //! lease is holding the recovery lock; a follower's is renewed by every broadcast of
 //! its leader and lasts `IPLeaseTimeMs`. A node whose lease runs out releases all its
-//! addresses. A leader starts no takeover run until the leases of nodes it lost (and,
-//! after an election, of every node) have surely run out: lost or elected at `t`, it
-//! waits until `t + IPLeaseTimeMs + margin`.
+//! addresses.
+//!
+//! The leader keeps a *lease guard* per node (pnn → until), for nodes that may hold
+//! addresses it cannot see, until `t + IPLeaseTimeMs + LEASE_MARGIN_MS`:
+//! - losing node X at `t` guards X: X may be alive behind a partition, keeping what
+//!   it holds until its lease (renewed at the latest at `t`) runs out;
+//! - becoming leader at `t` guards every other node. One not connected may still
+//!   hold addresses from the previous leader until that lease runs out. One that is
+//!   connected hears the new leader at once and takes part in the takeover run,
+//!   which has it release what it holds before anyone takes it — but the previous
+//!   leader may still be giving it addresses: a leader whose lock was taken away
+//!   goes on leading until its lock check notices (up to 250 ms), and nothing stops
+//!   its run from handing out what the new one hands out too. So connected nodes are
+//!   guarded as well, unless that previous leader is dead by its guardian's word
+//!   (below): a dead leader runs nothing.
+//!
+//! A takeover run starts only when no guard is pending: a run may move any address,
+//! so it waits for all of them (the simplest rule that is right).
+//!
+//! What keeps the run of a previous leader from mixing with the new one's when they
+//! do not wait for each other: a leader that loses the lock drops its run at once;
+//! a node takes or releases addresses only for the leader it follows (or an
+//! administrator); its own take in progress counts as held in GET_PUBLIC_IPS, and a
+//! release that comes during it is answered only when the address is gone again.
+//!
+//! # Guardian notices: a crash need not wait for the lease
+//! When X's daemon dies, X's guardian removes every address the daemon held and, if
+//! every removal worked, tells each peer `DAEMON_GONE { pnn: X, incarnation }`
+//! (`protocol::control::srvid`) on a connection of its own from X's address. Every
+//! daemon draws a random incarnation at start and announces it to each peer as soon
+//! as their link is up (`INCARNATION`); the peer keeps the last one X announced. A
+//! notice is *confirmed* when
+//! - X is not connected here: a notice about a node that is connected again is stale
+//!   (its new daemon may already hold addresses), and
+//! - it names the incarnation X announced on its last connection here: a notice
+//!   delayed past a restart of X cannot speak for the newer daemon, which announced
+//!   another incarnation when it connected.
+//!
+//! A confirmed notice lifts X's guard at the leader (the run may start at once), and
+//! if X is the leader this node followed before it led, the guards of the nodes it
+//! is connected to as well: a dead predecessor runs nothing. A node that is not
+//! leading keeps a confirmed notice only for the lock attempt it is making, or
+//! starts one that very moment when X is the leader it followed and it was waiting
+//! for that word: if the attempt makes it leader, X gets no election guard, nor, X
+//! having led, do connected nodes. Any other outcome of the attempt forgets the
+//! notice, and so does X connecting; a notice heard at any other time is not kept
+//! (between it and a later election another leader could have held the lock, unseen
+//! from here, and given addresses to a restarted X that never connected here).
+//!
+//! This is what makes a kill of the leader fast: when the leader's connection
+//! closes, its followers wait for its guardian's notice (at most
+//! `GUARDIAN_NOTICE_WAIT_MS`, in `cluster`) and race for the lock the moment it
+//! comes, by which time the dead leader's lock holder has died too (racing earlier
+//! would be contended, and a contended attempt forgets the notice). A notice that
+//! comes during the race or just after it counts as well.
+//!
+//! What the rules rely on: a notice is not in flight longer than it takes X's daemon
+//! to restart, join another leader, be given addresses, and that leader to be
+//! replaced by this node (seconds; the lease margin already assumes a broadcast is
+//! not in flight for 200 ms); and a dead predecessor's last packets reach the other
+//! nodes before the new leader's first ones. Not covered: a predecessor that lost
+//! the lock without noticing, cut off from this node but not from others, that
+//! hands out an address in the moments before its lock check notices and then
+//! crashes before this node's guards would have run out. Without a notice — power
+//! loss, a partition, a guardian that could not remove everything — the lease wait
+//! stays.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -33,7 +96,7 @@ use super::{Node, Output, PendingControl, Purpose, Requester};
 use crate::events::Event;
 use crate::ipalloc;
 use crate::protocol::control::{
-    node_flags, srvid, AddrInfo, Connection, Opcode, PublicIp, PublicIpList, Runstate,
+    node_flags, srvid, AddrInfo, Connection, DaemonGone, Opcode, PublicIp, PublicIpList, Runstate,
     SrvidMessage, TickleList,
 };
 use crate::protocol::packet::{ReplyControl, ReqControl, CTRL_FLAG_NOREPLY, UNKNOWN_PNN};
@@ -88,6 +151,10 @@ pub(super) struct AddressOp {
     pub(super) waiters: Vec<(Requester, u32)>,
     /// Interface index being added on, for a take.
     pub(super) adding_on: Option<usize>,
+    /// RELEASE_IPs that came while the address was being added: answered once the
+    /// removal queued behind the add is done, not when the add is (the one who
+    /// asked gives the address to another node as soon as it has the answer).
+    pub(super) release_waiters: Vec<(Requester, u32)>,
 }
 
 impl Node {
@@ -121,10 +188,149 @@ impl Node {
         }
     }
 
-    /// The leader may not hand out a lost node's addresses before its lease ends.
-    pub(super) fn guard_leases(&mut self) {
+    /// Node `pnn` may hold addresses we cannot see until its lease surely ends: no
+    /// takeover run before then (unless its guardian says otherwise).
+    pub(super) fn guard_lease(&mut self, pnn: u32) {
         let until = self.now.mono_ms + self.lease_ms() + LEASE_MARGIN_MS;
-        self.lease_guard_until_ms = self.lease_guard_until_ms.max(until);
+        let guard = self.lease_guards.entry(pnn).or_insert(until);
+        *guard = (*guard).max(until);
+    }
+
+    /// A new leader's guards (module docs): every other node, or only those it is
+    /// not connected to when the leader it followed is dead by its guardian's word;
+    /// never a node whose guardian confirmed during this election that its addresses
+    /// are gone.
+    pub(super) fn guard_after_election(&mut self) {
+        self.lease_guards.clear();
+        let predecessor_dead = self
+            .last_leader
+            .filter(|&p| p != self.pnn && self.gone_during_election.contains(&p));
+        if let Some(dead) = predecessor_dead {
+            info!(
+                previous = dead,
+                "the previous leader is dead by its guardian's word: connected nodes need no lease guard"
+            );
+        }
+        let others: Vec<u32> = self
+            .nodes
+            .iter()
+            .filter(|n| n.addr.is_some() && n.pnn != self.pnn)
+            .map(|n| n.pnn)
+            .collect();
+        for pnn in others {
+            if self.gone_during_election.contains(&pnn) {
+                info!(
+                    peer = pnn,
+                    "no lease guard: its guardian said its addresses are gone"
+                );
+            } else if predecessor_dead.is_none() || !self.is_connected(pnn) {
+                self.guard_lease(pnn);
+            }
+        }
+    }
+
+    /// When the last pending lease guard ends (monotonic ms; 0 = none).
+    fn lease_guard_until(&self) -> u64 {
+        self.lease_guards.values().copied().max().unwrap_or(0)
+    }
+
+    /// DAEMON_GONE from node `pnn`'s guardian (see the module docs for when it is
+    /// believed).
+    pub(super) fn guardian_notice(&mut self, pnn: u32, packet: crate::protocol::Packet) {
+        let notice = match &packet.body {
+            crate::protocol::Body::ReqMessage(msg) if msg.srvid == srvid::DAEMON_GONE => {
+                DaemonGone::decode(&msg.data)
+            }
+            _ => {
+                warn!(peer = pnn, "guardian notice is not a DAEMON_GONE message");
+                return;
+            }
+        };
+        let notice = match notice {
+            Ok(n) if n.pnn == pnn && packet.header.srcnode == pnn => n,
+            Ok(n) => {
+                warn!(
+                    peer = pnn,
+                    about = n.pnn,
+                    srcnode = packet.header.srcnode,
+                    "guardian notice about another node than the one it came from"
+                );
+                return;
+            }
+            Err(e) => {
+                warn!(peer = pnn, error = %e, "bad guardian notice");
+                return;
+            }
+        };
+        let Some(link) = self.peers.get(&pnn) else {
+            warn!(peer = pnn, "guardian notice from a node that is not a peer");
+            return;
+        };
+        let incarnation = format!("{:016x}", notice.incarnation);
+        if link.connected {
+            info!(peer = pnn, %incarnation, "guardian notice about a connected node: stale, ignored");
+            return;
+        }
+        if link.incarnation != Some(notice.incarnation) {
+            info!(
+                peer = pnn,
+                %incarnation,
+                last_seen = ?link.incarnation.map(|i| format!("{i:016x}")),
+                "guardian notice for another incarnation than the node's last: ignored"
+            );
+            return;
+        }
+        if self.is_leader() {
+            let lifted = self.lease_guards.remove(&pnn).is_some();
+            info!(
+                peer = pnn,
+                %incarnation,
+                lifted,
+                "guardian notice: the node's daemon is dead and its public addresses are gone; no lease wait"
+            );
+            if self.last_leader == Some(pnn) {
+                // Our predecessor, dead: the guards of connected nodes were for a run
+                // of its that might still go on. (Its notice often comes just after
+                // the election rather than during it.)
+                let connected: Vec<u32> = self
+                    .lease_guards
+                    .keys()
+                    .copied()
+                    .filter(|&p| self.is_connected(p))
+                    .collect();
+                for p in &connected {
+                    self.lease_guards.remove(p);
+                }
+                if !connected.is_empty() {
+                    info!(previous = pnn, nodes = ?connected, "the previous leader is dead by its guardian's word: lease guards of connected nodes lifted");
+                }
+            }
+        } else if self.lock == super::LockState::Taking {
+            info!(
+                peer = pnn,
+                %incarnation,
+                "guardian notice: the node's daemon is dead and its public addresses are gone (kept for this election)"
+            );
+            self.gone_during_election.insert(pnn);
+        } else if self.leader.is_none()
+            && self.last_leader == Some(pnn)
+            && self.lock == super::LockState::Idle
+            && self.lock_failures == 0
+            && !self.take_unanswered
+            && self.eligible()
+        {
+            // Our leader's connection closed and we wait for this word before racing
+            // (`GUARDIAN_NOTICE_WAIT_MS`): the race starts now, in this very step.
+            info!(
+                peer = pnn,
+                %incarnation,
+                "guardian notice: the leader's daemon is dead and its public addresses are gone; racing for the lock"
+            );
+            self.next_election_ms = self.now.mono_ms;
+            self.gone_during_election.insert(pnn);
+        } else {
+            info!(peer = pnn, %incarnation, "guardian notice: the node's daemon is dead (not leading or electing: nothing to do)");
+        }
     }
 
     /// Asks for a takeover run (leader only; others ignore it).
@@ -175,7 +381,7 @@ impl Node {
         }
         if self.is_leader() && self.takeover_wanted && self.takeover.is_none() {
             at(self
-                .lease_guard_until_ms
+                .lease_guard_until()
                 .max(self.takeover_not_before_ms)
                 .max(self.takeover_disabled_until_ms));
         }
@@ -187,10 +393,11 @@ impl Node {
     /// Starts a takeover run when one is wanted and allowed.
     pub(super) fn drive_takeover(&mut self, out: &mut Vec<Output>) {
         let now = self.now.mono_ms;
+        self.lease_guards.retain(|_, until| *until > now);
         if !self.is_leader()
             || !self.takeover_wanted
             || self.takeover.is_some()
-            || now < self.lease_guard_until_ms
+            || now < self.lease_guard_until()
             || now < self.takeover_not_before_ms
             || now < self.takeover_disabled_until_ms
         {
@@ -507,7 +714,15 @@ impl Node {
                     || (self.runstate == Runstate::Running && self.usable_iface(ip).is_some())
             })
             .map(|ip| PublicIp {
-                pnn: if ip.active_iface.is_some() {
+                // An address being added counts as held: a leader that asks now (a
+                // new leader, while the old one's take is under way) must release
+                // it from here before it gives it to anyone else.
+                pnn: if ip.active_iface.is_some()
+                    || self
+                        .address_ops
+                        .get(&ip.addr)
+                        .is_some_and(|op| op.adding_on.is_some())
+                {
                     self.pnn
                 } else {
                     ip.pnn
@@ -531,6 +746,19 @@ impl Node {
         ip.ifaces.iter().position(up)
     }
 
+    /// Whether `from` may tell this node to release or take an address: a local
+    /// client or this node's own run, an administrator's control forwarded by a peer
+    /// (it carries the client's id: `ctdb moveip`), or a takeover run of the leader
+    /// this node follows. A run of a leader that has since lost the lock, or died,
+    /// may still have controls in flight; taken here they would race the new
+    /// leader's run, which no longer waits for connected nodes (module docs).
+    pub(super) fn may_move_addresses(&self, from: Requester, req: &ReqControl) -> bool {
+        match from {
+            Requester::Local | Requester::Client(_) => true,
+            Requester::Peer(pnn) => req.client_id != 0 || self.leader == Some(pnn),
+        }
+    }
+
     /// RELEASE_IP: note the new owner; remove the address if we hold it. `None` =
     /// answered when the removal completes.
     pub(super) fn release_ip(
@@ -550,11 +778,12 @@ impl Node {
         if ip.active_iface.is_none() && !self.address_ops.contains_key(&req.addr) {
             return Some(Node::reply_ok(Vec::new()));
         }
-        self.address_ops
-            .entry(req.addr)
-            .or_default()
-            .waiters
-            .push((from, reqid));
+        let op = self.address_ops.entry(req.addr).or_default();
+        if op.adding_on.is_some() {
+            op.release_waiters.push((from, reqid));
+        } else {
+            op.waiters.push((from, reqid));
+        }
         self.remove_address(req.addr, out);
         None
     }
@@ -631,7 +860,17 @@ impl Node {
         result: Result<(), String>,
         out: &mut Vec<Output>,
     ) {
-        let op = self.address_ops.remove(&addr).unwrap_or_default();
+        let mut op = self.address_ops.remove(&addr).unwrap_or_default();
+        if added && !op.release_waiters.is_empty() {
+            // The removal asked for during the add comes next: its waiters wait for it.
+            self.address_ops.insert(
+                addr,
+                AddressOp {
+                    waiters: std::mem::take(&mut op.release_waiters),
+                    ..AddressOp::default()
+                },
+            );
+        }
         // A release this node made on its own (its link went down, its lease ran
         // out, the address was deleted) leaves the address unplaced: the leader must
         // run again once it is really gone.

@@ -21,12 +21,22 @@ const OTHER: ClientId = ClientId(2);
 
 /// Node 0 of three (node 2 deleted), two public addresses on eth1/eth2.
 fn node() -> Node {
+    node_with_lock(None)
+}
+
+/// `node()`, with the recovery lock `cluster_lock` (`None`: no lock, node 0 leads).
+fn node_with_lock(cluster_lock: Option<&str>) -> Node {
+    build_node(cluster_lock, None)
+}
+
+/// `node_with_lock`, with node 2 at `third` instead of deleted.
+fn build_node(cluster_lock: Option<&str>, third: Option<&str>) -> Node {
     let mut node = Node::new(NodeConfig {
         pnn: 0,
         nodes: vec![
             Some("192.168.20.41".parse().unwrap()),
             Some("192.168.20.42".parse().unwrap()),
-            None,
+            third.map(|a| a.parse().unwrap()),
         ],
         public_addresses: vec![
             (
@@ -40,11 +50,12 @@ fn node() -> Node {
         debug_level: 3,
         leader_capability: true,
         lmaster_capability: true,
-        cluster_lock: None,
+        cluster_lock: cluster_lock.map(str::to_owned),
         leader_timeout_s: 5,
         start_disabled: false,
         start_stopped: false,
         daemon_pid: 4242,
+        incarnation: 0x0000_0000_0000_4242,
         seed: 7,
         start: NOW,
     });
@@ -762,6 +773,427 @@ fn is_reply_to_tool(o: &Output, status: i32) -> bool {
     matches!(o, Output::SendToClient { client: TOOL, packet: Packet { body: Body::ReplyControl(r), .. } } if r.status == status)
 }
 
+// ---- lease guards and guardian notices (takeover's module docs) ----------------
+
+/// Node 1's incarnation in these tests.
+const PEER_RUN: u64 = 0x0123_4567_89ab_cdef;
+
+/// A message from node 1 over its link.
+fn from_peer(srvid: u64, data: Vec<u8>) -> Input {
+    Input::PeerPacket {
+        pnn: 1,
+        packet: Packet {
+            header: Header {
+                generation: 0,
+                destnode: 0,
+                srcnode: 1,
+                reqid: 0,
+            },
+            body: Body::ReqMessage(ReqMessage { srvid, data }),
+        },
+    }
+}
+
+/// Node 1's link comes up and node 1 announces `incarnation`.
+fn connect_peer(n: &mut Node, now: Now, incarnation: u64) {
+    n.handle(now, Input::PeerConnected { pnn: 1 });
+    n.handle(
+        now,
+        from_peer(srvid::INCARNATION, incarnation.to_le_bytes().to_vec()),
+    );
+}
+
+/// The DAEMON_GONE packet node 1's guardian sends: about `about`, from `srcnode`.
+fn notice_packet(about: u32, srcnode: u32, incarnation: u64) -> Packet {
+    Packet {
+        header: Header {
+            generation: INVALID_GENERATION,
+            destnode: 0,
+            srcnode,
+            reqid: 0,
+        },
+        body: Body::ReqMessage(ReqMessage {
+            srvid: srvid::DAEMON_GONE,
+            data: crate::protocol::control::DaemonGone {
+                pnn: about,
+                incarnation,
+            }
+            .encode(),
+        }),
+    }
+}
+
+fn notice(incarnation: u64) -> Input {
+    Input::GuardianNotice {
+        pnn: 1,
+        packet: notice_packet(1, 1, incarnation),
+    }
+}
+
+fn guarded(n: &Node) -> Vec<u32> {
+    n.lease_guards.keys().copied().collect()
+}
+
+/// Given a node whose link to a peer comes up, then the first thing it sends the
+/// peer is its incarnation, and it keeps the one the peer announces.
+#[test]
+fn a_node_announces_its_incarnation_first_when_a_link_comes_up() {
+    let mut n = node();
+    let out = n.handle(NOW, Input::PeerConnected { pnn: 1 });
+    match out.first() {
+        Some(Output::SendToPeer {
+            pnn: 1,
+            packet:
+                Packet {
+                    body: Body::ReqMessage(m),
+                    ..
+                },
+        }) => {
+            assert_eq!(m.srvid, srvid::INCARNATION);
+            assert_eq!(m.data, 0x4242u64.to_le_bytes());
+        }
+        other => panic!("first output {other:?}"),
+    }
+    n.handle(
+        NOW,
+        from_peer(srvid::INCARNATION, PEER_RUN.to_le_bytes().to_vec()),
+    );
+    assert_eq!(n.peers[&1].incarnation, Some(PEER_RUN));
+}
+
+/// Given a leader (no lock: node 0 leads) that loses node 1, then node 1 is guarded
+/// for the lease and no takeover run starts; when node 1's guardian confirms that
+/// the daemon it last saw is dead, then the guard goes and the run starts at once.
+#[test]
+fn a_confirmed_guardian_notice_lifts_the_lost_nodes_guard_at_once() {
+    let mut n = node();
+    assert!(n.is_leader());
+    // Node 1 joins and goes under the election guard (until 1.2 s), so that no run
+    // is under way when it goes (a failed run would wait to retry).
+    connect_peer(&mut n, at(500), PEER_RUN);
+    n.handle(at(600), Input::PeerDisconnected { pnn: 1 });
+    assert_eq!(guarded(&n), [1]);
+    assert_eq!(n.lease_guards[&1], 600 + 1_000 + 200);
+    let runs = n.takeover_ids;
+    n.handle(at(1_300), Input::Tick);
+    assert_eq!(n.takeover_ids, runs, "a run started under the guard");
+    assert!(n.takeover_pending());
+
+    n.handle(at(1_300), notice(PEER_RUN));
+    assert!(guarded(&n).is_empty());
+    assert_eq!(n.takeover_ids, runs + 1, "the run waits no longer");
+}
+
+/// Given a leader that lost node 1 (guarded), when notices arrive that cannot be
+/// believed — another incarnation, about another node, from another srcnode, not a
+/// DAEMON_GONE, garbage — then the guard stays. When node 1 is connected again, a
+/// notice about it is stale; and once that new link is lost, the old incarnation's
+/// notice no longer counts (the new daemon never announced it).
+#[test]
+fn guardian_notices_that_cannot_be_believed_leave_the_guard() {
+    let mut n = node();
+    connect_peer(&mut n, at(2_000), PEER_RUN);
+    n.handle(at(2_000), Input::PeerDisconnected { pnn: 1 });
+    let mut wrong_srvid = notice_packet(1, 1, PEER_RUN);
+    if let Body::ReqMessage(m) = &mut wrong_srvid.body {
+        m.srvid = srvid::LEADER;
+    }
+    let mut garbage = notice_packet(1, 1, PEER_RUN);
+    if let Body::ReqMessage(m) = &mut garbage.body {
+        m.data.pop();
+    }
+    for packet in [
+        notice_packet(1, 1, PEER_RUN ^ 1),
+        notice_packet(2, 1, PEER_RUN),
+        notice_packet(1, 2, PEER_RUN),
+        wrong_srvid,
+        garbage,
+    ] {
+        n.handle(at(2_001), Input::GuardianNotice { pnn: 1, packet });
+        assert_eq!(guarded(&n), [1]);
+    }
+
+    // Back: the notice is about a node that is connected (stale).
+    n.handle(at(2_002), Input::PeerConnected { pnn: 1 });
+    n.handle(at(2_002), notice(PEER_RUN));
+    assert_eq!(n.peers[&1].incarnation, None);
+    // The new link goes before its daemon said who it is.
+    n.handle(at(2_003), Input::PeerDisconnected { pnn: 1 });
+    n.handle(at(2_004), notice(PEER_RUN));
+    assert_eq!(guarded(&n), [1]);
+    assert_eq!(n.lease_guards[&1], 2_003 + 1_200);
+}
+
+/// A client cannot make a node announce or relay ctdb-rs daemon messages.
+#[test]
+fn clients_cannot_send_daemon_messages() {
+    let mut n = node();
+    n.handle(NOW, Input::PeerConnected { pnn: 1 });
+    for id in [srvid::INCARNATION, srvid::DAEMON_GONE] {
+        let out = n.handle(
+            NOW,
+            Input::ClientPacket {
+                client: TOOL,
+                packet: Packet {
+                    header: Header {
+                        generation: 0,
+                        destnode: 1,
+                        srcnode: 0,
+                        reqid: 0,
+                    },
+                    body: Body::ReqMessage(ReqMessage {
+                        srvid: id,
+                        data: PEER_RUN.to_le_bytes().to_vec(),
+                    }),
+                },
+            },
+        );
+        assert!(out.is_empty(), "{out:?}");
+    }
+}
+
+/// With a lock: node 0 follows node 1 (which leads), contended once at start.
+fn follower_of_peer() -> Node {
+    follower_of_peer_in(build_node(Some("/shared/.reclock"), None))
+}
+
+fn follower_of_peer_in(mut n: Node) -> Node {
+    assert_eq!(n.lock, LockState::Taking, "no leader yet: racing");
+    n.handle(NOW, Input::Reclock(ReclockStatus::Contended));
+    connect_peer(&mut n, at(10), PEER_RUN);
+    n.handle(
+        at(10),
+        from_peer(srvid::LEADER, 1u32.to_le_bytes().to_vec()),
+    );
+    assert_eq!(n.leader(), Some(1));
+    n
+}
+
+/// Given node 0 following node 1 (with a lock), when node 1's connection closes,
+/// then node 0 waits for node 1's guardian before racing for the lock; the notice
+/// comes, the race starts at once, and the new leader guards nobody (node 1's
+/// addresses are gone and, node 1 having led, no run of its can still be going on).
+/// Without the notice, node 0 races after the wait.
+#[test]
+fn a_notice_while_the_followers_wait_starts_the_race_and_spares_every_guard() {
+    let mut n = follower_of_peer();
+    n.handle(at(1_000), Input::PeerDisconnected { pnn: 1 });
+    assert_eq!(n.leader(), None);
+    assert_eq!(n.lock, LockState::Idle, "waits for the guardian");
+    n.handle(at(1_002), notice(PEER_RUN));
+    assert_eq!(n.lock, LockState::Taking);
+    let runs = n.takeover_ids;
+    n.handle(at(1_005), Input::Reclock(ReclockStatus::Taken));
+    assert!(n.is_leader());
+    assert!(guarded(&n).is_empty(), "{:?}", n.lease_guards);
+    assert_eq!(n.takeover_ids, runs + 1, "the run waits for nothing");
+
+    let mut n = follower_of_peer();
+    n.handle(at(1_000), Input::PeerDisconnected { pnn: 1 });
+    n.handle(at(1_099), Input::Tick);
+    assert_eq!(n.lock, LockState::Idle);
+    n.handle(at(1_100), Input::Tick);
+    assert_eq!(n.lock, LockState::Taking, "no word: races after the wait");
+}
+
+/// Given the same, when the notice comes during the race (after the wait), then it
+/// counts for that race too.
+#[test]
+fn a_notice_during_the_race_spares_the_dead_leader_the_election_guard() {
+    let mut n = follower_of_peer();
+    n.handle(at(1_000), Input::PeerDisconnected { pnn: 1 });
+    n.handle(at(1_100), Input::Tick);
+    assert_eq!(n.lock, LockState::Taking);
+    n.handle(at(1_103), notice(PEER_RUN));
+    n.handle(at(1_105), Input::Reclock(ReclockStatus::Taken));
+    assert!(n.is_leader());
+    assert!(guarded(&n).is_empty(), "{:?}", n.lease_guards);
+}
+
+/// Given the same, when the notice comes during an attempt that is contended, then
+/// it is forgotten: the attempt that wins later guards node 1. And a notice heard
+/// while following a leader (here node 1 itself, still connected as far as node 0
+/// knows) is stale and not kept.
+#[test]
+fn a_notice_outside_the_winning_attempt_does_not_count() {
+    let mut n = follower_of_peer();
+    n.handle(at(1_000), Input::PeerDisconnected { pnn: 1 });
+    n.handle(at(1_100), Input::Tick);
+    n.handle(at(1_103), notice(PEER_RUN));
+    n.handle(at(1_105), Input::Reclock(ReclockStatus::Contended));
+    assert_eq!(n.lock, LockState::Idle);
+    n.handle(at(1_605), Input::Tick);
+    assert_eq!(n.lock, LockState::Taking);
+    n.handle(at(1_610), Input::Reclock(ReclockStatus::Taken));
+    assert!(n.is_leader());
+    assert_eq!(guarded(&n), [1]);
+
+    let mut n = follower_of_peer();
+    n.handle(at(1_000), notice(PEER_RUN));
+    assert_eq!(n.leader(), Some(1));
+    assert!(n.gone_during_election.is_empty());
+}
+
+/// A control from node 1 over its link, with `client_id` (non-zero: an
+/// administrator's control that node 1 forwards).
+fn control_from_peer(opcode: Opcode, client_id: u32, reqid: u32, data: Vec<u8>) -> Input {
+    Input::PeerPacket {
+        pnn: 1,
+        packet: Packet {
+            header: Header {
+                generation: 0,
+                destnode: 0,
+                srcnode: 1,
+                reqid,
+            },
+            body: Body::ReqControl(ReqControl {
+                opcode: opcode.0,
+                srvid: 0,
+                client_id,
+                flags: 0,
+                data,
+            }),
+        },
+    }
+}
+
+fn reply_to_peer(out: &[Output], reqid: u32) -> Option<&ReplyControl> {
+    out.iter().find_map(|o| match o {
+        Output::SendToPeer {
+            pnn: 1,
+            packet:
+                Packet {
+                    header,
+                    body: Body::ReplyControl(r),
+                },
+        } if header.reqid == reqid => Some(r),
+        _ => None,
+    })
+}
+
+/// Found by the simulation once a new leader stopped waiting for connected nodes: a
+/// node takes or releases addresses for the leader it follows (or for an
+/// administrator), not for a node whose run is stale.
+#[test]
+fn only_the_followed_leader_or_an_administrator_moves_addresses() {
+    let mut n = node_with_lock(Some("/shared/.reclock"));
+    n.handle(NOW, Input::Reclock(ReclockStatus::Contended));
+    n.handle(NOW, Input::PeerConnected { pnn: 1 });
+    finish_events(&mut n, NOW);
+    let addr: std::net::IpAddr = "10.0.0.32".parse().unwrap();
+    let take = crate::protocol::control::PublicIp { pnn: 0, addr }.encode();
+    // Node 1 is not (yet) our leader: its run's take is refused.
+    let out = n.handle(
+        NOW,
+        control_from_peer(Opcode::TAKEOVER_IP, 0, 5, take.clone()),
+    );
+    assert_eq!(
+        reply_to_peer(&out, 5).map(|r| r.status),
+        Some(-1),
+        "{out:?}"
+    );
+    let out = n.handle(
+        NOW,
+        control_from_peer(Opcode::RELEASE_IP, 0, 6, take.clone()),
+    );
+    assert_eq!(
+        reply_to_peer(&out, 6).map(|r| r.status),
+        Some(-1),
+        "{out:?}"
+    );
+    // Once it leads (its broadcast also gives us a lease), its run is obeyed.
+    n.handle(NOW, from_peer(srvid::LEADER, 1u32.to_le_bytes().to_vec()));
+    let out = n.handle(
+        NOW,
+        control_from_peer(Opcode::TAKEOVER_IP, 0, 7, take.clone()),
+    );
+    assert!(
+        out.iter().any(|o| matches!(o, Output::AddAddress { .. })),
+        "{out:?}"
+    );
+    // An administrator's release forwarded by any node is obeyed (ctdb moveip).
+    n.handle(
+        NOW,
+        from_peer(srvid::LEADER, UNKNOWN_PNN.to_le_bytes().to_vec()),
+    );
+    assert_eq!(n.leader(), None);
+    let out = n.handle(NOW, control_from_peer(Opcode::RELEASE_IP, 42, 8, take));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::RemoveAddress { .. })),
+        "{out:?}"
+    );
+}
+
+/// Given an address being added here (a take under way), when a RELEASE_IP comes,
+/// then the address counts as ours in GET_PUBLIC_IPS meanwhile, and the release is
+/// answered only once the removal queued behind the add is done — not when the add
+/// is (the asker gives the address away on that answer).
+#[test]
+fn a_release_during_an_add_is_answered_after_the_removal() {
+    let mut n = node();
+    finish_events(&mut n, NOW);
+    let addr: std::net::IpAddr = "10.0.0.32".parse().unwrap();
+    let ip = crate::protocol::control::PublicIp { pnn: 1, addr }.encode();
+    let take = crate::protocol::control::PublicIp { pnn: 0, addr }.encode();
+    let mut out = n.handle(
+        NOW,
+        Input::ClientPacket {
+            client: OTHER,
+            packet: control_packet(CURRENT_NODE, Opcode::TAKEOVER_IP, 0, 0, take),
+        },
+    );
+    assert!(out.iter().any(|o| matches!(o, Output::AddAddress { .. })));
+    let held = n.public_ip_list(false);
+    assert!(
+        held.ips.iter().any(|i| i.addr == addr && i.pnn == 0),
+        "{held:?}"
+    );
+    let (_, more) = call_to_deferred(&mut n, Opcode::RELEASE_IP, ip);
+    assert!(more
+        .iter()
+        .any(|o| matches!(o, Output::RemoveAddress { .. })));
+    out = n.handle(
+        NOW,
+        Input::AddressAdded {
+            addr,
+            result: Ok(()),
+        },
+    );
+    out.extend(finish_events(&mut n, NOW));
+    assert!(
+        !out.iter().any(|o| is_reply_to_tool(o, 0)),
+        "release answered before the removal: {out:?}"
+    );
+    let mut out = n.handle(
+        NOW,
+        Input::AddressRemoved {
+            addr,
+            result: Ok(()),
+        },
+    );
+    out.extend(finish_events(&mut n, NOW));
+    assert!(out.iter().any(|o| is_reply_to_tool(o, 0)), "{out:?}");
+    assert!(n.hosted_addresses().is_empty());
+}
+
+/// A leader that loses the lock drops its takeover run: the next leader runs its own.
+#[test]
+fn a_leader_that_loses_the_lock_drops_its_run() {
+    let mut n = node_with_lock(Some("/shared/.reclock"));
+    n.handle(NOW, Input::Reclock(ReclockStatus::Taken));
+    assert!(n.is_leader());
+    n.handle(NOW, Input::PeerConnected { pnn: 1 });
+    n.handle(at(1_300), Input::Tick);
+    assert!(n.takeover.is_some(), "a run waits for node 1's answers");
+    n.handle(
+        at(1_300),
+        Input::Reclock(ReclockStatus::Lost("gone".into())),
+    );
+    assert!(!n.is_leader());
+    assert!(n.takeover.is_none() && !n.takeover_pending());
+}
+
 // ---- client connections -------------------------------------------------------
 
 /// Given a connection registered with `ctdb addtickle` (TCP_ADD_DELAYED_UPDATE) and
@@ -804,4 +1236,40 @@ fn addtickle_registrations_outlive_the_tool_and_tcp_client_ones_do_not() {
     let (reply, _) = call(&mut n, Opcode::GET_TCP_TICKLE_LIST, asked.into_bytes());
     let list = TickleList::decode(&reply.data).unwrap();
     assert_eq!(list.conns, vec![by_tool]);
+}
+
+/// Given node 0 following node 1, when node 1 steps down (alive: it says so), then
+/// the election that follows guards node 1 although it is connected: a previous
+/// leader not known dead may still be handing out addresses.
+#[test]
+fn a_new_leader_guards_connected_nodes_unless_its_predecessor_is_known_dead() {
+    let mut n = follower_of_peer();
+    n.handle(
+        at(1_000),
+        from_peer(srvid::LEADER, UNKNOWN_PNN.to_le_bytes().to_vec()),
+    );
+    assert_eq!(n.leader(), None);
+    n.handle(at(1_000), Input::Tick);
+    assert_eq!(n.lock, LockState::Taking);
+    n.handle(at(1_005), Input::Reclock(ReclockStatus::Taken));
+    assert!(n.is_leader());
+    assert!(n.is_connected(1));
+    assert_eq!(guarded(&n), [1]);
+}
+
+/// Given node 0 following node 1, node 2 connected, when node 1's daemon is killed
+/// and its guardian's notice comes only after node 0 has won the lock (both nodes
+/// guarded then), then the notice lifts node 1's guard and, node 1 having been the
+/// leader, node 2's too.
+#[test]
+fn a_notice_just_after_the_election_lifts_the_guards_too() {
+    let mut n = follower_of_peer_in(build_node(Some("/shared/.reclock"), Some("192.168.20.43")));
+    n.handle(at(10), Input::PeerConnected { pnn: 2 });
+    n.handle(at(1_000), Input::PeerDisconnected { pnn: 1 });
+    n.handle(at(1_100), Input::Tick);
+    n.handle(at(1_105), Input::Reclock(ReclockStatus::Taken));
+    assert!(n.is_leader());
+    assert_eq!(guarded(&n), [1, 2]);
+    n.handle(at(1_106), notice(PEER_RUN));
+    assert!(guarded(&n).is_empty(), "{:?}", n.lease_guards);
 }

@@ -12,6 +12,8 @@
 //! removes at least everything the daemon held. (Telling it after the add would leave
 //! a window in which a crash leaves an address that nothing removes.) Without a
 //! guardian no address is added: a crash would leave it configured on a dead node.
+//! The guardian also hears here of a reloaded nodes file: those are the peers it
+//! tells when the daemon dies.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -45,6 +47,14 @@ pub enum AddressOp {
         addr: IpAddr,
         /// Prefix length.
         prefix_len: u8,
+    },
+    /// The nodes file changed (reloadnodes): pass it on to the guardian. Nothing goes
+    /// back to the core.
+    Nodes {
+        /// The port the peers listen on.
+        port: u16,
+        /// Index = pnn, `None` = deleted line.
+        nodes: Vec<Option<IpAddr>>,
     },
 }
 
@@ -137,6 +147,13 @@ pub async fn worker(
                     tell_removed(&mut guardian, iface, addr, prefix_len).await;
                 }
                 CoreEvent::Input(Input::AddressRemoved { addr, result })
+            }
+            AddressOp::Nodes { port, nodes } => {
+                // A failure means the guardian is gone; the next add reports that.
+                if let Err(e) = guardian.send(&GuardianMessage::Nodes { port, nodes }).await {
+                    error!(error = %e, "cannot tell the address guardian the new nodes list");
+                }
+                continue;
             }
         };
         if core.send(event).await.is_err() {

@@ -1,13 +1,14 @@
-//! The address guardian: a tiny process that outlives `ctdbd` and removes the node's
-//! public addresses the moment the daemon dies (DESIGN.md "Safety: public IPs are
-//! held under leases", Guardian).
+//! The address guardian: a tiny process that outlives `ctdbd`, removes the node's
+//! public addresses the moment the daemon dies, and then tells the peers so
+//! (DESIGN.md "Safety: public IPs are held under leases", Guardian).
 //!
 //! ```text
-//!   ctdbd ── address worker ── add/del/exit lines ──> pipe ──> ctdb-rs-guardian
-//!     │  (stdin of the guardian; O_CLOEXEC, so only ctdbd holds the write end)  │
-//!     └── dies (kill -9, panic, OOM): the kernel closes the pipe ─── EOF ──────>│
-//!                                            guardian: remove every listed address
-//!                                            through rtnetlink, log it, exit
+//!   ctdbd ── address worker ── identity/nodes/add/del/exit lines ──> pipe ──> guardian
+//!     │  (stdin of the guardian; O_CLOEXEC, so only ctdbd holds the write end)   │
+//!     └── dies (kill -9, panic, OOM): the kernel closes the pipe ─── EOF ───────>│
+//!            guardian: remove every listed address through rtnetlink, log it;    │
+//!            if every one is gone: DAEMON_GONE to every peer, in parallel  <─────┘
+//!            (TCP 4379 from the node's own address, NOTICE_TIMEOUT each); exit
 //! ```
 //!
 //! Why a process: a dead daemon cannot clean up after itself, and until its lease
@@ -16,11 +17,27 @@
 //! within milliseconds because it blocks on the pipe read, and the kernel closes the
 //! pipe as part of the daemon's death, whatever killed it.
 //!
+//! Why it tells the peers: the leader cannot tell a dead daemon from one behind a
+//! partition, so without word it waits out the lost node's lease (1.2 s at defaults)
+//! before moving its addresses. The guardian knows: its notice ([`Notice`], one CTDB
+//! `REQ_MESSAGE` with srvid `DAEMON_GONE`, see `protocol::control::srvid`) names the
+//! node and the daemon's incarnation, and the leader moves the addresses at once
+//! (the rules for believing it are in `core::takeover`). It is sent only when every
+//! listed address was removed or was already gone; after a failed removal the
+//! peers wait for the lease as before. Peers know nodes by the source address of a
+//! connection, so the guardian binds its connections to the node's own address (the
+//! `nodes` line at index `pnn`). An unreachable peer costs at most [`NOTICE_TIMEOUT`],
+//! all peers at once, so the guardian exits promptly either way.
+//!
 //! The protocol is one line per message, daemon to guardian ([`GuardianMessage`]):
-//! `add IFACE ADDR/BITS`, `del IFACE ADDR/BITS`, `exit`. The guardian answers once,
-//! on its stdout, with [`READY`] after it has opened its netlink socket, so that a
-//! guardian that could not clean up anything is a start-up error of the daemon.
-//! Bad lines are logged by the guardian and ignored.
+//! `identity PNN INCARNATION` and `nodes PORT ADDR|- ...` (who the daemon is and whom
+//! to tell; sent at start, `nodes` again after reloadnodes), `add IFACE ADDR/BITS`,
+//! `del IFACE ADDR/BITS`, `exit`. The guardian answers once, on its stdout, with
+//! [`READY`] after it has opened its netlink socket, so that a guardian that could not
+//! clean up anything is a start-up error of the daemon. Bad lines are logged by the
+//! guardian and ignored, and so is an unfinished last line (the daemon died while
+//! writing it; every line is one write, and lines shorter than `PIPE_BUF` are written
+//! whole: a `nodes` line stays under it up to about a hundred nodes).
 //!
 //! Lifetime rules (and their limits):
 //! - No `PR_SET_PDEATHSIG`: unlike every other helper, the guardian must outlive the
@@ -40,7 +57,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -72,6 +89,12 @@ const READY_TIMEOUT: Duration = Duration::from_secs(5);
 /// reaped before the daemon itself exits.
 const EXIT_WAIT: Duration = Duration::from_secs(1);
 
+/// How long the guardian gives each peer to take its notice (connect and send), all
+/// peers at once. A live peer on the private network answers in a millisecond; one
+/// that does not answer (powered off, cut off) costs this much, then the guardian
+/// exits and that peer waits for the lease instead.
+pub const NOTICE_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// One line from the daemon to the guardian.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuardianMessage {
@@ -94,6 +117,22 @@ pub enum GuardianMessage {
         /// Its prefix length.
         prefix_len: u8,
     },
+    /// Who the daemon is: sent once, before any `add`.
+    Identity {
+        /// This node.
+        pnn: u32,
+        /// This run of the daemon (`core::NodeConfig::incarnation`).
+        incarnation: u64,
+    },
+    /// Whom to tell when the daemon dies: the nodes file (index = pnn, `None` = a
+    /// deleted line) and the port the peers listen on. Sent at start and after every
+    /// reloadnodes; the last one counts.
+    Nodes {
+        /// The peers' port (CTDB's 4379).
+        port: u16,
+        /// Node addresses by pnn.
+        nodes: Vec<Option<IpAddr>>,
+    },
     /// The daemon is stopping cleanly and has released its addresses: exit.
     Exit,
 }
@@ -105,19 +144,33 @@ pub enum GuardianParseError {
     /// A blank line.
     #[error("empty line")]
     Empty,
-    /// The first word is not `add`, `del` or `exit`.
+    /// The first word is not `identity`, `nodes`, `add`, `del` or `exit`.
     #[error("unknown message {verb:?}")]
     UnknownVerb {
         /// The first word.
         verb: String,
     },
-    /// `add` or `del` without its interface or address.
+    /// A message without one of its fields.
     #[error("{verb}: missing {field}")]
     MissingField {
-        /// `add` or `del`.
+        /// `identity`, `nodes`, `add` or `del`.
         verb: &'static str,
-        /// `interface` or `address`.
+        /// `interface`, `address`, `pnn`, `incarnation` or `port`.
         field: &'static str,
+    },
+    /// A number that does not parse (pnn and port in decimal, incarnation in hex).
+    #[error("bad {field} {text:?}")]
+    BadNumber {
+        /// `pnn`, `incarnation` or `port`.
+        field: &'static str,
+        /// The text given.
+        text: String,
+    },
+    /// A `nodes` entry that is neither an address nor `-`.
+    #[error("bad node address {text:?} (expected an address or -)")]
+    BadNodeAddress {
+        /// The text given.
+        text: String,
     },
     /// More words than the message has.
     #[error("unexpected {text:?} after the message")]
@@ -151,6 +204,42 @@ impl GuardianMessage {
         let verb = words.next().ok_or(GuardianParseError::Empty)?;
         let message = match verb {
             "exit" => Self::Exit,
+            "identity" => {
+                let missing = |field| GuardianParseError::MissingField {
+                    verb: "identity",
+                    field,
+                };
+                let pnn = words.next().ok_or_else(|| missing("pnn"))?;
+                let incarnation = words.next().ok_or_else(|| missing("incarnation"))?;
+                Self::Identity {
+                    pnn: parse_number(pnn, "pnn", |t| t.parse().ok())?,
+                    incarnation: parse_number(incarnation, "incarnation", |t| {
+                        (t.len() == 16)
+                            .then(|| u64::from_str_radix(t, 16).ok())
+                            .flatten()
+                    })?,
+                }
+            }
+            "nodes" => {
+                let port = words.next().ok_or(GuardianParseError::MissingField {
+                    verb: "nodes",
+                    field: "port",
+                })?;
+                let port = parse_number(port, "port", |t| t.parse().ok())?;
+                let nodes =
+                    words
+                        .by_ref()
+                        .map(|word| match word {
+                            "-" => Ok(None),
+                            _ => word.parse().map(Some).map_err(|_| {
+                                GuardianParseError::BadNodeAddress {
+                                    text: word.to_owned(),
+                                }
+                            }),
+                        })
+                        .collect::<Result<_, _>>()?;
+                Self::Nodes { port, nodes }
+            }
             "add" | "del" => {
                 let verb = if verb == "add" { "add" } else { "del" };
                 let iface = words.next().ok_or(GuardianParseError::MissingField {
@@ -220,9 +309,38 @@ impl fmt::Display for GuardianMessage {
                 addr,
                 prefix_len,
             } => write!(f, "del {iface} {addr}/{prefix_len}"),
+            Self::Identity { pnn, incarnation } => {
+                write!(f, "identity {pnn} {incarnation:016x}")
+            }
+            Self::Nodes { port, nodes } => {
+                write!(f, "nodes {port}")?;
+                for node in nodes {
+                    match node {
+                        Some(addr) => write!(f, " {addr}")?,
+                        None => f.write_str(" -")?,
+                    }
+                }
+                Ok(())
+            }
             Self::Exit => f.write_str("exit"),
         }
     }
+}
+
+/// Parses a decimal (or, for the incarnation, 16-digit hex) field; no signs.
+fn parse_number<T>(
+    text: &str,
+    field: &'static str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, GuardianParseError> {
+    let bad = || GuardianParseError::BadNumber {
+        field,
+        text: text.to_owned(),
+    };
+    if text.starts_with(['+', '-']) {
+        return Err(bad());
+    }
+    parse(text).ok_or_else(bad)
 }
 
 /// What the guardian was told the daemon holds: the addresses to remove if the
@@ -232,7 +350,7 @@ impl fmt::Display for GuardianMessage {
 pub struct GuardedAddresses(BTreeMap<(String, IpAddr), u8>);
 
 impl GuardedAddresses {
-    /// Applies `add` or `del`; `exit` changes nothing (the caller stops reading).
+    /// Applies `add` or `del`; the other messages change nothing here.
     pub fn apply(&mut self, message: &GuardianMessage) {
         match message {
             GuardianMessage::Add {
@@ -245,7 +363,9 @@ impl GuardedAddresses {
             GuardianMessage::Del { iface, addr, .. } => {
                 self.0.remove(&(iface.clone(), *addr));
             }
-            GuardianMessage::Exit => {}
+            GuardianMessage::Identity { .. }
+            | GuardianMessage::Nodes { .. }
+            | GuardianMessage::Exit => {}
         }
     }
 
@@ -265,6 +385,171 @@ impl GuardedAddresses {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// What the guardian learns from `identity` and `nodes`: enough to build its
+/// [`Notice`] when the daemon dies.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NoticeFacts {
+    identity: Option<(u32, u64)>,
+    nodes: Option<(u16, Vec<Option<IpAddr>>)>,
+}
+
+/// Why the guardian cannot tell the peers anything: the daemon died before saying
+/// who it is (or said something that does not fit). The peers wait for the lease.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoticeFactsError {
+    /// No `identity` line came.
+    #[error("the daemon never said who it is")]
+    NoIdentity,
+    /// No `nodes` line came.
+    #[error("the daemon never sent the nodes list")]
+    NoNodes,
+    /// The nodes list has no address at our pnn, so we have none to speak from.
+    #[error("the nodes list has no address for this node (pnn {pnn})")]
+    NoOwnAddress {
+        /// Our pnn.
+        pnn: u32,
+    },
+}
+
+impl NoticeFacts {
+    /// Keeps what `identity` and `nodes` say; the other messages change nothing here.
+    pub fn apply(&mut self, message: &GuardianMessage) {
+        match message {
+            GuardianMessage::Identity { pnn, incarnation } => {
+                self.identity = Some((*pnn, *incarnation));
+            }
+            GuardianMessage::Nodes { port, nodes } => self.nodes = Some((*port, nodes.clone())),
+            _ => {}
+        }
+    }
+
+    /// The notice to send now that the daemon is dead.
+    pub fn notice(&self) -> Result<Notice, NoticeFactsError> {
+        let (pnn, incarnation) = self.identity.ok_or(NoticeFactsError::NoIdentity)?;
+        let (port, nodes) = self.nodes.as_ref().ok_or(NoticeFactsError::NoNodes)?;
+        let own_addr = nodes
+            .get(pnn as usize)
+            .copied()
+            .flatten()
+            .ok_or(NoticeFactsError::NoOwnAddress { pnn })?;
+        let peers = nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, addr)| Some((u32::try_from(i).ok()?, (*addr)?)))
+            .filter(|(peer, _)| *peer != pnn)
+            .map(|(peer, addr)| (peer, SocketAddr::new(addr, *port)))
+            .collect();
+        Ok(Notice {
+            pnn,
+            incarnation,
+            own_addr,
+            peers,
+        })
+    }
+}
+
+/// The guardian's word to the peers after the daemon died and every public address
+/// it held is gone: one `REQ_MESSAGE` with srvid `DAEMON_GONE` to each peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// This node.
+    pub pnn: u32,
+    /// The run of the daemon that died.
+    pub incarnation: u64,
+    /// This node's private address: every connection comes from it, since peers know
+    /// nodes by the source address.
+    pub own_addr: IpAddr,
+    /// Every other node of the nodes file (deleted lines left out), where it listens.
+    pub peers: Vec<(u32, SocketAddr)>,
+}
+
+/// Telling one peer failed: it waits for the lease instead.
+#[derive(Debug, thiserror::Error)]
+pub enum NoticeError {
+    /// No socket could be made from our address (it is gone from the node?).
+    #[error("cannot connect from {from}: {source}")]
+    Socket {
+        /// Our address.
+        from: IpAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The peer refused the connection or the network failed.
+    #[error("connecting: {0}")]
+    Connect(#[source] std::io::Error),
+    /// The connection broke while sending.
+    #[error("sending: {0}")]
+    Send(#[source] std::io::Error),
+    /// No answer within [`NOTICE_TIMEOUT`] (a powered-off or cut-off peer).
+    #[error("no connection within {NOTICE_TIMEOUT:?}")]
+    TimedOut,
+}
+
+impl Notice {
+    /// The packet for peer `to`: from our pnn, no generation known (the guardian
+    /// never hears one).
+    pub fn packet(&self, to: u32) -> crate::protocol::Packet {
+        use crate::protocol::control::{srvid, DaemonGone, INVALID_GENERATION};
+        use crate::protocol::{Body, Header, Packet, ReqMessage};
+        Packet {
+            header: Header {
+                generation: INVALID_GENERATION,
+                destnode: to,
+                srcnode: self.pnn,
+                reqid: 0,
+            },
+            body: Body::ReqMessage(ReqMessage {
+                srvid: srvid::DAEMON_GONE,
+                data: DaemonGone {
+                    pnn: self.pnn,
+                    incarnation: self.incarnation,
+                }
+                .encode(),
+            }),
+        }
+    }
+
+    /// Tells every peer at once, each within [`NOTICE_TIMEOUT`]; returns each
+    /// peer's outcome, in pnn order. Must run inside a tokio runtime.
+    pub async fn tell_peers(&self) -> Vec<(u32, SocketAddr, Result<(), NoticeError>)> {
+        let mut sends = tokio::task::JoinSet::new();
+        for &(pnn, addr) in &self.peers {
+            let bytes = self.packet(pnn).encode();
+            let from = self.own_addr;
+            sends.spawn(async move {
+                let sent = tokio::time::timeout(NOTICE_TIMEOUT, send_notice(from, addr, &bytes))
+                    .await
+                    .unwrap_or(Err(NoticeError::TimedOut));
+                (pnn, addr, sent)
+            });
+        }
+        let mut outcomes = Vec::with_capacity(self.peers.len());
+        while let Some(joined) = sends.join_next().await {
+            // The tasks never panic; a cancelled one cannot happen (nothing aborts).
+            if let Ok(outcome) = joined {
+                outcomes.push(outcome);
+            }
+        }
+        outcomes.sort_by_key(|(pnn, _, _)| *pnn);
+        outcomes
+    }
+}
+
+/// One notice: a connection from our address (peers know nodes by it), the packet,
+/// then a clean close so the peer reads it before the end of the stream.
+async fn send_notice(from: IpAddr, to: SocketAddr, bytes: &[u8]) -> Result<(), NoticeError> {
+    let socket = match to {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .and_then(|socket| socket.bind(SocketAddr::new(from, 0)).map(|()| socket))
+    .map_err(|source| NoticeError::Socket { from, source })?;
+    let mut stream = socket.connect(to).await.map_err(NoticeError::Connect)?;
+    stream.set_nodelay(true).map_err(NoticeError::Send)?;
+    stream.write_all(bytes).await.map_err(NoticeError::Send)?;
+    stream.shutdown().await.map_err(NoticeError::Send)
 }
 
 /// Starting or talking to the guardian failed.
@@ -477,6 +762,31 @@ mod tests {
                 "add bond0.12 192.0.2.1/32\n",
             ),
             (GuardianMessage::Exit, "exit\n"),
+            (
+                GuardianMessage::Identity {
+                    pnn: 2,
+                    incarnation: 0x00ab_cdef_0123_4567,
+                },
+                "identity 2 00abcdef01234567\n",
+            ),
+            (
+                GuardianMessage::Nodes {
+                    port: 4379,
+                    nodes: vec![
+                        Some("192.168.20.41".parse().unwrap()),
+                        None,
+                        Some("fd00::3".parse().unwrap()),
+                    ],
+                },
+                "nodes 4379 192.168.20.41 - fd00::3\n",
+            ),
+            (
+                GuardianMessage::Nodes {
+                    port: 1,
+                    nodes: vec![],
+                },
+                "nodes 1\n",
+            ),
         ] {
             assert_eq!(message.encode(), line);
             assert_eq!(GuardianMessage::parse(line), Ok(message.clone()));
@@ -573,6 +883,78 @@ mod tests {
                 E::Trailing { text: "now".into() },
             ),
             ("exit now", E::Trailing { text: "now".into() }),
+            (
+                "identity",
+                E::MissingField {
+                    verb: "identity",
+                    field: "pnn",
+                },
+            ),
+            (
+                "identity 0",
+                E::MissingField {
+                    verb: "identity",
+                    field: "incarnation",
+                },
+            ),
+            (
+                "identity -1 0000000000000001",
+                E::BadNumber {
+                    field: "pnn",
+                    text: "-1".into(),
+                },
+            ),
+            (
+                "identity 0 1",
+                E::BadNumber {
+                    field: "incarnation",
+                    text: "1".into(),
+                },
+            ),
+            (
+                "identity 0 +000000000000001",
+                E::BadNumber {
+                    field: "incarnation",
+                    text: "+000000000000001".into(),
+                },
+            ),
+            (
+                "identity 0 000000000000000g",
+                E::BadNumber {
+                    field: "incarnation",
+                    text: "000000000000000g".into(),
+                },
+            ),
+            (
+                "identity 0 0000000000000001 2",
+                E::Trailing { text: "2".into() },
+            ),
+            (
+                "nodes",
+                E::MissingField {
+                    verb: "nodes",
+                    field: "port",
+                },
+            ),
+            (
+                "nodes 65536 10.0.0.1",
+                E::BadNumber {
+                    field: "port",
+                    text: "65536".into(),
+                },
+            ),
+            (
+                "nodes 4379 10.0.0.1 10.0.0.x",
+                E::BadNodeAddress {
+                    text: "10.0.0.x".into(),
+                },
+            ),
+            (
+                "nodes 4379 10.0.0.1/24",
+                E::BadNodeAddress {
+                    text: "10.0.0.1/24".into(),
+                },
+            ),
         ] {
             assert_eq!(GuardianMessage::parse(line), Err(error), "{line:?}");
         }
@@ -602,6 +984,58 @@ mod tests {
         held.apply(&del("pub0", "10.0.20.102", 24));
         held.apply(&del("pub1", "10.0.20.101", 24));
         assert!(held.is_empty());
+    }
+
+    #[test]
+    fn the_notice_needs_identity_and_nodes_and_names_every_other_node() {
+        let mut facts = NoticeFacts::default();
+        assert_eq!(facts.notice(), Err(NoticeFactsError::NoIdentity));
+        facts.apply(&GuardianMessage::Identity {
+            pnn: 1,
+            incarnation: 7,
+        });
+        assert_eq!(facts.notice(), Err(NoticeFactsError::NoNodes));
+        facts.apply(&GuardianMessage::Nodes {
+            port: 4379,
+            nodes: vec![Some("10.0.0.1".parse().unwrap()), None],
+        });
+        assert_eq!(
+            facts.notice(),
+            Err(NoticeFactsError::NoOwnAddress { pnn: 1 })
+        );
+        // reloadnodes: the last list counts.
+        facts.apply(&GuardianMessage::Nodes {
+            port: 4379,
+            nodes: vec![
+                Some("10.0.0.1".parse().unwrap()),
+                Some("10.0.0.2".parse().unwrap()),
+                None,
+                Some("10.0.0.4".parse().unwrap()),
+            ],
+        });
+        facts.apply(&add("pub0", "10.0.20.101", 24));
+        let notice = facts.notice().unwrap();
+        assert_eq!(notice.own_addr, "10.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            notice.peers,
+            vec![
+                (0, "10.0.0.1:4379".parse().unwrap()),
+                (3, "10.0.0.4:4379".parse().unwrap())
+            ]
+        );
+        let packet = notice.packet(3);
+        assert_eq!((packet.header.srcnode, packet.header.destnode), (1, 3));
+        let crate::protocol::Body::ReqMessage(message) = packet.body else {
+            panic!("{packet:?}")
+        };
+        assert_eq!(message.srvid, crate::protocol::control::srvid::DAEMON_GONE);
+        assert_eq!(
+            crate::protocol::control::DaemonGone::decode(&message.data),
+            Ok(crate::protocol::control::DaemonGone {
+                pnn: 1,
+                incarnation: 7
+            })
+        );
     }
 
     // The rest fork a real guardian, `<target>/debug/ctdb-rs-guardian` (built by
@@ -707,6 +1141,159 @@ mod tests {
         let _ = std::fs::remove_file(&log);
         assert!(text.contains("ctdbd stopped cleanly"), "{text}");
         assert!(!text.contains("removing"), "{text}");
+    }
+
+    /// Peers of the notice tests: listeners on 127.0.0.2 and 127.0.0.3 (pnn 1 and 2),
+    /// on one port free on both. Node 0 is 127.0.0.1.
+    fn peer_listeners() -> (u16, Vec<std::net::TcpListener>) {
+        for _ in 0..50 {
+            let port = std::net::TcpListener::bind("127.0.0.2:0")
+                .and_then(|l| l.local_addr())
+                .expect("bind a probe socket on loopback")
+                .port();
+            let bound: std::io::Result<Vec<_>> = ["127.0.0.2", "127.0.0.3"]
+                .iter()
+                .map(|ip| std::net::TcpListener::bind((*ip, port)))
+                .collect();
+            if let Ok(listeners) = bound {
+                return (port, listeners);
+            }
+        }
+        panic!("no port free on 127.0.0.2 and 127.0.0.3");
+    }
+
+    /// A guardian for node 0 told its identity and the nodes: 127.0.0.1 (itself), the
+    /// two listeners, 127.0.0.4 (nothing listens there) and a deleted line.
+    async fn guardian_with_peers(log: &Path, port: u16, incarnation: u64) -> Guardian {
+        let mut guardian = Guardian::start(&guardian_binary(), &LogTarget::File(log.to_owned()))
+            .await
+            .unwrap();
+        for message in [
+            GuardianMessage::Identity {
+                pnn: 0,
+                incarnation,
+            },
+            GuardianMessage::Nodes {
+                port,
+                nodes: ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
+                    .iter()
+                    .map(|ip| Some(ip.parse().unwrap()))
+                    .chain([None])
+                    .collect(),
+            },
+        ] {
+            guardian.send(&message).await.unwrap();
+        }
+        guardian
+    }
+
+    /// The connection the guardian made to `listener` (it has exited, so any
+    /// connection is already queued), and what it sent.
+    fn accepted(listener: &std::net::TcpListener) -> Option<(SocketAddr, Vec<u8>)> {
+        use std::io::Read;
+        listener.set_nonblocking(true).unwrap();
+        let (mut stream, from) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+            Err(e) => panic!("accept: {e}"),
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).expect("the guardian closes");
+        Some((from, bytes))
+    }
+
+    #[tokio::test]
+    async fn a_dead_daemon_is_announced_to_every_peer_from_the_nodes_address() {
+        let log = log_file("notice");
+        let (port, listeners) = peer_listeners();
+        let incarnation = 0x5eed_0000_0000_0001;
+        let guardian = guardian_with_peers(&log, port, incarnation).await;
+        let pid = guardian.pid().unwrap();
+        // Nothing held: every (none) address is gone. The daemon "dies".
+        drop(guardian);
+        wait_gone(pid).await;
+        let text = std::fs::read_to_string(&log).unwrap();
+        let _ = std::fs::remove_file(&log);
+        for (pnn, listener) in [1u32, 2].into_iter().zip(&listeners) {
+            let (from, bytes) =
+                accepted(listener).unwrap_or_else(|| panic!("peer {pnn} not told: {text}"));
+            assert_eq!(from.ip(), "127.0.0.1".parse::<IpAddr>().unwrap());
+            let packet = crate::protocol::Packet::decode(&bytes).expect("one whole packet");
+            let expected = Notice {
+                pnn: 0,
+                incarnation,
+                own_addr: from.ip(),
+                peers: vec![],
+            }
+            .packet(pnn);
+            assert_eq!(packet, expected);
+        }
+        assert_eq!(
+            text.matches("told the peer that ctdbd is dead").count(),
+            2,
+            "{text}"
+        );
+        assert!(
+            text.contains("could not tell the peer") && text.contains("127.0.0.4"),
+            "the peer that does not listen: {text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_notice_when_an_address_could_not_be_removed() {
+        let log = log_file("no-notice");
+        let (port, listeners) = peer_listeners();
+        let mut guardian = guardian_with_peers(&log, port, 1).await;
+        guardian
+            .send(&add(NO_IFACE, "192.0.2.9", 32))
+            .await
+            .unwrap();
+        let pid = guardian.pid().unwrap();
+        drop(guardian);
+        wait_gone(pid).await;
+        let text = std::fs::read_to_string(&log).unwrap();
+        let _ = std::fs::remove_file(&log);
+        assert!(text.contains("not telling the peers"), "{text}");
+        for listener in &listeners {
+            assert!(accepted(listener).is_none(), "a peer was told: {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_last_line_is_ignored() {
+        let log = log_file("unfinished");
+        let (port, listeners) = peer_listeners();
+        let mut guardian = Guardian::start(&guardian_binary(), &LogTarget::File(log.clone()))
+            .await
+            .unwrap();
+        guardian
+            .send(&GuardianMessage::Identity {
+                pnn: 0,
+                incarnation: 1,
+            })
+            .await
+            .unwrap();
+        // The daemon dies halfway through the nodes line: it must not count, even
+        // though what arrived would parse (naming fewer peers).
+        guardian
+            .stdin
+            .write_all(format!("nodes {port} 127.0.0.1 127.0.0.2").as_bytes())
+            .await
+            .unwrap();
+        let pid = guardian.pid().unwrap();
+        drop(guardian);
+        wait_gone(pid).await;
+        let text = std::fs::read_to_string(&log).unwrap();
+        let _ = std::fs::remove_file(&log);
+        assert!(text.contains("ignoring an unfinished last line"), "{text}");
+        assert!(text.contains("never sent the nodes list"), "{text}");
+        for listener in &listeners {
+            assert!(accepted(listener).is_none(), "a peer was told: {text}");
+        }
     }
 
     #[tokio::test]

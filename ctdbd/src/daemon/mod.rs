@@ -153,9 +153,27 @@ async fn serve(
     check_public_interfaces(&netlink, &mut settings).await;
     // Before any address can be added: without the guardian, a crash could leave an
     // address configured on a dead node while a peer takes it over.
-    let guardian = guardian::Guardian::start(&guardian::Guardian::default_path(), &log_target)
+    let mut guardian = guardian::Guardian::start(&guardian::Guardian::default_path(), &log_target)
         .await
         .context("starting the address guardian")?;
+    // Tells this run of the daemon apart from every other on this node, for the
+    // guardian's notice to the peers (core::takeover, "Guardian notices"). A second
+    // draw from the seed's source: any value will do, as long as the next run draws
+    // another.
+    let incarnation = random_seed();
+    info!(incarnation = %format_args!("{incarnation:016x}"), "daemon incarnation");
+    for message in [
+        guardian::GuardianMessage::Identity { pnn, incarnation },
+        guardian::GuardianMessage::Nodes {
+            port: CTDB_PORT,
+            nodes: settings.nodes.clone(),
+        },
+    ] {
+        guardian
+            .send(&message)
+            .await
+            .context("telling the address guardian who this daemon is")?;
+    }
 
     let clock = Clock::new();
     let node = Node::new(NodeConfig {
@@ -171,6 +189,7 @@ async fn serve(
         start_disabled: settings.start_as_disabled,
         start_stopped: settings.start_as_stopped,
         daemon_pid: std::process::id() as i32,
+        incarnation,
         seed: random_seed(),
         start: clock.now(),
     });
@@ -499,7 +518,17 @@ impl Edges {
                 );
             }
             Output::DropPeer { pnn } => self.peers.drop_peer(pnn),
-            Output::SetPeers(nodes) => self.peers.set_nodes(nodes),
+            Output::SetPeers(nodes) => {
+                // The guardian tells these peers should we die.
+                let op = addresses::AddressOp::Nodes {
+                    port: CTDB_PORT,
+                    nodes: nodes.clone(),
+                };
+                if self.address_ops.try_send(op).is_err() {
+                    error!("address request queue full: the guardian keeps the old nodes list");
+                }
+                self.peers.set_nodes(nodes);
+            }
             Output::TakeReclock => match &mut self.reclock {
                 Some(r) => r.take(),
                 None => error!("core asked for the recovery lock but none is configured"),

@@ -136,6 +136,23 @@ pub mod srvid {
     pub const DISABLE_IP_CHECK: u64 = 0xFC00_0000_0000_0000;
     /// The range of the `ctdb` tool's private reply ids.
     pub const TOOL_RANGE: u64 = 0xCE00_0000_0000_0000;
+
+    /// ctdb-rs's own messages between daemons (and from a node's guardian). CTDB 4.17
+    /// puts its daemon messages under top byte 0xF0–0xFC, reserves 0xFE, 0xEE, 0xDE,
+    /// 0xCE, 0xBE, 0xAE (and master 0x9E) for its clients, and gives clients their pid
+    /// (top byte 0x00): top byte 0x72 is used by none of them. A stock daemon that
+    /// received one would only pass it to clients registered for [`ALL`].
+    pub const CTDB_RS_RANGE: u64 = 0x7200_0000_0000_0000;
+    /// Every message of [`CTDB_RS_RANGE`] has this top byte.
+    pub const CTDB_RS_MASK: u64 = 0xFF00_0000_0000_0000;
+    /// A daemon's incarnation, sent to each peer as soon as the link with it is up:
+    /// u64 chosen at random when the daemon starts (see `daemon`). The peer keeps it
+    /// to check a later [`DAEMON_GONE`] against.
+    pub const INCARNATION: u64 = 0x7201_0000_0000_0000;
+    /// From a node's guardian, on a connection of its own from the node's private
+    /// address: that node's daemon (the incarnation named) is dead and every public
+    /// address it held has been removed. [`super::DaemonGone`] (16 bytes).
+    pub const DAEMON_GONE: u64 = 0x7202_0000_0000_0000;
 }
 
 /// Node flags (§6.2).
@@ -725,6 +742,42 @@ impl SrvidMessage {
     }
 }
 
+/// Payload of [`srvid::DAEMON_GONE`] (ours, 16 bytes): a node's guardian says that the
+/// daemon incarnation `incarnation` of node `pnn` is dead and that every public
+/// address it held is gone from the node's interfaces.
+///
+/// ```text
+///   0   u32  pnn
+///   4   u32  padding (0)
+///   8   u64  incarnation (what the daemon announced with srvid::INCARNATION)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaemonGone {
+    /// The node whose daemon died.
+    pub pnn: u32,
+    /// Which run of that daemon died.
+    pub incarnation: u64,
+}
+
+impl DaemonGone {
+    /// Wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(self.pnn).pad(4).u64(self.incarnation);
+        w.into_bytes()
+    }
+
+    /// Parses exactly 16 bytes.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let pnn = r.u32("daemon_gone.pnn")?;
+        r.skip(4, "daemon_gone.pad")?;
+        let incarnation = r.u64("daemon_gone.incarnation")?;
+        r.finish("daemon_gone")?;
+        Ok(Self { pnn, incarnation })
+    }
+}
+
 /// `ctdb_disable_message` (24 bytes): answer address and a timeout (0 = re-enable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DisableMessage {
@@ -877,6 +930,14 @@ pub fn encode_u32(v: u32) -> Vec<u8> {
 pub fn decode_u32(data: &[u8], what: &'static str) -> Result<u32, DecodeError> {
     let mut r = Reader::new(data);
     let v = r.u32(what)?;
+    r.finish(what)?;
+    Ok(v)
+}
+
+/// Parses exactly 8 bytes as a u64.
+pub fn decode_u64(data: &[u8], what: &'static str) -> Result<u64, DecodeError> {
+    let mut r = Reader::new(data);
+    let v = r.u64(what)?;
     r.finish(what)?;
     Ok(v)
 }
@@ -1062,6 +1123,52 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn daemon_gone_layout_and_exact_size() {
+        let notice = DaemonGone {
+            pnn: 2,
+            incarnation: 0x0123_4567_89ab_cdef,
+        };
+        let bytes = hex("02000000 00000000 efcdab89 67452301");
+        assert_eq!(notice.encode(), bytes);
+        assert_eq!(DaemonGone::decode(&bytes), Ok(notice));
+        assert!(DaemonGone::decode(&bytes[..15]).is_err());
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(DaemonGone::decode(&long).is_err());
+        assert_eq!(
+            decode_u64(&bytes[8..], "incarnation"),
+            Ok(notice.incarnation)
+        );
+    }
+
+    #[test]
+    fn ctdb_rs_srvids_are_outside_every_ctdb_range() {
+        for id in [srvid::INCARNATION, srvid::DAEMON_GONE] {
+            assert_eq!(id & srvid::CTDB_RS_MASK, srvid::CTDB_RS_RANGE);
+        }
+        for ctdb in [
+            srvid::ELECTION,
+            srvid::LEADER,
+            srvid::TAKEOVER_RUN,
+            srvid::DISABLE_IP_CHECK,
+            srvid::TOOL_RANGE,
+            0xFE00_0000_0000_0000,
+            0xEE00_0000_0000_0000,
+            0xDE00_0000_0000_0000,
+            0xBE00_0000_0000_0000,
+            0xAE00_0000_0000_0000,
+            0x9E00_0000_0000_0000,
+            u64::from(u32::MAX),
+        ] {
+            assert_ne!(
+                ctdb & srvid::CTDB_RS_MASK,
+                srvid::CTDB_RS_RANGE,
+                "{ctdb:#x}"
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,14 @@
 //! [`Input::PeerDisconnected`]. Keepalives (§2.4) are the core's business: it
 //! sends them like any packet and calls [`PeerLinks::drop_peer`] when they stop.
 //!
+//! One exception to "packets only while connected": a dead node's guardian opens a
+//! connection from the node's address just to say `DAEMON_GONE` (srvid in
+//! `protocol::control::srvid`), and no outgoing connection to that node will come up.
+//! Such a message goes to the core at once as [`Input::GuardianNotice`], whatever the
+//! link's state; the core decides whether to believe it. The guardian's connection is
+//! an incoming one like any other: if the link was still up, it replaces the old
+//! connections (and `PeerDisconnected` comes first).
+//!
 //! ```text
 //!                    PeerLinks (handle, called by the core task)
 //!                      │ send: try_send         │ drop_peer / set_nodes
@@ -53,6 +61,7 @@ use tracing::{debug, error, info, info_span, trace, warn, Instrument};
 
 use super::CoreEvent;
 use crate::core::Input;
+use crate::protocol::control::srvid;
 use crate::protocol::{Framer, Packet};
 
 /// Packets queued to one peer before it counts as stuck and is dropped. Bounded so a
@@ -603,6 +612,7 @@ impl Link {
         // Decode everything buffered first, then deliver: good packets that precede
         // garbage still reach the core, as they would in CTDB.
         let mut junk = None;
+        let mut notices = Vec::new();
         loop {
             let len = match self.framer.frame_len(&incoming.buf) {
                 Ok(Some(len)) => len,
@@ -615,13 +625,30 @@ impl Link {
             match Packet::decode(&incoming.buf[..len]) {
                 Ok(packet) => {
                     trace!(header = ?packet.header, len, "packet from peer");
-                    incoming.early.push_back(packet);
+                    if is_guardian_notice(&packet) {
+                        notices.push(packet);
+                    } else {
+                        incoming.early.push_back(packet);
+                    }
                     incoming.buf.drain(..len);
                 }
                 Err(e) => {
                     junk = Some(e.to_string());
                     break;
                 }
+            }
+        }
+        // Ahead of the packets held back: they wait for the link, a notice does not.
+        // (On a connected link nothing is held back, and the core ignores a notice
+        // about a connected node anyway.)
+        for packet in notices {
+            info!("guardian notice from the peer's address");
+            let pnn = self.pnn;
+            if !self
+                .emit(CoreEvent::Input(Input::GuardianNotice { pnn, packet }))
+                .await
+            {
+                return false;
             }
         }
         if !self.deliver_early().await {
@@ -748,6 +775,11 @@ impl Link {
             sent = self.events.send(event) => sent.is_ok(),
         }
     }
+}
+
+/// A peer's guardian speaking: a DAEMON_GONE message (see the module docs).
+fn is_guardian_notice(packet: &Packet) -> bool {
+    matches!(&packet.body, crate::protocol::Body::ReqMessage(m) if m.srvid == srvid::DAEMON_GONE)
 }
 
 /// One outgoing connect attempt, set up as CTDB does (§2.3): bound to our node
@@ -1100,6 +1132,42 @@ mod tests {
         a.expect_connected(&[1]).await;
         b.expect_connected(&[0]).await;
         exchange(&mut [&mut a, &mut b]).await;
+    }
+
+    // Given node 0 whose peer node 1 is down (nothing listens on .2), when node 1's
+    // guardian connects from .2 and sends an ordinary message and then DAEMON_GONE,
+    // then the core gets the notice at once as a GuardianNotice, though the link
+    // never comes up; the ordinary message stays held back.
+    #[tokio::test]
+    async fn guardian_notice_reaches_the_core_without_a_link() {
+        let (port, mut listeners) = bind_cluster(1);
+        let nodes = [Some(ip(1)), Some(ip(2))];
+        let mut a = Node::start(0, &nodes, port, listeners.remove(0));
+        let notice = Packet {
+            header: Header {
+                generation: crate::protocol::control::INVALID_GENERATION,
+                destnode: 0,
+                srcnode: 1,
+                reqid: 0,
+            },
+            body: Body::ReqMessage(ReqMessage {
+                srvid: srvid::DAEMON_GONE,
+                data: crate::protocol::control::DaemonGone {
+                    pnn: 1,
+                    incarnation: 9,
+                }
+                .encode(),
+            }),
+        };
+        let mut guardian = connect_from(ip(2), SocketAddr::new(ip(1), port)).await;
+        let mut bytes = message(1, 0, 7).encode();
+        bytes.extend(notice.encode());
+        guardian.write_all(&bytes).await.expect("write");
+        match a.next_event().await {
+            CoreEvent::Input(Input::GuardianNotice { pnn: 1, packet }) if packet == notice => {}
+            other => panic!("expected the guardian notice, got {other:?}"),
+        }
+        assert!(matches!(a.events.try_recv(), Err(TryRecvError::Empty)));
     }
 
     // Given two connected nodes, when node 0's core drops node 1, then both see a

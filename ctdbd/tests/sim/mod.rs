@@ -11,8 +11,15 @@
 //! Time jumps to the next thing that happens: a packet delivery, a node's timer
 //! (`poll_timeout`), a lock answer, a reconnect attempt. Everything random comes from
 //! the seed, so a failing run replays exactly. After every event the safety
-//! invariants are checked: at most one node believes it leads, and with a lock
-//! configured the leader is the lock's holder.
+//! invariants are checked: at most one node believes it leads, with a lock
+//! configured the leader is the lock's holder, and no public address is on two live
+//! nodes.
+//!
+//! A crashed daemon's guardian is modelled too: the crash removes the node's
+//! addresses at once, and the guardian's DAEMON_GONE notice reaches every peer that
+//! can talk to the crashed node's machine, one network latency later (a partition in
+//! between loses it). A power loss removes the addresses with the machine and tells
+//! nobody.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
@@ -23,8 +30,10 @@ use ctdbd::core::{
     ClientId, EventOutcome, Input, LockState, Node, NodeConfig, Now, Output, ReclockStatus,
 };
 use ctdbd::events::EventKind;
-use ctdbd::protocol::control::{node_flags, BanState, Opcode, Timeval};
-use ctdbd::protocol::packet::{Body, Header, Packet, ReqControl, CURRENT_NODE};
+use ctdbd::protocol::control::{
+    node_flags, srvid, BanState, DaemonGone, Opcode, Timeval, INVALID_GENERATION,
+};
+use ctdbd::protocol::packet::{Body, Header, Packet, ReqControl, ReqMessage, CURRENT_NODE};
 use ctdbd::tunables::Tunables;
 
 /// One-way network latency.
@@ -103,6 +112,13 @@ enum Event {
         incarnation: u64,
         status: ReclockStatus,
     },
+    /// A crashed daemon's guardian tells a peer the daemon and its addresses are
+    /// gone.
+    Notice {
+        from: usize,
+        to: usize,
+        packet: Packet,
+    },
     /// An event's scripts finished.
     Script {
         node: usize,
@@ -117,6 +133,8 @@ struct SimNode {
     /// Public addresses configured on this node's interfaces (the kernel's view).
     configured: BTreeSet<IpAddr>,
     incarnation: u64,
+    /// What the running daemon announces to its peers (`NodeConfig::incarnation`).
+    daemon_incarnation: u64,
     client_connected: bool,
     /// Its monitor event fails (the machine's service is broken; survives restarts).
     service_down: bool,
@@ -185,6 +203,7 @@ impl Sim {
                 node: None,
                 configured: BTreeSet::new(),
                 incarnation: 0,
+                daemon_incarnation: 0,
                 client_connected: false,
                 service_down: false,
             });
@@ -217,6 +236,9 @@ impl Sim {
         tunables.set("RecoveryBanPeriod", 10).unwrap();
         tunables.set("MonitorInterval", 1).unwrap();
         let seed = self.random();
+        // Derived from the seed rather than drawn, so that every schedule's random
+        // stream stays what it was before incarnations existed.
+        let incarnation = seed ^ 0xD1B5_4A32_D192_ED03;
         let node = Node::new(NodeConfig {
             pnn: i as u32,
             nodes: self.addrs.clone(),
@@ -234,12 +256,14 @@ impl Sim {
             start_disabled: false,
             start_stopped: false,
             daemon_pid: 1000 + i as i32,
+            incarnation,
             seed,
             start: self.clock(),
         });
         let s = &mut self.nodes[i];
         s.node = Some(node);
         s.incarnation += 1;
+        s.daemon_incarnation = incarnation;
         s.client_connected = false;
         self.note(format!("start node {i}"));
     }
@@ -390,7 +414,9 @@ impl Sim {
                 self.input(i, Input::NodesFile { request, result });
             }
             Output::SendToClient { .. } | Output::SetPeers(_) | Output::SetDebugLevel(_) => {}
-            Output::Shutdown => self.crash(i),
+            // A clean stop: the daemon releases its addresses, its guardian exits
+            // quietly (no notice).
+            Output::Shutdown => self.crash(i, false),
         }
     }
 
@@ -509,6 +535,20 @@ impl Sim {
                     );
                 }
             }
+            Event::Notice { from, to, packet } => {
+                // The guardian's own connection: it needs the machines to reach each
+                // other, not the link between the daemons.
+                if self.alive(to) && self.group[from] == self.group[to] {
+                    self.note(format!("guardian of node {from} tells node {to}"));
+                    self.input(
+                        to,
+                        Input::GuardianNotice {
+                            pnn: from as u32,
+                            packet,
+                        },
+                    );
+                }
+            }
             Event::Disconnected { at, peer } => {
                 if self.view[at][peer] {
                     self.view[at][peer] = false;
@@ -617,7 +657,7 @@ impl Sim {
     pub fn fault(&mut self, fault: Fault) {
         self.note(format!("FAULT {fault:?}"));
         match fault {
-            Fault::Crash(i) => self.crash(i),
+            Fault::Crash(i) => self.crash(i, true),
             Fault::PowerOff(i) => self.power_off(i),
             Fault::Restart(i) => {
                 if !self.alive(i) {
@@ -653,10 +693,13 @@ impl Sim {
         }
     }
 
-    fn crash(&mut self, i: usize) {
+    /// The daemon of node `i` dies; with `guardian_notice`, its guardian (which has
+    /// just removed its addresses) tells every peer it can reach.
+    fn crash(&mut self, i: usize, guardian_notice: bool) {
         if !self.alive(i) {
             return;
         }
+        let incarnation = self.nodes[i].daemon_incarnation;
         self.stop_node(i);
         // Its connections close: peers that can hear it are told at once.
         for p in 0..self.nodes.len() {
@@ -664,6 +707,39 @@ impl Sim {
                 self.push(
                     self.now + LATENCY_MS,
                     Event::Disconnected { at: p, peer: i },
+                );
+            }
+        }
+        if !guardian_notice {
+            return;
+        }
+        // After the close (same time, queued later): on each peer's link the
+        // transport reports the disconnection before the guardian's connection.
+        for p in 0..self.nodes.len() {
+            if p != i && self.alive(p) && self.group[p] == self.group[i] {
+                let packet = Packet {
+                    header: Header {
+                        generation: INVALID_GENERATION,
+                        destnode: p as u32,
+                        srcnode: i as u32,
+                        reqid: 0,
+                    },
+                    body: Body::ReqMessage(ReqMessage {
+                        srvid: srvid::DAEMON_GONE,
+                        data: DaemonGone {
+                            pnn: i as u32,
+                            incarnation,
+                        }
+                        .encode(),
+                    }),
+                };
+                self.push(
+                    self.now + LATENCY_MS,
+                    Event::Notice {
+                        from: i,
+                        to: p,
+                        packet,
+                    },
                 );
             }
         }
@@ -751,6 +827,11 @@ impl Sim {
         self.alive(i)
     }
 
+    /// How many nodes the cluster has (alive or not).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     pub fn leaders(&self) -> Vec<usize> {
         (0..self.nodes.len())
             .filter(|i| self.nodes[*i].node.as_ref().is_some_and(Node::is_leader))
@@ -790,8 +871,16 @@ impl Sim {
                 && live.iter().all(|&j| j == i || n.is_connected(j as u32))
         });
         // Every address on exactly one live node that may host (none are flagged once
-        // a schedule has healed everything), and no takeover run outstanding.
-        let hosts = |i: usize| self.node(i).flags_of(i as u32) == Some(0);
+        // a schedule has healed everything), and no takeover run outstanding. A node
+        // whose service works is only UNHEALTHY until its first monitor: it will host
+        // (without this, a cluster whose nodes have not run their first monitor yet
+        // would count as converged with no address placed).
+        let hosts = |i: usize| {
+            let flags = self.node(i).flags_of(i as u32).unwrap_or(0);
+            let unhealthy_for_good = self.nodes[i].service_down;
+            flags & !node_flags::UNHEALTHY == 0
+                && (flags & node_flags::UNHEALTHY == 0 || !unhealthy_for_good)
+        };
         let placed = self.public.iter().all(|addr| {
             let holders: Vec<usize> = live
                 .iter()
