@@ -5,7 +5,10 @@
 //!                ├─ CancellationToken ───┼─> peer link tasks (transport::peer)
 //!  accept task ──┘                       ├─> reclock holder child (reclock)
 //!                                        ├─> address worker ── ctdb-rs-guardian (child,
-//!                                        │     (rtnetlink)      outlives us on a crash)
+//!                                        │     (rtnetlink)      outlives us on a crash,
+//!                                        │                      then tells the peers)
+//!                                        ├─> tickle task (netif::tickler): tickle ACKs,
+//!                                        │     resets where the kernel's do not arrive
 //!                                        ├─> link watcher (netlink) → core
 //!                                        ├─> events task: event scripts, one at a
 //!                                        │     time (init and setup ran before)
