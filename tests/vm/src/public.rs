@@ -12,11 +12,15 @@
 //! the network's.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context as _};
+use anyhow::{anyhow, bail, Context as _};
+use ctdbd::protocol::control::Connection;
+use ctdbd::protocol::packet::CURRENT_NODE;
+use ctdbd::protocol::{Body, Framer, Header, Opcode, Packet, ReqControl};
 
 use crate::cluster::Cluster;
 use crate::daemon::{built_binary, Tool};
@@ -208,6 +212,66 @@ pub fn power_on_machine(cluster: &mut Cluster, pnn: u32) -> anyhow::Result<()> {
         .ip(&["link", "set", &format!("n{pnn}pub"), "up"])
         .with_context(|| format!("restoring node {pnn}'s public link"))?;
     cluster.power_on(pnn)
+}
+
+/// The daemon's client socket inside a node.
+pub const SOCKET: &str = "/run/ctdb/ctdbd.socket";
+
+/// Reads one whole packet from a daemon's socket within `timeout` (the socket needs
+/// a short read timeout of its own, which sets the polling period).
+pub fn read_packet(stream: &mut UnixStream, timeout: Duration) -> anyhow::Result<Packet> {
+    let framer = Framer::for_clients();
+    let mut buf = Vec::new();
+    let start = Instant::now();
+    loop {
+        if let Some(len) = framer.frame_len(&buf)? {
+            return Ok(Packet::decode(&buf[..len])?);
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk) {
+            Ok(0) => bail!("connection closed after {} bytes, no reply", buf.len()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if start.elapsed() > timeout {
+                    bail!("no reply within {timeout:?} ({} bytes read)", buf.len());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Registers `conn` with node `pnn`'s daemon as smbd does: TCP_CLIENT on its client
+/// socket, which the daemon copies to every node. The daemon forgets the connection
+/// when this client goes, so the returned socket must stay open.
+pub fn register_connection(
+    cluster: &Cluster,
+    pnn: u32,
+    conn: Connection,
+) -> anyhow::Result<UnixStream> {
+    let mut stream = UnixStream::connect(cluster.node(pnn).path(SOCKET))
+        .with_context(|| format!("connecting to node {pnn}'s socket"))?;
+    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let request = Packet {
+        header: Header {
+            generation: 0,
+            destnode: CURRENT_NODE,
+            srcnode: 0,
+            reqid: 1,
+        },
+        body: Body::ReqControl(ReqControl {
+            opcode: Opcode::TCP_CLIENT.0,
+            srvid: 0,
+            client_id: 0,
+            flags: 0,
+            data: conn.encode(),
+        }),
+    };
+    stream.write_all(&request.encode())?;
+    match read_packet(&mut stream, Duration::from_secs(5))?.body {
+        Body::ReplyControl(r) if r.status == 0 => Ok(stream),
+        other => bail!("TCP_CLIENT refused: {other:?}"),
+    }
 }
 
 #[cfg(test)]

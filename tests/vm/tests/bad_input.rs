@@ -16,11 +16,12 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ctdbd::protocol::packet::{FrameError, CURRENT_NODE};
 use ctdbd::protocol::{Body, Framer, Header, Opcode, Packet, ReqControl};
 use vm::process::{indent, run};
+use vm::public::read_packet;
 use vm::{wait_until, Cluster, Daemon, Node, Tool};
 
 /// The daemon must answer a client socket at once; this is generous.
@@ -89,29 +90,6 @@ fn wait_closed(stream: &mut UnixStream, timeout: Duration) -> Result<(), String>
         Err(e) => Err(format!("read failed: {e}")),
     })
     .map_err(|t| t.to_string())
-}
-
-/// Reads one whole packet within `timeout`.
-fn read_packet(stream: &mut UnixStream, timeout: Duration) -> anyhow::Result<Packet> {
-    let framer = Framer::for_clients();
-    let mut buf = Vec::new();
-    let start = Instant::now();
-    loop {
-        if let Some(len) = framer.frame_len(&buf)? {
-            return Ok(Packet::decode(&buf[..len])?);
-        }
-        let mut chunk = [0u8; 4096];
-        match stream.read(&mut chunk) {
-            Ok(0) => anyhow::bail!("connection closed after {} bytes, no reply", buf.len()),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if start.elapsed() > timeout {
-                    anyhow::bail!("no reply within {timeout:?} ({} bytes read)", buf.len());
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
 
 /// A fixed pseudo-random byte string (xorshift64 from `seed`), so a failure can be

@@ -28,17 +28,15 @@
 //! measurement window.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, ensure, Context as _};
+use anyhow::{anyhow, bail, ensure};
 use ctdbd::protocol::control::Connection;
-use ctdbd::protocol::packet::CURRENT_NODE;
-use ctdbd::protocol::{Body, Framer, Header, Opcode, Packet, ReqControl};
 use vm::cluster::CLIENT_ADDR;
 use vm::process::Background;
+use vm::public::register_connection;
 use vm::public::{
     ask, ask_until_answered, default_public, open, power_off_machine, start_services, wait_placed,
     SERVICE_PORT,
@@ -64,7 +62,6 @@ const LEASE: Duration = Duration::from_millis(1000);
 const TICKLE_DEADLINE: Duration = Duration::from_secs(3);
 
 const ALL: [u32; 3] = [0, 1, 2];
-const SOCKET: &str = "/run/ctdb/ctdbd.socket";
 
 fn addrs() -> Vec<Ipv4Addr> {
     (0..3).map(default_public).collect()
@@ -792,62 +789,6 @@ fn partition_isolating_the_leader_never_duplicates_an_address() -> anyhow::Resul
 }
 
 // ---- tickle ---------------------------------------------------------------------
-
-/// Reads one whole packet from the daemon's socket within `timeout`.
-fn read_packet(stream: &mut UnixStream, timeout: Duration) -> anyhow::Result<Packet> {
-    let framer = Framer::for_clients();
-    let mut buf = Vec::new();
-    let start = Instant::now();
-    loop {
-        if let Some(len) = framer.frame_len(&buf)? {
-            return Ok(Packet::decode(&buf[..len])?);
-        }
-        let mut chunk = [0u8; 4096];
-        match stream.read(&mut chunk) {
-            Ok(0) => bail!("connection closed after {} bytes, no reply", buf.len()),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if start.elapsed() > timeout {
-                    bail!("no reply within {timeout:?} ({} bytes read)", buf.len());
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Registers `conn` with node `pnn`'s daemon as smbd does: TCP_CLIENT (44) on its
-/// client socket. The daemon forgets the connection when this client goes, so the
-/// returned socket must stay open.
-fn register_connection(
-    cluster: &Cluster,
-    pnn: u32,
-    conn: Connection,
-) -> anyhow::Result<UnixStream> {
-    let mut stream = UnixStream::connect(cluster.node(pnn).path(SOCKET))
-        .with_context(|| format!("connecting to node {pnn}'s socket"))?;
-    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let request = Packet {
-        header: Header {
-            generation: 0,
-            destnode: CURRENT_NODE,
-            srcnode: 0,
-            reqid: 1,
-        },
-        body: Body::ReqControl(ReqControl {
-            opcode: Opcode::TCP_CLIENT.0,
-            srvid: 0,
-            client_id: 0,
-            flags: 0,
-            data: conn.encode(),
-        }),
-    };
-    stream.write_all(&request.encode())?;
-    match read_packet(&mut stream, Duration::from_secs(5))?.body {
-        Body::ReplyControl(r) if r.status == 0 => Ok(stream),
-        other => bail!("TCP_CLIENT refused: {other:?}"),
-    }
-}
 
 /// Scenario: tickle ACK after a power loss.
 ///

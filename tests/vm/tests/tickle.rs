@@ -27,19 +27,17 @@
 //! measurement window in which the client must (or, without the fallback, must not)
 //! be reset. The rules live in the nodes' namespaces and go with them.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
-use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context as _};
 use ctdbd::protocol::control::Connection;
-use ctdbd::protocol::packet::CURRENT_NODE;
-use ctdbd::protocol::{Body, Framer, Header, Opcode, Packet, ReqControl};
 use vm::cluster::CLIENT_ADDR;
 use vm::process::Background;
+use vm::public::register_connection;
 use vm::public::{
     default_public, open, power_off_machine, start_services, wait_placed, SERVICE_PORT,
 };
@@ -58,7 +56,6 @@ const ATTEMPT: Duration = Duration::from_secs(3);
 const RESET_WINDOW: Duration = Duration::from_secs(3);
 
 const ALL: [u32; 3] = [0, 1, 2];
-const SOCKET: &str = "/run/ctdb/ctdbd.socket";
 const TABLE: &str = "ctdbrs_tickle";
 /// Comments naming the two counting rules.
 const KERNEL_RST: &str = "kernel-rst";
@@ -129,70 +126,6 @@ impl Drop for BlockedRead {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// Reads one whole packet from a daemon's socket within `timeout`.
-fn read_packet(stream: &mut UnixStream, timeout: Duration) -> anyhow::Result<Packet> {
-    let framer = Framer::for_clients();
-    let mut buf = Vec::new();
-    let start = Instant::now();
-    loop {
-        if let Some(len) = framer.frame_len(&buf)? {
-            return Ok(Packet::decode(&buf[..len])?);
-        }
-        let mut chunk = [0u8; 4096];
-        match stream.read(&mut chunk) {
-            Ok(0) => bail!("connection closed after {} bytes, no reply", buf.len()),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                ensure!(
-                    start.elapsed() <= timeout,
-                    "no reply within {timeout:?} ({} bytes read)",
-                    buf.len()
-                );
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Registers the connection from `client` to `server` with node `pnn`'s daemon as
-/// smbd does: TCP_CLIENT on its client socket, which the daemon copies to every
-/// node. The daemon forgets the connection when this client goes, so the returned
-/// socket must stay open.
-fn register_connection(
-    cluster: &Cluster,
-    pnn: u32,
-    client: SocketAddr,
-    server: SocketAddr,
-) -> anyhow::Result<UnixStream> {
-    let mut stream = UnixStream::connect(cluster.node(pnn).path(SOCKET))
-        .with_context(|| format!("connecting to node {pnn}'s socket"))?;
-    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let request = Packet {
-        header: Header {
-            generation: 0,
-            destnode: CURRENT_NODE,
-            srcnode: 0,
-            reqid: 1,
-        },
-        body: Body::ReqControl(ReqControl {
-            opcode: Opcode::TCP_CLIENT.0,
-            srvid: 0,
-            client_id: 0,
-            flags: 0,
-            data: Connection {
-                src: client,
-                dst: server,
-            }
-            .encode(),
-        }),
-    };
-    stream.write_all(&request.encode())?;
-    match read_packet(&mut stream, Duration::from_secs(5))?.body {
-        Body::ReplyControl(r) if r.status == 0 => Ok(stream),
-        other => bail!("TCP_CLIENT refused: {other:?}"),
     }
 }
 
@@ -309,7 +242,14 @@ fn scenario(fallback: bool) -> anyhow::Result<Outcome> {
         client.ip() == IpAddr::V4(CLIENT_ADDR),
         "client address {client}"
     );
-    let _registration = register_connection(&cluster, h, client, server)?;
+    let _registration = register_connection(
+        &cluster,
+        h,
+        Connection {
+            src: client,
+            dst: server,
+        },
+    )?;
     let src = client.to_string();
     for &pnn in &survivors {
         cluster.node_mut(pnn).wait_ctdb(
