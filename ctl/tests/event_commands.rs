@@ -357,9 +357,14 @@ fn event_commands_match_the_stock_tool() {
         &ev("signal", "01.sig.script"),
         "printf \"no newline\"; kill -TERM $$",
     );
+    // Marks that it started, so a test can wait for it to be running.
+    let started = |event: &str| base.join(format!("queue-{event}.started"));
     script(
         &ev("queue", "01.sleep.script"),
-        "sleep 2; echo \"slept $1\"",
+        &format!(
+            "touch \"{}/queue-$1.started\"; sleep 2; echo \"slept $1\"",
+            base_text
+        ),
     );
     let daemon = Eventd::start(&base, scratch.0.join("eventd.log"));
 
@@ -460,6 +465,7 @@ fn event_commands_match_the_stock_tool() {
     // A monitor cancelled by another event, seen by the tool that asked for it.
     for first_stock in [true, false] {
         t.cases += 1;
+        let _ = fs::remove_file(started("monitor"));
         let program = if first_stock { STOCK_CTDB } else { OURS };
         let handle = {
             let env: Vec<(String, String)> = env
@@ -477,7 +483,15 @@ fn event_commands_match_the_stock_tool() {
                 )
             })
         };
-        std::thread::sleep(Duration::from_millis(700));
+        // The monitor must be running before the startup that cancels it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !started("monitor").exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the queued monitor never started"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let startup = Tools::run(
             STOCK_CTDB,
             &["event", "run", "10", "queue", "startup"],
