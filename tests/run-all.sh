@@ -2,9 +2,10 @@
 # Runs every ctdb-rs test and check: the one command for developers and CI.
 #
 # Must run as root: tests/vm creates network and mount namespaces and starts real
-# daemons in them. Steps: build everything, run every test (unit, simulation,
+# daemons in them. Steps: install what is missing (tests/install-deps.sh test,
+# nothing if all is there), build everything, run every test (unit, simulation,
 # namespace suites), then the gates of STYLE.md §14 (rustfmt, clippy, rustdoc) and
-# shellcheck over the event scripts (events.d).
+# the shell linter over the event scripts (events.d) and these set-up scripts.
 # Every step runs even if an earlier check fails (except that nothing runs without
 # a build); the exit status is non-zero if any step failed.
 #
@@ -17,7 +18,10 @@ if [[ $(id -u) -ne 0 ]]; then
     exit 1
 fi
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
+
+# shellcheck source=tests/install-deps.sh
+source tests/install-deps.sh test || exit 1
 
 failed=()
 step() {
@@ -40,6 +44,7 @@ if [[ ${#failed[@]} -ne 0 ]]; then
 fi
 step test cargo test --workspace --no-fail-fast
 step shellcheck shellcheck -s sh events.d/functions events.d/*.script
+step shellcheck-tests shellcheck -x tests/install-deps.sh tests/run-all.sh tests/vm/demo.sh .ci/run
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step doc env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps

@@ -1,6 +1,6 @@
 //! CTDB's IP allocation cases, replayed against [`ctdbd::ipalloc`].
 //!
-//! Given: every `*.case` file in `<workspace>/../shared/testdata/takeover/cases/`
+//! Given: every `*.case` file in `ctdbd/tests/data/takeover/cases/`
 //! (format and semantics in `../FORMAT.md`), derived from CTDB 4.17.12's
 //! `ctdb/tests/UNIT/takeover` scripts.
 //!
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use ctdbd::ipalloc::case::Case;
 
 fn cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/takeover/cases")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/takeover/cases")
 }
 
 /// Lines side by side, marking the ones that differ.
@@ -97,7 +97,7 @@ fn takeover_cases() {
     let dir = cases_dir();
     let entries = fs::read_dir(&dir).unwrap_or_else(|e| {
         panic!(
-            "the takeover cases must be at {} (the workspace's ../shared/testdata/takeover/cases): {e}",
+            "the takeover cases must be at {} (ctdbd/tests/data/takeover/cases in the repository): {e}",
             dir.display()
         )
     });

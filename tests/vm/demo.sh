@@ -13,6 +13,9 @@ fi
 
 cd "$(dirname "$0")/../.."
 
+# shellcheck source=tests/install-deps.sh
+source tests/install-deps.sh demo
+
 echo "== cargo build --workspace"
 cargo build --workspace
 exec target/debug/ctdbrs-demo

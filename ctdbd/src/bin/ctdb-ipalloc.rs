@@ -1,5 +1,5 @@
 //! `ctdb-ipalloc CASEFILE`: runs one takeover test case (`ctdb-takeover-case 1`, see
-//! `shared/testdata/takeover/FORMAT.md`) through [`ctdbd::ipalloc`] and prints each
+//! `ctdbd/tests/data/takeover/FORMAT.md`) through [`ctdbd::ipalloc`] and prints each
 //! step's allocation as `IP PNN` lines in output order, with a `[step N]` line before
 //! each step when the case has several. The log lines are not printed; the table test
 //! `tests/takeover_cases.rs` compares those.

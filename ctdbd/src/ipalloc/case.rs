@@ -1,5 +1,5 @@
 //! The takeover test case format (`ctdb-takeover-case 1`, described in
-//! `shared/testdata/takeover/FORMAT.md`): parsing a case file into a [`Case`], turning
+//! `ctdbd/tests/data/takeover/FORMAT.md`): parsing a case file into a [`Case`], turning
 //! each step into an allocation [`Input`], and running the steps.
 //!
 //! Used by the table test `ctdbd/tests/takeover_cases.rs` and by the `ctdb-ipalloc`

@@ -8,7 +8,7 @@
 //! pure function of its [`Input`]: no clock, no randomness, no I/O, and no iteration
 //! over hash maps, so the same input always gives the same [`Allocation`], including
 //! the order of its log lines. [`case`] reads the data-driven test cases in
-//! `shared/testdata/takeover/` that pin the behaviour down against CTDB 4.17.
+//! `ctdbd/tests/data/takeover/` that pin the behaviour down against CTDB 4.17.
 //!
 //! # The merged address list
 //!

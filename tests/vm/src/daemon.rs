@@ -3,8 +3,9 @@
 //!
 //! Tests choose the daemon with [`Daemon::from_env`] (`CTDB_RS_DAEMON=stock` proves
 //! a suite's expectations against the reference daemon; the default is ours).
-//! `CTDB_RS_TOOL=stock` makes [`Tool::Ours`] run the stock tool too: a check of the
-//! harness itself (stock against stock must agree, which proves the masks).
+//! The harness watches a cluster with [`Tool::observer`]: the stock tool where
+//! Debian's `ctdb` is installed (an outside witness for both daemons), else ours
+//! (the demo needs only what ctdb-rs needs).
 
 use std::path::PathBuf;
 
@@ -95,12 +96,25 @@ impl Daemon {
 impl Tool {
     /// Path of the tool binary, failing if it does not exist.
     pub fn path(self) -> anyhow::Result<PathBuf> {
-        let ours_is_stock = std::env::var("CTDB_RS_TOOL").as_deref() == Ok("stock");
+        // It once made `Ours` run the stock tool, so that a comparison compared the
+        // stock tool with itself and proved nothing: refuse it rather than ignore it.
+        if std::env::var_os("CTDB_RS_TOOL").is_some() {
+            bail!("CTDB_RS_TOOL is not supported: the comparisons always run both tools; unset it");
+        }
         match self {
-            Self::Ours if !ours_is_stock => built_binary("ctdb"),
-            Self::Ours => stock_binary(STOCK_CTDB),
+            Self::Ours => built_binary("ctdb"),
             Self::Stock => stock_binary(STOCK_CTDB),
         }
         .context("locating the ctdb tool")
+    }
+
+    /// The tool the harness reads a cluster's state with: the stock one where it is
+    /// installed, else ours.
+    pub fn observer() -> Self {
+        if std::path::Path::new(STOCK_CTDB).is_file() {
+            Self::Stock
+        } else {
+            Self::Ours
+        }
     }
 }

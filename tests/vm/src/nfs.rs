@@ -90,10 +90,7 @@ pub fn check_prerequisites() -> anyhow::Result<()> {
     if missing.is_empty() {
         Ok(())
     } else {
-        bail!(
-            "the NFS tests cannot run; missing:\n  {}",
-            missing.join("\n  ")
-        )
+        bail!("the NFS tests cannot run; missing: {}", missing.join("; "))
     }
 }
 

@@ -327,7 +327,7 @@ impl Node {
                     return Ok(Err(format!("ctdbd exited with {status}")));
                 }
             }
-            match self.ctdb(Tool::Stock, args) {
+            match self.ctdb(Tool::observer(), args) {
                 Ok(out) if good(&out) => Ok(Ok(out)),
                 Ok(out) => Err(out.to_string()),
                 Err(e) => Err(format!("{e:#}")),

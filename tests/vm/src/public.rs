@@ -130,7 +130,7 @@ pub fn ask_until_answered(
 /// `ctdb ip` (the stock tool) on node `on`: every public address it knows and its
 /// owner (`None` for -1, unassigned).
 pub fn ctdb_ip(cluster: &Cluster, on: u32) -> Result<BTreeMap<Ipv4Addr, Option<u32>>, String> {
-    let out = cluster.ctdb_ok(on, Tool::Stock, &["ip"])?;
+    let out = cluster.ctdb_ok(on, Tool::observer(), &["ip"])?;
     parse_ctdb_ip(&out.stdout).map_err(|e| format!("{e}\n{out}"))
 }
 

@@ -108,7 +108,7 @@ pub fn check_prerequisites() -> anyhow::Result<()> {
     ] {
         if !Path::new(dir).is_dir() {
             missing.push(format!(
-                "{dir}, a mount point for the nodes' private copy (apt-get install samba ctdb)"
+                "{dir}, a mount point for the nodes' private copy (tests/install-deps.sh creates it)"
             ));
         }
     }
@@ -116,8 +116,8 @@ pub fn check_prerequisites() -> anyhow::Result<()> {
         Ok(())
     } else {
         bail!(
-            "Samba cannot run in the sandboxes; missing:\n  {}",
-            missing.join("\n  ")
+            "Samba cannot run in the sandboxes; missing: {}",
+            missing.join("; ")
         )
     }
 }

@@ -45,15 +45,9 @@ pub fn check_prerequisites() -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         missing.push("root privileges (run the tests as root, e.g. tests/run-all.sh)".to_owned());
     }
-    for tool in [
-        "/usr/bin/ctdb",
-        "/usr/sbin/ctdbd",
-        "/usr/bin/nsenter",
-        "/usr/bin/unshare",
-        "/usr/bin/setpriv",
-    ] {
+    for tool in ["/usr/bin/nsenter", "/usr/bin/unshare", "/usr/bin/setpriv"] {
         if !Path::new(tool).exists() {
-            missing.push(format!("{tool} (apt-get install ctdb util-linux)"));
+            missing.push(format!("{tool} (apt-get install util-linux)"));
         }
     }
     if which("ip").is_none() {
@@ -62,14 +56,14 @@ pub fn check_prerequisites() -> anyhow::Result<()> {
     for dir in ["/etc/ctdb", "/var/lib/ctdb"] {
         if !Path::new(dir).is_dir() {
             missing.push(format!(
-                "{dir}, the mount point for the sandbox's private copy (apt-get install ctdb)"
+                "{dir}, the mount point for the sandbox's private copy (tests/install-deps.sh creates it)"
             ));
         }
     }
     if missing.is_empty() {
         Ok(())
     } else {
-        bail!("tests/vm cannot run; missing:\n  {}", missing.join("\n  "))
+        bail!("tests/vm cannot run; missing: {}", missing.join("; "))
     }
 }
 

@@ -16,7 +16,16 @@ use vm::{wait_until, Cluster, Daemon, Tool};
 const ALL: [u32; 3] = [0, 1, 2];
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    // One plain line on failure (a missing prerequisite, a step that did not
+    // happen), never a backtrace: the demo is the first thing a new user runs.
+    if let Err(e) = run() {
+        eprintln!("demo failed: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     println!("== building a 3-node cluster: one network + mount namespace per node,");
     println!("   private bridge 192.168.20.0/24, public bridge 10.0.20.0/24 with a client,");
     println!(

@@ -1,0 +1,130 @@
+# shellcheck shell=bash
+# The one install step of ctdb-rs: sourced (not run) by tests/vm/demo.sh,
+# tests/run-all.sh and, through run-all.sh, .ci/run, as
+#
+#     source tests/install-deps.sh demo|test
+#
+# It installs only what is missing, so a second call installs nothing:
+# - demo: what ctdb-rs itself needs to build and to run the demo cluster (Samba,
+#   iproute2, util-linux, a C linker, the Rust toolchain). Not Debian's ctdb.
+# - test: the demo's needs, plus what the test suites drive or compare against:
+#   Debian's stock CTDB 4.17 (the compatibility reference), libtdb, winbind,
+#   NFS-Ganesha and libnfs, dnsmasq, nftables, shellcheck, rustfmt and clippy.
+# It creates the host directories that the sandboxes mount their private copies
+# over, and leaves PATH pointing at cargo. Debian 12 (apt) and root only; anything
+# it cannot do is one plain line on standard error and a non-zero return.
+
+ctdbrs_install_fail() {
+    echo "install-deps: $*" >&2
+    return 1
+}
+
+ctdbrs_install_deps() {
+    local profile=${1:-}
+    local packages=(
+        samba smbclient samba-common-bin    # smbd, smbclient, testparm, smbpasswd
+        iproute2 util-linux mount procps    # ip; nsenter, unshare, setpriv; mount; ps
+        gcc libc6-dev pkg-config            # the linker and C headers cargo needs
+        ca-certificates curl                # rustup, if no toolchain is installed
+    )
+    local components=()
+    case $profile in
+    demo) ;;
+    test)
+        packages+=(
+            ctdb libtdb-dev                 # the reference daemon and tool; libtdb
+            winbind                         # winbindd (49.winbind)
+            nfs-ganesha nfs-ganesha-vfs     # the NFS server 60.nfs manages
+            libnfs-utils dnsmasq-base       # userspace NFS client; round-robin DNS
+            shellcheck                      # the event scripts are kept shellcheck-clean
+            nftables                        # a test drops a node's own TCP resets
+            psmisc python3                  # fuser for debugging; fixture tools
+        )
+        components=(rustfmt clippy)
+        ;;
+    *)
+        ctdbrs_install_fail "usage: source tests/install-deps.sh demo|test" || return
+        ;;
+    esac
+
+    if [[ $(id -u) -ne 0 ]]; then
+        ctdbrs_install_fail "must run as root (it installs packages and creates namespaces): use sudo" || return
+    fi
+    if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
+        ctdbrs_install_fail "needs Debian 12's apt and dpkg; install by hand: ${packages[*]}" || return
+    fi
+
+    local missing=() p
+    for p in "${packages[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$p")
+        fi
+    done
+    if [[ ${#missing[@]} -ne 0 ]]; then
+        echo "install-deps: installing ${missing[*]}"
+        # A package must not start its service here (Debian's ctdb would start a
+        # system ctdbd owning the host's /run/ctdb): policy-rc.d refuses every
+        # start during the install, whether or not systemd runs.
+        local created_policy=no
+        if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+            printf '#!/bin/sh\n# ctdb-rs install-deps: no service starts during installation\nexit 101\n' \
+                >/usr/sbin/policy-rc.d
+            chmod 0755 /usr/sbin/policy-rc.d
+            created_policy=yes
+        fi
+        local status=0
+        apt-get update -qq &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                "${missing[@]}" || status=$?
+        if [[ $created_policy == yes ]]; then
+            rm -f /usr/sbin/policy-rc.d
+        fi
+        if [[ $status -ne 0 ]]; then
+            ctdbrs_install_fail "apt-get could not install ${missing[*]} (exit $status)" || return
+        fi
+    fi
+
+    # A system ctdbd (started by a package or anything else) owns the host's
+    # /run/ctdb; nothing here needs it and it only costs CPU: stop it.
+    if [[ -s /run/ctdb/ctdbd.pid ]] && kill -0 "$(cat /run/ctdb/ctdbd.pid)" 2>/dev/null; then
+        echo "install-deps: stopping the system ctdbd (pid $(cat /run/ctdb/ctdbd.pid))"
+        if [[ -d /run/systemd/system ]]; then
+            systemctl stop ctdb.service || true
+        fi
+        if [[ -s /run/ctdb/ctdbd.pid ]] && kill -0 "$(cat /run/ctdb/ctdbd.pid)" 2>/dev/null; then
+            kill "$(cat /run/ctdb/ctdbd.pid)"
+        fi
+    fi
+
+    # Mount points for each sandbox's private copy of CTDB's and Samba's
+    # directories. Debian's ctdb and samba packages create them; without the
+    # ctdb package, nothing else does.
+    install -d /etc/ctdb /var/lib/ctdb /usr/share/ctdb/events/legacy \
+        /etc/samba /var/lib/samba /var/cache/samba /var/log/samba
+
+    # The Rust toolchain: Debian's rustc is older than our rust-version, so
+    # rustup. Under sudo, the invoking user's toolchain counts too.
+    local dir
+    for dir in "$HOME/.cargo/bin" "$(getent passwd "${SUDO_USER:-root}" | cut -d: -f6)/.cargo/bin"; do
+        if ! command -v cargo >/dev/null && [[ -x $dir/cargo ]]; then
+            export PATH=$dir:$PATH
+        fi
+    done
+    if ! command -v cargo >/dev/null; then
+        echo "install-deps: no Rust toolchain; installing one with rustup"
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+            sh -s -- -y --profile minimal ||
+            { ctdbrs_install_fail "rustup could not install Rust (see https://rustup.rs)" || return; }
+        export PATH=$HOME/.cargo/bin:$PATH
+    fi
+    local c
+    for c in "${components[@]}"; do
+        if ! cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1; then
+            if ! command -v rustup >/dev/null || ! rustup component add "$c"; then
+                ctdbrs_install_fail "cargo $c is missing and rustup could not add it" || return
+            fi
+        fi
+    done
+}
+
+ctdbrs_install_deps "$@"
