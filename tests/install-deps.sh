@@ -111,10 +111,22 @@ ctdbrs_install_deps() {
         fi
     done
     if ! command -v cargo >/dev/null; then
+        # rustup-init straight from the Rust project's release server (the same
+        # program that https://sh.rustup.rs fetches), so no shell script is piped.
         echo "install-deps: no Rust toolchain; installing one with rustup"
-        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
-            sh -s -- -y --profile minimal ||
-            { ctdbrs_install_fail "rustup could not install Rust (see https://rustup.rs)" || return; }
+        local init
+        init=$(mktemp)
+        if ! curl --proto '=https' --tlsv1.2 -sSf -o "$init" \
+            "https://static.rust-lang.org/rustup/dist/$(uname -m)-unknown-linux-gnu/rustup-init"; then
+            rm -f "$init"
+            ctdbrs_install_fail "could not download rustup-init; install Rust by hand (https://rustup.rs)" || return
+        fi
+        chmod +x "$init"
+        if ! "$init" -y --no-modify-path --profile minimal; then
+            rm -f "$init"
+            ctdbrs_install_fail "rustup-init could not install Rust (see https://rustup.rs)" || return
+        fi
+        rm -f "$init"
         export PATH=$HOME/.cargo/bin:$PATH
     fi
     local c

@@ -44,7 +44,7 @@ if [[ ${#failed[@]} -ne 0 ]]; then
 fi
 step test cargo test --workspace --no-fail-fast
 step shellcheck shellcheck -s sh events.d/functions events.d/*.script
-step shellcheck-tests shellcheck -x tests/install-deps.sh tests/run-all.sh tests/vm/demo.sh .ci/run
+step shellcheck-tests shellcheck -x tests/install-deps.sh tests/run-all.sh tests/fresh-machine.sh tests/vm/demo.sh .ci/run
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step doc env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
