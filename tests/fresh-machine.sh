@@ -91,6 +91,12 @@ if [[ -d /etc/apt/sources.list.d ]]; then
     cp -r /etc/apt/sources.list.d/. "$root/etc/apt/sources.list.d/"
 fi
 
+# This workplace reaches the package registries through a proxy whose certificate
+# authority is in the host's bundle, as it would be on any fresh machine here:
+# hand it to the new root's ca-certificates (which install-deps installs).
+mkdir -p "$root/usr/local/share/ca-certificates"
+cp /etc/ssl/certs/ca-certificates.crt "$root/usr/local/share/ca-certificates/host-authorities.crt"
+
 echo "== a clean clone of $(git -C "$repo" rev-parse --short HEAD) into /root/ctdb-rs"
 git clone -q --no-hardlinks "$repo" "$root/root/ctdb-rs"
 
