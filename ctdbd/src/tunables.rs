@@ -98,13 +98,15 @@ pub const DEFINITIONS: &[TunableDef] = &[
     def("AllowMixedVersions", 0),
     // ctdb-rs: keepalive period in milliseconds, for sub-second failure detection.
     // Non-zero overrides KeepaliveInterval; setting KeepaliveInterval clears it, so
-    // CTDB's tunable keeps its meaning. Default 500 ms × KeepaliveLimit 5 = 2.5 s to
+    // CTDB's tunable keeps its meaning. Default 200 ms × KeepaliveLimit 5 = 1 s to
     // declare a silent (powered-off) node dead, where CTDB's defaults take 25 s.
-    def(KEEPALIVE_INTERVAL_MS, 500),
-    // ctdb-rs: how long a node may keep public addresses without hearing a leader
-    // that holds the recovery lock. Shorter than the keepalive timeout (2.5 s) so
-    // that waiting for a lost node's lease adds nothing when it lost power.
-    def(IP_LEASE_TIME_MS, 1000),
+    def(KEEPALIVE_INTERVAL_MS, 200),
+    // ctdb-rs: how long a node may keep public addresses after it last asked a
+    // lock-holding leader for its lease (asked four times per lease). Shorter than
+    // the keepalive timeout (1 s) so that a lost node's lease has run out by the
+    // time it is declared dead; a new leader waits one lease (+ 0.2 s) for nodes it
+    // cannot vouch for.
+    def(IP_LEASE_TIME_MS, 500),
     // ctdb-rs: 1 = after tickling a client, watch its answers, and where this
     // node's kernel's reset does not reach it (a firewall drops outgoing resets,
     // or the reset is lost) reset it ourselves (netif::tickle); 0 = tickle only,
@@ -194,6 +196,17 @@ impl Tunables {
             u64::from(ms)
         };
         ms.max(10)
+    }
+
+    /// How long a silent peer may stay connected: `KeepaliveLimit` keepalive periods.
+    pub fn keepalive_timeout_ms(&self) -> u64 {
+        let limit = u64::from(self.get("KeepaliveLimit").unwrap_or(5).max(1));
+        limit * self.keepalive_interval_ms()
+    }
+
+    /// The public-address lease length in milliseconds (`IPLeaseTimeMs`).
+    pub fn ip_lease_time_ms(&self) -> u64 {
+        u64::from(self.get(IP_LEASE_TIME_MS).unwrap_or(0))
     }
 
     /// Names of the tunables `listvars` shows, in CTDB's order.

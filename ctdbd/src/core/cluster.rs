@@ -20,9 +20,8 @@ use crate::protocol::packet::{
 
 /// `(major << 16) | minor` of the Samba release whose protocol we speak (§2.4).
 const KEEPALIVE_VERSION: u32 = 0x0004_0011;
-/// How often the leader repeats its broadcast (CTDB: every second). It also renews
-/// the followers' leases on public addresses: a lease (`IPLeaseTimeMs`, 1 s) spans
-/// four broadcasts, so one lost or late broadcast never lets it lapse.
+/// How often the leader repeats its broadcast (CTDB: every second). Leases are not
+/// renewed by it but asked for by each follower (`takeover`).
 const LEADER_BROADCAST_MS: u64 = 250;
 /// Wait before racing for the lock again after contention or a lost lock.
 const ELECTION_RETRY_MS: u64 = 500;
@@ -34,6 +33,9 @@ const LOCK_FAILURES_BEFORE_BAN: u32 = 3;
 /// guardian's notice before they race for the lock (they race as soon as it comes).
 /// The guardian speaks within milliseconds of the daemon's death.
 pub(super) const GUARDIAN_NOTICE_WAIT_MS: u64 = 100;
+/// Added to a minority's wait before it races for the lock (see
+/// `Node::minority_race_delay_ms`).
+const MINORITY_MARGIN_MS: u64 = 500;
 
 impl Node {
     // ---- clients -------------------------------------------------------------
@@ -236,6 +238,8 @@ impl Node {
     fn deliver_here(&mut self, sender: u32, msg: ReqMessage, out: &mut Vec<Output>) {
         match msg.srvid {
             srvid::LEADER => self.leader_broadcast_received(sender, &msg.data, out),
+            srvid::LEASE_REQUEST => self.lease_requested(sender, &msg.data, out),
+            srvid::LEASE_GRANT => self.lease_granted(sender, &msg.data, out),
             srvid::INCARNATION if sender != self.pnn => {
                 match crate::protocol::control::decode_u64(&msg.data, "incarnation") {
                     Ok(incarnation) => {
@@ -514,6 +518,10 @@ impl Node {
         if !link.connected {
             return;
         }
+        let had_majority = self.has_majority();
+        let Some(link) = self.peers.get_mut(&pnn) else {
+            return;
+        };
         link.connected = false;
         let node = &mut self.nodes[pnn as usize];
         node.flags |= node_flags::DISCONNECTED | node_flags::UNHEALTHY;
@@ -556,10 +564,18 @@ impl Node {
             }
         }
 
-        if self.is_leader() {
-            // Its addresses may move only once its lease has surely run out, or its
-            // guardian says they are gone.
-            self.guard_lease(pnn);
+        if self.is_leader()
+            && self.lock != LockState::NotConfigured
+            && had_majority
+            && !self.has_majority()
+        {
+            // Cut off from most of the cluster: let the others elect a leader among
+            // themselves rather than leave them all without one (see `eligible`).
+            self.step_down("connected to no majority of the nodes any more", out);
+        } else if self.is_leader() {
+            // Its addresses may move only once the last lease we granted it has
+            // surely run out, or its guardian says they are gone.
+            self.guard_lost_node(pnn);
             self.recover(out);
         }
     }
@@ -642,8 +658,7 @@ impl Node {
     /// meaning of the tunables, measured from the last packet rather than counted in
     /// whole periods, so detection is bounded by the limit plus a fifth of a period.
     fn declare_silent_peers_dead(&mut self, out: &mut Vec<Output>) {
-        let limit = u64::from(self.tunables.get("KeepaliveLimit").unwrap_or(5).max(1));
-        let silence = limit * self.tunables.keepalive_interval_ms();
+        let silence = self.tunables.keepalive_timeout_ms();
         let now = self.now.mono_ms;
         let dead: Vec<u32> = self
             .peers
@@ -697,16 +712,59 @@ impl Node {
             }
             return;
         }
+        if self.has_majority() {
+            self.minority_since_ms = None;
+        } else if self.minority_since_ms.is_none() {
+            self.minority_since_ms = Some(self.now.mono_ms);
+        }
         if self.leader.is_none()
             && eligible
             && self.lock == LockState::Idle
-            && self.now.mono_ms >= self.next_election_ms
+            && self.now.mono_ms >= self.race_allowed_at()
         {
             info!("no leader: racing for the recovery lock");
             self.lock = LockState::Taking;
             self.take_unanswered = true;
             out.push(Output::TakeReclock);
         }
+    }
+
+    /// Whether this node and the peers connected to it are more than half of the
+    /// nodes in `nodes`, not counting nodes whose guardian said they are dead (a
+    /// dead daemon leads nowhere: a 2-node cluster's survivor of a crash need not
+    /// wait).
+    pub(super) fn has_majority(&self) -> bool {
+        let mut total = 0;
+        let mut connected = 0;
+        for n in self.nodes.iter().filter(|n| n.addr.is_some()) {
+            let link = self.peers.get(&n.pnn);
+            if link.is_some_and(|l| l.daemon_gone && !l.connected) {
+                continue;
+            }
+            total += 1;
+            if n.pnn == self.pnn || link.is_some_and(|l| l.connected) {
+                connected += 1;
+            }
+        }
+        2 * connected > total
+    }
+
+    /// How long a node connected to no majority waits before racing for the lock:
+    /// long enough for the others, if they are alive and together, to notice the
+    /// same partition (one keepalive timeout, plus as much again for skew) and take
+    /// the lock first, and for the leases of a leader that just gave it up to end.
+    pub(super) fn minority_race_delay_ms(&self) -> u64 {
+        2 * self.tunables.keepalive_timeout_ms() + self.lease_ms() + MINORITY_MARGIN_MS
+    }
+
+    /// When this node may next race for the lock: after the pause of its last
+    /// attempt, and, connected to no majority, after the minority delay.
+    pub(super) fn race_allowed_at(&self) -> u64 {
+        let minority_gate = match (self.lock, self.minority_since_ms) {
+            (LockState::NotConfigured, _) | (_, None) => 0,
+            (_, Some(since)) => since + self.minority_race_delay_ms(),
+        };
+        self.next_election_ms.max(minority_gate)
     }
 
     pub(super) fn reclock_status(&mut self, status: ReclockStatus, out: &mut Vec<Output>) {
@@ -768,6 +826,7 @@ impl Node {
                 if self.is_leader() {
                     error!(%reason, "lost the recovery lock: stepping down");
                     self.leader = None;
+                    self.end_lease();
                     // A run of ours must not go on handing out addresses: the next
                     // leader runs its own (found by the simulation: both gave one
                     // address to two nodes once the next leader no longer waited).
@@ -796,8 +855,8 @@ impl Node {
         self.leader = None;
         self.takeover = None;
         self.takeover_wanted = false;
-        // A follower now: our addresses last one lease unless a new leader renews it.
-        self.renew_lease(out);
+        // Our lease was the lock: the addresses go now, before anyone may take them.
+        self.end_lease();
         if matches!(self.lock, LockState::Held | LockState::Taking) {
             self.lock = LockState::Idle;
             out.push(Output::ReleaseReclock);
@@ -858,11 +917,12 @@ impl Node {
         }
         if self.leader != Some(sender) {
             info!(leader = sender, "new leader");
+            // Ask the new leader for a lease at once (`takeover`: leases).
+            self.next_lease_request_ms = self.now.mono_ms;
         }
         self.leader = Some(sender);
         self.last_leader = Some(sender);
         self.leader_heard_ms = self.now.mono_ms;
-        self.renew_lease(out);
     }
 
     // ---- recovery ------------------------------------------------------------

@@ -12,12 +12,14 @@
 //! # Cluster rules (our design; DESIGN.md, "How a failover flows")
 //! - A peer is connected when the transport says both TCP connections are up; it is
 //!   declared dead on a closed connection or after `KeepaliveLimit` silent keepalive
-//!   periods (`KeepaliveIntervalMs`, default 500 ms).
+//!   periods (`KeepaliveIntervalMs`, default 200 ms).
 //! - Election is a race for the recovery lock (ctdb(7) "CLUSTER LOCK"): every eligible
 //!   node that has no live leader tries to take it; the holder leads and broadcasts
 //!   `LEADER`. Eligible = leader capability, not banned, not stopped. There is no
 //!   quorum (a survivor must serve); between partitions the lock decides, so only the
-//!   side holding it leads. Without a configured lock, the lowest eligible connected
+//!   side holding it leads. A leader that loses its majority gives the lock up, and
+//!   a node without a majority races only after a minority's wait, so that a
+//!   majority, when there is one, gets the lock (`takeover`: partitions). Without a configured lock, the lowest eligible connected
 //!   pnn leads (split brain is then possible, as in CTDB; a warning is logged).
 //!   When the leader's connection closes, its followers race once its guardian says
 //!   it is dead, or after a short wait without word (`takeover`'s docs say why).
@@ -359,6 +361,9 @@ struct PeerLink {
     /// The incarnation it announced on this connection. Kept after the link goes
     /// down: a guardian notice must name it (see `takeover`).
     incarnation: Option<u64>,
+    /// Its guardian confirmed that this incarnation's daemon is dead: it competes
+    /// for nothing until it connects again (counted out of the majority).
+    daemon_gone: bool,
 }
 
 /// Who asked for a control, so the reply can go back.
@@ -461,6 +466,16 @@ pub struct Node {
     recovery_causes: BTreeMap<u32, Vec<u64>>,
     /// Until when our lease lets us hold public addresses (followers).
     lease_until_ms: u64,
+    /// Follower: lease requests not yet granted, seq → (leader asked, when sent).
+    lease_requests: BTreeMap<u64, (u32, u64)>,
+    next_lease_seq: u64,
+    next_lease_request_ms: u64,
+    /// Leader: until when the leases we granted to each node may last (request
+    /// received + lease length): a lost node's guard counts from here.
+    lease_granted_until: BTreeMap<u32, u64>,
+    /// Since when this node has been connected to no majority of the nodes (with a
+    /// lock configured): it may race for the lock only `minority_race_delay` later.
+    minority_since_ms: Option<u64>,
     /// Our lease ran out and we dropped addresses; the next leader we hear must
     /// place them again.
     lease_lapsed: bool,
@@ -613,6 +628,11 @@ impl Node {
             rng: config.seed | 1,
             recovery_causes: BTreeMap::new(),
             lease_until_ms: 0,
+            lease_requests: BTreeMap::new(),
+            next_lease_seq: 1,
+            next_lease_request_ms: 0,
+            lease_granted_until: BTreeMap::new(),
+            minority_since_ms: None,
             lease_lapsed: false,
             lease_guards: BTreeMap::new(),
             gone_during_election: BTreeSet::new(),
@@ -697,8 +717,8 @@ impl Node {
             .next_keepalive_ms
             .min(self.next_leader_broadcast_ms)
             .min(self.next_liveness_ms);
-        if self.lock == LockState::Idle && self.next_election_ms > self.now.mono_ms {
-            t = t.min(self.next_election_ms);
+        if self.lock == LockState::Idle && self.race_allowed_at() > self.now.mono_ms {
+            t = t.min(self.race_allowed_at());
         }
         if let Some(b) = self.banned_until_ms {
             t = t.min(b);

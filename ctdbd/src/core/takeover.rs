@@ -17,23 +17,49 @@
 //!
 //! # Leases (DESIGN.md "Safety: public IPs are held under leases")
 //! A node may keep public addresses only while its lease is valid: the leader's
-//! lease is holding the recovery lock; a follower's is renewed by every broadcast of
-//! its leader and lasts `IPLeaseTimeMs`. A node whose lease runs out releases all its
-//! addresses.
+//! lease is holding the recovery lock (it ends the moment the node stops leading);
+//! a follower asks the leader it follows for its lease every quarter lease
+//! (`LEASE_REQUEST`, a sequence number), and the leader, only while it leads with
+//! the lock, grants it (`LEASE_GRANT`, the sequence number and the lease length).
+//! The follower's lease then lasts the granted length *from when it sent the
+//! request*; the leader remembers the grant as lasting from when the request
+//! *arrived*, which is later. So the leader knows a bound on every lease it granted
+//! that needs no assumption about flight times: a node whose requests stopped
+//! reaching it holds nothing later than its last request's arrival + lease (+ a
+//! margin for clock rates), however long the leader's own packets keep reaching it.
+//! A node whose lease runs out releases all its addresses.
 //!
 //! The leader keeps a *lease guard* per node (pnn → until), for nodes that may hold
-//! addresses it cannot see, until `t + IPLeaseTimeMs + LEASE_MARGIN_MS`:
-//! - losing node X at `t` guards X: X may be alive behind a partition, keeping what
-//!   it holds until its lease (renewed at the latest at `t`) runs out;
-//! - becoming leader at `t` guards every other node. One not connected may still
-//!   hold addresses from the previous leader until that lease runs out. One that is
-//!   connected hears the new leader at once and takes part in the takeover run,
-//!   which has it release what it holds before anyone takes it — but the previous
-//!   leader may still be giving it addresses: a leader whose lock was taken away
-//!   goes on leading until its lock check notices (up to 250 ms), and nothing stops
-//!   its run from handing out what the new one hands out too. So connected nodes are
-//!   guarded as well, unless that previous leader is dead by its guardian's word
-//!   (below): a dead leader runs nothing.
+//! addresses it cannot see:
+//! - losing node X guards X until the last lease we granted X ends + the margin.
+//!   With `IPLeaseTimeMs` shorter than the keepalive timeout, a node that fell
+//!   silent (power loss, cut cables) is past it by the time it is declared dead: its
+//!   addresses move at once;
+//! - becoming leader at `t` guards every other node until `t + IPLeaseTimeMs +
+//!   LEASE_MARGIN_MS`: we cannot know what a predecessor granted. One not connected
+//!   may still hold addresses from the previous leader until that lease runs out.
+//!   One that is connected hears the new leader at once and takes part in the
+//!   takeover run, which has it release what it holds before anyone takes it — but
+//!   the previous leader may still be giving it addresses: a leader whose lock was
+//!   taken away goes on leading until its lock check notices (up to 250 ms), and
+//!   nothing stops its run from handing out what the new one hands out too. So
+//!   connected nodes are guarded as well, unless that previous leader is dead by its
+//!   guardian's word (below): a dead leader runs nothing.
+//!
+//! # Partitions: a leader cut off from the majority lets go (`cluster`)
+//! The lock alone decides who may lead, so a leader cut off from every peer but
+//! still able to reach the lock would keep it, and the others, unable to take it,
+//! would lose their leases and serve nothing: a total outage for as long as the
+//! partition lasts. So a leader that loses its majority (itself and its connected
+//! peers no longer more than half of `nodes`, not counting nodes dead by their
+//! guardian's word) gives up the lock and its own addresses at once; and a node
+//! connected to no majority races for the lock only after a minority's wait (two
+//! keepalive timeouts + a lease + 0.5 s), which gives a majority that is alive and
+//! together the time to notice the same partition and take the lock first. If no
+//! majority takes it — the others are really dead — the minority takes it after the
+//! wait and serves: the last survivor serves every address, a few seconds later.
+//! Safety never rests on this rule: it is the lock and the leases that keep one
+//! address off two nodes; the rule only decides which side gets the lock.
 //!
 //! A takeover run starts only when no guard is pending: a run may move any address,
 //! so it waits for all of them (the simplest rule that is right).
@@ -96,16 +122,21 @@ use super::{Node, Output, PendingControl, Purpose, Requester};
 use crate::events::Event;
 use crate::ipalloc;
 use crate::protocol::control::{
-    node_flags, srvid, AddrInfo, Connection, DaemonGone, Opcode, PublicIp, PublicIpList, Runstate,
-    SrvidMessage, TickleList,
+    node_flags, srvid, AddrInfo, Connection, DaemonGone, LeaseGrant, Opcode, PublicIp,
+    PublicIpList, Runstate, SrvidMessage, TickleList,
 };
 use crate::protocol::packet::{ReplyControl, ReqControl, CTRL_FLAG_NOREPLY, UNKNOWN_PNN};
 
 /// GET_PUBLIC_IPS flag: only the addresses this node can host now (§4.1).
 pub const PUBLIC_IP_FLAGS_ONLY_AVAILABLE: u32 = 0x0001_0000;
 /// Added to a lost node's lease before its addresses go elsewhere: covers clock rate
-/// differences and the time a broadcast spends in flight.
+/// differences between nodes, and, for a new leader's guards, a predecessor that has
+/// not yet noticed it lost the lock.
 const LEASE_MARGIN_MS: u64 = 200;
+/// A follower asks for its lease this many times per lease length.
+const LEASE_REQUESTS_PER_LEASE: u64 = 4;
+/// Lease requests older than this are forgotten unanswered.
+const LEASE_REQUEST_MAX_AGE_MS: u64 = 10_000;
 /// Pause after a failed takeover run before the next.
 const TAKEOVER_RETRY_MS: u64 = 1000;
 
@@ -159,12 +190,8 @@ pub(super) struct AddressOp {
 
 impl Node {
     /// Lease length (`IPLeaseTimeMs`).
-    fn lease_ms(&self) -> u64 {
-        u64::from(
-            self.tunables
-                .get(crate::tunables::IP_LEASE_TIME_MS)
-                .unwrap_or(1000),
-        )
+    pub(super) fn lease_ms(&self) -> u64 {
+        self.tunables.ip_lease_time_ms()
     }
 
     /// Whether this node may hold public addresses now.
@@ -179,19 +206,119 @@ impl Node {
         }
     }
 
-    /// A broadcast from our leader renews our lease; if it had lapsed, the leader is
-    /// asked to place the addresses we dropped.
-    pub(super) fn renew_lease(&mut self, out: &mut Vec<Output>) {
-        self.lease_until_ms = self.now.mono_ms + self.lease_ms();
-        if std::mem::take(&mut self.lease_lapsed) {
+    /// Our lease ends now: we stopped leading, and a leader's lease was the lock.
+    /// The addresses go at the next [`Self::address_timers`], in this very step.
+    pub(super) fn end_lease(&mut self) {
+        self.lease_until_ms = 0;
+        self.lease_requests.clear();
+    }
+
+    /// Follower: asks the leader we follow to renew our lease, every quarter lease.
+    pub(super) fn lease_timers(&mut self, out: &mut Vec<Output>) {
+        let now = self.now.mono_ms;
+        let Some(leader) = self.followed_leader() else {
+            return;
+        };
+        if now < self.next_lease_request_ms {
+            return;
+        }
+        self.next_lease_request_ms = now + (self.lease_ms() / LEASE_REQUESTS_PER_LEASE).max(1);
+        // A grant extends the lease from when its request left; one for a request
+        // this old would extend nothing.
+        self.lease_requests
+            .retain(|_, (_, sent)| now.saturating_sub(*sent) < LEASE_REQUEST_MAX_AGE_MS);
+        let seq = self.next_lease_seq;
+        self.next_lease_seq += 1;
+        self.lease_requests.insert(seq, (leader, now));
+        out.push(Output::SendToPeer {
+            pnn: leader,
+            packet: self.message_packet(leader, srvid::LEASE_REQUEST, seq.to_le_bytes().to_vec()),
+        });
+    }
+
+    /// The connected leader this node follows, if any.
+    pub(super) fn followed_leader(&self) -> Option<u32> {
+        self.leader
+            .filter(|&l| l != self.pnn && self.is_connected(l))
+    }
+
+    /// When the next lease request is due (followers only).
+    pub(super) fn lease_request_timeout(&self) -> Option<u64> {
+        self.followed_leader().map(|_| self.next_lease_request_ms)
+    }
+
+    /// Leader: a follower asks for its lease. Granted only while we lead with the
+    /// lock; we remember until when it may last, from when the request *arrived*
+    /// (it left earlier, and the follower counts from then).
+    pub(super) fn lease_requested(&mut self, sender: u32, data: &[u8], out: &mut Vec<Output>) {
+        if sender == self.pnn || !self.is_leader() || !self.lease_valid() {
+            return;
+        }
+        let seq = match crate::protocol::control::decode_u64(data, "lease request") {
+            Ok(seq) => seq,
+            Err(e) => {
+                warn!(peer = sender, error = %e, "bad lease request");
+                return;
+            }
+        };
+        let lease_ms = self.lease_ms();
+        let until = self.now.mono_ms + lease_ms;
+        let granted = self.lease_granted_until.entry(sender).or_insert(until);
+        *granted = (*granted).max(until);
+        let grant = LeaseGrant {
+            seq,
+            lease_ms: u32::try_from(lease_ms).unwrap_or(u32::MAX),
+        };
+        out.push(Output::SendToPeer {
+            pnn: sender,
+            packet: self.message_packet(sender, srvid::LEASE_GRANT, grant.encode()),
+        });
+    }
+
+    /// Follower: our leader granted a request of ours. The lease runs from when the
+    /// request left; if it had lapsed, the leader is asked to place the addresses we
+    /// dropped.
+    pub(super) fn lease_granted(&mut self, sender: u32, data: &[u8], out: &mut Vec<Output>) {
+        let grant = match LeaseGrant::decode(data) {
+            Ok(g) => g,
+            Err(e) => {
+                warn!(peer = sender, error = %e, "bad lease grant");
+                return;
+            }
+        };
+        let Some((asked, sent)) = self.lease_requests.remove(&grant.seq) else {
+            return;
+        };
+        if asked != sender || self.leader != Some(sender) {
+            return; // from a leader we no longer follow
+        }
+        let until = sent + u64::from(grant.lease_ms);
+        self.lease_until_ms = self.lease_until_ms.max(until);
+        if self.lease_valid() && std::mem::take(&mut self.lease_lapsed) {
             self.request_takeover_run(out);
         }
     }
 
     /// Node `pnn` may hold addresses we cannot see until its lease surely ends: no
-    /// takeover run before then (unless its guardian says otherwise).
+    /// takeover run before then (unless its guardian says otherwise). Used by a new
+    /// leader, which cannot know what its predecessor granted.
     pub(super) fn guard_lease(&mut self, pnn: u32) {
         let until = self.now.mono_ms + self.lease_ms() + LEASE_MARGIN_MS;
+        self.guard_until(pnn, until);
+    }
+
+    /// The leader lost node `pnn`: it may hold addresses until the last lease we
+    /// granted it ends (it counts from when it asked, which was before we heard it).
+    pub(super) fn guard_lost_node(&mut self, pnn: u32) {
+        if let Some(&granted) = self.lease_granted_until.get(&pnn) {
+            self.guard_until(pnn, granted + LEASE_MARGIN_MS);
+        }
+    }
+
+    fn guard_until(&mut self, pnn: u32, until: u64) {
+        if until <= self.now.mono_ms {
+            return;
+        }
         let guard = self.lease_guards.entry(pnn).or_insert(until);
         *guard = (*guard).max(until);
     }
@@ -280,6 +407,9 @@ impl Node {
             );
             return;
         }
+        if let Some(link) = self.peers.get_mut(&pnn) {
+            link.daemon_gone = true;
+        }
         if self.is_leader() {
             let lifted = self.lease_guards.remove(&pnn).is_some();
             info!(
@@ -348,6 +478,7 @@ impl Node {
 
     /// Timer work for addresses: lease expiry, and starting a due takeover run.
     pub(super) fn address_timers(&mut self, out: &mut Vec<Output>) {
+        self.lease_timers(out);
         if !self.lease_valid() {
             // Addresses already being added or removed are left to finish first.
             let addrs: Vec<IpAddr> = self
@@ -378,6 +509,9 @@ impl Node {
             && self.lease_until_ms > self.now.mono_ms
         {
             at(self.lease_until_ms);
+        }
+        if let Some(due) = self.lease_request_timeout() {
+            at(due);
         }
         if self.is_leader() && self.takeover_wanted && self.takeover.is_none() {
             at(self

@@ -794,6 +794,38 @@ fn from_peer(srvid: u64, data: Vec<u8>) -> Input {
     }
 }
 
+/// The lease requests node 0 sent node 1 in `out`: their sequence numbers.
+fn lease_requests(out: &[Output]) -> Vec<u64> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::SendToPeer {
+                pnn: 1,
+                packet:
+                    Packet {
+                        body: Body::ReqMessage(m),
+                        ..
+                    },
+            } if m.srvid == srvid::LEASE_REQUEST => {
+                Some(u64::from_le_bytes(m.data.as_slice().try_into().unwrap()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Node 1 grants, at `now`, every lease request node 0 sent in `out`, for
+/// `lease_ms`. Fails if there was none.
+fn grant_leases(n: &mut Node, now: Now, out: &[Output], lease_ms: u32) -> Vec<Output> {
+    let seqs = lease_requests(out);
+    assert!(!seqs.is_empty(), "no lease request in {out:?}");
+    let mut all = Vec::new();
+    for seq in seqs {
+        let grant = crate::protocol::control::LeaseGrant { seq, lease_ms };
+        all.extend(n.handle(now, from_peer(srvid::LEASE_GRANT, grant.encode())));
+    }
+    all
+}
+
 /// Node 1's link comes up and node 1 announces `incarnation`.
 fn connect_peer(n: &mut Node, now: Now, incarnation: u64) {
     n.handle(now, Input::PeerConnected { pnn: 1 });
@@ -861,27 +893,107 @@ fn a_node_announces_its_incarnation_first_when_a_link_comes_up() {
     assert_eq!(n.peers[&1].incarnation, Some(PEER_RUN));
 }
 
-/// Given a leader (no lock: node 0 leads) that loses node 1, then node 1 is guarded
-/// for the lease and no takeover run starts; when node 1's guardian confirms that
+/// Node 1, following node 0, asks for its lease (request `seq`).
+fn lease_request_from_peer(seq: u64) -> Input {
+    from_peer(srvid::LEASE_REQUEST, seq.to_le_bytes().to_vec())
+}
+
+/// Given a leader (no lock: node 0 leads) that granted node 1 a lease at 0.55 s and
+/// loses it at 0.6 s, then node 1 is guarded until that lease surely ended (0.55 s +
+/// 0.5 s + 0.2 s) and no takeover run starts; when node 1's guardian confirms that
 /// the daemon it last saw is dead, then the guard goes and the run starts at once.
 #[test]
 fn a_confirmed_guardian_notice_lifts_the_lost_nodes_guard_at_once() {
     let mut n = node();
     assert!(n.is_leader());
-    // Node 1 joins and goes under the election guard (until 1.2 s), so that no run
-    // is under way when it goes (a failed run would wait to retry).
+    // Node 1 joins, asks for its lease and goes while the election guard (until
+    // 0.7 s) still holds, so that no run is under way when it goes (a failed run
+    // would wait to retry).
     connect_peer(&mut n, at(500), PEER_RUN);
+    n.handle(at(550), lease_request_from_peer(1));
     n.handle(at(600), Input::PeerDisconnected { pnn: 1 });
     assert_eq!(guarded(&n), [1]);
-    assert_eq!(n.lease_guards[&1], 600 + 1_000 + 200);
+    assert_eq!(n.lease_guards[&1], 550 + 500 + 200);
     let runs = n.takeover_ids;
-    n.handle(at(1_300), Input::Tick);
+    n.handle(at(1_200), Input::Tick);
     assert_eq!(n.takeover_ids, runs, "a run started under the guard");
     assert!(n.takeover_pending());
 
-    n.handle(at(1_300), notice(PEER_RUN));
+    n.handle(at(1_200), notice(PEER_RUN));
     assert!(guarded(&n).is_empty());
     assert_eq!(n.takeover_ids, runs + 1, "the run waits no longer");
+}
+
+/// Given a leader, a follower's lease is granted from when its request arrived: the
+/// grant echoes the request and names the lease length; a lost node's guard counts
+/// from its last request, so a node silent for longer than a lease (power loss,
+/// declared dead after the keepalive timeout) is guarded for nothing and its
+/// addresses move at once. A leader without the lock grants nothing.
+#[test]
+fn a_lost_nodes_guard_counts_from_its_last_lease_request() {
+    let mut n = node();
+    connect_peer(&mut n, at(500), PEER_RUN);
+    let out = n.handle(at(1_000), lease_request_from_peer(9));
+    let grant = out
+        .iter()
+        .find_map(|o| match o {
+            Output::SendToPeer {
+                pnn: 1,
+                packet:
+                    Packet {
+                        body: Body::ReqMessage(m),
+                        ..
+                    },
+            } if m.srvid == srvid::LEASE_GRANT => {
+                Some(crate::protocol::control::LeaseGrant::decode(&m.data).unwrap())
+            }
+            _ => None,
+        })
+        .expect("a grant");
+    assert_eq!(
+        grant,
+        crate::protocol::control::LeaseGrant {
+            seq: 9,
+            lease_ms: 500
+        }
+    );
+    n.handle(at(2_400), Input::PeerDisconnected { pnn: 1 });
+    assert!(guarded(&n).is_empty(), "{:?}", n.lease_guards);
+
+    let mut n = node_with_lock(Some("/shared/.reclock"));
+    connect_peer(&mut n, NOW, PEER_RUN);
+    assert_eq!(n.lock, LockState::Taking);
+    let out = n.handle(at(10), lease_request_from_peer(1));
+    assert!(out.is_empty(), "no lock, no grant: {out:?}");
+}
+
+/// Given a follower, its lease runs from when it *sent* the request that a grant
+/// answers, not from when the grant came: the leader bounds it from when the
+/// request arrived, which is later. A grant from another node than the leader asked,
+/// or for a request never sent, extends nothing. A follower asks its leader once it
+/// hears it, and then every quarter lease.
+#[test]
+fn a_followers_lease_counts_from_its_request() {
+    let mut n = follower_of_peer();
+    // follower_of_peer heard node 1's LEADER at 10 ms: the first request left then.
+    n.lease_requests.clear();
+    let out = n.handle(at(100), Input::Tick);
+    assert!(lease_requests(&out).is_empty(), "next one is due at 135 ms");
+    let out = n.handle(at(135), Input::Tick);
+    let seqs = lease_requests(&out);
+    assert_eq!(seqs.len(), 1, "{out:?}");
+    let grant = crate::protocol::control::LeaseGrant {
+        seq: seqs[0],
+        lease_ms: 500,
+    };
+    n.handle(at(400), from_peer(srvid::LEASE_GRANT, grant.encode()));
+    assert_eq!(n.lease_until_ms, 135 + 500);
+    let stale = crate::protocol::control::LeaseGrant {
+        seq: 9_999,
+        lease_ms: 60_000,
+    };
+    n.handle(at(401), from_peer(srvid::LEASE_GRANT, stale.encode()));
+    assert_eq!(n.lease_until_ms, 135 + 500, "a grant for nothing we asked");
 }
 
 /// Given a leader that lost node 1 (guarded), when notices arrive that cannot be
@@ -892,7 +1004,8 @@ fn a_confirmed_guardian_notice_lifts_the_lost_nodes_guard_at_once() {
 #[test]
 fn guardian_notices_that_cannot_be_believed_leave_the_guard() {
     let mut n = node();
-    connect_peer(&mut n, at(2_000), PEER_RUN);
+    connect_peer(&mut n, at(1_500), PEER_RUN);
+    n.handle(at(1_900), lease_request_from_peer(1));
     n.handle(at(2_000), Input::PeerDisconnected { pnn: 1 });
     let mut wrong_srvid = notice_packet(1, 1, PEER_RUN);
     if let Body::ReqMessage(m) = &mut wrong_srvid.body {
@@ -921,7 +1034,11 @@ fn guardian_notices_that_cannot_be_believed_leave_the_guard() {
     n.handle(at(2_003), Input::PeerDisconnected { pnn: 1 });
     n.handle(at(2_004), notice(PEER_RUN));
     assert_eq!(guarded(&n), [1]);
-    assert_eq!(n.lease_guards[&1], 2_003 + 1_200);
+    assert_eq!(
+        n.lease_guards[&1],
+        1_900 + 500 + 200,
+        "the lease granted before"
+    );
 }
 
 /// A client cannot make a node announce or relay ctdb-rs daemon messages.
@@ -958,9 +1075,10 @@ fn follower_of_peer() -> Node {
 }
 
 fn follower_of_peer_in(mut n: Node) -> Node {
+    assert_eq!(n.lock, LockState::Idle, "alone, a minority: waits");
+    connect_peer(&mut n, NOW, PEER_RUN);
     assert_eq!(n.lock, LockState::Taking, "no leader yet: racing");
     n.handle(NOW, Input::Reclock(ReclockStatus::Contended));
-    connect_peer(&mut n, at(10), PEER_RUN);
     n.handle(
         at(10),
         from_peer(srvid::LEADER, 1u32.to_le_bytes().to_vec()),
@@ -988,12 +1106,23 @@ fn a_notice_while_the_followers_wait_starts_the_race_and_spares_every_guard() {
     assert!(guarded(&n).is_empty(), "{:?}", n.lease_guards);
     assert_eq!(n.takeover_ids, runs + 1, "the run waits for nothing");
 
+    // Without word, node 0, alone of two, is no majority: node 1 may be alive
+    // behind a partition with the lock, so node 0 gives it the time to notice and
+    // let go before racing (`cluster`: the minority rule).
     let mut n = follower_of_peer();
     n.handle(at(1_000), Input::PeerDisconnected { pnn: 1 });
-    n.handle(at(1_099), Input::Tick);
-    assert_eq!(n.lock, LockState::Idle);
     n.handle(at(1_100), Input::Tick);
-    assert_eq!(n.lock, LockState::Taking, "no word: races after the wait");
+    assert_eq!(n.lock, LockState::Idle);
+    let race = 1_000 + n.minority_race_delay_ms();
+    assert!(n.poll_timeout() <= race, "wakes up by then");
+    n.handle(at(race - 1), Input::Tick);
+    assert_eq!(n.lock, LockState::Idle);
+    n.handle(at(race), Input::Tick);
+    assert_eq!(
+        n.lock,
+        LockState::Taking,
+        "no word: races after the minority's wait"
+    );
 }
 
 /// Given the same, when the notice comes during the race (after the wait), then it
@@ -1002,10 +1131,11 @@ fn a_notice_while_the_followers_wait_starts_the_race_and_spares_every_guard() {
 fn a_notice_during_the_race_spares_the_dead_leader_the_election_guard() {
     let mut n = follower_of_peer();
     n.handle(at(1_000), Input::PeerDisconnected { pnn: 1 });
-    n.handle(at(1_100), Input::Tick);
+    let race = 1_000 + n.minority_race_delay_ms();
+    n.handle(at(race), Input::Tick);
     assert_eq!(n.lock, LockState::Taking);
-    n.handle(at(1_103), notice(PEER_RUN));
-    n.handle(at(1_105), Input::Reclock(ReclockStatus::Taken));
+    n.handle(at(race + 3), notice(PEER_RUN));
+    n.handle(at(race + 5), Input::Reclock(ReclockStatus::Taken));
     assert!(n.is_leader());
     assert!(guarded(&n).is_empty(), "{:?}", n.lease_guards);
 }
@@ -1101,8 +1231,9 @@ fn only_the_followed_leader_or_an_administrator_moves_addresses() {
         Some(-1),
         "{out:?}"
     );
-    // Once it leads (its broadcast also gives us a lease), its run is obeyed.
-    n.handle(NOW, from_peer(srvid::LEADER, 1u32.to_le_bytes().to_vec()));
+    // Once it leads and grants us a lease, its run is obeyed.
+    let out = n.handle(NOW, from_peer(srvid::LEADER, 1u32.to_le_bytes().to_vec()));
+    grant_leases(&mut n, NOW, &out, 1_000);
     let out = n.handle(
         NOW,
         control_from_peer(Opcode::TAKEOVER_IP, 0, 7, take.clone()),
@@ -1181,15 +1312,13 @@ fn a_release_during_an_add_is_answered_after_the_removal() {
 #[test]
 fn a_leader_that_loses_the_lock_drops_its_run() {
     let mut n = node_with_lock(Some("/shared/.reclock"));
+    n.handle(NOW, Input::PeerConnected { pnn: 1 });
     n.handle(NOW, Input::Reclock(ReclockStatus::Taken));
     assert!(n.is_leader());
-    n.handle(NOW, Input::PeerConnected { pnn: 1 });
-    n.handle(at(1_300), Input::Tick);
+    // After the election guard (0.7 s), before node 1's silence counts (1 s).
+    n.handle(at(800), Input::Tick);
     assert!(n.takeover.is_some(), "a run waits for node 1's answers");
-    n.handle(
-        at(1_300),
-        Input::Reclock(ReclockStatus::Lost("gone".into())),
-    );
+    n.handle(at(800), Input::Reclock(ReclockStatus::Lost("gone".into())));
     assert!(!n.is_leader());
     assert!(n.takeover.is_none() && !n.takeover_pending());
 }
@@ -1265,11 +1394,68 @@ fn a_new_leader_guards_connected_nodes_unless_its_predecessor_is_known_dead() {
 fn a_notice_just_after_the_election_lifts_the_guards_too() {
     let mut n = follower_of_peer_in(build_node(Some("/shared/.reclock"), Some("192.168.20.43")));
     n.handle(at(10), Input::PeerConnected { pnn: 2 });
-    n.handle(at(1_000), Input::PeerDisconnected { pnn: 1 });
-    n.handle(at(1_100), Input::Tick);
-    n.handle(at(1_105), Input::Reclock(ReclockStatus::Taken));
+    // Before node 2's silence counts (1 s): nodes 0 and 2 are a majority.
+    n.handle(at(500), Input::PeerDisconnected { pnn: 1 });
+    n.handle(at(600), Input::Tick);
+    n.handle(at(605), Input::Reclock(ReclockStatus::Taken));
     assert!(n.is_leader());
     assert_eq!(guarded(&n), [1, 2]);
-    n.handle(at(1_106), notice(PEER_RUN));
+    n.handle(at(606), notice(PEER_RUN));
     assert!(guarded(&n).is_empty(), "{:?}", n.lease_guards);
+}
+
+// ---- partitions: the minority rule ----------------------------------------------
+
+/// Given node 0 leading a cluster of three with the lock, when it loses both peers
+/// (its cables are pulled; it runs on and could keep the lock), then it gives the
+/// lock up at the second loss, stops leading and ends its own lease (its addresses
+/// go), and does not race again before a minority's wait; after it, it does (the
+/// others may really be dead). Losing one peer of two leaves it leading.
+#[test]
+fn a_leader_cut_off_from_the_majority_gives_up_the_lock() {
+    let mut n = build_node(Some("/shared/.reclock"), Some("192.168.20.43"));
+    n.handle(NOW, Input::PeerConnected { pnn: 1 });
+    n.handle(NOW, Input::PeerConnected { pnn: 2 });
+    assert_eq!(n.lock, LockState::Taking);
+    n.handle(at(5), Input::Reclock(ReclockStatus::Taken));
+    assert!(n.is_leader());
+
+    let out = n.handle(at(100), Input::PeerDisconnected { pnn: 1 });
+    assert!(n.is_leader(), "two of three are a majority");
+    assert!(!out.iter().any(|o| matches!(o, Output::ReleaseReclock)));
+
+    let out = n.handle(at(200), Input::PeerDisconnected { pnn: 2 });
+    assert!(!n.is_leader());
+    assert!(
+        out.iter().any(|o| matches!(o, Output::ReleaseReclock)),
+        "{out:?}"
+    );
+    assert_eq!(n.lock, LockState::Idle);
+    assert!(!n.lease_valid(), "its addresses go with the lock");
+    let race = 200 + n.minority_race_delay_ms();
+    n.handle(at(race - 1), Input::Tick);
+    assert_eq!(n.lock, LockState::Idle, "the majority's turn");
+    n.handle(at(race), Input::Tick);
+    assert_eq!(n.lock, LockState::Taking);
+    n.handle(at(race + 5), Input::Reclock(ReclockStatus::Taken));
+    assert!(n.is_leader(), "a lone survivor leads after the wait");
+}
+
+/// A node connected to no majority races only after a minority's wait, unless the
+/// nodes it misses are dead by their guardians' word; a majority races at once.
+#[test]
+fn only_a_majority_races_at_once() {
+    let mut n = build_node(Some("/shared/.reclock"), Some("192.168.20.43"));
+    assert_eq!(n.lock, LockState::Idle, "one of three");
+    n.handle(at(10), Input::PeerConnected { pnn: 2 });
+    assert_eq!(n.lock, LockState::Taking, "two of three");
+
+    // Two nodes: node 1's daemon dies and its guardian says so; node 0 alone is
+    // then the whole of what is alive.
+    let mut n = follower_of_peer();
+    n.handle(at(500), Input::PeerDisconnected { pnn: 1 });
+    n.handle(at(700), Input::Tick);
+    assert_eq!(n.lock, LockState::Idle);
+    n.handle(at(701), notice(PEER_RUN));
+    assert_eq!(n.lock, LockState::Taking);
 }

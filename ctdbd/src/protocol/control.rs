@@ -153,6 +153,12 @@ pub mod srvid {
     /// address: that node's daemon (the incarnation named) is dead and every public
     /// address it held has been removed. [`super::DaemonGone`] (16 bytes).
     pub const DAEMON_GONE: u64 = 0x7202_0000_0000_0000;
+    /// From a follower to its leader: "renew my public-address lease". u64 sequence
+    /// number, echoed by the grant.
+    pub const LEASE_REQUEST: u64 = 0x7203_0000_0000_0000;
+    /// From a leader that holds the recovery lock, answering [`LEASE_REQUEST`]:
+    /// [`super::LeaseGrant`] (16 bytes).
+    pub const LEASE_GRANT: u64 = 0x7204_0000_0000_0000;
 }
 
 /// Node flags (§6.2).
@@ -778,6 +784,43 @@ impl DaemonGone {
     }
 }
 
+/// Payload of [`srvid::LEASE_GRANT`] (ours, 16 bytes): the leader renews the lease
+/// asked for by request `seq`, for `lease_ms` counted from when the follower sent it.
+/// The leader chooses the length, so that followers with another `IPLeaseTimeMs`
+/// cannot outlast what the leader waits for.
+///
+/// ```text
+///   0   u64  seq (the request's)
+///   8   u32  lease_ms
+///  12   u32  padding (0)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseGrant {
+    /// The sequence number of the request granted.
+    pub seq: u64,
+    /// Lease length in milliseconds.
+    pub lease_ms: u32,
+}
+
+impl LeaseGrant {
+    /// Wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u64(self.seq).u32(self.lease_ms).pad(4);
+        w.into_bytes()
+    }
+
+    /// Parses exactly 16 bytes.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let seq = r.u64("lease_grant.seq")?;
+        let lease_ms = r.u32("lease_grant.lease_ms")?;
+        r.skip(4, "lease_grant.pad")?;
+        r.finish("lease_grant")?;
+        Ok(Self { seq, lease_ms })
+    }
+}
+
 /// `ctdb_disable_message` (24 bytes): answer address and a timeout (0 = re-enable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DisableMessage {
@@ -1145,8 +1188,32 @@ mod tests {
     }
 
     #[test]
+    fn lease_grant_round_trips_and_rejects_other_lengths() {
+        let grant = LeaseGrant {
+            seq: 0x0102_0304_0506_0708,
+            lease_ms: 500,
+        };
+        let bytes = grant.encode();
+        assert_eq!(
+            bytes,
+            [8, 7, 6, 5, 4, 3, 2, 1, 0xf4, 1, 0, 0, 0, 0, 0, 0],
+            "little-endian seq, lease_ms, 4 bytes of padding"
+        );
+        assert_eq!(LeaseGrant::decode(&bytes), Ok(grant));
+        assert!(LeaseGrant::decode(&bytes[..15]).is_err());
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(LeaseGrant::decode(&long).is_err());
+    }
+
+    #[test]
     fn ctdb_rs_srvids_are_outside_every_ctdb_range() {
-        for id in [srvid::INCARNATION, srvid::DAEMON_GONE] {
+        for id in [
+            srvid::INCARNATION,
+            srvid::DAEMON_GONE,
+            srvid::LEASE_REQUEST,
+            srvid::LEASE_GRANT,
+        ] {
             assert_eq!(id & srvid::CTDB_RS_MASK, srvid::CTDB_RS_RANGE);
         }
         for ctdb in [
