@@ -10,6 +10,10 @@
 //! to stderr (which `ctdbd` points at its own log file, or its terminal), or to
 //! syslog with `--syslog`.
 //!
+//! After `exit` with no address left (a clean stop), it waits for the daemon to
+//! exit and tells the peers the same, so that a clean stop hands the addresses over
+//! without the lease wait.
+//!
 //! Exit status: 0 after `exit` or after cleaning up (whether or not every peer could
 //! be told); 1 if an address could not be removed (no peer is told then), or if it
 //! could not start (no netlink socket), in which case it never said `ready` and
@@ -35,6 +39,27 @@ const LOG_LEVEL: u32 = 3;
 /// only keeps a wedged netlink socket from keeping the guardian forever, and the
 /// other addresses still get their turn.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the guardian waits for a cleanly stopping daemon to exit before it tells
+/// the peers; a daemon that takes longer still hands over, after its lease.
+const EXIT_WAIT: Duration = Duration::from_secs(5);
+
+/// How often the guardian looks whether the stopping daemon has exited.
+const EXIT_POLL: Duration = Duration::from_millis(10);
+
+/// Waits up to `wait` for the daemon, our parent `daemon`, to exit (and with it its
+/// connections to the peers): we are then reparented. The pipe's end of file comes
+/// earlier, when the daemon closes it after `exit`, so it cannot tell.
+fn daemon_exited(daemon: nix::unistd::Pid, wait: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while nix::unistd::getppid() == daemon {
+        if start.elapsed() >= wait {
+            return false;
+        }
+        std::thread::sleep(EXIT_POLL);
+    }
+    true
+}
 
 /// Why the reading stopped.
 enum End {
@@ -63,7 +88,8 @@ fn run() -> anyhow::Result<()> {
         Some(other) => bail!("usage: ctdb-rs-guardian [{SYSLOG_OPTION}] (not {other:?})"),
     };
     logging::init(&target, LOG_LEVEL).context("setting up logging")?;
-    let span = info_span!("guardian", daemon_pid = nix::unistd::getppid().as_raw());
+    let daemon = nix::unistd::getppid();
+    let span = info_span!("guardian", daemon_pid = daemon.as_raw());
     let _entered = span.enter();
 
     // The runtime and the netlink socket exist before `ready`: at the daemon's death
@@ -115,7 +141,18 @@ fn run() -> anyhow::Result<()> {
     let died = matches!(end, End::DaemonGone(_));
     match end {
         End::Exit if held.is_empty() => {
-            info!("ctdbd stopped cleanly; guardian exiting");
+            // A clean stop hands the addresses over at once too: once the daemon
+            // has exited (its links to the peers closed), tell them its addresses
+            // are gone, so that the leader need not wait for its lease.
+            info!("ctdbd stopped cleanly and released every public address");
+            if daemon_exited(daemon, EXIT_WAIT) {
+                tell_peers(&runtime, &facts);
+            } else {
+                warn!(
+                    wait = ?EXIT_WAIT,
+                    "ctdbd did not exit after stopping; the peers are not told"
+                );
+            }
             return Ok(());
         }
         End::Exit => warn!(

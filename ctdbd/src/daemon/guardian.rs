@@ -18,7 +18,7 @@
 //! pipe as part of the daemon's death, whatever killed it.
 //!
 //! Why it tells the peers: the leader cannot tell a dead daemon from one behind a
-//! partition, so without word it waits out the lost node's lease (1.2 s at defaults)
+//! partition, so without word it waits out the lost node's lease (up to 0.7 s)
 //! before moving its addresses. The guardian knows: its notice ([`Notice`], one CTDB
 //! `REQ_MESSAGE` with srvid `DAEMON_GONE`, see `protocol::control::srvid`) names the
 //! node and the daemon's incarnation, and the leader moves the addresses at once
@@ -28,6 +28,11 @@
 //! connection, so the guardian binds its connections to the node's own address (the
 //! `nodes` line at index `pnn`). An unreachable peer costs at most [`NOTICE_TIMEOUT`],
 //! all peers at once, so the guardian exits promptly either way.
+//!
+//! A clean stop (`ctdb shutdown`, SIGTERM) hands over without the lease wait too:
+//! the daemon removes its addresses itself and says `exit`; the guardian, with
+//! nothing left to remove, waits for the daemon to exit (it is reparented), so that
+//! the daemon's links to the peers are closed, and sends them the same notice.
 //!
 //! The protocol is one line per message, daemon to guardian ([`GuardianMessage`]):
 //! `identity PNN INCARNATION` and `nodes PORT ADDR|- ...` (who the daemon is and whom
@@ -84,10 +89,6 @@ pub const SYSLOG_OPTION: &str = "--syslog";
 
 /// How long the daemon waits for [`READY`]; the guardian only opens a socket first.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long the daemon waits for the guardian to exit after `exit`, so that it is
-/// reaped before the daemon itself exits.
-const EXIT_WAIT: Duration = Duration::from_secs(1);
 
 /// How long the guardian gives each peer to take its notice (connect and send), all
 /// peers at once. A live peer on the private network answers in a millisecond; one
@@ -716,18 +717,12 @@ impl Guardian {
             .map_err(GuardianError::Gone)
     }
 
-    /// Clean shutdown, after the daemon released its addresses: sends `exit` and
-    /// waits briefly for the guardian to go.
+    /// Clean shutdown, after the daemon released its addresses: sends `exit`. The
+    /// guardian outlives us on purpose: once we have exited (our links to the peers
+    /// closed) it tells them our addresses are gone, then exits itself.
     pub async fn exit(mut self) {
         if let Err(e) = self.send(&GuardianMessage::Exit).await {
             warn!(error = %e, "cannot tell the address guardian to exit");
-        }
-        drop(self.stdin);
-        match tokio::time::timeout(EXIT_WAIT, self.child.wait()).await {
-            Ok(Ok(status)) if status.success() => {}
-            Ok(Ok(status)) => warn!(%status, "address guardian exited with an error"),
-            Ok(Err(e)) => warn!(error = %e, "waiting for the address guardian"),
-            Err(_) => warn!("address guardian still runs after exit"),
         }
     }
 }
@@ -1073,6 +1068,10 @@ mod tests {
 
     /// Waits until `pid` has exited (gone, or a zombie), at most 5 s.
     async fn wait_gone(pid: u32) {
+        wait_gone_within(pid, Duration::from_secs(5)).await;
+    }
+
+    async fn wait_gone_within(pid: u32, timeout: Duration) {
         let stat = format!("/proc/{pid}/stat");
         let gone = || match std::fs::read_to_string(&stat) {
             Err(_) => true,
@@ -1080,13 +1079,13 @@ mod tests {
                 .rsplit_once(')')
                 .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
         };
-        tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::time::timeout(timeout, async {
             while !gone() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
         .await
-        .unwrap_or_else(|_| panic!("guardian {pid} still runs after 5 s"));
+        .unwrap_or_else(|_| panic!("guardian {pid} still runs after {timeout:?}"));
     }
 
     #[tokio::test]
@@ -1128,18 +1127,22 @@ mod tests {
         );
     }
 
+    /// After `exit` with nothing listed the guardian removes nothing and waits for
+    /// its parent to exit before telling the peers; this parent (the test) stays,
+    /// so after its wait (5 s) it says it did not tell them, and exits.
     #[tokio::test]
-    async fn exit_leaves_quietly() {
+    async fn exit_removes_nothing_and_tells_only_once_the_daemon_is_gone() {
         let log = log_file("exit");
         let guardian = Guardian::start(&guardian_binary(), &LogTarget::File(log.clone()))
             .await
             .unwrap();
         let pid = guardian.pid().unwrap();
         guardian.exit().await;
-        wait_gone(pid).await;
+        wait_gone_within(pid, Duration::from_secs(10)).await;
         let text = std::fs::read_to_string(&log).unwrap();
         let _ = std::fs::remove_file(&log);
         assert!(text.contains("ctdbd stopped cleanly"), "{text}");
+        assert!(text.contains("the peers are not told"), "{text}");
         assert!(!text.contains("removing"), "{text}");
     }
 

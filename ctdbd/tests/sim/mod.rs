@@ -414,9 +414,9 @@ impl Sim {
                 self.input(i, Input::NodesFile { request, result });
             }
             Output::SendToClient { .. } | Output::SetPeers(_) | Output::SetDebugLevel(_) => {}
-            // A clean stop: the daemon releases its addresses, its guardian exits
-            // quietly (no notice).
-            Output::Shutdown => self.crash(i, false),
+            // A clean stop: the daemon releases its addresses and exits; its
+            // guardian then tells the peers, as after a crash.
+            Output::Shutdown => self.crash(i, true),
         }
     }
 

@@ -209,7 +209,7 @@ fn clean_shutdown_releases_the_address_and_ends_the_guardian() -> anyhow::Result
     let log = cluster.node(0).daemon_log();
     assert!(log.contains("released public address at shutdown"), "{log}");
     assert!(
-        log.contains("ctdbd stopped cleanly; guardian exiting"),
+        log.contains("ctdbd stopped cleanly and released every public address"),
         "{log}"
     );
     assert!(!log.contains("ctdbd died"), "{log}");

@@ -372,6 +372,69 @@ fn kill_9_of_a_follower_moves_its_address_on_its_guardians_word() -> anyhow::Res
     report.check(TAKEOVER_WINDOW).map_err(|e| anyhow!(e))
 }
 
+/// Scenario: `ctdb shutdown` of a follower: a clean stop hands over without the
+/// lease wait.
+///
+/// Given a started cluster, every address answering,
+/// When a follower is stopped with `ctdb shutdown`,
+/// Then it removes its address itself, its guardian waits for it to exit and tells
+///   both other nodes (its log says whom), the leader lifts the follower's lease
+///   guard on that word, and the address answers from a survivor; at no moment is
+///   it on two nodes.
+#[test]
+fn clean_shutdown_of_a_follower_hands_its_address_over_on_its_guardians_word() -> anyhow::Result<()>
+{
+    let mut scene = Scene::start()?;
+    let leader = scene.leader;
+    let victim = (leader + 1) % 3;
+    let addr = scene.address_of(victim);
+
+    scene
+        .watcher()
+        .note(format!("ctdb shutdown of node {victim} (follower)"));
+    let t0 = Instant::now();
+    let out = scene.cluster.node(victim).ctdb(Tool::Ours, &["shutdown"])?;
+    ensure!(out.success(), "{out}");
+    let (by, took) = ask_until_answered(
+        scene.client(),
+        addr,
+        Some(victim),
+        t0,
+        ATTEMPT,
+        CONVERGE_TIMEOUT,
+    )?;
+    scene
+        .watcher()
+        .note(format!("{addr} answers from node {by}"));
+    eprintln!("ctdb shutdown of a follower: {addr} answered from node {by} after {took:.3?}");
+    let told = wait_until(CONVERGE_TIMEOUT, || {
+        let log = scene.cluster.node(victim).daemon_log();
+        let told = log
+            .lines()
+            .filter(|l| l.contains("told the peer that ctdbd is dead"))
+            .count();
+        if told == 2 {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+    if let Err(t) = told {
+        bail!("the guardian did not tell both peers: {t}");
+    }
+    let leader_log = scene.cluster.node(leader).daemon_log();
+    let heard = leader_log
+        .lines()
+        .find(|l| l.contains("guardian notice: the node's daemon is dead"))
+        .ok_or_else(|| anyhow!("the leader never acted on the notice:\n{leader_log}"))?;
+    ensure!(
+        heard.contains(&format!("peer={victim}")) && heard.contains("lifted=true"),
+        "{heard}"
+    );
+    let report = scene.finish("clean shutdown of a follower");
+    report.check_no_duplicates().map_err(|e| anyhow!(e))
+}
+
 /// Scenario: power loss of a follower, then power back (fail-back).
 ///
 /// Given a started cluster, every address answering,
