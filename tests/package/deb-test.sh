@@ -74,11 +74,11 @@ other_processes() {
     for dir in "$root"/proc/[0-9]*; do
         pid=${dir##*/}
         [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
-        stat=$(<"$dir/stat") 2>/dev/null || continue
+        { stat=$(<"$dir/stat"); } 2>/dev/null || continue
         state=${stat##*) }
         state=${state%% *}
         [[ $state == Z ]] && continue
-        echo "$pid $(<"$dir/cmdline" tr '\0' ' ' 2>/dev/null)"
+        echo "$pid $(tr '\0' ' ' <"$dir/cmdline" 2>/dev/null)"
     done
 }
 
