@@ -239,6 +239,7 @@ main() {
     done
     [[ $(id -u) -eq 0 ]] || die "must run as root (namespaces, mounts, chroot): sudo $0"
     cd "$(dirname "$0")/../.."
+    command -v cargo >/dev/null || die "cargo is not on PATH (under sudo: sudo env PATH=\"\$PATH\" $0)"
     local dir
     for dir in /etc /usr /var; do
         [[ $(findmnt -n -o TARGET --target "$dir") == / ]] ||
