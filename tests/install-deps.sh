@@ -9,7 +9,8 @@
 #   iproute2, util-linux, a C linker, the Rust toolchain). Not Debian's ctdb.
 # - test: the demo's needs, plus what the test suites drive or compare against:
 #   Debian's stock CTDB 4.17 (the compatibility reference), libtdb, winbind,
-#   NFS-Ganesha and libnfs, dnsmasq, nftables, shellcheck, rustfmt and clippy.
+#   NFS-Ganesha and libnfs, dnsmasq, nftables, shellcheck, rustfmt and clippy,
+#   and what the package test needs (dpkg-dev, systemd-analyze).
 # It creates the host directories that the sandboxes mount their private copies
 # over, and leaves PATH pointing at cargo. Debian 12 (apt) and root only; anything
 # it cannot do is one plain line on standard error and a non-zero return.
@@ -39,6 +40,7 @@ ctdbrs_install_deps() {
             shellcheck                      # the event scripts are kept shellcheck-clean
             nftables                        # a test drops a node's own TCP resets
             psmisc python3                  # fuser for debugging; fixture tools
+            dpkg-dev binutils systemd       # the package test: dpkg-shlibdeps, objcopy, systemd-analyze
         )
         components=(rustfmt clippy)
         ;;

@@ -4,8 +4,10 @@
 # Must run as root: tests/vm creates network and mount namespaces and starts real
 # daemons in them. Steps: install what is missing (tests/install-deps.sh test,
 # nothing if all is there), build everything, run every test (unit, simulation,
-# namespace suites), then the gates of STYLE.md §14 (rustfmt, clippy, rustdoc) and
-# the shell linter over the event scripts (events.d) and these set-up scripts.
+# namespace suites), the Debian package test (tests/package/deb-test.sh: the
+# package built from the debug binaries, installed in a throw-away root), then the
+# gates of STYLE.md §14 (rustfmt, clippy, rustdoc) and the shell linter over the
+# event scripts (events.d), the package's scripts and these set-up scripts.
 # Every step runs even if an earlier check fails (except that nothing runs without
 # a build); the exit status is non-zero if any step failed.
 #
@@ -43,8 +45,11 @@ if [[ ${#failed[@]} -ne 0 ]]; then
     exit 1
 fi
 step test cargo test --workspace --no-fail-fast
-step shellcheck shellcheck -s sh events.d/functions events.d/*.script
-step shellcheck-tests shellcheck -x tests/install-deps.sh tests/run-all.sh tests/fresh-machine.sh tests/vm/demo.sh .ci/run
+step package tests/package/deb-test.sh
+step shellcheck shellcheck -s sh events.d/functions events.d/*.script \
+    packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm
+step shellcheck-tests shellcheck -x tests/install-deps.sh tests/run-all.sh tests/fresh-machine.sh \
+    tests/vm/demo.sh .ci/run packaging/build-deb.sh tests/package/deb-test.sh
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step doc env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps

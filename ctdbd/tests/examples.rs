@@ -39,3 +39,18 @@ fn example_script_options_parse_and_name_the_shared_volume() {
     let options = parse_script_options(&text, &path).unwrap();
     assert!(options.iter().any(|o| o.name == "CTDB_SHARED_VOLUME"));
 }
+
+/// The configuration the Debian package installs (`packaging/deb/`): it parses, and
+/// it sets no cluster lock and no shared volume, so a fresh single node becomes
+/// healthy as soon as `nodes` lists it.
+#[test]
+fn package_conffiles_parse_and_need_no_shared_volume() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/deb");
+    let path = dir.join("ctdb.conf");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let conf = CtdbConf::parse(&text, &path).unwrap();
+    assert_eq!(conf.cluster.cluster_lock, None, "{conf:?}");
+    let path = dir.join("script.options");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(parse_script_options(&text, &path).unwrap(), vec![]);
+}
