@@ -116,19 +116,20 @@ ctdbrs_install_deps() {
         # rustup-init straight from the Rust project's release server (the same
         # program that https://sh.rustup.rs fetches), so no shell script is piped.
         echo "install-deps: no Rust toolchain; installing one with rustup"
-        local init
-        init=$(mktemp)
-        if ! curl --proto '=https' --tlsv1.2 -sSf -o "$init" \
+        # It must be called rustup-init: rustup decides what to be by its name.
+        local tmp
+        tmp=$(mktemp -d)
+        if ! curl --proto '=https' --tlsv1.2 -sSf -o "$tmp/rustup-init" \
             "https://static.rust-lang.org/rustup/dist/$(uname -m)-unknown-linux-gnu/rustup-init"; then
-            rm -f "$init"
+            rm -rf "$tmp"
             ctdbrs_install_fail "could not download rustup-init; install Rust by hand (https://rustup.rs)" || return
         fi
-        chmod +x "$init"
-        if ! "$init" -y --no-modify-path --profile minimal; then
-            rm -f "$init"
+        chmod +x "$tmp/rustup-init"
+        if ! "$tmp/rustup-init" -y --no-modify-path --profile minimal; then
+            rm -rf "$tmp"
             ctdbrs_install_fail "rustup-init could not install Rust (see https://rustup.rs)" || return
         fi
-        rm -f "$init"
+        rm -rf "$tmp"
         export PATH=$HOME/.cargo/bin:$PATH
     fi
     local c
