@@ -74,7 +74,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     } else {
         settings.log_target.clone()
     };
-    let log = logging::init(&target, settings.debug_level)
+    // Dropped last, after "ctdbd stopped": writes out what is still queued.
+    let (log, _log_guard) = logging::init(&target, settings.debug_level)
         .with_context(|| format!("opening log target {target:?}"))?;
     let span = info_span!("ctdbd", pnn);
     let _entered = span.enter();

@@ -181,7 +181,7 @@ impl Settings {
 
         let log_target = match &conf.logging.location {
             LogLocation::File(path) => LogTarget::File(path.clone()),
-            LogLocation::Syslog(_) => LogTarget::Syslog,
+            LogLocation::Syslog(_) => LogTarget::Syslog(paths.syslog_socket.clone()),
         };
         Ok(Self {
             paths: paths.clone(),
