@@ -430,6 +430,8 @@ mod tests {
                 break;
             }
         }
+        // The reader goes first, so that the guard's wait for the queue ends at once.
+        drop(reader);
         drop(guard);
         let _ = std::fs::remove_dir_all(&dir);
     }
