@@ -8,6 +8,7 @@
 //! | state | `/var/lib/ctdb` | `$CTDB_BASE/var` with `CTDB_TEST_MODE` |
 //! | client socket | `<rundir>/ctdbd.socket` | `CTDB_SOCKET` |
 //! | provided event scripts | `/usr/share/ctdb/events/legacy` | `$CTDB_BASE/share/events/legacy` with `CTDB_TEST_MODE`; `CTDB_DATADIR` (ctdb-rs) |
+//! | syslog socket (`location = syslog`) | `/dev/log` | `CTDB_RS_SYSLOG_SOCKET` (ctdb-rs; for tests) |
 //!
 //! Pure: the environment is passed in, so tests and the tool share one rule.
 
@@ -26,6 +27,8 @@ pub struct Paths {
     pub socket: PathBuf,
     /// Read-only data: the provided event scripts live in `events/legacy` below it.
     pub data_dir: PathBuf,
+    /// The local syslog socket that `[logging] location = syslog` sends to.
+    pub syslog_socket: PathBuf,
 }
 
 impl Paths {
@@ -54,12 +57,16 @@ impl Paths {
                     PathBuf::from("/usr/share/ctdb")
                 }
             });
+        let syslog_socket = var("CTDB_RS_SYSLOG_SOCKET")
+            .filter(|s| !s.is_empty())
+            .map_or_else(|| PathBuf::from("/dev/log"), PathBuf::from);
         Self {
             etc_dir,
             run_dir,
             var_dir,
             socket,
             data_dir,
+            syslog_socket,
         }
     }
 
@@ -138,6 +145,7 @@ mod tests {
         assert_eq!(p.socket, PathBuf::from("/run/ctdb/ctdbd.socket"));
         assert_eq!(p.nodes(), PathBuf::from("/etc/ctdb/nodes"));
         assert_eq!(p.var_dir, PathBuf::from("/var/lib/ctdb"));
+        assert_eq!(p.syslog_socket, PathBuf::from("/dev/log"));
     }
 
     #[test]
@@ -157,5 +165,7 @@ mod tests {
             p.provided_scripts(),
             PathBuf::from("/usr/share/ctdb/events/legacy")
         );
+        let s = Paths::from_env(env(&[("CTDB_RS_SYSLOG_SOCKET", "/tmp/log.sock")]));
+        assert_eq!(s.syslog_socket, PathBuf::from("/tmp/log.sock"));
     }
 }

@@ -230,7 +230,7 @@ mod tests {
     #[test]
     fn setting_keepalive_interval_seconds_overrides_the_millisecond_default() {
         let mut t = Tunables::default();
-        assert_eq!(t.keepalive_interval_ms(), 500);
+        assert_eq!(t.keepalive_interval_ms(), 200);
         t.set("KeepaliveInterval", 2).unwrap();
         assert_eq!(t.keepalive_interval_ms(), 2000);
         t.set("KeepaliveIntervalMs", 100).unwrap();

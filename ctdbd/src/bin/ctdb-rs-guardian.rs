@@ -1,4 +1,4 @@
-//! `ctdb-rs-guardian [--syslog]`: removes this node's public addresses when `ctdbd`
+//! `ctdb-rs-guardian [--syslog SOCKET]`: removes this node's public addresses when `ctdbd`
 //! dies. Started by `ctdbd` with a pipe on its stdin; see
 //! [`ctdbd::daemon::guardian`] for the protocol and the lifetime rules.
 //!
@@ -8,7 +8,7 @@
 //! is logged; if all of them are gone, every peer of the nodes list is told so
 //! (`DAEMON_GONE`, all at once, each within `NOTICE_TIMEOUT`), and it exits. Logs go
 //! to stderr (which `ctdbd` points at its own log file, or its terminal), or to
-//! syslog with `--syslog`.
+//! the syslog socket SOCKET with `--syslog SOCKET`.
 //!
 //! After `exit` with no address left (a clean stop), it waits for the daemon to
 //! exit and tells the peers the same, so that a clean stop hands the addresses over
@@ -82,12 +82,14 @@ fn run() -> anyhow::Result<()> {
         .thread_block()
         .context("blocking SIGTERM/SIGINT/SIGHUP")?;
 
-    let target = match std::env::args().nth(1).as_deref() {
-        None => LogTarget::Stderr,
-        Some(SYSLOG_OPTION) => LogTarget::Syslog,
-        Some(other) => bail!("usage: ctdb-rs-guardian [{SYSLOG_OPTION}] (not {other:?})"),
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let target = match args.as_slice() {
+        [] => LogTarget::Stderr,
+        [option, socket] if option == SYSLOG_OPTION => LogTarget::Syslog(socket.into()),
+        other => bail!("usage: ctdb-rs-guardian [{SYSLOG_OPTION} SOCKET] (not {other:?})"),
     };
-    logging::init(&target, LOG_LEVEL).context("setting up logging")?;
+    // Kept to the end of `run`: writes out the last lines before the exit.
+    let (_log, _log_guard) = logging::init(&target, LOG_LEVEL).context("setting up logging")?;
     let daemon = nix::unistd::getppid();
     let span = info_span!("guardian", daemon_pid = daemon.as_raw());
     let _entered = span.enter();

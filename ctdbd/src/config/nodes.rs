@@ -180,13 +180,47 @@ mod tests {
             let _ = parse(&text);
         }
 
+        /// Against a model of the rules written out independently: blank lines
+        /// (spaces and tabs only) take no pnn, `#` lines are deleted nodes that keep
+        /// theirs, addresses are kept in order, a repeated address or a file with no
+        /// node is refused.
         #[test]
-        fn pnns_count_non_empty_lines(
-            lines in proptest::collection::vec("(#.*|10\\.0\\.[0-9]{1,2}\\.[0-9]{1,2}|\\s*)", 0..30)
+        fn pnns_follow_the_non_blank_lines(
+            lines in proptest::collection::vec(
+                "[ \t]*(#.*|10\\.0\\.(0|[1-9][0-9]?)\\.(0|[1-9][0-9]?))?[ \t]*",
+                0..30,
+            )
         ) {
-            if let Ok(nodes) = parse(&lines.join("\n")) {
-                for (i, n) in nodes.iter().enumerate() {
-                    prop_assert_eq!(n.pnn as usize, i);
+            let mut expected = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            let mut duplicate = false;
+            for line in &lines {
+                let text = line.trim_matches([' ', '\t']);
+                if text.is_empty() {
+                    continue;
+                }
+                let addr = if text.starts_with('#') {
+                    None
+                } else {
+                    let addr: IpAddr = text.parse().expect("the generator makes addresses");
+                    duplicate |= !seen.insert(addr);
+                    Some(addr)
+                };
+                let pnn = u32::try_from(expected.len()).unwrap();
+                expected.push(NodeEntry { pnn, addr });
+            }
+            match parse(&lines.join("\n")) {
+                Ok(nodes) => {
+                    prop_assert!(!duplicate && !expected.is_empty());
+                    prop_assert_eq!(nodes, expected);
+                }
+                Err(e) if duplicate => {
+                    let is_duplicate = matches!(e.kind, ConfigErrorKind::DuplicateAddress { .. });
+                    prop_assert!(is_duplicate, "{}", e);
+                }
+                Err(e) => {
+                    prop_assert!(expected.is_empty(), "{}", e);
+                    prop_assert_eq!(e.kind, ConfigErrorKind::NoNodes);
                 }
             }
         }

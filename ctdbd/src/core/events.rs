@@ -23,8 +23,12 @@
 //!
 //! One event at a time, in order of request, except `monitor`: a monitor in
 //! progress is cancelled by the edge when another event is requested, and reported
-//! as [`EventOutcome::Cancelled`] (no change of health). Identical argument-less
-//! events already waiting are not queued twice.
+//! as [`EventOutcome::Cancelled`] (no change of health). A cancelled monitor runs
+//! again as soon as no other event is running or waiting, not `MonitorInterval`
+//! later: a node's first monitor is often cancelled by the recovery that another
+//! node's arrival starts, and the node would otherwise stay UNHEALTHY (holding no
+//! address) for a whole interval. Identical argument-less events already waiting
+//! are not queued twice.
 //!
 //! What a failure means: `monitor` → UNHEALTHY; `startup` → retried; the others are
 //! logged. A failed `takeip` keeps the address (taking it away again would only start
@@ -193,11 +197,17 @@ impl Node {
     }
 
     fn monitor_done(&mut self, outcome: EventOutcome, out: &mut Vec<Output>) {
+        if outcome == EventOutcome::Cancelled {
+            // Due at once: `drive_events` starts it when the events queued before
+            // it (those that cancelled it) have ended. Health is unchanged.
+            self.events.next_monitor_ms = self.now.mono_ms;
+            return;
+        }
         let interval_s = self.tunables.get("MonitorInterval").unwrap_or(15).max(1);
         self.events.next_monitor_ms = self.now.mono_ms + u64::from(interval_s) * 1000;
         let unhealthy = self.own_flags() & node_flags::UNHEALTHY != 0;
         let healthy = match outcome {
-            EventOutcome::Cancelled => return,
+            EventOutcome::Cancelled => unreachable!("handled above"),
             EventOutcome::Ok => {
                 self.events.monitor_timeouts = 0;
                 true

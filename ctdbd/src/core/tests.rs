@@ -1,7 +1,7 @@
 //! Unit tests of the core: packets in, packets out, no sockets.
 
 use super::*;
-use crate::events::EventKind;
+use crate::events::{Event, EventKind};
 use crate::protocol::control::{
     encode_tunable_name, Iface, IfaceList, Opcode, PublicIpInfo, Tunable,
 };
@@ -622,6 +622,58 @@ fn startup_follows_the_first_recovery_and_the_first_good_monitor_makes_the_node_
     assert_eq!(n.runstate, Runstate::Running);
     assert_eq!(n.events.in_progress(), [(4, EventKind::Monitor)]);
     assert_eq!(own_flags(&n), node_flags::UNHEALTHY);
+    finish_one(&mut n, NOW, EventOutcome::Ok);
+    assert_eq!(own_flags(&n), 0);
+}
+
+/// Given a node whose first monitor is running, when another node joins and the
+/// recovery's events cancel that monitor, then the monitor runs again as soon as
+/// those events have ended (at the same instant, not `MonitorInterval` later), and
+/// its success makes the node healthy.
+#[test]
+fn a_cancelled_first_monitor_runs_again_as_soon_as_the_other_events_end() {
+    let mut n = node();
+    for _ in 0..3 {
+        finish_one(&mut n, NOW, EventOutcome::Ok);
+    }
+    let [(first, EventKind::Monitor)] = n.events.in_progress()[..] else {
+        panic!("no first monitor: {:?}", n.events.in_progress());
+    };
+    let out = n.handle(NOW, Input::PeerConnected { pnn: 1 });
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::RunEvent {
+                event: Event::StartRecovery,
+                ..
+            }
+        )),
+        "the join started no recovery: {out:?}"
+    );
+    // The edge cancels the monitor for the recovery's event.
+    n.handle(
+        NOW,
+        Input::EventDone {
+            id: first,
+            outcome: EventOutcome::Cancelled,
+        },
+    );
+    assert_eq!(own_flags(&n), node_flags::UNHEALTHY);
+    let mut kinds = Vec::new();
+    while let Some(&(_, kind)) = n.events.in_progress().first() {
+        if kind == EventKind::Monitor {
+            break;
+        }
+        kinds.push(finish_one(&mut n, NOW, EventOutcome::Ok).0);
+    }
+    assert!(kinds.contains(&EventKind::Recovered), "{kinds:?}");
+    let [(again, EventKind::Monitor)] = n.events.in_progress()[..] else {
+        panic!(
+            "no monitor once the recovery's events ended: {:?}",
+            n.events.in_progress()
+        );
+    };
+    assert_ne!(again, first);
     finish_one(&mut n, NOW, EventOutcome::Ok);
     assert_eq!(own_flags(&n), 0);
 }

@@ -649,8 +649,8 @@ impl Guardian {
                     })?;
                 command.stderr(Stdio::from(file));
             }
-            LogTarget::Syslog => {
-                command.arg(SYSLOG_OPTION).stderr(Stdio::null());
+            LogTarget::Syslog(path) => {
+                command.arg(SYSLOG_OPTION).arg(path).stderr(Stdio::null());
             }
         }
         let mut child = command.spawn().map_err(|source| GuardianError::Spawn {

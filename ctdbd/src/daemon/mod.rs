@@ -74,7 +74,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     } else {
         settings.log_target.clone()
     };
-    let log = logging::init(&target, settings.debug_level)
+    // Dropped last, after "ctdbd stopped": writes out what is still queued.
+    let (log, _log_guard) = logging::init(&target, settings.debug_level)
         .with_context(|| format!("opening log target {target:?}"))?;
     let span = info_span!("ctdbd", pnn);
     let _entered = span.enter();
@@ -593,9 +594,10 @@ impl Edges {
     }
 }
 
-/// `ctdb reloadips`: reads `public_addresses` again with the checks of start-up — a
-/// bad line or one whose interfaces are all missing is logged with file and line and
-/// skipped; missing interfaces of a line are dropped with a warning.
+/// `ctdb reloadips`: reads `public_addresses` again with the checks of start-up (the
+/// same functions) — a bad line or one whose interfaces are all missing is logged
+/// with file and line and skipped; missing interfaces of a line are dropped with a
+/// warning.
 async fn reread_public_addresses(
     path: &Path,
     default_iface: Option<&str>,
@@ -607,31 +609,16 @@ async fn reread_public_addresses(
     for e in bad {
         error!("{e}");
     }
-    let mut kept = Vec::new();
-    for a in good {
-        let mut ifaces = Vec::new();
-        for iface in a.ifaces {
-            if netlink.link_index(&iface).await.is_ok() {
-                ifaces.push(iface);
-            } else {
-                warn!(
-                    "{}:{}: interface {iface} does not exist on this node",
-                    path.display(),
-                    a.line
-                );
-            }
-        }
-        if ifaces.is_empty() {
-            error!(
-                "{}:{}: no interface of {} exists on this node; not served",
-                path.display(),
-                a.line,
-                a.addr
-            );
-        } else {
-            kept.push((a.addr, a.prefix_len, ifaces));
-        }
-    }
+    let entries = good
+        .into_iter()
+        .map(|a| ((a.addr, a.prefix_len, a.ifaces), a.line))
+        .collect::<Vec<_>>();
+    let names = entries.iter().flat_map(|((_, _, ifaces), _)| ifaces);
+    let missing = missing_interfaces(netlink, names).await;
+    let (kept, problems) =
+        settings::keep_existing_interfaces(path, entries, |iface| !missing.contains(iface));
+    log_interface_problems(problems);
+    let kept = kept.into_iter().map(|(entry, _)| entry).collect();
     Ok(kept)
 }
 
@@ -696,30 +683,42 @@ async fn run_core(
 }
 
 /// Checks that the interfaces named in `public_addresses` exist on this node, and
-/// drops the ones that do not (see [`Settings::keep_existing_interfaces`]), logging
-/// each affected line with file and line. An interface that cannot be looked up for
-/// another reason is kept: the takeover will report it if it is really missing.
+/// drops the ones that do not (see [`settings::keep_existing_interfaces`]), logging
+/// each affected line with file and line.
 async fn check_public_interfaces(
     netlink: &crate::netif::netlink::Netlink,
     settings: &mut Settings,
 ) {
-    use crate::netif::netlink::NetlinkError;
-    let mut missing = std::collections::BTreeSet::new();
-    let names: std::collections::BTreeSet<String> = settings
+    let names: Vec<String> = settings
         .public_addresses
         .iter()
         .flat_map(|(_, _, ifaces)| ifaces.iter().cloned())
         .collect();
+    let missing = missing_interfaces(netlink, &names).await;
+    log_interface_problems(settings.keep_existing_interfaces(|iface| !missing.contains(iface)));
+}
+
+/// The interfaces among `names` that do not exist on this node, by the one rule of
+/// [`settings::interface_missing`] (start-up and `reloadips` alike).
+async fn missing_interfaces<'a>(
+    netlink: &crate::netif::netlink::Netlink,
+    names: impl IntoIterator<Item = &'a String>,
+) -> std::collections::BTreeSet<String> {
+    let mut missing = std::collections::BTreeSet::new();
+    let names: std::collections::BTreeSet<&String> = names.into_iter().collect();
     for iface in names {
-        match netlink.link_index(&iface).await {
-            Ok(_) => {}
-            Err(NetlinkError::NoSuchInterface { .. }) => {
-                missing.insert(iface);
-            }
-            Err(e) => warn!(%iface, error = %e, "cannot check a public interface"),
+        let lookup = netlink.link_index(iface).await;
+        if settings::interface_missing(&lookup) {
+            missing.insert(iface.clone());
+        } else if let Err(e) = lookup {
+            warn!(%iface, error = %e, "cannot check a public interface; keeping it");
         }
     }
-    for problem in settings.keep_existing_interfaces(|iface| !missing.contains(iface)) {
+    missing
+}
+
+fn log_interface_problems(problems: Vec<settings::InterfaceProblem>) {
+    for problem in problems {
         if problem.is_error() {
             error!("{problem}");
         } else {

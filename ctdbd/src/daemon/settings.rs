@@ -15,6 +15,7 @@ use super::logging::LogTarget;
 use crate::config::conf::{ClusterLock, CtdbConf, LogLocation};
 use crate::config::legacy::LegacyConfig;
 use crate::config::{nodes, public_addresses, script_options, tunables_file};
+use crate::netif::netlink::NetlinkError;
 use crate::paths::Paths;
 use crate::tunables::Tunables;
 
@@ -181,7 +182,7 @@ impl Settings {
 
         let log_target = match &conf.logging.location {
             LogLocation::File(path) => LogTarget::File(path.clone()),
-            LogLocation::Syslog(_) => LogTarget::Syslog,
+            LogLocation::Syslog(_) => LogTarget::Syslog(paths.syslog_socket.clone()),
         };
         Ok(Self {
             paths: paths.clone(),
@@ -233,49 +234,73 @@ impl Settings {
         })
     }
 
-    /// Drops every public interface for which `exists` says no: an address none of
-    /// whose interfaces exists is not served at all (it could never be hosted here,
-    /// and a takeover run that gave it to us would fail every time); an address with
-    /// some missing keeps the others. Returns one problem per affected line, in file
-    /// order, for the caller to log. Interfaces are checked once, at start-up.
+    /// Drops every public interface for which `exists` says no (see
+    /// [`keep_existing_interfaces`]). Start-up does this once.
     pub fn keep_existing_interfaces(
         &mut self,
         exists: impl Fn(&str) -> bool,
     ) -> Vec<InterfaceProblem> {
-        let mut problems = Vec::new();
-        let mut kept_lines = Vec::new();
         let entries = std::mem::take(&mut self.public_addresses);
-        for ((addr, prefix_len, ifaces), line) in
-            entries.into_iter().zip(&self.public_address_lines)
-        {
-            let (kept, missing): (Vec<String>, Vec<String>) =
-                ifaces.into_iter().partition(|iface| exists(iface));
-            let path = self.public_addresses_file.clone();
-            let line = *line;
-            if kept.is_empty() {
-                problems.push(InterfaceProblem::AddressSkipped {
-                    path,
-                    line,
-                    addr,
-                    missing,
-                });
-                continue;
-            }
-            if !missing.is_empty() {
-                problems.push(InterfaceProblem::InterfacesDropped {
-                    path,
-                    line,
-                    addr,
-                    missing,
-                    kept: kept.clone(),
-                });
-            }
-            self.public_addresses.push((addr, prefix_len, kept));
-            kept_lines.push(line);
-        }
-        self.public_address_lines = kept_lines;
+        let lines = std::mem::take(&mut self.public_address_lines);
+        let (kept, problems) = keep_existing_interfaces(
+            &self.public_addresses_file,
+            entries.into_iter().zip(lines).collect(),
+            exists,
+        );
+        (self.public_addresses, self.public_address_lines) = kept.into_iter().unzip();
         problems
     }
+}
+
+/// One `public_addresses` entry: address, prefix length, interfaces.
+pub type PublicEntry = (IpAddr, u8, Vec<String>);
+
+/// The one rule for interfaces named in `public_addresses`, at start-up and on
+/// `ctdb reloadips`: every interface for which `exists` says no is dropped; an
+/// address none of whose interfaces exists is not served at all (it could never be
+/// hosted here, and a takeover run that gave it to us would fail every time); an
+/// address with some missing keeps the others. `entries` carry their line in `path`;
+/// returns the kept ones and one problem per affected line, in order, for the
+/// caller to log.
+pub fn keep_existing_interfaces(
+    path: &Path,
+    entries: Vec<(PublicEntry, usize)>,
+    exists: impl Fn(&str) -> bool,
+) -> (Vec<(PublicEntry, usize)>, Vec<InterfaceProblem>) {
+    let mut problems = Vec::new();
+    let mut kept_entries = Vec::new();
+    for ((addr, prefix_len, ifaces), line) in entries {
+        let (kept, missing): (Vec<String>, Vec<String>) =
+            ifaces.into_iter().partition(|iface| exists(iface));
+        let path = path.to_owned();
+        if kept.is_empty() {
+            problems.push(InterfaceProblem::AddressSkipped {
+                path,
+                line,
+                addr,
+                missing,
+            });
+            continue;
+        }
+        if !missing.is_empty() {
+            problems.push(InterfaceProblem::InterfacesDropped {
+                path,
+                line,
+                addr,
+                missing,
+                kept: kept.clone(),
+            });
+        }
+        kept_entries.push(((addr, prefix_len, kept), line));
+    }
+    (kept_entries, problems)
+}
+
+/// Whether a lookup of a public interface means it does not exist. Only the
+/// kernel's "no such interface" does: an interface that cannot be looked up for
+/// another reason is kept, and the takeover reports it if it is really missing.
+pub fn interface_missing<T>(lookup: &Result<T, NetlinkError>) -> bool {
+    matches!(lookup, Err(NetlinkError::NoSuchInterface { .. }))
 }
 
 /// A `public_addresses` line names interfaces this node does not have.
@@ -414,6 +439,20 @@ mod tests {
             .collect();
         assert_eq!(served, vec!["10.0.20.101/24 pub0", "10.0.20.103/24 pub0"]);
         assert_eq!(settings.public_address_lines, vec![1, 5]);
+    }
+
+    /// Start-up and `reloadips` share this rule: only the kernel's "no such
+    /// interface" makes an interface missing; another lookup failure keeps it.
+    #[test]
+    fn only_no_such_interface_counts_as_missing() {
+        let gone: Result<u32, NetlinkError> = Err(NetlinkError::NoSuchInterface {
+            iface: "eth9".into(),
+        });
+        assert!(interface_missing(&gone));
+        assert!(!interface_missing(&Ok::<u32, NetlinkError>(3)));
+        let unknown: Result<u32, NetlinkError> =
+            Err(NetlinkError::Open(std::io::Error::other("no netlink")));
+        assert!(!interface_missing(&unknown));
     }
 
     #[test]

@@ -3,16 +3,26 @@
 //! after `kill -9` of a daemon and after a power loss (links cut, daemon killed), at
 //! the default tunables and at the fastest we call safe. Release builds.
 //!
-//! `sudo tests/vm/bench/cluster.sh [RUNS]` (builds, then runs this). Every sample is
+//! The cold start is measured first as a NAS cluster runs: event scripts `00.ctdb
+//! 01.reclock 10.interface 50.samba` enabled (as in the demo, [`vm::nas`]), so each
+//! start includes `startup` starting smbd and the first monitors, until all are OK and
+//! every public address accepts SMB connections (TCP 445) from the client; then again
+//! without event scripts, with the failure rows.
+//!
+//! `sudo tests/vm/bench/cluster.sh [RUNS] [cold-start]` (builds, then runs this;
+//! `cold-start` measures only the cold-start rows). Every sample is
 //! wall time from the fault to the first observation through `ctdb` on a survivor,
 //! so it includes one tool round trip (a few ms). "Safe" for the fast tunables is
 //! checked here too: 20 s with both cores saturated must show no peer declared dead.
 
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use vm::process::Background;
+use vm::public::default_public;
+use vm::watch::in_netns;
 use vm::{Cluster, Daemon};
 
 const ALL: [u32; 3] = [0, 1, 2];
@@ -27,10 +37,15 @@ fn main() -> anyhow::Result<()> {
         .map(|a| a.parse().context("RUNS must be a number"))
         .transpose()?
         .unwrap_or(10);
+    let only_cold_start = match std::env::args().nth(2).as_deref() {
+        None => false,
+        Some("cold-start") => true,
+        Some(other) => bail!("usage: cluster.sh [RUNS] [cold-start] (not {other:?})"),
+    };
     if std::env::var("CTDB_RS_PROFILE").as_deref() != Ok("release") {
         bail!("run through tests/vm/bench/cluster.sh (it sets CTDB_RS_PROFILE=release)");
     }
-    let mut rows = Vec::new();
+    let mut rows = nas_cold_start(runs)?;
     for (name, tunables) in [("defaults", ""), ("fast (100 ms x 5)", FAST)] {
         let mut cluster = Cluster::builder()
             .nodes(3)
@@ -40,7 +55,10 @@ fn main() -> anyhow::Result<()> {
         cluster.start(Daemon::Ours, TIMEOUT)?;
         cluster.wait_agreement(&ALL, &ALL, TIMEOUT)?;
         let mut samples: Vec<(&str, Vec<f64>)> = vec![
-            ("cold start of 3 to all OK, one leader", Vec::new()),
+            (
+                "no event scripts: cold start of 3 to all OK, one leader",
+                Vec::new(),
+            ),
             ("kill -9 follower: DISCONNECTED on leader", Vec::new()),
             ("kill -9 leader: DISCONNECTED on survivor", Vec::new()),
             ("kill -9 leader: new leader agreed", Vec::new()),
@@ -51,6 +69,9 @@ fn main() -> anyhow::Result<()> {
         for run in 0..runs {
             eprintln!("== {name}: run {}/{runs}", run + 1);
             samples[0].1.push(cold_start(&mut cluster)?);
+            if only_cold_start {
+                continue;
+            }
             let leader = cluster.wait_agreement(&ALL, &ALL, TIMEOUT)?.leader;
             let follower = (leader + 1) % 3;
             samples[1]
@@ -69,13 +90,17 @@ fn main() -> anyhow::Result<()> {
             samples[5].1.push(seen);
             samples[6].1.push(elected);
         }
-        let false_deaths = cpu_hog_check(&cluster)?;
         for (what, values) in samples {
-            rows.push(format!("| {name} | {what} | {} |", summary(values)));
+            if !values.is_empty() {
+                rows.push(format!("| {name} | {what} | {} |", summary(values)));
+            }
         }
-        rows.push(format!(
-            "| {name} | 20 s with both cores saturated: peers declared dead | {false_deaths} |"
-        ));
+        if !only_cold_start {
+            let false_deaths = cpu_hog_check(&cluster)?;
+            rows.push(format!(
+                "| {name} | 20 s with both cores saturated: peers declared dead | {false_deaths} |"
+            ));
+        }
     }
     println!("| tunables | what | median (min–max) over {runs} runs, seconds |");
     println!("|---|---|---|");
@@ -93,6 +118,58 @@ fn summary(mut values: Vec<f64>) -> String {
         values[0],
         values[values.len() - 1]
     )
+}
+
+/// Cold starts of a NAS cluster (scripts and Samba, defaults): rows for "all OK"
+/// and for "every address answers SMB".
+fn nas_cold_start(runs: usize) -> anyhow::Result<Vec<String>> {
+    let mut cluster = Cluster::builder()
+        .nodes(3)
+        .samba(true)
+        .client(true)
+        .build()?;
+    vm::nas::prepare(&cluster, None)?;
+    cluster.start(Daemon::Ours, TIMEOUT)?;
+    cluster.wait_agreement(&ALL, &ALL, TIMEOUT)?;
+    let (mut ok, mut serving) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        eprintln!(
+            "== defaults, scripts and Samba: cold start {}/{runs}",
+            run + 1
+        );
+        for pnn in ALL {
+            cluster.kill_daemon(pnn)?;
+        }
+        let t0 = Instant::now();
+        for pnn in ALL {
+            cluster.restart_daemon(pnn)?;
+        }
+        cluster.wait_agreement(&ALL, &ALL, TIMEOUT)?;
+        ok.push(t0.elapsed().as_secs_f64());
+        let client = cluster.client().context("the cluster has a client")?.path();
+        for i in ALL {
+            let addr = SocketAddr::from((default_public(i), 445));
+            time_until(t0, "every address answers SMB", || {
+                in_netns(&client, || {
+                    TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                })
+                .is_ok()
+            })?;
+        }
+        serving.push(t0.elapsed().as_secs_f64());
+    }
+    let name = "defaults";
+    let scripts = "scripts 00.ctdb 01.reclock 10.interface 50.samba";
+    Ok(vec![
+        format!(
+            "| {name} | {scripts}: cold start of 3 to all OK, one leader | {} |",
+            summary(ok)
+        ),
+        format!(
+            "| {name} | {scripts}: cold start of 3 until every address answers SMB (TCP 445) | {} |",
+            summary(serving)
+        ),
+    ])
 }
 
 #[derive(Clone, Copy)]
