@@ -26,8 +26,8 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// One client attempt (connect + answer). The measurement's resolution.
 const ATTEMPT: Duration = Duration::from_millis(50);
 
-/// A silent node is dead after 0.5 s; leases of 0.5 s.
-const FAST: &str = "KeepaliveIntervalMs=100\nKeepaliveLimit=5\nIPLeaseTimeMs=500\n";
+/// A silent node is dead after 0.3 s; leases of 0.2 s.
+const FAST: &str = "KeepaliveIntervalMs=60\nKeepaliveLimit=5\nIPLeaseTimeMs=200\n";
 
 #[derive(Clone, Copy, Debug)]
 enum Fault {
@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
     let addrs: Vec<Ipv4Addr> = (0..3).map(default_public).collect();
     let mut rows = Vec::new();
     let mut lost_starts = 0;
-    for (name, tunables) in [("defaults", ""), ("fast (100 ms x 5, lease 500 ms)", FAST)] {
+    for (name, tunables) in [("defaults", ""), ("fast (60 ms x 5, lease 200 ms)", FAST)] {
         let mut cluster = Cluster::builder()
             .nodes(3)
             .shared_volume(true)
