@@ -32,9 +32,11 @@
 
 mod cluster;
 mod controls;
+mod counters;
 mod events;
 mod takeover;
 
+pub use counters::{Counters, PeerCounters, GAP_BOUNDS_MS, TAKEOVER_BOUNDS_MS};
 pub use events::{EventOutcome, STARTUP_RETRY_MS};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -293,6 +295,11 @@ pub struct PublicAddressState {
     pub active_iface: Option<usize>,
     /// Deleted from the list (delip, reloadips) but still being released.
     pub deleting: bool,
+    /// On its way to `pnn`: a leader's RELEASE_IP named `pnn` as the new owner,
+    /// and that node may not have added it yet. Cleared when the run ends
+    /// (IPREALLOCATED) or when this node itself adds it. Whoever must never point
+    /// at an address between nodes (the DNS responder) skips these.
+    pub moving: bool,
 }
 
 /// A public interface's state.
@@ -493,6 +500,7 @@ pub struct Node {
     /// Event scripts: what runs, what is waiting, the monitor's rhythm.
     events: events::EventSchedule,
     stats: Statistics,
+    counters: Counters,
 }
 
 impl Node {
@@ -551,6 +559,7 @@ impl Node {
                 pnn: UNKNOWN_PNN,
                 active_iface: None,
                 deleting: false,
+                moving: false,
             })
             .collect();
         let mut caps = capabilities::DEFAULT;
@@ -634,6 +643,7 @@ impl Node {
                 statistics_start_time: now.wall,
                 ..Default::default()
             },
+            counters: Counters::default(),
         }
     }
 
@@ -689,6 +699,31 @@ impl Node {
     /// Number of connected clients.
     pub fn client_count(&self) -> usize {
         self.clients.len()
+    }
+
+    /// Every node of the node map with its flags as this node sees them.
+    pub fn node_infos(&self) -> &[NodeInfo] {
+        &self.nodes
+    }
+
+    /// The public addresses and who hosts each, as this node knows it.
+    pub fn public_addresses(&self) -> &[PublicAddressState] {
+        &self.public_ips
+    }
+
+    /// The run state (`ctdb runstate`).
+    pub fn runstate(&self) -> Runstate {
+        self.runstate
+    }
+
+    /// 0 normal, 1 recovery (`ctdb status`'s recovery mode).
+    pub fn recovery_mode(&self) -> u32 {
+        self.recovery_mode
+    }
+
+    /// What the node has counted since it started.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// When the node next needs [`Input::Tick`] (monotonic ms).

@@ -129,6 +129,8 @@ enum Phase {
 #[derive(Debug)]
 pub(super) struct TakeoverRun {
     id: u64,
+    /// When it started (monotonic ms), for its duration.
+    started_ms: u64,
     phase: Phase,
     /// Request ids still unanswered in this phase.
     waiting: BTreeSet<u32>,
@@ -419,6 +421,7 @@ impl Node {
         info!(run = self.takeover_ids, nodes = ?participants, "takeover run");
         self.takeover = Some(TakeoverRun {
             id: self.takeover_ids,
+            started_ms: now,
             phase: Phase::Gather,
             waiting: BTreeSet::new(),
             participants: participants.clone(),
@@ -666,7 +669,12 @@ impl Node {
         let Some(run) = self.takeover.take() else {
             return;
         };
+        self.count_takeover_run(&run, ok);
         if ok {
+            // Every take of the run is done: no address is between nodes any more.
+            for ip in &mut self.public_ips {
+                ip.moving = false;
+            }
             info!(run = run.id, "takeover run complete");
             self.rebalance_nodes.clear();
             self.queue_event(Event::IpReallocated, AfterEvent::Nothing);
@@ -696,6 +704,26 @@ impl Node {
         for r in run.requesters {
             self.answer(r.pnn, r.srvid, answer, out);
         }
+    }
+
+    /// Drops the run in progress, if any (this node stops leading), counting it as
+    /// failed.
+    pub(super) fn drop_takeover_run(&mut self) {
+        if let Some(run) = self.takeover.take() {
+            self.count_takeover_run(&run, false);
+        }
+    }
+
+    fn count_takeover_run(&mut self, run: &TakeoverRun, ok: bool) {
+        let counters = &mut self.counters;
+        if ok {
+            counters.takeover_runs_ok += 1;
+        } else {
+            counters.takeover_runs_failed += 1;
+        }
+        counters
+            .takeover_duration
+            .observe(self.now.mono_ms.saturating_sub(run.started_ms));
     }
 
     // ---- every node: release and take -----------------------------------------
@@ -775,6 +803,7 @@ impl Node {
             return Some(Node::reply_ok(Vec::new()));
         };
         ip.pnn = req.pnn;
+        ip.moving = req.pnn != UNKNOWN_PNN && req.pnn != self.pnn;
         if ip.active_iface.is_none() && !self.address_ops.contains_key(&req.addr) {
             return Some(Node::reply_ok(Vec::new()));
         }
@@ -888,6 +917,7 @@ impl Node {
         if added {
             ip.active_iface = op.adding_on;
             ip.pnn = pnn;
+            ip.moving = false;
             let iface = op
                 .adding_on
                 .and_then(|i| ip.ifaces.get(i))
@@ -1207,6 +1237,7 @@ impl Node {
             pnn: UNKNOWN_PNN,
             active_iface: None,
             deleting: false,
+            moving: false,
         });
     }
 

@@ -13,9 +13,12 @@
 //!                                        ├─> events task: event scripts, one at a
 //!                                        │     time (init and setup ran before)
 //!                                        ├─> event socket (stock `ctdb event`) → events
-//!                                        └─> core task: owns core::Node; sleeps until
-//!                                             Node::poll_timeout; carries out every
-//!                                             Output in order
+//!                                        ├─> core task: owns core::Node; sleeps until
+//!                                        │    Node::poll_timeout; carries out every
+//!                                        │    Output in order; publishes a snapshot
+//!                                        │    after each input (snapshot) ──┐
+//!                                        └─> metrics endpoint ([metrics]) <─┘
+//!                                              reads snapshots, never the core
 //! ```
 //!
 //! Shutdown is a protocol: SIGTERM, SIGINT or the SHUTDOWN control cancel the token;
@@ -27,7 +30,9 @@ pub mod eventd;
 pub mod events;
 pub mod guardian;
 pub mod logging;
+pub mod metrics;
 pub mod settings;
+pub mod snapshot;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -196,6 +201,23 @@ async fn serve(
         seed: random_seed(),
         start: clock.now(),
     });
+    let snapshots = snapshot::Publisher::new(&node);
+    if let Some(addr) = settings.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding [metrics] listen = {addr}"))?;
+        info!(%addr, "metrics endpoint listening");
+        tracker.spawn(
+            metrics::serve(
+                listener,
+                snapshots.subscribe(),
+                event_status.clone(),
+                cancel.clone(),
+                tracker.clone(),
+            )
+            .in_current_span(),
+        );
+    }
     // Bounded: edges wait when the core is busy, which slows them down instead of
     // growing memory.
     let (core_tx, core_rx) = mpsc::channel(1024);
@@ -288,7 +310,7 @@ async fn serve(
         cancel: cancel.clone(),
         core_tx: core_tx.clone(),
     };
-    tracker.spawn(run_core(node, clock, core_rx, edges).in_current_span());
+    tracker.spawn(run_core(node, clock, core_rx, edges, snapshots).in_current_span());
     tracker
         .spawn(unix::serve(listener, core_tx, cancel.clone(), tracker.clone()).in_current_span());
     tracker.spawn(wait_for_signal(cancel.clone()).in_current_span());
@@ -664,6 +686,7 @@ async fn run_core(
     clock: Clock,
     mut events: mpsc::Receiver<CoreEvent>,
     mut edges: Edges,
+    snapshots: snapshot::Publisher,
 ) {
     let cancel = edges.cancel.clone();
     loop {
@@ -688,6 +711,7 @@ async fn run_core(
         for output in node.handle(clock.now(), input) {
             edges.carry_out(output);
         }
+        snapshots.publish(&node);
     }
     if let Some(r) = &mut edges.reclock {
         r.release();
