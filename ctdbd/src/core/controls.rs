@@ -350,7 +350,7 @@ impl Node {
             Opcode::IPREALLOCATED => {
                 // The run that moved addresses is over: every new owner holds its.
                 for ip in &mut self.public_ips {
-                    ip.moving = false;
+                    ip.unsettled = false;
                 }
                 self.queue_event(
                     crate::events::Event::IpReallocated,

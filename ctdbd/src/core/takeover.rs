@@ -161,7 +161,7 @@ pub(super) struct AddressOp {
 
 impl Node {
     /// Lease length (`IPLeaseTimeMs`).
-    fn lease_ms(&self) -> u64 {
+    pub(super) fn lease_ms(&self) -> u64 {
         u64::from(
             self.tunables
                 .get(crate::tunables::IP_LEASE_TIME_MS)
@@ -351,6 +351,10 @@ impl Node {
     /// Timer work for addresses: lease expiry, and starting a due takeover run.
     pub(super) fn address_timers(&mut self, out: &mut Vec<Output>) {
         if !self.lease_valid() {
+            // Every follower of our leader drops its addresses about now too.
+            for ip in &mut self.public_ips {
+                ip.unsettled = true;
+            }
             // Addresses already being added or removed are left to finish first.
             let addrs: Vec<IpAddr> = self
                 .hosted()
@@ -673,7 +677,7 @@ impl Node {
         if ok {
             // Every take of the run is done: no address is between nodes any more.
             for ip in &mut self.public_ips {
-                ip.moving = false;
+                ip.unsettled = false;
             }
             info!(run = run.id, "takeover run complete");
             self.rebalance_nodes.clear();
@@ -803,7 +807,7 @@ impl Node {
             return Some(Node::reply_ok(Vec::new()));
         };
         ip.pnn = req.pnn;
-        ip.moving = req.pnn != UNKNOWN_PNN && req.pnn != self.pnn;
+        ip.unsettled |= req.pnn != UNKNOWN_PNN && req.pnn != self.pnn;
         if ip.active_iface.is_none() && !self.address_ops.contains_key(&req.addr) {
             return Some(Node::reply_ok(Vec::new()));
         }
@@ -917,7 +921,7 @@ impl Node {
         if added {
             ip.active_iface = op.adding_on;
             ip.pnn = pnn;
-            ip.moving = false;
+            ip.unsettled = false;
             let iface = op
                 .adding_on
                 .and_then(|i| ip.ifaces.get(i))
@@ -1237,7 +1241,7 @@ impl Node {
             pnn: UNKNOWN_PNN,
             active_iface: None,
             deleting: false,
-            moving: false,
+            unsettled: false,
         });
     }
 

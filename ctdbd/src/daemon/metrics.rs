@@ -553,7 +553,7 @@ mod tests {
             debug: None,
         });
         let events: SharedStatus = Arc::new(std::sync::Mutex::new(store));
-        let publisher = super::super::snapshot::Publisher::new(&node);
+        let publisher = super::super::snapshot::Publisher::new(&node, std::time::Instant::now());
         let text = Scrape::take(&publisher.subscribe(), &events).render();
         for line in [
             "# TYPE ctdb_pnn gauge",

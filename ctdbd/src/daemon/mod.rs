@@ -17,8 +17,9 @@
 //!                                        │    Node::poll_timeout; carries out every
 //!                                        │    Output in order; publishes a snapshot
 //!                                        │    after each input (snapshot) ──┐
-//!                                        └─> metrics endpoint ([metrics]) <─┘
-//!                                              reads snapshots, never the core
+//!                                        ├─> metrics endpoint ([metrics]) <─┤
+//!                                        └─> DNS responder ([dns]) <────────┘
+//!                                              both read snapshots, never the core
 //! ```
 //!
 //! Shutdown is a protocol: SIGTERM, SIGINT or the SHUTDOWN control cancel the token;
@@ -26,6 +27,7 @@
 //! the socket and the pid file, and returns.
 
 pub mod addresses;
+pub mod dns;
 pub mod eventd;
 pub mod events;
 pub mod guardian;
@@ -201,7 +203,7 @@ async fn serve(
         seed: random_seed(),
         start: clock.now(),
     });
-    let snapshots = snapshot::Publisher::new(&node);
+    let snapshots = snapshot::Publisher::new(&node, clock.0);
     if let Some(addr) = settings.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -216,6 +218,17 @@ async fn serve(
                 tracker.clone(),
             )
             .in_current_span(),
+        );
+    }
+    if let (Some(addr), Some(name)) = (settings.dns.listen, &settings.dns.name) {
+        let socket = tokio::net::UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("binding [dns] listen = {addr}"))?;
+        let responder = dns::Responder::new(name, settings.dns.ttl)
+            .with_context(|| format!("[dns] name = {name}"))?;
+        info!(%addr, %name, "DNS responder listening");
+        tracker.spawn(
+            dns::serve(socket, responder, snapshots.subscribe(), cancel.clone()).in_current_span(),
         );
     }
     // Bounded: edges wait when the core is busy, which slows them down instead of

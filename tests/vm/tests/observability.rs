@@ -1,9 +1,11 @@
-//! What operators watch: the Prometheus endpoint (`[metrics]`), scraped with curl
-//! and read with a Prometheus exposition parser (`prometheus-parse`), across a
-//! failover; and the example Grafana dashboard, whose every query must name a
-//! metric the daemon exports.
+//! What operators watch and what clients resolve: the Prometheus endpoint
+//! (`[metrics]`), scraped with curl and read with a Prometheus exposition parser
+//! (`prometheus-parse`), across a failover; the example Grafana dashboard, whose
+//! every query must name a metric the daemon exports; and the DNS responder
+//! (`[dns]`), asked with `dig` from the client namespace while a node is disabled
+//! and while another loses power.
 //!
-//! Topology:
+//! Metrics topology:
 //!
 //! ```text
 //!            fabric netns: bridge priv (192.168.20.0/24)      bridge pub (10.0.20.0/24)
@@ -19,17 +21,29 @@
 //!   namespace, over the private network, as a Prometheus server would.
 //! ```
 //!
+//! DNS topology: the same three nodes, each with a fixed address on its public
+//! interface for its responder, and a client on the public bridge:
+//!
+//! ```text
+//!   node i pub0: 10.0.20.(11+i)/24 (fixed)  + the public addresses it holds
+//!   ctdbd: [dns] listen = 10.0.20.(11+i):53, name = nas.example., ttl = 1
+//!   client 10.0.20.200: dig @10.0.20.11 nas.example. A +short
+//! ```
+//!
 //! Waits poll a condition up to a deadline; values are compared with what
-//! `ctdb status` and `ctdb ip` say.
+//! `ctdb status` and `ctdb ip` say, and DNS answers with the addresses really on
+//! the nodes' interfaces (`ip addr`), read right after each answer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use anyhow::{anyhow, ensure, Context as _};
+use std::net::Ipv4Addr;
+
+use anyhow::{anyhow, bail, ensure, Context as _};
 use prometheus_parse::{Scrape, Value};
 use vm::cluster::private_addr;
 use vm::public::{default_public, power_off_machine, wait_placed};
-use vm::{wait_until, Cluster, Daemon};
+use vm::{wait_until, Cluster, Daemon, Tool};
 
 /// Cold start to RUNNING.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -346,4 +360,207 @@ fn collect_exprs(json: &serde_json::Value, exprs: &mut Vec<String>) {
         serde_json::Value::Array(items) => items.iter().for_each(|v| collect_exprs(v, exprs)),
         _ => {}
     }
+}
+
+/// The name every node's responder answers.
+const DNS_NAME: &str = "nas.example.";
+
+/// Node `pnn`'s fixed address on its public interface, where its responder listens.
+fn responder_addr(pnn: u32) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 20, 11 + pnn as u8)
+}
+
+/// `dig @server nas.example. A +short` from the client namespace: the addresses in
+/// the answer's order (none for an answer without addresses).
+fn dig(cluster: &Cluster, server: Ipv4Addr) -> Result<Vec<Ipv4Addr>, String> {
+    let client = cluster.client().ok_or("built without a client")?;
+    let mut cmd = client.command("dig");
+    cmd.args([
+        &format!("@{server}"),
+        DNS_NAME,
+        "A",
+        "+short",
+        "+tries=1",
+        "+time=2",
+    ]);
+    let out = vm::process::run(cmd, Duration::from_secs(10)).map_err(|e| format!("{e:#}"))?;
+    if !out.success() {
+        return Err(format!("dig @{server}: {out}"));
+    }
+    out.stdout
+        .lines()
+        .map(|l| {
+            l.parse()
+                .map_err(|_| format!("dig @{server}: not an address: {l:?}"))
+        })
+        .collect()
+}
+
+/// The public addresses on the `pub0` of each node of `nodes` now (the fixed
+/// responder addresses left out).
+fn hosted(cluster: &Cluster, nodes: &[u32]) -> Result<BTreeMap<Ipv4Addr, u32>, String> {
+    let mut on = BTreeMap::new();
+    for &pnn in nodes {
+        let out = cluster
+            .node(pnn)
+            .run("ip", &["-o", "-4", "addr", "show", "dev", "pub0"])
+            .map_err(|e| format!("{e:#}"))?;
+        for word in out.stdout.split_whitespace() {
+            if let Some(Ok(addr)) = word.split_once('/').map(|(a, _)| a.parse::<Ipv4Addr>()) {
+                if addr != responder_addr(pnn) {
+                    on.insert(addr, pnn);
+                }
+            }
+        }
+    }
+    Ok(on)
+}
+
+/// Asks node `asked`'s responder until it answers every address of `all`, and
+/// checks every answer on the way: each address in it must be on the interface of
+/// a node of `healthy` right after the answer (so never one still on the node
+/// that left, nor one on no node). Returns the answers.
+fn watch_answers(
+    cluster: &Cluster,
+    asked: u32,
+    healthy: &[u32],
+    all: &BTreeSet<Ipv4Addr>,
+) -> anyhow::Result<Vec<Vec<Ipv4Addr>>> {
+    let mut answers = Vec::new();
+    // Ok(Err(..)) ends the wait at once: a stray answer is a failure, not a state
+    // to wait out.
+    let outcome = wait_until(
+        CONVERGE_TIMEOUT,
+        || -> Result<Result<(), String>, String> {
+            let answer = dig(cluster, responder_addr(asked))?;
+            let on = hosted(cluster, healthy)?;
+            answers.push(answer.clone());
+            if let Some(stray) = answer.iter().find(|a| !on.contains_key(a)) {
+                return Ok(Err(format!(
+                    "answered {stray}, which no healthy node of {healthy:?} holds \
+                 (answer {answer:?}, held {on:?})"
+                )));
+            }
+            if answer.iter().copied().collect::<BTreeSet<_>>() != *all {
+                return Err(format!("answer {answer:?}, held {on:?}"));
+            }
+            Ok(Ok(()))
+        },
+    );
+    match outcome {
+        Ok(Ok(())) => Ok(answers),
+        Ok(Err(stray)) => bail!("{stray}\nanswers so far: {answers:?}\n{}", cluster.logs()),
+        Err(t) => bail!("the answers never settled: {t}\n{}", cluster.logs()),
+    }
+}
+
+/// Given three nodes each answering `nas.example.` on its fixed public address,
+/// and a follower A asked by the client:
+/// - every responder answers the three public addresses, the first one rotating;
+/// - when the other follower D is disabled (`ctdb disable`), A's responder leaves
+///   D's address out from the moment A sees the flag until a healthy node holds
+///   it, and never answers an address held by D or by no node;
+/// - when the leader L loses power, the same from the moment A sees it
+///   disconnected (before that nobody knows it is gone: keepalives take 2.5 s);
+///   meanwhile every follower's lease runs out and drops its addresses, and A
+///   must not answer those either until the new leader has placed them again.
+#[test]
+fn dns_answers_only_addresses_on_healthy_nodes() -> anyhow::Result<()> {
+    let mut cluster = Cluster::builder()
+        .nodes(3)
+        .shared_volume(true)
+        .client(true)
+        .build()?;
+    for pnn in ALL {
+        let node = cluster.node(pnn);
+        let addr = responder_addr(pnn);
+        node.netns()
+            .ip(&["addr", "add", &format!("{addr}/24"), "dev", "pub0"])?;
+        let conf_path = node.etc_dir().join("ctdb.conf");
+        let mut conf = std::fs::read_to_string(&conf_path)
+            .with_context(|| format!("reading {}", conf_path.display()))?;
+        conf.push_str(&format!(
+            "[dns]\n\tlisten = {addr}:53\n\tname = {DNS_NAME}\n\tttl = 1\n"
+        ));
+        node.write_config("ctdb.conf", &conf)?;
+    }
+    cluster.start(Daemon::Ours, START_TIMEOUT)?;
+    let leader = cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?.leader;
+    let followers: Vec<u32> = ALL.into_iter().filter(|&p| p != leader).collect();
+    let (asked, disabled) = (followers[0], followers[1]);
+    let addrs: Vec<_> = ALL.iter().map(|&i| default_public(i)).collect();
+    let all: BTreeSet<Ipv4Addr> = addrs.iter().copied().collect();
+    let placement = wait_placed(&cluster, &ALL, &addrs, &ALL, CONVERGE_TIMEOUT)?;
+    let held_by = |placement: &BTreeMap<Ipv4Addr, u32>, pnn: u32| {
+        placement
+            .iter()
+            .find(|(_, p)| **p == pnn)
+            .map(|(a, _)| *a)
+            .ok_or_else(|| anyhow!("node {pnn} holds nothing: {placement:?}"))
+    };
+
+    // Every responder answers every address.
+    for pnn in ALL {
+        watch_answers(&cluster, pnn, &ALL, &all)?;
+    }
+    // Round robin: consecutive answers start with each address in turn.
+    let firsts: BTreeSet<Ipv4Addr> = (0..3)
+        .map(|_| dig(&cluster, responder_addr(asked)).map(|a| a[0]))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow!(e))?;
+    ensure!(firsts == all, "three answers began with only {firsts:?}");
+    // The whole answer, as an administrator sees it (README quotes it).
+    let client = cluster.client().expect("built with a client");
+    let mut cmd = client.command("dig");
+    cmd.args([&format!("@{}", responder_addr(asked)), DNS_NAME, "A"]);
+    let full = vm::process::run(cmd, Duration::from_secs(10))?;
+    eprintln!(
+        "==== dig @{} {DNS_NAME} A ====\n{}",
+        responder_addr(asked),
+        full.stdout
+    );
+
+    // The other follower is disabled.
+    let disabled_addr = held_by(&placement, disabled)?;
+    cluster
+        .ctdb_ok(disabled, Tool::Ours, &["disable"])
+        .map_err(|e| anyhow!(e))?;
+    cluster.wait_status(&[asked], CONVERGE_TIMEOUT, "the follower DISABLED", |s| {
+        s.nodes
+            .iter()
+            .any(|(p, f)| *p == disabled && f.contains("DISABLED"))
+    })?;
+    let answers = watch_answers(&cluster, asked, &[asked, leader], &all)?;
+    let without = answers
+        .iter()
+        .filter(|a| !a.contains(&disabled_addr))
+        .count();
+    eprintln!(
+        "==== node {disabled} disabled: {} answers until {disabled_addr} was back, \
+         {without} without it",
+        answers.len()
+    );
+
+    // It comes back; the leader loses power.
+    cluster
+        .ctdb_ok(disabled, Tool::Ours, &["enable"])
+        .map_err(|e| anyhow!(e))?;
+    cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?;
+    let placement = wait_placed(&cluster, &ALL, &addrs, &ALL, CONVERGE_TIMEOUT)?;
+    watch_answers(&cluster, asked, &ALL, &all)?;
+    let lost_addr = held_by(&placement, leader)?;
+    power_off_machine(&mut cluster, leader)?;
+    cluster.wait_status(&[asked], CONVERGE_TIMEOUT, "the leader DISCONNECTED", |s| {
+        s.nodes
+            .iter()
+            .any(|(p, f)| *p == leader && f.contains("DISCONNECTED"))
+    })?;
+    let answers = watch_answers(&cluster, asked, &followers, &all)?;
+    let without = answers.iter().filter(|a| !a.contains(&lost_addr)).count();
+    eprintln!(
+        "==== leader {leader} powered off: {} answers until {lost_addr} was back, \
+         {without} without it: {answers:?}",
+        answers.len()
+    );
+    Ok(())
 }
