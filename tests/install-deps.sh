@@ -9,7 +9,7 @@
 #   iproute2, util-linux, a C linker, the Rust toolchain). Not Debian's ctdb.
 # - test: the demo's needs, plus what the test suites drive or compare against:
 #   Debian's stock CTDB 4.17 (the compatibility reference), libtdb, winbind,
-#   NFS-Ganesha and libnfs, dnsmasq, nftables, shellcheck, rustfmt and clippy,
+#   NFS-Ganesha and libnfs, dnsmasq, dig, nftables, shellcheck, rustfmt and clippy,
 #   and what the package test needs (dpkg-dev, systemd-analyze).
 # It creates the host directories that the sandboxes mount their private copies
 # over, and leaves PATH pointing at cargo. Debian 12 (apt) and root only; anything
@@ -37,6 +37,7 @@ ctdbrs_install_deps() {
             winbind                         # winbindd (49.winbind)
             nfs-ganesha nfs-ganesha-vfs     # the NFS server 60.nfs manages
             libnfs-utils dnsmasq-base       # userspace NFS client; round-robin DNS
+            bind9-dnsutils                  # dig, asking the daemon's DNS responder
             shellcheck                      # the event scripts are kept shellcheck-clean
             nftables                        # a test drops a node's own TCP resets
             psmisc python3                  # fuser for debugging; fixture tools

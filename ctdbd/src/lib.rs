@@ -8,6 +8,7 @@
 //!   `script.options`, legacy `/etc/sysconfig/ctdb` variables.
 //! - [`tunables`]: CTDB's tunables: names, defaults, get/set/list.
 //! - [`core`]: the node's state and its answers to controls and messages.
+//! - [`histogram`]: durations counted into fixed buckets (for the metrics).
 //! - [`ipalloc`]: public IP allocation (CTDB's deterministic, non-deterministic and
 //!   LCP2 algorithms) and the takeover test case format.
 //!
@@ -26,6 +27,7 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod events;
+pub mod histogram;
 pub mod ipalloc;
 pub mod netif;
 pub mod paths;

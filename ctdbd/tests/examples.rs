@@ -23,6 +23,35 @@ fn example_ctdb_conf_parses() {
     CtdbConf::parse(&text, &path).unwrap();
 }
 
+/// The commented-out `[metrics]` and `[dns]` examples parse once uncommented, with
+/// the values they show.
+#[test]
+fn example_ctdb_conf_metrics_and_dns_parse_uncommented() {
+    let (path, text) = example("ctdb.conf");
+    let uncommented: String = text
+        .lines()
+        .map(|line| {
+            let section = matches!(line, "# [metrics]" | "# [dns]");
+            let key = ["listen", "name", "ttl"]
+                .iter()
+                .any(|k| line.starts_with(&format!("\t# {k} = ")));
+            if section || key {
+                format!("{}\n", line.replacen("# ", "", 1))
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    let conf = CtdbConf::parse(&uncommented, &path).unwrap();
+    assert_eq!(
+        conf.metrics.listen,
+        Some("192.168.20.41:9479".parse().unwrap())
+    );
+    assert_eq!(conf.dns.listen, Some("10.0.20.11:53".parse().unwrap()));
+    assert_eq!(conf.dns.name.as_deref(), Some("nas.example."));
+    assert_eq!(conf.dns.ttl, 1);
+}
+
 #[test]
 fn example_nodes_and_public_addresses_parse() {
     let (path, text) = example("nodes");

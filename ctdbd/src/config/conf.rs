@@ -8,13 +8,17 @@
 //! value for the same option replaces an earlier one. Unknown sections and options,
 //! empty values and values of the wrong type are errors, as they are for CTDB.
 //!
+//! Two sections are ctdb-rs's own (CTDB 4.17 refuses them): `[metrics]` (a
+//! Prometheus endpoint) and `[dns]` (a DNS responder for the public addresses of
+//! healthy nodes). Both are off unless `listen` is given.
+//!
 //! Checks that need the filesystem are left to the daemon, as CTDB does them at load
 //! time: the three database directories must exist, and `lock debug script` /
 //! `debug script` name a file in the configuration directory (only the file name
 //! counts; any directory part is dropped).
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use super::ini::{self, IniItem};
@@ -49,6 +53,10 @@ pub struct CtdbConf {
     pub failover: FailoverConf,
     /// `[legacy]`.
     pub legacy: LegacyConf,
+    /// `[metrics]` (ctdb-rs).
+    pub metrics: MetricsConf,
+    /// `[dns]` (ctdb-rs).
+    pub dns: DnsConf,
     /// Deprecated option names the file used; the daemon logs one warning for each,
     /// as CTDB does.
     pub deprecated: Vec<DeprecatedKey>,
@@ -143,6 +151,43 @@ pub struct EventConf {
 pub struct FailoverConf {
     /// `disabled`: no public IP failover at all. Default false.
     pub disabled: bool,
+}
+
+/// `[metrics]` (ctdb-rs): the Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricsConf {
+    /// `listen = ADDRESS:PORT` (`[ADDRESS]:PORT` for IPv6): where `GET /metrics`
+    /// is served over HTTP. Default: none, no endpoint.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Default `[dns] ttl`, in seconds: clients ask again soon after a failover.
+pub const DEFAULT_DNS_TTL: u32 = 1;
+/// Largest `[dns] ttl`: a longer one would keep clients on a failed node.
+pub const MAX_DNS_TTL: u32 = 300;
+
+/// `[dns]` (ctdb-rs): the DNS responder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsConf {
+    /// `listen = ADDRESS:PORT`: where DNS queries are answered (UDP). Default:
+    /// none, no responder.
+    pub listen: Option<SocketAddr>,
+    /// `name`: the name answered, lower case, with its final dot (`nas.example.`).
+    /// Required with `listen`.
+    pub name: Option<String>,
+    /// `ttl`: seconds clients may keep an answer, 0 to [`MAX_DNS_TTL`]. Default
+    /// [`DEFAULT_DNS_TTL`].
+    pub ttl: u32,
+}
+
+impl Default for DnsConf {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            name: None,
+            ttl: DEFAULT_DNS_TTL,
+        }
+    }
 }
 
 /// `[legacy]`.
@@ -371,9 +416,9 @@ impl fmt::Display for ClusterLock {
     }
 }
 
-/// The six sections, by canonical name.
-const SECTIONS: [&str; 6] = [
-    "logging", "cluster", "database", "event", "failover", "legacy",
+/// The sections, by canonical name: CTDB's six, then ctdb-rs's own.
+const SECTIONS: [&str; 8] = [
+    "logging", "cluster", "database", "event", "failover", "legacy", "metrics", "dns",
 ];
 
 /// `[cluster]`'s old name for `cluster lock`, still accepted with a warning.
@@ -387,6 +432,8 @@ impl CtdbConf {
         let mut section: Option<&'static str> = None;
         // Kept apart because `cluster lock` wins over it wherever each appears.
         let mut recovery_lock = None;
+        // `[dns] listen` needs a name; checked once the whole file is read.
+        let mut dns_listen_line = None;
         for (line, item) in ini::items(text) {
             let error = |kind| ConfigError::new(path, line, kind);
             match item {
@@ -432,8 +479,22 @@ impl CtdbConf {
                         continue;
                     }
                     conf.set(section, &name, &value).map_err(error)?;
+                    if section == "dns" && name == "listen" {
+                        dns_listen_line = Some(line);
+                    }
                 }
             }
+        }
+        if let (Some(line), None) = (dns_listen_line, &conf.dns.name) {
+            return Err(ConfigError::new(
+                path,
+                line,
+                ConfigErrorKind::MissingKey {
+                    section: "dns",
+                    key: "listen",
+                    needed: "name",
+                },
+            ));
         }
         if conf.cluster.cluster_lock.is_none() {
             conf.cluster.cluster_lock = recovery_lock;
@@ -521,6 +582,22 @@ impl CtdbConf {
             ("legacy", "start as stopped") => self.legacy.start_as_stopped = boolean()?,
             ("legacy", "start as disabled") => self.legacy.start_as_disabled = boolean()?,
             ("legacy", "script log level") => self.legacy.script_log_level = log_level()?,
+            ("metrics", "listen") => self.metrics.listen = Some(parse_listen(value, invalid)?),
+            ("dns", "listen") => self.dns.listen = Some(parse_listen(value, invalid)?),
+            ("dns", "name") => {
+                self.dns.name = Some(parse_dns_name(value).ok_or_else(|| {
+                    invalid(
+                        "a domain name: dot-separated labels of letters, digits and '-', \
+                         each 1 to 63 characters, 253 in all",
+                    )
+                })?);
+            }
+            ("dns", "ttl") => {
+                self.dns.ttl = parse_c_unsigned(value)
+                    .filter(|&t| t <= u64::from(MAX_DNS_TTL))
+                    .and_then(|t| u32::try_from(t).ok())
+                    .ok_or_else(|| invalid("a number of seconds from 0 to 300"))?;
+            }
             _ => return Err(unknown()),
         }
         Ok(())
@@ -555,6 +632,8 @@ fn known_key(section: &str, key: &str) -> bool {
             "start as disabled",
             "script log level",
         ],
+        "metrics" => &["listen"],
+        "dns" => &["listen", "name", "ttl"],
         _ => &[],
     };
     keys.contains(&key)
@@ -569,6 +648,40 @@ pub(super) fn parse_bool(text: &str) -> Option<bool> {
     } else {
         None
     }
+}
+
+/// `ADDRESS:PORT` or `[IPV6]:PORT` with a port from 1 to 65535 (0 would listen on
+/// a port nobody knows).
+fn parse_listen(
+    value: &str,
+    invalid: impl Fn(&'static str) -> ConfigErrorKind,
+) -> Result<SocketAddr, ConfigErrorKind> {
+    value
+        .parse::<SocketAddr>()
+        .ok()
+        .filter(|a| a.port() != 0)
+        .ok_or_else(|| invalid("ADDRESS:PORT or [IPV6-ADDRESS]:PORT, port 1 to 65535"))
+}
+
+/// A domain name as RFC 1035 section 2.3.1 ("preferred name syntax") allows for
+/// host names, with digits anywhere (RFC 1123 section 2.1), at most 253
+/// characters without the final dot; returned lower case with the final dot.
+fn parse_dns_name(value: &str) -> Option<String> {
+    let bare = value.strip_suffix('.').unwrap_or(value);
+    if bare.is_empty() || bare.len() > 253 {
+        return None;
+    }
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    bare.split('.')
+        .all(label_ok)
+        .then(|| format!("{}.", bare.to_ascii_lowercase()))
 }
 
 fn parse_cluster_lock(key: &str, value: &str) -> Result<ClusterLock, ConfigErrorKind> {
@@ -720,6 +833,87 @@ mod tests {
                 start_as_disabled: true,
                 script_log_level: LogLevel::Notice,
             }
+        );
+    }
+
+    #[test]
+    fn metrics_and_dns_sections() {
+        let conf = parse(
+            "[metrics]\n\tlisten = 192.168.20.41:9479\n[DNS]\n\tlisten = [fd00::1]:53\n\
+             \tname = NAS.Example\n\tttl = 5\n",
+        )
+        .unwrap();
+        assert_eq!(
+            conf.metrics.listen,
+            Some("192.168.20.41:9479".parse().unwrap())
+        );
+        assert_eq!(
+            conf.dns,
+            DnsConf {
+                listen: Some("[fd00::1]:53".parse().unwrap()),
+                name: Some("nas.example.".into()),
+                ttl: 5,
+            }
+        );
+        // Off by default; a name alone serves nothing.
+        let conf = parse("[dns]\nname = nas.example.\n").unwrap();
+        assert_eq!((conf.metrics.listen, conf.dns.listen), (None, None));
+        assert_eq!(conf.dns.ttl, DEFAULT_DNS_TTL);
+    }
+
+    #[test]
+    fn metrics_and_dns_bad_values_name_the_line() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("[metrics]\nlisten = 9479\n", "listen", "9479"),
+            (
+                "[metrics]\nlisten = localhost:9479\n",
+                "listen",
+                "localhost:9479",
+            ),
+            ("[metrics]\nlisten = 10.0.0.1:0\n", "listen", "10.0.0.1:0"),
+            (
+                "[metrics]\nlisten = 10.0.0.1:65536\n",
+                "listen",
+                "10.0.0.1:65536",
+            ),
+            ("[metrics]\nlisten = ::1:9479\n", "listen", "::1:9479"),
+            ("[dns]\nlisten = 10.0.0.1\n", "listen", "10.0.0.1"),
+            ("[dns]\nname = nas..example\n", "name", "nas..example"),
+            ("[dns]\nname = -nas.example\n", "name", "-nas.example"),
+            ("[dns]\nname = nas_1.example\n", "name", "nas_1.example"),
+            ("[dns]\nname = .\n", "name", "."),
+            ("[dns]\nttl = 301\n", "ttl", "301"),
+            ("[dns]\nttl = -1\n", "ttl", "-1"),
+            ("[dns]\nttl = 1s\n", "ttl", "1s"),
+        ];
+        for (text, key, value) in cases {
+            let (line, kind, shown) = err(text);
+            assert_eq!(line, 2, "{text}");
+            match kind {
+                ConfigErrorKind::InvalidValue {
+                    key: k, value: v, ..
+                } => assert_eq!((k.as_str(), v.as_str()), (*key, *value)),
+                other => panic!("{text}: {other:?}"),
+            }
+            assert!(
+                shown.starts_with(&format!("{PATH}:2: invalid value")),
+                "{shown}"
+            );
+        }
+        let long_label = format!("[dns]\nname = {}.example\n", "a".repeat(64));
+        assert_eq!(err(&long_label).0, 2);
+        assert_eq!(
+            err("[metrics]\nport = 9479\n").1,
+            ConfigErrorKind::UnknownKey {
+                section: "metrics".into(),
+                key: "port".into()
+            }
+        );
+        let (line, _, shown) = err("[logging]\nlog level = NOTICE\n[dns]\nlisten = 10.0.0.1:53\n");
+        assert_eq!(line, 4);
+        assert_eq!(
+            shown,
+            "/etc/ctdb/ctdb.conf:4: [dns] listen needs \"name\" in the same section"
         );
     }
 

@@ -27,8 +27,9 @@ mod shell;
 pub mod tunables_file;
 
 pub use conf::{
-    ClusterConf, ClusterLock, CtdbConf, DatabaseConf, DeprecatedKey, EventConf, FailoverConf,
-    LegacyConf, LogLevel, LogLocation, LoggingConf, SyslogMethod, Transport,
+    ClusterConf, ClusterLock, CtdbConf, DatabaseConf, DeprecatedKey, DnsConf, EventConf,
+    FailoverConf, LegacyConf, LogLevel, LogLocation, LoggingConf, MetricsConf, SyslogMethod,
+    Transport,
 };
 pub use legacy::{LegacyConfig, LegacyNotice, LegacySetting};
 pub use nodes::{parse_nodes, NodeEntry};
@@ -72,7 +73,7 @@ pub enum ConfigErrorKind {
     /// `ctdb.conf` names a section CTDB 4.17 does not have.
     #[error(
         "unknown section [{section}], expected one of [logging], [cluster], [database], \
-         [event], [failover], [legacy]"
+         [event], [failover], [legacy], [metrics], [dns]"
     )]
     UnknownSection {
         /// The section name as written.
@@ -107,6 +108,16 @@ pub enum ConfigErrorKind {
         value: String,
         /// What the option accepts.
         expected: &'static str,
+    },
+    /// An option that another one needs is missing from its section.
+    #[error("[{section}] {key} needs {needed:?} in the same section")]
+    MissingKey {
+        /// The section.
+        section: &'static str,
+        /// The option given.
+        key: &'static str,
+        /// The option it needs.
+        needed: &'static str,
     },
     /// Text that should be a bare IPv4 or IPv6 address is not one.
     #[error("invalid address {text:?}, expected a bare IPv4 or IPv6 address")]

@@ -306,7 +306,14 @@ impl Node {
             // Late packet from a link that is already down: ignore.
             return;
         }
+        let gap = self.now.mono_ms.saturating_sub(link.last_heard_ms);
         link.last_heard_ms = self.now.mono_ms;
+        self.counters
+            .peers
+            .entry(pnn)
+            .or_default()
+            .gaps
+            .observe(gap);
         self.stats.node_packets_recv = self.stats.node_packets_recv.wrapping_add(1);
         let header = packet.header;
         match packet.body {
@@ -429,6 +436,7 @@ impl Node {
             last_heard_ms: self.now.mono_ms,
             ..PeerLink::default()
         };
+        self.counters.peers.entry(pnn).or_default().link_up += 1;
         let node = &mut self.nodes[pnn as usize];
         node.flags &= !node_flags::DISCONNECTED;
         info!(peer = pnn, "node connected");
@@ -523,6 +531,7 @@ impl Node {
             return;
         };
         link.connected = false;
+        self.counters.peers.entry(pnn).or_default().link_down += 1;
         let node = &mut self.nodes[pnn as usize];
         node.flags |= node_flags::DISCONNECTED | node_flags::UNHEALTHY;
         warn!(peer = pnn, "node disconnected");
@@ -830,7 +839,7 @@ impl Node {
                     // A run of ours must not go on handing out addresses: the next
                     // leader runs its own (found by the simulation: both gave one
                     // address to two nodes once the next leader no longer waited).
-                    self.takeover = None;
+                    self.drop_takeover_run();
                     self.takeover_wanted = false;
                     self.broadcast_leader(UNKNOWN_PNN, out);
                 } else if was_held {
@@ -853,7 +862,7 @@ impl Node {
     fn step_down(&mut self, why: &str, out: &mut Vec<Output>) {
         warn!(why, "stepping down as leader");
         self.leader = None;
-        self.takeover = None;
+        self.drop_takeover_run();
         self.takeover_wanted = false;
         // Our lease was the lock: the addresses go now, before anyone may take them.
         self.end_lease();
@@ -984,6 +993,7 @@ impl Node {
         self.last_recovery_started = self.now.wall;
         self.last_recovery_finished = self.now.wall;
         self.stats.num_recoveries = self.stats.num_recoveries.wrapping_add(1);
+        self.counters.recoveries += 1;
         self.queue_event(Event::StartRecovery, AfterEvent::Nothing);
         self.queue_event(Event::Recovered, AfterEvent::Nothing);
         if self.runstate == Runstate::FirstRecovery {

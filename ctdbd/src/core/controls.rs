@@ -70,6 +70,9 @@ impl Node {
         req: &ReqControl,
         out: &mut Vec<Output>,
     ) -> Option<crate::protocol::ReplyControl> {
+        if from != Requester::Local {
+            *self.counters.controls.entry(req.opcode).or_default() += 1;
+        }
         let wants_reply = req.flags & crate::protocol::packet::CTRL_FLAG_NOREPLY == 0;
         let reqid = if wants_reply { reqid } else { 0 };
         if let Some(len) = expected_len(Opcode(req.opcode)) {
@@ -345,6 +348,10 @@ impl Node {
             }
             Opcode::STARTUP => status(0),
             Opcode::IPREALLOCATED => {
+                // The run that moved addresses is over: every new owner holds its.
+                for ip in &mut self.public_ips {
+                    ip.unsettled = false;
+                }
                 self.queue_event(
                     crate::events::Event::IpReallocated,
                     events::AfterEvent::Nothing,

@@ -34,9 +34,11 @@
 
 mod cluster;
 mod controls;
+mod counters;
 mod events;
 mod takeover;
 
+pub use counters::{Counters, PeerCounters, GAP_BOUNDS_MS, TAKEOVER_BOUNDS_MS};
 pub use events::{EventOutcome, STARTUP_RETRY_MS};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -295,6 +297,13 @@ pub struct PublicAddressState {
     pub active_iface: Option<usize>,
     /// Deleted from the list (delip, reloadips) but still being released.
     pub deleting: bool,
+    /// Whether `pnn` really holds it is not settled: a leader's RELEASE_IP named
+    /// `pnn` as its next owner, which may not have added it yet; or this node's
+    /// lease lapsed or its leader changed, and any node may have dropped what it
+    /// held. Settled again when a takeover run ends (IPREALLOCATED) or when this
+    /// node itself adds it. Whoever must never point at an address between nodes
+    /// (the DNS responder) skips these.
+    pub unsettled: bool,
 }
 
 /// A public interface's state.
@@ -508,6 +517,7 @@ pub struct Node {
     /// Event scripts: what runs, what is waiting, the monitor's rhythm.
     events: events::EventSchedule,
     stats: Statistics,
+    counters: Counters,
 }
 
 impl Node {
@@ -566,6 +576,7 @@ impl Node {
                 pnn: UNKNOWN_PNN,
                 active_iface: None,
                 deleting: false,
+                unsettled: false,
             })
             .collect();
         let mut caps = capabilities::DEFAULT;
@@ -654,6 +665,7 @@ impl Node {
                 statistics_start_time: now.wall,
                 ..Default::default()
             },
+            counters: Counters::default(),
         }
     }
 
@@ -711,6 +723,62 @@ impl Node {
         self.clients.len()
     }
 
+    /// Every node of the node map with its flags as this node sees them.
+    pub fn node_infos(&self) -> &[NodeInfo] {
+        &self.nodes
+    }
+
+    /// The public addresses and who hosts each, as this node knows it.
+    pub fn public_addresses(&self) -> &[PublicAddressState] {
+        &self.public_ips
+    }
+
+    /// The run state (`ctdb runstate`).
+    pub fn runstate(&self) -> Runstate {
+        self.runstate
+    }
+
+    /// 0 normal, 1 recovery (`ctdb status`'s recovery mode).
+    pub fn recovery_mode(&self) -> u32 {
+        self.recovery_mode
+    }
+
+    /// What the node has counted since it started.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Until when (monotonic ms) this node may hold public addresses: its lease,
+    /// as its leader last granted it. `None`: no limit, this node is the leader
+    /// and holds the recovery lock (or none is configured). Every follower of the
+    /// same leader has about the same lease, so past it the addresses of the other
+    /// nodes are in doubt too.
+    pub fn lease_until_ms(&self) -> Option<u64> {
+        if self.is_leader() {
+            (!self.lease_valid()).then_some(0)
+        } else {
+            Some(self.lease_until_ms)
+        }
+    }
+
+    /// `IPLeaseTimeMs`.
+    pub fn ip_lease_ms(&self) -> u64 {
+        self.lease_ms()
+    }
+
+    /// The keepalive period in ms (`KeepaliveIntervalMs`, or `KeepaliveInterval`).
+    pub fn keepalive_interval_ms(&self) -> u64 {
+        self.tunables.keepalive_interval_ms()
+    }
+
+    /// When (monotonic ms) each connected peer was last heard from.
+    pub fn peers_last_heard_ms(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.peers
+            .iter()
+            .filter(|(_, link)| link.connected)
+            .map(|(pnn, link)| (*pnn, link.last_heard_ms))
+    }
+
     /// When the node next needs [`Input::Tick`] (monotonic ms).
     pub fn poll_timeout(&self) -> u64 {
         let mut t = self
@@ -747,6 +815,7 @@ impl Node {
             wall: now.wall,
         };
         let mut out = Vec::new();
+        let leader_before = self.leader;
         match input {
             Input::ClientConnected { client, pid } => {
                 self.clients.insert(
@@ -785,6 +854,13 @@ impl Node {
             Input::EventDone { id, outcome } => self.event_done(id, outcome, &mut out),
         }
         self.election_check(&mut out);
+        if self.leader != leader_before {
+            // What the other nodes hold was settled under the previous leader; the
+            // next one's first run settles it again.
+            for ip in &mut self.public_ips {
+                ip.unsettled = true;
+            }
+        }
         self.address_timers(&mut out);
         self.drive_events(&mut out);
         let sent = out

@@ -160,6 +160,8 @@ enum Phase {
 #[derive(Debug)]
 pub(super) struct TakeoverRun {
     id: u64,
+    /// When it started (monotonic ms), for its duration.
+    started_ms: u64,
     phase: Phase,
     /// Request ids still unanswered in this phase.
     waiting: BTreeSet<u32>,
@@ -480,6 +482,10 @@ impl Node {
     pub(super) fn address_timers(&mut self, out: &mut Vec<Output>) {
         self.lease_timers(out);
         if !self.lease_valid() {
+            // Every follower of our leader drops its addresses about now too.
+            for ip in &mut self.public_ips {
+                ip.unsettled = true;
+            }
             // Addresses already being added or removed are left to finish first.
             let addrs: Vec<IpAddr> = self
                 .hosted()
@@ -553,6 +559,7 @@ impl Node {
         info!(run = self.takeover_ids, nodes = ?participants, "takeover run");
         self.takeover = Some(TakeoverRun {
             id: self.takeover_ids,
+            started_ms: now,
             phase: Phase::Gather,
             waiting: BTreeSet::new(),
             participants: participants.clone(),
@@ -800,7 +807,12 @@ impl Node {
         let Some(run) = self.takeover.take() else {
             return;
         };
+        self.count_takeover_run(&run, ok);
         if ok {
+            // Every take of the run is done: no address is between nodes any more.
+            for ip in &mut self.public_ips {
+                ip.unsettled = false;
+            }
             info!(run = run.id, "takeover run complete");
             self.rebalance_nodes.clear();
             self.queue_event(Event::IpReallocated, AfterEvent::Nothing);
@@ -830,6 +842,26 @@ impl Node {
         for r in run.requesters {
             self.answer(r.pnn, r.srvid, answer, out);
         }
+    }
+
+    /// Drops the run in progress, if any (this node stops leading), counting it as
+    /// failed.
+    pub(super) fn drop_takeover_run(&mut self) {
+        if let Some(run) = self.takeover.take() {
+            self.count_takeover_run(&run, false);
+        }
+    }
+
+    fn count_takeover_run(&mut self, run: &TakeoverRun, ok: bool) {
+        let counters = &mut self.counters;
+        if ok {
+            counters.takeover_runs_ok += 1;
+        } else {
+            counters.takeover_runs_failed += 1;
+        }
+        counters
+            .takeover_duration
+            .observe(self.now.mono_ms.saturating_sub(run.started_ms));
     }
 
     // ---- every node: release and take -----------------------------------------
@@ -909,6 +941,7 @@ impl Node {
             return Some(Node::reply_ok(Vec::new()));
         };
         ip.pnn = req.pnn;
+        ip.unsettled |= req.pnn != UNKNOWN_PNN && req.pnn != self.pnn;
         if ip.active_iface.is_none() && !self.address_ops.contains_key(&req.addr) {
             return Some(Node::reply_ok(Vec::new()));
         }
@@ -1022,6 +1055,7 @@ impl Node {
         if added {
             ip.active_iface = op.adding_on;
             ip.pnn = pnn;
+            ip.unsettled = false;
             let iface = op
                 .adding_on
                 .and_then(|i| ip.ifaces.get(i))
@@ -1341,6 +1375,7 @@ impl Node {
             pnn: UNKNOWN_PNN,
             active_iface: None,
             deleting: false,
+            unsettled: false,
         });
     }
 

@@ -13,9 +13,13 @@
 //!                                        ├─> events task: event scripts, one at a
 //!                                        │     time (init and setup ran before)
 //!                                        ├─> event socket (stock `ctdb event`) → events
-//!                                        └─> core task: owns core::Node; sleeps until
-//!                                             Node::poll_timeout; carries out every
-//!                                             Output in order
+//!                                        ├─> core task: owns core::Node; sleeps until
+//!                                        │    Node::poll_timeout; carries out every
+//!                                        │    Output in order; publishes a snapshot
+//!                                        │    after each input (snapshot) ──┐
+//!                                        ├─> metrics endpoint ([metrics]) <─┤
+//!                                        └─> DNS responder ([dns]) <────────┘
+//!                                              both read snapshots, never the core
 //! ```
 //!
 //! Shutdown is a protocol: SIGTERM, SIGINT or the SHUTDOWN control cancel the token;
@@ -23,11 +27,14 @@
 //! the socket and the pid file, and returns.
 
 pub mod addresses;
+pub mod dns;
 pub mod eventd;
 pub mod events;
 pub mod guardian;
 pub mod logging;
+pub mod metrics;
 pub mod settings;
+pub mod snapshot;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -197,6 +204,34 @@ async fn serve(
         seed: random_seed(),
         start: clock.now(),
     });
+    let snapshots = snapshot::Publisher::new(&node, clock.0);
+    if let Some(addr) = settings.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding [metrics] listen = {addr}"))?;
+        info!(%addr, "metrics endpoint listening");
+        tracker.spawn(
+            metrics::serve(
+                listener,
+                snapshots.subscribe(),
+                event_status.clone(),
+                cancel.clone(),
+                tracker.clone(),
+            )
+            .in_current_span(),
+        );
+    }
+    if let (Some(addr), Some(name)) = (settings.dns.listen, &settings.dns.name) {
+        let socket = tokio::net::UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("binding [dns] listen = {addr}"))?;
+        let responder = dns::Responder::new(name, settings.dns.ttl)
+            .with_context(|| format!("[dns] name = {name}"))?;
+        info!(%addr, %name, "DNS responder listening");
+        tracker.spawn(
+            dns::serve(socket, responder, snapshots.subscribe(), cancel.clone()).in_current_span(),
+        );
+    }
     // Bounded: edges wait when the core is busy, which slows them down instead of
     // growing memory.
     let (core_tx, core_rx) = mpsc::channel(1024);
@@ -289,7 +324,7 @@ async fn serve(
         cancel: cancel.clone(),
         core_tx: core_tx.clone(),
     };
-    tracker.spawn(run_core(node, clock, core_rx, edges).in_current_span());
+    tracker.spawn(run_core(node, clock, core_rx, edges, snapshots).in_current_span());
     tracker
         .spawn(unix::serve(listener, core_tx, cancel.clone(), tracker.clone()).in_current_span());
     tracker.spawn(wait_for_signal(cancel.clone()).in_current_span());
@@ -651,6 +686,7 @@ async fn run_core(
     clock: Clock,
     mut events: mpsc::Receiver<CoreEvent>,
     mut edges: Edges,
+    snapshots: snapshot::Publisher,
 ) {
     let cancel = edges.cancel.clone();
     loop {
@@ -675,6 +711,7 @@ async fn run_core(
         for output in node.handle(clock.now(), input) {
             edges.carry_out(output);
         }
+        snapshots.publish(&node);
     }
     if let Some(r) = &mut edges.reclock {
         r.release();

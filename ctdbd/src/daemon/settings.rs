@@ -79,6 +79,10 @@ pub struct Settings {
     pub legacy_script_env: Vec<(String, String)>,
     /// Messages to log once logging is up (legacy variables mapped, obsolete tunables).
     pub notices: Vec<String>,
+    /// `[metrics] listen`: where the Prometheus endpoint listens, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `[dns]`: the DNS responder, if `listen` is set.
+    pub dns: crate::config::DnsConf,
 }
 
 fn read_optional(path: &Path) -> anyhow::Result<Option<String>> {
@@ -211,6 +215,8 @@ impl Settings {
             start_as_stopped: conf.legacy.start_as_stopped,
             // ctdb.conf(5): only the file name counts, found in the configuration
             // directory.
+            metrics_listen: conf.metrics.listen,
+            dns: conf.dns.clone(),
             event_debug_script: conf
                 .event
                 .debug_script
@@ -395,6 +401,8 @@ mod tests {
             start_as_disabled: false,
             start_as_stopped: false,
             event_debug_script: None,
+            metrics_listen: None,
+            dns: crate::config::DnsConf::default(),
             enable_scripts: Vec::new(),
             legacy_script_env: Vec::new(),
             notices: Vec::new(),

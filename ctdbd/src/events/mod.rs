@@ -45,5 +45,5 @@ pub use scripts::{
 };
 pub use status::{
     ctime_utc, render_event_status, render_script_list, render_scriptstatus, render_status_reply,
-    status_label, strerror, EventStatusStore, StatusOutput,
+    status_label, strerror, EventStatusStore, ScriptCounters, StatusOutput,
 };

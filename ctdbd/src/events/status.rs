@@ -43,14 +43,30 @@ use super::event::EventKind;
 use super::protocol::StatusReply;
 use super::runner::{EventResult, ScriptStatus};
 use super::scripts::{ScriptEntry, ScriptSource};
+use crate::histogram::Histogram;
 
 /// `EINVAL`: what `ctdb event status` exits with for an event that never ran.
 const EINVAL: i32 = 22;
 
-/// The last result of every event that has run.
+/// Bounds of [`ScriptCounters::duration`], ms: most scripts take milliseconds; the
+/// whole event is allowed `EventScriptTimeout` (30 s by default).
+pub const SCRIPT_DURATION_BOUNDS_MS: &[u64] =
+    &[10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
+
+/// The last result of every event that has run, and counts of every script's runs.
 #[derive(Debug, Clone, Default)]
 pub struct EventStatusStore {
     last: BTreeMap<EventKind, EventResult>,
+    scripts: BTreeMap<(EventKind, String), ScriptCounters>,
+}
+
+/// How often one script ran for one event, how each run ended, and how long it took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptCounters {
+    /// Runs by outcome: `ok`, `error` (non-zero exit), `timedout`, `cannot_run`.
+    pub results: BTreeMap<&'static str, u64>,
+    /// Durations of the runs.
+    pub duration: Histogram,
 }
 
 impl EventStatusStore {
@@ -59,9 +75,43 @@ impl EventStatusStore {
         Self::default()
     }
 
-    /// Keeps `result` as the last one of its event, replacing the previous one.
+    /// Keeps `result` as the last one of its event, replacing the previous one, and
+    /// counts the run of every script that ran (not the disabled ones).
     pub fn record(&mut self, result: EventResult) {
-        self.last.insert(result.event.kind(), result);
+        let kind = result.event.kind();
+        for script in &result.scripts {
+            let outcome = match script.status {
+                ScriptStatus::Ok => "ok",
+                ScriptStatus::Failed(_) => "error",
+                ScriptStatus::TimedOut => "timedout",
+                ScriptStatus::Error(_) => "cannot_run",
+                ScriptStatus::Disabled | ScriptStatus::NotExecutable => continue,
+            };
+            let counters = self
+                .scripts
+                .entry((kind, script.name.clone()))
+                .or_insert_with(|| ScriptCounters {
+                    results: BTreeMap::new(),
+                    duration: Histogram::new(SCRIPT_DURATION_BOUNDS_MS),
+                });
+            *counters.results.entry(outcome).or_default() += 1;
+            counters
+                .duration
+                .observe(u64::try_from(script.duration.as_millis()).unwrap_or(u64::MAX));
+        }
+        self.last.insert(kind, result);
+    }
+
+    /// Every (event, script) that has run, with its counts.
+    pub fn script_counters(&self) -> impl Iterator<Item = (EventKind, &str, &ScriptCounters)> {
+        self.scripts
+            .iter()
+            .map(|((kind, name), counters)| (*kind, name.as_str(), counters))
+    }
+
+    /// The last result of every event that has run.
+    pub fn last_results(&self) -> impl Iterator<Item = &EventResult> {
+        self.last.values()
     }
 
     /// The last result of `kind`, if it ever ran.
@@ -312,6 +362,38 @@ mod tests {
             started: at(start),
             duration: Duration::from_micros(micros),
         }
+    }
+
+    #[test]
+    fn store_counts_every_script_that_ran() {
+        let mut store = EventStatusStore::new();
+        for (status, micros) in [(ScriptStatus::Ok, 2_400), (ScriptStatus::Failed(3), 60_000)] {
+            store.record(EventResult {
+                event: Event::Monitor,
+                scripts: vec![
+                    script("00.noexec", ScriptStatus::Disabled, "", T0, 0),
+                    script("01.check", status, "", T0, micros),
+                ],
+                overall: Overall::Ok,
+                debug: None,
+            });
+        }
+        let counted: Vec<_> = store.script_counters().collect();
+        assert_eq!(counted.len(), 1, "disabled scripts did not run");
+        let (kind, name, counters) = counted[0];
+        assert_eq!((kind, name), (EventKind::Monitor, "01.check"));
+        assert_eq!(
+            counters
+                .results
+                .iter()
+                .map(|(k, v)| (*k, *v))
+                .collect::<Vec<_>>(),
+            [("error", 1), ("ok", 1)]
+        );
+        assert_eq!(
+            (counters.duration.count(), counters.duration.sum_ms()),
+            (2, 62)
+        );
     }
 
     #[test]
