@@ -245,6 +245,9 @@ impl Node {
                     Ok(incarnation) => {
                         if let Some(link) = self.peers.get_mut(&sender) {
                             link.incarnation = Some(incarnation);
+                            // A daemon speaks on this connection: a notice that
+                            // came meanwhile was about an earlier one.
+                            link.pending_notice = None;
                         }
                     }
                     Err(e) => warn!(peer = sender, error = %e, "bad incarnation message"),
@@ -434,6 +437,7 @@ impl Node {
         *link = PeerLink {
             connected: true,
             last_heard_ms: self.now.mono_ms,
+            previous_incarnation: link.incarnation.or(link.previous_incarnation),
             ..PeerLink::default()
         };
         self.counters.peers.entry(pnn).or_default().link_up += 1;
@@ -520,17 +524,15 @@ impl Node {
     /// The link with `pnn` is down: its connection closed (`silent` false) or we
     /// declared it dead after missed keepalives (`silent` true).
     pub(super) fn peer_disconnected(&mut self, pnn: u32, silent: bool, out: &mut Vec<Output>) {
-        let Some(link) = self.peers.get_mut(&pnn) else {
-            return;
-        };
-        if !link.connected {
+        if !self.is_connected(pnn) {
             return;
         }
         let had_majority = self.has_majority();
-        let Some(link) = self.peers.get_mut(&pnn) else {
-            return;
-        };
-        link.connected = false;
+        let mut pending_notice = None;
+        if let Some(link) = self.peers.get_mut(&pnn) {
+            link.connected = false;
+            pending_notice = link.pending_notice.take();
+        }
         self.counters.peers.entry(pnn).or_default().link_down += 1;
         let node = &mut self.nodes[pnn as usize];
         node.flags |= node_flags::DISCONNECTED | node_flags::UNHEALTHY;
@@ -579,13 +581,17 @@ impl Node {
             && !self.has_majority()
         {
             // Cut off from most of the cluster: let the others elect a leader among
-            // themselves rather than leave them all without one (see `eligible`).
+            // themselves rather than leave them all without one (`takeover`:
+            // partitions).
             self.step_down("connected to no majority of the nodes any more", out);
         } else if self.is_leader() {
             // Its addresses may move only once the last lease we granted it has
             // surely run out, or its guardian says they are gone.
             self.guard_lost_node(pnn);
             self.recover(out);
+        }
+        if let Some(packet) = pending_notice {
+            self.guardian_notice(pnn, packet);
         }
     }
 

@@ -373,6 +373,12 @@ struct PeerLink {
     /// Its guardian confirmed that this incarnation's daemon is dead: it competes
     /// for nothing until it connects again (counted out of the majority).
     daemon_gone: bool,
+    /// The incarnation announced on the connection before this one: what a notice
+    /// must name if this connection goes without announcing one (see `takeover`).
+    previous_incarnation: Option<u64>,
+    /// A notice that came while this connection was up but had announced nothing:
+    /// judged again if the connection goes without an announcement.
+    pending_notice: Option<Packet>,
 }
 
 /// Who asked for a control, so the reply can go back.

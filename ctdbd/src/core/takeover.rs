@@ -83,6 +83,13 @@
 //!   delayed past a restart of X cannot speak for the newer daemon, which announced
 //!   another incarnation when it connected.
 //!
+//! A connection that came up and announced nothing is no daemon yet (a daemon
+//! announces itself first thing): a notice that arrives while one is up is kept,
+//! and judged as above when it goes — against the incarnation announced before it.
+//! That connection is often the dead daemon's own doing: its listening socket can
+//! complete our reconnect in the moment before it closes, and its guardian's
+//! connection then makes the link look whole.
+//!
 //! A confirmed notice lifts X's guard at the leader (the run may start at once), and
 //! if X is the leader this node followed before it led, the guards of the nodes it
 //! is connected to as well: a dead predecessor runs nothing. A node that is not
@@ -396,15 +403,32 @@ impl Node {
             return;
         };
         let incarnation = format!("{:016x}", notice.incarnation);
+        // The last incarnation the node announced: on this connection, or, if this
+        // one announced none, on the one before.
+        let last_announced = link.incarnation.or(link.previous_incarnation);
+        if link.connected
+            && link.incarnation.is_none()
+            && last_announced == Some(notice.incarnation)
+        {
+            // Up, but silent: a daemon announces itself first thing on a new link,
+            // so this may be no daemon at all — a dying daemon's listening socket can
+            // complete a handshake after its connections closed, and its guardian's
+            // connection then makes the link look whole. Judged when it goes.
+            info!(peer = pnn, %incarnation, "guardian notice while a connection that announced nothing is up: kept until it announces or goes");
+            if let Some(link) = self.peers.get_mut(&pnn) {
+                link.pending_notice = Some(packet);
+            }
+            return;
+        }
         if link.connected {
             info!(peer = pnn, %incarnation, "guardian notice about a connected node: stale, ignored");
             return;
         }
-        if link.incarnation != Some(notice.incarnation) {
+        if last_announced != Some(notice.incarnation) {
             info!(
                 peer = pnn,
                 %incarnation,
-                last_seen = ?link.incarnation.map(|i| format!("{i:016x}")),
+                last_seen = ?last_announced.map(|i| format!("{i:016x}")),
                 "guardian notice for another incarnation than the node's last: ignored"
             );
             return;

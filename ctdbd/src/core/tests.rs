@@ -1078,11 +1078,16 @@ fn guardian_notices_that_cannot_be_believed_leave_the_guard() {
         assert_eq!(guarded(&n), [1]);
     }
 
-    // Back: the notice is about a node that is connected (stale).
+    // Back, and its new daemon says who it is: a notice about the old one while it
+    // is connected is stale, and so it is once that link goes (the node's last
+    // incarnation is the new one).
     n.handle(at(2_002), Input::PeerConnected { pnn: 1 });
+    n.handle(
+        at(2_002),
+        from_peer(srvid::INCARNATION, (PEER_RUN ^ 2).to_le_bytes().to_vec()),
+    );
     n.handle(at(2_002), notice(PEER_RUN));
-    assert_eq!(n.peers[&1].incarnation, None);
-    // The new link goes before its daemon said who it is.
+    assert!(n.peers[&1].pending_notice.is_none());
     n.handle(at(2_003), Input::PeerDisconnected { pnn: 1 });
     n.handle(at(2_004), notice(PEER_RUN));
     assert_eq!(guarded(&n), [1]);
@@ -1091,6 +1096,39 @@ fn guardian_notices_that_cannot_be_believed_leave_the_guard() {
         1_900 + 500 + 200,
         "the lease granted before"
     );
+}
+
+/// Given a leader that lost node 1 (guarded), when a connection from node 1's
+/// address comes up but announces nothing — a dying daemon's listening socket can
+/// still complete our reconnect, and its guardian's own connection then makes the
+/// link whole — and the guardian's notice arrives meanwhile, then the notice is
+/// kept, and believed when that connection goes without an announcement; had it
+/// announced an incarnation, the notice would have been dropped.
+#[test]
+fn a_notice_during_a_silent_reconnection_counts_once_it_goes() {
+    let mut n = node();
+    connect_peer(&mut n, at(1_500), PEER_RUN);
+    n.handle(at(1_900), lease_request_from_peer(1));
+    n.handle(at(2_000), Input::PeerDisconnected { pnn: 1 });
+    assert_eq!(guarded(&n), [1]);
+    n.handle(at(2_010), Input::PeerConnected { pnn: 1 });
+    n.handle(at(2_011), notice(PEER_RUN));
+    assert_eq!(guarded(&n), [1], "not while it looks connected");
+    n.handle(at(2_012), Input::PeerDisconnected { pnn: 1 });
+    assert!(guarded(&n).is_empty(), "{:?}", n.lease_guards);
+
+    let mut n = node();
+    connect_peer(&mut n, at(1_500), PEER_RUN);
+    n.handle(at(1_900), lease_request_from_peer(1));
+    n.handle(at(2_000), Input::PeerDisconnected { pnn: 1 });
+    n.handle(at(2_010), Input::PeerConnected { pnn: 1 });
+    n.handle(at(2_011), notice(PEER_RUN));
+    n.handle(
+        at(2_012),
+        from_peer(srvid::INCARNATION, (PEER_RUN ^ 2).to_le_bytes().to_vec()),
+    );
+    n.handle(at(2_013), Input::PeerDisconnected { pnn: 1 });
+    assert_eq!(guarded(&n), [1], "a new daemon spoke: the notice was stale");
 }
 
 /// A client cannot make a node announce or relay ctdb-rs daemon messages.

@@ -709,12 +709,20 @@ impl Link {
         true
     }
 
-    /// Closes both connections and reconnects at once (CTDB restarts immediately on
-    /// node death, §2.3); tells the core if the peer was connected.
+    /// Closes both connections and reconnects after [`FIRST_RETRY`] (CTDB restarts
+    /// at once on node death, §2.3); tells the core if the peer was connected.
+    ///
+    /// Not at once: a peer whose connections just closed is most likely dying, and
+    /// its listening socket may still complete a handshake until the process's last
+    /// descriptor is gone. Such a connection, with the dead daemon's guardian
+    /// connecting from the peer's address a few milliseconds later, made the link
+    /// look up again, and the guardian's notice was taken for a stale one (found by
+    /// `tests/vm` public_ips under load). A restarted daemon takes longer than this
+    /// to listen anyway.
     async fn close_both(&mut self) -> bool {
         self.incoming = None;
         self.outgoing_up.store(false, Ordering::Release);
-        let previous = std::mem::replace(&mut self.outgoing, Outgoing::retry_after(Duration::ZERO));
+        let previous = std::mem::replace(&mut self.outgoing, Outgoing::retry_after(FIRST_RETRY));
         if let Outgoing::Up { writer, stop } = previous {
             stop.cancel();
             // The writer checks `stop` even mid-write, so this returns promptly.
