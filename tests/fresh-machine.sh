@@ -33,6 +33,9 @@ while [[ $# -gt 0 ]]; do
         # systems into the root and run the commands there.
         root=$2
         cmd=$3
+        # The new root must be a mount point, as / is on a machine: `ip netns add`
+        # makes / a slave mount, which fails on a plain directory.
+        mount --bind "$root" "$root"
         mount -t proc proc "$root/proc"
         mount --rbind /sys "$root/sys"
         mount --rbind /dev "$root/dev"
