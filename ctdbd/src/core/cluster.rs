@@ -729,7 +729,12 @@ impl Node {
         }
         if self.has_majority() {
             self.minority_since_ms = None;
-        } else if self.minority_since_ms.is_none() {
+            self.seen_majority = true;
+        } else if self.minority_since_ms.is_none() && self.seen_majority {
+            // Only a node that has been part of a majority waits: one that has
+            // not, since it started, races at once as CTDB's nodes do (the first
+            // daemons of a cluster starting together must not wait for the
+            // others), and finds the lock held if a majority already leads.
             self.minority_since_ms = Some(self.now.mono_ms);
         }
         if self.leader.is_none()

@@ -491,6 +491,8 @@ pub struct Node {
     /// Since when this node has been connected to no majority of the nodes (with a
     /// lock configured): it may race for the lock only `minority_race_delay` later.
     minority_since_ms: Option<u64>,
+    /// This node has been connected to a majority since it started.
+    seen_majority: bool,
     /// Our lease ran out and we dropped addresses; the next leader we hear must
     /// place them again.
     lease_lapsed: bool,
@@ -650,6 +652,7 @@ impl Node {
             next_lease_request_ms: 0,
             lease_granted_until: BTreeMap::new(),
             minority_since_ms: None,
+            seen_majority: false,
             lease_lapsed: false,
             lease_guards: BTreeMap::new(),
             gone_during_election: BTreeSet::new(),

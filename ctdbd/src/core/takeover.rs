@@ -53,9 +53,13 @@
 //! partition lasts. So a leader that loses its majority (itself and its connected
 //! peers no longer more than half of `nodes`, not counting nodes dead by their
 //! guardian's word) gives up the lock and its own addresses at once; and a node
-//! connected to no majority races for the lock only after a minority's wait (two
-//! keepalive timeouts + a lease + 0.5 s), which gives a majority that is alive and
-//! together the time to notice the same partition and take the lock first. If no
+//! that has been part of a majority and is connected to none any more races for the
+//! lock only after a minority's wait (two keepalive timeouts + a lease + 0.5 s),
+//! which gives a majority that is alive and together the time to notice the same
+//! partition and take the lock first. A node that has not been part of a majority
+//! since it started races at once, as before: the first nodes of a cluster starting
+//! together must not wait for the others (a majority that already leads holds the
+//! lock). If no
 //! majority takes it — the others are really dead — the minority takes it after the
 //! wait and serves: the last survivor serves every address, a few seconds later.
 //! Safety never rests on this rule: it is the lock and the leases that keep one

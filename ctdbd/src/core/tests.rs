@@ -1165,10 +1165,9 @@ fn follower_of_peer() -> Node {
 }
 
 fn follower_of_peer_in(mut n: Node) -> Node {
-    assert_eq!(n.lock, LockState::Idle, "alone, a minority: waits");
-    connect_peer(&mut n, NOW, PEER_RUN);
     assert_eq!(n.lock, LockState::Taking, "no leader yet: racing");
     n.handle(NOW, Input::Reclock(ReclockStatus::Contended));
+    connect_peer(&mut n, NOW, PEER_RUN);
     n.handle(
         at(10),
         from_peer(srvid::LEADER, 1u32.to_le_bytes().to_vec()),
@@ -1531,14 +1530,22 @@ fn a_leader_cut_off_from_the_majority_gives_up_the_lock() {
     assert!(n.is_leader(), "a lone survivor leads after the wait");
 }
 
-/// A node connected to no majority races only after a minority's wait, unless the
-/// nodes it misses are dead by their guardians' word; a majority races at once.
+/// A node that has been part of a majority and is no longer races only after a
+/// minority's wait, unless the nodes it misses are dead by their guardians' word;
+/// a node that has not been part of one since it started (the first of a cluster
+/// starting together) races at once.
 #[test]
 fn only_a_majority_races_at_once() {
     let mut n = build_node(Some("/shared/.reclock"), Some("192.168.20.43"));
-    assert_eq!(n.lock, LockState::Idle, "one of three");
+    assert_eq!(n.lock, LockState::Taking, "just started: races");
+    n.handle(at(5), Input::Reclock(ReclockStatus::Contended));
     n.handle(at(10), Input::PeerConnected { pnn: 2 });
-    assert_eq!(n.lock, LockState::Taking, "two of three");
+    n.handle(at(200), Input::PeerDisconnected { pnn: 2 });
+    n.handle(at(1_000), Input::Tick);
+    assert_eq!(n.lock, LockState::Idle, "was two of three, now one: waits");
+    let race = 200 + n.minority_race_delay_ms();
+    n.handle(at(race), Input::Tick);
+    assert_eq!(n.lock, LockState::Taking);
 
     // Two nodes: node 1's daemon dies and its guardian says so; node 0 alone is
     // then the whole of what is alive.
