@@ -1005,9 +1005,7 @@ impl Node {
         for pnn in self.connected_peers() {
             self.send_flags(pnn, flags, old, out);
         }
-        if self.is_leader() {
-            self.recover(out);
-        }
+        self.node_flags_changed(old, flags, out);
     }
 
     fn send_flags(&mut self, to: u32, new: u32, old: u32, out: &mut Vec<Output>) {
@@ -1045,10 +1043,25 @@ impl Node {
         let flags = (change.new_flags & !(node_flags::DISCONNECTED | node_flags::DELETED))
             | (node.flags & node_flags::DISCONNECTED);
         if node.flags != flags {
-            node.flags = flags;
-            if self.is_leader() {
-                self.recover(out);
-            }
+            let old = std::mem::replace(&mut node.flags, flags);
+            self.node_flags_changed(old, flags, out);
+        }
+    }
+
+    /// The leader's answer to a node's flags changing from `old` to `new`: a recovery
+    /// when the change moves the node in or out of the vnn map (an INACTIVE bit),
+    /// else only a takeover run. As in 4.17, health and DISABLED alone do not
+    /// recover the cluster (which would run the recovery events everywhere and
+    /// change the generation): 4.17 counts one recovery where a node's first good
+    /// monitor made ours count two (tests/replay.rs, STATISTICS).
+    fn node_flags_changed(&mut self, old: u32, new: u32, out: &mut Vec<Output>) {
+        if !self.is_leader() {
+            return;
+        }
+        if (old ^ new) & node_flags::INACTIVE != 0 {
+            self.recover(out);
+        } else {
+            self.want_takeover();
         }
     }
 
