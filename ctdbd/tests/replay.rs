@@ -160,7 +160,8 @@ impl Replay {
                     // The peer is never started: nothing reaches it.
                     Output::SendToPeer { .. } | Output::DropPeer { .. } => {}
                     Output::Announce { .. } | Output::Tickle { .. } => {}
-                    Output::SetDebugLevel(_) | Output::SetPeers(_) => {}
+                    Output::SetDebugLevel(_) | Output::SetPeers(_) | Output::TunablesChanged(_) => {
+                    }
                     other => panic!("unexpected output while replaying: {other:?}"),
                 }
             }

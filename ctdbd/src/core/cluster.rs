@@ -17,6 +17,7 @@ use crate::protocol::packet::{
     Body, Packet, ReplyControl, ReqControl, ReqMessage, BROADCAST_ACTIVE, BROADCAST_ALL,
     BROADCAST_CONNECTED, CTRL_FLAG_NOREPLY, CURRENT_NODE, UNKNOWN_PNN,
 };
+use crate::tunables::keys;
 
 /// `(major << 16) | minor` of the Samba release whose protocol we speak (§2.4).
 const KEEPALIVE_VERSION: u32 = 0x0004_0011;
@@ -158,7 +159,7 @@ impl Node {
             req.client_id = client.0;
         }
         if let Some(purpose) = purpose {
-            let timeout_ms = u64::from(self.tunables.get("ControlTimeout").unwrap_or(60)) * 1000;
+            let timeout_ms = self.tunables.secs_as_ms(keys::CONTROL_TIMEOUT);
             self.pending.insert(
                 reqid,
                 PendingControl {
@@ -472,10 +473,10 @@ impl Node {
     /// Like CTDB, the leader bans a node that causes more than two recoveries per node
     /// of the cluster within `RecoveryBanPeriod`, for that period.
     fn count_recovery_cause(&mut self, pnn: u32, out: &mut Vec<Output>) {
-        if self.tunables.get("EnableBans").unwrap_or(1) == 0 {
+        if !self.tunables.enabled(keys::ENABLE_BANS) {
             return;
         }
-        let period_s = self.tunables.get("RecoveryBanPeriod").unwrap_or(300);
+        let period_s = self.tunables.value(keys::RECOVERY_BAN_PERIOD);
         let window = u64::from(period_s) * 1000;
         let now = self.now.mono_ms;
         let limit = 2 * self.nodes.iter().filter(|n| n.addr.is_some()).count();
@@ -808,10 +809,10 @@ impl Node {
                 error!(%reason, failures = self.lock_failures, "cannot take the recovery lock");
                 self.next_election_ms = now + ELECTION_FAILURE_RETRY_MS;
                 if self.lock_failures >= LOCK_FAILURES_BEFORE_BAN
-                    && self.tunables.get("EnableBans").unwrap_or(1) != 0
+                    && self.tunables.enabled(keys::ENABLE_BANS)
                 {
                     self.lock_failures = 0;
-                    let secs = self.tunables.get("RecoveryBanPeriod").unwrap_or(300);
+                    let secs = self.tunables.value(keys::RECOVERY_BAN_PERIOD);
                     error!(
                         secs,
                         "banning this node: it keeps failing to take the recovery lock"

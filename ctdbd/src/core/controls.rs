@@ -11,7 +11,7 @@ use crate::protocol::control::{
 };
 use crate::protocol::packet::ReqControl;
 use crate::protocol::wire::Reader;
-use crate::tunables::{SetOutcome, Tunables};
+use crate::tunables::{keys, SetOutcome, Tunables};
 
 /// A failed control: `status` with optional text; data is always empty (§4.2).
 pub(super) fn error(status: i32, text: &str) -> crate::protocol::ReplyControl {
@@ -61,6 +61,16 @@ fn expected_len(opcode: Opcode) -> Option<usize> {
 }
 
 impl Node {
+    /// After SET_TUNABLE: the core reads its tunables where it uses them, so only
+    /// what was scheduled with the old value is redone here; the edges get the new
+    /// values ([`Output::TunablesChanged`]).
+    fn tunable_set(&mut self, name: &str, out: &mut Vec<Output>) {
+        if Tunables::definition(name).map(|d| d.name) == Some(keys::MONITOR_INTERVAL.name()) {
+            self.monitor_interval_changed();
+        }
+        out.push(Output::TunablesChanged(self.tunables.clone()));
+    }
+
     /// Answers a control addressed to this node. `None` means the answer comes later
     /// (it needs the nodes file read); `reqid` is kept for that.
     pub(super) fn control(
@@ -206,7 +216,7 @@ impl Node {
             Opcode::SET_BAN_STATE => match BanState::decode(&req.data) {
                 // A node bans only itself (§6.9).
                 Ok(ban) if ban.pnn == self.pnn => {
-                    if ban.time > 0 && self.tunables.get("EnableBans").unwrap_or(1) == 0 {
+                    if ban.time > 0 && !self.tunables.enabled(keys::ENABLE_BANS) {
                         tracing::info!("ban requested while EnableBans = 0: ignored");
                     } else {
                         self.ban_self(ban.time, out);
@@ -243,8 +253,13 @@ impl Node {
             },
             Opcode::SET_TUNABLE => match Tunable::decode(&req.data) {
                 Ok(t) => match self.tunables.set(&t.name, t.value) {
-                    Ok(SetOutcome::Set) => status(0),
-                    Ok(SetOutcome::Obsolete) => status(1),
+                    Ok(outcome) => {
+                        self.tunable_set(&t.name, out);
+                        status(match outcome {
+                            SetOutcome::Set => 0,
+                            SetOutcome::Obsolete => 1,
+                        })
+                    }
                     Err(_) => error(-1, ""),
                 },
                 Err(_) => error(-1, ""),

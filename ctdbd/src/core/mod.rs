@@ -265,6 +265,9 @@ pub enum Output {
     },
     /// Apply a new log level (CTDB's numeric debug level).
     SetDebugLevel(u32),
+    /// A tunable was set (SET_TUNABLE): these are the current values, for the edges
+    /// that use some (the tickle task, the events task's `shutdown` timeout).
+    TunablesChanged(Tunables),
     /// Stop the daemon (SHUTDOWN control).
     Shutdown,
 }

@@ -715,7 +715,7 @@ fn monitor_results_set_and_clear_unhealthy() {
         n.handle(at(t), Input::Tick);
         let (kind, _) = finish_one(n, at(t), outcome);
         assert_eq!(kind, EventKind::Monitor);
-        // A flag change runs a recovery: answer its events.
+        // Answer what the flag change started (a takeover run's events).
         finish_events_except_monitor(n, at(t));
         own_flags(n)
     };
@@ -1510,4 +1510,100 @@ fn only_a_majority_races_at_once() {
     assert_eq!(n.lock, LockState::Idle);
     n.handle(at(701), notice(PEER_RUN));
     assert_eq!(n.lock, LockState::Taking);
+}
+
+fn set_tunable(n: &mut Node, now: Now, name: &str, value: u32) -> Vec<Output> {
+    let data = Tunable {
+        name: name.into(),
+        value,
+    }
+    .encode();
+    let out = n.handle(
+        now,
+        Input::ClientPacket {
+            client: TOOL,
+            packet: control_packet(CURRENT_NODE, Opcode::SET_TUNABLE, 0, 0, data),
+        },
+    );
+    assert!(out.iter().any(|o| is_reply_to_tool(o, 0)), "{out:?}");
+    out
+}
+
+/// Given a healthy node whose next monitor is due `MonitorInterval` (15 s) after
+/// the last, when `ctdb setvar MonitorInterval 1` arrives, then the next monitor
+/// runs one second later, not at the old time; and a later monitor is again one
+/// new interval after the last.
+#[test]
+fn a_shorter_monitor_interval_applies_at_once() {
+    let mut n = node();
+    finish_events(&mut n, NOW);
+    assert_eq!(own_flags(&n), 0);
+    n.handle(at(5_000), Input::Tick);
+    assert!(n.events.in_progress().is_empty(), "due at 15 s");
+    set_tunable(&mut n, at(5_000), "monitorinterval", 1);
+    n.handle(at(5_999), Input::Tick);
+    assert!(
+        n.events.in_progress().is_empty(),
+        "not before the new interval"
+    );
+    n.handle(at(6_000), Input::Tick);
+    assert_eq!(
+        n.events
+            .in_progress()
+            .iter()
+            .map(|e| e.1)
+            .collect::<Vec<_>>(),
+        [EventKind::Monitor],
+        "the monitor is due one new interval after the setvar"
+    );
+    finish_one(&mut n, at(6_100), EventOutcome::Ok);
+    n.handle(at(7_099), Input::Tick);
+    assert!(n.events.in_progress().is_empty(), "not before the interval");
+    n.handle(at(7_100), Input::Tick);
+    assert_eq!(n.events.in_progress().len(), 1);
+}
+
+/// Given a node, when `EventScriptTimeout` is set, then the next event asked for
+/// carries the new limit (0 = none), and the edges are told the new values.
+#[test]
+fn a_new_event_script_timeout_applies_to_the_next_event_and_reaches_the_edges() {
+    let mut n = node();
+    let out = set_tunable(&mut n, NOW, "EventScriptTimeout", 7);
+    let told: Vec<u32> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::TunablesChanged(t) => {
+                Some(t.value(crate::tunables::keys::EVENT_SCRIPT_TIMEOUT))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, [7], "the edges get the current values");
+    let timeouts = |out: &[Output]| -> Vec<Option<u64>> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::RunEvent { timeout_ms, .. } => Some(*timeout_ms),
+                _ => None,
+            })
+            .collect()
+    };
+    // The first recovery's events were asked for at start with the default; the
+    // next one (after the first finishes) gets the new value.
+    let (_, out) = finish_one(&mut n, NOW, EventOutcome::Ok);
+    assert_eq!(timeouts(&out), [Some(7_000)]);
+    set_tunable(&mut n, NOW, "EventScriptTimeout", 0);
+    let (_, out) = finish_one(&mut n, NOW, EventOutcome::Ok);
+    assert_eq!(timeouts(&out), [None]);
+}
+
+/// Given a leader with bans enabled, when `ctdb setvar EnableBans 0` arrives, then
+/// a ban asked for afterwards is ignored.
+#[test]
+fn enable_bans_set_to_zero_stops_the_next_ban() {
+    let mut n = node();
+    finish_events(&mut n, NOW);
+    set_tunable(&mut n, NOW, "EnableBans", 0);
+    let ban = crate::protocol::control::BanState { pnn: 0, time: 30 }.encode();
+    assert_eq!(call(&mut n, Opcode::SET_BAN_STATE, ban).0.status, 0);
+    assert_eq!(own_flags(&n) & node_flags::BANNED, 0);
 }
