@@ -177,6 +177,8 @@ pub mod keys {
     pub const MONITOR_TIMEOUT_COUNT: Key = key("MonitorTimeoutCount");
     /// `RecoveryBanPeriod`, seconds.
     pub const RECOVERY_BAN_PERIOD: Key = key("RecoveryBanPeriod");
+    /// `StatHistoryInterval`, seconds between two statistics history entries.
+    pub const STAT_HISTORY_INTERVAL: Key = key("StatHistoryInterval");
     /// `EnableBans`, 0 or 1.
     pub const ENABLE_BANS: Key = key("EnableBans");
     /// `NoIPFailback`, 0 or 1.

@@ -261,6 +261,17 @@ impl Node {
                     self.want_takeover();
                 }
             }
+            // 4.17's recovery daemon answers these; ours is the core (`ctdb
+            // rddumpmemory`).
+            srvid::MEM_DUMP => {
+                if let Ok(req) = SrvidMessage::decode(&msg.data) {
+                    let report = ReqMessage {
+                        srvid: req.srvid,
+                        data: self.memory_report().into_bytes(),
+                    };
+                    self.route_message(req.pnn, report, out);
+                }
+            }
             srvid::REBALANCE_NODE if self.is_leader() => {
                 if let Ok(pnn) = crate::protocol::control::decode_u32(&msg.data, "rebalance pnn") {
                     self.rebalance_nodes.insert(pnn);
@@ -851,7 +862,7 @@ impl Node {
         self.recover(out);
     }
 
-    fn step_down(&mut self, why: &str, out: &mut Vec<Output>) {
+    pub(super) fn step_down(&mut self, why: &str, out: &mut Vec<Output>) {
         warn!(why, "stepping down as leader");
         self.leader = None;
         self.takeover = None;
@@ -930,7 +941,7 @@ impl Node {
 
     /// The leader's recovery: a new generation and vnn map for every connected node.
     /// This is where database recovery will run; today there is nothing to merge.
-    fn recover(&mut self, out: &mut Vec<Output>) {
+    pub(super) fn recover(&mut self, out: &mut Vec<Output>) {
         let mut generation = self.random_u32();
         while generation <= crate::protocol::control::INVALID_GENERATION {
             generation = self.random_u32();

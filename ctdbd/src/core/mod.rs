@@ -511,6 +511,13 @@ pub struct Node {
     /// Event scripts: what runs, what is waiting, the monitor's rhythm.
     events: events::EventSchedule,
     stats: Statistics,
+    /// GET_STAT_HISTORY: one entry per `StatHistoryInterval`, newest first.
+    stat_history: std::collections::VecDeque<Statistics>,
+    /// `stats` when the last history entry was taken: the next entry is the
+    /// difference.
+    stat_base: Statistics,
+    stat_interval_start: Timeval,
+    next_stat_history_ms: u64,
 }
 
 impl Node {
@@ -657,6 +664,10 @@ impl Node {
                 statistics_start_time: now.wall,
                 ..Default::default()
             },
+            stat_history: std::collections::VecDeque::new(),
+            stat_base: Statistics::default(),
+            stat_interval_start: now.wall,
+            next_stat_history_ms: now.mono_ms + 1000,
         }
     }
 
@@ -739,7 +750,7 @@ impl Node {
         if let Some(e) = self.events.timeout(self.runstate) {
             t = t.min(e);
         }
-        t
+        t.min(self.next_stat_history_ms)
     }
 
     /// Feeds one input; returns what to do, in order. See the module docs.
@@ -790,6 +801,7 @@ impl Node {
         self.election_check(&mut out);
         self.address_timers(&mut out);
         self.drive_events(&mut out);
+        self.stat_history_timer();
         let sent = out
             .iter()
             .filter(|o| matches!(o, Output::SendToClient { .. }))
