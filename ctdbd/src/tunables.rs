@@ -110,7 +110,7 @@ pub const DEFINITIONS: &[TunableDef] = &[
     // ctdb-rs: 1 = after tickling a client, watch its answers, and where this
     // node's kernel's reset does not reach it (a firewall drops outgoing resets,
     // or the reset is lost) reset it ourselves (netif::tickle); 0 = tickle only,
-    // as CTDB does. Read when ctdbd starts.
+    // as CTDB does. Read by the tickle task whenever tickles are asked for.
     def(TICKLE_RESET_FALLBACK, 1),
 ];
 
@@ -122,6 +122,78 @@ pub const KEEPALIVE_INTERVAL_MS: &str = "KeepaliveIntervalMs";
 
 /// Our tickle reset fallback switch (see [`DEFINITIONS`]).
 pub const TICKLE_RESET_FALLBACK: &str = "TickleResetFallback";
+
+/// A tunable the code reads, as its index in [`DEFINITIONS`]. Made only by
+/// [`key`], at compile time, so a misspelt name does not build and reading a value
+/// ([`Tunables::value`]) cannot fail or fall back on a default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key(usize);
+
+impl Key {
+    /// The tunable's canonical name.
+    pub fn name(self) -> &'static str {
+        DEFINITIONS[self.0].name
+    }
+}
+
+/// The key of the tunable named exactly `name` (canonical spelling). Used in
+/// constants, where an unknown name is a compile-time error.
+pub const fn key(name: &str) -> Key {
+    let mut i = 0;
+    while i < DEFINITIONS.len() {
+        let d = DEFINITIONS[i].name.as_bytes();
+        let n = name.as_bytes();
+        if d.len() == n.len() {
+            let mut j = 0;
+            while j < d.len() && d[j] == n[j] {
+                j += 1;
+            }
+            if j == d.len() {
+                return Key(i);
+            }
+        }
+        i += 1;
+    }
+    panic!("no tunable of that name in DEFINITIONS");
+}
+
+/// The tunables the daemon reads, by key (see [`Key`]).
+pub mod keys {
+    use super::{key, Key};
+
+    /// `ControlTimeout`, seconds.
+    pub const CONTROL_TIMEOUT: Key = key("ControlTimeout");
+    /// `KeepaliveInterval`, seconds.
+    pub const KEEPALIVE_INTERVAL: Key = key("KeepaliveInterval");
+    /// `KeepaliveLimit`, periods.
+    pub const KEEPALIVE_LIMIT: Key = key("KeepaliveLimit");
+    /// `TakeoverTimeout`, seconds.
+    pub const TAKEOVER_TIMEOUT: Key = key("TakeoverTimeout");
+    /// `MonitorInterval`, seconds.
+    pub const MONITOR_INTERVAL: Key = key("MonitorInterval");
+    /// `EventScriptTimeout`, seconds (0 = no limit).
+    pub const EVENT_SCRIPT_TIMEOUT: Key = key("EventScriptTimeout");
+    /// `MonitorTimeoutCount`, timed-out monitors in a row before UNHEALTHY.
+    pub const MONITOR_TIMEOUT_COUNT: Key = key("MonitorTimeoutCount");
+    /// `RecoveryBanPeriod`, seconds.
+    pub const RECOVERY_BAN_PERIOD: Key = key("RecoveryBanPeriod");
+    /// `StatHistoryInterval`, seconds between two statistics history entries.
+    pub const STAT_HISTORY_INTERVAL: Key = key("StatHistoryInterval");
+    /// `EnableBans`, 0 or 1.
+    pub const ENABLE_BANS: Key = key("EnableBans");
+    /// `NoIPFailback`, 0 or 1.
+    pub const NO_IP_FAILBACK: Key = key("NoIPFailback");
+    /// `NoIPTakeover`, 0 or 1.
+    pub const NO_IP_TAKEOVER: Key = key("NoIPTakeover");
+    /// `IPAllocAlgorithm`: 0 deterministic, 1 non-deterministic, 2 LCP2.
+    pub const IP_ALLOC_ALGORITHM: Key = key("IPAllocAlgorithm");
+    /// `KeepaliveIntervalMs` (ctdb-rs), milliseconds (0 = `KeepaliveInterval`).
+    pub const KEEPALIVE_INTERVAL_MS: Key = key(super::KEEPALIVE_INTERVAL_MS);
+    /// `IPLeaseTimeMs` (ctdb-rs), milliseconds.
+    pub const IP_LEASE_TIME_MS: Key = key(super::IP_LEASE_TIME_MS);
+    /// `TickleResetFallback` (ctdb-rs), 0 or 1.
+    pub const TICKLE_RESET_FALLBACK: Key = key(super::TICKLE_RESET_FALLBACK);
+}
 
 /// Result of setting a tunable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,27 +258,46 @@ impl Tunables {
         })
     }
 
+    /// The current value of the tunable `key`.
+    pub fn value(&self, key: Key) -> u32 {
+        self.values[key.0]
+    }
+
+    /// Whether the 0/1 tunable `key` is on (any non-zero value).
+    pub fn enabled(&self, key: Key) -> bool {
+        self.value(key) != 0
+    }
+
+    /// The tunable `key`, in seconds, as milliseconds.
+    pub fn secs_as_ms(&self, key: Key) -> u64 {
+        u64::from(self.value(key)) * 1000
+    }
+
     /// The keepalive period in milliseconds: `KeepaliveIntervalMs` when non-zero, else
     /// `KeepaliveInterval` seconds; never below 10 ms.
     pub fn keepalive_interval_ms(&self) -> u64 {
-        let ms = self.get(KEEPALIVE_INTERVAL_MS).unwrap_or(0);
-        let ms = if ms == 0 {
-            u64::from(self.get("KeepaliveInterval").unwrap_or(5)) * 1000
-        } else {
-            u64::from(ms)
+        let ms = match self.value(keys::KEEPALIVE_INTERVAL_MS) {
+            0 => self.secs_as_ms(keys::KEEPALIVE_INTERVAL),
+            ms => u64::from(ms),
         };
         ms.max(10)
     }
 
     /// How long a silent peer may stay connected: `KeepaliveLimit` keepalive periods.
     pub fn keepalive_timeout_ms(&self) -> u64 {
-        let limit = u64::from(self.get("KeepaliveLimit").unwrap_or(5).max(1));
+        let limit = u64::from(self.value(keys::KEEPALIVE_LIMIT).max(1));
         limit * self.keepalive_interval_ms()
     }
 
     /// The public-address lease length in milliseconds (`IPLeaseTimeMs`).
     pub fn ip_lease_time_ms(&self) -> u64 {
-        u64::from(self.get(IP_LEASE_TIME_MS).unwrap_or(0))
+        u64::from(self.value(keys::IP_LEASE_TIME_MS))
+    }
+
+    /// Time allowed for one event (`EventScriptTimeout` seconds); `None` when 0,
+    /// which means no limit (as for `ctdb event run 0 ...`).
+    pub fn event_script_timeout_ms(&self) -> Option<u64> {
+        Some(self.secs_as_ms(keys::EVENT_SCRIPT_TIMEOUT)).filter(|ms| *ms > 0)
     }
 
     /// Names of the tunables `listvars` shows, in CTDB's order.
@@ -225,6 +316,34 @@ mod tests {
         assert_eq!(DEFINITIONS[61].name, "AllowMixedVersions");
         assert_eq!(Tunables::listed_names().count(), 52);
         assert_eq!(Tunables::listed_names().next(), Some("SeqnumInterval"));
+    }
+
+    #[test]
+    fn keys_name_the_tunables_they_read() {
+        // `key` resolves at compile time; this checks it resolves to the right
+        // entry (a wrong index would read another tunable).
+        for (k, name) in [
+            (keys::CONTROL_TIMEOUT, "ControlTimeout"),
+            (keys::ENABLE_BANS, "EnableBans"),
+            (keys::IP_ALLOC_ALGORITHM, "IPAllocAlgorithm"),
+            (keys::TICKLE_RESET_FALLBACK, "TickleResetFallback"),
+        ] {
+            assert_eq!(k.name(), name);
+        }
+        let mut t = Tunables::default();
+        assert_eq!(t.value(keys::MONITOR_INTERVAL), 15);
+        t.set("monitorinterval", 1).unwrap();
+        assert_eq!(t.value(keys::MONITOR_INTERVAL), 1);
+        assert_eq!(t.event_script_timeout_ms(), Some(30_000));
+        t.set("EventScriptTimeout", 0).unwrap();
+        assert_eq!(t.event_script_timeout_ms(), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "no tunable of that name")]
+    fn a_misspelt_key_is_refused() {
+        // In a constant this panic is a compile error; here it shows the check.
+        let _ = key("EnableBan");
     }
 
     #[test]

@@ -401,6 +401,30 @@ impl Client {
         }
     }
 
+    /// The data of the next message for `id`, whatever its size, waiting until
+    /// `deadline` (`None`: for ever). `Ok(None)` when the deadline passed first.
+    pub fn wait_message(
+        &mut self,
+        id: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        loop {
+            if let Some(pos) = self.messages.iter().position(|m| m.srvid == id) {
+                let msg = self.messages.remove(pos).unwrap_or_else(|| unreachable!());
+                return Ok(Some(msg.data));
+            }
+            match self.read_packet(deadline) {
+                Ok(Packet {
+                    body: Body::ReqMessage(msg),
+                    ..
+                }) => self.note_message(msg),
+                Ok(_) => {}
+                Err(ReadError::Timeout) => return Ok(None),
+                Err(e) => return Err(e.into_client_error(Opcode::REGISTER_SRVID, self.pnn)),
+            }
+        }
+    }
+
     /// The deadline one `-t` from now (`None` for `-t 0`: no limit).
     fn deadline(&self) -> Option<Instant> {
         (!self.timeout.is_zero()).then(|| Instant::now() + self.timeout)

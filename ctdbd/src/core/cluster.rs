@@ -17,6 +17,7 @@ use crate::protocol::packet::{
     Body, Packet, ReplyControl, ReqControl, ReqMessage, BROADCAST_ACTIVE, BROADCAST_ALL,
     BROADCAST_CONNECTED, CTRL_FLAG_NOREPLY, CURRENT_NODE, UNKNOWN_PNN,
 };
+use crate::tunables::keys;
 
 /// `(major << 16) | minor` of the Samba release whose protocol we speak (§2.4).
 const KEEPALIVE_VERSION: u32 = 0x0004_0011;
@@ -158,7 +159,7 @@ impl Node {
             req.client_id = client.0;
         }
         if let Some(purpose) = purpose {
-            let timeout_ms = u64::from(self.tunables.get("ControlTimeout").unwrap_or(60)) * 1000;
+            let timeout_ms = self.tunables.secs_as_ms(keys::CONTROL_TIMEOUT);
             self.pending.insert(
                 reqid,
                 PendingControl {
@@ -261,6 +262,17 @@ impl Node {
                         self.takeover_requesters.push(req);
                     }
                     self.want_takeover();
+                }
+            }
+            // 4.17's recovery daemon answers these; ours is the core (`ctdb
+            // rddumpmemory`).
+            srvid::MEM_DUMP => {
+                if let Ok(req) = SrvidMessage::decode(&msg.data) {
+                    let report = ReqMessage {
+                        srvid: req.srvid,
+                        data: self.memory_report().into_bytes(),
+                    };
+                    self.route_message(req.pnn, report, out);
                 }
             }
             srvid::REBALANCE_NODE if self.is_leader() => {
@@ -484,10 +496,10 @@ impl Node {
     /// Like CTDB, the leader bans a node that causes more than two recoveries per node
     /// of the cluster within `RecoveryBanPeriod`, for that period.
     fn count_recovery_cause(&mut self, pnn: u32, out: &mut Vec<Output>) {
-        if self.tunables.get("EnableBans").unwrap_or(1) == 0 {
+        if !self.tunables.enabled(keys::ENABLE_BANS) {
             return;
         }
-        let period_s = self.tunables.get("RecoveryBanPeriod").unwrap_or(300);
+        let period_s = self.tunables.value(keys::RECOVERY_BAN_PERIOD);
         let window = u64::from(period_s) * 1000;
         let now = self.now.mono_ms;
         let limit = 2 * self.nodes.iter().filter(|n| n.addr.is_some()).count();
@@ -828,10 +840,10 @@ impl Node {
                 error!(%reason, failures = self.lock_failures, "cannot take the recovery lock");
                 self.next_election_ms = now + ELECTION_FAILURE_RETRY_MS;
                 if self.lock_failures >= LOCK_FAILURES_BEFORE_BAN
-                    && self.tunables.get("EnableBans").unwrap_or(1) != 0
+                    && self.tunables.enabled(keys::ENABLE_BANS)
                 {
                     self.lock_failures = 0;
-                    let secs = self.tunables.get("RecoveryBanPeriod").unwrap_or(300);
+                    let secs = self.tunables.value(keys::RECOVERY_BAN_PERIOD);
                     error!(
                         secs,
                         "banning this node: it keeps failing to take the recovery lock"
@@ -870,7 +882,7 @@ impl Node {
         self.recover(out);
     }
 
-    fn step_down(&mut self, why: &str, out: &mut Vec<Output>) {
+    pub(super) fn step_down(&mut self, why: &str, out: &mut Vec<Output>) {
         warn!(why, "stepping down as leader");
         self.leader = None;
         self.drop_takeover_run();
@@ -949,7 +961,7 @@ impl Node {
 
     /// The leader's recovery: a new generation and vnn map for every connected node.
     /// This is where database recovery will run; today there is nothing to merge.
-    fn recover(&mut self, out: &mut Vec<Output>) {
+    pub(super) fn recover(&mut self, out: &mut Vec<Output>) {
         let mut generation = self.random_u32();
         while generation <= crate::protocol::control::INVALID_GENERATION {
             generation = self.random_u32();
@@ -1026,9 +1038,7 @@ impl Node {
         for pnn in self.connected_peers() {
             self.send_flags(pnn, flags, old, out);
         }
-        if self.is_leader() {
-            self.recover(out);
-        }
+        self.node_flags_changed(old, flags, out);
     }
 
     fn send_flags(&mut self, to: u32, new: u32, old: u32, out: &mut Vec<Output>) {
@@ -1066,10 +1076,25 @@ impl Node {
         let flags = (change.new_flags & !(node_flags::DISCONNECTED | node_flags::DELETED))
             | (node.flags & node_flags::DISCONNECTED);
         if node.flags != flags {
-            node.flags = flags;
-            if self.is_leader() {
-                self.recover(out);
-            }
+            let old = std::mem::replace(&mut node.flags, flags);
+            self.node_flags_changed(old, flags, out);
+        }
+    }
+
+    /// The leader's answer to a node's flags changing from `old` to `new`: a recovery
+    /// when the change moves the node in or out of the vnn map (an INACTIVE bit),
+    /// else only a takeover run. As in 4.17, health and DISABLED alone do not
+    /// recover the cluster (which would run the recovery events everywhere and
+    /// change the generation): 4.17 counts one recovery where a node's first good
+    /// monitor made ours count two (tests/replay.rs, STATISTICS).
+    fn node_flags_changed(&mut self, old: u32, new: u32, out: &mut Vec<Output>) {
+        if !self.is_leader() {
+            return;
+        }
+        if (old ^ new) & node_flags::INACTIVE != 0 {
+            self.recover(out);
+        } else {
+            self.want_takeover();
         }
     }
 

@@ -6,12 +6,13 @@
 
 use super::{events, Node, Output, Requester};
 use crate::protocol::control::{
-    decode_tunable_name, encode_u32, encode_var_list, node_flags, BanState, Iface, IfaceList,
-    NodeFlagChange, Opcode, PidSrvid, PublicIp, PublicIpInfo, Tunable, Uptime, VnnMap,
+    decode_tunable_name, encode_u32, encode_var_list, node_flags, AddrInfo, BanState, Iface,
+    IfaceList, NodeFlagChange, Opcode, PidSrvid, PublicIp, PublicIpInfo, Tunable, Uptime, VnnMap,
 };
 use crate::protocol::packet::ReqControl;
+use crate::protocol::statistics::{encode_statistics_list, Statistics};
 use crate::protocol::wire::Reader;
-use crate::tunables::{SetOutcome, Tunables};
+use crate::tunables::{keys, SetOutcome, Tunables};
 
 /// A failed control: `status` with optional text; data is always empty (§4.2).
 pub(super) fn error(status: i32, text: &str) -> crate::protocol::ReplyControl {
@@ -33,7 +34,11 @@ fn status(value: i32) -> crate::protocol::ReplyControl {
 /// Request sizes the C daemon insists on; anything else is answered −1 (§5.1).
 fn expected_len(opcode: Opcode) -> Option<usize> {
     Some(match opcode {
-        Opcode::PROCESS_EXISTS | Opcode::SET_DEBUG => 4,
+        Opcode::PROCESS_EXISTS
+        | Opcode::SET_DEBUG
+        | Opcode::SET_RECMODE
+        | Opcode::SET_LMASTERROLE
+        | Opcode::SET_RECMASTERROLE => 4,
         Opcode::CHECK_PID_SRVID | Opcode::MODIFY_FLAGS => 12,
         Opcode::SET_BAN_STATE => 8,
         Opcode::TAKEOVER_IP | Opcode::RELEASE_IP => 32,
@@ -55,12 +60,124 @@ fn expected_len(opcode: Opcode) -> Option<usize> {
         | Opcode::GET_BAN_STATE
         | Opcode::GET_RECLOCK_FILE
         | Opcode::IPREALLOCATED
-        | Opcode::STARTUP => 0,
+        | Opcode::STARTUP
+        | Opcode::STATISTICS_RESET
+        | Opcode::GET_STAT_HISTORY
+        | Opcode::DUMP_MEMORY => 0,
         _ => return None,
     })
 }
 
+/// Entries kept for GET_STAT_HISTORY (`ctdb stats`), newest first, as in 4.17.
+pub(super) const MAX_STAT_HISTORY: usize = 100;
+
 impl Node {
+    /// `ctdb recover` set our recovery mode to active: the leader recovers the
+    /// cluster at once (a new generation ends the tool's wait); a follower passes
+    /// the request on to its leader, which does the same.
+    fn recovery_requested(&mut self, out: &mut Vec<Output>) {
+        if self.is_leader() {
+            self.recover(out);
+        } else if let Some(leader) = self.leader {
+            self.forward_control(
+                leader,
+                None,
+                &ReqControl {
+                    opcode: Opcode::SET_RECMODE.0,
+                    srvid: 0,
+                    client_id: 0,
+                    flags: crate::protocol::packet::CTRL_FLAG_NOREPLY,
+                    data: encode_u32(1),
+                },
+                out,
+            );
+        }
+        // Without a leader the election under way ends in a recovery anyway.
+    }
+
+    /// `ctdb setlmasterrole` / `setleaderrole`. A leader that loses the leader role
+    /// steps down (another capable node takes over, or none leads); the LMASTER role
+    /// decides whether this node is in the vnn map, so a leader recovers at once.
+    fn set_role(&mut self, opcode: Opcode, on: bool, out: &mut Vec<Output>) {
+        let bit = if opcode == Opcode::SET_LMASTERROLE {
+            crate::protocol::control::capabilities::LMASTER
+        } else {
+            crate::protocol::control::capabilities::RECMASTER
+        };
+        let before = self.capabilities;
+        if on {
+            self.capabilities |= bit;
+        } else {
+            self.capabilities &= !bit;
+        }
+        if before == self.capabilities {
+            return;
+        }
+        if bit == crate::protocol::control::capabilities::RECMASTER {
+            self.leader_capability = on;
+            if !on && self.is_leader() {
+                self.step_down("the leader role was switched off", out);
+            }
+        } else if self.is_leader() {
+            self.recover(out);
+        }
+    }
+
+    /// Adds an entry to the statistics history when one is due: what the counters did
+    /// since the previous entry, as 4.17 keeps every `StatHistoryInterval` seconds.
+    pub(super) fn stat_history_timer(&mut self) {
+        if self.now.mono_ms < self.next_stat_history_ms {
+            return;
+        }
+        let mut entry = self.stats.since(&self.stat_base);
+        entry.num_clients = self.clients.len() as u32;
+        entry.recovering = self.recovery_mode;
+        entry.statistics_start_time = self.stat_interval_start;
+        entry.statistics_current_time = self.now.wall;
+        self.stat_history.push_front(entry);
+        self.stat_history.truncate(MAX_STAT_HISTORY);
+        self.stat_base = self.stats.clone();
+        self.stat_interval_start = self.now.wall;
+        let interval_ms = self
+            .tunables
+            .secs_as_ms(keys::STAT_HISTORY_INTERVAL)
+            .max(1000);
+        self.next_stat_history_ms = self.now.mono_ms + interval_ms;
+    }
+
+    /// `ctdb dumpmemory` and `rddumpmemory`: what the node holds, by kind. (4.17
+    /// prints its talloc tree here; ours has no such allocator, so it lists the
+    /// sizes of its own tables.)
+    pub(super) fn memory_report(&self) -> String {
+        let connections: usize = self.tickles.values().map(|c| c.len()).sum();
+        format!(
+            "ctdb-rs daemon state of node {}\n\
+             \tclients: {}\n\
+             \tnodes: {}\n\
+             \tpublic addresses: {}\n\
+             \tinterfaces: {}\n\
+             \ttracked client connections: {}\n\
+             \tcontrols awaiting a reply: {}\n",
+            self.pnn,
+            self.clients.len(),
+            self.nodes.len(),
+            self.public_ips.len(),
+            self.ifaces.len(),
+            connections,
+            self.pending.len(),
+        )
+    }
+
+    /// After SET_TUNABLE: the core reads its tunables where it uses them, so only
+    /// what was scheduled with the old value is redone here; the edges get the new
+    /// values ([`Output::TunablesChanged`]).
+    fn tunable_set(&mut self, name: &str, out: &mut Vec<Output>) {
+        if Tunables::definition(name).map(|d| d.name) == Some(keys::MONITOR_INTERVAL.name()) {
+            self.monitor_interval_changed();
+        }
+        out.push(Output::TunablesChanged(self.tunables.clone()));
+    }
+
     /// Answers a control addressed to this node. `None` means the answer comes later
     /// (it needs the nodes file read); `reqid` is kept for that.
     pub(super) fn control(
@@ -198,10 +315,52 @@ impl Node {
             {
                 Ok(mode) if mode <= 1 => {
                     self.recovery_mode = mode;
+                    if mode == 1 {
+                        self.recovery_requested(out);
+                    }
                     status(0)
                 }
                 _ => error(-1, ""),
             },
+            Opcode::SET_LMASTERROLE | Opcode::SET_RECMASTERROLE => {
+                let on = u32::from_le_bytes(req.data[..4].try_into().expect("length checked")) != 0;
+                self.set_role(Opcode(req.opcode), on, out);
+                status(0)
+            }
+            Opcode::SEND_GRATUITOUS_ARP => match AddrInfo::decode(&req.data) {
+                Ok(AddrInfo {
+                    addr,
+                    iface: Some(iface),
+                    ..
+                }) => {
+                    // As in 4.17, any address and interface are accepted: the
+                    // announcement is sent in the background, and a missing interface
+                    // is only logged.
+                    out.push(Output::Announce {
+                        iface,
+                        addr: crate::protocol::wire::canonical_ip(addr),
+                    });
+                    status(0)
+                }
+                _ => error(-1, ""),
+            },
+            Opcode::STATISTICS_RESET => {
+                self.stats = Statistics {
+                    statistics_start_time: now,
+                    ..Default::default()
+                };
+                self.stat_base = Statistics::default();
+                status(0)
+            }
+            Opcode::GET_STAT_HISTORY => {
+                let list: Vec<Statistics> = self.stat_history.iter().cloned().collect();
+                Self::reply_ok(encode_statistics_list(&list))
+            }
+            Opcode::DUMP_MEMORY => {
+                let mut text = self.memory_report().into_bytes();
+                text.push(0);
+                Self::reply_ok(text)
+            }
             Opcode::DISABLE_NODE => self.admin_flag(node_flags::PERMANENTLY_DISABLED, true, out),
             Opcode::ENABLE_NODE => self.admin_flag(node_flags::PERMANENTLY_DISABLED, false, out),
             Opcode::STOP_NODE => self.admin_flag(node_flags::STOPPED, true, out),
@@ -209,7 +368,7 @@ impl Node {
             Opcode::SET_BAN_STATE => match BanState::decode(&req.data) {
                 // A node bans only itself (§6.9).
                 Ok(ban) if ban.pnn == self.pnn => {
-                    if ban.time > 0 && self.tunables.get("EnableBans").unwrap_or(1) == 0 {
+                    if ban.time > 0 && !self.tunables.enabled(keys::ENABLE_BANS) {
                         tracing::info!("ban requested while EnableBans = 0: ignored");
                     } else {
                         self.ban_self(ban.time, out);
@@ -246,8 +405,13 @@ impl Node {
             },
             Opcode::SET_TUNABLE => match Tunable::decode(&req.data) {
                 Ok(t) => match self.tunables.set(&t.name, t.value) {
-                    Ok(SetOutcome::Set) => status(0),
-                    Ok(SetOutcome::Obsolete) => status(1),
+                    Ok(outcome) => {
+                        self.tunable_set(&t.name, out);
+                        status(match outcome {
+                            SetOutcome::Set => 0,
+                            SetOutcome::Obsolete => 1,
+                        })
+                    }
                     Err(_) => error(-1, ""),
                 },
                 Err(_) => error(-1, ""),

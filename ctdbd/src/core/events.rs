@@ -44,6 +44,7 @@ use tracing::{error, info, warn};
 use super::{Node, Output, Requester};
 use crate::events::{Event, EventKind};
 use crate::protocol::control::{node_flags, Runstate};
+use crate::tunables::keys;
 
 /// Pause before a failed `startup` runs again.
 pub const STARTUP_RETRY_MS: u64 = 5000;
@@ -169,12 +170,10 @@ impl Node {
     fn start_event(&mut self, event: Event, out: &mut Vec<Output>) -> u64 {
         self.events.next_id += 1;
         let id = self.events.next_id;
-        let timeout_s = self.tunables.get("EventScriptTimeout").unwrap_or(30);
         out.push(Output::RunEvent {
             id,
             event,
-            // 0 means no limit, as for `ctdb event run 0 ...`.
-            timeout_ms: (timeout_s > 0).then(|| u64::from(timeout_s) * 1000),
+            timeout_ms: self.tunables.event_script_timeout_ms(),
         });
         id
     }
@@ -196,6 +195,15 @@ impl Node {
         }
     }
 
+    /// `MonitorInterval` was set: a monitor already scheduled with a longer interval
+    /// comes no later than one new interval from now (`ctdb setvar MonitorInterval 1`
+    /// takes effect at once rather than after the old interval).
+    pub(super) fn monitor_interval_changed(&mut self) {
+        let interval_ms = self.tunables.secs_as_ms(keys::MONITOR_INTERVAL).max(1000);
+        let next = &mut self.events.next_monitor_ms;
+        *next = (*next).min(self.now.mono_ms + interval_ms);
+    }
+
     fn monitor_done(&mut self, outcome: EventOutcome, out: &mut Vec<Output>) {
         if outcome == EventOutcome::Cancelled {
             // Due at once: `drive_events` starts it when the events queued before
@@ -203,7 +211,7 @@ impl Node {
             self.events.next_monitor_ms = self.now.mono_ms;
             return;
         }
-        let interval_s = self.tunables.get("MonitorInterval").unwrap_or(15).max(1);
+        let interval_s = self.tunables.value(keys::MONITOR_INTERVAL).max(1);
         self.events.next_monitor_ms = self.now.mono_ms + u64::from(interval_s) * 1000;
         let unhealthy = self.own_flags() & node_flags::UNHEALTHY != 0;
         let healthy = match outcome {
@@ -215,7 +223,7 @@ impl Node {
             EventOutcome::Failed => false,
             EventOutcome::TimedOut => {
                 self.events.monitor_timeouts += 1;
-                let limit = self.tunables.get("MonitorTimeoutCount").unwrap_or(20);
+                let limit = self.tunables.value(keys::MONITOR_TIMEOUT_COUNT);
                 warn!(
                     timeouts = self.events.monitor_timeouts,
                     limit, "monitor event timed out"

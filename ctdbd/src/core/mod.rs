@@ -267,6 +267,9 @@ pub enum Output {
     },
     /// Apply a new log level (CTDB's numeric debug level).
     SetDebugLevel(u32),
+    /// A tunable was set (SET_TUNABLE): these are the current values, for the edges
+    /// that use some (the tickle task, the events task's `shutdown` timeout).
+    TunablesChanged(Tunables),
     /// Stop the daemon (SHUTDOWN control).
     Shutdown,
 }
@@ -526,6 +529,13 @@ pub struct Node {
     events: events::EventSchedule,
     stats: Statistics,
     counters: Counters,
+    /// GET_STAT_HISTORY: one entry per `StatHistoryInterval`, newest first.
+    stat_history: std::collections::VecDeque<Statistics>,
+    /// `stats` when the last history entry was taken: the next entry is the
+    /// difference.
+    stat_base: Statistics,
+    stat_interval_start: Timeval,
+    next_stat_history_ms: u64,
 }
 
 impl Node {
@@ -675,6 +685,10 @@ impl Node {
                 ..Default::default()
             },
             counters: Counters::default(),
+            stat_history: std::collections::VecDeque::new(),
+            stat_base: Statistics::default(),
+            stat_interval_start: now.wall,
+            next_stat_history_ms: now.mono_ms + 1000,
         }
     }
 
@@ -813,7 +827,7 @@ impl Node {
         if let Some(e) = self.events.timeout(self.runstate) {
             t = t.min(e);
         }
-        t
+        t.min(self.next_stat_history_ms)
     }
 
     /// Feeds one input; returns what to do, in order. See the module docs.
@@ -872,6 +886,7 @@ impl Node {
         }
         self.address_timers(&mut out);
         self.drive_events(&mut out);
+        self.stat_history_timer();
         let sent = out
             .iter()
             .filter(|o| matches!(o, Output::SendToClient { .. }))

@@ -137,6 +137,7 @@ use crate::protocol::control::{
     PublicIpList, Runstate, SrvidMessage, TickleList,
 };
 use crate::protocol::packet::{ReplyControl, ReqControl, CTRL_FLAG_NOREPLY, UNKNOWN_PNN};
+use crate::tunables::keys;
 
 /// GET_PUBLIC_IPS flag: only the addresses this node can host now (§4.1).
 pub const PUBLIC_IP_FLAGS_ONLY_AVAILABLE: u32 = 0x0001_0000;
@@ -650,7 +651,7 @@ impl Node {
             }
             return;
         }
-        let timeout_ms = u64::from(self.tunables.get("TakeoverTimeout").unwrap_or(9)) * 1000;
+        let timeout_ms = self.tunables.secs_as_ms(keys::TAKEOVER_TIMEOUT);
         self.pending.insert(
             reqid,
             PendingControl {

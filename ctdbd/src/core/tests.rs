@@ -715,7 +715,7 @@ fn monitor_results_set_and_clear_unhealthy() {
         n.handle(at(t), Input::Tick);
         let (kind, _) = finish_one(n, at(t), outcome);
         assert_eq!(kind, EventKind::Monitor);
-        // A flag change runs a recovery: answer its events.
+        // Answer what the flag change started (a takeover run's events).
         finish_events_except_monitor(n, at(t));
         own_flags(n)
     };
@@ -1555,4 +1555,289 @@ fn only_a_majority_races_at_once() {
     assert_eq!(n.lock, LockState::Idle);
     n.handle(at(701), notice(PEER_RUN));
     assert_eq!(n.lock, LockState::Taking);
+}
+
+fn set_tunable(n: &mut Node, now: Now, name: &str, value: u32) -> Vec<Output> {
+    let data = Tunable {
+        name: name.into(),
+        value,
+    }
+    .encode();
+    let out = n.handle(
+        now,
+        Input::ClientPacket {
+            client: TOOL,
+            packet: control_packet(CURRENT_NODE, Opcode::SET_TUNABLE, 0, 0, data),
+        },
+    );
+    assert!(out.iter().any(|o| is_reply_to_tool(o, 0)), "{out:?}");
+    out
+}
+
+/// Given a healthy node whose next monitor is due `MonitorInterval` (15 s) after
+/// the last, when `ctdb setvar MonitorInterval 1` arrives, then the next monitor
+/// runs one second later, not at the old time; and a later monitor is again one
+/// new interval after the last.
+#[test]
+fn a_shorter_monitor_interval_applies_at_once() {
+    let mut n = node();
+    finish_events(&mut n, NOW);
+    assert_eq!(own_flags(&n), 0);
+    n.handle(at(5_000), Input::Tick);
+    assert!(n.events.in_progress().is_empty(), "due at 15 s");
+    set_tunable(&mut n, at(5_000), "monitorinterval", 1);
+    n.handle(at(5_999), Input::Tick);
+    assert!(
+        n.events.in_progress().is_empty(),
+        "not before the new interval"
+    );
+    n.handle(at(6_000), Input::Tick);
+    assert_eq!(
+        n.events
+            .in_progress()
+            .iter()
+            .map(|e| e.1)
+            .collect::<Vec<_>>(),
+        [EventKind::Monitor],
+        "the monitor is due one new interval after the setvar"
+    );
+    finish_one(&mut n, at(6_100), EventOutcome::Ok);
+    n.handle(at(7_099), Input::Tick);
+    assert!(n.events.in_progress().is_empty(), "not before the interval");
+    n.handle(at(7_100), Input::Tick);
+    assert_eq!(n.events.in_progress().len(), 1);
+}
+
+/// Given a node, when `EventScriptTimeout` is set, then the next event asked for
+/// carries the new limit (0 = none), and the edges are told the new values.
+#[test]
+fn a_new_event_script_timeout_applies_to_the_next_event_and_reaches_the_edges() {
+    let mut n = node();
+    let out = set_tunable(&mut n, NOW, "EventScriptTimeout", 7);
+    let told: Vec<u32> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::TunablesChanged(t) => {
+                Some(t.value(crate::tunables::keys::EVENT_SCRIPT_TIMEOUT))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, [7], "the edges get the current values");
+    let timeouts = |out: &[Output]| -> Vec<Option<u64>> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::RunEvent { timeout_ms, .. } => Some(*timeout_ms),
+                _ => None,
+            })
+            .collect()
+    };
+    // The first recovery's events were asked for at start with the default; the
+    // next one (after the first finishes) gets the new value.
+    let (_, out) = finish_one(&mut n, NOW, EventOutcome::Ok);
+    assert_eq!(timeouts(&out), [Some(7_000)]);
+    set_tunable(&mut n, NOW, "EventScriptTimeout", 0);
+    let (_, out) = finish_one(&mut n, NOW, EventOutcome::Ok);
+    assert_eq!(timeouts(&out), [None]);
+}
+
+/// Given a leader with bans enabled, when `ctdb setvar EnableBans 0` arrives, then
+/// a ban asked for afterwards is ignored.
+#[test]
+fn enable_bans_set_to_zero_stops_the_next_ban() {
+    let mut n = node();
+    finish_events(&mut n, NOW);
+    set_tunable(&mut n, NOW, "EnableBans", 0);
+    let ban = crate::protocol::control::BanState { pnn: 0, time: 30 }.encode();
+    assert_eq!(call(&mut n, Opcode::SET_BAN_STATE, ban).0.status, 0);
+    assert_eq!(own_flags(&n) & node_flags::BANNED, 0);
+}
+
+// ---- the administrative controls of `ctdb recover`, `stats`, ... -------------
+
+/// Given a leader (no lock: node 0 leads), when `ctdb recover` sets its recovery
+/// mode to active, then it recovers at once: a new generation, mode back to normal.
+#[test]
+fn set_recmode_active_on_the_leader_recovers_the_cluster() {
+    let mut n = node();
+    finish_events(&mut n, NOW);
+    assert!(n.is_leader());
+    let before = n.generation();
+    let (r, _) = call(&mut n, Opcode::SET_RECMODE, 1u32.to_le_bytes().to_vec());
+    assert_eq!(r.status, 0);
+    assert_ne!(n.generation(), before, "a new generation");
+    assert_eq!(call(&mut n, Opcode::GET_RECMODE, vec![]).0.status, 0);
+}
+
+/// Given a follower, when `ctdb recover` reaches it, then it asks its leader.
+#[test]
+fn set_recmode_active_on_a_follower_asks_the_leader() {
+    let mut n = follower_of_peer();
+    let (r, out) = call(&mut n, Opcode::SET_RECMODE, 1u32.to_le_bytes().to_vec());
+    assert_eq!(r.status, 0);
+    let asked = out.iter().any(|o| {
+        matches!(o, Output::SendToPeer { pnn: 1, packet: Packet { body: Body::ReqControl(c), .. } }
+            if c.opcode == Opcode::SET_RECMODE.0 && c.data == 1u32.to_le_bytes())
+    });
+    assert!(asked, "{out:?}");
+}
+
+/// `ctdb setlmasterrole off` drops LMASTER from the capabilities and, on the
+/// leader, takes the node out of the vnn map; `setleaderrole off` on the leader
+/// makes it step down.
+#[test]
+fn role_controls_change_capabilities_and_leadership() {
+    let mut n = node();
+    finish_events(&mut n, NOW);
+    let caps = |n: &mut Node| {
+        let data = call(n, Opcode::GET_CAPABILITIES, vec![]).0.data;
+        u32::from_le_bytes(data.try_into().unwrap())
+    };
+    assert_eq!(caps(&mut n), capabilities::DEFAULT);
+    let off = 0u32.to_le_bytes().to_vec();
+    assert_eq!(
+        call(&mut n, Opcode::SET_LMASTERROLE, off.clone()).0.status,
+        0
+    );
+    assert_eq!(caps(&mut n), capabilities::DEFAULT & !capabilities::LMASTER);
+    let map = VnnMap::decode(&call(&mut n, Opcode::GETVNNMAP, vec![]).0.data).unwrap();
+    assert!(!map.map.contains(&0), "{map:?}");
+    assert!(n.is_leader());
+    assert_eq!(call(&mut n, Opcode::SET_RECMASTERROLE, off).0.status, 0);
+    assert!(
+        !n.is_leader(),
+        "a leader without the leader role steps down"
+    );
+    assert_eq!(caps(&mut n) & capabilities::RECMASTER, 0);
+    assert_eq!(call(&mut n, Opcode::SET_LMASTERROLE, vec![1]).0.status, -1);
+}
+
+/// `ctdb gratarp IP IFACE` becomes an announcement; without an interface it fails.
+#[test]
+fn send_gratuitous_arp_announces_the_address() {
+    let mut n = node();
+    let info = |iface: Option<&str>| {
+        crate::protocol::control::AddrInfo {
+            addr: "10.0.0.99".parse().unwrap(),
+            mask: 0,
+            iface: iface.map(str::to_owned),
+        }
+        .encode()
+    };
+    let (r, out) = call(&mut n, Opcode::SEND_GRATUITOUS_ARP, info(Some("eth7")));
+    assert_eq!(r.status, 0);
+    assert!(out.contains(&Output::Announce {
+        iface: "eth7".into(),
+        addr: "10.0.0.99".parse().unwrap()
+    }));
+    assert_eq!(
+        call(&mut n, Opcode::SEND_GRATUITOUS_ARP, info(None))
+            .0
+            .status,
+        -1
+    );
+}
+
+/// The statistics history gets one entry per `StatHistoryInterval`, newest first,
+/// each with the counters of its own interval; STATISTICS_RESET zeroes the totals.
+#[test]
+fn statistics_history_and_reset() {
+    use crate::protocol::statistics::{decode_statistics_list, Statistics};
+    let mut n = node();
+    let history = |n: &mut Node| {
+        decode_statistics_list(&call(n, Opcode::GET_STAT_HISTORY, vec![]).0.data).unwrap()
+    };
+    assert!(
+        history(&mut n).is_empty(),
+        "nothing before the first interval"
+    );
+    for secs in [1u64, 2, 3] {
+        let now = Now {
+            mono_ms: secs * 1000,
+            wall: Timeval {
+                sec: NOW.wall.sec + secs as i64,
+                usec: 0,
+            },
+        };
+        n.handle(now, Input::Tick);
+    }
+    let h = history(&mut n);
+    assert_eq!(h.len(), 3);
+    assert_eq!(
+        h[0].statistics_current_time.sec,
+        NOW.wall.sec + 3,
+        "newest first"
+    );
+    assert_eq!(h[0].statistics_start_time.sec, NOW.wall.sec + 2);
+    // The first GET_STAT_HISTORY came in the first interval, and counts there only.
+    let recv: Vec<u32> = h.iter().map(|s| s.client_packets_recv).collect();
+    assert_eq!(recv, [0, 0, 1]);
+    let total =
+        |n: &mut Node| Statistics::decode(&call(n, Opcode::STATISTICS, vec![]).0.data).unwrap();
+    assert!(total(&mut n).client_packets_recv >= 3);
+    assert_eq!(call(&mut n, Opcode::STATISTICS_RESET, vec![]).0.status, 0);
+    assert_eq!(
+        total(&mut n).client_packets_recv,
+        1,
+        "only the STATISTICS itself"
+    );
+}
+
+/// `ctdb dumpmemory` gets a report in the reply; `rddumpmemory`'s MEM_DUMP message
+/// gets the same report as a message to the asking client's srvid.
+#[test]
+fn memory_reports_by_control_and_by_message() {
+    let mut n = node();
+    let (r, _) = call(&mut n, Opcode::DUMP_MEMORY, vec![]);
+    assert_eq!(r.status, 0);
+    assert_eq!(r.data.last(), Some(&0), "a C string");
+    let text = String::from_utf8(r.data[..r.data.len() - 1].to_vec()).unwrap();
+    assert!(text.contains("clients: 2\n"), "{text}");
+    let reply_srvid = 0xCE01_0000_1234_0001;
+    call(&mut n, Opcode::REGISTER_SRVID, vec![]);
+    call_to(
+        &mut n,
+        CURRENT_NODE,
+        Opcode::REGISTER_SRVID,
+        reply_srvid,
+        vec![],
+    );
+    let ask = SrvidMessage {
+        pnn: 0,
+        srvid: reply_srvid,
+    }
+    .encode();
+    let out = n.handle(
+        NOW,
+        Input::ClientPacket {
+            client: TOOL,
+            packet: Packet {
+                header: Header {
+                    generation: 0,
+                    destnode: 0,
+                    srcnode: 0,
+                    reqid: 9,
+                },
+                body: Body::ReqMessage(ReqMessage {
+                    srvid: srvid::MEM_DUMP,
+                    data: ask,
+                }),
+            },
+        },
+    );
+    let got: Vec<&[u8]> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::SendToClient {
+                client: TOOL,
+                packet:
+                    Packet {
+                        body: Body::ReqMessage(m),
+                        ..
+                    },
+            } if m.srvid == reply_srvid => Some(m.data.as_slice()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, [text.as_bytes()]);
 }

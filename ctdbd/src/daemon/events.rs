@@ -19,13 +19,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::bail;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::core::{EventOutcome, Input};
 use crate::events::{Event, EventKind, EventResult, EventRunner, EventStatusStore, Overall};
 use crate::transport::CoreEvent;
+use crate::tunables::Tunables;
 
 /// The last result of every event, shared with whoever answers status requests.
 pub type SharedStatus = Arc<Mutex<EventStatusStore>>;
@@ -118,15 +119,15 @@ pub async fn run_before_core(
 
 type Running = Pin<Box<dyn Future<Output = EventResult> + Send>>;
 
-/// The task: serves requests until cancelled, then runs `shutdown` (bounded by
-/// `shutdown_timeout`) and returns.
+/// The task: serves requests until cancelled, then runs `shutdown` (bounded by the
+/// current `EventScriptTimeout` of `tunables`) and returns.
 pub async fn task(
     runner: Arc<EventRunner>,
     status: SharedStatus,
     mut requests: mpsc::Receiver<EventRequest>,
     core: mpsc::Sender<CoreEvent>,
     cancel: CancellationToken,
-    shutdown_timeout: Option<Duration>,
+    tunables: watch::Receiver<Tunables>,
 ) {
     let mut waiting: VecDeque<EventRequest> = VecDeque::new();
     let mut current: Option<(EventRequest, tokio::time::Instant, Running)> = None;
@@ -185,6 +186,10 @@ pub async fn task(
     }
     // Whatever runs is stopped (its process group killed) before `shutdown` runs.
     drop(current);
+    let shutdown_timeout = tunables
+        .borrow()
+        .event_script_timeout_ms()
+        .map(Duration::from_millis);
     let result = runner.run(&Event::Shutdown, shutdown_timeout).await;
     log_result(&result, Duration::ZERO);
     status.lock().expect("status lock").record(result);

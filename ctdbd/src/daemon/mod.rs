@@ -149,7 +149,12 @@ async fn serve(
 
     // Event scripts first: a node whose init or setup fails does not start.
     let (runner, event_status) = prepare_events(&settings)?;
-    let event_timeout = event_timeout(&settings.tunables);
+    // `init` and `setup` run before the client socket exists, so no `setvar` can
+    // come before them: the configured `EventScriptTimeout` is the current one.
+    let event_timeout = settings
+        .tunables
+        .event_script_timeout_ms()
+        .map(Duration::from_millis);
     events::run_before_core(&runner, &event_status, event_timeout).await?;
 
     if let Some(dir) = settings.paths.socket.parent() {
@@ -267,6 +272,9 @@ async fn serve(
         };
         Reclock::new(spec, Reclock::default_helper_path(), core_tx.clone())
     });
+    // The current tunables, for the edges that use some: the core owns them and
+    // reports every `setvar` (Output::TunablesChanged).
+    let (tunables_tx, tunables_rx) = tokio::sync::watch::channel(settings.tunables.clone());
     let (event_tx, event_rx) = mpsc::channel(64);
     let eventd_listener = eventd::bind(&settings.paths.eventd_socket())?;
     let eventd_file = SocketFile(settings.paths.eventd_socket());
@@ -293,7 +301,7 @@ async fn serve(
             event_rx,
             core_tx.clone(),
             cancel.clone(),
-            event_timeout,
+            tunables_rx.clone(),
         )
         .in_current_span(),
     );
@@ -302,17 +310,13 @@ async fn serve(
         outboxes: HashMap::new(),
         address_ops,
         announcer: crate::netif::send::Announcer::new(netlink.clone()),
-        // Read once: the tickle task is told at start whether to watch for answers.
         tickler: crate::netif::Tickler::start(
             crate::netif::send::Announcer::new(netlink.clone()),
-            settings
-                .tunables
-                .get(crate::tunables::TICKLE_RESET_FALLBACK)
-                .unwrap_or(1)
-                != 0,
+            tunables_rx,
             cancel.clone(),
             &tracker,
         ),
+        tunables: tunables_tx,
         netlink,
         _link_watcher: link_watcher,
         peers,
@@ -375,14 +379,6 @@ fn prepare_events(
         crate::events::EventRunner::new(config),
         Arc::new(std::sync::Mutex::new(crate::events::EventStatusStore::new())),
     ))
-}
-
-/// `EventScriptTimeout` (seconds; 0 = no limit).
-fn event_timeout(tunables: &crate::tunables::Tunables) -> Option<Duration> {
-    match tunables.get("EventScriptTimeout").unwrap_or(30) {
-        0 => None,
-        s => Some(Duration::from_secs(u64::from(s))),
-    }
 }
 
 /// The core's clocks: monotonic milliseconds since start, and the wall clock.
@@ -452,6 +448,8 @@ struct Edges {
     announcer: crate::netif::send::Announcer,
     /// The tickle task: tickles, and resets where this node's kernel's do not arrive.
     tickler: crate::netif::Tickler,
+    /// The current tunables, read by the tickle and events tasks.
+    tunables: tokio::sync::watch::Sender<crate::tunables::Tunables>,
     netlink: crate::netif::netlink::Netlink,
     /// Kept for its lifetime: dropping it stops the watch.
     _link_watcher: crate::netif::netlink::LinkWatcher,
@@ -620,6 +618,9 @@ impl Edges {
             Output::SetDebugLevel(level) => {
                 self.log.set_debug_level(level);
                 info!(level, "debug level changed");
+            }
+            Output::TunablesChanged(tunables) => {
+                self.tunables.send_replace(tunables);
             }
             Output::Shutdown => {
                 info!("shutdown requested by a client");

@@ -94,7 +94,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
 use crate::protocol::control::{node_flags, Runstate};
-use crate::tunables::Tunables;
+use crate::tunables::{keys, Tunables};
 
 pub mod case;
 mod deterministic;
@@ -169,12 +169,10 @@ pub struct Settings {
 impl Settings {
     /// Reads `IPAllocAlgorithm`, `NoIPFailback` and `NoIPTakeover` from the tunables.
     pub fn from_tunables(tunables: &Tunables, force_rebalance_nodes: Vec<u32>) -> Self {
-        // The three names are in tunables::DEFINITIONS, so `get` cannot fail for them.
-        let get = |name: &str| tunables.get(name).expect("tunable is defined");
         Self {
-            algorithm: Algorithm::from_tunable(get("IPAllocAlgorithm")),
-            no_ip_failback: get("NoIPFailback") != 0,
-            no_ip_takeover: get("NoIPTakeover") != 0,
+            algorithm: Algorithm::from_tunable(tunables.value(keys::IP_ALLOC_ALGORITHM)),
+            no_ip_failback: tunables.enabled(keys::NO_IP_FAILBACK),
+            no_ip_takeover: tunables.enabled(keys::NO_IP_TAKEOVER),
             force_rebalance_nodes,
         }
     }

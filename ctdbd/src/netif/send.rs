@@ -133,8 +133,7 @@ impl Announcer {
     /// makes the client's kernel discover that the connection is gone here and
     /// reset it (see [`super::tcp`]).
     pub fn tickle(&self, server: SocketAddr, client: SocketAddr) -> Result<(), SendError> {
-        let packet = tcp::tickle_ack(server, client)?;
-        send_segment(server, client, &packet, "tickle ACK")
+        send_tickle_ack(server, client)
     }
 
     /// Sends a reset from `server` to `client` with the given sequence and
@@ -149,6 +148,13 @@ impl Announcer {
         let packet = tcp::reset(server, client, seq, ack)?;
         send_segment(server, client, &packet, "reset")
     }
+}
+
+/// Sends one tickle ACK from `server` to `client` (no interface lookup is needed:
+/// the kernel routes it). Also used by `ctdb tickle`.
+pub fn send_tickle_ack(server: SocketAddr, client: SocketAddr) -> Result<(), SendError> {
+    let packet = tcp::tickle_ack(server, client)?;
+    send_segment(server, client, &packet, "tickle ACK")
 }
 
 /// Writes one whole IP packet on a header-included raw socket of its family.

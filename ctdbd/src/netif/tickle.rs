@@ -144,6 +144,13 @@ impl TickleTable {
         self.fallback
     }
 
+    /// Turns the fallback on or off (`ctdb setvar TickleResetFallback`). Pairs
+    /// already in the table follow the new setting from their next timer: without
+    /// the fallback they end after their three tickles, and none is watched.
+    pub fn set_fallback(&mut self, fallback: bool) {
+        self.fallback = fallback;
+    }
+
     /// Pairs being tickled or watched.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -364,6 +371,22 @@ mod tests {
         assert!(table.is_empty());
         assert_eq!(table.poll_timeout(), None);
         assert_eq!(table.handle_segment(&from_client(FLAG_ACK, 1, 2), t0), None);
+    }
+
+    #[test]
+    fn turning_the_fallback_off_ends_the_watch_after_the_first_tickles() {
+        let t0 = Instant::now();
+        let mut table = TickleTable::new(true);
+        let (server, client) = pair();
+        table.tickle(server, client, t0);
+        assert!(table.watching_ipv4());
+        table.set_fallback(false);
+        assert!(!table.watching_ipv4(), "nothing is watched any more");
+        assert_eq!(
+            tickle_times(&mut table, t0, ms(10_000)),
+            [ms(0), ms(100), ms(200)]
+        );
+        assert!(table.is_empty());
     }
 
     #[test]

@@ -40,7 +40,7 @@ use nix::sys::socket::{
 };
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::io::Interest;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, trace, warn, Instrument};
@@ -50,6 +50,7 @@ use super::send::Announcer;
 use super::sockdiag;
 use super::tcp::{self, Segment};
 use super::tickle::{Answer, TickleTable};
+use crate::tunables::{keys, Tunables};
 
 /// Bytes read of each received packet: an IPv4 header with the longest options (60)
 /// and the TCP header's fixed part (20) fit; the filter cuts the rest off in the
@@ -74,16 +75,17 @@ pub struct Tickler {
 
 impl Tickler {
     /// Starts the tickle task on `tracker`; it stops when `cancel` fires. With
-    /// `fallback` off it only tickles (the three first tickles) and never opens a
-    /// receive socket.
+    /// `TickleResetFallback` off it only tickles (the three first tickles) and never
+    /// opens a receive socket. `tunables` are the current values: the switch is read
+    /// whenever tickles are asked for, so `ctdb setvar` applies to the next ones.
     pub fn start(
         announcer: Announcer,
-        fallback: bool,
+        tunables: watch::Receiver<Tunables>,
         cancel: CancellationToken,
         tracker: &TaskTracker,
     ) -> Self {
         let (requests, queue) = mpsc::unbounded_channel();
-        tracker.spawn(run(announcer, TickleTable::new(fallback), queue, cancel).in_current_span());
+        tracker.spawn(run(announcer, tunables, queue, cancel).in_current_span());
         Self { requests }
     }
 
@@ -178,10 +180,12 @@ pub(super) enum Family {
 
 async fn run(
     announcer: Announcer,
-    mut table: TickleTable,
+    tunables: watch::Receiver<Tunables>,
     mut queue: mpsc::UnboundedReceiver<(SocketAddr, SocketAddr)>,
     cancel: CancellationToken,
 ) {
+    let fallback = || tunables.borrow().enabled(keys::TICKLE_RESET_FALLBACK);
+    let mut table = TickleTable::new(fallback());
     let mut ipv4 = Receiver::default();
     let mut ipv6 = Receiver::default();
     loop {
@@ -202,6 +206,7 @@ async fn run(
             request = queue.recv() => {
                 let Some((server, client)) = request else { break };
                 let now = Instant::now();
+                table.set_fallback(fallback());
                 table.tickle(server, client, now);
                 for _ in 1..REQUEST_BATCH {
                     let Ok((server, client)) = queue.try_recv() else { break };

@@ -47,6 +47,7 @@ opcodes! {
     REGISTER_SRVID = 23,
     DEREGISTER_SRVID = 24,
     GET_DBNAME = 25,
+    DUMP_MEMORY = 29,
     GET_PID = 30,
     FREEZE = 33,
     GET_PNN = 35,
@@ -69,14 +70,18 @@ opcodes! {
     RELEASE_IP = 88,
     TAKEOVER_IP = 89,
     GET_PUBLIC_IPS = 90,
+    SEND_GRATUITOUS_ARP = 64,
     TCP_ADD = 45,
     TCP_REMOVE = 46,
     GET_TCP_TICKLE_LIST = 55,
     SET_TCP_TICKLE_LIST = 56,
     TCP_ADD_DELAYED_UPDATE = 126,
+    GET_STAT_HISTORY = 127,
     GET_NODEMAP = 91,
     GET_RECLOCK_FILE = 99,
     STOP_NODE = 101,
+    SET_LMASTERROLE = 104,
+    SET_RECMASTERROLE = 105,
     CONTINUE_NODE = 102,
     SET_BAN_STATE = 109,
     GET_BAN_STATE = 110,
@@ -126,6 +131,9 @@ pub mod srvid {
     pub const RELOAD_NODES: u64 = 0xFA00_0000_0000_0000;
     /// Ask the leader for a takeover run; reply i32 to (pnn, srvid).
     pub const TAKEOVER_RUN: u64 = 0xFB00_0000_0000_0000;
+    /// Ask for the recovery daemon's memory report (`ctdb rddumpmemory`): a
+    /// srvid_message; the report goes back as text to (pnn, srvid).
+    pub const MEM_DUMP: u64 = 0xF800_0000_0000_0000;
     /// Force a rebalance of the given node at the next takeover run.
     pub const REBALANCE_NODE: u64 = 0xFB01_0000_0000_0000;
     /// Disable takeover runs for a while; every node replies its pnn.
@@ -1220,6 +1228,7 @@ mod tests {
             srvid::ELECTION,
             srvid::LEADER,
             srvid::TAKEOVER_RUN,
+            srvid::MEM_DUMP,
             srvid::DISABLE_IP_CHECK,
             srvid::TOOL_RANGE,
             0xFE00_0000_0000_0000,

@@ -142,7 +142,67 @@ pub struct Statistics {
     pub total_ro_revokes: u32,
 }
 
+/// `ctdb_statistics_list` (GET_STAT_HISTORY): an i32 count, 4 bytes of padding,
+/// then that many 488-byte [`Statistics`].
+pub fn encode_statistics_list(list: &[Statistics]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + list.len() * STATISTICS_SIZE);
+    out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    for s in list {
+        out.extend_from_slice(&s.encode());
+    }
+    out
+}
+
+/// Parses [`encode_statistics_list`]'s form.
+pub fn decode_statistics_list(data: &[u8]) -> Result<Vec<Statistics>, DecodeError> {
+    let mut r = Reader::new(data);
+    let num = r.u32("statistics_list.num")? as usize;
+    r.bytes(4, "statistics_list.padding")?;
+    let mut list = Vec::with_capacity(num.min(1024));
+    for _ in 0..num {
+        list.push(Statistics::decode(
+            r.bytes(STATISTICS_SIZE, "statistics_list.stats")?,
+        )?);
+    }
+    r.finish("statistics_list")?;
+    Ok(list)
+}
+
 impl Statistics {
+    /// The counters of `self` minus those of `base` (an earlier reading of the same
+    /// cumulative counters): what happened in between. Gauges (`num_clients`,
+    /// `frozen`, `recovering`, `memory_used`) and times keep `self`'s values.
+    pub fn since(&self, base: &Statistics) -> Statistics {
+        let d = |a: u32, b: u32| a.wrapping_sub(b);
+        let mut s = self.clone();
+        s.client_packets_sent = d(self.client_packets_sent, base.client_packets_sent);
+        s.client_packets_recv = d(self.client_packets_recv, base.client_packets_recv);
+        s.node_packets_sent = d(self.node_packets_sent, base.node_packets_sent);
+        s.node_packets_recv = d(self.node_packets_recv, base.node_packets_recv);
+        s.keepalive_packets_sent = d(self.keepalive_packets_sent, base.keepalive_packets_sent);
+        s.keepalive_packets_recv = d(self.keepalive_packets_recv, base.keepalive_packets_recv);
+        s.node.req_call = d(self.node.req_call, base.node.req_call);
+        s.node.reply_call = d(self.node.reply_call, base.node.reply_call);
+        s.node.req_dmaster = d(self.node.req_dmaster, base.node.req_dmaster);
+        s.node.reply_dmaster = d(self.node.reply_dmaster, base.node.reply_dmaster);
+        s.node.reply_error = d(self.node.reply_error, base.node.reply_error);
+        s.node.req_message = d(self.node.req_message, base.node.req_message);
+        s.node.req_control = d(self.node.req_control, base.node.req_control);
+        s.node.reply_control = d(self.node.reply_control, base.node.reply_control);
+        s.node.req_tunnel = d(self.node.req_tunnel, base.node.req_tunnel);
+        s.client.req_call = d(self.client.req_call, base.client.req_call);
+        s.client.req_message = d(self.client.req_message, base.client.req_message);
+        s.client.req_control = d(self.client.req_control, base.client.req_control);
+        s.client.req_tunnel = d(self.client.req_tunnel, base.client.req_tunnel);
+        s.timeouts_call = d(self.timeouts_call, base.timeouts_call);
+        s.timeouts_control = d(self.timeouts_control, base.timeouts_control);
+        s.timeouts_traverse = d(self.timeouts_traverse, base.timeouts_traverse);
+        s.num_recoveries = d(self.num_recoveries, base.num_recoveries);
+        s.total_calls = d(self.total_calls, base.total_calls);
+        s
+    }
+
     /// Wire form, exactly 488 bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();

@@ -416,7 +416,10 @@ impl Sim {
                 let result = Ok(self.addrs.clone());
                 self.input(i, Input::NodesFile { request, result });
             }
-            Output::SendToClient { .. } | Output::SetPeers(_) | Output::SetDebugLevel(_) => {}
+            Output::SendToClient { .. }
+            | Output::SetPeers(_)
+            | Output::SetDebugLevel(_)
+            | Output::TunablesChanged(_) => {}
             // A clean stop: the daemon releases its addresses and exits; its
             // guardian then tells the peers, as after a crash.
             Output::Shutdown => self.crash(i, true),

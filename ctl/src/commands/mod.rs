@@ -5,6 +5,7 @@
 //! the per-run [`Ctx`], errors, and [`run`], which does 4.17's prologue (§5.2.1) and
 //! runs a command once per selected node.
 
+pub mod admin;
 pub mod dbmap;
 pub mod event;
 pub mod ip;
@@ -18,7 +19,7 @@ pub mod tunables;
 
 use std::time::Duration;
 
-use ctdbd::protocol::control::{node_flags, NodeMap};
+use ctdbd::protocol::control::{node_flags, NodeMap, Opcode};
 
 use crate::cli::{command_usage, Cli, NodeSpec};
 use crate::client::{socket_path, Client, ClientError};
@@ -47,6 +48,16 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("setvar", "<name> <value>", "change one tunable"),
     ("listvars", "", "print every tunable with its value"),
     ("statistics", "", "print the daemon's counters"),
+    (
+        "statisticsreset",
+        "",
+        "set the daemon's counters back to zero",
+    ),
+    (
+        "stats",
+        "[count]",
+        "print the counters of each recent interval, newest first",
+    ),
     (
         "ip",
         "[all]",
@@ -78,6 +89,44 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("getdebug", "", "print the daemon's log level"),
     ("getpid", "", "print the daemon's process id"),
     ("shutdown", "", "stop the daemon"),
+    (
+        "recover",
+        "",
+        "make the leader recover the cluster and wait until it has",
+    ),
+    ("sync", "", "old name of ipreallocate, kept for old scripts"),
+    (
+        "ipreallocate",
+        "",
+        "make the leader place the public addresses again and wait",
+    ),
+    (
+        "gratarp",
+        "<ip> <interface>",
+        "make a node announce an address on an interface",
+    ),
+    (
+        "tickle",
+        "<srcip:port> <dstip:port>",
+        "send one TCP tickle ACK from this machine (no daemon needed)",
+    ),
+    ("dumpmemory", "", "print what the daemon holds"),
+    (
+        "rddumpmemory",
+        "",
+        "print what the daemon holds, asked by message",
+    ),
+    ("getreclock", "", "print the cluster lock setting"),
+    (
+        "setlmasterrole",
+        "on|off",
+        "let a node be a location master of records, or not",
+    ),
+    (
+        "setleaderrole",
+        "on|off",
+        "let a node lead the cluster, or not",
+    ),
     ("listnodes", "", "print the addresses of the nodes file"),
     ("leader", "", "print the number of the leading node"),
     (
@@ -398,7 +447,10 @@ pub fn run(cli: &Cli) -> Outcome {
     let json = opts.json;
 
     // Commands that never contact the daemon. `-n -1` is 4.17's "no node given".
-    if matches!(name, "version" | "listnodes" | "event" | "scriptstatus") {
+    if matches!(
+        name,
+        "version" | "listnodes" | "event" | "scriptstatus" | "tickle"
+    ) {
         if opts
             .node
             .as_ref()
@@ -415,6 +467,7 @@ pub fn run(cli: &Cli) -> Outcome {
                 return event::scriptstatus(&env, args, json).unwrap_or_else(Outcome::error)
             }
             "version" => Ok(Box::new(node::Version)),
+            "tickle" => admin::tickle(args).map(|r| Box::new(r) as _),
             _ => listnodes::run(&listnodes::nodes_file_path()).map(|r| Box::new(r) as _),
         };
         return match result {
@@ -608,6 +661,27 @@ fn dispatch(
         "addtickle" => boxed(pubip::addtickle(ctx, args)),
         "deltickle" => boxed(pubip::deltickle(ctx, args)),
         "gettickles" => boxed(pubip::gettickles(ctx, args)),
+        "statisticsreset" => boxed(admin::statisticsreset(ctx, args)),
+        "stats" => boxed(admin::stats(ctx, args)),
+        "recover" => boxed(admin::recover(ctx, args)),
+        "ipreallocate" => boxed(admin::ipreallocate(ctx, args, "ipreallocate")),
+        "sync" => boxed(admin::ipreallocate(ctx, args, "sync")),
+        "gratarp" => boxed(admin::gratarp(ctx, args)),
+        "getreclock" => boxed(admin::getreclock(ctx, args)),
+        "setlmasterrole" => boxed(admin::setrole(
+            ctx,
+            args,
+            "setlmasterrole",
+            Opcode::SET_LMASTERROLE,
+        )),
+        "setleaderrole" => boxed(admin::setrole(
+            ctx,
+            args,
+            "setleaderrole",
+            Opcode::SET_RECMASTERROLE,
+        )),
+        "dumpmemory" => boxed(admin::dumpmemory(ctx, args)),
+        "rddumpmemory" => boxed(admin::rddumpmemory(ctx, args)),
         // Every name in COMMANDS is matched above or handled before the daemon.
         other => Err(CommandError::stderr(format!("Unknown command '{other}'"))),
     }

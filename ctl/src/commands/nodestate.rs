@@ -148,7 +148,7 @@ fn wait_for_flag(ctx: &mut Ctx<'_>, flag: u32, set: bool) -> u32 {
 }
 
 /// A failed control, followed by the command's own line about it.
-fn control_failed(e: ClientError, what: String) -> CommandError {
+pub(crate) fn control_failed(e: ClientError, what: String) -> CommandError {
     let code = e.exit_code();
     let mut stderr = match e {
         ClientError::Closed => String::new(),
@@ -165,7 +165,7 @@ fn control_failed(e: ClientError, what: String) -> CommandError {
 
 /// A failed [`crate::client::Client::ipreallocate`] or [`crate::client::Client::disable_op`]; `what`, if given,
 /// is the command's line about it. A refusal exits with the refused value.
-fn message_op_failed(
+pub(crate) fn message_op_failed(
     e: MessageOpError,
     what: Option<String>,
     refused_code: Option<i32>,
