@@ -2,7 +2,7 @@
 # Proves that the README's two commands work as typed on a fresh Debian 12:
 # builds a fresh Debian 12 root with debootstrap (minbase plus sudo: no Rust, no
 # Samba, no CTDB, no compiler), puts a clean clone of this repository's HEAD in it,
-# and runs, inside a private mount namespace chrooted there,
+# and runs, inside a private mount namespace whose root it is (pivot_root),
 #
 #     sudo tests/vm/demo.sh
 #     sudo tests/run-all.sh
@@ -42,7 +42,13 @@ while [[ $# -gt 0 ]]; do
         mount -t tmpfs -o mode=0755 tmpfs "$root/run"
         mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
         cp /etc/resolv.conf "$root/etc/resolv.conf"
-        exec chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb \
+        # pivot_root, not chroot: the tests enter namespaces with nsenter, which
+        # lands at the mount namespace's root, and that must be the new root.
+        cd "$root"
+        mkdir -p .old-root
+        pivot_root . .old-root
+        umount -l /.old-root
+        exec /usr/bin/env -i HOME=/root TERM=dumb \
             PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
             /bin/bash -c "cd /root/ctdb-rs && $cmd"
         ;;
