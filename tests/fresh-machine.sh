@@ -72,6 +72,9 @@ if ! command -v debootstrap >/dev/null; then
 fi
 
 root=$(mktemp -d /var/tmp/ctdbrs-fresh-XXXXXX)
+# It becomes /: readable by everyone, as / is (mktemp makes it 0700, and smbd,
+# working as the test user, could not reach the share).
+chmod 0755 "$root"
 # shellcheck disable=SC2317  # run by the EXIT trap
 cleanup() {
     # The mounts lived in the namespace of the second stage and went with it;
