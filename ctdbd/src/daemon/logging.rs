@@ -244,7 +244,7 @@ impl Drop for QueuedLine {
     }
 }
 
-/// Writes out what is queued when dropped, waiting at most [`FLUSH_WAIT`].
+/// Writes out what is queued when dropped, waiting at most `FLUSH_WAIT` (2 s).
 pub struct LogGuard {
     queue: SyncSender<Message>,
 }

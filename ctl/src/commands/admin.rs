@@ -2,7 +2,7 @@
 //! `stats`, `recover`, `ipreallocate` (and its old name `sync`), `gratarp`,
 //! `tickle`, `getreclock`, `setlmasterrole`, `setleaderrole`, `dumpmemory`,
 //! `rddumpmemory`. Each does what 4.17's does, in the same order, with the same
-//! messages and exit statuses; `tickle` needs no daemon (see [`tickle`]).
+//! messages and exit statuses; `tickle` needs no daemon (see [`tickle()`]).
 
 use std::io::Read;
 use std::net::SocketAddr;
