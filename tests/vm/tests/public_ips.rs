@@ -83,10 +83,16 @@ impl Scene {
     /// Given three nodes with the default addresses, started, agreed, every address
     /// placed; the watcher runs from before the daemons start.
     fn start() -> anyhow::Result<Self> {
+        Self::start_with_tunables("")
+    }
+
+    /// [`Scene::start`] with `ctdb.tunables` lines.
+    fn start_with_tunables(tunables: &str) -> anyhow::Result<Self> {
         let mut cluster = Cluster::builder()
             .nodes(3)
             .shared_volume(true)
             .client(true)
+            .tunables(tunables)
             .build()?;
         let services = start_services(&cluster)?;
         let watcher = Watcher::start(&cluster, [])?;
@@ -178,6 +184,15 @@ impl Scene {
             }
         }
         text
+    }
+
+    /// Everything back: all three agree, every address answers from the node
+    /// `ctdb ip` names; then the watcher stops and its report is returned.
+    fn converge_and_finish(&mut self, scenario: &str) -> anyhow::Result<WatchReport> {
+        self.cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?;
+        let placement = wait_placed(&self.cluster, &ALL, &addrs(), &ALL, CONVERGE_TIMEOUT)?;
+        self.check_answers(&placement)?;
+        Ok(self.finish(scenario))
     }
 
     /// Stops the watcher, prints its report, and returns it.
@@ -375,7 +390,9 @@ fn kill_9_of_a_follower_moves_its_address_on_its_guardians_word() -> anyhow::Res
 /// Scenario: `ctdb shutdown` of a follower: a clean stop hands over without the
 /// lease wait.
 ///
-/// Given a started cluster, every address answering,
+/// Given a started cluster with a long lease (5 s, so that the daemon's exit and the
+///   guardian's word surely come while the leader still guards the follower),
+///   every address answering,
 /// When a follower is stopped with `ctdb shutdown`,
 /// Then it removes its address itself, its guardian waits for it to exit and tells
 ///   both other nodes (its log says whom), the leader lifts the follower's lease
@@ -384,7 +401,7 @@ fn kill_9_of_a_follower_moves_its_address_on_its_guardians_word() -> anyhow::Res
 #[test]
 fn clean_shutdown_of_a_follower_hands_its_address_over_on_its_guardians_word() -> anyhow::Result<()>
 {
-    let mut scene = Scene::start()?;
+    let mut scene = Scene::start_with_tunables("IPLeaseTimeMs=5000\n")?;
     let leader = scene.leader;
     let victim = (leader + 1) % 3;
     let addr = scene.address_of(victim);
@@ -738,10 +755,7 @@ fn partition_isolating_a_follower_never_duplicates_its_address() -> anyhow::Resu
 
     scene.watcher().note("heal");
     scene.cluster.heal()?;
-    scene.cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?;
-    let placement = wait_placed(&scene.cluster, &ALL, &addrs(), &ALL, CONVERGE_TIMEOUT)?;
-    scene.check_answers(&placement)?;
-    let report = scene.finish("partition isolating a follower");
+    let report = scene.converge_and_finish("partition isolating a follower")?;
     report.check(TAKEOVER_WINDOW).map_err(|e| anyhow!(e))?;
     // The follower let go of its address within about a lease of the cut.
     let cut = report
@@ -862,10 +876,7 @@ fn partition_isolating_the_leader_hands_everything_to_the_majority() -> anyhow::
 
     scene.watcher().note("heal");
     scene.cluster.heal()?;
-    scene.cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?;
-    let placement = wait_placed(&scene.cluster, &ALL, &addrs(), &ALL, CONVERGE_TIMEOUT)?;
-    scene.check_answers(&placement)?;
-    let report = scene.finish("partition isolating the leader");
+    let report = scene.converge_and_finish("partition isolating the leader")?;
     report.check(TAKEOVER_WINDOW).map_err(|e| anyhow!(e))
 }
 
@@ -909,10 +920,7 @@ fn cables_pulled_from_the_leader_leave_the_majority_serving_everything() -> anyh
         .fabric()
         .ip(&["link", "set", &format!("n{leader}pub"), "up"])?;
     scene.cluster.restore_links(leader)?;
-    scene.cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?;
-    let placement = wait_placed(&scene.cluster, &ALL, &addrs(), &ALL, CONVERGE_TIMEOUT)?;
-    scene.check_answers(&placement)?;
-    let report = scene.finish("cables pulled from the leader");
+    let report = scene.converge_and_finish("cables pulled from the leader")?;
     report.check(TAKEOVER_WINDOW).map_err(|e| anyhow!(e))
 }
 
@@ -946,10 +954,7 @@ fn a_lone_survivor_serves_every_address() -> anyhow::Result<()> {
     for &pnn in &others {
         power_on_machine(&mut scene.cluster, pnn)?;
     }
-    scene.cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?;
-    let placement = wait_placed(&scene.cluster, &ALL, &addrs(), &ALL, CONVERGE_TIMEOUT)?;
-    scene.check_answers(&placement)?;
-    let report = scene.finish("lone survivor");
+    let report = scene.converge_and_finish("lone survivor")?;
     report.check_no_duplicates().map_err(|e| anyhow!(e))
 }
 
