@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ctdbd::core::{ClientId, EventOutcome, Input, Node, NodeConfig, Now, Output};
+use ctdbd::core::{ClientId, EventOutcome, Input, Node, Now, Output};
 use ctdbd::daemon::settings::Settings;
 use ctdbd::paths::Paths;
 use ctdbd::protocol::control::{
@@ -103,24 +103,9 @@ impl Replay {
     fn new(daemon_pid: i32) -> Self {
         let dir = TempDir::new("node");
         let settings = capture_settings(&dir.0);
-        let node = Node::new(NodeConfig {
-            // 127.0.0.1 is this node (the stock daemon found it among its addresses).
-            pnn: 0,
-            nodes: settings.nodes.clone(),
-            public_addresses: settings.public_addresses.clone(),
-            tunables: settings.tunables.clone(),
-            debug_level: settings.debug_level,
-            leader_capability: settings.leader_capability,
-            lmaster_capability: settings.lmaster_capability,
-            cluster_lock: settings.cluster_lock.clone(),
-            leader_timeout_s: settings.leader_timeout_s,
-            start_disabled: settings.start_as_disabled,
-            start_stopped: settings.start_as_stopped,
-            daemon_pid,
-            incarnation: 0x5eed,
-            seed: 12345,
-            start: at(0),
-        });
+        // 127.0.0.1, pnn 0, is this node (the stock daemon found it among its
+        // addresses).
+        let node = Node::new(settings.node_config(0, daemon_pid, 0x5eed, 12345, at(0)));
         let mut r = Self {
             node,
             now: 0,

@@ -49,7 +49,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::config::conf::ClusterLock;
-use crate::core::{ClientId, Input, Node, NodeConfig, Now, Output, CTDB_PORT};
+use crate::core::{ClientId, Input, Node, Now, Output, CTDB_PORT};
 use crate::protocol::control::Timeval;
 use crate::reclock::{Reclock, ReclockSpec};
 use crate::transport::peer::PeerLinks;
@@ -192,23 +192,13 @@ async fn serve(
     }
 
     let clock = Clock::new();
-    let node = Node::new(NodeConfig {
+    let node = Node::new(settings.node_config(
         pnn,
-        nodes: settings.nodes.clone(),
-        public_addresses: settings.public_addresses.clone(),
-        tunables: settings.tunables.clone(),
-        debug_level: settings.debug_level,
-        leader_capability: settings.leader_capability,
-        lmaster_capability: settings.lmaster_capability,
-        cluster_lock: settings.cluster_lock.clone(),
-        leader_timeout_s: settings.leader_timeout_s,
-        start_disabled: settings.start_as_disabled,
-        start_stopped: settings.start_as_stopped,
-        daemon_pid: std::process::id() as i32,
+        std::process::id() as i32,
         incarnation,
-        seed: random_seed(),
-        start: clock.now(),
-    });
+        random_seed(),
+        clock.now(),
+    ));
     let snapshots = snapshot::Publisher::new(&node, clock.0);
     if let Some(addr) = settings.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)

@@ -94,6 +94,35 @@ fn read_optional(path: &Path) -> anyhow::Result<Option<String>> {
 }
 
 impl Settings {
+    /// The core's configuration from these settings; what identifies this run of
+    /// the daemon (pnn, pid, incarnation, seed, start time) comes from the caller.
+    pub fn node_config(
+        &self,
+        pnn: u32,
+        daemon_pid: i32,
+        incarnation: u64,
+        seed: u64,
+        start: crate::core::Now,
+    ) -> crate::core::NodeConfig {
+        crate::core::NodeConfig {
+            pnn,
+            nodes: self.nodes.clone(),
+            public_addresses: self.public_addresses.clone(),
+            tunables: self.tunables.clone(),
+            debug_level: self.debug_level,
+            leader_capability: self.leader_capability,
+            lmaster_capability: self.lmaster_capability,
+            cluster_lock: self.cluster_lock.clone(),
+            leader_timeout_s: self.leader_timeout_s,
+            start_disabled: self.start_as_disabled,
+            start_stopped: self.start_as_stopped,
+            daemon_pid,
+            incarnation,
+            seed,
+            start,
+        }
+    }
+
     /// Loads the files under `paths`, and the legacy variables in `legacy_file`. Any
     /// error is fatal, except bad `public_addresses` lines, which are reported and
     /// skipped.
