@@ -8,6 +8,8 @@
 //!   `script.options`, legacy `/etc/sysconfig/ctdb` variables.
 //! - [`tunables`]: CTDB's tunables: names, defaults, get/set/list.
 //! - [`core`]: the node's state and its answers to controls and messages.
+//! - [`db`]: clustered TDB databases (the pure parts; its libtdb binding is an
+//!   edge).
 //! - [`histogram`]: durations counted into fixed buckets (for the metrics).
 //! - [`ipalloc`]: public IP allocation (CTDB's deterministic, non-deterministic and
 //!   LCP2 algorithms) and the takeover test case format.
@@ -26,6 +28,7 @@
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod db;
 pub mod events;
 pub mod histogram;
 pub mod ipalloc;

@@ -1,0 +1,23 @@
+//! Clustered TDB databases: the data path beside the control path (DESIGN.md,
+//! "Databases").
+//!
+//! smbd keeps share modes, byte-range locks, leases and sessions in TDB files that it
+//! reads and writes itself with libtdb; ctdbd only moves records between nodes, so
+//! that the node whose smbd wants a record becomes its *dmaster* (the holder of the
+//! authoritative copy), and keeps persistent databases identical on every node.
+//!
+//! # Layout
+//! Pure (no I/O, no clock, no tokio; tested without files or sockets):
+//! - `hash`: Bob Jenkins' lookup3, which names databases (db_id) and places keys on
+//!   their lmaster.
+//! - `ltdb`: the 24-byte header in front of every clustered record.
+//! - `migrate`: one database's record migration: client calls, the node-to-node
+//!   hand-over (REQ_CALL → REQ_DMASTER → REPLY_DMASTER), calls waiting per key,
+//!   generation checks.
+//!
+//! Edges:
+//! - `tdb`: a small binding of libtdb (Debian's `libtdb1`), the library smbd uses on
+//!   the same files.
+//! - the lock helper binary (`ctdb-rs-lock-helper`): waits for a chain lock or the
+//!   all-record lock in its own process, as fcntl locks and robust mutexes require,
+//!   so that no daemon thread ever blocks on smbd.
