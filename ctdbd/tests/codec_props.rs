@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use proptest::prelude::*;
 
+use ctdbd::protocol::call::{ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster};
 use ctdbd::protocol::control::{
     decode_i32, decode_tunable_name, decode_u32, decode_u64, decode_var_list, encode_tunable_name,
     encode_u32, encode_var_list, AddrInfo, BanState, DaemonGone, DisableMessage, Iface, IfaceList,
@@ -181,22 +182,44 @@ fn packet() -> impl Strategy<Value = Packet> {
             version: None,
             uptime: None,
         }),
-        (any::<i32>(), bytes(100)).prop_map(|(status, msg)| Body::ReplyError { status, msg }),
+        (any::<i32>(), bytes(100))
+            .prop_map(|(status, msg)| Body::ReplyError(ReplyError { status, msg })),
+        (any::<[u32; 4]>(), bytes(100), bytes(40)).prop_map(|(w, key, calldata)| {
+            Body::ReqCall(ReqCall {
+                flags: w[0],
+                db_id: w[1],
+                callid: w[2],
+                hopcount: w[3],
+                key,
+                calldata,
+            })
+        }),
+        (any::<i32>(), bytes(300))
+            .prop_map(|(status, data)| Body::ReplyCall(ReplyCall { status, data })),
+        (any::<[u32; 3]>(), any::<u64>(), bytes(100), bytes(300)).prop_map(
+            |(w, rsn, key, data)| Body::ReqDmaster(ReqDmaster {
+                db_id: w[0],
+                rsn,
+                dmaster: w[1],
+                key,
+                data,
+                record_flags: w[2],
+            })
+        ),
+        (any::<[u32; 2]>(), any::<u64>(), bytes(100), bytes(300)).prop_map(
+            |(w, rsn, key, data)| Body::ReplyDmaster(ReplyDmaster {
+                db_id: w[0],
+                rsn,
+                key,
+                data,
+                record_flags: w[1],
+            })
+        ),
         // Raw bodies keep their padding, so only 8-aligned payloads round-trip.
-        (
-            prop::sample::select(vec![
-                Operation::ReqCall,
-                Operation::ReplyCall,
-                Operation::ReqDmaster,
-                Operation::ReplyDmaster,
-                Operation::ReqTunnel,
-            ]),
-            prop::collection::vec(any::<u64>(), 0..40),
-        )
-            .prop_map(|(operation, words)| Body::Raw {
-                operation,
-                payload: words.iter().flat_map(|w| w.to_le_bytes()).collect(),
-            }),
+        prop::collection::vec(any::<u64>(), 0..40).prop_map(|words| Body::Raw {
+            operation: Operation::ReqTunnel,
+            payload: words.iter().flat_map(|w| w.to_le_bytes()).collect(),
+        }),
     ];
     (header(), body).prop_map(|(header, body)| Packet { header, body })
 }

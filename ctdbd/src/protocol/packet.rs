@@ -12,7 +12,8 @@
 //! 4.17 sender adds to reach a multiple of 8. We always pad; on decode we accept
 //! unpadded packets the way CTDB's Unix-socket readers do.
 
-use super::wire::{DecodeError, Reader, Writer};
+use super::call::{ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster};
+use super::wire::{len_u32, DecodeError, Reader, Writer};
 
 /// `ctdb_magic`: the bytes "BDTC" read as a little-endian u32.
 pub const CTDB_MAGIC: u32 = 0x4354_4442;
@@ -116,15 +117,17 @@ pub enum Body {
         /// Seconds since the sender started.
         uptime: Option<u32>,
     },
+    /// REQ_CALL (samba §4.2): a call on a database record.
+    ReqCall(ReqCall),
+    /// REPLY_CALL (samba §4.2).
+    ReplyCall(ReplyCall),
+    /// REQ_DMASTER (samba §4.4): a record on its way to its lmaster.
+    ReqDmaster(ReqDmaster),
+    /// REPLY_DMASTER (samba §4.4): a record on its way to its new dmaster.
+    ReplyDmaster(ReplyDmaster),
     /// REPLY_ERROR (§4.4).
-    ReplyError {
-        /// Error status.
-        status: i32,
-        /// Error text.
-        msg: Vec<u8>,
-    },
-    /// Database operations and tunnels: kept as raw bytes after the header until the
-    /// database layer exists.
+    ReplyError(ReplyError),
+    /// Tunnels (REQ_TUNNEL), which nothing uses: kept as raw bytes after the header.
     Raw {
         /// The operation.
         operation: Operation,
@@ -190,7 +193,11 @@ impl Packet {
             Body::ReplyControl(_) => Operation::ReplyControl,
             Body::ReqMessage(_) => Operation::ReqMessage,
             Body::ReqKeepalive { .. } => Operation::ReqKeepalive,
-            Body::ReplyError { .. } => Operation::ReplyError,
+            Body::ReqCall(_) => Operation::ReqCall,
+            Body::ReplyCall(_) => Operation::ReplyCall,
+            Body::ReqDmaster(_) => Operation::ReqDmaster,
+            Body::ReplyDmaster(_) => Operation::ReplyDmaster,
+            Body::ReplyError(_) => Operation::ReplyError,
             Body::Raw { operation, .. } => *operation,
         }
     }
@@ -232,9 +239,11 @@ impl Packet {
                     w.u32(*v).u32(*u);
                 }
             }
-            Body::ReplyError { status, msg } => {
-                w.i32(*status).u32(len_u32(msg)).bytes(msg);
-            }
+            Body::ReqCall(c) => c.write(&mut w),
+            Body::ReplyCall(c) => c.write(&mut w),
+            Body::ReqDmaster(d) => d.write(&mut w),
+            Body::ReplyDmaster(d) => d.write(&mut w),
+            Body::ReplyError(e) => e.write(&mut w),
             Body::Raw { payload, .. } => {
                 w.bytes(payload);
             }
@@ -343,23 +352,18 @@ impl Packet {
                     }
                 }
             }
-            Operation::ReplyError => {
-                let status = r.i32("reply_error.status")?;
-                let msglen = r.u32("reply_error.msglen")? as usize;
-                let msg = r.bytes(msglen, "reply_error.msg")?.to_vec();
-                Body::ReplyError { status, msg }
-            }
-            other => Body::Raw {
-                operation: other,
+            Operation::ReqCall => Body::ReqCall(ReqCall::read(&mut r)?),
+            Operation::ReplyCall => Body::ReplyCall(ReplyCall::read(&mut r)?),
+            Operation::ReqDmaster => Body::ReqDmaster(ReqDmaster::read(&mut r)?),
+            Operation::ReplyDmaster => Body::ReplyDmaster(ReplyDmaster::read(&mut r)?),
+            Operation::ReplyError => Body::ReplyError(ReplyError::read(&mut r)?),
+            Operation::ReqTunnel => Body::Raw {
+                operation: Operation::ReqTunnel,
                 payload: r.rest().to_vec(),
             },
         };
         Ok(Packet { header, body })
     }
-}
-
-fn len_u32(data: &[u8]) -> u32 {
-    u32::try_from(data.len()).expect("payload shorter than 4 GiB")
 }
 
 /// Why a stream cannot be framed any further. The connection must be dropped: there is

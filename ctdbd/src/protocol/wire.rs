@@ -36,6 +36,18 @@ pub enum DecodeError {
         /// How many bytes were left over.
         extra: usize,
     },
+    /// A string that must end with a NUL byte has none.
+    #[error("{field} is not NUL-terminated")]
+    Unterminated {
+        /// The string field.
+        field: &'static str,
+    },
+    /// A string that names something (a database, a path) is not UTF-8.
+    #[error("{field} is not valid UTF-8")]
+    NotUtf8 {
+        /// The string field.
+        field: &'static str,
+    },
 }
 
 /// Cursor over a byte slice that reads CTDB primitives.
@@ -158,6 +170,12 @@ impl<'a> Reader<'a> {
             })
         }
     }
+}
+
+/// A length as the u32 that the wire carries. Every payload we build is far below
+/// 4 GiB (the framer caps packets at 64 MiB), so a longer one is a bug of ours.
+pub fn len_u32(data: &[u8]) -> u32 {
+    u32::try_from(data.len()).expect("payload shorter than 4 GiB")
 }
 
 /// Text up to the first NUL (or the whole slice), lossily decoded: CTDB strings are
