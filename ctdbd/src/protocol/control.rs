@@ -96,6 +96,47 @@ opcodes! {
     CHECK_PID_SRVID = 151,
     DISABLE_NODE = 157,
     ENABLE_NODE = 158,
+    // The database controls (samba §2, §6, §7; core §5.1).
+    TRAVERSE_START = 20,
+    TRAVERSE_ALL = 21,
+    TRAVERSE_DATA = 22,
+    ENABLE_SEQNUM = 26,
+    UPDATE_SEQNUM = 27,
+    DB_ATTACH_PERSISTENT = 61,
+    UPDATE_RECORD = 63,
+    WIPE_DATABASE = 67,
+    START_RECOVERY = 70,
+    END_RECOVERY = 71,
+    TRY_DELETE_RECORDS = 74,
+    TRAVERSE_KILL = 97,
+    RECD_RECLOCK_LATENCY = 98,
+    REGISTER_NOTIFY = 114,
+    DEREGISTER_NOTIFY = 115,
+    TRANS3_COMMIT = 119,
+    GET_DB_SEQNUM = 120,
+    DB_SET_HEALTHY = 121,
+    SCHEDULE_FOR_DELETION = 128,
+    SET_DB_READONLY = 129,
+    TRAVERSE_START_EXT = 131,
+    GET_DB_STATISTICS = 132,
+    SET_DB_STICKY = 133,
+    TRAVERSE_ALL_EXT = 135,
+    DB_DETACH = 139,
+    DB_FREEZE = 141,
+    DB_THAW = 142,
+    DB_TRANSACTION_START = 143,
+    DB_TRANSACTION_COMMIT = 144,
+    DB_TRANSACTION_CANCEL = 145,
+    DB_PULL = 146,
+    DB_PUSH_START = 147,
+    DB_PUSH_CONFIRM = 148,
+    DB_OPEN_FLAGS = 149,
+    DB_ATTACH_REPLICATED = 150,
+    TUNNEL_REGISTER = 152,
+    TUNNEL_DEREGISTER = 153,
+    VACUUM_FETCH = 154,
+    DB_VACUUM = 155,
+    ECHO_DATA = 156,
 }
 
 impl Opcode {
@@ -134,6 +175,10 @@ pub mod srvid {
     /// Ask for the recovery daemon's memory report (`ctdb rddumpmemory`): a
     /// srvid_message; the report goes back as text to (pnn, srvid).
     pub const MEM_DUMP: u64 = 0xF800_0000_0000_0000;
+    /// Vacuuming: a marshall buffer of empty records for their lmaster.
+    pub const VACUUM_FETCH: u64 = 0xF700_0000_0000_0000;
+    /// A database was detached: u32 db_id.
+    pub const DETACH_DATABASE: u64 = 0xF701_0000_0000_0000;
     /// Force a rebalance of the given node at the next takeover run.
     pub const REBALANCE_NODE: u64 = 0xFB01_0000_0000_0000;
     /// Disable takeover runs for a while; every node replies its pnn.
@@ -977,6 +1022,16 @@ pub fn encode_u32(v: u32) -> Vec<u8> {
     v.to_le_bytes().to_vec()
 }
 
+/// A u64 payload (GET_DB_SEQNUM reply, DEREGISTER_NOTIFY request).
+pub fn encode_u64(v: u64) -> Vec<u8> {
+    v.to_le_bytes().to_vec()
+}
+
+/// An i32 payload (DB_OPEN_FLAGS reply, PROCESS_EXISTS request).
+pub fn encode_i32(v: i32) -> Vec<u8> {
+    v.to_le_bytes().to_vec()
+}
+
 /// Parses exactly 4 bytes as a u32.
 pub fn decode_u32(data: &[u8], what: &'static str) -> Result<u32, DecodeError> {
     let mut r = Reader::new(data);
@@ -1245,6 +1300,21 @@ mod tests {
                 "{ctdb:#x}"
             );
         }
+    }
+
+    #[test]
+    fn named_opcodes_are_live_and_database_ones_are_there() {
+        for n in 0..200 {
+            let op = Opcode(n);
+            assert!(
+                op.name() == "UNKNOWN" || !op.is_obsolete(),
+                "{n} is named {} and obsolete",
+                op.name()
+            );
+        }
+        assert_eq!(Opcode::TRANS3_COMMIT, Opcode(119));
+        assert_eq!(Opcode(146).name(), "DB_PULL");
+        assert_eq!(Opcode(61).name(), "DB_ATTACH_PERSISTENT");
     }
 
     #[test]

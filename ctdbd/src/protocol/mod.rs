@@ -9,6 +9,8 @@
 
 pub mod call;
 pub mod control;
+pub mod dbctl;
+pub mod marshall;
 pub mod packet;
 pub mod statistics;
 pub mod wire;
