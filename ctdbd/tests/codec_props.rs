@@ -19,6 +19,11 @@ use ctdbd::protocol::control::{
     NodeAndFlags, NodeFlagChange, NodeMap, PidSrvid, PublicIp, PublicIpInfo, PublicIpList,
     SrvidMessage, Timeval, Tunable, Uptime, VnnMap,
 };
+use ctdbd::protocol::dbctl::{
+    decode_nul_string, encode_nul_string, DbMap, DbMapEntry, GetDbSeqnum, PullDb,
+    ScheduleForDeletion, TransDb, TraverseAll, TraverseAllExt, TraverseStart, TraverseStartExt,
+};
+use ctdbd::protocol::marshall::{MarshallBuffer, RecData};
 use ctdbd::protocol::packet::{Operation, CTDB_MAGIC, CTDB_PROTOCOL, HEADER_SIZE};
 use ctdbd::protocol::statistics::{Statistics, STATISTICS_SIZE};
 use ctdbd::protocol::{Body, Framer, Header, Packet, ReplyControl, ReqControl, ReqMessage};
@@ -250,6 +255,49 @@ fn decode_everything(data: &[u8]) {
     let _ = decode_u32(data, "u32");
     let _ = decode_i32(data, "i32");
     let _ = decode_u64(data, "u64");
+    let _ = RecData::decode(data);
+    let _ = MarshallBuffer::decode(data);
+    let _ = DbMap::decode(data);
+    let _ = decode_nul_string(data, "name");
+    let _ = GetDbSeqnum::decode(data);
+    let _ = TransDb::decode(data);
+    let _ = PullDb::decode(data);
+    let _ = TraverseStart::decode(data);
+    let _ = TraverseStartExt::decode(data);
+    let _ = TraverseAll::decode(data);
+    let _ = TraverseAllExt::decode(data);
+    let _ = ScheduleForDeletion::decode(data);
+}
+
+fn rec_data() -> impl Strategy<Value = RecData> {
+    (any::<u32>(), bytes(40), bytes(120)).prop_map(|(reqid, key, data)| RecData {
+        reqid,
+        key,
+        data,
+    })
+}
+
+/// Marshall buffers as bytes: mostly well-formed ones, then cut short, extended, or
+/// with one byte of a length field changed, so that the decoder sees near misses.
+fn damaged_marshall_buffer() -> impl Strategy<Value = Vec<u8>> {
+    (
+        any::<u32>(),
+        prop::collection::vec(rec_data(), 0..6),
+        0usize..4,
+        any::<usize>(),
+        any::<u8>(),
+    )
+        .prop_map(|(db_id, records, damage, at, byte)| {
+            let mut b = MarshallBuffer { db_id, records }.encode();
+            let at = at % b.len();
+            match damage {
+                0 => b.truncate(at),
+                1 => b.push(byte),
+                2 => b[at] = byte,
+                _ => {}
+            }
+            b
+        })
 }
 
 proptest! {
@@ -401,6 +449,62 @@ proptest! {
         prop_assert_eq!(NodeFlagChange::decode(&fc.encode()), Ok(fc));
         prop_assert_eq!(decode_u32(&encode_u32(a), "u32"), Ok(a));
         prop_assert_eq!(decode_i32(&pid.to_le_bytes(), "i32"), Ok(pid));
+    }
+
+    #[test]
+    fn marshall_decode_never_panics(data in prop_oneof![bytes(400), damaged_marshall_buffer()]) {
+        if let Ok(buf) = MarshallBuffer::decode(&data) {
+            // Whatever decodes is exactly what it encodes to.
+            prop_assert_eq!(buf.encode(), data.clone());
+        }
+        if let Ok(rec) = RecData::decode(&data) {
+            prop_assert_eq!(rec.encode(), data);
+        }
+    }
+
+    #[test]
+    fn marshall_round_trips(db_id in any::<u32>(), records in prop::collection::vec(rec_data(), 0..10)) {
+        for rec in &records {
+            prop_assert_eq!(rec.encode().len(), rec.encoded_len());
+            prop_assert_eq!(RecData::decode(&rec.encode()), Ok(rec.clone()));
+        }
+        let buf = MarshallBuffer { db_id, records };
+        let bytes = buf.encode();
+        prop_assert_eq!(bytes.len(), buf.encoded_len());
+        prop_assert_eq!(MarshallBuffer::decode(&bytes), Ok(buf));
+    }
+
+    #[test]
+    fn db_controls_round_trip(
+        w in any::<[u32; 4]>(),
+        srvid in any::<u64>(),
+        with_empty_records in any::<bool>(),
+        dbs in prop::collection::vec((any::<u32>(), any::<u8>()), 0..20),
+        name in c_text(60),
+        header in any::<[u8; 24]>(),
+        key in bytes(60),
+    ) {
+        let map = DbMap { dbs: dbs.into_iter().map(|(db_id, flags)| DbMapEntry { db_id, flags }).collect() };
+        prop_assert_eq!(DbMap::decode(&map.encode()), Ok(map));
+        prop_assert_eq!(decode_nul_string(&encode_nul_string(&name), "name"), Ok(name));
+        let seq = GetDbSeqnum { db_id: w[0] };
+        prop_assert_eq!(GetDbSeqnum::decode(&seq.encode()), Ok(seq));
+        let trans = TransDb { db_id: w[0], tid: w[1] };
+        prop_assert_eq!(TransDb::decode(&trans.encode()), Ok(trans));
+        let pull = PullDb { db_id: w[0], lmaster: w[1], srvid };
+        prop_assert_eq!(PullDb::decode(&pull.encode()), Ok(pull));
+        let start = TraverseStart { db_id: w[0], reqid: w[1], srvid };
+        prop_assert_eq!(TraverseStart::decode(&start.encode()), Ok(start));
+        let start_ext = TraverseStartExt { db_id: w[0], reqid: w[1], srvid, with_empty_records };
+        prop_assert_eq!(TraverseStartExt::decode(&start_ext.encode()), Ok(start_ext));
+        let all = TraverseAll { db_id: w[0], reqid: w[1], pnn: w[2], client_reqid: w[3], srvid };
+        prop_assert_eq!(TraverseAll::decode(&all.encode()), Ok(all));
+        let all_ext = TraverseAllExt {
+            db_id: w[0], reqid: w[1], pnn: w[2], client_reqid: w[3], srvid, with_empty_records,
+        };
+        prop_assert_eq!(TraverseAllExt::decode(&all_ext.encode()), Ok(all_ext));
+        let del = ScheduleForDeletion { db_id: w[0], header, key };
+        prop_assert_eq!(ScheduleForDeletion::decode(&del.encode()), Ok(del));
     }
 
     #[test]

@@ -11,6 +11,8 @@
 /// Frames, decodes and re-encodes `data` as a CTDB packet and its payloads.
 pub fn packet_decode(data: &[u8]) {
     use ctdbd::protocol::control as c;
+    use ctdbd::protocol::dbctl as d;
+    use ctdbd::protocol::marshall::{MarshallBuffer, RecData};
     use ctdbd::protocol::{Body, Framer, Packet};
 
     for framer in [Framer::for_clients(), Framer::for_peers()] {
@@ -51,6 +53,42 @@ pub fn packet_decode(data: &[u8]) {
                 touch(c::AddrInfo::decode(&ctrl.data), |v| v.encode())
             }
             c::Opcode::SET_IFACE_LINK_STATE => touch(c::Iface::decode(&ctrl.data), |v| v.encode()),
+            c::Opcode::DB_ATTACH
+            | c::Opcode::DB_ATTACH_PERSISTENT
+            | c::Opcode::DB_ATTACH_REPLICATED => {
+                touch(d::decode_nul_string(&ctrl.data, "name"), |n| {
+                    d::encode_nul_string(n)
+                })
+            }
+            c::Opcode::GET_DB_SEQNUM => touch(d::GetDbSeqnum::decode(&ctrl.data), |v| v.encode()),
+            c::Opcode::WIPE_DATABASE
+            | c::Opcode::DB_TRANSACTION_START
+            | c::Opcode::DB_TRANSACTION_COMMIT => {
+                touch(d::TransDb::decode(&ctrl.data), |v| v.encode())
+            }
+            c::Opcode::DB_PULL | c::Opcode::DB_PUSH_START => {
+                touch(d::PullDb::decode(&ctrl.data), |v| v.encode())
+            }
+            c::Opcode::TRAVERSE_START | c::Opcode::TRAVERSE_KILL => {
+                touch(d::TraverseStart::decode(&ctrl.data), |v| v.encode())
+            }
+            c::Opcode::TRAVERSE_START_EXT => {
+                touch(d::TraverseStartExt::decode(&ctrl.data), |v| v.encode())
+            }
+            c::Opcode::TRAVERSE_ALL => touch(d::TraverseAll::decode(&ctrl.data), |v| v.encode()),
+            c::Opcode::TRAVERSE_ALL_EXT => {
+                touch(d::TraverseAllExt::decode(&ctrl.data), |v| v.encode())
+            }
+            c::Opcode::TRAVERSE_DATA => touch(RecData::decode(&ctrl.data), |v| v.encode()),
+            c::Opcode::SCHEDULE_FOR_DELETION => {
+                touch(d::ScheduleForDeletion::decode(&ctrl.data), |v| v.encode())
+            }
+            c::Opcode::TRANS3_COMMIT
+            | c::Opcode::UPDATE_RECORD
+            | c::Opcode::VACUUM_FETCH
+            | c::Opcode::TRY_DELETE_RECORDS => {
+                touch(MarshallBuffer::decode(&ctrl.data), |v| v.encode())
+            }
             _ => payload_decoders(&ctrl.data),
         },
         // A reply does not say which control it answers: try them all.
@@ -72,6 +110,8 @@ pub fn packet_decode(data: &[u8]) {
 /// Every typed decoder over the same bytes; whatever decodes must also encode.
 fn payload_decoders(data: &[u8]) {
     use ctdbd::protocol::control as c;
+    use ctdbd::protocol::dbctl as d;
+    use ctdbd::protocol::marshall::{MarshallBuffer, RecData};
     use ctdbd::protocol::statistics::Statistics;
 
     touch(c::NodeMap::decode(data), |v| v.encode());
@@ -96,6 +136,12 @@ fn payload_decoders(data: &[u8]) {
     touch(c::AddrInfo::decode(data), |v| v.encode());
     touch(c::decode_u32(data, "u32"), |v| c::encode_u32(*v));
     let _ = c::decode_i32(data, "i32");
+    touch(MarshallBuffer::decode(data), |v| v.encode());
+    touch(RecData::decode(data), |v| v.encode());
+    touch(d::DbMap::decode(data), |v| v.encode());
+    touch(d::decode_nul_string(data, "name"), |n| {
+        d::encode_nul_string(n)
+    });
 }
 
 /// Encodes a decoded value (encoding must not panic either).
