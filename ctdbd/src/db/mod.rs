@@ -21,3 +21,6 @@
 //! - the lock helper binary (`ctdb-rs-lock-helper`): waits for a chain lock or the
 //!   all-record lock in its own process, as fcntl locks and robust mutexes require,
 //!   so that no daemon thread ever blocks on smbd.
+
+pub mod hash;
+pub mod ltdb;
