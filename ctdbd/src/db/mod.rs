@@ -24,3 +24,4 @@
 
 pub mod hash;
 pub mod ltdb;
+pub mod tdb;
