@@ -4,6 +4,10 @@
 //!
 //! Every case runs on the three kinds of file ctdbd makes (§2.5): volatile with
 //! fcntl chain locks, volatile with robust-mutex chain locks, persistent.
+//!
+//! Files with robust mutexes are tested only here, in a process without tokio:
+//! libtdb's robust-mutex check installs a SIGCHLD handler for good (see
+//! `tdb::runtime_check_for_robust_mutexes`).
 
 use std::ops::ControlFlow;
 use std::os::unix::process::ExitStatusExt;
@@ -129,6 +133,54 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         assert!(start.elapsed() < DEADLINE, "{what}: not after {DEADLINE:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The flags of a volatile file with mutexes, as `DB_OPEN_FLAGS` reports them
+/// (§2.5: 0x1C41, and 0x1CC1 after `ENABLE_SEQNUM`).
+#[test]
+fn mutex_volatile_flags_report_as_in_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let kind = kinds()[1];
+    assert_eq!(kind.name, "volatile-mutex");
+    let (tdb, _path) = create(&dir, kind);
+    assert_eq!(tdb.get_flags(), 0x1C41);
+    tdb.add_flags(flags::SEQNUM);
+    assert_eq!(tdb.get_flags(), 0x1CC1);
+    // A chain lock taken, written under and released on one thread.
+    assert_eq!(tdb.chainlock_nonblock(KEY_A).unwrap(), TryLock::Held);
+    tdb.store(KEY_A, b"v", StoreMode::Insert).unwrap();
+    tdb.chainunlock(KEY_A).unwrap();
+    assert_eq!(tdb.fetch(KEY_A).unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+/// §2.8: a file made with mutexes cannot be opened for locking without them.
+#[test]
+fn a_mutex_file_needs_mutexes_to_be_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let kind = kinds()[1];
+    let (tdb, path) = create(&dir, kind);
+    drop(tdb);
+    let error = Tdb::open(
+        &path,
+        0,
+        flags::VOLATILE_DB & !flags::CLEAR_IF_FIRST,
+        libc::O_RDWR,
+        0,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&error, tdb::TdbError::Open { source, .. } if source.raw_os_error() == Some(libc::EINVAL)),
+        "{error:?}"
+    );
+    // With them (and without CLEAR_IF_FIRST, as the lock helper opens) it opens.
+    Tdb::open(
+        &path,
+        0,
+        kind.tdb_flags & !flags::CLEAR_IF_FIRST,
+        libc::O_RDWR,
+        0,
+    )
+    .unwrap();
 }
 
 /// The two test keys sit on different chains of a Jenkins-hashed file, so that

@@ -75,6 +75,8 @@ fn run(request: &HelperRequest) -> anyhow::Result<()> {
 
     // Never CLEAR_IF_FIRST: if the daemon had closed the file meanwhile, we would
     // be the first opener and wipe it. No O_CREAT: the daemon made the file.
+    // (libtdb 1.4.8 accepts MUTEX_LOCKING without CLEAR_IF_FIRST; newer libtdb
+    // insists on the pair, and tests/tdb_locks.rs would fail on mutex files.)
     let tdb_flags = request.tdb_flags & !flags::CLEAR_IF_FIRST;
     let tdb = Tdb::open(&request.path, 0, tdb_flags, libc::O_RDWR, 0)?;
     match &request.target {

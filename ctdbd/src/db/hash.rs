@@ -16,8 +16,8 @@ const BLOCK: usize = 12;
 /// lookup3's `hashlittle(bytes, len, 0)`.
 ///
 /// The state is three words `a`, `b`, `c`, all starting at `0xdeadbeef + len`.
-/// Every 12-byte block except the last is added word-wise and stirred by [`mix`];
-/// the last 1–12 bytes are added zero-padded and settled by [`finish`]; the result
+/// Every 12-byte block except the last is added word-wise and stirred by `mix`;
+/// the last 1–12 bytes are added zero-padded and settled by `finish`; the result
 /// is `c`. An empty input skips both and returns the start value, `0xdeadbeef`.
 pub fn lookup3(bytes: &[u8]) -> u32 {
     // lookup3 keeps the length in 32 bits; longer inputs wrap, as they do in C.

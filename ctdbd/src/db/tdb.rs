@@ -133,8 +133,9 @@ pub mod flags {
     pub const DISALLOW_NESTING: u32 = 1024;
     /// Chains hashed with Jenkins' lookup3 (older libtdb cannot open the file).
     pub const INCOMPATIBLE_HASH: u32 = 2048;
-    /// Chain locks are robust process-shared mutexes in the file; needs
-    /// CLEAR_IF_FIRST and a passing [`super::runtime_check_for_robust_mutexes`].
+    /// Chain locks are robust process-shared mutexes in the file; only where
+    /// [`super::runtime_check_for_robust_mutexes`] passes. A file made with it can
+    /// only be opened for locking with it (§2.8).
     pub const MUTEX_LOCKING: u32 = 4096;
 
     /// A volatile database as ctdbd opens it (§2.5), without mutexes.
@@ -687,15 +688,22 @@ pub fn jenkins_hash(bytes: &[u8]) -> u32 {
 }
 
 /// Whether robust process-shared mutexes work here, so that
-/// [`flags::MUTEX_LOCKING`] may be used. libtdb's check forks a child and briefly
-/// changes the SIGCHLD disposition, so it runs once per process and the answer is
-/// kept; the first call should come before other threads start children.
+/// [`flags::MUTEX_LOCKING`] may be used (libtdb refuses it otherwise).
+///
+/// libtdb's check forks a child and installs a SIGCHLD handler of its own, which it
+/// leaves in place and which passes other signals on to the previous handler as a
+/// plain one-argument handler. Call this once at start-up, before the async runtime
+/// or anything else installs a SIGCHLD handler or starts children; the answer is
+/// kept (by libtdb too, so the check inside `tdb_open` does not run it again).
 pub fn runtime_check_for_robust_mutexes() -> bool {
     static ANSWER: OnceLock<bool> = OnceLock::new();
     // SAFETY: no arguments; OnceLock makes sure only one thread runs the check.
     *ANSWER.get_or_init(|| unsafe { ffi::tdb_runtime_check_for_robust_mutexes() })
 }
 
+/// Files with [`flags::MUTEX_LOCKING`] are tested in `tests/tdb_locks.rs`, a process
+/// of its own: libtdb's robust-mutex check leaves its SIGCHLD handler installed,
+/// which must not happen under this binary's tokio tests that reap children.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -895,30 +903,6 @@ mod tests {
     }
 
     #[test]
-    fn mutex_volatile_flags_report_as_in_the_reference() {
-        // The mutex variant needs the runtime check to pass; on Linux with glibc
-        // it does, and a host where it does not cannot run ctdbd's defaults.
-        assert!(
-            runtime_check_for_robust_mutexes(),
-            "robust mutexes do not work on this host"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let tdb = create(
-            &dir,
-            "mutex-volatile.tdb",
-            flags::VOLATILE_DB | flags::MUTEX_LOCKING,
-        );
-        assert_eq!(tdb.get_flags(), 0x1C41);
-        tdb.add_flags(flags::SEQNUM);
-        assert_eq!(tdb.get_flags(), 0x1CC1);
-        // A chain lock taken, written under and released on one thread.
-        assert_eq!(tdb.chainlock_nonblock(b"k").unwrap(), TryLock::Held);
-        tdb.store(b"k", b"v", StoreMode::Insert).unwrap();
-        tdb.chainunlock(b"k").unwrap();
-        assert_eq!(tdb.fetch(b"k").unwrap().as_deref(), Some(&b"v"[..]));
-    }
-
-    #[test]
     fn seqnum_counts_writes_with_the_flag() {
         let dir = tempfile::tempdir().unwrap();
         let tdb = create(&dir, "seqnum.tdb", flags::VOLATILE_DB);
@@ -969,26 +953,6 @@ mod tests {
         let error = Tdb::open(&junk, 0, flags::DEFAULT, libc::O_RDWR, 0).unwrap_err();
         assert!(matches!(error, TdbError::Open { .. }), "{error:?}");
 
-        // A file made with mutexes cannot be opened for locking without them
-        // (§2.8): libtdb says EINVAL.
-        drop(create(
-            &dir,
-            "mutex.tdb",
-            flags::VOLATILE_DB | flags::MUTEX_LOCKING,
-        ));
-        let error = Tdb::open(
-            &dir.path().join("mutex.tdb"),
-            0,
-            flags::VOLATILE_DB & !flags::CLEAR_IF_FIRST,
-            libc::O_RDWR,
-            0,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(&error, TdbError::Open { source, .. } if source.raw_os_error() == Some(libc::EINVAL)),
-            "{error:?}"
-        );
-
         let error = Tdb::open(Path::new("nul\0.tdb"), 0, 0, libc::O_RDWR, 0).unwrap_err();
         assert!(matches!(error, TdbError::NulInPath { .. }), "{error:?}");
     }
@@ -1021,7 +985,6 @@ mod tests {
         for (name, tdb_flags) in [
             ("dump-persistent.tdb", flags::PERSISTENT_DB),
             ("dump-volatile.tdb", flags::VOLATILE_DB),
-            ("dump-mutex.tdb", flags::VOLATILE_DB | flags::MUTEX_LOCKING),
         ] {
             let tdb = create(&dir, name, tdb_flags);
             tdb.store(b"key one", b"value one", StoreMode::Insert)
