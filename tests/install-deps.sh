@@ -6,9 +6,9 @@
 #
 # It installs only what is missing, so a second call installs nothing:
 # - demo: what ctdb-rs itself needs to build and to run the demo cluster (Samba,
-#   iproute2, util-linux, a C linker, the Rust toolchain). Not Debian's ctdb.
+#   iproute2, util-linux, a C linker, libtdb, the Rust toolchain). Not Debian's ctdb.
 # - test: the demo's needs, plus what the test suites drive or compare against:
-#   Debian's stock CTDB 4.17 (the compatibility reference), libtdb, winbind,
+#   Debian's stock CTDB 4.17 (the compatibility reference), tdbdump, winbind,
 #   NFS-Ganesha and libnfs, dnsmasq, dig, nftables, shellcheck, rustfmt and clippy,
 #   and what the package test needs (dpkg-dev, systemd-analyze).
 # It creates the host directories that the sandboxes mount their private copies
@@ -26,6 +26,7 @@ ctdbrs_install_deps() {
         samba smbclient samba-common-bin    # smbd, smbclient, testparm, smbpasswd
         iproute2 util-linux mount procps    # ip; nsenter, unshare, setpriv; mount; ps
         gcc libc6-dev pkg-config            # the linker and C headers cargo needs
+        libtdb-dev                          # libtdb, which ctdbd links (clustered databases)
         ca-certificates curl                # rustup, if no toolchain is installed
     )
     local components=()
@@ -33,7 +34,8 @@ ctdbrs_install_deps() {
     demo) ;;
     test)
         packages+=(
-            ctdb libtdb-dev                 # the reference daemon and tool; libtdb
+            ctdb                            # the reference daemon and tool
+            tdb-tools                       # tdbdump, reading the files ctdbd writes
             winbind                         # winbindd (49.winbind)
             nfs-ganesha nfs-ganesha-vfs     # the NFS server 60.nfs manages
             libnfs-utils dnsmasq-base       # userspace NFS client; round-robin DNS

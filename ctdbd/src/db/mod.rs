@@ -20,4 +20,10 @@
 //!   the same files.
 //! - the lock helper binary (`ctdb-rs-lock-helper`): waits for a chain lock or the
 //!   all-record lock in its own process, as fcntl locks and robust mutexes require,
-//!   so that no daemon thread ever blocks on smbd.
+//!   so that no daemon thread ever blocks on smbd; `lock_helper` is the daemon's
+//!   side of it (start, wait for "held", release).
+
+pub mod hash;
+pub mod lock_helper;
+pub mod ltdb;
+pub mod tdb;
