@@ -9,8 +9,12 @@
 #             ctdbd/tests/fixtures/replies/<name>.hex, the stock tool's output
 #             for the same commands in ctdbd/tests/fixtures/stock-output/, and
 #             the experiments behind ctdbd/tests/fixtures/FINDINGS.md (printed)
+#   databases the same daemon asked by raw_client.py for the database controls,
+#             calls, a persistent commit and a traverse:
+#             ctdbd/tests/fixtures/databases/<name>.hex
 #
-# Usage (as root, for the namespace): tests/fixtures-capture/capture.sh [requests|replies|all]
+# Usage (as root, for the namespace):
+#   tests/fixtures-capture/capture.sh [requests|replies|databases|all]
 #
 # Fixture format: per packet a `# <OPERATION> <detail>` line, then the packet as
 # one line of lowercase hex. ctdbd/tests/fixtures.rs checks every file.
@@ -163,9 +167,31 @@ capture_replies() {
   grep -v talloc "$TMP/ctdbd.log" | tail -15
 }
 
+# Ends the daemon of start_daemon and its namespace, so that another can start.
+stop_daemon() {
+  if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
+    kill "$DAEMON_PID"
+    for _ in $(seq 50); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$DAEMON_PID" 2>/dev/null || true
+  fi
+  wait "$DAEMON_PID" 2>/dev/null || true
+  DAEMON_PID=""
+  [ -n "$NS" ] && ip netns del "$NS"
+  NS=""
+  rm -rf "$TMP/base"
+}
+
+capture_databases() {
+  start_daemon
+  echo "== databases"
+  mkdir -p "$FIX/databases"
+  python3 "$HERE/raw_client.py" databases "$SOCK" "$FIX/databases"
+}
+
 case "$WHAT" in
   requests) capture_requests ;;
   replies) capture_replies ;;
-  all) capture_requests; capture_replies ;;
-  *) echo "usage: $0 [requests|replies|all]" >&2; exit 2 ;;
+  databases) capture_databases ;;
+  all) capture_requests; capture_replies; stop_daemon; capture_databases ;;
+  *) echo "usage: $0 [requests|replies|databases|all]" >&2; exit 2 ;;
 esac

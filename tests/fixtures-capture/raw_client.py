@@ -7,6 +7,7 @@ regenerated.
 
 Usage:
   raw_client.py replies SOCKET OUTDIR   write OUTDIR/<name>.hex (request + reply)
+  raw_client.py databases SOCKET OUTDIR the database controls and calls, likewise
   raw_client.py timeline SOCKET SECS    print the daemon's state each time it changes
   raw_client.py probe SOCKET            experiments: PROCESS_EXISTS, garbage
                                         packets, leader message latency
@@ -31,6 +32,7 @@ from stub_daemon import (  # noqa: E402
     SRVID_LEADER,
     UNKNOWN_PNN,
     describe,
+    finish,
     parse_header,
     parse_message,
     parse_reply,
@@ -167,6 +169,112 @@ def capture_replies(path, outdir):
         packets.append((got[1], None))
     write_fixture(os.path.join(outdir, "leader_message.hex"), packets)
     print("leader_message               %s" % ("captured" if got else "NOT RECEIVED"))
+    c.close()
+
+
+NULL_FUNC = 0xFF000001
+FETCH_FUNC = 0xFF000002
+IMMEDIATE_MIGRATION = 0x1
+SEQNUM_KEY = b"__db_sequence_number__\0"
+
+
+def ltdb_header(rsn, dmaster, flags=0):
+    """The 24-byte ltdb header: rsn u64, dmaster u32, reserved u32, flags u32, pad."""
+    return struct.pack("<QIIII", rsn, dmaster, 0, flags, 0)
+
+
+def rec_data(reqid, key, data):
+    return struct.pack("<IIII", 16 + len(key) + len(data), reqid, len(key), len(data)) + key + data
+
+
+def marshall_buffer(db_id, records):
+    return struct.pack("<II", db_id, len(records)) + b"".join(records)
+
+
+def req_call(c, db_id, callid, flags, key):
+    """Sends a REQ_CALL as the client library does (padded); returns (request, reply)."""
+    reqid = c.next_reqid()
+    body = struct.pack("<IIIIII", flags, db_id, callid, 0, len(key), 0) + key
+    req = finish((0, 0, 0, 0, reqid), body)
+    c.sock.sendall(req)
+    while True:
+        pkt = c.read_packet()
+        if pkt is None:
+            raise ConnectionError("daemon closed the connection")
+        h = parse_header(pkt)
+        if h["operation"] in (1, 4) and h["reqid"] == reqid:
+            return req, pkt
+        c.messages.append((time.monotonic(), pkt))
+
+
+def capture_databases(path, outdir):
+    """Attach, database map, calls, a persistent commit and a traverse, as smbd and
+    the recovery leader use them, written to OUTDIR/<name>.hex (request + reply)."""
+    os.makedirs(outdir, exist_ok=True)
+    c = Client(path)
+    pnn = c.hello()
+
+    def control(name, opcode, data=b"", srvid=0):
+        req, rep = c.control(opcode, data, srvid=srvid)
+        write_fixture(os.path.join(outdir, name + ".hex"), [(req, None), (rep, opcode)])
+        r = parse_reply(rep)
+        print("%-28s status=%d len=%d" % (name, r["status"], len(rep)))
+        return r
+
+    volatile = struct.unpack("<I", control(
+        "db_attach", OPCODES["DB_ATTACH"], b"fixture.tdb\0")["data"])[0]
+    persistent = struct.unpack("<I", control(
+        "db_attach_persistent", OPCODES["DB_ATTACH_PERSISTENT"],
+        b"fixture_persistent.tdb\0")["data"])[0]
+    control("get_dbmap", OPCODES["GET_DBMAP"])
+    control("get_dbname", OPCODES["GET_DBNAME"], u32(volatile))
+    control("getdbpath", OPCODES["GETDBPATH"], u32(persistent))
+    control("db_open_flags", OPCODES["DB_OPEN_FLAGS"], u32(volatile))
+    control("get_db_seqnum", OPCODES["GET_DB_SEQNUM"], u32(persistent) + u32(0))
+
+    # A persistent transaction as smbd commits it (samba §6.3): one record and the
+    # database sequence number, each with rsn + 1 and dmaster = this node.
+    commit = marshall_buffer(persistent, [
+        rec_data(0, b"key1", ltdb_header(1, pnn) + b"value1"),
+        rec_data(0, SEQNUM_KEY, ltdb_header(1, pnn) + struct.pack("<Q", 1)),
+    ])
+    control("trans3_commit", OPCODES["TRANS3_COMMIT"], commit, srvid=persistent)
+    control("get_db_seqnum_after_commit", OPCODES["GET_DB_SEQNUM"],
+            u32(persistent) + u32(0))
+
+    for name, callid, flags in [("req_call_null_func", NULL_FUNC, IMMEDIATE_MIGRATION),
+                                ("req_call_fetch_func", FETCH_FUNC, 0)]:
+        req, rep = req_call(c, volatile, callid, flags, b"k1")
+        write_fixture(os.path.join(outdir, name + ".hex"), [(req, None), (rep, None)])
+        print("%-28s reply operation=%d len=%d" % (name, parse_header(rep)["operation"],
+                                                   len(rep)))
+    c.close()
+
+    # A traverse on a fresh connection, as smbstatus does (samba §6.6): reply first,
+    # then one message per record, then the end marker.
+    c = Client(path)
+    c.hello()
+    srvid = 0x5EED0000C0FFEE01
+    packets = []
+    req, rep = c.control(OPCODES["REGISTER_SRVID"], srvid=srvid)
+    packets += [(req, None), (rep, OPCODES["REGISTER_SRVID"])]
+    data_reqid = c.next_reqid()
+    start = struct.pack("<IIQ", persistent, data_reqid, srvid)
+    req, rep = c.control(OPCODES["TRAVERSE_START"], start, srvid=srvid)
+    packets += [(req, None), (rep, OPCODES["TRAVERSE_START"])]
+    records = 0
+    while True:
+        got = c.wait_message(5.0)
+        if got is None:
+            print("traverse: no end marker within 5 s")
+            break
+        packets.append((got[1], None))
+        keylen, datalen = struct.unpack_from("<II", parse_message(got[1])["data"], 8)
+        if keylen == 0 and datalen == 0:
+            break
+        records += 1
+    write_fixture(os.path.join(outdir, "traverse_persistent.hex"), packets)
+    print("traverse_persistent          %d records" % records)
     c.close()
 
 
@@ -372,6 +480,8 @@ def probe(path):
 def main(argv):
     if len(argv) == 4 and argv[1] == "replies":
         capture_replies(argv[2], argv[3])
+    elif len(argv) == 4 and argv[1] == "databases":
+        capture_databases(argv[2], argv[3])
     elif len(argv) == 4 and argv[1] == "timeline":
         timeline(argv[2], float(argv[3]))
     elif len(argv) == 3 and argv[1] == "probe":

@@ -431,6 +431,43 @@ mod tests {
     }
 
     #[test]
+    fn empty_bodies_are_as_long_as_the_c_structures() {
+        // A 4.17 daemon sends no packet shorter than its C structure (samba §1.2):
+        // an empty REPLY_CALL is 48 bytes (observed), not 40.
+        let empty_reply = packet(
+            1,
+            Body::ReplyCall(ReplyCall {
+                status: 0,
+                data: vec![],
+            }),
+        );
+        assert_eq!(empty_reply.encode().len(), 48);
+        let empty_error = packet(
+            1,
+            Body::ReplyError(ReplyError {
+                status: -1,
+                msg: vec![],
+            }),
+        );
+        assert_eq!(empty_error.encode().len(), 48);
+        let empty_call = packet(
+            1,
+            Body::ReqCall(ReqCall {
+                flags: 0,
+                db_id: 1,
+                callid: call_id::NULL_FUNC,
+                hopcount: 0,
+                key: vec![],
+                calldata: vec![],
+            }),
+        );
+        assert_eq!(empty_call.encode().len(), 64);
+        for p in [empty_reply, empty_error, empty_call] {
+            assert_eq!(Packet::decode(&p.encode()).unwrap(), p);
+        }
+    }
+
+    #[test]
     fn truncated_bodies_name_the_field() {
         let call = packet(
             1,

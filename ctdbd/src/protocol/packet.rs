@@ -202,8 +202,27 @@ impl Packet {
         }
     }
 
+    /// The smallest packet a 4.17 daemon sends for this operation: the size of the C
+    /// structure, whose trailing one-byte `data[1]` array counts even when the data
+    /// is empty (§2.1, samba §1.2). Keepalives from pre-4.x peers are shorter, and
+    /// tunnels (raw, which keep their padding) are left as they are.
+    fn min_len(&self) -> usize {
+        match &self.body {
+            Body::ReqControl(_)
+            | Body::ReqCall(_)
+            | Body::ReqDmaster(_)
+            | Body::ReplyDmaster(_) => 64,
+            Body::ReplyControl(_)
+            | Body::ReqMessage(_)
+            | Body::ReplyCall(_)
+            | Body::ReplyError(_) => 48,
+            Body::ReqKeepalive { .. } | Body::Raw { .. } => HEADER_SIZE,
+        }
+    }
+
     /// Encodes the packet, padded with zeros to a multiple of 8 with the padded size in
-    /// `length`, as every 4.17 sender does (§2.1).
+    /// `length`, as every 4.17 sender does (§2.1), and never shorter than the C
+    /// structure of its operation, as the 4.17 daemon sends it.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u32(0) // length, patched below
@@ -249,7 +268,7 @@ impl Packet {
             }
         }
         let mut bytes = w.into_bytes();
-        let padded = bytes.len().next_multiple_of(8);
+        let padded = bytes.len().max(self.min_len()).next_multiple_of(8);
         bytes.resize(padded, 0);
         let len = u32::try_from(padded).expect("packet shorter than 4 GiB");
         bytes[0..4].copy_from_slice(&len.to_le_bytes());

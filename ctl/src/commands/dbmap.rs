@@ -1,18 +1,14 @@
 //! `getdbmap`: the attached databases with name, path, flags and health
 //! (reference §5.2.2, §6.4, §9.11).
 
-use ctdbd::protocol::wire::{c_string, Reader};
+use ctdbd::protocol::dbctl::db_flags::{PERSISTENT, READONLY, REPLICATED, STICKY};
+use ctdbd::protocol::dbctl::DbMap as DbIdMap;
+use ctdbd::protocol::wire::c_string;
 use ctdbd::protocol::Opcode;
 use serde::Serialize;
 
 use super::{json_via_serde, CommandError, Ctx, Report, Style};
 use crate::client::bad_reply;
-
-/// Database flag bits (§6.4).
-const PERSISTENT: u8 = 0x01;
-const READONLY: u8 = 0x02;
-const STICKY: u8 = 0x04;
-const REPLICATED: u8 = 0x08;
 
 /// One attached database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -103,9 +99,10 @@ pub fn getdbmap(ctx: &mut Ctx<'_>, args: &[String]) -> Result<DbMap, CommandErro
         return Err(CommandError::Usage("getdbmap"));
     }
     let data = ctx.client.control_ok(ctx.cmd, Opcode::GET_DBMAP, 0, &[])?;
-    let entries = decode_dbid_map(&data).ok_or_else(|| bad_reply(Opcode::GET_DBMAP, ctx.cmd))?;
-    let mut databases = Vec::with_capacity(entries.len());
-    for (id, flags) in entries {
+    let entries = DbIdMap::decode(&data).map_err(|_| bad_reply(Opcode::GET_DBMAP, ctx.cmd))?;
+    let mut databases = Vec::with_capacity(entries.dbs.len());
+    for entry in entries.dbs {
+        let (id, flags) = (entry.db_id, entry.flags);
         let key = id.to_le_bytes();
         let name = c_string(
             &ctx.client
@@ -128,20 +125,6 @@ pub fn getdbmap(ctx: &mut Ctx<'_>, args: &[String]) -> Result<DbMap, CommandErro
         });
     }
     Ok(DbMap { databases })
-}
-
-/// `ctdb_dbid_map`: u32 count, then per database u32 id, u8 flags, 3 pad bytes.
-fn decode_dbid_map(data: &[u8]) -> Option<Vec<(u32, u8)>> {
-    let mut r = Reader::new(data);
-    let num = r.count(8, "dbid_map.num").ok()?;
-    let mut out = Vec::with_capacity(num);
-    for _ in 0..num {
-        let id = r.u32("dbid.db_id").ok()?;
-        let flags = r.bytes(4, "dbid.flags").ok()?[0];
-        out.push((id, flags));
-    }
-    r.finish("dbid_map").ok()?;
-    Some(out)
 }
 
 #[cfg(test)]
@@ -192,12 +175,5 @@ dbid:0xbc57b384 name:ctdb-ip.tdb path:/var/lib/ctdb/volatile/ctdb-ip.tdb.0 REPLI
             verbose: false,
         };
         assert_eq!(sample().text(&style), expected);
-    }
-
-    #[test]
-    fn dbid_map_decoding() {
-        let data = [1, 0, 0, 0, 0x4d, 0xd8, 0x19, 0x7a, 0x02, 0, 0, 0];
-        assert_eq!(decode_dbid_map(&data), Some(vec![(0x7a19d84d, 0x02)]));
-        assert_eq!(decode_dbid_map(&data[..10]), None);
     }
 }
