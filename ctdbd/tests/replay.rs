@@ -139,6 +139,12 @@ impl Replay {
                         addr,
                         result: Ok(()),
                     }),
+                    Output::RecoverDatabases { generation, .. } => {
+                        queue.push(Input::DatabasesRecovered {
+                            generation,
+                            ok: true,
+                        })
+                    }
                     Output::TakeReclock | Output::ReleaseReclock => {
                         panic!("the capture had no cluster lock, yet the node asked for one")
                     }

@@ -1,7 +1,7 @@
 //! Membership, keepalives, election, recovery, admin states and the routing of
 //! controls and messages between clients and nodes. See the rules in `core`'s docs.
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::events::AfterEvent;
 use super::{
@@ -152,8 +152,7 @@ impl Node {
         req: &ReqControl,
         out: &mut Vec<Output>,
     ) {
-        let reqid = self.next_reqid;
-        self.next_reqid = self.next_reqid.wrapping_add(1).max(1);
+        let reqid = self.allocate_reqid();
         let mut req = req.clone();
         if let Some(Purpose::Forwarded { client, .. }) = &purpose {
             req.client_id = client.0;
@@ -611,6 +610,7 @@ impl Node {
 
     pub(super) fn timers(&mut self, out: &mut Vec<Output>) {
         let now = self.now.mono_ms;
+        self.database_recovery_timer(out);
         if now >= self.next_keepalive_ms {
             self.next_keepalive_ms = now + self.tunables.keepalive_interval_ms();
             self.keepalives(out);
@@ -962,6 +962,8 @@ impl Node {
     /// The leader's recovery: a new generation and vnn map for every connected node.
     /// This is where database recovery will run; today there is nothing to merge.
     pub(super) fn recover(&mut self, out: &mut Vec<Output>) {
+        // A recovery under way is superseded: its answer will be ignored.
+        self.database_recovery = None;
         let mut generation = self.random_u32();
         while generation <= crate::protocol::control::INVALID_GENERATION {
             generation = self.random_u32();
@@ -980,11 +982,70 @@ impl Node {
             generation,
             map: vnn_map,
         };
+        // The databases first: every active node must hold the same records
+        // before the new map says where each record's lmaster is.
+        let nodes: Vec<u32> = self
+            .nodes
+            .iter()
+            .filter(|n| n.addr.is_some() && n.flags & node_flags::INACTIVE == 0)
+            .map(|n| n.pnn)
+            .collect();
+        info!(generation, nodes = ?nodes, "recovering databases");
+        self.recovery_mode = 1;
+        self.last_recovery_started = self.now.wall;
+        out.push(Output::RecoverDatabases {
+            generation,
+            vnn_map: map.map.clone(),
+            nodes,
+        });
+        self.database_recovery = Some(DatabaseRecovery {
+            map,
+            deadline_ms: self.now.mono_ms + DATABASE_RECOVERY_TIMEOUT_MS,
+        });
+    }
+
+    /// The database thread answered: install the recovery's map everywhere, or
+    /// try again with a new generation.
+    pub(super) fn databases_recovered(&mut self, generation: u32, ok: bool, out: &mut Vec<Output>) {
+        let Some(recovery) = self
+            .database_recovery
+            .take_if(|r| r.map.generation == generation)
+        else {
+            debug!(
+                generation,
+                "answer for a database recovery that was superseded"
+            );
+            return;
+        };
+        if !self.is_leader() {
+            return;
+        }
+        if !ok {
+            warn!(generation, "database recovery failed; recovering again");
+            self.recover(out);
+            return;
+        }
+        let map = recovery.map;
         self.apply_vnn_map(&map);
         info!(generation, nodes = ?map.map, "recovery complete");
         self.want_takeover();
         for pnn in self.connected_peers() {
             self.send_vnn_map(pnn, out);
+        }
+    }
+
+    /// A database recovery that outlived its deadline starts over.
+    fn database_recovery_timer(&mut self, out: &mut Vec<Output>) {
+        if self
+            .database_recovery
+            .as_ref()
+            .is_some_and(|r| self.now.mono_ms >= r.deadline_ms)
+        {
+            self.database_recovery = None;
+            if self.is_leader() {
+                warn!("database recovery timed out; recovering again");
+                self.recover(out);
+            }
         }
     }
 
@@ -1250,4 +1311,18 @@ impl Node {
 /// A failed control with CTDB's status −1 and `text`.
 pub(super) fn error_reply(text: &str) -> ReplyControl {
     super::controls::error(-1, text)
+}
+
+/// How long the leader waits for its database thread to recover the databases
+/// before it starts over (CTDB's `RecoverTimeout`, 120 s, is for much slower
+/// recoveries than ours: a freeze waits only for smbd's chain locks).
+const DATABASE_RECOVERY_TIMEOUT_MS: u64 = 30_000;
+
+/// A recovery waiting for the databases.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct DatabaseRecovery {
+    /// The generation and map to install once they are done.
+    pub(super) map: VnnMap,
+    /// When to give up and start over.
+    pub(super) deadline_ms: u64,
 }

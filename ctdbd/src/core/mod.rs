@@ -56,6 +56,10 @@ use crate::tunables::Tunables;
 /// The TCP port of CTDB's node-to-node transport.
 pub const CTDB_PORT: u16 = 4379;
 
+/// Request ids from here up belong to the data path (the database worker's
+/// controls to other nodes); the core's own stay below.
+pub const DATA_PATH_REQIDS: u32 = 0x8000_0000;
+
 /// Identifies one connection on the Unix socket. Never 0 (CTDB reserves 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ClientId(pub u32);
@@ -157,6 +161,14 @@ pub enum Input {
         request: u64,
         /// Entries (`None` = deleted line), or why the file could not be read.
         result: Result<Vec<Option<IpAddr>>, String>,
+    },
+    /// The database thread finished (or gave up) the recovery of the databases
+    /// that [`Output::RecoverDatabases`] asked for.
+    DatabasesRecovered {
+        /// The generation the recovery was for.
+        generation: u32,
+        /// Whether every database is now the same on every node.
+        ok: bool,
     },
     /// Answer to [`Output::RunEvent`].
     EventDone {
@@ -272,6 +284,17 @@ pub enum Output {
     TunablesChanged(Tunables),
     /// Stop the daemon (SHUTDOWN control).
     Shutdown,
+    /// This node leads a recovery: make the databases of `nodes` (this one among
+    /// them) the same, then answer with [`Input::DatabasesRecovered`]. The new
+    /// generation and vnn map are installed only after that.
+    RecoverDatabases {
+        /// The generation the recovery will install.
+        generation: u32,
+        /// Its vnn map.
+        vnn_map: Vec<u32>,
+        /// The active connected nodes, whose databases are recovered.
+        nodes: Vec<u32>,
+    },
 }
 
 /// One node of the cluster as this node sees it.
@@ -441,6 +464,8 @@ pub struct Node {
     now: Now,
     generation: u32,
     vnn_map: Vec<u32>,
+    /// A recovery waiting for the databases before its vnn map is installed.
+    database_recovery: Option<cluster::DatabaseRecovery>,
     recovery_mode: u32,
     runstate: Runstate,
     leader: Option<u32>,
@@ -619,6 +644,7 @@ impl Node {
             now,
             generation: INVALID_GENERATION,
             vnn_map: vec![config.pnn],
+            database_recovery: None,
             recovery_mode: 0,
             runstate: Runstate::FirstRecovery,
             leader: None,
@@ -705,6 +731,11 @@ impl Node {
     /// Whether this node believes it is the leader.
     pub fn is_leader(&self) -> bool {
         self.leader == Some(self.pnn)
+    }
+
+    /// The vnn map: the lmaster-capable active nodes, in the leader's order.
+    pub fn vnn_map(&self) -> &[u32] {
+        &self.vnn_map
     }
 
     /// The vnn-map generation.
@@ -817,6 +848,9 @@ impl Node {
         if let Some(p) = self.pending.values().map(|p| p.deadline_ms).min() {
             t = t.min(p);
         }
+        if let Some(r) = &self.database_recovery {
+            t = t.min(r.deadline_ms);
+        }
         // A silent leader must be noticed even when nothing else happens.
         if self.leader.is_some_and(|l| l != self.pnn) {
             t = t.min(self.leader_heard_ms + self.leader_timeout_ms + 1);
@@ -875,6 +909,9 @@ impl Node {
                 self.public_addresses_read(request, result, &mut out)
             }
             Input::EventDone { id, outcome } => self.event_done(id, outcome, &mut out),
+            Input::DatabasesRecovered { generation, ok } => {
+                self.databases_recovered(generation, ok, &mut out)
+            }
         }
         self.election_check(&mut out);
         if self.leader != leader_before {
@@ -923,6 +960,16 @@ impl Node {
 
     fn own_flags(&self) -> u32 {
         self.nodes[self.pnn as usize].flags
+    }
+
+    /// The id of a control this node sends. The core's ids stay below
+    /// [`DATA_PATH_REQIDS`], so that the edges can send every reply to the task that
+    /// asked.
+    fn allocate_reqid(&mut self) -> u32 {
+        let reqid = self.next_reqid;
+        self.next_reqid = (self.next_reqid + 1) % DATA_PATH_REQIDS;
+        self.next_reqid = self.next_reqid.max(1);
+        reqid
     }
 
     fn header(&self, destnode: u32, reqid: u32) -> Header {

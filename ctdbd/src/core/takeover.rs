@@ -632,8 +632,7 @@ impl Node {
     ) {
         let Some(run) = &self.takeover else { return };
         let run_id = run.id;
-        let reqid = self.next_reqid;
-        self.next_reqid = self.next_reqid.wrapping_add(1).max(1);
+        let reqid = self.allocate_reqid();
         if let Some(run) = &mut self.takeover {
             run.waiting.insert(reqid);
         }

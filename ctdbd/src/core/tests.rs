@@ -20,6 +20,32 @@ const TOOL: ClientId = ClientId(1);
 const OTHER: ClientId = ClientId(2);
 
 /// Node 0 of three (node 2 deleted), two public addresses on eth1/eth2.
+/// Feeding a node as the daemon does, with a database thread that has no
+/// databases: a recovery's database step is answered at once, and its outputs
+/// take the place of the request.
+trait Feed {
+    fn feed(&mut self, now: Now, input: Input) -> Vec<Output>;
+}
+
+impl Feed for Node {
+    fn feed(&mut self, now: Now, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        for output in self.handle(now, input) {
+            match output {
+                Output::RecoverDatabases { generation, .. } => out.extend(self.feed(
+                    now,
+                    Input::DatabasesRecovered {
+                        generation,
+                        ok: true,
+                    },
+                )),
+                other => out.push(other),
+            }
+        }
+        out
+    }
+}
+
 fn node() -> Node {
     node_with_lock(None)
 }
@@ -59,14 +85,14 @@ fn build_node(cluster_lock: Option<&str>, third: Option<&str>) -> Node {
         seed: 7,
         start: NOW,
     });
-    node.handle(
+    node.feed(
         NOW,
         Input::ClientConnected {
             client: TOOL,
             pid: 100,
         },
     );
-    node.handle(
+    node.feed(
         NOW,
         Input::ClientConnected {
             client: OTHER,
@@ -81,7 +107,7 @@ fn build_node(cluster_lock: Option<&str>, third: Option<&str>) -> Node {
 fn finish_events(n: &mut Node, now: Now) -> Vec<Output> {
     let mut out = Vec::new();
     while let Some((id, _)) = n.events.in_progress().first().copied() {
-        out.extend(n.handle(
+        out.extend(n.feed(
             now,
             Input::EventDone {
                 id,
@@ -122,7 +148,7 @@ fn call_to(
     srvid: u64,
     data: Vec<u8>,
 ) -> (ReplyControl, Vec<Output>) {
-    let out = node.handle(
+    let out = node.feed(
         NOW,
         Input::ClientPacket {
             client: TOOL,
@@ -186,7 +212,7 @@ fn control_to_an_absent_node_fails_with_ctdbs_text() {
 #[test]
 fn broadcast_control_wanting_a_reply_is_dropped_silently() {
     let mut n = node();
-    let out = n.handle(
+    let out = n.feed(
         NOW,
         Input::ClientPacket {
             client: TOOL,
@@ -245,7 +271,7 @@ fn registering_for_the_leader_delivers_it_at_once_and_every_tick() {
         mono_ms: 1000,
         ..NOW
     };
-    assert_eq!(n.handle(later, Input::Tick), vec![expected]);
+    assert_eq!(n.feed(later, Input::Tick), vec![expected]);
 }
 
 /// TAKEOVER_RUN from the tool is answered with the leader's pnn after the run that
@@ -277,7 +303,7 @@ fn takeover_run_request_is_answered_with_the_leader_pnn() {
             .encode(),
         }),
     };
-    let out = n.handle(
+    let out = n.feed(
         NOW,
         Input::ClientPacket {
             client: OTHER,
@@ -294,7 +320,7 @@ fn takeover_run_request_is_answered_with_the_leader_pnn() {
     };
     // Start-up: the first recovery's events, `startup`, the first monitor.
     let mut out = finish_events(&mut n, later);
-    out.extend(n.handle(later, Input::Tick));
+    out.extend(n.feed(later, Input::Tick));
     let adds: Vec<std::net::IpAddr> = out
         .iter()
         .filter_map(|o| match o {
@@ -304,7 +330,7 @@ fn takeover_run_request_is_answered_with_the_leader_pnn() {
         .collect();
     assert_eq!(adds.len(), 2, "{out:?}");
     for addr in adds {
-        out.extend(n.handle(
+        out.extend(n.feed(
             later,
             Input::AddressAdded {
                 addr,
@@ -339,7 +365,7 @@ fn takeover_run_request_is_answered_with_the_leader_pnn() {
 fn messages_reach_registered_clients_only_and_registrations_end_with_the_client() {
     let mut n = node();
     let id = 0xAE00_0000_0000_0001;
-    let out = n.handle(
+    let out = n.feed(
         NOW,
         Input::ClientPacket {
             client: OTHER,
@@ -348,7 +374,7 @@ fn messages_reach_registered_clients_only_and_registrations_end_with_the_client(
     );
     assert_eq!(out.len(), 1);
     let send = |n: &mut Node| {
-        n.handle(
+        n.feed(
             NOW,
             Input::ClientPacket {
                 client: TOOL,
@@ -375,7 +401,7 @@ fn messages_reach_registered_clients_only_and_registrations_end_with_the_client(
     // CHECK_PID_SRVID sees the registration of pid 200.
     let (reply, _) = call(&mut n, Opcode::CHECK_PID_SRVID, pid_srvid(200, id));
     assert_eq!(reply.status, 0);
-    n.handle(NOW, Input::ClientGone { client: OTHER });
+    n.feed(NOW, Input::ClientGone { client: OTHER });
     assert!(send(&mut n).is_empty());
     let (reply, _) = call(&mut n, Opcode::CHECK_PID_SRVID, pid_srvid(200, id));
     assert_eq!(reply.status, -1);
@@ -501,7 +527,7 @@ fn public_ip_info_lists_configured_interfaces_in_file_order() {
 #[test]
 fn shutdown_with_noreply_sends_nothing_and_asks_to_stop() {
     let mut n = node();
-    let out = n.handle(
+    let out = n.feed(
         NOW,
         Input::ClientPacket {
             client: TOOL,
@@ -520,7 +546,7 @@ fn shutdown_with_noreply_sends_nothing_and_asks_to_stop() {
 fn leader_resends_the_vnn_map_to_a_node_with_an_old_generation() {
     let mut n = node();
     assert!(n.is_leader(), "node 0 leads alone without a lock");
-    n.handle(NOW, Input::PeerConnected { pnn: 1 });
+    n.feed(NOW, Input::PeerConnected { pnn: 1 });
     let keepalive = |generation| Packet {
         header: Header {
             generation,
@@ -534,7 +560,7 @@ fn leader_resends_the_vnn_map_to_a_node_with_an_old_generation() {
         },
     };
     let current = n.generation();
-    let out = n.handle(
+    let out = n.feed(
         NOW,
         Input::PeerPacket {
             pnn: 1,
@@ -545,7 +571,7 @@ fn leader_resends_the_vnn_map_to_a_node_with_an_old_generation() {
         out.is_empty(),
         "an up-to-date follower needs nothing: {out:?}"
     );
-    let out = n.handle(
+    let out = n.feed(
         NOW,
         Input::PeerPacket {
             pnn: 1,
@@ -569,7 +595,7 @@ fn leader_resends_the_vnn_map_to_a_node_with_an_old_generation() {
 #[test]
 fn vnn_map_lists_every_active_node_after_recovery() {
     let mut n = node();
-    n.handle(NOW, Input::PeerConnected { pnn: 1 });
+    n.feed(NOW, Input::PeerConnected { pnn: 1 });
     let (reply, _) = call(&mut n, Opcode::GETVNNMAP, vec![]);
     let map = VnnMap::decode(&reply.data).unwrap();
     assert_eq!(map.generation, n.generation());
@@ -588,7 +614,7 @@ fn finish_one(n: &mut Node, now: Now, outcome: EventOutcome) -> (EventKind, Vec<
         .in_progress()
         .first()
         .expect("an event in progress");
-    (kind, n.handle(now, Input::EventDone { id, outcome }))
+    (kind, n.feed(now, Input::EventDone { id, outcome }))
 }
 
 fn own_flags(n: &Node) -> u32 {
@@ -639,7 +665,7 @@ fn a_cancelled_first_monitor_runs_again_as_soon_as_the_other_events_end() {
     let [(first, EventKind::Monitor)] = n.events.in_progress()[..] else {
         panic!("no first monitor: {:?}", n.events.in_progress());
     };
-    let out = n.handle(NOW, Input::PeerConnected { pnn: 1 });
+    let out = n.feed(NOW, Input::PeerConnected { pnn: 1 });
     assert!(
         out.iter().any(|o| matches!(
             o,
@@ -651,7 +677,7 @@ fn a_cancelled_first_monitor_runs_again_as_soon_as_the_other_events_end() {
         "the join started no recovery: {out:?}"
     );
     // The edge cancels the monitor for the recovery's event.
-    n.handle(
+    n.feed(
         NOW,
         Input::EventDone {
             id: first,
@@ -690,7 +716,7 @@ fn a_failed_startup_is_retried_and_no_monitor_runs_before_it_succeeds() {
     assert_eq!(n.runstate, Runstate::Startup);
     assert!(n.events.in_progress().is_empty());
     assert_eq!(n.poll_timeout().min(STARTUP_RETRY_MS), n.poll_timeout());
-    n.handle(at(STARTUP_RETRY_MS), Input::Tick);
+    n.feed(at(STARTUP_RETRY_MS), Input::Tick);
     // Other events may come first (the takeover run's `ipreallocated`).
     let mut kinds = Vec::new();
     while !n.events.in_progress().is_empty() && kinds.len() < 10 {
@@ -712,7 +738,7 @@ fn monitor_results_set_and_clear_unhealthy() {
     let mut t = 0;
     let mut next_monitor = |n: &mut Node, outcome| {
         t += 15_000;
-        n.handle(at(t), Input::Tick);
+        n.feed(at(t), Input::Tick);
         let (kind, _) = finish_one(n, at(t), outcome);
         assert_eq!(kind, EventKind::Monitor);
         // Answer what the flag change started (a takeover run's events).
@@ -743,7 +769,7 @@ fn finish_events_except_monitor(n: &mut Node, now: Now) {
         .into_iter()
         .find(|(_, kind)| *kind != EventKind::Monitor)
     {
-        n.handle(
+        n.feed(
             now,
             Input::EventDone {
                 id,
@@ -768,7 +794,7 @@ fn takeip_runs_before_the_announcement_and_releaseip_after_the_removal() {
         out.iter().any(|o| matches!(o, Output::AddAddress { .. })),
         "{out:?}"
     );
-    let out = n.handle(
+    let out = n.feed(
         NOW,
         Input::AddressAdded {
             addr,
@@ -794,7 +820,7 @@ fn takeip_runs_before_the_announcement_and_releaseip_after_the_removal() {
     assert!(out
         .iter()
         .any(|o| matches!(o, Output::RemoveAddress { .. })));
-    let out = n.handle(
+    let out = n.feed(
         NOW,
         Input::AddressRemoved {
             addr,
@@ -811,7 +837,7 @@ fn takeip_runs_before_the_announcement_and_releaseip_after_the_removal() {
 /// Sends a control from the tool that may be answered later; returns the reqid and
 /// the outputs.
 fn call_to_deferred(n: &mut Node, opcode: Opcode, data: Vec<u8>) -> (u32, Vec<Output>) {
-    let out = n.handle(
+    let out = n.feed(
         NOW,
         Input::ClientPacket {
             client: TOOL,
@@ -873,15 +899,15 @@ fn grant_leases(n: &mut Node, now: Now, out: &[Output], lease_ms: u32) -> Vec<Ou
     let mut all = Vec::new();
     for seq in seqs {
         let grant = crate::protocol::control::LeaseGrant { seq, lease_ms };
-        all.extend(n.handle(now, from_peer(srvid::LEASE_GRANT, grant.encode())));
+        all.extend(n.feed(now, from_peer(srvid::LEASE_GRANT, grant.encode())));
     }
     all
 }
 
 /// Node 1's link comes up and node 1 announces `incarnation`.
 fn connect_peer(n: &mut Node, now: Now, incarnation: u64) {
-    n.handle(now, Input::PeerConnected { pnn: 1 });
-    n.handle(
+    n.feed(now, Input::PeerConnected { pnn: 1 });
+    n.feed(
         now,
         from_peer(srvid::INCARNATION, incarnation.to_le_bytes().to_vec()),
     );
@@ -923,7 +949,7 @@ fn guarded(n: &Node) -> Vec<u32> {
 #[test]
 fn a_node_announces_its_incarnation_first_when_a_link_comes_up() {
     let mut n = node();
-    let out = n.handle(NOW, Input::PeerConnected { pnn: 1 });
+    let out = n.feed(NOW, Input::PeerConnected { pnn: 1 });
     match out.first() {
         Some(Output::SendToPeer {
             pnn: 1,
@@ -938,7 +964,7 @@ fn a_node_announces_its_incarnation_first_when_a_link_comes_up() {
         }
         other => panic!("first output {other:?}"),
     }
-    n.handle(
+    n.feed(
         NOW,
         from_peer(srvid::INCARNATION, PEER_RUN.to_le_bytes().to_vec()),
     );
@@ -962,16 +988,16 @@ fn a_confirmed_guardian_notice_lifts_the_lost_nodes_guard_at_once() {
     // 0.7 s) still holds, so that no run is under way when it goes (a failed run
     // would wait to retry).
     connect_peer(&mut n, at(500), PEER_RUN);
-    n.handle(at(550), lease_request_from_peer(1));
-    n.handle(at(600), Input::PeerDisconnected { pnn: 1 });
+    n.feed(at(550), lease_request_from_peer(1));
+    n.feed(at(600), Input::PeerDisconnected { pnn: 1 });
     assert_eq!(guarded(&n), [1]);
     assert_eq!(n.lease_guards[&1], 550 + 500 + 200);
     let runs = n.takeover_ids;
-    n.handle(at(1_200), Input::Tick);
+    n.feed(at(1_200), Input::Tick);
     assert_eq!(n.takeover_ids, runs, "a run started under the guard");
     assert!(n.takeover_pending());
 
-    n.handle(at(1_200), notice(PEER_RUN));
+    n.feed(at(1_200), notice(PEER_RUN));
     assert!(guarded(&n).is_empty());
     assert_eq!(n.takeover_ids, runs + 1, "the run waits no longer");
 }
@@ -985,7 +1011,7 @@ fn a_confirmed_guardian_notice_lifts_the_lost_nodes_guard_at_once() {
 fn a_lost_nodes_guard_counts_from_its_last_lease_request() {
     let mut n = node();
     connect_peer(&mut n, at(500), PEER_RUN);
-    let out = n.handle(at(1_000), lease_request_from_peer(9));
+    let out = n.feed(at(1_000), lease_request_from_peer(9));
     let grant = out
         .iter()
         .find_map(|o| match o {
@@ -1009,13 +1035,13 @@ fn a_lost_nodes_guard_counts_from_its_last_lease_request() {
             lease_ms: 500
         }
     );
-    n.handle(at(2_400), Input::PeerDisconnected { pnn: 1 });
+    n.feed(at(2_400), Input::PeerDisconnected { pnn: 1 });
     assert!(guarded(&n).is_empty(), "{:?}", n.lease_guards);
 
     let mut n = node_with_lock(Some("/shared/.reclock"));
     connect_peer(&mut n, NOW, PEER_RUN);
     assert_eq!(n.lock, LockState::Taking);
-    let out = n.handle(at(10), lease_request_from_peer(1));
+    let out = n.feed(at(10), lease_request_from_peer(1));
     assert!(out.is_empty(), "no lock, no grant: {out:?}");
 }
 
@@ -1029,22 +1055,22 @@ fn a_followers_lease_counts_from_its_request() {
     let mut n = follower_of_peer();
     // follower_of_peer heard node 1's LEADER at 10 ms: the first request left then.
     n.lease_requests.clear();
-    let out = n.handle(at(100), Input::Tick);
+    let out = n.feed(at(100), Input::Tick);
     assert!(lease_requests(&out).is_empty(), "next one is due at 135 ms");
-    let out = n.handle(at(135), Input::Tick);
+    let out = n.feed(at(135), Input::Tick);
     let seqs = lease_requests(&out);
     assert_eq!(seqs.len(), 1, "{out:?}");
     let grant = crate::protocol::control::LeaseGrant {
         seq: seqs[0],
         lease_ms: 500,
     };
-    n.handle(at(400), from_peer(srvid::LEASE_GRANT, grant.encode()));
+    n.feed(at(400), from_peer(srvid::LEASE_GRANT, grant.encode()));
     assert_eq!(n.lease_until_ms, 135 + 500);
     let stale = crate::protocol::control::LeaseGrant {
         seq: 9_999,
         lease_ms: 60_000,
     };
-    n.handle(at(401), from_peer(srvid::LEASE_GRANT, stale.encode()));
+    n.feed(at(401), from_peer(srvid::LEASE_GRANT, stale.encode()));
     assert_eq!(n.lease_until_ms, 135 + 500, "a grant for nothing we asked");
 }
 
@@ -1057,8 +1083,8 @@ fn a_followers_lease_counts_from_its_request() {
 fn guardian_notices_that_cannot_be_believed_leave_the_guard() {
     let mut n = node();
     connect_peer(&mut n, at(1_500), PEER_RUN);
-    n.handle(at(1_900), lease_request_from_peer(1));
-    n.handle(at(2_000), Input::PeerDisconnected { pnn: 1 });
+    n.feed(at(1_900), lease_request_from_peer(1));
+    n.feed(at(2_000), Input::PeerDisconnected { pnn: 1 });
     let mut wrong_srvid = notice_packet(1, 1, PEER_RUN);
     if let Body::ReqMessage(m) = &mut wrong_srvid.body {
         m.srvid = srvid::LEADER;
@@ -1074,22 +1100,22 @@ fn guardian_notices_that_cannot_be_believed_leave_the_guard() {
         wrong_srvid,
         garbage,
     ] {
-        n.handle(at(2_001), Input::GuardianNotice { pnn: 1, packet });
+        n.feed(at(2_001), Input::GuardianNotice { pnn: 1, packet });
         assert_eq!(guarded(&n), [1]);
     }
 
     // Back, and its new daemon says who it is: a notice about the old one while it
     // is connected is stale, and so it is once that link goes (the node's last
     // incarnation is the new one).
-    n.handle(at(2_002), Input::PeerConnected { pnn: 1 });
-    n.handle(
+    n.feed(at(2_002), Input::PeerConnected { pnn: 1 });
+    n.feed(
         at(2_002),
         from_peer(srvid::INCARNATION, (PEER_RUN ^ 2).to_le_bytes().to_vec()),
     );
-    n.handle(at(2_002), notice(PEER_RUN));
+    n.feed(at(2_002), notice(PEER_RUN));
     assert!(n.peers[&1].pending_notice.is_none());
-    n.handle(at(2_003), Input::PeerDisconnected { pnn: 1 });
-    n.handle(at(2_004), notice(PEER_RUN));
+    n.feed(at(2_003), Input::PeerDisconnected { pnn: 1 });
+    n.feed(at(2_004), notice(PEER_RUN));
     assert_eq!(guarded(&n), [1]);
     assert_eq!(
         n.lease_guards[&1],
@@ -1108,26 +1134,26 @@ fn guardian_notices_that_cannot_be_believed_leave_the_guard() {
 fn a_notice_during_a_silent_reconnection_counts_once_it_goes() {
     let mut n = node();
     connect_peer(&mut n, at(1_500), PEER_RUN);
-    n.handle(at(1_900), lease_request_from_peer(1));
-    n.handle(at(2_000), Input::PeerDisconnected { pnn: 1 });
+    n.feed(at(1_900), lease_request_from_peer(1));
+    n.feed(at(2_000), Input::PeerDisconnected { pnn: 1 });
     assert_eq!(guarded(&n), [1]);
-    n.handle(at(2_010), Input::PeerConnected { pnn: 1 });
-    n.handle(at(2_011), notice(PEER_RUN));
+    n.feed(at(2_010), Input::PeerConnected { pnn: 1 });
+    n.feed(at(2_011), notice(PEER_RUN));
     assert_eq!(guarded(&n), [1], "not while it looks connected");
-    n.handle(at(2_012), Input::PeerDisconnected { pnn: 1 });
+    n.feed(at(2_012), Input::PeerDisconnected { pnn: 1 });
     assert!(guarded(&n).is_empty(), "{:?}", n.lease_guards);
 
     let mut n = node();
     connect_peer(&mut n, at(1_500), PEER_RUN);
-    n.handle(at(1_900), lease_request_from_peer(1));
-    n.handle(at(2_000), Input::PeerDisconnected { pnn: 1 });
-    n.handle(at(2_010), Input::PeerConnected { pnn: 1 });
-    n.handle(at(2_011), notice(PEER_RUN));
-    n.handle(
+    n.feed(at(1_900), lease_request_from_peer(1));
+    n.feed(at(2_000), Input::PeerDisconnected { pnn: 1 });
+    n.feed(at(2_010), Input::PeerConnected { pnn: 1 });
+    n.feed(at(2_011), notice(PEER_RUN));
+    n.feed(
         at(2_012),
         from_peer(srvid::INCARNATION, (PEER_RUN ^ 2).to_le_bytes().to_vec()),
     );
-    n.handle(at(2_013), Input::PeerDisconnected { pnn: 1 });
+    n.feed(at(2_013), Input::PeerDisconnected { pnn: 1 });
     assert_eq!(guarded(&n), [1], "a new daemon spoke: the notice was stale");
 }
 
@@ -1135,9 +1161,9 @@ fn a_notice_during_a_silent_reconnection_counts_once_it_goes() {
 #[test]
 fn clients_cannot_send_daemon_messages() {
     let mut n = node();
-    n.handle(NOW, Input::PeerConnected { pnn: 1 });
+    n.feed(NOW, Input::PeerConnected { pnn: 1 });
     for id in [srvid::INCARNATION, srvid::DAEMON_GONE] {
-        let out = n.handle(
+        let out = n.feed(
             NOW,
             Input::ClientPacket {
                 client: TOOL,
@@ -1166,9 +1192,9 @@ fn follower_of_peer() -> Node {
 
 fn follower_of_peer_in(mut n: Node) -> Node {
     assert_eq!(n.lock, LockState::Taking, "no leader yet: racing");
-    n.handle(NOW, Input::Reclock(ReclockStatus::Contended));
+    n.feed(NOW, Input::Reclock(ReclockStatus::Contended));
     connect_peer(&mut n, NOW, PEER_RUN);
-    n.handle(
+    n.feed(
         at(10),
         from_peer(srvid::LEADER, 1u32.to_le_bytes().to_vec()),
     );
@@ -1184,13 +1210,13 @@ fn follower_of_peer_in(mut n: Node) -> Node {
 #[test]
 fn a_notice_while_the_followers_wait_starts_the_race_and_spares_every_guard() {
     let mut n = follower_of_peer();
-    n.handle(at(1_000), Input::PeerDisconnected { pnn: 1 });
+    n.feed(at(1_000), Input::PeerDisconnected { pnn: 1 });
     assert_eq!(n.leader(), None);
     assert_eq!(n.lock, LockState::Idle, "waits for the guardian");
-    n.handle(at(1_002), notice(PEER_RUN));
+    n.feed(at(1_002), notice(PEER_RUN));
     assert_eq!(n.lock, LockState::Taking);
     let runs = n.takeover_ids;
-    n.handle(at(1_005), Input::Reclock(ReclockStatus::Taken));
+    n.feed(at(1_005), Input::Reclock(ReclockStatus::Taken));
     assert!(n.is_leader());
     assert!(guarded(&n).is_empty(), "{:?}", n.lease_guards);
     assert_eq!(n.takeover_ids, runs + 1, "the run waits for nothing");
@@ -1199,14 +1225,14 @@ fn a_notice_while_the_followers_wait_starts_the_race_and_spares_every_guard() {
     // behind a partition with the lock, so node 0 gives it the time to notice and
     // let go before racing (`cluster`: the minority rule).
     let mut n = follower_of_peer();
-    n.handle(at(1_000), Input::PeerDisconnected { pnn: 1 });
-    n.handle(at(1_100), Input::Tick);
+    n.feed(at(1_000), Input::PeerDisconnected { pnn: 1 });
+    n.feed(at(1_100), Input::Tick);
     assert_eq!(n.lock, LockState::Idle);
     let race = 1_000 + n.minority_race_delay_ms();
     assert!(n.poll_timeout() <= race, "wakes up by then");
-    n.handle(at(race - 1), Input::Tick);
+    n.feed(at(race - 1), Input::Tick);
     assert_eq!(n.lock, LockState::Idle);
-    n.handle(at(race), Input::Tick);
+    n.feed(at(race), Input::Tick);
     assert_eq!(
         n.lock,
         LockState::Taking,
@@ -1219,12 +1245,12 @@ fn a_notice_while_the_followers_wait_starts_the_race_and_spares_every_guard() {
 #[test]
 fn a_notice_during_the_race_spares_the_dead_leader_the_election_guard() {
     let mut n = follower_of_peer();
-    n.handle(at(1_000), Input::PeerDisconnected { pnn: 1 });
+    n.feed(at(1_000), Input::PeerDisconnected { pnn: 1 });
     let race = 1_000 + n.minority_race_delay_ms();
-    n.handle(at(race), Input::Tick);
+    n.feed(at(race), Input::Tick);
     assert_eq!(n.lock, LockState::Taking);
-    n.handle(at(race + 3), notice(PEER_RUN));
-    n.handle(at(race + 5), Input::Reclock(ReclockStatus::Taken));
+    n.feed(at(race + 3), notice(PEER_RUN));
+    n.feed(at(race + 5), Input::Reclock(ReclockStatus::Taken));
     assert!(n.is_leader());
     assert!(guarded(&n).is_empty(), "{:?}", n.lease_guards);
 }
@@ -1236,19 +1262,19 @@ fn a_notice_during_the_race_spares_the_dead_leader_the_election_guard() {
 #[test]
 fn a_notice_outside_the_winning_attempt_does_not_count() {
     let mut n = follower_of_peer();
-    n.handle(at(1_000), Input::PeerDisconnected { pnn: 1 });
-    n.handle(at(1_100), Input::Tick);
-    n.handle(at(1_103), notice(PEER_RUN));
-    n.handle(at(1_105), Input::Reclock(ReclockStatus::Contended));
+    n.feed(at(1_000), Input::PeerDisconnected { pnn: 1 });
+    n.feed(at(1_100), Input::Tick);
+    n.feed(at(1_103), notice(PEER_RUN));
+    n.feed(at(1_105), Input::Reclock(ReclockStatus::Contended));
     assert_eq!(n.lock, LockState::Idle);
-    n.handle(at(1_605), Input::Tick);
+    n.feed(at(1_605), Input::Tick);
     assert_eq!(n.lock, LockState::Taking);
-    n.handle(at(1_610), Input::Reclock(ReclockStatus::Taken));
+    n.feed(at(1_610), Input::Reclock(ReclockStatus::Taken));
     assert!(n.is_leader());
     assert_eq!(guarded(&n), [1]);
 
     let mut n = follower_of_peer();
-    n.handle(at(1_000), notice(PEER_RUN));
+    n.feed(at(1_000), notice(PEER_RUN));
     assert_eq!(n.leader(), Some(1));
     assert!(n.gone_during_election.is_empty());
 }
@@ -1296,13 +1322,13 @@ fn reply_to_peer(out: &[Output], reqid: u32) -> Option<&ReplyControl> {
 #[test]
 fn only_the_followed_leader_or_an_administrator_moves_addresses() {
     let mut n = node_with_lock(Some("/shared/.reclock"));
-    n.handle(NOW, Input::Reclock(ReclockStatus::Contended));
-    n.handle(NOW, Input::PeerConnected { pnn: 1 });
+    n.feed(NOW, Input::Reclock(ReclockStatus::Contended));
+    n.feed(NOW, Input::PeerConnected { pnn: 1 });
     finish_events(&mut n, NOW);
     let addr: std::net::IpAddr = "10.0.0.32".parse().unwrap();
     let take = crate::protocol::control::PublicIp { pnn: 0, addr }.encode();
     // Node 1 is not (yet) our leader: its run's take is refused.
-    let out = n.handle(
+    let out = n.feed(
         NOW,
         control_from_peer(Opcode::TAKEOVER_IP, 0, 5, take.clone()),
     );
@@ -1311,7 +1337,7 @@ fn only_the_followed_leader_or_an_administrator_moves_addresses() {
         Some(-1),
         "{out:?}"
     );
-    let out = n.handle(
+    let out = n.feed(
         NOW,
         control_from_peer(Opcode::RELEASE_IP, 0, 6, take.clone()),
     );
@@ -1321,9 +1347,9 @@ fn only_the_followed_leader_or_an_administrator_moves_addresses() {
         "{out:?}"
     );
     // Once it leads and grants us a lease, its run is obeyed.
-    let out = n.handle(NOW, from_peer(srvid::LEADER, 1u32.to_le_bytes().to_vec()));
+    let out = n.feed(NOW, from_peer(srvid::LEADER, 1u32.to_le_bytes().to_vec()));
     grant_leases(&mut n, NOW, &out, 1_000);
-    let out = n.handle(
+    let out = n.feed(
         NOW,
         control_from_peer(Opcode::TAKEOVER_IP, 0, 7, take.clone()),
     );
@@ -1332,12 +1358,12 @@ fn only_the_followed_leader_or_an_administrator_moves_addresses() {
         "{out:?}"
     );
     // An administrator's release forwarded by any node is obeyed (ctdb moveip).
-    n.handle(
+    n.feed(
         NOW,
         from_peer(srvid::LEADER, UNKNOWN_PNN.to_le_bytes().to_vec()),
     );
     assert_eq!(n.leader(), None);
-    let out = n.handle(NOW, control_from_peer(Opcode::RELEASE_IP, 42, 8, take));
+    let out = n.feed(NOW, control_from_peer(Opcode::RELEASE_IP, 42, 8, take));
     assert!(
         out.iter()
             .any(|o| matches!(o, Output::RemoveAddress { .. })),
@@ -1356,7 +1382,7 @@ fn a_release_during_an_add_is_answered_after_the_removal() {
     let addr: std::net::IpAddr = "10.0.0.32".parse().unwrap();
     let ip = crate::protocol::control::PublicIp { pnn: 1, addr }.encode();
     let take = crate::protocol::control::PublicIp { pnn: 0, addr }.encode();
-    let mut out = n.handle(
+    let mut out = n.feed(
         NOW,
         Input::ClientPacket {
             client: OTHER,
@@ -1373,7 +1399,7 @@ fn a_release_during_an_add_is_answered_after_the_removal() {
     assert!(more
         .iter()
         .any(|o| matches!(o, Output::RemoveAddress { .. })));
-    out = n.handle(
+    out = n.feed(
         NOW,
         Input::AddressAdded {
             addr,
@@ -1385,7 +1411,7 @@ fn a_release_during_an_add_is_answered_after_the_removal() {
         !out.iter().any(|o| is_reply_to_tool(o, 0)),
         "release answered before the removal: {out:?}"
     );
-    let mut out = n.handle(
+    let mut out = n.feed(
         NOW,
         Input::AddressRemoved {
             addr,
@@ -1401,13 +1427,13 @@ fn a_release_during_an_add_is_answered_after_the_removal() {
 #[test]
 fn a_leader_that_loses_the_lock_drops_its_run() {
     let mut n = node_with_lock(Some("/shared/.reclock"));
-    n.handle(NOW, Input::PeerConnected { pnn: 1 });
-    n.handle(NOW, Input::Reclock(ReclockStatus::Taken));
+    n.feed(NOW, Input::PeerConnected { pnn: 1 });
+    n.feed(NOW, Input::Reclock(ReclockStatus::Taken));
     assert!(n.is_leader());
     // After the election guard (0.7 s), before node 1's silence counts (1 s).
-    n.handle(at(800), Input::Tick);
+    n.feed(at(800), Input::Tick);
     assert!(n.takeover.is_some(), "a run waits for node 1's answers");
-    n.handle(at(800), Input::Reclock(ReclockStatus::Lost("gone".into())));
+    n.feed(at(800), Input::Reclock(ReclockStatus::Lost("gone".into())));
     assert!(!n.is_leader());
     assert!(n.takeover.is_none() && !n.takeover_pending());
 }
@@ -1433,16 +1459,16 @@ fn addtickle_registrations_outlive_the_tool_and_tcp_client_ones_do_not() {
     };
     let (reply, _) = call(&mut n, Opcode::TCP_ADD_DELAYED_UPDATE, by_tool.encode());
     assert_eq!(reply.status, 0);
-    n.handle(
+    n.feed(
         NOW,
         Input::ClientPacket {
             client: OTHER,
             packet: control_packet(CURRENT_NODE, Opcode::TCP_CLIENT, 0, 0, by_smbd.encode()),
         },
     );
-    n.handle(NOW, Input::ClientGone { client: OTHER });
-    n.handle(NOW, Input::ClientGone { client: TOOL });
-    n.handle(
+    n.feed(NOW, Input::ClientGone { client: OTHER });
+    n.feed(NOW, Input::ClientGone { client: TOOL });
+    n.feed(
         NOW,
         Input::ClientConnected {
             client: TOOL,
@@ -1462,14 +1488,14 @@ fn addtickle_registrations_outlive_the_tool_and_tcp_client_ones_do_not() {
 #[test]
 fn a_new_leader_guards_connected_nodes_unless_its_predecessor_is_known_dead() {
     let mut n = follower_of_peer();
-    n.handle(
+    n.feed(
         at(1_000),
         from_peer(srvid::LEADER, UNKNOWN_PNN.to_le_bytes().to_vec()),
     );
     assert_eq!(n.leader(), None);
-    n.handle(at(1_000), Input::Tick);
+    n.feed(at(1_000), Input::Tick);
     assert_eq!(n.lock, LockState::Taking);
-    n.handle(at(1_005), Input::Reclock(ReclockStatus::Taken));
+    n.feed(at(1_005), Input::Reclock(ReclockStatus::Taken));
     assert!(n.is_leader());
     assert!(n.is_connected(1));
     assert_eq!(guarded(&n), [1]);
@@ -1482,14 +1508,14 @@ fn a_new_leader_guards_connected_nodes_unless_its_predecessor_is_known_dead() {
 #[test]
 fn a_notice_just_after_the_election_lifts_the_guards_too() {
     let mut n = follower_of_peer_in(build_node(Some("/shared/.reclock"), Some("192.168.20.43")));
-    n.handle(at(10), Input::PeerConnected { pnn: 2 });
+    n.feed(at(10), Input::PeerConnected { pnn: 2 });
     // Before node 2's silence counts (1 s): nodes 0 and 2 are a majority.
-    n.handle(at(500), Input::PeerDisconnected { pnn: 1 });
-    n.handle(at(600), Input::Tick);
-    n.handle(at(605), Input::Reclock(ReclockStatus::Taken));
+    n.feed(at(500), Input::PeerDisconnected { pnn: 1 });
+    n.feed(at(600), Input::Tick);
+    n.feed(at(605), Input::Reclock(ReclockStatus::Taken));
     assert!(n.is_leader());
     assert_eq!(guarded(&n), [1, 2]);
-    n.handle(at(606), notice(PEER_RUN));
+    n.feed(at(606), notice(PEER_RUN));
     assert!(guarded(&n).is_empty(), "{:?}", n.lease_guards);
 }
 
@@ -1503,17 +1529,17 @@ fn a_notice_just_after_the_election_lifts_the_guards_too() {
 #[test]
 fn a_leader_cut_off_from_the_majority_gives_up_the_lock() {
     let mut n = build_node(Some("/shared/.reclock"), Some("192.168.20.43"));
-    n.handle(NOW, Input::PeerConnected { pnn: 1 });
-    n.handle(NOW, Input::PeerConnected { pnn: 2 });
+    n.feed(NOW, Input::PeerConnected { pnn: 1 });
+    n.feed(NOW, Input::PeerConnected { pnn: 2 });
     assert_eq!(n.lock, LockState::Taking);
-    n.handle(at(5), Input::Reclock(ReclockStatus::Taken));
+    n.feed(at(5), Input::Reclock(ReclockStatus::Taken));
     assert!(n.is_leader());
 
-    let out = n.handle(at(100), Input::PeerDisconnected { pnn: 1 });
+    let out = n.feed(at(100), Input::PeerDisconnected { pnn: 1 });
     assert!(n.is_leader(), "two of three are a majority");
     assert!(!out.iter().any(|o| matches!(o, Output::ReleaseReclock)));
 
-    let out = n.handle(at(200), Input::PeerDisconnected { pnn: 2 });
+    let out = n.feed(at(200), Input::PeerDisconnected { pnn: 2 });
     assert!(!n.is_leader());
     assert!(
         out.iter().any(|o| matches!(o, Output::ReleaseReclock)),
@@ -1522,11 +1548,11 @@ fn a_leader_cut_off_from_the_majority_gives_up_the_lock() {
     assert_eq!(n.lock, LockState::Idle);
     assert!(!n.lease_valid(), "its addresses go with the lock");
     let race = 200 + n.minority_race_delay_ms();
-    n.handle(at(race - 1), Input::Tick);
+    n.feed(at(race - 1), Input::Tick);
     assert_eq!(n.lock, LockState::Idle, "the majority's turn");
-    n.handle(at(race), Input::Tick);
+    n.feed(at(race), Input::Tick);
     assert_eq!(n.lock, LockState::Taking);
-    n.handle(at(race + 5), Input::Reclock(ReclockStatus::Taken));
+    n.feed(at(race + 5), Input::Reclock(ReclockStatus::Taken));
     assert!(n.is_leader(), "a lone survivor leads after the wait");
 }
 
@@ -1538,22 +1564,22 @@ fn a_leader_cut_off_from_the_majority_gives_up_the_lock() {
 fn only_a_majority_races_at_once() {
     let mut n = build_node(Some("/shared/.reclock"), Some("192.168.20.43"));
     assert_eq!(n.lock, LockState::Taking, "just started: races");
-    n.handle(at(5), Input::Reclock(ReclockStatus::Contended));
-    n.handle(at(10), Input::PeerConnected { pnn: 2 });
-    n.handle(at(200), Input::PeerDisconnected { pnn: 2 });
-    n.handle(at(1_000), Input::Tick);
+    n.feed(at(5), Input::Reclock(ReclockStatus::Contended));
+    n.feed(at(10), Input::PeerConnected { pnn: 2 });
+    n.feed(at(200), Input::PeerDisconnected { pnn: 2 });
+    n.feed(at(1_000), Input::Tick);
     assert_eq!(n.lock, LockState::Idle, "was two of three, now one: waits");
     let race = 200 + n.minority_race_delay_ms();
-    n.handle(at(race), Input::Tick);
+    n.feed(at(race), Input::Tick);
     assert_eq!(n.lock, LockState::Taking);
 
     // Two nodes: node 1's daemon dies and its guardian says so; node 0 alone is
     // then the whole of what is alive.
     let mut n = follower_of_peer();
-    n.handle(at(500), Input::PeerDisconnected { pnn: 1 });
-    n.handle(at(700), Input::Tick);
+    n.feed(at(500), Input::PeerDisconnected { pnn: 1 });
+    n.feed(at(700), Input::Tick);
     assert_eq!(n.lock, LockState::Idle);
-    n.handle(at(701), notice(PEER_RUN));
+    n.feed(at(701), notice(PEER_RUN));
     assert_eq!(n.lock, LockState::Taking);
 }
 
@@ -1563,7 +1589,7 @@ fn set_tunable(n: &mut Node, now: Now, name: &str, value: u32) -> Vec<Output> {
         value,
     }
     .encode();
-    let out = n.handle(
+    let out = n.feed(
         now,
         Input::ClientPacket {
             client: TOOL,
@@ -1583,15 +1609,15 @@ fn a_shorter_monitor_interval_applies_at_once() {
     let mut n = node();
     finish_events(&mut n, NOW);
     assert_eq!(own_flags(&n), 0);
-    n.handle(at(5_000), Input::Tick);
+    n.feed(at(5_000), Input::Tick);
     assert!(n.events.in_progress().is_empty(), "due at 15 s");
     set_tunable(&mut n, at(5_000), "monitorinterval", 1);
-    n.handle(at(5_999), Input::Tick);
+    n.feed(at(5_999), Input::Tick);
     assert!(
         n.events.in_progress().is_empty(),
         "not before the new interval"
     );
-    n.handle(at(6_000), Input::Tick);
+    n.feed(at(6_000), Input::Tick);
     assert_eq!(
         n.events
             .in_progress()
@@ -1602,9 +1628,9 @@ fn a_shorter_monitor_interval_applies_at_once() {
         "the monitor is due one new interval after the setvar"
     );
     finish_one(&mut n, at(6_100), EventOutcome::Ok);
-    n.handle(at(7_099), Input::Tick);
+    n.feed(at(7_099), Input::Tick);
     assert!(n.events.in_progress().is_empty(), "not before the interval");
-    n.handle(at(7_100), Input::Tick);
+    n.feed(at(7_100), Input::Tick);
     assert_eq!(n.events.in_progress().len(), 1);
 }
 
@@ -1759,7 +1785,7 @@ fn statistics_history_and_reset() {
                 usec: 0,
             },
         };
-        n.handle(now, Input::Tick);
+        n.feed(now, Input::Tick);
     }
     let h = history(&mut n);
     assert_eq!(h.len(), 3);
@@ -1807,7 +1833,7 @@ fn memory_reports_by_control_and_by_message() {
         srvid: reply_srvid,
     }
     .encode();
-    let out = n.handle(
+    let out = n.feed(
         NOW,
         Input::ClientPacket {
             client: TOOL,
@@ -1840,4 +1866,93 @@ fn memory_reports_by_control_and_by_message() {
         })
         .collect();
     assert_eq!(got, [text.as_bytes()]);
+}
+
+/// Given a leader, when it recovers, then it asks its database thread first and
+/// installs the new generation only once the databases are recovered; a failed or
+/// overdue database recovery starts over with a new generation, and an answer for
+/// a superseded one changes nothing.
+#[test]
+fn a_recovery_installs_its_generation_only_after_the_databases() {
+    let mut n = node();
+    finish_events(&mut n, NOW);
+    let before = n.generation();
+    let asks = |out: &[Output]| -> Vec<u32> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::RecoverDatabases { generation, .. } => Some(*generation),
+                _ => None,
+            })
+            .collect()
+    };
+    let recmode = |n: &mut Node| {
+        let req = control_packet(
+            CURRENT_NODE,
+            Opcode::SET_RECMODE,
+            0,
+            0,
+            1u32.to_le_bytes().to_vec(),
+        );
+        n.handle(
+            NOW,
+            Input::ClientPacket {
+                client: ClientId(1),
+                packet: req,
+            },
+        )
+    };
+    n.handle(
+        NOW,
+        Input::ClientConnected {
+            client: ClientId(1),
+            pid: 1,
+        },
+    );
+    let first = asks(&recmode(&mut n));
+    assert_eq!(first.len(), 1, "one database recovery asked for");
+    assert_eq!(
+        n.generation(),
+        before,
+        "nothing installed before the databases"
+    );
+    assert_eq!(n.recovery_mode(), 1);
+
+    // It fails: a new one, with another generation.
+    let second = asks(&n.handle(
+        NOW,
+        Input::DatabasesRecovered {
+            generation: first[0],
+            ok: false,
+        },
+    ));
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0], first[0]);
+    // A late answer for the first changes nothing.
+    n.handle(
+        NOW,
+        Input::DatabasesRecovered {
+            generation: first[0],
+            ok: true,
+        },
+    );
+    assert_eq!(n.generation(), before);
+
+    // No answer in time: it starts over.
+    let later = at(NOW.mono_ms + 31_000);
+    let third = asks(&n.handle(later, Input::Tick));
+    assert_eq!(third.len(), 1, "an overdue database recovery starts over");
+
+    n.handle(
+        later,
+        Input::DatabasesRecovered {
+            generation: third[0],
+            ok: true,
+        },
+    );
+    assert_eq!(
+        n.generation(),
+        third[0],
+        "installed once the databases are done"
+    );
+    assert_eq!(n.recovery_mode(), 0);
 }

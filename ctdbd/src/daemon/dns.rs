@@ -229,6 +229,7 @@ mod tests {
             pnn: 0,
             leader: Some(0),
             generation: 5,
+            vnn_map: vec![0, 1, 2],
             recovery_mode: 0,
             runstate: Runstate::Running,
             nodes: vec![node(0, 0), node(1, node_flags::DISABLED), node(2, 0)],

@@ -27,6 +27,7 @@
 //! the socket and the pid file, and returns.
 
 pub mod addresses;
+pub mod databases;
 pub mod dns;
 pub mod eventd;
 pub mod events;
@@ -66,7 +67,7 @@ pub struct Options {
 
 /// Runs the daemon until it is told to stop. Errors are start-up failures.
 pub fn run(options: Options) -> anyhow::Result<()> {
-    let settings = Settings::load(
+    let mut settings = Settings::load(
         &crate::paths::Paths::from_process_env(),
         settings::legacy_file_from_env().as_deref(),
     )?;
@@ -76,6 +77,11 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         // Fork into the background before any thread exists (tokio, logging).
         nix::unistd::daemon(false, false).context("daemonizing")?;
     }
+    // libtdb's robust-mutex check forks and installs a SIGCHLD handler: before any
+    // runtime or child exists (db::tdb says why). Volatile databases use mutexes
+    // only where they work, as CTDB decides.
+    settings.database.tdb_mutexes =
+        settings.database.tdb_mutexes && crate::db::tdb::runtime_check_for_robust_mutexes();
     let target = if options.interactive {
         logging::LogTarget::Stderr
     } else {
@@ -230,15 +236,41 @@ async fn serve(
     // Bounded: edges wait when the core is busy, which slows them down instead of
     // growing memory.
     let (core_tx, core_rx) = mpsc::channel(1024);
-    let peers = PeerLinks::start(
+    // The data path: smbd's calls and the nodes' record traffic go to the
+    // database thread, past the core (DESIGN.md, "Databases").
+    let (data_tx, data_rx) = databases::queue();
+    let data_path = crate::transport::DataPath {
+        pnn,
+        events: data_tx,
+    };
+    let peers = Arc::new(PeerLinks::start(
         pnn,
         settings.nodes.clone(),
         CTDB_PORT,
         node_listener,
-        core_tx.clone(),
+        crate::transport::peer::Inbound {
+            core: core_tx.clone(),
+            data: Some(data_path.clone()),
+        },
         cancel.clone(),
         &tracker,
-    );
+    ));
+    let mutexes = settings.database.tdb_mutexes;
+    let database_thread = databases::start(
+        databases::Config {
+            pnn,
+            dirs: crate::db::registry::DbDirs {
+                volatile: settings.database.volatile_dir.clone(),
+                persistent: settings.database.persistent_dir.clone(),
+                mutexes,
+            },
+            peers: Arc::clone(&peers),
+            snapshots: snapshots.subscribe(),
+            core: core_tx.clone(),
+        },
+        data_rx,
+        cancel.clone(),
+    )?;
     addresses::sweep_leftovers(&netlink, &settings.public_addresses).await;
     let (address_ops, address_rx) = mpsc::channel(1024);
     tracker.spawn(
@@ -297,6 +329,7 @@ async fn serve(
     );
     let edges = Edges {
         events: event_tx,
+        data: data_path.events.clone(),
         outboxes: HashMap::new(),
         address_ops,
         announcer: crate::netif::send::Announcer::new(netlink.clone()),
@@ -319,13 +352,23 @@ async fn serve(
         core_tx: core_tx.clone(),
     };
     tracker.spawn(run_core(node, clock, core_rx, edges, snapshots).in_current_span());
-    tracker
-        .spawn(unix::serve(listener, core_tx, cancel.clone(), tracker.clone()).in_current_span());
+    tracker.spawn(
+        unix::serve(
+            listener,
+            core_tx,
+            Some(data_path),
+            cancel.clone(),
+            tracker.clone(),
+        )
+        .in_current_span(),
+    );
     tracker.spawn(wait_for_signal(cancel.clone()).in_current_span());
     info!(socket = %settings.paths.socket.display(), "ctdbd ready");
     cancel.cancelled().await;
     tracker.close();
     tracker.wait().await;
+    // Its queue's senders are gone with the tasks; it ends on the cancel.
+    let _ = tokio::task::spawn_blocking(move || database_thread.join()).await;
     drop(socket);
     drop(eventd_file);
     Ok(())
@@ -433,6 +476,8 @@ async fn wait_for_signal(cancel: CancellationToken) {
 /// What the core task drives: every edge that carries out outputs.
 struct Edges {
     events: mpsc::Sender<events::EventRequest>,
+    /// The database thread's queue.
+    data: mpsc::Sender<crate::transport::DataEvent>,
     outboxes: HashMap<ClientId, mpsc::Sender<Vec<u8>>>,
     address_ops: mpsc::Sender<addresses::AddressOp>,
     announcer: crate::netif::send::Announcer,
@@ -443,7 +488,7 @@ struct Edges {
     netlink: crate::netif::netlink::Netlink,
     /// Kept for its lifetime: dropping it stops the watch.
     _link_watcher: crate::netif::netlink::LinkWatcher,
-    peers: PeerLinks,
+    peers: Arc<PeerLinks>,
     reclock: Option<Reclock>,
     nodes_file: PathBuf,
     public_addresses_file: PathBuf,
@@ -615,6 +660,18 @@ impl Edges {
             Output::Shutdown => {
                 info!("shutdown requested by a client");
                 self.cancel.cancel();
+            }
+            Output::RecoverDatabases {
+                generation, nodes, ..
+            } => {
+                let event = crate::transport::DataEvent::Recover { generation, nodes };
+                if let Err(mpsc::error::TrySendError::Full(event)) = self.data.try_send(event) {
+                    // The database thread is busy: wait for room off the core task.
+                    let data = self.data.clone();
+                    tokio::spawn(async move {
+                        let _ = data.send(event).await;
+                    });
+                }
             }
         }
     }

@@ -57,6 +57,9 @@ pub struct Settings {
     pub default_public_iface: Option<String>,
     /// Tunables after `ctdb.tunables` and legacy `CTDB_SET_*`.
     pub tunables: Tunables,
+    /// `[database]`: where database files go, and whether volatile ones use
+    /// robust mutexes.
+    pub database: crate::config::conf::DatabaseConf,
     /// `[cluster] leader capability`.
     pub leader_capability: bool,
     /// `[legacy] lmaster capability`.
@@ -245,6 +248,7 @@ impl Settings {
             // ctdb.conf(5): only the file name counts, found in the configuration
             // directory.
             metrics_listen: conf.metrics.listen,
+            database: conf.database.clone(),
             dns: conf.dns.clone(),
             event_debug_script: conf
                 .event
@@ -430,6 +434,7 @@ mod tests {
             start_as_disabled: false,
             start_as_stopped: false,
             event_debug_script: None,
+            database: Default::default(),
             metrics_listen: None,
             dns: crate::config::DnsConf::default(),
             enable_scripts: Vec::new(),

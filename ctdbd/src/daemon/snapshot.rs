@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub leader: Option<u32>,
     /// The vnn-map generation.
     pub generation: u32,
+    /// The lmaster-capable active nodes (GETVNNMAP), where records' lmasters are.
+    pub vnn_map: Vec<u32>,
     /// 0 normal, 1 recovery.
     pub recovery_mode: u32,
     /// This node's run state.
@@ -85,6 +87,7 @@ impl Snapshot {
             pnn: node.pnn(),
             leader: node.leader(),
             generation: node.generation(),
+            vnn_map: node.vnn_map().to_vec(),
             recovery_mode: node.recovery_mode(),
             runstate: node.runstate(),
             nodes: node.node_infos().to_vec(),

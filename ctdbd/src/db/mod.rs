@@ -26,4 +26,6 @@
 pub mod hash;
 pub mod lock_helper;
 pub mod ltdb;
+pub mod migrate;
+pub mod registry;
 pub mod tdb;

@@ -13,7 +13,9 @@
 use tokio::sync::mpsc;
 
 pub use crate::core::ReclockStatus;
-use crate::core::{ClientId, Input};
+use crate::core::{ClientId, Input, DATA_PATH_REQIDS};
+use crate::protocol::control::Opcode;
+use crate::protocol::packet::{Body, Packet, CURRENT_NODE};
 
 pub mod peer;
 pub mod unix;
@@ -39,4 +41,110 @@ pub enum CoreEvent {
     },
     /// Any other input for the core, as the core defines it.
     Input(Input),
+}
+
+/// What the edges tell the database thread (the data path, DESIGN.md "Databases").
+#[derive(Debug)]
+pub enum DataEvent {
+    /// A data-path packet from a local client; `replies` writes to its socket.
+    Client {
+        /// The connection.
+        client: ClientId,
+        /// Encoded replies for it. Unbounded: a client gets a reply only for what
+        /// it asked, and its connection task stops reading its requests while
+        /// it does not read its replies, so what waits here stays small.
+        replies: mpsc::UnboundedSender<Vec<u8>>,
+        /// The packet.
+        packet: Packet,
+    },
+    /// The client's connection is gone.
+    ClientGone {
+        /// The connection.
+        client: ClientId,
+    },
+    /// A data-path packet from node `pnn`.
+    Peer {
+        /// The peer.
+        pnn: u32,
+        /// The packet.
+        packet: Packet,
+    },
+    /// The core leads a recovery: make the databases of `nodes` the same, then
+    /// tell the core (`Input::DatabasesRecovered`).
+    Recover {
+        /// The generation the recovery installs.
+        generation: u32,
+        /// The active connected nodes, this one among them.
+        nodes: Vec<u32>,
+    },
+}
+
+/// Where the edges send data-path packets: this node's pnn (to recognise
+/// controls addressed to it) and the database thread's queue.
+#[derive(Debug, Clone)]
+pub struct DataPath {
+    /// This node.
+    pub pnn: u32,
+    /// The database thread's queue; bounded, so a busy thread slows the senders
+    /// down (smbd waits, it is never dropped).
+    pub events: mpsc::Sender<DataEvent>,
+}
+
+/// Controls about databases, answered by the database thread.
+fn is_database_control(opcode: u32) -> bool {
+    matches!(
+        Opcode(opcode),
+        Opcode::GETDBPATH
+            | Opcode::GET_DBMAP
+            | Opcode::DB_ATTACH
+            | Opcode::GET_DBNAME
+            | Opcode::ENABLE_SEQNUM
+            | Opcode::UPDATE_SEQNUM
+            | Opcode::DB_ATTACH_PERSISTENT
+            | Opcode::UPDATE_RECORD
+            | Opcode::TRANS3_COMMIT
+            | Opcode::GET_DB_SEQNUM
+            | Opcode::SCHEDULE_FOR_DELETION
+            | Opcode::SET_DB_READONLY
+            | Opcode::SET_DB_STICKY
+            | Opcode::DB_OPEN_FLAGS
+            | Opcode::DB_FREEZE
+            | Opcode::WIPE_DATABASE
+            // The pre-4.x recovery pull and push, which ctdb-rs nodes use among
+            // themselves (daemon::databases).
+            | Opcode(13)
+            | Opcode(14)
+    )
+}
+
+impl DataPath {
+    /// Whether a packet from a local client goes to the database thread: calls,
+    /// and database controls addressed to this node (those for other nodes go
+    /// through the core, which forwards them).
+    pub fn takes_from_client(&self, packet: &Packet) -> bool {
+        match &packet.body {
+            Body::ReqCall(_) => true,
+            Body::ReqControl(c) => {
+                is_database_control(c.opcode)
+                    && (packet.header.destnode == CURRENT_NODE
+                        || packet.header.destnode == self.pnn)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a packet from another node goes to the database thread: record
+    /// migration, database controls, and replies to the thread's own controls.
+    pub fn takes_from_peer(&self, packet: &Packet) -> bool {
+        match &packet.body {
+            Body::ReqCall(_)
+            | Body::ReplyCall(_)
+            | Body::ReqDmaster(_)
+            | Body::ReplyDmaster(_)
+            | Body::ReplyError(_) => true,
+            Body::ReqControl(c) => is_database_control(c.opcode),
+            Body::ReplyControl(_) => packet.header.reqid >= DATA_PATH_REQIDS,
+            _ => false,
+        }
+    }
 }

@@ -59,7 +59,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, info_span, trace, warn, Instrument};
 
-use super::CoreEvent;
+use super::{CoreEvent, DataEvent, DataPath};
 use crate::core::Input;
 use crate::protocol::control::srvid;
 use crate::protocol::{Framer, Packet};
@@ -88,6 +88,14 @@ const MAX_EARLY_PACKETS: usize = 1_000;
 /// reconnects in a loop; the surplus is closed.
 const INCOMING_BACKLOG: usize = 4;
 
+/// Where the links deliver what peers send.
+pub struct Inbound {
+    /// Everything but the data path.
+    pub core: mpsc::Sender<CoreEvent>,
+    /// Record migration and database controls (`None`: to the core too).
+    pub data: Option<DataPath>,
+}
+
 /// Handle on the node-to-node links. Cheap to call from the core task: every method
 /// takes a short lock on the peer table and never waits for I/O.
 ///
@@ -105,6 +113,8 @@ struct Shared {
     own_ip: IpAddr,
     port: u16,
     events: mpsc::Sender<CoreEvent>,
+    /// Where data-path packets go (None: everything to the core).
+    data: Option<DataPath>,
     /// Cancelled on daemon shutdown or when the handle is dropped.
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -143,10 +153,11 @@ impl PeerLinks {
         nodes: Vec<Option<IpAddr>>,
         port: u16,
         listener: std::net::TcpListener,
-        events: mpsc::Sender<CoreEvent>,
+        inbound: Inbound,
         cancel: CancellationToken,
         tracker: &TaskTracker,
     ) -> Self {
+        let Inbound { core: events, data } = inbound;
         let own_ip = match nodes.get(own_pnn as usize).copied().flatten() {
             Some(ip) => ip,
             None => {
@@ -166,6 +177,7 @@ impl PeerLinks {
             own_ip,
             port,
             events,
+            data,
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             peers: Mutex::new(BTreeMap::new()),
@@ -286,6 +298,7 @@ impl Shared {
             own_ip: self.own_ip,
             peer_addr: SocketAddr::new(ip, self.port),
             events: self.events.clone(),
+            data: self.data.clone(),
             shutdown: self.cancel.clone(),
             cancel: cancel.clone(),
             tracker: self.tracker.clone(),
@@ -375,6 +388,8 @@ struct Link {
     own_ip: IpAddr,
     peer_addr: SocketAddr,
     events: mpsc::Sender<CoreEvent>,
+    /// Where data-path packets go.
+    data: Option<DataPath>,
     /// Daemon shutdown (or the handle dropped): no more events.
     shutdown: CancellationToken,
     /// This link alone (node removed), or shutdown.
@@ -699,10 +714,20 @@ impl Link {
                 break;
             };
             let pnn = self.pnn;
-            if !self
-                .emit(CoreEvent::Input(Input::PeerPacket { pnn, packet }))
-                .await
-            {
+            let delivered = match &self.data {
+                Some(data) if data.takes_from_peer(&packet) => {
+                    let events = data.events.clone();
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => false,
+                        sent = events.send(DataEvent::Peer { pnn, packet }) => sent.is_ok(),
+                    }
+                }
+                _ => {
+                    self.emit(CoreEvent::Input(Input::PeerPacket { pnn, packet }))
+                        .await
+                }
+            };
+            if !delivered {
                 return false;
             }
         }
@@ -954,7 +979,10 @@ mod tests {
                 nodes.to_vec(),
                 port,
                 listener,
-                tx,
+                Inbound {
+                    core: tx,
+                    data: None,
+                },
                 cancel.clone(),
                 &tracker,
             );

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn, Instrument};
 
-use super::CoreEvent;
+use super::{CoreEvent, DataEvent, DataPath};
 use crate::core::ClientId;
 use crate::core::Input;
 use crate::protocol::{Framer, Packet};
@@ -74,6 +74,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
 pub async fn serve(
     listener: UnixListener,
     core: mpsc::Sender<CoreEvent>,
+    data: Option<DataPath>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -109,8 +110,17 @@ pub async fn serve(
             continue;
         }
         let span = info_span!("client", id = client.0, pid);
-        tracker
-            .spawn(connection(stream, client, pid, core.clone(), cancel.clone()).instrument(span));
+        tracker.spawn(
+            connection(
+                stream,
+                client,
+                pid,
+                core.clone(),
+                data.clone(),
+                cancel.clone(),
+            )
+            .instrument(span),
+        );
     }
 }
 
@@ -119,9 +129,12 @@ async fn connection(
     client: ClientId,
     pid: i32,
     core: mpsc::Sender<CoreEvent>,
+    data: Option<DataPath>,
     cancel: CancellationToken,
 ) {
     let (outbox, mut queued) = mpsc::channel::<Vec<u8>>(CLIENT_QUEUE_LEN);
+    // Replies from the database thread come on their own queue (see DataEvent).
+    let (replies, mut data_replies) = mpsc::unbounded_channel::<Vec<u8>>();
     if core
         .send(CoreEvent::ClientConnected {
             client,
@@ -149,6 +162,12 @@ async fn connection(
                 }
                 // The core dropped us (queue overflow or shutdown).
                 None => break,
+            },
+            Some(bytes) = data_replies.recv() => {
+                if let Err(e) = stream.write_all(&bytes).await {
+                    debug!(error = %e, "write to client failed");
+                    break;
+                }
             },
             read = stream.read(&mut chunk) => {
                 let n = match read {
@@ -182,12 +201,26 @@ async fn connection(
                         }
                     };
                     buf.drain(..len);
-                    if core.send(CoreEvent::Input(Input::ClientPacket { client, packet })).await.is_err() {
+                    let sent = match &data {
+                        Some(data) if data.takes_from_client(&packet) => data
+                            .events
+                            .send(DataEvent::Client { client, replies: replies.clone(), packet })
+                            .await
+                            .is_ok(),
+                        _ => core
+                            .send(CoreEvent::Input(Input::ClientPacket { client, packet }))
+                            .await
+                            .is_ok(),
+                    };
+                    if !sent {
                         break 'conn;
                     }
                 }
             }
         }
+    }
+    if let Some(data) = &data {
+        let _ = data.events.send(DataEvent::ClientGone { client }).await;
     }
     let _ = core.send(CoreEvent::ClientGone { client }).await;
     debug!("client gone");

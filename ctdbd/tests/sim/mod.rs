@@ -416,6 +416,17 @@ impl Sim {
                 let result = Ok(self.addrs.clone());
                 self.input(i, Input::NodesFile { request, result });
             }
+            // The simulated nodes have no databases: their recovery is done at
+            // once (record migration has its own simulation, sim_records.rs).
+            Output::RecoverDatabases { generation, .. } => {
+                self.input(
+                    i,
+                    Input::DatabasesRecovered {
+                        generation,
+                        ok: true,
+                    },
+                );
+            }
             Output::SendToClient { .. }
             | Output::SetPeers(_)
             | Output::SetDebugLevel(_)

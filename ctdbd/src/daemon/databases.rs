@@ -1,0 +1,1959 @@
+//! The data path: one thread that owns every attached database (DESIGN.md,
+//! "Databases").
+//!
+//! ```text
+//!   client connections ─┐ DataEvent (bounded: smbd waits, never dropped)
+//!   peer links ─────────┼──────────────> database thread ──> replies to clients
+//!   core snapshots ─────┘                  │  registry, libtdb   └─> packets to peers
+//!                                          │  handles, migration
+//!              lock helper processes <─────┘  state per database
+//! ```
+//!
+//! libtdb calls block (file I/O, fsync in persistent transactions), so they run on a
+//! thread of their own, never on the core task or the tokio workers. The thread runs
+//! a small current-thread runtime only to wait on its channels. A chain lock that
+//! smbd holds is never waited for here: a lock helper process waits for it
+//! (`db::lock_helper`), and the thread marks the chain as its own once the helper
+//! holds it.
+//!
+//! The core stays the one authority on membership; this thread reads the core's
+//! snapshots (generation, vnn map, recovery mode, node flags) and acts on them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, info_span, warn};
+
+use super::snapshot::{Snapshot, Snapshots};
+use crate::core::Input;
+use crate::core::{ClientId, DATA_PATH_REQIDS};
+use crate::db::lock_helper::{LockHelper, LockTarget};
+use crate::db::ltdb;
+use crate::db::migrate::{self, Action, Call, Database, NodeMessage, Record, RecordStore};
+use crate::db::registry::{self, Attached, DbDirs, DbInfo, DbKind, Registry};
+use crate::db::tdb::{StoreMode, Tdb, TdbError, TryLock};
+use crate::protocol::call::{ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster};
+use crate::protocol::control::{encode_u32, node_flags, Opcode};
+use crate::protocol::dbctl::{DbMap, DbMapEntry, TransDb};
+use crate::protocol::marshall::{MarshallBuffer, RecData};
+use crate::protocol::packet::{Body, Header, Packet, ReplyControl, ReqControl, CTRL_FLAG_NOREPLY};
+use crate::transport::{CoreEvent, DataEvent};
+
+/// How many data-path events may wait for the thread before senders wait too.
+const QUEUE_LEN: usize = 4096;
+
+/// Default `DatabaseHashSize`: hash chains of a new database file.
+const HASH_SIZE: u32 = 100_001;
+
+/// How often the thread looks for changed sequence numbers to tell the other
+/// nodes about (`SeqnumInterval`, 1 s in CTDB), and for overdue commits.
+const TICK: Duration = Duration::from_millis(1000);
+
+/// How long a persistent commit may wait for the other nodes (`ControlTimeout`).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The record every persistent transaction bumps (§6.5).
+const SEQNUM_KEY: &[u8] = b"__db_sequence_number__\0";
+
+/// What the database thread needs from the daemon.
+pub struct Config {
+    /// This node.
+    pub pnn: u32,
+    /// Where database files go.
+    pub dirs: DbDirs,
+    /// Sends packets to other nodes.
+    pub peers: Arc<crate::transport::peer::PeerLinks>,
+    /// The core's published state.
+    pub snapshots: Snapshots,
+    /// Where to report a finished database recovery.
+    pub core: mpsc::Sender<CoreEvent>,
+}
+
+/// The queue between the edges and the database thread: the edges keep the
+/// sender (in a [`crate::transport::DataPath`]), [`start`] takes the receiver.
+pub fn queue() -> (mpsc::Sender<DataEvent>, mpsc::Receiver<DataEvent>) {
+    mpsc::channel(QUEUE_LEN)
+}
+
+/// Starts the database thread on the receiving end of [`queue`]. The thread ends
+/// when `cancel` fires or every sender is gone.
+pub fn start(
+    config: Config,
+    rx: mpsc::Receiver<DataEvent>,
+    cancel: CancellationToken,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    for dir in [&config.dirs.volatile, &config.dirs.persistent] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let span = tracing::Span::current();
+    let handle = std::thread::Builder::new()
+        .name("databases".into())
+        .spawn(move || {
+            let _entered = info_span!(parent: &span, "databases").entered();
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    error!(error = %e, "cannot start the database thread's runtime");
+                    return;
+                }
+            };
+            runtime.block_on(Worker::new(config).run(rx, cancel));
+        })
+        .context("starting the database thread")?;
+    Ok(handle)
+}
+
+/// A chain lock a helper process got for the thread.
+#[derive(Debug)]
+struct LockHeld {
+    db_id: u32,
+    /// The chain's key; `None` for the all-record lock (a freeze).
+    key: Option<Vec<u8>>,
+    helper: Result<LockHelper, String>,
+}
+
+/// One attached database.
+struct OpenDb {
+    info: DbInfo,
+    tdb: Tdb,
+    migration: Database,
+    /// Chain locks that helper processes hold for us, marked in `tdb`.
+    helper_locks: HashMap<Vec<u8>, LockHelper>,
+    /// The header sequence number last told to the other nodes.
+    seqnum_seen: u32,
+    seqnum_enabled: bool,
+    /// Frozen for a recovery: nothing changes its records until the generation
+    /// moves on.
+    frozen: Option<Freeze>,
+}
+
+/// A database frozen for a recovery: the all-record lock, so that no smbd can
+/// touch a record while the leader pulls and pushes them.
+struct Freeze {
+    /// The generation the freeze was asked in; a new one thaws it.
+    generation: u32,
+    lock: FreezeLock,
+}
+
+enum FreezeLock {
+    /// We hold the all-record lock ourselves.
+    Own,
+    /// A helper process holds it; our handle has it marked.
+    Helper(LockHelper),
+    /// A helper waits for it; these asked to be told when it is held.
+    Waiting(Vec<(u32, u32)>),
+}
+
+/// libtdb under the migration logic.
+struct TdbStore<'a> {
+    tdb: &'a Tdb,
+    helper_locks: &'a mut HashMap<Vec<u8>, LockHelper>,
+}
+
+impl RecordStore for TdbStore<'_> {
+    fn try_lock(&mut self, key: &[u8]) -> Result<bool, migrate::StoreError> {
+        match self.tdb.chainlock_nonblock(key) {
+            Ok(TryLock::Held) => Ok(true),
+            Ok(TryLock::Busy) => Ok(false),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    fn unlock(&mut self, key: &[u8]) {
+        let result = match self.helper_locks.remove(key) {
+            Some(helper) => {
+                let unmarked = self.tdb.chainlock_unmark(key);
+                drop(helper); // the helper process lets go
+                unmarked
+            }
+            None => self.tdb.chainunlock(key),
+        };
+        if let Err(e) = result {
+            error!(error = %e, "releasing a chain lock failed");
+        }
+    }
+
+    fn fetch(&mut self, key: &[u8]) -> Result<Option<Record>, migrate::StoreError> {
+        let Some(stored) = self.tdb.fetch(key).map_err(store_error)? else {
+            return Ok(None);
+        };
+        // A record too short for a header is treated as missing, as CTDB does.
+        Ok(ltdb::decode(&stored).ok().map(|(header, value)| Record {
+            header,
+            value: value.to_vec(),
+        }))
+    }
+
+    fn store(&mut self, key: &[u8], record: &Record) -> Result<(), migrate::StoreError> {
+        self.tdb
+            .store(
+                key,
+                &ltdb::encode(&record.header, &record.value),
+                StoreMode::Replace,
+            )
+            .map_err(store_error)
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), migrate::StoreError> {
+        self.tdb.delete(key).map(|_| ()).map_err(store_error)
+    }
+}
+
+fn store_error(e: TdbError) -> migrate::StoreError {
+    migrate::StoreError(e.to_string())
+}
+
+/// Who asked for something the thread answers later.
+#[derive(Debug, Clone)]
+struct ClientRequest {
+    client: ClientId,
+    reqid: u32,
+    replies: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+/// A persistent transaction waiting for the other nodes to store it.
+#[derive(Debug)]
+struct Commit {
+    db_id: u32,
+    from: ClientRequest,
+    /// Nodes that have not answered yet.
+    waiting: BTreeSet<u32>,
+    failed: bool,
+    deadline: Instant,
+}
+
+/// An attach that must wait for recovery to end.
+#[derive(Debug)]
+struct DeferredAttach {
+    from: ClientRequest,
+    request: ReqControl,
+    until: Instant,
+}
+
+struct Worker {
+    pnn: u32,
+    registry: Registry,
+    dbs: BTreeMap<u32, OpenDb>,
+    peers: Arc<crate::transport::peer::PeerLinks>,
+    snapshots: Snapshots,
+    snapshot: Arc<Snapshot>,
+    view: migrate::View,
+    /// Node-to-node call ids, shared by every database so that they never collide.
+    next_call_reqid: u32,
+    /// Ids of the thread's own controls to other nodes (from DATA_PATH_REQIDS up).
+    next_control_reqid: u32,
+    /// Where to answer each connected client.
+    clients: HashMap<ClientId, mpsc::UnboundedSender<Vec<u8>>>,
+    /// Commits in flight, by the reqid of their UPDATE_RECORD controls.
+    commits: BTreeMap<u32, Commit>,
+    deferred_attaches: Vec<DeferredAttach>,
+    /// The recovery this node leads, if any.
+    recovery: Option<RecoveryRun>,
+    /// A recovery step's controls are being sent: answers that come at once
+    /// (this node's own) must not start the next step in the middle.
+    recovery_sending: bool,
+    core: mpsc::Sender<CoreEvent>,
+    /// The lock helper program.
+    lock_helper: std::path::PathBuf,
+    locks_tx: mpsc::UnboundedSender<LockHeld>,
+    locks_rx: Option<mpsc::UnboundedReceiver<LockHeld>>,
+}
+
+impl Worker {
+    fn new(config: Config) -> Self {
+        let snapshot = config.snapshots.borrow().clone();
+        let (locks_tx, locks_rx) = mpsc::unbounded_channel();
+        let mut worker = Self {
+            pnn: config.pnn,
+            registry: Registry::new(config.pnn, config.dirs),
+            dbs: BTreeMap::new(),
+            peers: config.peers,
+            snapshots: config.snapshots,
+            view: view_of(&snapshot),
+            snapshot,
+            next_call_reqid: 1,
+            next_control_reqid: DATA_PATH_REQIDS,
+            clients: HashMap::new(),
+            commits: BTreeMap::new(),
+            deferred_attaches: Vec::new(),
+            recovery: None,
+            recovery_sending: false,
+            core: config.core,
+            lock_helper: LockHelper::default_path(),
+            locks_tx,
+            locks_rx: Some(locks_rx),
+        };
+        worker.attach_leftover_persistent();
+        worker
+    }
+
+    async fn run(mut self, mut events: mpsc::Receiver<DataEvent>, cancel: CancellationToken) {
+        let mut locks = self.locks_rx.take().expect("taken once");
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                event = events.recv() => match event {
+                    Some(event) => self.handle(event),
+                    None => break,
+                },
+                Some(held) = locks.recv() => self.lock_held(held),
+                changed = self.snapshots.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let snapshot = self.snapshots.borrow_and_update().clone();
+                    self.snapshot_changed(snapshot);
+                }
+                _ = tick.tick() => self.tick(),
+            }
+        }
+        // Helper processes end with their handles (stdin closes).
+        self.dbs.clear();
+        debug!("database thread stopped");
+    }
+
+    fn handle(&mut self, event: DataEvent) {
+        match event {
+            DataEvent::Client {
+                client,
+                replies,
+                packet,
+            } => {
+                self.clients.insert(client, replies.clone());
+                let from = ClientRequest {
+                    client,
+                    reqid: packet.header.reqid,
+                    replies,
+                };
+                match packet.body {
+                    Body::ReqCall(call) => self.client_call(from, call),
+                    Body::ReqControl(req) => {
+                        if let Some(reply) = self.client_control(&from, req) {
+                            self.reply_to_client(&from, reply);
+                        }
+                    }
+                    other => debug!(?other, "not a data-path packet from a client"),
+                }
+            }
+            DataEvent::ClientGone { client } => {
+                self.clients.remove(&client);
+                self.deferred_attaches.retain(|d| d.from.client != client);
+            }
+            DataEvent::Peer { pnn, packet } => self.peer_packet(pnn, packet),
+            DataEvent::Recover { generation, nodes } => self.start_recovery(generation, nodes),
+        }
+    }
+
+    // ---- calls and migration -------------------------------------------------
+
+    fn client_call(&mut self, from: ClientRequest, call: ReqCall) {
+        let Some(db) = self.dbs.get_mut(&call.db_id) else {
+            // As CTDB: no answer for an unknown database (the client hangs; it
+            // attached first, so only a broken client gets here).
+            warn!(
+                db_id = format_args!("{:#010x}", call.db_id),
+                client = from.client.0,
+                "call for a database that is not attached"
+            );
+            return;
+        };
+        let actions = {
+            let OpenDb {
+                tdb,
+                migration,
+                helper_locks,
+                frozen,
+                ..
+            } = db;
+            let view = view_for(&self.view, frozen.is_some());
+            migration.next_reqid = self.next_call_reqid;
+            let mut store = TdbStore { tdb, helper_locks };
+            let actions = migration.client_call(
+                &view,
+                &mut store,
+                from.client,
+                from.reqid,
+                Call {
+                    callid: call.callid,
+                    flags: call.flags,
+                    key: call.key,
+                    calldata: call.calldata,
+                },
+            );
+            self.next_call_reqid = migration.next_reqid;
+            actions
+        };
+        self.carry_out(call.db_id, actions);
+    }
+
+    fn node_call(&mut self, from: u32, header: Header, db_id: u32, message: NodeMessage) {
+        let Some(db) = self.dbs.get_mut(&db_id) else {
+            self.send_to_peer(
+                from,
+                header.reqid,
+                Body::ReplyError(ReplyError {
+                    status: -1,
+                    msg: format!(
+                        "database {db_id:#010x} is not attached on node {}\0",
+                        self.pnn
+                    )
+                    .into_bytes(),
+                }),
+            );
+            return;
+        };
+        let actions = {
+            let OpenDb {
+                tdb,
+                migration,
+                helper_locks,
+                frozen,
+                ..
+            } = db;
+            let view = view_for(&self.view, frozen.is_some());
+            migration.next_reqid = self.next_call_reqid;
+            let mut store = TdbStore { tdb, helper_locks };
+            let actions =
+                migration.node_message(&view, &mut store, from, header.generation, message);
+            self.next_call_reqid = migration.next_reqid;
+            actions
+        };
+        self.carry_out(db_id, actions);
+    }
+
+    fn lock_held(&mut self, held: LockHeld) {
+        let Some(key) = held.key else {
+            self.freeze_held(held.db_id, held.helper);
+            return;
+        };
+        let Some(db) = self.dbs.get_mut(&held.db_id) else {
+            return;
+        };
+        let helper = match held.helper {
+            Ok(helper) => helper,
+            Err(e) => {
+                // The helper died: try the lock ourselves again; the work stays
+                // queued, and another helper is started if it is still busy.
+                warn!(db = %db.info.name, error = %e, "lock helper failed; retrying");
+                match db.tdb.chainlock_nonblock(&key) {
+                    Ok(TryLock::Held) => self.run_lock_acquired(held.db_id, &key),
+                    _ => self.wait_for_lock(held.db_id, Some(key)),
+                }
+                return;
+            }
+        };
+        if let Err(e) = db.tdb.chainlock_mark(&key) {
+            error!(db = %db.info.name, error = %e, "marking a helper's chain lock failed");
+            return;
+        }
+        db.helper_locks.insert(key.clone(), helper);
+        self.run_lock_acquired(held.db_id, &key);
+    }
+
+    fn run_lock_acquired(&mut self, db_id: u32, key: &[u8]) {
+        let Some(db) = self.dbs.get_mut(&db_id) else {
+            return;
+        };
+        let actions = {
+            let OpenDb {
+                tdb,
+                migration,
+                helper_locks,
+                frozen,
+                ..
+            } = db;
+            let view = view_for(&self.view, frozen.is_some());
+            migration.next_reqid = self.next_call_reqid;
+            let mut store = TdbStore { tdb, helper_locks };
+            let actions = migration.lock_acquired(&view, &mut store, key);
+            self.next_call_reqid = migration.next_reqid;
+            actions
+        };
+        self.carry_out(db_id, actions);
+    }
+
+    /// Starts a helper process that waits for the chain lock of `key` (or, with
+    /// `None`, the all-record lock) and reports back on the lock channel.
+    fn wait_for_lock(&mut self, db_id: u32, key: Option<Vec<u8>>) {
+        let Some(db) = self.dbs.get(&db_id) else {
+            return;
+        };
+        let target = match &key {
+            Some(key) => LockTarget::Chain(key.clone()),
+            None => LockTarget::All,
+        };
+        // Spawned from this thread, which outlives it: the helper's parent-death
+        // signal follows the thread that started it.
+        let helper =
+            LockHelper::spawn(&self.lock_helper, &db.info.path, db.tdb.get_flags(), target);
+        let tx = self.locks_tx.clone();
+        let mut helper = match helper {
+            Ok(helper) => helper,
+            Err(e) => {
+                let _ = tx.send(LockHeld {
+                    db_id,
+                    key,
+                    helper: Err(e.to_string()),
+                });
+                return;
+            }
+        };
+        // Waiting for its word blocks: a short-lived thread does that.
+        let spawned = std::thread::Builder::new()
+            .name("lock-wait".into())
+            .spawn(move || {
+                let helper = helper
+                    .wait_held(None)
+                    .map(|()| helper)
+                    .map_err(|e| e.to_string());
+                let _ = tx.send(LockHeld { db_id, key, helper });
+            });
+        if let Err(e) = spawned {
+            error!(error = %e, "cannot start a lock-wait thread");
+        }
+    }
+
+    fn carry_out(&mut self, db_id: u32, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::ReplyToClient {
+                    client,
+                    reqid,
+                    status,
+                    data,
+                } => {
+                    let packet = Packet {
+                        header: self.header(0, reqid),
+                        body: Body::ReplyCall(ReplyCall { status, data }),
+                    };
+                    match self.clients.get(&client) {
+                        Some(replies) => {
+                            let _ = replies.send(packet.encode());
+                        }
+                        None => debug!(client = client.0, "call answered after its client left"),
+                    }
+                }
+                Action::Send {
+                    to,
+                    generation,
+                    message,
+                } => self.send_node_message(db_id, to, generation, message),
+                Action::WaitForLock { key } => self.wait_for_lock(db_id, Some(key)),
+                Action::RecoveryNeeded { reason } => {
+                    // Recovery of databases is not built yet; the leader's next
+                    // recovery (any membership change) is when records settle.
+                    error!(%reason, "records disagree between nodes");
+                }
+            }
+        }
+    }
+
+    fn send_node_message(&mut self, db_id: u32, to: u32, generation: u32, message: NodeMessage) {
+        let (srcnode, reqid, body) = match message {
+            NodeMessage::Call {
+                origin,
+                reqid,
+                hopcount,
+                call,
+            } => (
+                origin,
+                reqid,
+                Body::ReqCall(ReqCall {
+                    flags: call.flags,
+                    db_id,
+                    callid: call.callid,
+                    hopcount,
+                    key: call.key,
+                    calldata: call.calldata,
+                }),
+            ),
+            NodeMessage::Dmaster {
+                reqid,
+                new_dmaster,
+                key,
+                rsn,
+                flags,
+                value,
+            } => (
+                self.pnn,
+                reqid,
+                Body::ReqDmaster(ReqDmaster {
+                    db_id,
+                    rsn,
+                    dmaster: new_dmaster,
+                    key,
+                    data: value,
+                    record_flags: flags,
+                }),
+            ),
+            NodeMessage::DmasterReply {
+                reqid,
+                key,
+                rsn,
+                flags,
+                value,
+            } => (
+                self.pnn,
+                reqid,
+                Body::ReplyDmaster(ReplyDmaster {
+                    db_id,
+                    rsn,
+                    key,
+                    data: value,
+                    record_flags: flags,
+                }),
+            ),
+            NodeMessage::Error {
+                reqid,
+                status,
+                message,
+            } => (
+                self.pnn,
+                reqid,
+                Body::ReplyError(ReplyError {
+                    status,
+                    msg: format!("{message}\0").into_bytes(),
+                }),
+            ),
+        };
+        let packet = Packet {
+            header: Header {
+                generation,
+                destnode: to,
+                srcnode,
+                reqid,
+            },
+            body,
+        };
+        self.peers.send(to, packet.encode());
+    }
+
+    // ---- packets from other nodes ----------------------------------------------
+
+    fn peer_packet(&mut self, pnn: u32, packet: Packet) {
+        let header = packet.header;
+        if self.is_banned() {
+            return;
+        }
+        match packet.body {
+            Body::ReqCall(call) => {
+                let db_id = call.db_id;
+                self.node_call(
+                    pnn,
+                    header,
+                    db_id,
+                    NodeMessage::Call {
+                        origin: header.srcnode,
+                        reqid: header.reqid,
+                        hopcount: call.hopcount,
+                        call: Call {
+                            callid: call.callid,
+                            flags: call.flags,
+                            key: call.key,
+                            calldata: call.calldata,
+                        },
+                    },
+                );
+            }
+            Body::ReqDmaster(d) => self.node_call(
+                pnn,
+                header,
+                d.db_id,
+                NodeMessage::Dmaster {
+                    reqid: header.reqid,
+                    new_dmaster: d.dmaster,
+                    key: d.key,
+                    rsn: d.rsn,
+                    flags: d.record_flags,
+                    value: d.data,
+                },
+            ),
+            Body::ReplyDmaster(d) => self.node_call(
+                pnn,
+                header,
+                d.db_id,
+                NodeMessage::DmasterReply {
+                    reqid: header.reqid,
+                    key: d.key,
+                    rsn: d.rsn,
+                    flags: d.record_flags,
+                    value: d.data,
+                },
+            ),
+            Body::ReplyError(e) => {
+                // No database id on the wire: the call's reqid is unique across
+                // databases here, so offer it to each.
+                let db_ids: Vec<u32> = self.dbs.keys().copied().collect();
+                for db_id in db_ids {
+                    self.node_call(
+                        pnn,
+                        header,
+                        db_id,
+                        NodeMessage::Error {
+                            reqid: header.reqid,
+                            status: e.status,
+                            message: String::from_utf8_lossy(&e.msg)
+                                .trim_end_matches('\0')
+                                .to_owned(),
+                        },
+                    );
+                }
+            }
+            Body::ReqControl(req) => {
+                let noreply = req.flags & CTRL_FLAG_NOREPLY != 0;
+                let reply = self.peer_control(pnn, header.reqid, req);
+                if let (Some(reply), false) = (reply, noreply) {
+                    self.send_to_peer(pnn, header.reqid, Body::ReplyControl(reply));
+                }
+            }
+            Body::ReplyControl(reply) => self.control_reply(pnn, header.reqid, reply),
+            other => debug!(peer = pnn, ?other, "not a data-path packet from a peer"),
+        }
+    }
+
+    fn peer_control(&mut self, pnn: u32, reqid: u32, req: ReqControl) -> Option<ReplyControl> {
+        match Opcode(req.opcode) {
+            Opcode::DB_ATTACH | Opcode::DB_ATTACH_PERSISTENT => {
+                // Another node's client attached: attach here too, without the
+                // client checks.
+                let kind = attach_kind(req.opcode);
+                Some(match attach_name(&req.data) {
+                    Some(name) => match self.attach(&name, kind) {
+                        Ok(id) => ok(encode_u32(id)),
+                        Err(e) => {
+                            warn!(peer = pnn, %e, "attach asked by another node failed");
+                            fail(-1)
+                        }
+                    },
+                    None => fail(-1),
+                })
+            }
+            Opcode::UPDATE_RECORD => Some(self.update_record(&req.data)),
+            Opcode::DB_FREEZE => self.freeze(pnn, reqid, &req.data),
+            PULL_DB => Some(self.pull(&req.data)),
+            PUSH_DB => Some(self.push(&req.data)),
+            Opcode::WIPE_DATABASE => Some(self.wipe(&req.data)),
+            Opcode::UPDATE_SEQNUM => {
+                if let Some(db) = decode_db_id(&req.data).and_then(|id| self.dbs.get_mut(&id)) {
+                    db.tdb.increment_seqnum_nonblock();
+                    db.seqnum_seen = db.tdb.get_seqnum();
+                }
+                None
+            }
+            _ => Some(self.local_db_control(&req).unwrap_or_else(|| fail(-1))),
+        }
+    }
+
+    // ---- controls --------------------------------------------------------------
+
+    /// A control from a local client; `None` when the answer comes later (or never:
+    /// NOREPLY).
+    fn client_control(&mut self, from: &ClientRequest, req: ReqControl) -> Option<ReplyControl> {
+        let noreply = req.flags & CTRL_FLAG_NOREPLY != 0;
+        let reply = match Opcode(req.opcode) {
+            Opcode::DB_ATTACH | Opcode::DB_ATTACH_PERSISTENT => {
+                if self.own_flags() & node_flags::INACTIVE != 0 {
+                    Some(fail(-1))
+                } else if self.view.recovering {
+                    self.deferred_attaches.push(DeferredAttach {
+                        from: from.clone(),
+                        request: req,
+                        until: Instant::now() + Duration::from_secs(120),
+                    });
+                    None
+                } else {
+                    Some(self.client_attach(&req))
+                }
+            }
+            Opcode::TRANS3_COMMIT => self.trans3_commit(from, &req.data),
+            _ => self.local_db_control(&req),
+        };
+        if noreply {
+            return None;
+        }
+        reply
+    }
+
+    /// DB_ATTACH / DB_ATTACH_PERSISTENT from a local client.
+    fn client_attach(&mut self, req: &ReqControl) -> ReplyControl {
+        let Some(name) = attach_name(&req.data) else {
+            return fail(-1);
+        };
+        let kind = attach_kind(req.opcode);
+        let known = self.dbs.keys().copied().collect::<BTreeSet<_>>();
+        match self.attach(&name, kind) {
+            Ok(id) => {
+                if !known.contains(&id) {
+                    // Every other node attaches it too (NOREPLY, as CTDB).
+                    self.broadcast_control(req.opcode, req.data.clone());
+                }
+                ok(encode_u32(id))
+            }
+            Err(e) => {
+                warn!(%e, "attach refused");
+                fail(-1)
+            }
+        }
+    }
+
+    /// Attaches `name` here (opening or creating its file); its id.
+    fn attach(&mut self, name: &str, kind: DbKind) -> anyhow::Result<u32> {
+        let info = match self.registry.attach(name, kind)? {
+            Attached::Existing(id) => return Ok(id),
+            Attached::New(info) => info,
+        };
+        let tdb = Tdb::open(
+            &info.path,
+            HASH_SIZE,
+            info.open_flags,
+            libc::O_CREAT | libc::O_RDWR,
+            0o600,
+        )?;
+        info!(db = %info.name, id = format_args!("{:#010x}", info.id), path = %info.path.display(), ?kind, "attached database");
+        let id = info.id;
+        self.registry.insert(info.clone());
+        self.dbs.insert(
+            id,
+            OpenDb {
+                seqnum_seen: tdb.get_seqnum(),
+                info,
+                tdb,
+                migration: Database::new(id),
+                helper_locks: HashMap::new(),
+                seqnum_enabled: false,
+                frozen: None,
+            },
+        );
+        Ok(id)
+    }
+
+    /// CTDB attaches at start every persistent database this node has a file of.
+    fn attach_leftover_persistent(&mut self) {
+        let dir = self.registry.dirs().persistent.clone();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                warn!(dir = %dir.display(), error = %e, "cannot list persistent databases");
+                return;
+            }
+        };
+        let files: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        for name in self
+            .registry
+            .persistent_leftovers(files.iter().map(String::as_str))
+        {
+            if let Err(e) = self.attach(&name, DbKind::Persistent) {
+                warn!(db = %name, error = %e, "cannot attach a persistent database found at start");
+            }
+        }
+    }
+
+    /// The per-database controls that need no one else (from a client or a peer);
+    /// `None` for an opcode that is not one of them.
+    fn local_db_control(&mut self, req: &ReqControl) -> Option<ReplyControl> {
+        let op = Opcode(req.opcode);
+        Some(match op {
+            Opcode::GET_DBMAP => {
+                let mut data = encode_u32(self.registry.len() as u32);
+                for info in self.registry.iter() {
+                    data.extend_from_slice(&info.id.to_le_bytes());
+                    data.push(info.map_flags());
+                    data.extend_from_slice(&[0, 0, 0]);
+                }
+                ok(data)
+            }
+            Opcode::GETDBPATH => match self.db_of(&req.data) {
+                Some(db) => ok(c_string(&db.info.path.to_string_lossy())),
+                None => fail(-1),
+            },
+            Opcode::GET_DBNAME => match self.db_of(&req.data) {
+                Some(db) => ok(c_string(&db.info.name)),
+                None => fail(-1),
+            },
+            Opcode::DB_OPEN_FLAGS => match self.db_of(&req.data) {
+                Some(db) => ok(encode_u32(db.tdb.get_flags())),
+                None => fail(-1),
+            },
+            Opcode::ENABLE_SEQNUM => match self.db_of_mut(&req.data) {
+                Some(db) => {
+                    db.tdb.add_flags(registry::tdb_flags::SEQNUM);
+                    db.seqnum_enabled = true;
+                    db.seqnum_seen = db.tdb.get_seqnum();
+                    ok(Vec::new())
+                }
+                None => fail(-1),
+            },
+            Opcode::SET_DB_READONLY | Opcode::SET_DB_STICKY => {
+                let readonly = op == Opcode::SET_DB_READONLY;
+                match self
+                    .db_id_of(&req.data)
+                    .and_then(|id| self.registry.get_mut(id))
+                {
+                    Some(info) if info.kind == DbKind::Volatile => {
+                        // Delegations are never granted, which is correct (§9.1
+                        // item 16); the flag is shown as CTDB shows it.
+                        if readonly {
+                            info.readonly = true;
+                        } else {
+                            info.sticky = true;
+                        }
+                        let info = info.clone();
+                        if let Some(db) = self.dbs.get_mut(&info.id) {
+                            db.info = info;
+                        }
+                        ok(Vec::new())
+                    }
+                    _ => fail(-1),
+                }
+            }
+            Opcode::GET_DB_SEQNUM => {
+                // 8 bytes: db id and padding.
+                if req.data.len() != 8 {
+                    return Some(fail(-1));
+                }
+                match self.db_of(&req.data[..4]) {
+                    Some(db) => ok(read_db_seqnum(&db.tdb).to_le_bytes().to_vec()),
+                    None => fail(-1),
+                }
+            }
+            // Vacuuming is not built yet: empty records stay until then.
+            Opcode::SCHEDULE_FOR_DELETION => ok(Vec::new()),
+            _ => return None,
+        })
+    }
+
+    // ---- persistent transactions ---------------------------------------------------
+
+    /// TRANS3_COMMIT: store the transaction on every active node in the vnn map,
+    /// this one included, and answer when all have (§6.3).
+    fn trans3_commit(&mut self, from: &ClientRequest, data: &[u8]) -> Option<ReplyControl> {
+        if self.view.recovering {
+            return Some(fail(-1));
+        }
+        let buffer = match MarshallBuffer::decode(data) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(error = %e, "malformed TRANS3_COMMIT");
+                return Some(fail(-1));
+            }
+        };
+        let db_id = buffer.db_id;
+        match self.dbs.get(&db_id) {
+            Some(db) if db.info.kind == DbKind::Persistent => {}
+            _ => return Some(fail(-1)),
+        }
+        if self.commits.values().any(|c| c.db_id == db_id) {
+            return Some(fail(-1));
+        }
+        let local = self.update_record(data);
+        if local.status != 0 {
+            return Some(fail(-1));
+        }
+        let targets: BTreeSet<u32> = self
+            .active_nodes()
+            .into_iter()
+            .filter(|pnn| *pnn != self.pnn && self.view.vnn_map.contains(pnn))
+            .collect();
+        if targets.is_empty() {
+            return Some(ok(Vec::new()));
+        }
+        let reqid = self.allocate_control_reqid();
+        for pnn in &targets {
+            self.send_control(*pnn, reqid, Opcode::UPDATE_RECORD.0, data.to_vec(), 0);
+        }
+        self.commits.insert(
+            reqid,
+            Commit {
+                db_id,
+                from: from.clone(),
+                waiting: targets,
+                failed: false,
+                deadline: Instant::now() + COMMIT_TIMEOUT,
+            },
+        );
+        None
+    }
+
+    /// UPDATE_RECORD: stores a marshall buffer's records in one transaction; a
+    /// record whose rsn is not newer than ours fails it unless the value is the
+    /// same (§6.3).
+    fn update_record(&mut self, data: &[u8]) -> ReplyControl {
+        let buffer = match MarshallBuffer::decode(data) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(error = %e, "malformed UPDATE_RECORD");
+                return fail(-1);
+            }
+        };
+        let Some(db) = self.dbs.get(&buffer.db_id) else {
+            return fail(-1);
+        };
+        let persistent = db.info.kind != DbKind::Volatile;
+        match apply_records(&db.tdb, &buffer.records, persistent) {
+            Ok(()) => ok(Vec::new()),
+            Err(e) => {
+                warn!(db = %db.info.name, error = %e, "update refused");
+                fail(-1)
+            }
+        }
+    }
+
+    /// A reply to one of this thread's controls: a recovery step or a commit.
+    fn control_reply(&mut self, pnn: u32, reqid: u32, reply: ReplyControl) {
+        if self
+            .recovery
+            .as_ref()
+            .is_some_and(|r| r.waiting.contains_key(&reqid))
+        {
+            self.recovery_reply(pnn, reqid, reply);
+            return;
+        }
+        let Some(commit) = self.commits.get_mut(&reqid) else {
+            return;
+        };
+        if !commit.waiting.remove(&pnn) {
+            return;
+        }
+        if reply.status != 0 {
+            warn!(
+                peer = pnn,
+                status = reply.status,
+                "a node refused a persistent update"
+            );
+            commit.failed = true;
+        }
+        if commit.waiting.is_empty() {
+            let commit = self.commits.remove(&reqid).expect("present");
+            let status = if commit.failed { -1 } else { 0 };
+            self.reply_to_client(&commit.from, fail(status));
+        }
+    }
+
+    // ---- the cluster changes ---------------------------------------------------------
+
+    fn snapshot_changed(&mut self, snapshot: Arc<Snapshot>) {
+        let view = view_of(&snapshot);
+        self.snapshot = snapshot;
+        let changed = view != self.view;
+        self.view = view.clone();
+        // Commits waiting for a node that is gone: it will never answer.
+        let active: BTreeSet<u32> = self.active_nodes().into_iter().collect();
+        let mut finished = Vec::new();
+        for (reqid, commit) in &mut self.commits {
+            let gone: Vec<u32> = commit
+                .waiting
+                .iter()
+                .copied()
+                .filter(|p| !active.contains(p))
+                .collect();
+            for pnn in gone {
+                commit.waiting.remove(&pnn);
+            }
+            if commit.waiting.is_empty() {
+                finished.push(*reqid);
+            }
+        }
+        for reqid in finished {
+            let commit = self.commits.remove(&reqid).expect("present");
+            self.reply_to_client(&commit.from, fail(if commit.failed { -1 } else { 0 }));
+        }
+        if !changed {
+            return;
+        }
+        let generation = self.view.generation;
+        for db in self.dbs.values_mut() {
+            if db
+                .frozen
+                .as_ref()
+                .is_some_and(|f| f.generation != generation)
+            {
+                thaw(db);
+            }
+        }
+        if !self.view.recovering {
+            for deferred in std::mem::take(&mut self.deferred_attaches) {
+                let reply = self.client_attach(&deferred.request);
+                self.reply_to_client(&deferred.from, reply);
+            }
+        }
+        let db_ids: Vec<u32> = self.dbs.keys().copied().collect();
+        for db_id in db_ids {
+            let Some(db) = self.dbs.get_mut(&db_id) else {
+                continue;
+            };
+            let actions = {
+                let OpenDb {
+                    tdb,
+                    migration,
+                    helper_locks,
+                    ..
+                } = db;
+                migration.next_reqid = self.next_call_reqid;
+                let mut store = TdbStore { tdb, helper_locks };
+                let actions = migration.view_changed(&view, &mut store);
+                self.next_call_reqid = migration.next_reqid;
+                actions
+            };
+            self.carry_out(db_id, actions);
+        }
+    }
+
+    /// Once a second: tell the other nodes about databases whose sequence number
+    /// moved (smbd's caches key on it), and fail what waited too long.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        if self.recovery.as_ref().is_some_and(|r| r.deadline <= now) {
+            warn!("database recovery timed out");
+            self.finish_recovery(false);
+        }
+        let mut changed = Vec::new();
+        for (id, db) in &mut self.dbs {
+            if !db.seqnum_enabled {
+                continue;
+            }
+            let seqnum = db.tdb.get_seqnum();
+            if seqnum != db.seqnum_seen {
+                db.seqnum_seen = seqnum;
+                changed.push(*id);
+            }
+        }
+        for id in changed {
+            self.broadcast_control(Opcode::UPDATE_SEQNUM.0, encode_u32(id));
+        }
+        let overdue: Vec<u32> = self
+            .commits
+            .iter()
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(r, _)| *r)
+            .collect();
+        for reqid in overdue {
+            let commit = self.commits.remove(&reqid).expect("present");
+            warn!(
+                db_id = format_args!("{:#010x}", commit.db_id),
+                "persistent update timed out"
+            );
+            self.reply_to_client(&commit.from, fail(1));
+        }
+        let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred_attaches)
+            .into_iter()
+            .partition(|d| d.until <= now);
+        self.deferred_attaches = waiting;
+        for deferred in expired {
+            self.reply_to_client(&deferred.from, fail(-1));
+        }
+    }
+
+    // ---- helpers ----------------------------------------------------------------------
+
+    fn header(&self, destnode: u32, reqid: u32) -> Header {
+        Header {
+            generation: self.view.generation,
+            destnode,
+            srcnode: self.pnn,
+            reqid,
+        }
+    }
+
+    fn reply_to_client(&self, to: &ClientRequest, reply: ReplyControl) {
+        let packet = Packet {
+            header: self.header(0, to.reqid),
+            body: Body::ReplyControl(reply),
+        };
+        let _ = to.replies.send(packet.encode());
+    }
+
+    fn send_to_peer(&self, pnn: u32, reqid: u32, body: Body) {
+        let packet = Packet {
+            header: self.header(pnn, reqid),
+            body,
+        };
+        self.peers.send(pnn, packet.encode());
+    }
+
+    fn send_control(&self, pnn: u32, reqid: u32, opcode: u32, data: Vec<u8>, flags: u32) {
+        self.send_to_peer(
+            pnn,
+            reqid,
+            Body::ReqControl(ReqControl {
+                opcode,
+                srvid: 0,
+                client_id: 0,
+                flags,
+                data,
+            }),
+        );
+    }
+
+    /// Sends a NOREPLY control to every other connected node.
+    fn broadcast_control(&mut self, opcode: u32, data: Vec<u8>) {
+        let reqid = self.allocate_control_reqid();
+        for pnn in self.connected_peers() {
+            self.send_control(pnn, reqid, opcode, data.clone(), CTRL_FLAG_NOREPLY);
+        }
+    }
+
+    fn allocate_control_reqid(&mut self) -> u32 {
+        let reqid = self.next_control_reqid;
+        self.next_control_reqid = self
+            .next_control_reqid
+            .wrapping_add(1)
+            .max(DATA_PATH_REQIDS);
+        reqid
+    }
+
+    fn connected_peers(&self) -> Vec<u32> {
+        self.snapshot
+            .nodes
+            .iter()
+            .filter(|n| n.pnn != self.pnn && n.flags & node_flags::DISCONNECTED == 0)
+            .map(|n| n.pnn)
+            .collect()
+    }
+
+    /// Nodes that are connected and not inactive (banned, stopped, deleted).
+    fn active_nodes(&self) -> Vec<u32> {
+        self.snapshot
+            .nodes
+            .iter()
+            .filter(|n| n.flags & node_flags::INACTIVE == 0)
+            .map(|n| n.pnn)
+            .collect()
+    }
+
+    fn own_flags(&self) -> u32 {
+        self.snapshot
+            .nodes
+            .iter()
+            .find(|n| n.pnn == self.pnn)
+            .map_or(0, |n| n.flags)
+    }
+
+    fn is_banned(&self) -> bool {
+        self.own_flags() & node_flags::BANNED != 0
+    }
+
+    fn db_id_of(&self, data: &[u8]) -> Option<u32> {
+        decode_db_id(data)
+    }
+
+    fn db_of(&self, data: &[u8]) -> Option<&OpenDb> {
+        decode_db_id(data).and_then(|id| self.dbs.get(&id))
+    }
+
+    fn db_of_mut(&mut self, data: &[u8]) -> Option<&mut OpenDb> {
+        decode_db_id(data).and_then(|id| self.dbs.get_mut(&id))
+    }
+}
+
+/// The migration logic's view of a core snapshot.
+fn view_of(snapshot: &Snapshot) -> migrate::View {
+    migrate::View {
+        pnn: snapshot.pnn,
+        generation: snapshot.generation,
+        vnn_map: snapshot.vnn_map.clone(),
+        recovering: snapshot.recovery_mode != 0,
+    }
+}
+
+fn attach_kind(opcode: u32) -> DbKind {
+    if Opcode(opcode) == Opcode::DB_ATTACH_PERSISTENT {
+        DbKind::Persistent
+    } else {
+        DbKind::Volatile
+    }
+}
+
+/// The database name of an attach: NUL-terminated text.
+fn attach_name(data: &[u8]) -> Option<String> {
+    let name = data.strip_suffix(&[0])?;
+    String::from_utf8(name.to_vec()).ok()
+}
+
+/// A request that is exactly one u32 database id.
+fn decode_db_id(data: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(data.try_into().ok()?))
+}
+
+fn c_string(text: &str) -> Vec<u8> {
+    let mut bytes = text.as_bytes().to_vec();
+    bytes.push(0);
+    bytes
+}
+
+fn ok(data: Vec<u8>) -> ReplyControl {
+    ReplyControl {
+        status: 0,
+        data,
+        error: Vec::new(),
+    }
+}
+
+fn fail(status: i32) -> ReplyControl {
+    ReplyControl {
+        status,
+        data: Vec::new(),
+        error: Vec::new(),
+    }
+}
+
+/// The persistent database's sequence number: the u64 after the header of the
+/// `__db_sequence_number__` record; 0 when missing or malformed.
+fn read_db_seqnum(tdb: &Tdb) -> u64 {
+    tdb.fetch(SEQNUM_KEY)
+        .ok()
+        .flatten()
+        .and_then(|stored| {
+            let (_, value) = ltdb::decode(&stored).ok()?;
+            Some(u64::from_le_bytes(value.try_into().ok()?))
+        })
+        .unwrap_or(0)
+}
+
+/// Stores replicated records in one transaction (UPDATE_RECORD, §6.3).
+fn apply_records(tdb: &Tdb, records: &[RecData], persistent: bool) -> anyhow::Result<()> {
+    tdb.transaction_start()?;
+    let result = (|| -> anyhow::Result<()> {
+        for record in records {
+            let (header, value) = ltdb::decode(&record.data)
+                .map_err(|e| anyhow::anyhow!("record without a header: {e}"))?;
+            let local = tdb.fetch(&record.key)?;
+            match local.as_deref().map(ltdb::decode) {
+                Some(Ok((mine, my_value))) if mine.rsn >= header.rsn && my_value != value => {
+                    anyhow::bail!(
+                        "record rsn {} is not newer than ours ({})",
+                        header.rsn,
+                        mine.rsn
+                    );
+                }
+                // Volatile databases only update records they have.
+                None if !persistent => continue,
+                _ => {}
+            }
+            tdb.store(&record.key, &record.data, StoreMode::Replace)?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            tdb.transaction_commit()?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = tdb.transaction_cancel();
+            Err(e)
+        }
+    }
+}
+
+/// The migration logic's view for one database: a frozen database counts as
+/// recovering even before the core's snapshot says so.
+fn view_for(view: &migrate::View, frozen: bool) -> migrate::View {
+    migrate::View {
+        recovering: view.recovering || frozen,
+        ..view.clone()
+    }
+}
+
+/// Ends a database's freeze: the all-record lock goes, and smbd can lock records
+/// again.
+fn thaw(db: &mut OpenDb) {
+    let Some(freeze) = db.frozen.take() else {
+        return;
+    };
+    let result = match freeze.lock {
+        FreezeLock::Own => db.tdb.unlockall(),
+        FreezeLock::Helper(helper) => {
+            let unmarked = db.tdb.lockall_unmark();
+            drop(helper);
+            unmarked
+        }
+        // The helper's word, when it comes, finds nothing frozen and lets go.
+        FreezeLock::Waiting(_) => Ok(()),
+    };
+    match result {
+        Ok(()) => debug!(db = %db.info.name, "thawed"),
+        Err(e) => error!(db = %db.info.name, error = %e, "thawing failed"),
+    }
+}
+
+/// CTDB's pre-4.x recovery pull (obsolete in 4.17's own recovery, which streams
+/// records as messages): request `db_id u32 | lmaster u32`, reply a marshall
+/// buffer of every record. ctdb-rs nodes use it among themselves; a mixed
+/// cluster with C CTDB is not a goal.
+const PULL_DB: Opcode = Opcode(13);
+
+/// CTDB's pre-4.x recovery push: a marshall buffer to store (see [`PULL_DB`]).
+const PUSH_DB: Opcode = Opcode(14);
+
+/// Steps of a recovery this node leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// GET_DBMAP from every node.
+    DbMaps,
+    /// GET_DBNAME of the databases this node lacks.
+    DbNames,
+    /// Every node attaches every database.
+    Attach,
+    /// Every node freezes every database.
+    Freeze,
+    /// Every node's records of every database.
+    Pull,
+    /// Wipe and push the merged records to every node.
+    Push,
+}
+
+/// The database part of a recovery this node leads (DESIGN.md, "Databases").
+struct RecoveryRun {
+    generation: u32,
+    nodes: Vec<u32>,
+    step: Step,
+    /// Controls of the current step without an answer: reqid → node.
+    waiting: BTreeMap<u32, u32>,
+    /// Databases some node has and this one lacks: id → (a node that has it,
+    /// its flags).
+    missing: BTreeMap<u32, (u32, u8)>,
+    /// reqid of a GET_DBNAME → the database it names.
+    naming: BTreeMap<u32, u32>,
+    /// reqid of a PULL_DB → (node, database).
+    pulling: BTreeMap<u32, (u32, u32)>,
+    /// What each node sent for each database.
+    pulled: BTreeMap<u32, Vec<(u32, MarshallBuffer)>>,
+    deadline: Instant,
+}
+
+/// How long one recovery of the databases may take here before it is given up
+/// (the core has its own, longer, deadline and starts over).
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Worker {
+    /// The core asks for the databases of `nodes` to be made the same.
+    fn start_recovery(&mut self, generation: u32, nodes: Vec<u32>) {
+        if let Some(old) = self.recovery.take() {
+            info!(generation = old.generation, "database recovery superseded");
+        }
+        info!(generation, ?nodes, "recovering databases");
+        self.recovery = Some(RecoveryRun {
+            generation,
+            nodes,
+            step: Step::DbMaps,
+            waiting: BTreeMap::new(),
+            missing: BTreeMap::new(),
+            naming: BTreeMap::new(),
+            pulling: BTreeMap::new(),
+            pulled: BTreeMap::new(),
+            deadline: Instant::now() + RECOVERY_TIMEOUT,
+        });
+        let nodes = self.recovery_nodes();
+        self.recovery_sending = true;
+        for pnn in nodes {
+            self.recovery_control(pnn, Opcode::GET_DBMAP.0, Vec::new());
+        }
+        self.recovery_sending = false;
+        self.recovery_step_done();
+    }
+
+    fn recovery_nodes(&self) -> Vec<u32> {
+        self.recovery
+            .as_ref()
+            .map(|r| r.nodes.clone())
+            .unwrap_or_default()
+    }
+
+    /// Sends one control of the recovery to `pnn`; to this node, it is answered
+    /// at once by the same code that answers the others.
+    fn recovery_control(&mut self, pnn: u32, opcode: u32, data: Vec<u8>) -> u32 {
+        let reqid = self.allocate_control_reqid();
+        if let Some(run) = &mut self.recovery {
+            run.waiting.insert(reqid, pnn);
+        }
+        if pnn == self.pnn {
+            let req = ReqControl {
+                opcode,
+                srvid: 0,
+                client_id: 0,
+                flags: 0,
+                data,
+            };
+            if let Some(reply) = self.peer_control(pnn, reqid, req) {
+                self.recovery_reply(pnn, reqid, reply);
+            }
+        } else {
+            self.send_control(pnn, reqid, opcode, data, 0);
+        }
+        reqid
+    }
+
+    fn recovery_reply(&mut self, pnn: u32, reqid: u32, reply: ReplyControl) {
+        let Some(run) = &mut self.recovery else {
+            return;
+        };
+        if run.waiting.remove(&reqid).is_none() {
+            return;
+        }
+        if reply.status != 0 {
+            warn!(peer = pnn, step = ?run.step, status = reply.status, "a node failed a recovery step");
+            self.finish_recovery(false);
+            return;
+        }
+        match run.step {
+            Step::DbMaps => match DbMap::decode(&reply.data) {
+                Ok(map) => {
+                    for DbMapEntry { db_id, flags } in map.dbs {
+                        if !self.dbs.contains_key(&db_id) {
+                            run.missing.entry(db_id).or_insert((pnn, flags));
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(peer = pnn, error = %e, "bad database map in recovery");
+                    self.finish_recovery(false);
+                    return;
+                }
+            },
+            Step::DbNames => {
+                let db_id = run.naming.remove(&reqid);
+                let name = attach_name(&reply.data);
+                if let (Some(db_id), Some(name)) = (db_id, name) {
+                    let flags = run.missing.get(&db_id).map_or(0, |m| m.1);
+                    let kind = if flags & registry::DB_FLAG_PERSISTENT != 0 {
+                        DbKind::Persistent
+                    } else {
+                        DbKind::Volatile
+                    };
+                    if let Err(e) = self.attach(&name, kind) {
+                        warn!(db = %name, error = %e, "cannot attach a database another node has");
+                        self.finish_recovery(false);
+                        return;
+                    }
+                }
+            }
+            Step::Pull => {
+                let Some((node, db_id)) = run.pulling.remove(&reqid) else {
+                    return;
+                };
+                match MarshallBuffer::decode(&reply.data) {
+                    Ok(buffer) => run.pulled.entry(db_id).or_default().push((node, buffer)),
+                    Err(e) => {
+                        warn!(peer = pnn, error = %e, "bad records in recovery");
+                        self.finish_recovery(false);
+                        return;
+                    }
+                }
+            }
+            Step::Attach | Step::Freeze | Step::Push => {}
+        }
+        if !self.recovery_sending {
+            self.recovery_step_done();
+        }
+    }
+
+    /// When the current step has every answer, starts the next.
+    fn recovery_step_done(&mut self) {
+        loop {
+            let Some(run) = &self.recovery else { return };
+            if !run.waiting.is_empty() {
+                return;
+            }
+            let nodes = run.nodes.clone();
+            let next = match run.step {
+                Step::DbMaps => Step::DbNames,
+                Step::DbNames => Step::Attach,
+                Step::Attach => Step::Freeze,
+                Step::Freeze => Step::Pull,
+                Step::Pull => Step::Push,
+                Step::Push => {
+                    self.finish_recovery(true);
+                    return;
+                }
+            };
+            if let Some(run) = &mut self.recovery {
+                run.step = next;
+            }
+            let db_ids: Vec<u32> = self.dbs.keys().copied().collect();
+            self.recovery_sending = true;
+            match next {
+                Step::DbNames => {
+                    let missing: Vec<(u32, u32)> = self
+                        .recovery
+                        .as_ref()
+                        .map(|r| r.missing.iter().map(|(id, (pnn, _))| (*id, *pnn)).collect())
+                        .unwrap_or_default();
+                    for (db_id, pnn) in missing {
+                        let reqid =
+                            self.recovery_control(pnn, Opcode::GET_DBNAME.0, encode_u32(db_id));
+                        if let Some(run) = &mut self.recovery {
+                            run.naming.insert(reqid, db_id);
+                        }
+                    }
+                }
+                Step::Attach => {
+                    let attaches: Vec<(u32, Vec<u8>)> = self
+                        .dbs
+                        .values()
+                        .map(|db| {
+                            let opcode = if db.info.kind == DbKind::Persistent {
+                                Opcode::DB_ATTACH_PERSISTENT.0
+                            } else {
+                                Opcode::DB_ATTACH.0
+                            };
+                            (opcode, c_string(&db.info.name))
+                        })
+                        .collect();
+                    let own = self.pnn;
+                    for pnn in nodes.iter().filter(|p| **p != own) {
+                        for (opcode, name) in &attaches {
+                            self.recovery_control(*pnn, *opcode, name.clone());
+                        }
+                    }
+                }
+                Step::Freeze => {
+                    for pnn in &nodes {
+                        for db_id in &db_ids {
+                            self.recovery_control(*pnn, Opcode::DB_FREEZE.0, encode_u32(*db_id));
+                        }
+                    }
+                }
+                Step::Pull => {
+                    for pnn in &nodes {
+                        for db_id in &db_ids {
+                            let mut request = encode_u32(*db_id);
+                            request.extend_from_slice(&u32::MAX.to_le_bytes());
+                            let reqid = self.recovery_control(*pnn, PULL_DB.0, request);
+                            if let Some(run) = &mut self.recovery {
+                                run.pulling.insert(reqid, (*pnn, *db_id));
+                            }
+                        }
+                    }
+                }
+                Step::Push => {
+                    let generation = self.recovery.as_ref().map_or(0, |r| r.generation);
+                    for db_id in &db_ids {
+                        let merged = self.merged(*db_id);
+                        let wipe = TransDb {
+                            db_id: *db_id,
+                            tid: generation,
+                        }
+                        .encode();
+                        let push = merged.encode();
+                        for pnn in &nodes {
+                            self.recovery_control(*pnn, Opcode::WIPE_DATABASE.0, wipe.clone());
+                            self.recovery_control(*pnn, PUSH_DB.0, push.clone());
+                        }
+                    }
+                }
+                Step::DbMaps => {}
+            }
+            self.recovery_sending = false;
+        }
+    }
+
+    /// The records every node gets for `db_id` (samba §7.3): for a volatile
+    /// database, per key the copy with the highest rsn (on a tie, not one naming
+    /// this node as dmaster), handed to this node as dmaster; for a persistent
+    /// one, the whole database of the node with the highest sequence number.
+    /// Empty records are dropped.
+    fn merged(&self, db_id: u32) -> MarshallBuffer {
+        let mut merged = MarshallBuffer::new(db_id);
+        let Some(run) = &self.recovery else {
+            return merged;
+        };
+        let Some(pulled) = run.pulled.get(&db_id) else {
+            return merged;
+        };
+        let persistent = self
+            .dbs
+            .get(&db_id)
+            .is_some_and(|db| db.info.kind != DbKind::Volatile);
+        if persistent {
+            let best = pulled
+                .iter()
+                .enumerate()
+                .max_by_key(|(i, (_, buffer))| (seqnum_of(buffer), std::cmp::Reverse(*i)))
+                .map(|(_, (_, buffer))| buffer);
+            if let Some(best) = best {
+                merged.records = best
+                    .records
+                    .iter()
+                    .filter(|r| r.data.len() > ltdb::HEADER_LEN)
+                    .cloned()
+                    .collect();
+            }
+            return merged;
+        }
+        let mut chosen: BTreeMap<Vec<u8>, (LtdbHeaderView, Vec<u8>)> = BTreeMap::new();
+        for (_, buffer) in pulled {
+            for record in &buffer.records {
+                let Ok((header, value)) = ltdb::decode(&record.data) else {
+                    continue;
+                };
+                let replace = match chosen.get(&record.key) {
+                    None => true,
+                    Some((have, _)) => {
+                        header.rsn > have.rsn
+                            || (header.rsn == have.rsn && have.dmaster == self.pnn)
+                    }
+                };
+                if replace {
+                    chosen.insert(
+                        record.key.clone(),
+                        (
+                            LtdbHeaderView {
+                                rsn: header.rsn,
+                                dmaster: header.dmaster,
+                            },
+                            record.data.clone(),
+                        ),
+                    );
+                }
+                let _ = value;
+            }
+        }
+        for (key, (_, data)) in chosen {
+            let Ok((mut header, value)) = ltdb::decode(&data) else {
+                continue;
+            };
+            if value.is_empty() {
+                continue;
+            }
+            header.dmaster = self.pnn;
+            header.flags |= ltdb::flags::MIGRATED_WITH_DATA;
+            header.flags &= !ltdb::flags::RO_FLAGS;
+            merged.records.push(RecData {
+                reqid: 0,
+                key,
+                data: ltdb::encode(&header, value),
+            });
+        }
+        merged
+    }
+
+    fn finish_recovery(&mut self, ok: bool) {
+        let Some(run) = self.recovery.take() else {
+            return;
+        };
+        if ok {
+            info!(generation = run.generation, "databases recovered");
+        }
+        let event = CoreEvent::Input(Input::DatabasesRecovered {
+            generation: run.generation,
+            ok,
+        });
+        if let Err(e) = self.core.try_send(event) {
+            // The core is busy or gone; its own deadline starts the recovery over.
+            warn!(error = %e, "cannot report the database recovery to the core");
+        }
+    }
+
+    // ---- the recovery controls each node answers ----------------------------------
+
+    /// DB_FREEZE: take the all-record lock of a database; answered when held.
+    fn freeze(&mut self, pnn: u32, reqid: u32, data: &[u8]) -> Option<ReplyControl> {
+        let generation = self.view.generation;
+        let Some(db_id) = decode_db_id(data) else {
+            return Some(fail(-1));
+        };
+        let Some(db) = self.dbs.get_mut(&db_id) else {
+            return Some(fail(-1));
+        };
+        match &mut db.frozen {
+            Some(Freeze {
+                lock: FreezeLock::Waiting(waiters),
+                ..
+            }) => {
+                waiters.push((pnn, reqid));
+                return None;
+            }
+            Some(freeze) => {
+                freeze.generation = generation;
+                return Some(ok(Vec::new()));
+            }
+            None => {}
+        }
+        match db.tdb.lockall_nonblock() {
+            Ok(TryLock::Held) => {
+                db.frozen = Some(Freeze {
+                    generation,
+                    lock: FreezeLock::Own,
+                });
+                debug!(db = %db.info.name, "frozen");
+                Some(ok(Vec::new()))
+            }
+            Ok(TryLock::Busy) => {
+                db.frozen = Some(Freeze {
+                    generation,
+                    lock: FreezeLock::Waiting(vec![(pnn, reqid)]),
+                });
+                self.wait_for_lock(db_id, None);
+                None
+            }
+            Err(e) => {
+                error!(db = %db.info.name, error = %e, "cannot freeze");
+                Some(fail(-1))
+            }
+        }
+    }
+
+    /// A helper holds the all-record lock a freeze waited for.
+    fn freeze_held(&mut self, db_id: u32, helper: Result<LockHelper, String>) {
+        let Some(db) = self.dbs.get_mut(&db_id) else {
+            return;
+        };
+        let waiters = match db.frozen.take() {
+            Some(Freeze {
+                generation,
+                lock: FreezeLock::Waiting(waiters),
+            }) => match helper {
+                Ok(helper) => match db.tdb.lockall_mark() {
+                    Ok(()) => {
+                        db.frozen = Some(Freeze {
+                            generation,
+                            lock: FreezeLock::Helper(helper),
+                        });
+                        debug!(db = %db.info.name, "frozen (after waiting)");
+                        waiters.into_iter().map(|w| (w, ok(Vec::new()))).collect()
+                    }
+                    Err(e) => {
+                        error!(db = %db.info.name, error = %e, "marking the freeze failed");
+                        waiters.into_iter().map(|w| (w, fail(-1))).collect()
+                    }
+                },
+                Err(e) => {
+                    error!(db = %db.info.name, error = %e, "freeze helper failed");
+                    waiters
+                        .into_iter()
+                        .map(|w| (w, fail(-1)))
+                        .collect::<Vec<_>>()
+                }
+            },
+            other => {
+                // Thawed (or frozen otherwise) meanwhile: the helper lets go.
+                db.frozen = other;
+                Vec::new()
+            }
+        };
+        for ((pnn, reqid), reply) in waiters {
+            if pnn == self.pnn {
+                self.recovery_reply(pnn, reqid, reply);
+            } else {
+                self.send_to_peer(pnn, reqid, Body::ReplyControl(reply));
+            }
+        }
+    }
+
+    /// PULL_DB: every record of a frozen database.
+    fn pull(&mut self, data: &[u8]) -> ReplyControl {
+        if data.len() != 8 {
+            return fail(-1);
+        }
+        let Some(db) = self.db_of(&data[..4]) else {
+            return fail(-1);
+        };
+        if db
+            .frozen
+            .as_ref()
+            .is_none_or(|f| matches!(f.lock, FreezeLock::Waiting(_)))
+        {
+            return fail(-1);
+        }
+        let mut buffer = MarshallBuffer::new(db.info.id);
+        let walked = db.tdb.traverse_read(|key, value| {
+            buffer.records.push(RecData {
+                reqid: 0,
+                key: key.to_vec(),
+                data: value.to_vec(),
+            });
+            std::ops::ControlFlow::Continue(())
+        });
+        match walked {
+            Ok(_) => ok(buffer.encode()),
+            Err(e) => {
+                error!(db = %db.info.name, error = %e, "reading records for a recovery failed");
+                fail(-1)
+            }
+        }
+    }
+
+    /// WIPE_DATABASE: empty a frozen database before the push.
+    fn wipe(&mut self, data: &[u8]) -> ReplyControl {
+        let Ok(request) = TransDb::decode(data) else {
+            return fail(-1);
+        };
+        let Some(db) = self.dbs.get(&request.db_id) else {
+            return fail(-1);
+        };
+        if db.frozen.is_none() {
+            return fail(-1);
+        }
+        match db.tdb.wipe_all() {
+            Ok(()) => ok(Vec::new()),
+            Err(e) => {
+                error!(db = %db.info.name, error = %e, "wiping for a recovery failed");
+                fail(-1)
+            }
+        }
+    }
+
+    /// PUSH_DB: store the leader's merged records in a frozen database. As
+    /// dmaster a volatile record's rsn goes one up, as any store of ours does.
+    fn push(&mut self, data: &[u8]) -> ReplyControl {
+        let Ok(buffer) = MarshallBuffer::decode(data) else {
+            return fail(-1);
+        };
+        let pnn = self.pnn;
+        let Some(db) = self.dbs.get(&buffer.db_id) else {
+            return fail(-1);
+        };
+        if db.frozen.is_none() {
+            return fail(-1);
+        }
+        let volatile = db.info.kind == DbKind::Volatile;
+        for record in &buffer.records {
+            let Ok((mut header, value)) = ltdb::decode(&record.data) else {
+                continue;
+            };
+            if volatile && header.dmaster == pnn {
+                header.rsn += 1;
+            }
+            if let Err(e) = db.tdb.store(
+                &record.key,
+                &ltdb::encode(&header, value),
+                StoreMode::Replace,
+            ) {
+                error!(db = %db.info.name, error = %e, "storing pushed records failed");
+                return fail(-1);
+            }
+        }
+        ok(Vec::new())
+    }
+}
+
+/// The rsn and dmaster of a collected record, for the merge.
+struct LtdbHeaderView {
+    rsn: u64,
+    dmaster: u32,
+}
+
+/// A persistent database's sequence number, as found in a pull.
+fn seqnum_of(buffer: &MarshallBuffer) -> u64 {
+    buffer
+        .records
+        .iter()
+        .find(|r| r.key == SEQNUM_KEY)
+        .and_then(|r| {
+            let (_, value) = ltdb::decode(&r.data).ok()?;
+            Some(u64::from_le_bytes(value.try_into().ok()?))
+        })
+        .unwrap_or(0)
+}
