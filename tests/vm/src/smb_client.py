@@ -56,6 +56,10 @@ UNSOLICITED = 0xFFFFFFFFFFFFFFFF
 STATUS_NAMES = {
     value: name for name, value in vars(NtStatus).items() if name.startswith("STATUS_")
 }
+# Statuses of byte-range locking that smbprotocol 1.17's table lacks (MS-ERREF).
+STATUS_NAMES.setdefault(0xC0000054, "STATUS_FILE_LOCK_CONFLICT")
+STATUS_NAMES.setdefault(0xC0000055, "STATUS_LOCK_NOT_GRANTED")
+STATUS_NAMES.setdefault(0xC000007E, "STATUS_RANGE_NOT_LOCKED")
 OPLOCK_LEVELS = {
     "none": RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE,
     "ii": RequestedOplockLevel.SMB2_OPLOCK_LEVEL_II,

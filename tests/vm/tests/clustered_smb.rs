@@ -53,7 +53,7 @@ fn clustered_samba() -> anyhow::Result<Cluster> {
         .client(true)
         .tunables("MonitorInterval=1\n")
         .build()?;
-    vm::nas::prepare(&cluster, None)?;
+    vm::nas::prepare_for(&cluster, None, daemon)?;
     cluster
         .start(daemon, START_TIMEOUT)
         .with_context(|| format!("starting {daemon:?} ctdbd with clustered smbd on 3 nodes"))?;
@@ -281,4 +281,19 @@ fn session_on(smbstatus: &str, pnn: u32) -> bool {
             pid.strip_prefix(&prefix)
                 .is_some_and(|rest| rest.parse::<u32>().is_ok())
         })
+}
+
+#[test]
+#[ignore]
+fn zz_debug_hold() -> anyhow::Result<()> {
+    let cluster = clustered_samba()?;
+    for pnn in ALL {
+        eprintln!("node {pnn} holder root {}", cluster.node(pnn).path("/").display());
+    }
+    eprintln!("client {:?}", cluster.client().map(|c| c.name().to_owned()));
+    std::fs::write("/tmp/hold", "")?;
+    while std::path::Path::new("/tmp/hold").exists() {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(())
 }
