@@ -67,7 +67,9 @@ pub fn prepare_for(
         node.install_event_scripts(&scripts)?;
         node.write_config("script.options", &options)?;
         if daemon == Daemon::Stock {
-            let path = node.etc_dir().join("events/legacy/11.stock-addresses.script");
+            let path = node
+                .etc_dir()
+                .join("events/legacy/11.stock-addresses.script");
             std::fs::write(&path, STOCK_ADDRESS_SCRIPT)
                 .with_context(|| format!("writing {}", path.display()))?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))

@@ -74,16 +74,20 @@ pub fn smb_conf() -> String {
     smb_conf_for(SambaMode::Standalone)
 }
 
-/// The `smb.conf` for `mode`: [`smb_conf`], with `clustering = yes` for
-/// [`SambaMode::Clustered`]. smbd then finds the daemon at its built-in socket
+/// The `smb.conf` for `mode`: [`smb_conf`], with `clustering = yes` and the
+/// share's `posix locking = no` for [`SambaMode::Clustered`]. smbd then finds the daemon at its built-in socket
 /// path, `/run/ctdb/ctdbd.socket`, where both our daemon and the stock one listen
 /// inside a node (each node has its own `/run`), so no `ctdbd socket` line is
 /// needed. `passdb backend = tdbsam` then keeps the users in the clustered
 /// persistent database `passdb.tdb`.
 pub fn smb_conf_for(mode: SambaMode) -> String {
-    let clustering = match mode {
-        SambaMode::Standalone => "no",
-        SambaMode::Clustered => "yes",
+    // The shared volume here is one local directory, so the kernel's fcntl locks
+    // that smbd takes for byte-range locks would conflict across the nodes with or
+    // without clustering. Clustered, smbd's clustered brlock.tdb is to be the only
+    // judge of a conflict between nodes, so it takes no fcntl locks.
+    let (clustering, posix_locking) = match mode {
+        SambaMode::Standalone => ("no", ""),
+        SambaMode::Clustered => ("yes", "\tposix locking = no\n"),
     };
     format!(
         "\
@@ -106,7 +110,7 @@ pub fn smb_conf_for(mode: SambaMode) -> String {
 \tpath = {SHARE_PATH}
 \tread only = no
 \tvalid users = {SAMBA_USER}
-"
+{posix_locking}"
     )
 }
 

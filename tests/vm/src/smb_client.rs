@@ -94,7 +94,9 @@ impl SmbClient {
                 if n == 0 {
                     break;
                 }
-                sink.lock().expect("stderr buffer").extend_from_slice(&buf[..n]);
+                sink.lock()
+                    .expect("stderr buffer")
+                    .extend_from_slice(&buf[..n]);
             }
         });
         Ok(Self {
@@ -111,7 +113,12 @@ impl SmbClient {
         self.transcript.push(format!("> {command}"));
         writeln!(self.stdin, "{command}")
             .and_then(|()| self.stdin.flush())
-            .map_err(|e| anyhow!("sending `{command}` to the SMB client: {e}\n{}", self.story()))?;
+            .map_err(|e| {
+                anyhow!(
+                    "sending `{command}` to the SMB client: {e}\n{}",
+                    self.story()
+                )
+            })?;
         match self.replies.recv_timeout(COMMAND_TIMEOUT) {
             Ok(reply) => {
                 self.transcript.push(format!("< {reply}"));

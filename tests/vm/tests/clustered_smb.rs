@@ -282,18 +282,3 @@ fn session_on(smbstatus: &str, pnn: u32) -> bool {
                 .is_some_and(|rest| rest.parse::<u32>().is_ok())
         })
 }
-
-#[test]
-#[ignore]
-fn zz_debug_hold() -> anyhow::Result<()> {
-    let cluster = clustered_samba()?;
-    for pnn in ALL {
-        eprintln!("node {pnn} holder root {}", cluster.node(pnn).path("/").display());
-    }
-    eprintln!("client {:?}", cluster.client().map(|c| c.name().to_owned()));
-    std::fs::write("/tmp/hold", "")?;
-    while std::path::Path::new("/tmp/hold").exists() {
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    Ok(())
-}
