@@ -32,7 +32,7 @@ use vm::{wait_until, Cluster, Daemon};
 
 const ALL: [u32; 3] = [0, 1, 2];
 /// Cold start until every node is RUNNING: startup starts smbd.
-const START_TIMEOUT: Duration = Duration::from_secs(90);
+const START_TIMEOUT: Duration = Duration::from_secs(60);
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an oplock break may take to reach the holder, and the waiting open
 /// to finish once the break is acknowledged (Samba's own break timeout is 35 s).
@@ -54,15 +54,39 @@ fn clustered_samba() -> anyhow::Result<Cluster> {
         .tunables("MonitorInterval=1\n")
         .build()?;
     vm::nas::prepare_for(&cluster, None, daemon)?;
-    cluster
-        .start(daemon, START_TIMEOUT)
-        .with_context(|| format!("starting {daemon:?} ctdbd with clustered smbd on 3 nodes"))?;
+    if let Err(e) = cluster.start(daemon, START_TIMEOUT) {
+        let smbd = (0..3)
+            .map(|pnn| smbd_story(&cluster, pnn))
+            .collect::<Vec<_>>()
+            .join("\n");
+        return Err(e.context(format!(
+            "expected every node RUNNING with smbd (clustering = yes) started by 50.samba \
+             under the {daemon:?} daemon; smbd says:\n{smbd}"
+        )));
+    }
     cluster.wait_agreement(&ALL, &ALL, START_TIMEOUT)?;
     wait_placed(&cluster, &ALL, &addrs(), &ALL, CONVERGE_TIMEOUT)?;
     cluster
         .add_samba_user(0)
         .context("smbpasswd -a on node 0 with clustering = yes (passdb.tdb is clustered)")?;
     Ok(cluster)
+}
+
+/// What node `pnn`'s smbd left: whether its PID file names a live process, and
+/// the end of its log, where smbd says why it could not start.
+fn smbd_story(cluster: &Cluster, pnn: u32) -> String {
+    let node = cluster.node(pnn);
+    let running = std::fs::read_to_string(node.path("/run/samba/smbd.pid"))
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let log = std::fs::read_to_string(node.path("/var/log/samba/log.smbd")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    let tail = lines[lines.len().saturating_sub(16)..].join("\n    ");
+    format!(
+        "  node {pnn}: smbd {}; end of log.smbd:\n    {tail}",
+        if running { "running" } else { "not running" }
+    )
 }
 
 /// The public address `pnn` holds, by `ctdb ip` on `pnn`.
