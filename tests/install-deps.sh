@@ -10,7 +10,8 @@
 # - test: the demo's needs, plus what the test suites drive or compare against:
 #   Debian's stock CTDB 4.17 (the compatibility reference), tdbdump, winbind,
 #   NFS-Ganesha and libnfs, dnsmasq, dig, nftables, shellcheck, rustfmt and clippy,
-#   and what the package test needs (dpkg-dev, systemd-analyze).
+#   what the package test needs (dpkg-dev, systemd-analyze), and smbprotocol (PyPI)
+#   in a virtual environment for the SMB test client.
 # It creates the host directories that the sandboxes mount their private copies
 # over, and leaves PATH pointing at cargo. Debian 12 (apt) and root only; anything
 # it cannot do is one plain line on standard error and a non-zero return.
@@ -43,6 +44,7 @@ ctdbrs_install_deps() {
             shellcheck                      # the event scripts are kept shellcheck-clean
             nftables                        # a test drops a node's own TCP resets
             psmisc python3                  # fuser for debugging; fixture tools
+            python3-venv                    # the SMB test client's environment (below)
             dpkg-dev binutils systemd       # the package test: dpkg-shlibdeps, objcopy, systemd-analyze
         )
         components=(rustfmt clippy)
@@ -106,6 +108,20 @@ ctdbrs_install_deps() {
     # ctdb package, nothing else does.
     install -d /etc/ctdb /var/lib/ctdb /usr/share/ctdb/events/legacy \
         /etc/samba /var/lib/samba /var/cache/samba /var/log/samba
+
+    # The SMB2 client of the clustered-Samba tests (tests/vm/src/smb_client.py)
+    # runs on smbprotocol from PyPI, in a virtual environment of its own so that
+    # nothing is installed into Debian's Python.
+    if [[ $profile == test ]]; then
+        local venv=/opt/ctdb-rs-test/venv smbprotocol_version=1.17.0
+        if ! "$venv/bin/python3" -c "import smbprotocol, sys; from importlib.metadata import version; sys.exit(version('smbprotocol') != '$smbprotocol_version')" 2>/dev/null; then
+            echo "install-deps: installing smbprotocol $smbprotocol_version into $venv"
+            if ! /usr/bin/python3 -m venv "$venv" ||
+                ! "$venv/bin/pip" install -q --disable-pip-version-check "smbprotocol==$smbprotocol_version"; then
+                ctdbrs_install_fail "could not install smbprotocol $smbprotocol_version into $venv" || return
+            fi
+        fi
+    fi
 
     # The Rust toolchain: Debian's rustc is older than our rust-version, so
     # rustup. Under sudo, the invoking user's toolchain counts too.

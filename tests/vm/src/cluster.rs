@@ -43,6 +43,7 @@ use anyhow::{bail, Context as _};
 
 use crate::daemon::Daemon;
 use crate::node::{Node, SHARED_MOUNT};
+use crate::samba::SambaMode;
 use crate::sandbox::{check_prerequisites, unique_name, NetNs, TempDir};
 
 /// Default `ctdb.conf`: no realtime scheduling, so test daemons cannot starve the
@@ -67,7 +68,7 @@ pub struct ClusterBuilder {
     tunables: String,
     client: bool,
     shared_volume: bool,
-    samba: bool,
+    samba: Option<SambaMode>,
     deleted: Vec<u32>,
 }
 
@@ -144,7 +145,17 @@ impl ClusterBuilder {
     /// [`crate::samba::SAMBA_USER`] known to each node's Samba. No smbd is started.
     /// Default: no.
     pub fn samba(mut self, yes: bool) -> Self {
-        self.samba = yes;
+        self.samba = yes.then_some(SambaMode::Standalone);
+        self
+    }
+
+    /// Like [`ClusterBuilder::samba`], but with `clustering = yes`
+    /// ([`SambaMode::Clustered`]): smbd keeps its sessions, share modes, locks and
+    /// users in the daemons' clustered databases. The test user is not registered
+    /// yet (that needs a running daemon): call [`Cluster::add_samba_user`] on one
+    /// node once the daemons run, and before smbd serves anyone.
+    pub fn samba_clustered(mut self) -> Self {
+        self.samba = Some(SambaMode::Clustered);
         self
     }
 
@@ -158,10 +169,10 @@ impl ClusterBuilder {
     /// Creates the namespaces, links and configuration. No daemon is started.
     pub fn build(self) -> anyhow::Result<Cluster> {
         check_prerequisites()?;
-        if self.samba {
+        if self.samba.is_some() {
             crate::samba::check_prerequisites()?;
         }
-        let shared_volume = self.shared_volume || self.samba;
+        let shared_volume = self.shared_volume || self.samba.is_some();
         if shared_volume && !Path::new("/srv").is_dir() {
             bail!("/srv is missing: the nodes mount the shared volume under it (mkdir /srv)");
         }
@@ -170,8 +181,8 @@ impl ClusterBuilder {
         } else {
             None
         };
-        if let (true, Some(dir)) = (self.samba, &shared) {
-            crate::samba::prepare_shared(dir.path())?;
+        if let (Some(mode), Some(dir)) = (self.samba, &shared) {
+            crate::samba::prepare_shared(dir.path(), mode)?;
         }
         let base = unique_name();
         let fabric = NetNs::create(&format!("{base}-f")).context("creating the fabric netns")?;
@@ -250,8 +261,8 @@ impl ClusterBuilder {
             if !self.tunables.is_empty() {
                 node.write_config("ctdb.tunables", &self.tunables)?;
             }
-            if self.samba {
-                crate::samba::prepare_node(&node)?;
+            if let Some(mode) = self.samba {
+                crate::samba::prepare_node(&node, mode)?;
             }
             nodes.push(Some(node));
         }
@@ -316,7 +327,7 @@ impl Cluster {
             tunables: String::new(),
             client: false,
             shared_volume: false,
-            samba: false,
+            samba: None,
             deleted: Vec::new(),
         }
     }

@@ -25,7 +25,10 @@
 //!   them out, and run by hand with the event runner's environment.
 //! - [`nas`]: a NAS cluster's scripts and options installed on every node.
 //! - [`samba`]: Samba in the nodes (`smb.conf` on the shared volume, private
-//!   state and a test user per node) and `smbclient` in the client namespace.
+//!   state and a test user per node, or `clustering = yes` with the user in the
+//!   clustered `passdb.tdb`) and `smbclient` in the client namespace.
+//! - [`smb_client`]: an SMB2 client driven step by step (share modes, byte-range
+//!   locks, oplock breaks) over connections to several public addresses.
 //!
 //! Everything runs as root and fails loudly when a prerequisite is missing;
 //! nothing is skipped. Every resource is released in `Drop`, panics included.
@@ -42,6 +45,7 @@ pub mod public;
 pub mod samba;
 pub mod sandbox;
 pub mod scripts;
+pub mod smb_client;
 pub mod wait;
 pub mod watch;
 

@@ -2,10 +2,39 @@
 //! installed and enabled on every node, `script.options` naming the shared volume,
 //! and, for NFS, NFS-Ganesha's configuration and `60.nfs`. Samba's side comes from
 //! [`crate::ClusterBuilder::samba`].
+//!
+//! Under Debian's stock daemon ([`prepare_for`] with [`Daemon::Stock`]) one more
+//! script, [`STOCK_ADDRESS_SCRIPT`], puts the public addresses on the interfaces:
+//! CTDB 4.17 leaves that to its own `10.interface`, while ctdb-rs does it itself
+//! (so ours only watches), and without it a stock node would hold addresses that
+//! no interface carries.
 
+use std::os::unix::fs::PermissionsExt as _;
+
+use anyhow::Context as _;
+
+use crate::daemon::Daemon;
 use crate::nfs::{write_ganesha_conf, GaneshaConf, NfsSettings};
 use crate::node::SHARED_MOUNT;
 use crate::Cluster;
+
+/// The harness's stand-in, for the stock daemon only, for the address handling
+/// of CTDB's own `10.interface`: `takeip IFACE IP BITS`, `releaseip IFACE IP
+/// BITS` and `updateip OLD NEW IP BITS` add and remove the address. Enabled as
+/// `11.stock-addresses` (after our `10.interface`, which checks the arguments).
+pub const STOCK_ADDRESS_SCRIPT: &str = r#"#!/bin/sh
+# Written by the ctdb-rs test harness for Debian's stock ctdbd: it moves public
+# addresses on and off pub0 as the stock daemon asks.
+case "$1" in
+takeip) exec ip addr replace "$3/$4" dev "$2" ;;
+releaseip) ip addr del "$3/$4" dev "$2" 2>/dev/null || true ;;
+updateip)
+    ip addr del "$4/$5" dev "$2" 2>/dev/null || true
+    exec ip addr replace "$4/$5" dev "$3"
+    ;;
+esac
+exit 0
+"#;
 
 /// The scripts every NAS node runs.
 pub const BASE_SCRIPTS: [&str; 4] = ["00.ctdb", "01.reclock", "10.interface", "50.samba"];
@@ -14,6 +43,16 @@ pub const BASE_SCRIPTS: [&str; 4] = ["00.ctdb", "01.reclock", "10.interface", "5
 /// node and writes its `script.options`. Call before the daemons start; the cluster
 /// must have been built with `samba(true)`.
 pub fn prepare(cluster: &Cluster, nfs: Option<NfsSettings>) -> anyhow::Result<()> {
+    prepare_for(cluster, nfs, Daemon::Ours)
+}
+
+/// [`prepare`] for the daemon that will run: with [`Daemon::Stock`] it also
+/// enables [`STOCK_ADDRESS_SCRIPT`] on every node.
+pub fn prepare_for(
+    cluster: &Cluster,
+    nfs: Option<NfsSettings>,
+    daemon: Daemon,
+) -> anyhow::Result<()> {
     let mut scripts = BASE_SCRIPTS.to_vec();
     let mut options = format!("CTDB_SHARED_VOLUME={SHARED_MOUNT}\n");
     if let Some(settings) = nfs {
@@ -27,6 +66,15 @@ pub fn prepare(cluster: &Cluster, nfs: Option<NfsSettings>) -> anyhow::Result<()
         let node = cluster.node(pnn);
         node.install_event_scripts(&scripts)?;
         node.write_config("script.options", &options)?;
+        if daemon == Daemon::Stock {
+            let path = node
+                .etc_dir()
+                .join("events/legacy/11.stock-addresses.script");
+            std::fs::write(&path, STOCK_ADDRESS_SCRIPT)
+                .with_context(|| format!("writing {}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("making {} executable", path.display()))?;
+        }
     }
     Ok(())
 }

@@ -54,16 +54,46 @@ pub const SMBCLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// the host's account files do not use is taken.
 const FIRST_TEST_ID: u32 = 4242;
 
+/// How smbd on the nodes keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SambaMode {
+    /// `clustering = no`: each node's smbd keeps its sessions, share modes, locks
+    /// and users (`passdb.tdb`) to itself; no claim of coherence between nodes.
+    Standalone,
+    /// `clustering = yes`: smbd keeps them in CTDB's clustered databases, reached
+    /// through the node's daemon socket, so every node sees every node's opens and
+    /// locks, and a user added on one node exists on all.
+    Clustered,
+}
+
 /// The `smb.conf` [`crate::ClusterBuilder::samba`] writes to the shared volume: a
 /// standalone server (no clustering: these tests are about the event scripts, not
 /// clustered TDB), SMB over port 445 only, one writable share on the shared
 /// volume. Every path left at its default is private to the node.
 pub fn smb_conf() -> String {
+    smb_conf_for(SambaMode::Standalone)
+}
+
+/// The `smb.conf` for `mode`: [`smb_conf`], with `clustering = yes` and the
+/// share's `posix locking = no` for [`SambaMode::Clustered`]. smbd then finds the daemon at its built-in socket
+/// path, `/run/ctdb/ctdbd.socket`, where both our daemon and the stock one listen
+/// inside a node (each node has its own `/run`), so no `ctdbd socket` line is
+/// needed. `passdb backend = tdbsam` then keeps the users in the clustered
+/// persistent database `passdb.tdb`.
+pub fn smb_conf_for(mode: SambaMode) -> String {
+    // The shared volume here is one local directory, so the kernel's fcntl locks
+    // that smbd takes for byte-range locks would conflict across the nodes with or
+    // without clustering. Clustered, smbd's clustered brlock.tdb is to be the only
+    // judge of a conflict between nodes, so it takes no fcntl locks.
+    let (clustering, posix_locking) = match mode {
+        SambaMode::Standalone => ("no", ""),
+        SambaMode::Clustered => ("yes", "\tposix locking = no\n"),
+    };
     format!(
         "\
 [global]
 \tserver role = standalone server
-\tclustering = no
+\tclustering = {clustering}
 \tsmb ports = 445
 \tdisable netbios = yes
 \tpassdb backend = tdbsam
@@ -80,7 +110,7 @@ pub fn smb_conf() -> String {
 \tpath = {SHARE_PATH}
 \tread only = no
 \tvalid users = {SAMBA_USER}
-"
+{posix_locking}"
     )
 }
 
@@ -150,10 +180,10 @@ pub fn test_user_ids() -> anyhow::Result<(u32, u32)> {
     Ok((id, id))
 }
 
-/// Writes [`smb_conf`] and creates the share's directory (owned by the test user)
-/// in the shared volume `shared` (a host path).
-pub fn prepare_shared(shared: &Path) -> anyhow::Result<()> {
-    std::fs::write(shared.join("smb.conf"), smb_conf())
+/// Writes [`smb_conf_for`] `mode` and creates the share's directory (owned by the
+/// test user) in the shared volume `shared` (a host path).
+pub fn prepare_shared(shared: &Path, mode: SambaMode) -> anyhow::Result<()> {
+    std::fs::write(shared.join("smb.conf"), smb_conf_for(mode))
         .with_context(|| format!("writing smb.conf in {}", shared.display()))?;
     let share = shared.join(
         SHARE_PATH
@@ -185,9 +215,12 @@ done
 "#;
 
 /// Gives `node` its private Samba directories and account files (with the test
-/// user), then registers the test user with Samba. The shared volume must already
-/// hold `smb.conf` ([`prepare_shared`]).
-pub fn prepare_node(node: &Node) -> anyhow::Result<()> {
+/// user), then, in [`SambaMode::Standalone`], registers the test user with the
+/// node's Samba. In [`SambaMode::Clustered`] that waits for the daemons
+/// ([`add_samba_user`] on one node once they run): `smbpasswd` then writes the
+/// clustered `passdb.tdb`, which needs a daemon to attach it. The shared volume
+/// must already hold `smb.conf` ([`prepare_shared`]).
+pub fn prepare_node(node: &Node, mode: SambaMode) -> anyhow::Result<()> {
     let dir = node.sandbox_dir().join(NODE_SAMBA_DIR);
     for sub in ["etc", "lib/private", "cache", "log"] {
         std::fs::create_dir_all(dir.join(sub))
@@ -243,6 +276,17 @@ pub fn prepare_node(node: &Node) -> anyhow::Result<()> {
     run_ok(cmd, TOOL_TIMEOUT)
         .with_context(|| format!("node {}: mounting Samba's private directories", node.pnn()))?;
 
+    match mode {
+        SambaMode::Standalone => add_samba_user(node),
+        SambaMode::Clustered => Ok(()),
+    }
+}
+
+/// Registers [`SAMBA_USER`] with [`SAMBA_PASSWORD`] in `node`'s Samba
+/// (`smbpasswd -a`). With `clustering = yes` this writes the clustered
+/// `passdb.tdb`, so the node's daemon must be running, and once is enough for
+/// every node.
+pub fn add_samba_user(node: &Node) -> anyhow::Result<()> {
     let mut cmd = node.command("/bin/sh");
     cmd.args([
         "-c",
@@ -267,6 +311,11 @@ exec smbclient -s /dev/null "$@"
 "#;
 
 impl Cluster {
+    /// Registers the test user with Samba through node `pnn` ([`add_samba_user`]).
+    pub fn add_samba_user(&self, pnn: u32) -> anyhow::Result<()> {
+        add_samba_user(self.node(pnn))
+    }
+
     /// Writes `text` as the cluster's `smb.conf` (on the shared volume: every node
     /// sees it at once). [`smb_conf`] is the good one.
     pub fn write_smb_conf(&self, text: &str) -> anyhow::Result<()> {
