@@ -38,7 +38,9 @@ use crate::db::registry::{self, Attached, DbDirs, DbInfo, DbKind, Registry};
 use crate::db::tdb::{StoreMode, Tdb, TdbError, TryLock};
 use crate::protocol::call::{ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster};
 use crate::protocol::control::{encode_u32, node_flags, Opcode};
-use crate::protocol::dbctl::{DbMap, DbMapEntry, TransDb};
+use crate::protocol::dbctl::{
+    DbMap, DbMapEntry, TransDb, TraverseAll, TraverseAllExt, TraverseStart, TraverseStartExt,
+};
 use crate::protocol::marshall::{MarshallBuffer, RecData};
 use crate::protocol::packet::{Body, Header, Packet, ReplyControl, ReqControl, CTRL_FLAG_NOREPLY};
 use crate::transport::{CoreEvent, DataEvent};
@@ -254,6 +256,8 @@ struct Worker {
     /// Commits in flight, by the reqid of their UPDATE_RECORD controls.
     commits: BTreeMap<u32, Commit>,
     deferred_attaches: Vec<DeferredAttach>,
+    /// Cluster-wide traverses started by local clients, by traverse id.
+    traverses: BTreeMap<u32, Traverse>,
     /// The recovery this node leads, if any.
     recovery: Option<RecoveryRun>,
     /// A recovery step's controls are being sent: answers that come at once
@@ -283,6 +287,7 @@ impl Worker {
             clients: HashMap::new(),
             commits: BTreeMap::new(),
             deferred_attaches: Vec::new(),
+            traverses: BTreeMap::new(),
             recovery: None,
             recovery_sending: false,
             core: config.core,
@@ -346,6 +351,7 @@ impl Worker {
             }
             DataEvent::ClientGone { client } => {
                 self.clients.remove(&client);
+                self.traverses.retain(|_, t| t.from.client != client);
                 self.deferred_attaches.retain(|d| d.from.client != client);
             }
             DataEvent::Peer { pnn, packet } => self.peer_packet(pnn, packet),
@@ -742,6 +748,16 @@ impl Worker {
             PULL_DB => Some(self.pull(&req.data)),
             PUSH_DB => Some(self.push(&req.data)),
             Opcode::WIPE_DATABASE => Some(self.wipe(&req.data)),
+            Opcode::TRAVERSE_ALL | Opcode::TRAVERSE_ALL_EXT => {
+                self.traverse_for_peer(pnn, req.opcode, &req.data);
+                None
+            }
+            Opcode::TRAVERSE_DATA => {
+                self.traverse_data(pnn, &req.data);
+                None
+            }
+            // Our traverses run to the end at once: nothing to stop.
+            Opcode::TRAVERSE_KILL => None,
             Opcode::UPDATE_SEQNUM => {
                 if let Some(db) = decode_db_id(&req.data).and_then(|id| self.dbs.get_mut(&id)) {
                     db.tdb.increment_seqnum_nonblock();
@@ -775,6 +791,15 @@ impl Worker {
                 }
             }
             Opcode::TRANS3_COMMIT => self.trans3_commit(from, &req.data),
+            Opcode::TRAVERSE_START | Opcode::TRAVERSE_START_EXT => {
+                // The reply goes first: smbd drops records that come before it.
+                let reply = self.start_traverse(from, &req);
+                return if noreply { None } else { Some(reply) }.and_then(|reply| {
+                    self.reply_to_client(from, reply);
+                    self.traverse_here_for(from.client);
+                    None
+                });
+            }
             _ => self.local_db_control(&req),
         };
         if noreply {
@@ -1145,6 +1170,19 @@ impl Worker {
                 "persistent update timed out"
             );
             self.reply_to_client(&commit.from, fail(1));
+        }
+        let overdue: Vec<u32> = self
+            .traverses
+            .iter()
+            .filter(|(_, t)| t.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in overdue {
+            warn!(
+                traverse = id,
+                "traverse timed out; ending it with what arrived"
+            );
+            self.end_traverse(id);
         }
         let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred_attaches)
             .into_iter()
@@ -1956,4 +1994,236 @@ fn seqnum_of(buffer: &MarshallBuffer) -> u64 {
             Some(u64::from_le_bytes(value.try_into().ok()?))
         })
         .unwrap_or(0)
+}
+
+/// A cluster-wide traverse a local client started (samba §6.6).
+struct Traverse {
+    from: ClientRequest,
+    db_id: u32,
+    /// The client's id for it, put in every record it gets.
+    client_reqid: u32,
+    /// Where the client wants the records (its connection's random srvid).
+    srvid: u64,
+    with_empty_records: bool,
+    /// Nodes whose end marker has not come yet.
+    waiting: BTreeSet<u32>,
+    /// This node's records still to be sent (after the reply to the client).
+    local_pending: bool,
+    deadline: Instant,
+}
+
+/// `TraverseTimeout`: a traverse ends by then with whatever came.
+const TRAVERSE_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Worker {
+    /// TRAVERSE_START(_EXT) from a local client: asks every active node (one node
+    /// for a persistent database) for its records; they are sent after the reply.
+    fn start_traverse(&mut self, from: &ClientRequest, req: &ReqControl) -> ReplyControl {
+        let start = if Opcode(req.opcode) == Opcode::TRAVERSE_START {
+            TraverseStart::decode(&req.data).map(|t| TraverseStartExt {
+                db_id: t.db_id,
+                reqid: t.reqid,
+                srvid: t.srvid,
+                with_empty_records: false,
+            })
+        } else {
+            TraverseStartExt::decode(&req.data)
+        };
+        let Ok(start) = start else {
+            return fail(-1);
+        };
+        let Some(db) = self.dbs.get(&start.db_id) else {
+            return fail(-1);
+        };
+        let volatile = db.info.kind == DbKind::Volatile;
+        let id = self.allocate_control_reqid();
+        let others: Vec<u32> = if volatile {
+            self.active_nodes()
+                .into_iter()
+                .filter(|p| *p != self.pnn)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for pnn in &others {
+            let data = if start.with_empty_records {
+                TraverseAllExt {
+                    db_id: start.db_id,
+                    reqid: id,
+                    pnn: self.pnn,
+                    client_reqid: start.reqid,
+                    srvid: start.srvid,
+                    with_empty_records: true,
+                }
+                .encode()
+            } else {
+                TraverseAll {
+                    db_id: start.db_id,
+                    reqid: id,
+                    pnn: self.pnn,
+                    client_reqid: start.reqid,
+                    srvid: start.srvid,
+                }
+                .encode()
+            };
+            let opcode = if start.with_empty_records {
+                Opcode::TRAVERSE_ALL_EXT
+            } else {
+                Opcode::TRAVERSE_ALL
+            };
+            self.send_control(*pnn, id, opcode.0, data, CTRL_FLAG_NOREPLY);
+        }
+        self.traverses.insert(
+            id,
+            Traverse {
+                from: from.clone(),
+                db_id: start.db_id,
+                client_reqid: start.reqid,
+                srvid: start.srvid,
+                with_empty_records: start.with_empty_records,
+                waiting: others.into_iter().collect(),
+                local_pending: true,
+                deadline: Instant::now() + TRAVERSE_TIMEOUT,
+            },
+        );
+        ok(Vec::new())
+    }
+
+    /// Sends this node's records of the traverses `client` just started.
+    fn traverse_here_for(&mut self, client: ClientId) {
+        let ids: Vec<u32> = self
+            .traverses
+            .iter()
+            .filter(|(_, t)| t.from.client == client && t.local_pending)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(t) = self.traverses.get_mut(&id) else {
+                continue;
+            };
+            t.local_pending = false;
+            let (db_id, empty) = (t.db_id, t.with_empty_records);
+            let records = self.local_records(db_id, empty);
+            for record in records {
+                self.deliver_traverse_record(id, record);
+            }
+            self.maybe_end_traverse(id);
+        }
+    }
+
+    /// This node's share of a traverse: for a volatile database the records it is
+    /// dmaster of (non-empty unless asked), for a persistent one all of them.
+    fn local_records(&self, db_id: u32, with_empty: bool) -> Vec<RecData> {
+        let Some(db) = self.dbs.get(&db_id) else {
+            return Vec::new();
+        };
+        let volatile = db.info.kind == DbKind::Volatile;
+        let pnn = self.pnn;
+        let mut records = Vec::new();
+        // libtdb takes each chain's read lock in turn: a chain an smbd holds
+        // delays the walk until it lets go (CTDB walks in a child process; here it
+        // is this thread, so a held chain delays the data path for that long).
+        let walked = db.tdb.traverse_read(|key, stored| {
+            let keep = match ltdb::decode(stored) {
+                Ok((header, value)) => {
+                    !volatile || (header.dmaster == pnn && (with_empty || !value.is_empty()))
+                }
+                Err(_) => false,
+            };
+            if keep {
+                records.push(RecData {
+                    reqid: 0,
+                    key: key.to_vec(),
+                    data: stored.to_vec(),
+                });
+            }
+            std::ops::ControlFlow::Continue(())
+        });
+        if let Err(e) = walked {
+            warn!(db = %db.info.name, error = %e, "traverse of the local file failed");
+        }
+        records
+    }
+
+    /// TRAVERSE_ALL(_EXT) from another node: send it our records, then an end.
+    fn traverse_for_peer(&mut self, pnn: u32, opcode: u32, data: &[u8]) {
+        let request = if Opcode(opcode) == Opcode::TRAVERSE_ALL {
+            TraverseAll::decode(data).map(|t| (t.db_id, t.reqid, false))
+        } else {
+            TraverseAllExt::decode(data).map(|t| (t.db_id, t.reqid, t.with_empty_records))
+        };
+        let Ok((db_id, id, with_empty)) = request else {
+            warn!(peer = pnn, "malformed TRAVERSE_ALL");
+            return;
+        };
+        let mut records = self.local_records(db_id, with_empty);
+        records.push(RecData::end_marker(id));
+        for mut record in records {
+            record.reqid = id;
+            let data = record.encode();
+            self.send_control(pnn, id, Opcode::TRAVERSE_DATA.0, data, CTRL_FLAG_NOREPLY);
+        }
+    }
+
+    /// TRAVERSE_DATA: a record (or the end) from another node for one of ours.
+    fn traverse_data(&mut self, pnn: u32, data: &[u8]) {
+        let Ok(record) = RecData::decode(data) else {
+            warn!(peer = pnn, "malformed TRAVERSE_DATA");
+            return;
+        };
+        let id = record.reqid;
+        if !self.traverses.contains_key(&id) {
+            return;
+        }
+        if record.is_end_marker() {
+            if let Some(t) = self.traverses.get_mut(&id) {
+                t.waiting.remove(&pnn);
+            }
+            self.maybe_end_traverse(id);
+        } else {
+            self.deliver_traverse_record(id, record);
+        }
+    }
+
+    fn deliver_traverse_record(&self, id: u32, mut record: RecData) {
+        let Some(t) = self.traverses.get(&id) else {
+            return;
+        };
+        record.reqid = t.client_reqid;
+        let packet = Packet {
+            header: self.header(0, 0),
+            body: Body::ReqMessage(crate::protocol::packet::ReqMessage {
+                srvid: t.srvid,
+                data: record.encode(),
+            }),
+        };
+        let _ = t.from.replies.send(packet.encode());
+    }
+
+    fn maybe_end_traverse(&mut self, id: u32) {
+        if self
+            .traverses
+            .get(&id)
+            .is_some_and(|t| t.waiting.is_empty() && !t.local_pending)
+        {
+            self.end_traverse(id);
+        }
+    }
+
+    /// The end record goes to the client, and the traverse is over.
+    fn end_traverse(&mut self, id: u32) {
+        let Some(t) = self.traverses.get(&id) else {
+            return;
+        };
+        let end = RecData::end_marker(t.client_reqid);
+        let packet = Packet {
+            header: self.header(0, 0),
+            body: Body::ReqMessage(crate::protocol::packet::ReqMessage {
+                srvid: t.srvid,
+                data: end.encode(),
+            }),
+        };
+        let _ = t.from.replies.send(packet.encode());
+        self.traverses.remove(&id);
+    }
 }

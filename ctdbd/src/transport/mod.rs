@@ -110,6 +110,12 @@ fn is_database_control(opcode: u32) -> bool {
             | Opcode::DB_OPEN_FLAGS
             | Opcode::DB_FREEZE
             | Opcode::WIPE_DATABASE
+            | Opcode::TRAVERSE_START
+            | Opcode::TRAVERSE_START_EXT
+            | Opcode::TRAVERSE_ALL
+            | Opcode::TRAVERSE_ALL_EXT
+            | Opcode::TRAVERSE_DATA
+            | Opcode::TRAVERSE_KILL
             // The pre-4.x recovery pull and push, which ctdb-rs nodes use among
             // themselves (daemon::databases).
             | Opcode(13)
