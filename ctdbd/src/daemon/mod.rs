@@ -523,11 +523,22 @@ impl Edges {
                 let Some(outbox) = self.outboxes.get(&client) else {
                     return;
                 };
-                if outbox.try_send(packet.encode()).is_err() {
-                    // Full: the client stopped reading. Dropping its outbox ends its
-                    // connection task, which reports ClientGone.
-                    warn!(client = client.0, "dropping client: its queue is full");
-                    self.outboxes.remove(&client);
+                match outbox.try_send(packet.encode()) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        // The client stopped reading long ago. Dropping its outbox
+                        // ends its connection task, which reports ClientGone.
+                        warn!(
+                            client = client.0,
+                            limit = unix::CLIENT_QUEUE_LEN,
+                            "dropping client: its queue is full"
+                        );
+                        self.outboxes.remove(&client);
+                    }
+                    // Its connection is closing; ClientGone is on its way.
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        self.outboxes.remove(&client);
+                    }
                 }
             }
             Output::SendToPeer { pnn, packet } => self.peers.send(pnn, packet.encode()),

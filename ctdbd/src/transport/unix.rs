@@ -23,10 +23,12 @@ use crate::core::ClientId;
 use crate::core::Input;
 use crate::protocol::{Framer, Packet};
 
-/// Packets queued to one client before it counts as stuck and is dropped. CTDB's
-/// equivalent is the `MaxQueueDropMsg` tunable; a bounded queue keeps a client that
-/// stops reading from growing the daemon's memory.
-pub const CLIENT_QUEUE_LEN: usize = 10_000;
+/// Packets queued to one client before it counts as stuck and is dropped: CTDB's
+/// `MaxQueueDropMsg` default. smbd gets messages it did not ask for (notifyd's
+/// broadcasts, other nodes' wake-ups) and may be busy for a while; it must not be
+/// cut off for that, so the limit is CTDB's, not lower. tokio's queue takes memory
+/// only for what is queued.
+pub const CLIENT_QUEUE_LEN: usize = 1_000_000;
 
 /// Why the socket could not be set up.
 #[derive(Debug, thiserror::Error)]
