@@ -6,18 +6,24 @@
 //! way); everything else — which message, which smbd step, which lock wait ends —
 //! is chosen by a seeded generator.
 //!
+//! Now and then the cluster recovers, as the leader does after a membership
+//! change (`db::recovery`): every node frozen once no smbd holds a record, every
+//! node's records pulled and merged, the result pushed to all, a new generation.
+//! Messages of the old generation die on arrival; calls in flight start again.
+//!
 //! Checked after every step: no record has two dmasters. At the end: every smbd's
-//! every increment is in the counter (no update lost in a hand-over), every call
-//! was answered, and nothing is left waiting.
+//! every increment is in the counter (no update lost in a hand-over or a
+//! recovery), every call was answered, and nothing is left waiting.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use ctdbd::core::ClientId;
-use ctdbd::db::ltdb::LtdbHeader;
+use ctdbd::db::ltdb::{self, LtdbHeader};
 use ctdbd::db::migrate::{
     Action, Call, Database, NodeMessage, Record, RecordStore, StoreError, View, CALL_FETCH,
     CALL_NULL,
 };
+use ctdbd::db::recovery;
 use proptest::prelude::*;
 
 /// One node's database file: records plus who holds which chain lock.
@@ -88,6 +94,9 @@ struct Sim {
     rng: u64,
     done: BTreeMap<Vec<u8>, u64>,
     steps: u64,
+    /// Whether recoveries happen at random.
+    recoveries: bool,
+    recovered: u32,
 }
 
 const GENERATION: u32 = 7;
@@ -110,6 +119,8 @@ impl Sim {
             rng: seed | 1,
             done: BTreeMap::new(),
             steps: 0,
+            recoveries: false,
+            recovered: 0,
         };
         for _ in 0..nodes {
             let smbds = (0..smbds_per_node)
@@ -156,7 +167,7 @@ impl Sim {
                     generation,
                     message,
                 } => {
-                    assert_eq!(generation, GENERATION);
+                    assert_eq!(generation, self.view[pnn as usize].generation);
                     assert_ne!(to, pnn, "a node sent a migration message to itself");
                     self.links
                         .entry((pnn, to))
@@ -216,6 +227,12 @@ impl Sim {
         if choices.is_empty() {
             return false;
         }
+        let nobody_holds = self.nodes.iter().all(|n| n.store.smbd_locks.is_empty());
+        if self.recoveries && nobody_holds && self.below(50) == 0 {
+            self.recover();
+            self.check_one_dmaster();
+            return true;
+        }
         match choices[self.below(choices.len() as u64) as usize] {
             0 => {
                 let (from, to) = links[self.below(links.len() as u64) as usize];
@@ -253,6 +270,56 @@ impl Sim {
         }
         self.check_one_dmaster();
         true
+    }
+
+    /// A recovery led by a random node: freeze, pull, merge, push, new generation.
+    fn recover(&mut self) {
+        let leader = self.below(self.nodes.len() as u64) as u32;
+        let generation = self.view[0].generation + 1;
+        for (pnn, node) in self.nodes.iter_mut().enumerate() {
+            self.view[pnn].recovering = true;
+            let actions = node.db.view_changed(&self.view[pnn], &mut node.store);
+            assert!(actions.is_empty(), "a frozen node acted: {actions:?}");
+        }
+        let pulled: Vec<recovery::Pulled> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(pnn, node)| recovery::Pulled {
+                node: pnn as u32,
+                records: node
+                    .store
+                    .records
+                    .iter()
+                    .map(|(k, r)| (k.clone(), ltdb::encode(&r.header, &r.value)))
+                    .collect(),
+            })
+            .collect();
+        let merged = recovery::merge_volatile(leader, &pulled);
+        for (pnn, node) in self.nodes.iter_mut().enumerate() {
+            node.store.records = merged
+                .iter()
+                .map(|(key, pushed)| {
+                    let stored = recovery::as_stored_by(pnn as u32, true, pushed).unwrap();
+                    let (header, value) = ltdb::decode(&stored).unwrap();
+                    (
+                        key.clone(),
+                        Record {
+                            header,
+                            value: value.to_vec(),
+                        },
+                    )
+                })
+                .collect();
+        }
+        self.recovered += 1;
+        for pnn in 0..self.nodes.len() {
+            self.view[pnn].recovering = false;
+            self.view[pnn].generation = generation;
+            let node = &mut self.nodes[pnn];
+            let actions = node.db.view_changed(&self.view[pnn], &mut node.store);
+            self.apply(pnn as u32, actions);
+        }
     }
 
     /// The simulated smbd `i` of node `pnn` does its next thing.
@@ -395,12 +462,34 @@ fn counter(value: &[u8]) -> u64 {
 }
 
 fn run(nodes: u32, keys: &[&[u8]], smbds: usize, increments: u32, seed: u64) {
+    run_with(nodes, keys, smbds, increments, seed, false);
+}
+
+/// Given three nodes contending for two records, when the cluster recovers
+/// several times in the middle, then nothing is lost (and it did recover).
+#[test]
+fn recoveries_during_contention_lose_nothing() {
+    let recovered = run_with(3, &[b"a", b"b"], 3, 8, 7, true);
+    assert!(recovered >= 2, "only {recovered} recoveries happened");
+}
+
+/// Runs a simulation to its end and checks it; returns how many recoveries it had.
+fn run_with(
+    nodes: u32,
+    keys: &[&[u8]],
+    smbds: usize,
+    increments: u32,
+    seed: u64,
+    recoveries: bool,
+) -> u32 {
     let mut sim = Sim::new(nodes, keys, smbds, increments, seed);
+    sim.recoveries = recoveries;
     let limit = 200_000;
     while sim.step() {
         assert!(sim.steps < limit, "no progress after {limit} steps");
     }
     sim.check_end();
+    sim.recovered
 }
 
 /// Given one smbd on the node that is not the key's lmaster, when it increments a
@@ -590,5 +679,19 @@ proptest! {
     ) {
         let names: [&[u8]; 4] = [b"a", b"file 2", b"\x00\x01\x02", b"share-mode:xyz"];
         run(nodes, &names[..keys], smbds, 4, seed);
+    }
+
+    /// The same with recoveries at random moments: a record caught between two
+    /// nodes, or a call in flight, loses nothing, and after each recovery the
+    /// leader is the one dmaster of every record.
+    #[test]
+    fn recoveries_in_the_middle_lose_no_update(
+        seed in any::<u64>(),
+        nodes in 2u32..=4,
+        keys in 1usize..=3,
+        smbds in 1usize..=3,
+    ) {
+        let names: [&[u8]; 3] = [b"a", b"file 2", b"share-mode:xyz"];
+        run_with(nodes, &names[..keys], smbds, 6, seed, true);
     }
 }

@@ -34,6 +34,7 @@ use crate::core::{ClientId, DATA_PATH_REQIDS};
 use crate::db::lock_helper::{LockHelper, LockTarget};
 use crate::db::ltdb;
 use crate::db::migrate::{self, Action, Call, Database, NodeMessage, Record, RecordStore};
+use crate::db::recovery;
 use crate::db::registry::{self, Attached, DbDirs, DbInfo, DbKind, Registry};
 use crate::db::tdb::{StoreMode, Tdb, TdbError, TryLock};
 use crate::protocol::call::{ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster};
@@ -59,7 +60,7 @@ const TICK: Duration = Duration::from_millis(1000);
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The record every persistent transaction bumps (§6.5).
-const SEQNUM_KEY: &[u8] = b"__db_sequence_number__\0";
+const SEQNUM_KEY: &[u8] = recovery::SEQNUM_KEY;
 
 /// What the database thread needs from the daemon.
 pub struct Config {
@@ -1697,83 +1698,40 @@ impl Worker {
         }
     }
 
-    /// The records every node gets for `db_id` (samba §7.3): for a volatile
-    /// database, per key the copy with the highest rsn (on a tie, not one naming
-    /// this node as dmaster), handed to this node as dmaster; for a persistent
-    /// one, the whole database of the node with the highest sequence number.
-    /// Empty records are dropped.
+    /// The records every node gets for `db_id` (`db::recovery` says how).
     fn merged(&self, db_id: u32) -> MarshallBuffer {
         let mut merged = MarshallBuffer::new(db_id);
-        let Some(run) = &self.recovery else {
+        let Some(pulled) = self.recovery.as_ref().and_then(|r| r.pulled.get(&db_id)) else {
             return merged;
         };
-        let Some(pulled) = run.pulled.get(&db_id) else {
-            return merged;
-        };
-        let persistent = self
-            .dbs
-            .get(&db_id)
-            .is_some_and(|db| db.info.kind != DbKind::Volatile);
-        if persistent {
-            let best = pulled
-                .iter()
-                .enumerate()
-                .max_by_key(|(i, (_, buffer))| (seqnum_of(buffer), std::cmp::Reverse(*i)))
-                .map(|(_, (_, buffer))| buffer);
-            if let Some(best) = best {
-                merged.records = best
+        let pulled: Vec<recovery::Pulled> = pulled
+            .iter()
+            .map(|(node, buffer)| recovery::Pulled {
+                node: *node,
+                records: buffer
                     .records
                     .iter()
-                    .filter(|r| r.data.len() > ltdb::HEADER_LEN)
-                    .cloned()
-                    .collect();
-            }
-            return merged;
-        }
-        let mut chosen: BTreeMap<Vec<u8>, (LtdbHeaderView, Vec<u8>)> = BTreeMap::new();
-        for (_, buffer) in pulled {
-            for record in &buffer.records {
-                let Ok((header, value)) = ltdb::decode(&record.data) else {
-                    continue;
-                };
-                let replace = match chosen.get(&record.key) {
-                    None => true,
-                    Some((have, _)) => {
-                        header.rsn > have.rsn
-                            || (header.rsn == have.rsn && have.dmaster == self.pnn)
-                    }
-                };
-                if replace {
-                    chosen.insert(
-                        record.key.clone(),
-                        (
-                            LtdbHeaderView {
-                                rsn: header.rsn,
-                                dmaster: header.dmaster,
-                            },
-                            record.data.clone(),
-                        ),
-                    );
-                }
-                let _ = value;
-            }
-        }
-        for (key, (_, data)) in chosen {
-            let Ok((mut header, value)) = ltdb::decode(&data) else {
-                continue;
-            };
-            if value.is_empty() {
-                continue;
-            }
-            header.dmaster = self.pnn;
-            header.flags |= ltdb::flags::MIGRATED_WITH_DATA;
-            header.flags &= !ltdb::flags::RO_FLAGS;
-            merged.records.push(RecData {
+                    .map(|r| (r.key.clone(), r.data.clone()))
+                    .collect(),
+            })
+            .collect();
+        let volatile = self
+            .dbs
+            .get(&db_id)
+            .is_some_and(|db| db.info.kind == DbKind::Volatile);
+        let records = if volatile {
+            recovery::merge_volatile(self.pnn, &pulled)
+        } else {
+            recovery::choose_persistent(&pulled)
+        };
+        merged.records = records
+            .into_iter()
+            .map(|(key, data)| RecData {
                 reqid: 0,
                 key,
-                data: ltdb::encode(&header, value),
-            });
-        }
+                data,
+            })
+            .collect();
         merged
     }
 
@@ -1975,25 +1933,6 @@ impl Worker {
         }
         ok(Vec::new())
     }
-}
-
-/// The rsn and dmaster of a collected record, for the merge.
-struct LtdbHeaderView {
-    rsn: u64,
-    dmaster: u32,
-}
-
-/// A persistent database's sequence number, as found in a pull.
-fn seqnum_of(buffer: &MarshallBuffer) -> u64 {
-    buffer
-        .records
-        .iter()
-        .find(|r| r.key == SEQNUM_KEY)
-        .and_then(|r| {
-            let (_, value) = ltdb::decode(&r.data).ok()?;
-            Some(u64::from_le_bytes(value.try_into().ok()?))
-        })
-        .unwrap_or(0)
 }
 
 /// A cluster-wide traverse a local client started (samba §6.6).

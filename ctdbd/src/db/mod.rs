@@ -27,5 +27,6 @@ pub mod hash;
 pub mod lock_helper;
 pub mod ltdb;
 pub mod migrate;
+pub mod recovery;
 pub mod registry;
 pub mod tdb;
