@@ -346,3 +346,134 @@ fn a_non_root_client_cannot_connect() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A control with data, to the local node.
+fn control_with(opcode: Opcode, reqid: u32, flags: u32, data: Vec<u8>) -> Packet {
+    let mut packet = control(opcode.0, reqid);
+    if let Body::ReqControl(c) = &mut packet.body {
+        c.flags = flags;
+        c.data = data;
+    }
+    packet
+}
+
+fn call_packet(reqid: u32, db_id: u32, key: &[u8]) -> Packet {
+    Packet {
+        header: Header {
+            generation: 0,
+            destnode: CURRENT_NODE,
+            srcnode: 0,
+            reqid,
+        },
+        body: Body::ReqCall(ctdbd::protocol::call::ReqCall {
+            flags: ctdbd::protocol::call::call_flags::IMMEDIATE_MIGRATION,
+            db_id,
+            callid: ctdbd::protocol::call::call_id::NULL_FUNC,
+            hopcount: 0,
+            key: key.to_vec(),
+            calldata: Vec::new(),
+        }),
+    }
+}
+
+/// Scenario: bad database requests get an error, and records keep moving.
+///
+/// Given a serving node,
+/// When a client attaches a name that is not a plain file name (`../escape.tdb`)
+///   or lacks its NUL, asks for the path and flags of a database that does not
+///   exist or with a wrongly sized request, commits a transaction whose marshall
+///   buffer is garbage, schedules garbage for deletion, and calls a function on a
+///   database that is not attached,
+/// Then each control is answered with status −1 (the deletion, sent without
+///   wanting a reply, gets none), no file is created outside the database
+///   directory, the call gets no answer (as in CTDB), and on the same connection a
+///   real attach and a call on it are then answered in order.
+#[test]
+fn bad_database_requests_get_an_error_and_records_still_move() -> anyhow::Result<()> {
+    let cluster = serving_node()?;
+    let node = cluster.node(0);
+    let mut client = connect(node)?;
+    let nul = |s: &str| {
+        let mut b = s.as_bytes().to_vec();
+        b.push(0);
+        b
+    };
+    let cases: Vec<(&str, Packet)> = vec![
+        (
+            "attach of ../escape.tdb",
+            control_with(Opcode::DB_ATTACH, 0x101, 0, nul("../escape.tdb")),
+        ),
+        (
+            "attach without a NUL",
+            control_with(Opcode::DB_ATTACH, 0x102, 0, b"plain.tdb".to_vec()),
+        ),
+        (
+            "path of an unknown database",
+            control_with(
+                Opcode::GETDBPATH,
+                0x103,
+                0,
+                0xdead_beefu32.to_le_bytes().to_vec(),
+            ),
+        ),
+        (
+            "open flags with a 2-byte request",
+            control_with(Opcode::DB_OPEN_FLAGS, 0x104, 0, vec![1, 2]),
+        ),
+        (
+            "commit of a garbage marshall buffer",
+            control_with(Opcode::TRANS3_COMMIT, 0x105, 0, garbage(5, 40)),
+        ),
+    ];
+    for (what, packet) in cases {
+        let reqid = packet.header.reqid;
+        client.write_all(&packet.encode())?;
+        let reply = read_packet(&mut client, REACT_TIMEOUT)
+            .map_err(|e| anyhow::anyhow!("{what}: {e:#}"))?;
+        match &reply.body {
+            Body::ReplyControl(r) if reply.header.reqid == reqid && r.status == -1 => {}
+            _ => panic!("{what}: expected REPLY_CONTROL reqid {reqid:#x} status -1, got {reply:?}"),
+        }
+    }
+    client.write_all(
+        &control_with(
+            Opcode::SCHEDULE_FOR_DELETION,
+            0x106,
+            ctdbd::protocol::packet::CTRL_FLAG_NOREPLY,
+            garbage(6, 13),
+        )
+        .encode(),
+    )?;
+    client.write_all(&call_packet(0x107, 0xdead_beef, b"nobody").encode())?;
+    assert!(
+        !node.path("/var/lib/ctdb/escape.tdb.0").exists(),
+        "an attach escaped the database directory"
+    );
+
+    // The same connection still works, and answers in order.
+    client.write_all(&control_with(Opcode::DB_ATTACH, 0x108, 0, nul("good.tdb")).encode())?;
+    let reply = read_packet(&mut client, REACT_TIMEOUT)?;
+    let db_id = match &reply.body {
+        Body::ReplyControl(r) if reply.header.reqid == 0x108 && r.status == 0 => {
+            u32::from_le_bytes(r.data[..4].try_into()?)
+        }
+        _ => {
+            panic!("attach of good.tdb: expected REPLY_CONTROL reqid 0x108 status 0, got {reply:?}")
+        }
+    };
+    client.write_all(&call_packet(0x109, db_id, b"k").encode())?;
+    let reply = read_packet(&mut client, REACT_TIMEOUT)?;
+    assert!(
+        matches!(&reply.body, Body::ReplyCall(r) if r.status == 0) && reply.header.reqid == 0x109,
+        "call on good.tdb: expected REPLY_CALL reqid 0x109 status 0 (and nothing for the call on the unknown database), got {reply:?}"
+    );
+    let log = node.daemon_log();
+    for wanted in ["attach refused", "not attached"] {
+        assert!(
+            log.to_lowercase().contains(wanted),
+            "the daemon's log should mention {wanted:?}:\n{}",
+            indent(&log)
+        );
+    }
+    Ok(())
+}
