@@ -1,0 +1,340 @@
+//! Record benchmarks for `BENCHMARKS.md` (issue #9, item 8), on our daemon and on
+//! CTDB 4.17 in the same harness:
+//! - **fetch-lock rate on one node**: one client increments a record it holds,
+//!   the way smbd changes a record (chain lock, check the header names this node,
+//!   store, unlock);
+//! - **one hot record between 2 and 3 nodes**: one client per node increments the
+//!   same record; each round migrates it (what CTDB's `fetch_ring` measures); the
+//!   final count is checked against the increments made, so a lost update fails
+//!   the run;
+//! - **recovery time against database size**: node 0's volatile database filled
+//!   with N records, then `ctdb recover` (the stock tool, which waits for the
+//!   recovery to end), wall time.
+//!
+//! The clients are this process: they talk CTDB's protocol on each node's socket
+//! and use libtdb on the node's database file (through `/proc/<pid>/root`), as
+//! smbd does. `sudo tests/vm/bench/records.sh [SECONDS]` builds release binaries
+//! and runs this; SECONDS (default 3) is the length of each rate measurement.
+
+use std::io::Write as _;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use ctdbd::db::ltdb::{self, LtdbHeader};
+use ctdbd::db::tdb::{StoreMode, Tdb};
+use ctdbd::protocol::call::{call_flags, call_id, ReqCall};
+use ctdbd::protocol::packet::CURRENT_NODE;
+use ctdbd::protocol::{Body, Header, Opcode, Packet, ReqControl};
+use vm::public::read_packet;
+use vm::{Cluster, Daemon, Tool};
+
+const ALL: [u32; 3] = [0, 1, 2];
+const TIMEOUT: Duration = Duration::from_secs(60);
+const SOCKET: &str = "/run/ctdb/ctdbd.socket";
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connection to one node's daemon.
+struct Connection {
+    stream: UnixStream,
+    pnn: u32,
+    reqid: u32,
+}
+
+/// A client of one node, as smbd is: a connection and the database file.
+struct Client {
+    conn: Connection,
+    pnn: u32,
+    db_id: u32,
+    tdb: Tdb,
+}
+
+impl Client {
+    /// Attaches `db` on node `pnn` and opens its file as smbd does (the path and
+    /// flags the daemon gives).
+    fn connect(cluster: &Cluster, pnn: u32, db: &str) -> anyhow::Result<Self> {
+        let node = cluster.node(pnn);
+        let stream = UnixStream::connect(node.path(SOCKET))
+            .with_context(|| format!("connecting to node {pnn}"))?;
+        stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let mut conn = Connection {
+            stream,
+            pnn,
+            reqid: 1,
+        };
+        let mut name = db.as_bytes().to_vec();
+        name.push(0);
+        let id = conn.control(Opcode::DB_ATTACH, name)?;
+        let db_id = u32::from_le_bytes(id[..4].try_into()?);
+        let path = conn.control(Opcode::GETDBPATH, db_id.to_le_bytes().to_vec())?;
+        let path = String::from_utf8(path.split(|b| *b == 0).next().unwrap_or(&[]).to_vec())?;
+        let flags = conn.control(Opcode::DB_OPEN_FLAGS, db_id.to_le_bytes().to_vec())?;
+        let flags = u32::from_le_bytes(flags[..4].try_into()?);
+        let tdb = Tdb::open(&node.path(&path), 0, flags, libc::O_RDWR, 0)
+            .with_context(|| format!("opening {path} of node {pnn}"))?;
+        Ok(Client {
+            conn,
+            pnn,
+            db_id,
+            tdb,
+        })
+    }
+
+    /// smbd's fetch lock and a store: increments the u64 in `key`'s record.
+    /// Returns how many migrations it took.
+    fn increment(&mut self, key: &[u8]) -> anyhow::Result<u32> {
+        let mut migrations = 0;
+        loop {
+            self.tdb.chainlock(key)?;
+            let stored = self.tdb.fetch(key)?;
+            if let Some(stored) = stored {
+                if let Ok((header, value)) = ltdb::decode(&stored) {
+                    if header.dmaster == self.pnn {
+                        let count = counter(value) + 1;
+                        let result = self.tdb.store(
+                            key,
+                            &ltdb::encode(&header, &count.to_le_bytes()),
+                            StoreMode::Replace,
+                        );
+                        self.tdb.chainunlock(key)?;
+                        result?;
+                        return Ok(migrations);
+                    }
+                }
+            }
+            self.tdb.chainunlock(key)?;
+            self.conn.migrate(self.db_id, key)?;
+            migrations += 1;
+        }
+    }
+
+    /// The counter in `key`'s record if this node holds it.
+    fn count(&self, key: &[u8]) -> anyhow::Result<Option<u64>> {
+        let Some(stored) = self.tdb.fetch(key)? else {
+            return Ok(None);
+        };
+        let (header, value) = ltdb::decode(&stored).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok((header.dmaster == self.pnn).then(|| counter(value)))
+    }
+}
+
+impl Connection {
+    fn next_reqid(&mut self) -> u32 {
+        self.reqid += 1;
+        self.reqid
+    }
+
+    fn control(&mut self, opcode: Opcode, data: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+        let reqid = self.next_reqid();
+        let packet = Packet {
+            header: Header {
+                generation: 0,
+                destnode: CURRENT_NODE,
+                srcnode: 0,
+                reqid,
+            },
+            body: Body::ReqControl(ReqControl {
+                opcode: opcode.0,
+                srvid: 0,
+                client_id: 0,
+                flags: 0,
+                data,
+            }),
+        };
+        self.stream.write_all(&packet.encode())?;
+        let reply = read_packet(&mut self.stream, REPLY_TIMEOUT)?;
+        match reply.body {
+            Body::ReplyControl(r) if reply.header.reqid == reqid && r.status == 0 => Ok(r.data),
+            other => bail!("control {opcode:?} on node {}: {other:?}", self.pnn),
+        }
+    }
+
+    /// Asks the daemon to bring `key` of `db_id` here (smbd's migration call).
+    fn migrate(&mut self, db_id: u32, key: &[u8]) -> anyhow::Result<()> {
+        let reqid = self.next_reqid();
+        let packet = Packet {
+            header: Header {
+                generation: 0,
+                destnode: CURRENT_NODE,
+                srcnode: 0,
+                reqid,
+            },
+            body: Body::ReqCall(ReqCall {
+                flags: call_flags::IMMEDIATE_MIGRATION,
+                db_id,
+                callid: call_id::NULL_FUNC,
+                hopcount: 0,
+                key: key.to_vec(),
+                calldata: Vec::new(),
+            }),
+        };
+        self.stream.write_all(&packet.encode())?;
+        let reply = read_packet(&mut self.stream, REPLY_TIMEOUT)?;
+        match reply.body {
+            Body::ReplyCall(_) if reply.header.reqid == reqid => Ok(()),
+            other => bail!("call on node {}: {other:?}", self.pnn),
+        }
+    }
+}
+
+fn counter(value: &[u8]) -> u64 {
+    value.try_into().map(u64::from_le_bytes).unwrap_or(0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().context("SECONDS must be a number"))
+        .transpose()?
+        .unwrap_or(3);
+    if std::env::var("CTDB_RS_PROFILE").as_deref() != Ok("release") {
+        bail!("run through tests/vm/bench/records.sh (it sets CTDB_RS_PROFILE=release)");
+    }
+    let window = Duration::from_secs(seconds);
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    for daemon in [Daemon::Ours, Daemon::Stock] {
+        let label = match daemon {
+            Daemon::Ours => "ctdb-rs",
+            Daemon::Stock => "CTDB 4.17",
+        };
+        let mut cluster = Cluster::builder().nodes(3).shared_volume(true).build()?;
+        cluster.start(daemon, TIMEOUT)?;
+        cluster.wait_agreement(&ALL, &ALL, TIMEOUT)?;
+
+        // Fetch-lock rate on one node.
+        let mut client = Client::connect(&cluster, 0, "bench_local.tdb")?;
+        client.increment(b"local")?;
+        let start = Instant::now();
+        let mut ops = 0u64;
+        while start.elapsed() < window {
+            client.increment(b"local")?;
+            ops += 1;
+        }
+        let rate = ops as f64 / start.elapsed().as_secs_f64();
+        eprintln!("{label}: local fetch-lock {rate:.0}/s");
+        let ours = rows
+            .iter()
+            .position(|r| r.0 == "fetch-lock + store, record held locally (ops/s)");
+        push(
+            &mut rows,
+            ours,
+            "fetch-lock + store, record held locally (ops/s)",
+            daemon,
+            format!("{rate:.0}"),
+        );
+
+        // One hot record between 2 and 3 nodes.
+        for nodes in [2u32, 3] {
+            let name = format!("one hot record, a client on each of {nodes} nodes (migrations/s)");
+            let (migrations, rate) = ring(&cluster, nodes, window)?;
+            eprintln!("{label}: ring of {nodes}: {rate:.0} migrations/s ({migrations} in all)");
+            let at = rows.iter().position(|r| r.0 == name);
+            push(&mut rows, at, &name, daemon, format!("{rate:.0}"));
+        }
+
+        // Recovery time against database size.
+        for size in [1_000usize, 10_000, 100_000] {
+            let secs = recovery_with(&cluster, size)?;
+            let name = format!("ctdb recover with {size} records (s)");
+            eprintln!("{label}: {name}: {secs:.3}");
+            let at = rows.iter().position(|r| r.0 == name);
+            push(&mut rows, at, &name, daemon, format!("{secs:.3}"));
+        }
+        drop(cluster);
+    }
+    println!("| measurement | ctdb-rs | CTDB 4.17 |");
+    println!("|---|---|---|");
+    for (name, ours, stock) in rows {
+        println!("| {name} | {ours} | {stock} |");
+    }
+    Ok(())
+}
+
+fn push(
+    rows: &mut Vec<(String, String, String)>,
+    at: Option<usize>,
+    name: &str,
+    daemon: Daemon,
+    value: String,
+) {
+    let i = at.unwrap_or_else(|| {
+        rows.push((name.to_owned(), "-".into(), "-".into()));
+        rows.len() - 1
+    });
+    match daemon {
+        Daemon::Ours => rows[i].1 = value,
+        Daemon::Stock => rows[i].2 = value,
+    }
+}
+
+/// One client per node on the first `nodes` nodes, all incrementing one key for
+/// `window`; checks the count and returns (migrations, migrations per second).
+fn ring(cluster: &Cluster, nodes: u32, window: Duration) -> anyhow::Result<(u64, f64)> {
+    let db = format!("bench_ring{nodes}.tdb");
+    let clients: Vec<Client> = (0..nodes)
+        .map(|pnn| Client::connect(cluster, pnn, &db))
+        .collect::<anyhow::Result<_>>()?;
+    let key = b"hot".to_vec();
+    let start = Instant::now();
+    let results: Vec<anyhow::Result<(Client, u64, u64)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = clients
+            .into_iter()
+            .map(|mut client| {
+                let key = key.clone();
+                scope.spawn(move || {
+                    let (mut increments, mut migrations) = (0u64, 0u64);
+                    while start.elapsed() < window {
+                        migrations += u64::from(client.increment(&key)?);
+                        increments += 1;
+                    }
+                    Ok((client, increments, migrations))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut total_increments = 0;
+    let mut total_migrations = 0;
+    let mut counts = Vec::new();
+    for result in results {
+        let (client, increments, migrations) = result?;
+        total_increments += increments;
+        total_migrations += migrations;
+        counts.push(client.count(&key)?);
+    }
+    let held: Vec<u64> = counts.into_iter().flatten().collect();
+    if held.len() != 1 || held[0] != total_increments {
+        bail!("ring of {nodes}: {total_increments} increments made, dmaster copies hold {held:?}");
+    }
+    Ok((total_migrations, total_migrations as f64 / elapsed))
+}
+
+/// Fills node 0's copy of a fresh volatile database with `size` records it holds,
+/// then times `ctdb recover` (which returns when the recovery has ended).
+fn recovery_with(cluster: &Cluster, size: usize) -> anyhow::Result<f64> {
+    let client = Client::connect(cluster, 0, &format!("bench_recovery{size}.tdb"))?;
+    client.tdb.transaction_start()?;
+    for i in 0..size {
+        let key = format!("record-{i:08}");
+        let header = LtdbHeader::new(1, 0);
+        client.tdb.store(
+            key.as_bytes(),
+            &ltdb::encode(&header, b"share mode entry, about this long"),
+            StoreMode::Replace,
+        )?;
+    }
+    client.tdb.transaction_commit()?;
+    drop(client);
+    let node = cluster.node(0);
+    let start = Instant::now();
+    let out = node.ctdb(Tool::Stock, &["recover"])?;
+    let secs = start.elapsed().as_secs_f64();
+    if !out.success() {
+        bail!("ctdb recover with {size} records failed: {out}");
+    }
+    Ok(secs)
+}
