@@ -75,7 +75,7 @@ impl Node {
     /// `ctdb recover` set our recovery mode to active: the leader recovers the
     /// cluster at once (a new generation ends the tool's wait); a follower passes
     /// the request on to its leader, which does the same.
-    fn recovery_requested(&mut self, out: &mut Vec<Output>) {
+    pub(super) fn recovery_requested(&mut self, out: &mut Vec<Output>) {
         if self.is_leader() {
             self.recover(out);
         } else if let Some(leader) = self.leader {

@@ -170,6 +170,13 @@ pub enum Input {
         /// Whether every database is now the same on every node.
         ok: bool,
     },
+    /// The data path saw records or a transaction that only a recovery can set
+    /// right (a hand-over from a node that is not the dmaster, a persistent update
+    /// a node refused): recover, or ask the leader to.
+    RecoveryNeeded {
+        /// What was seen, for the log.
+        reason: String,
+    },
     /// Answer to [`Output::RunEvent`].
     EventDone {
         /// The id of the request.
@@ -911,6 +918,10 @@ impl Node {
             Input::EventDone { id, outcome } => self.event_done(id, outcome, &mut out),
             Input::DatabasesRecovered { generation, ok } => {
                 self.databases_recovered(generation, ok, &mut out)
+            }
+            Input::RecoveryNeeded { reason } => {
+                tracing::warn!(%reason, "the data path asks for a recovery");
+                self.recovery_requested(&mut out);
             }
         }
         self.election_check(&mut out);

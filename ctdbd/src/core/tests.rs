@@ -1956,3 +1956,23 @@ fn a_recovery_installs_its_generation_only_after_the_databases() {
     );
     assert_eq!(n.recovery_mode(), 0);
 }
+
+/// Given a leader, when its data path reports records only a recovery can set
+/// right, then it recovers (asks for the databases' recovery with a new
+/// generation).
+#[test]
+fn the_data_path_can_ask_for_a_recovery() {
+    let mut n = node();
+    finish_events(&mut n, NOW);
+    let out = n.handle(
+        NOW,
+        Input::RecoveryNeeded {
+            reason: "a persistent update failed".into(),
+        },
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::RecoverDatabases { generation, .. } if *generation != n.generation())),
+        "{out:?}"
+    );
+}

@@ -256,6 +256,10 @@ struct Worker {
     clients: HashMap<ClientId, mpsc::UnboundedSender<Vec<u8>>>,
     /// Commits in flight, by the reqid of their UPDATE_RECORD controls.
     commits: BTreeMap<u32, Commit>,
+    /// Commits that failed on some node: a recovery makes every node's copy the
+    /// same, and then they are answered 2 ("ended by recovery", as CTDB), with
+    /// the generation they failed in.
+    commits_ended_by_recovery: Vec<(ClientRequest, u32)>,
     deferred_attaches: Vec<DeferredAttach>,
     /// Cluster-wide traverses started by local clients, by traverse id.
     traverses: BTreeMap<u32, Traverse>,
@@ -287,6 +291,7 @@ impl Worker {
             next_control_reqid: DATA_PATH_REQIDS,
             clients: HashMap::new(),
             commits: BTreeMap::new(),
+            commits_ended_by_recovery: Vec::new(),
             deferred_attaches: Vec::new(),
             traverses: BTreeMap::new(),
             recovery: None,
@@ -352,6 +357,11 @@ impl Worker {
             }
             DataEvent::ClientGone { client } => {
                 self.clients.remove(&client);
+                if self.commits.values().any(|c| c.from.client == client) {
+                    // Its transaction may be on some nodes and not others.
+                    self.commits.retain(|_, c| c.from.client != client);
+                    self.ask_for_recovery("a client left during its persistent update".into());
+                }
                 self.traverses.retain(|_, t| t.from.client != client);
                 self.deferred_attaches.retain(|d| d.from.client != client);
             }
@@ -556,9 +566,8 @@ impl Worker {
                 } => self.send_node_message(db_id, to, generation, message),
                 Action::WaitForLock { key } => self.wait_for_lock(db_id, Some(key)),
                 Action::RecoveryNeeded { reason } => {
-                    // Recovery of databases is not built yet; the leader's next
-                    // recovery (any membership change) is when records settle.
                     error!(%reason, "records disagree between nodes");
+                    self.ask_for_recovery(reason);
                 }
             }
         }
@@ -1062,8 +1071,31 @@ impl Worker {
         }
         if commit.waiting.is_empty() {
             let commit = self.commits.remove(&reqid).expect("present");
-            let status = if commit.failed { -1 } else { 0 };
-            self.reply_to_client(&commit.from, fail(status));
+            self.commit_done(commit);
+        }
+    }
+
+    /// Every node answered (or left): success, or a recovery to set the nodes'
+    /// copies right before the client hears.
+    fn commit_done(&mut self, commit: Commit) {
+        if commit.failed {
+            self.commits_ended_by_recovery
+                .push((commit.from, self.view.generation));
+            self.ask_for_recovery(format!(
+                "a persistent update of db {:#010x} failed on a node",
+                commit.db_id
+            ));
+        } else {
+            self.reply_to_client(&commit.from, ok(Vec::new()));
+        }
+    }
+
+    fn ask_for_recovery(&self, reason: String) {
+        if let Err(e) = self
+            .core
+            .try_send(CoreEvent::Input(Input::RecoveryNeeded { reason }))
+        {
+            warn!(error = %e, "cannot ask the core for a recovery");
         }
     }
 
@@ -1093,7 +1125,16 @@ impl Worker {
         }
         for reqid in finished {
             let commit = self.commits.remove(&reqid).expect("present");
-            self.reply_to_client(&commit.from, fail(if commit.failed { -1 } else { 0 }));
+            self.commit_done(commit);
+        }
+        let generation = self.view.generation;
+        let (ended, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.commits_ended_by_recovery)
+                .into_iter()
+                .partition(|(_, g)| *g != generation && !self.view.recovering);
+        self.commits_ended_by_recovery = waiting;
+        for (from, _) in ended {
+            self.reply_to_client(&from, fail(2));
         }
         if !changed {
             return;
