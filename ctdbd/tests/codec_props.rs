@@ -24,7 +24,7 @@ use ctdbd::protocol::dbctl::{
     ScheduleForDeletion, TransDb, TraverseAll, TraverseAllExt, TraverseStart, TraverseStartExt,
 };
 use ctdbd::protocol::marshall::{MarshallBuffer, RecData};
-use ctdbd::protocol::packet::{Operation, CTDB_MAGIC, CTDB_PROTOCOL, HEADER_SIZE};
+use ctdbd::protocol::packet::{CTDB_MAGIC, CTDB_PROTOCOL, HEADER_SIZE};
 use ctdbd::protocol::statistics::{Statistics, STATISTICS_SIZE};
 use ctdbd::protocol::{Body, Framer, Header, Packet, ReplyControl, ReqControl, ReqMessage};
 
@@ -220,11 +220,18 @@ fn packet() -> impl Strategy<Value = Packet> {
                 record_flags: w[1],
             })
         ),
-        // Raw bodies keep their padding, so only 8-aligned payloads round-trip.
-        prop::collection::vec(any::<u64>(), 0..40).prop_map(|words| Body::Raw {
-            operation: Operation::ReqTunnel,
-            payload: words.iter().flat_map(|w| w.to_le_bytes()).collect(),
-        }),
+        (
+            any::<u64>(),
+            any::<u32>(),
+            prop::collection::vec(any::<u8>(), 0..64)
+        )
+            .prop_map(|(tunnel_id, flags, data)| Body::ReqTunnel(
+                ctdbd::protocol::packet::ReqTunnel {
+                    tunnel_id,
+                    flags,
+                    data,
+                }
+            )),
     ];
     (header(), body).prop_map(|(header, body)| Packet { header, body })
 }

@@ -77,7 +77,8 @@ impl Node {
                 };
                 self.route_message(dest, msg, out);
             }
-            // Database calls and tunnels arrive with the database layer.
+            Body::ReqTunnel(tunnel) => self.client_tunnel(client, header.destnode, tunnel, out),
+            // Database calls go to the database thread (transport::DataPath).
             _ => {}
         }
     }
@@ -372,7 +373,8 @@ impl Node {
                 self.stats.node.req_message = self.stats.node.req_message.wrapping_add(1);
                 self.deliver_here(pnn, msg, out);
             }
-            // Database traffic arrives with the database layer.
+            Body::ReqTunnel(tunnel) => self.peer_tunnel(pnn, tunnel, out),
+            // Database traffic goes to the database thread (transport::DataPath).
             _ => {}
         }
     }

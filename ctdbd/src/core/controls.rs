@@ -282,6 +282,16 @@ impl Node {
                 }
                 status(0)
             }
+            Opcode::TUNNEL_REGISTER | Opcode::TUNNEL_DEREGISTER => {
+                let Requester::Client(client) = from else {
+                    return error(-1, "tunnels are registered by local clients");
+                };
+                status(if opcode == Opcode::TUNNEL_REGISTER {
+                    self.tunnel_register(client, req.srvid)
+                } else {
+                    self.tunnel_deregister(client, req.srvid)
+                })
+            }
             Opcode::DEREGISTER_SRVID => {
                 if let Requester::Client(client) = from {
                     if let Some(info) = self.clients.get_mut(&client) {

@@ -37,6 +37,7 @@ mod controls;
 mod counters;
 mod events;
 mod takeover;
+mod tunnels;
 
 pub use counters::{Counters, PeerCounters, GAP_BOUNDS_MS, TAKEOVER_BOUNDS_MS};
 pub use events::{EventOutcome, STARTUP_RETRY_MS};
@@ -473,6 +474,8 @@ pub struct Node {
     vnn_map: Vec<u32>,
     /// A recovery waiting for the databases before its vnn map is installed.
     database_recovery: Option<cluster::DatabaseRecovery>,
+    /// Tunnel ids registered on this node, and by whom (`tunnels`).
+    tunnels: BTreeMap<u64, ClientId>,
     recovery_mode: u32,
     runstate: Runstate,
     leader: Option<u32>,
@@ -652,6 +655,7 @@ impl Node {
             generation: INVALID_GENERATION,
             vnn_map: vec![config.pnn],
             database_recovery: None,
+            tunnels: BTreeMap::new(),
             recovery_mode: 0,
             runstate: Runstate::FirstRecovery,
             leader: None,
@@ -892,6 +896,7 @@ impl Node {
             }
             Input::ClientGone { client } => {
                 self.clients.remove(&client);
+                self.tunnels_of_gone_client(client);
                 self.client_connections_gone(client, &mut out);
             }
             Input::ClientPacket { client, packet } => {

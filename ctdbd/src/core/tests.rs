@@ -1976,3 +1976,147 @@ fn the_data_path_can_ask_for_a_recovery() {
         "{out:?}"
     );
 }
+
+fn tunnel_packet(destnode: u32, tunnel_id: u64, data: &[u8]) -> Packet {
+    Packet {
+        header: Header {
+            generation: 0,
+            destnode,
+            srcnode: 0,
+            reqid: 0,
+        },
+        body: Body::ReqTunnel(crate::protocol::packet::ReqTunnel {
+            tunnel_id,
+            flags: crate::protocol::packet::TUNNEL_FLAG_REQUEST,
+            data: data.to_vec(),
+        }),
+    }
+}
+
+/// Tunnels as CTDB has them: one client per id, registrations end with the
+/// client, packets only on ids registered here, delivered to the registered
+/// client locally and sent on to a peer named by pnn.
+#[test]
+fn tunnels_register_once_and_carry_packets_to_the_registered_client() {
+    let mut n = follower_of_peer();
+    let other = ClientId(9);
+    n.feed(
+        NOW,
+        Input::ClientConnected {
+            client: TOOL,
+            pid: 100,
+        },
+    );
+    n.feed(
+        NOW,
+        Input::ClientConnected {
+            client: other,
+            pid: 200,
+        },
+    );
+    const ID: u64 = 0xFFFF_FFFF_0000_0000;
+    assert_eq!(
+        call_to(&mut n, CURRENT_NODE, Opcode::TUNNEL_REGISTER, ID, vec![])
+            .0
+            .status,
+        0
+    );
+    assert_eq!(
+        call_to(&mut n, CURRENT_NODE, Opcode::TUNNEL_REGISTER, ID, vec![])
+            .0
+            .status,
+        -1,
+        "a second registration of one id"
+    );
+    // Another client may not take it away.
+    let out = n.feed(
+        NOW,
+        Input::ClientPacket {
+            client: other,
+            packet: control_packet(CURRENT_NODE, Opcode::TUNNEL_DEREGISTER, ID, 0, vec![]),
+        },
+    );
+    assert!(
+        out.iter().any(|o| matches!(o, Output::SendToClient { client, packet: Packet { body: Body::ReplyControl(r), .. } } if *client == other && r.status == -1)),
+        "{out:?}"
+    );
+
+    // To this node: delivered to the registered client.
+    let out = n.feed(
+        NOW,
+        Input::ClientPacket {
+            client: other,
+            packet: tunnel_packet(0, ID, b"hi"),
+        },
+    );
+    assert!(
+        out.iter().any(|o| matches!(o, Output::SendToClient { client: TOOL, packet: Packet { body: Body::ReqTunnel(t), .. } } if t.data == b"hi")),
+        "{out:?}"
+    );
+    // To the peer: sent on.
+    let out = n.feed(
+        NOW,
+        Input::ClientPacket {
+            client: other,
+            packet: tunnel_packet(1, ID, b"there"),
+        },
+    );
+    assert!(
+        out.iter().any(|o| matches!(o, Output::SendToPeer { pnn: 1, packet: Packet { body: Body::ReqTunnel(t), .. } } if t.data == b"there")),
+        "{out:?}"
+    );
+    // From the peer: delivered.
+    let out = n.feed(
+        NOW,
+        Input::PeerPacket {
+            pnn: 1,
+            packet: tunnel_packet(0, ID, b"back"),
+        },
+    );
+    assert!(
+        out.iter().any(|o| matches!(o, Output::SendToClient { client: TOOL, packet: Packet { body: Body::ReqTunnel(t), .. } } if t.data == b"back")),
+        "{out:?}"
+    );
+    // Unregistered ids and unknown nodes: dropped.
+    for packet in [tunnel_packet(1, ID + 1, b"x"), tunnel_packet(7, ID, b"x")] {
+        let out = n.feed(
+            NOW,
+            Input::ClientPacket {
+                client: other,
+                packet,
+            },
+        );
+        assert!(
+            !out.iter().any(|o| matches!(
+                o,
+                Output::SendToPeer {
+                    packet: Packet {
+                        body: Body::ReqTunnel(_),
+                        ..
+                    },
+                    ..
+                } | Output::SendToClient {
+                    packet: Packet {
+                        body: Body::ReqTunnel(_),
+                        ..
+                    },
+                    ..
+                }
+            )),
+            "{out:?}"
+        );
+    }
+    // The owner leaves: the id is free again.
+    n.feed(NOW, Input::ClientGone { client: TOOL });
+    let out = n.feed(
+        NOW,
+        Input::ClientPacket {
+            client: other,
+            packet: control_packet(CURRENT_NODE, Opcode::TUNNEL_REGISTER, ID, 0, vec![]),
+        },
+    );
+    assert!(
+        out.iter().any(|o| matches!(o, Output::SendToClient { client, packet: Packet { body: Body::ReplyControl(r), .. } } if *client == other && r.status == 0)),
+        "{out:?}"
+    );
+}

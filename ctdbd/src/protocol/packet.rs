@@ -127,13 +127,8 @@ pub enum Body {
     ReplyDmaster(ReplyDmaster),
     /// REPLY_ERROR (§4.4).
     ReplyError(ReplyError),
-    /// Tunnels (REQ_TUNNEL), which nothing uses: kept as raw bytes after the header.
-    Raw {
-        /// The operation.
-        operation: Operation,
-        /// Everything after the header, padding included.
-        payload: Vec<u8>,
-    },
+    /// REQ_TUNNEL (core §4.7): data for the client that registered a tunnel id.
+    ReqTunnel(ReqTunnel),
 }
 
 /// Flag: the receiver sends no reply.
@@ -176,6 +171,26 @@ pub struct ReplyControl {
     pub error: Vec<u8>,
 }
 
+/// REQ_TUNNEL flag: a request.
+pub const TUNNEL_FLAG_REQUEST: u32 = 0x1;
+/// REQ_TUNNEL flag: a reply.
+pub const TUNNEL_FLAG_REPLY: u32 = 0x2;
+/// REQ_TUNNEL flag: no reply wanted.
+pub const TUNNEL_FLAG_NOREPLY: u32 = 0x10;
+
+/// REQ_TUNNEL body: `32 tunnel_id u64 | 40 flags u32 | 44 datalen u32 | 48 data |
+/// pad to 8`. The daemons only carry it: the flags and data mean something to the
+/// clients at both ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReqTunnel {
+    /// The tunnel, as the receiving client registered it (TUNNEL_REGISTER).
+    pub tunnel_id: u64,
+    /// `TUNNEL_FLAG_*` bits, passed through.
+    pub flags: u32,
+    /// The payload.
+    pub data: Vec<u8>,
+}
+
 /// REQ_MESSAGE body: `32 srvid u64 | 40 datalen u32 | 44 data | pad to 8`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReqMessage {
@@ -198,7 +213,7 @@ impl Packet {
             Body::ReqDmaster(_) => Operation::ReqDmaster,
             Body::ReplyDmaster(_) => Operation::ReplyDmaster,
             Body::ReplyError(_) => Operation::ReplyError,
-            Body::Raw { operation, .. } => *operation,
+            Body::ReqTunnel(_) => Operation::ReqTunnel,
         }
     }
 
@@ -216,7 +231,9 @@ impl Packet {
             | Body::ReqMessage(_)
             | Body::ReplyCall(_)
             | Body::ReplyError(_) => 48,
-            Body::ReqKeepalive { .. } | Body::Raw { .. } => HEADER_SIZE,
+            // 32-byte header, u64, two u32s and a one-byte array, aligned to 8.
+            Body::ReqTunnel(_) => 56,
+            Body::ReqKeepalive { .. } => HEADER_SIZE,
         }
     }
 
@@ -263,8 +280,11 @@ impl Packet {
             Body::ReqDmaster(d) => d.write(&mut w),
             Body::ReplyDmaster(d) => d.write(&mut w),
             Body::ReplyError(e) => e.write(&mut w),
-            Body::Raw { payload, .. } => {
-                w.bytes(payload);
+            Body::ReqTunnel(t) => {
+                w.u64(t.tunnel_id)
+                    .u32(t.flags)
+                    .u32(len_u32(&t.data))
+                    .bytes(&t.data);
             }
         }
         let mut bytes = w.into_bytes();
@@ -376,10 +396,17 @@ impl Packet {
             Operation::ReqDmaster => Body::ReqDmaster(ReqDmaster::read(&mut r)?),
             Operation::ReplyDmaster => Body::ReplyDmaster(ReplyDmaster::read(&mut r)?),
             Operation::ReplyError => Body::ReplyError(ReplyError::read(&mut r)?),
-            Operation::ReqTunnel => Body::Raw {
-                operation: Operation::ReqTunnel,
-                payload: r.rest().to_vec(),
-            },
+            Operation::ReqTunnel => {
+                let tunnel_id = r.u64("req_tunnel.tunnel_id")?;
+                let flags = r.u32("req_tunnel.flags")?;
+                let datalen = r.u32("req_tunnel.datalen")? as usize;
+                let data = r.bytes(datalen, "req_tunnel.data")?.to_vec();
+                Body::ReqTunnel(ReqTunnel {
+                    tunnel_id,
+                    flags,
+                    data,
+                })
+            }
         };
         Ok(Packet { header, body })
     }
