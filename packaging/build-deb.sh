@@ -13,12 +13,13 @@
 #
 # A staging tree and dpkg-deb, no debhelper: cargo builds ctdbd, ctdb and the
 # helpers; their debug info is stripped (as dh_strip does); dpkg-shlibdeps computes
-# the libraries they need; the rest of Depends is what the event scripts run.
+# the libraries they need (libtdb1 among them: ctdbd and its lock helper link libtdb
+# for the clustered databases); the rest of Depends is what the event scripts run.
 # Needs cargo, dpkg-dev (dpkg-shlibdeps) and binutils (objcopy). Any user can run
 # it: dpkg-deb --root-owner-group makes every file root's.
 #
 # Layout (Debian 12's ctdb package uses the same paths, so the two conflict):
-#   /usr/sbin/ctdbd, ctdb-rs-guardian, ctdb-rs-reclock-helper
+#   /usr/sbin/ctdbd, ctdb-rs-guardian, ctdb-rs-lock-helper, ctdb-rs-reclock-helper
 #                       the helpers sit beside ctdbd, where the daemon looks first
 #   /usr/bin/ctdb       the administration tool
 #   /usr/share/ctdb/events/legacy/NN.name.script    every event script
@@ -80,7 +81,7 @@ for tool in cargo dpkg-deb dpkg-shlibdeps objcopy; do
     command -v "$tool" >/dev/null || die "needs $tool (cargo: rustup; dpkg-shlibdeps: dpkg-dev; objcopy: binutils)"
 done
 
-sbin_programs=(ctdbd ctdb-rs-guardian ctdb-rs-reclock-helper)
+sbin_programs=(ctdbd ctdb-rs-guardian ctdb-rs-lock-helper ctdb-rs-reclock-helper)
 bin_programs=(ctdb)
 bin_args=()
 for program in "${sbin_programs[@]}" "${bin_programs[@]}"; do
@@ -144,6 +145,7 @@ shlibs=$(cd "$work/src" && dpkg-shlibdeps -O \
     die "dpkg-shlibdeps failed"
 shlibs=${shlibs#shlibs:Depends=}
 [[ -n $shlibs ]] || die "dpkg-shlibdeps found no libraries"
+[[ $shlibs == *libtdb1* ]] || die "dpkg-shlibdeps did not find libtdb1 in the binaries (Depends: $shlibs)"
 
 installed_size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 cat >"$stage/DEBIAN/control" <<EOF

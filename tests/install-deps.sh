@@ -25,6 +25,7 @@ ctdbrs_install_deps() {
     local profile=${1:-}
     local packages=(
         samba smbclient samba-common-bin    # smbd, smbclient, testparm, smbpasswd
+        python3-samba                       # Samba's client bindings: the demo's share-mode client
         iproute2 util-linux mount procps    # ip; nsenter, unshare, setpriv; mount; ps
         gcc libc6-dev pkg-config            # the linker and C headers cargo needs
         libtdb-dev                          # libtdb, which ctdbd links (clustered databases)

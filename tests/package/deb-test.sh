@@ -31,7 +31,8 @@
 #  5. the unit's ExecStop line (`ctdb shutdown`) stops it: ctdbd exits 0, its
 #     guardian too (no process is left), socket and pid file are gone, nothing
 #     listens on 4379;
-#  6. dpkg --purge ctdb-rs removes the package, its links and its files.
+#  6. dpkg --purge ctdb-rs removes the package, its links, its files and the
+#     daemon's (/var/lib/ctdb goes).
 set -euo pipefail
 
 die() {
@@ -154,7 +155,8 @@ inside() {
     in_root dpkg -i "$pkg" >/dev/null || die "dpkg -i failed"
     [[ $(package_status ctdb-rs) == "install ok installed" ]] || die "ctdb-rs is '$(package_status ctdb-rs)'"
     local file
-    for file in /usr/sbin/ctdbd /usr/sbin/ctdb-rs-guardian /usr/sbin/ctdb-rs-reclock-helper /usr/bin/ctdb \
+    for file in /usr/sbin/ctdbd /usr/sbin/ctdb-rs-guardian /usr/sbin/ctdb-rs-lock-helper \
+        /usr/sbin/ctdb-rs-reclock-helper /usr/bin/ctdb \
         /usr/share/ctdb/events/legacy/{00.ctdb,01.reclock,10.interface,41.httpd,49.winbind,50.samba,60.nfs}.script; do
         [[ -x $root$file ]] || die "$file is not installed as an executable"
     done
@@ -215,6 +217,9 @@ inside() {
         /etc/ctdb/nodes /etc/ctdb/events/legacy/00.ctdb.script; do
         [[ ! -e $root$file && ! -L $root$file ]] || die "$file is left after the purge"
     done
+    # The daemon's database files and the scripts' state go too, and with them
+    # the package's /var/lib/ctdb.
+    [[ ! -e $root/var/lib/ctdb ]] || die "/var/lib/ctdb is left after the purge: $(find "$root/var/lib/ctdb")"
     step "inside: all passed"
 }
 
@@ -256,6 +261,9 @@ main() {
     [[ -f $deb ]] || die "packaging/build-deb.sh made no package"
     step "built $deb ($(du -h "$deb" | cut -f1))"
     dpkg-deb --info "$deb" | sed -n 's/^ \(Depends\|Conflicts\|Replaces\|Provides\):/    &/p'
+    # ctdbd links libtdb (the clustered databases): the package must pull it in.
+    dpkg-deb --field "$deb" Depends | grep -Eq '(^|, )libtdb1( |,|$)' ||
+        die "the package does not depend on libtdb1: $(dpkg-deb --field "$deb" Depends)"
 
     local before after scratch status=0
     before=$(host_state)

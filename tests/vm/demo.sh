@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The ctdb-rs demo: builds the workspace, then brings up a local 3-node cluster in
-# network namespaces serving SMB with Samba, writes a file through a public address,
-# powers off the node holding it, reads the file back through the same address,
-# shows `ctdb status` before and after, and removes everything.
+# network namespaces serving SMB with Samba clustered (clustering = yes), adds a
+# user on one node, shows a file held open deny-write through one node refusing a
+# write open through another, writes a file through a public address, powers off
+# the node holding it, reads the file back through the same address, shows
+# `ctdb status` before and after, and removes everything.
 # Must run as root: sudo tests/vm/demo.sh
 set -euo pipefail
 

@@ -74,8 +74,10 @@ pub fn smb_conf() -> String {
     smb_conf_for(SambaMode::Standalone)
 }
 
-/// The `smb.conf` for `mode`: [`smb_conf`], with `clustering = yes` and the
-/// share's `posix locking = no` for [`SambaMode::Clustered`]. smbd then finds the daemon at its built-in socket
+/// The `smb.conf` for `mode`: [`smb_conf`], with `clustering = yes`, one
+/// `netbios name` for every node and the share's `posix locking = no` for
+/// [`SambaMode::Clustered`], as in the example `etc/smb.conf` (keep the two
+/// alike). smbd then finds the daemon at its built-in socket
 /// path, `/run/ctdb/ctdbd.socket`, where both our daemon and the stock one listen
 /// inside a node (each node has its own `/run`), so no `ctdbd socket` line is
 /// needed. `passdb backend = tdbsam` then keeps the users in the clustered
@@ -85,16 +87,16 @@ pub fn smb_conf_for(mode: SambaMode) -> String {
     // that smbd takes for byte-range locks would conflict across the nodes with or
     // without clustering. Clustered, smbd's clustered brlock.tdb is to be the only
     // judge of a conflict between nodes, so it takes no fcntl locks.
-    let (clustering, posix_locking) = match mode {
-        SambaMode::Standalone => ("no", ""),
-        SambaMode::Clustered => ("yes", "\tposix locking = no\n"),
+    let (clustering, netbios_name, posix_locking) = match mode {
+        SambaMode::Standalone => ("no", "", ""),
+        SambaMode::Clustered => ("yes", "\tnetbios name = NAS\n", "\tposix locking = no\n"),
     };
     format!(
         "\
 [global]
 \tserver role = standalone server
 \tclustering = {clustering}
-\tsmb ports = 445
+{netbios_name}\tsmb ports = 445
 \tdisable netbios = yes
 \tpassdb backend = tdbsam
 \tmap to guest = never
@@ -353,5 +355,50 @@ fn read(path: &str) -> anyhow::Result<String> {
 fn end_line(text: &mut String) {
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// `section -> name -> value` of an smb.conf text, without comments.
+    fn parameters(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+        let mut sections = BTreeMap::new();
+        let mut section = String::new();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_owned();
+                continue;
+            }
+            let (name, value) = line.split_once('=').expect("name = value");
+            sections
+                .entry(section.clone())
+                .or_insert_with(BTreeMap::new)
+                .insert(name.trim().to_owned(), value.trim().to_owned());
+        }
+        sections
+    }
+
+    /// The example `etc/smb.conf` and the clustered smb.conf the tests and the
+    /// demo run agree: the same global parameters, and the same share settings
+    /// apart from the share's path and the tests' `valid users`.
+    #[test]
+    fn the_example_smb_conf_is_the_one_the_tests_run() {
+        let path = crate::daemon::workspace_root().join("etc/smb.conf");
+        let example = parameters(&std::fs::read_to_string(&path).expect("etc/smb.conf"));
+        let ours = parameters(&smb_conf_for(SambaMode::Clustered));
+        assert_eq!(example["global"], ours["global"]);
+        let share = |sections: &BTreeMap<String, BTreeMap<String, String>>| {
+            let mut share = sections[SHARE].clone();
+            share.remove("path");
+            share.remove("valid users");
+            share
+        };
+        assert_eq!(share(&example), share(&ours));
     }
 }

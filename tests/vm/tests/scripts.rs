@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context as _};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use vm::samba::{smb_conf, SHARE_PATH};
+use vm::samba::{smb_conf, smb_conf_for, SambaMode, SHARE_PATH};
 use vm::sandbox::TempDir;
 use vm::scripts::{script_names, EVENTS};
 use vm::{wait_until, Cluster, Node, Output};
@@ -225,6 +225,84 @@ fn samba_on_two_nodes_serves_one_share() -> anyhow::Result<()> {
     for pnn in 0..2 {
         event_ok(cluster.node(pnn), "50.samba", &["shutdown"], &[])?;
     }
+    Ok(())
+}
+
+/// Whether `out` holds a shell's complaint about a file it could not open (the
+/// flood of one line per poll that a redirection error used to print).
+fn has_open_complaint(out: &Output) -> bool {
+    out.stdout.contains("cannot open") || out.stderr.contains("cannot open")
+}
+
+/// Given a start command that writes its PID file and exits (an smbd that dies
+/// while starting),
+/// When `50.samba startup` runs,
+/// Then it fails saying smbd exited and naming the PID file, in one line with
+/// no line per poll about the dead process's `/proc` entry.
+#[test]
+fn samba_startup_reports_an_smbd_that_died_quietly() -> anyhow::Result<()> {
+    let cluster = samba_cluster()?;
+    let node = cluster.node(0);
+    let dying = r#"sh -c 'echo $$ >/run/samba/smbd.pid'"#;
+    let out = event_fails(
+        node,
+        "50.samba",
+        &["startup"],
+        &[("CTDB_SAMBA_SMBD", dying)],
+        "smbd exited while starting",
+    )?;
+    ensure!(
+        out.stdout.contains("/run/samba/smbd.pid") && out.stdout.lines().count() == 1,
+        "one line naming the PID file expected:\n{out}"
+    );
+    ensure!(
+        !has_open_complaint(&out),
+        "startup printed shell noise:\n{out}"
+    );
+    let out = event_fails(node, "50.samba", &["monitor"], &[], "smbd is not running")?;
+    ensure!(
+        !has_open_complaint(&out),
+        "monitor printed shell noise:\n{out}"
+    );
+    Ok(())
+}
+
+/// Given `clustering = yes` in smb.conf and no ctdbd on the node,
+/// When `50.samba startup` (or `49.winbind startup`) runs,
+/// Then it fails naming the ctdbd socket Samba would use, and starts nothing
+/// (smbd would exit at once, saying why only in its log).
+#[test]
+fn clustered_samba_startup_needs_a_ctdbd_that_answers() -> anyhow::Result<()> {
+    let cluster = samba_cluster()?;
+    cluster.write_smb_conf(&smb_conf_for(SambaMode::Clustered))?;
+    let node = cluster.node(0);
+    let quick = [("CTDB_SAMBA_START_TIMEOUT", "1")];
+    let out = event_fails(
+        node,
+        "50.samba",
+        &["startup"],
+        &quick,
+        "clustering = yes, but no ctdbd answers on /run/ctdb/ctdbd.socket",
+    )?;
+    ensure!(
+        !node.path("/run/samba/smbd.pid").exists(),
+        "smbd was started without a ctdbd:\n{out}"
+    );
+    ensure!(
+        vm::sandbox::which("winbindd").is_some(),
+        "winbindd is missing (apt-get install winbind)"
+    );
+    event_fails(
+        node,
+        "49.winbind",
+        &["startup"],
+        &quick,
+        "clustering = yes, but no ctdbd answers on /run/ctdb/ctdbd.socket",
+    )?;
+    ensure!(
+        !node.path("/run/samba/winbindd.pid").exists(),
+        "winbindd was started without a ctdbd"
+    );
     Ok(())
 }
 

@@ -1,20 +1,38 @@
 //! `sudo tests/vm/demo.sh`: a local 3-node ctdb-rs cluster in network namespaces
-//! serving SMB with Samba, a file written through a public address, the node
-//! holding that address powered off, and the file read back through the same
-//! address from a survivor; `ctdb status` and `ctdb ip` before and after.
+//! serving SMB with Samba clustered (`clustering = yes`: smbd keeps its share
+//! modes, locks and users in the daemons' clustered databases); a user added on
+//! one node; a file held open deny-write through one node refusing a write open
+//! through another; a file written through a public address, the node holding
+//! that address powered off, and the file read back through the same address
+//! from a survivor; `ctdb status` and `ctdb ip` before and after.
 //!
 //! Uses the test harness (`vm::Cluster`): every namespace, process and temporary
 //! directory is removed when the cluster is dropped, on error too.
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use anyhow::{ensure, Context as _};
+use anyhow::{bail, ensure, Context as _};
 use vm::public::{default_public, power_off_machine};
+use vm::samba::{SAMBA_PASSWORD, SAMBA_USER, SMBCLIENT_TIMEOUT};
 use vm::sandbox::TempDir;
 use vm::{wait_until, Cluster, Daemon, Tool};
 
 const ALL: [u32; 3] = [0, 1, 2];
 const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The share-mode client (Samba's Python bindings); its header says what it does.
+const SHARE_MODES_CLIENT: &str = include_str!("demo_share_modes.py");
+
+/// Run in the client namespace with the client's arguments: a throw-away mount
+/// namespace with tmpfs over Samba's state directories, so that the client
+/// leaves nothing in the host's.
+const CLIENT_SCRIPT: &str = r#"set -e
+for dir in /var/cache/samba /var/lib/samba /run/samba; do
+    mount -t tmpfs ctdbrs-demo "$dir"
+done
+exec /usr/bin/python3 -c "$@"
+"#;
 
 fn main() {
     // One plain line on failure (a missing prerequisite, a step that did not
@@ -33,7 +51,7 @@ fn run() -> anyhow::Result<()> {
     );
     let mut cluster = Cluster::builder()
         .nodes(3)
-        .samba(true)
+        .samba_clustered()
         .client(true)
         .tunables("MonitorInterval=5\n")
         .build()
@@ -43,13 +61,19 @@ fn run() -> anyhow::Result<()> {
     cluster.start(Daemon::Ours, TIMEOUT)?;
     let agreed = cluster.wait_agreement(&ALL, &ALL, TIMEOUT)?;
     println!(
-        "== all three OK (smbd started and monitored on each); node {} leads",
+        "== all three OK (smbd with clustering = yes started and monitored on each); node {} leads",
         agreed.leader
     );
     println!("== ctdb status on node 0:");
     print_status(&cluster)?;
     println!("== public addresses (ctdb ip on node 0), once all are hosted:");
     print_ips(&cluster, &ALL)?;
+
+    println!(
+        "== smbpasswd -a {SAMBA_USER} on node 0 only (passdb.tdb is replicated to every node)"
+    );
+    cluster.add_samba_user(0)?;
+    show_share_modes(&cluster)?;
 
     let p = default_public(0);
     let holder = host_of(&cluster, 0, p)?;
@@ -102,6 +126,94 @@ fn run() -> anyhow::Result<()> {
     println!("== tearing everything down");
     drop(cluster);
     println!("== done");
+    Ok(())
+}
+
+/// Client A holds a file open deny-write through an address of one node; client
+/// B's write open through another node's address is refused, and granted once A
+/// has closed. Prints each step; fails unless each went so.
+fn show_share_modes(cluster: &Cluster) -> anyhow::Result<()> {
+    // Two addresses that two different nodes hold (once the takeover runs have
+    // spread them).
+    let ((addr_a, node_a), (addr_b, node_b)) = wait_until(TIMEOUT, || {
+        let ips = vm::public::ctdb_ip(cluster, 0)?;
+        let held: Vec<(Ipv4Addr, u32)> = ips
+            .iter()
+            .filter_map(|(addr, host)| host.map(|pnn| (*addr, pnn)))
+            .collect();
+        let first = *held.first().ok_or("no address is hosted")?;
+        let second = held
+            .iter()
+            .find(|(_, pnn)| *pnn != first.1)
+            .copied()
+            .ok_or_else(|| format!("every address is on node {}: {ips:?}", first.1))?;
+        Ok::<_, String>((first, second))
+    })
+    .context("two public addresses on two different nodes")?;
+    println!(
+        "== share modes across nodes: client A through {addr_a} (node {node_a}), \
+         client B through {addr_b} (node {node_b})"
+    );
+    let Some(client) = cluster.client() else {
+        bail!("the cluster has no client namespace");
+    };
+    let mut cmd = client.command("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg(CLIENT_SCRIPT)
+        .arg("ctdbrs-demo-client")
+        .arg(SHARE_MODES_CLIENT)
+        .args([SAMBA_USER, SAMBA_PASSWORD])
+        .arg(addr_a.to_string())
+        .arg(addr_b.to_string())
+        .arg("sharemode.txt")
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    let out = vm::process::run(cmd, SMBCLIENT_TIMEOUT)?;
+    let result = |step: &str| {
+        out.stdout.lines().find_map(|line| {
+            line.strip_prefix(step)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+    };
+    let steps: [(&str, Ipv4Addr, u32, &str, &str); 4] = [
+        (
+            "a-open",
+            addr_a,
+            node_a,
+            "A opens sharemode.txt to read and write, others may only read",
+            "granted",
+        ),
+        (
+            "b-open",
+            addr_b,
+            node_b,
+            "B opens sharemode.txt to write",
+            "NT_STATUS_SHARING_VIOLATION",
+        ),
+        ("a-close", addr_a, node_a, "A closes it", "granted"),
+        (
+            "b-open-again",
+            addr_b,
+            node_b,
+            "B opens sharemode.txt to write again",
+            "granted",
+        ),
+    ];
+    for (step, addr, node, what, expected) in steps {
+        let Some(got) = result(step) else {
+            bail!("the share-mode client stopped before {step}:\n{out}");
+        };
+        let said = match got {
+            "granted" if step == "a-close" => "closed".to_owned(),
+            "granted" => "granted".to_owned(),
+            refused => format!("refused: {refused}"),
+        };
+        println!("   {what} (via {addr}, node {node}): {said}");
+        ensure!(
+            got == expected,
+            "{step}: expected {expected}, got {got}:\n{out}"
+        );
+    }
     Ok(())
 }
 
