@@ -9,9 +9,10 @@
 #   iproute2, util-linux, a C linker, libtdb, the Rust toolchain). Not Debian's ctdb.
 # - test: the demo's needs, plus what the test suites drive or compare against:
 #   Debian's stock CTDB 4.17 (the compatibility reference), tdbdump, winbind,
-#   NFS-Ganesha and libnfs, dnsmasq, dig, nftables, shellcheck, rustfmt and clippy,
-#   what the package test needs (dpkg-dev, systemd-analyze), and smbprotocol (PyPI)
-#   in a virtual environment for the SMB test client.
+#   Samba's smbtorture (samba-testsuite), NFS-Ganesha and libnfs, dnsmasq, dig,
+#   nftables, shellcheck, rustfmt and clippy, what the package test needs
+#   (dpkg-dev, systemd-analyze), and smbprotocol (PyPI) in a virtual environment
+#   for the SMB test client.
 # It creates the host directories that the sandboxes mount their private copies
 # over, and leaves PATH pointing at cargo. Debian 12 (apt) and root only; anything
 # it cannot do is one plain line on standard error and a non-zero return.
@@ -39,6 +40,7 @@ ctdbrs_install_deps() {
             ctdb                            # the reference daemon and tool
             tdb-tools                       # tdbdump, reading the files ctdbd writes
             winbind                         # winbindd (49.winbind)
+            samba-testsuite                 # smbtorture, Samba's protocol tests (tests/vm/tests/smbtorture.rs)
             nfs-ganesha nfs-ganesha-vfs     # the NFS server 60.nfs manages
             libnfs-utils dnsmasq-base       # userspace NFS client; round-robin DNS
             bind9-dnsutils                  # dig, asking the daemon's DNS responder
