@@ -140,8 +140,12 @@ struct OpenDb {
 /// A database frozen for a recovery: the all-record lock, so that no smbd can
 /// touch a record while the leader pulls and pushes them.
 struct Freeze {
-    /// The generation the freeze was asked in; a new one thaws it.
-    generation: u32,
+    /// The generation of the recovery that froze it (the leader sends it in the
+    /// control's srvid field): the database thaws when the node installs it. The
+    /// core and this thread learn of a recovery's steps on different paths, so
+    /// "any new generation" would thaw a database that a recovery right behind
+    /// the last one had just frozen.
+    thaw_at: u32,
     lock: FreezeLock,
 }
 
@@ -373,7 +377,7 @@ impl Worker {
     // ---- calls and migration -------------------------------------------------
 
     fn client_call(&mut self, from: ClientRequest, call: ReqCall) {
-        let Some(db) = self.dbs.get_mut(&call.db_id) else {
+        if !self.dbs.contains_key(&call.db_id) {
             // As CTDB: no answer for an unknown database (the client hangs; it
             // attached first, so only a broken client gets here).
             warn!(
@@ -382,21 +386,11 @@ impl Worker {
                 "call for a database that is not attached"
             );
             return;
-        };
-        let actions = {
-            let OpenDb {
-                tdb,
-                migration,
-                helper_locks,
-                frozen,
-                ..
-            } = db;
-            let view = view_for(&self.view, frozen.is_some());
-            migration.next_reqid = self.next_call_reqid;
-            let mut store = TdbStore { tdb, helper_locks };
-            let actions = migration.client_call(
-                &view,
-                &mut store,
+        }
+        self.migrate(call.db_id, |migration, view, store| {
+            migration.client_call(
+                view,
+                store,
                 from.client,
                 from.reqid,
                 Call {
@@ -405,15 +399,12 @@ impl Worker {
                     key: call.key,
                     calldata: call.calldata,
                 },
-            );
-            self.next_call_reqid = migration.next_reqid;
-            actions
-        };
-        self.carry_out(call.db_id, actions);
+            )
+        });
     }
 
     fn node_call(&mut self, from: u32, header: Header, db_id: u32, message: NodeMessage) {
-        let Some(db) = self.dbs.get_mut(&db_id) else {
+        if !self.dbs.contains_key(&db_id) {
             self.send_to_peer(
                 from,
                 header.reqid,
@@ -427,23 +418,36 @@ impl Worker {
                 }),
             );
             return;
+        }
+        self.migrate(db_id, |migration, view, store| {
+            migration.node_message(view, store, from, header.generation, message)
+        });
+    }
+
+    /// Runs one step of a database's migration logic with its store and the view
+    /// it works in, then carries out what it asks. Call ids come from one counter
+    /// for every database, so that a REPLY_ERROR (which names no database) finds
+    /// the one call it is about.
+    fn migrate(
+        &mut self,
+        db_id: u32,
+        step: impl FnOnce(&mut Database, &migrate::View, &mut TdbStore<'_>) -> Vec<Action>,
+    ) {
+        let Some(db) = self.dbs.get_mut(&db_id) else {
+            return;
         };
-        let actions = {
-            let OpenDb {
-                tdb,
-                migration,
-                helper_locks,
-                frozen,
-                ..
-            } = db;
-            let view = view_for(&self.view, frozen.is_some());
-            migration.next_reqid = self.next_call_reqid;
-            let mut store = TdbStore { tdb, helper_locks };
-            let actions =
-                migration.node_message(&view, &mut store, from, header.generation, message);
-            self.next_call_reqid = migration.next_reqid;
-            actions
-        };
+        let OpenDb {
+            tdb,
+            migration,
+            helper_locks,
+            frozen,
+            ..
+        } = db;
+        let view = view_for(&self.view, frozen.is_some());
+        migration.next_reqid = self.next_call_reqid;
+        let mut store = TdbStore { tdb, helper_locks };
+        let actions = step(migration, &view, &mut store);
+        self.next_call_reqid = migration.next_reqid;
         self.carry_out(db_id, actions);
     }
 
@@ -477,25 +481,9 @@ impl Worker {
     }
 
     fn run_lock_acquired(&mut self, db_id: u32, key: &[u8]) {
-        let Some(db) = self.dbs.get_mut(&db_id) else {
-            return;
-        };
-        let actions = {
-            let OpenDb {
-                tdb,
-                migration,
-                helper_locks,
-                frozen,
-                ..
-            } = db;
-            let view = view_for(&self.view, frozen.is_some());
-            migration.next_reqid = self.next_call_reqid;
-            let mut store = TdbStore { tdb, helper_locks };
-            let actions = migration.lock_acquired(&view, &mut store, key);
-            self.next_call_reqid = migration.next_reqid;
-            actions
-        };
-        self.carry_out(db_id, actions);
+        self.migrate(db_id, |migration, view, store| {
+            migration.lock_acquired(view, store, key)
+        });
     }
 
     /// Starts a helper process that waits for the chain lock of `key` (or, with
@@ -754,7 +742,7 @@ impl Worker {
                 })
             }
             Opcode::UPDATE_RECORD => Some(self.update_record(&req.data)),
-            Opcode::DB_FREEZE => self.freeze(pnn, reqid, &req.data),
+            Opcode::DB_FREEZE => self.freeze(pnn, reqid, req.srvid as u32, &req.data),
             PULL_DB => Some(self.pull(&req.data)),
             PUSH_DB => Some(self.push(&req.data)),
             Opcode::WIPE_DATABASE => Some(self.wipe(&req.data)),
@@ -1141,11 +1129,7 @@ impl Worker {
         }
         let generation = self.view.generation;
         for db in self.dbs.values_mut() {
-            if db
-                .frozen
-                .as_ref()
-                .is_some_and(|f| f.generation != generation)
-            {
+            if db.frozen.as_ref().is_some_and(|f| f.thaw_at == generation) {
                 thaw(db);
             }
         }
@@ -1156,24 +1140,11 @@ impl Worker {
             }
         }
         let db_ids: Vec<u32> = self.dbs.keys().copied().collect();
+        // A database still frozen stays held: its view says so (`migrate`).
         for db_id in db_ids {
-            let Some(db) = self.dbs.get_mut(&db_id) else {
-                continue;
-            };
-            let actions = {
-                let OpenDb {
-                    tdb,
-                    migration,
-                    helper_locks,
-                    ..
-                } = db;
-                migration.next_reqid = self.next_call_reqid;
-                let mut store = TdbStore { tdb, helper_locks };
-                let actions = migration.view_changed(&view, &mut store);
-                self.next_call_reqid = migration.next_reqid;
-                actions
-            };
-            self.carry_out(db_id, actions);
+            self.migrate(db_id, |migration, view, store| {
+                migration.view_changed(view, store)
+            });
         }
     }
 
@@ -1554,6 +1525,11 @@ impl Worker {
     /// Sends one control of the recovery to `pnn`; to this node, it is answered
     /// at once by the same code that answers the others.
     fn recovery_control(&mut self, pnn: u32, opcode: u32, data: Vec<u8>) -> u32 {
+        self.recovery_control_srvid(pnn, opcode, 0, data)
+    }
+
+    /// [`Self::recovery_control`] with a value in the control's srvid field.
+    fn recovery_control_srvid(&mut self, pnn: u32, opcode: u32, srvid: u64, data: Vec<u8>) -> u32 {
         let reqid = self.allocate_control_reqid();
         if let Some(run) = &mut self.recovery {
             run.waiting.insert(reqid, pnn);
@@ -1561,7 +1537,7 @@ impl Worker {
         if pnn == self.pnn {
             let req = ReqControl {
                 opcode,
-                srvid: 0,
+                srvid,
                 client_id: 0,
                 flags: 0,
                 data,
@@ -1570,7 +1546,17 @@ impl Worker {
                 self.recovery_reply(pnn, reqid, reply);
             }
         } else {
-            self.send_control(pnn, reqid, opcode, data, 0);
+            self.send_to_peer(
+                pnn,
+                reqid,
+                Body::ReqControl(ReqControl {
+                    opcode,
+                    srvid,
+                    client_id: 0,
+                    flags: 0,
+                    data,
+                }),
+            );
         }
         reqid
     }
@@ -1699,9 +1685,15 @@ impl Worker {
                     }
                 }
                 Step::Freeze => {
+                    let generation = self.recovery.as_ref().map_or(0, |r| r.generation);
                     for pnn in &nodes {
                         for db_id in &db_ids {
-                            self.recovery_control(*pnn, Opcode::DB_FREEZE.0, encode_u32(*db_id));
+                            self.recovery_control_srvid(
+                                *pnn,
+                                Opcode::DB_FREEZE.0,
+                                u64::from(generation),
+                                encode_u32(*db_id),
+                            );
                         }
                     }
                 }
@@ -1796,8 +1788,8 @@ impl Worker {
     // ---- the recovery controls each node answers ----------------------------------
 
     /// DB_FREEZE: take the all-record lock of a database; answered when held.
-    fn freeze(&mut self, pnn: u32, reqid: u32, data: &[u8]) -> Option<ReplyControl> {
-        let generation = self.view.generation;
+    fn freeze(&mut self, pnn: u32, reqid: u32, thaw_at: u32, data: &[u8]) -> Option<ReplyControl> {
+        let generation = thaw_at;
         let Some(db_id) = decode_db_id(data) else {
             return Some(fail(-1));
         };
@@ -1813,7 +1805,7 @@ impl Worker {
                 return None;
             }
             Some(freeze) => {
-                freeze.generation = generation;
+                freeze.thaw_at = generation;
                 return Some(ok(Vec::new()));
             }
             None => {}
@@ -1821,7 +1813,7 @@ impl Worker {
         match db.tdb.lockall_nonblock() {
             Ok(TryLock::Held) => {
                 db.frozen = Some(Freeze {
-                    generation,
+                    thaw_at: generation,
                     lock: FreezeLock::Own,
                 });
                 debug!(db = %db.info.name, "frozen");
@@ -1829,7 +1821,7 @@ impl Worker {
             }
             Ok(TryLock::Busy) => {
                 db.frozen = Some(Freeze {
-                    generation,
+                    thaw_at: generation,
                     lock: FreezeLock::Waiting(vec![(pnn, reqid)]),
                 });
                 self.wait_for_lock(db_id, None);
@@ -1849,13 +1841,13 @@ impl Worker {
         };
         let waiters = match db.frozen.take() {
             Some(Freeze {
-                generation,
+                thaw_at,
                 lock: FreezeLock::Waiting(waiters),
             }) => match helper {
                 Ok(helper) => match db.tdb.lockall_mark() {
                     Ok(()) => {
                         db.frozen = Some(Freeze {
-                            generation,
+                            thaw_at,
                             lock: FreezeLock::Helper(helper),
                         });
                         debug!(db = %db.info.name, "frozen (after waiting)");
