@@ -22,12 +22,22 @@ use crate::Cluster;
 /// of CTDB's own `10.interface`: `takeip IFACE IP BITS`, `releaseip IFACE IP
 /// BITS` and `updateip OLD NEW IP BITS` add and remove the address. Enabled as
 /// `11.stock-addresses` (after our `10.interface`, which checks the arguments).
+///
+/// A stock daemon killed with `kill -9` (or by the harness's power loss) leaves
+/// its addresses on `pub0`; started again, it finds one there that it does not
+/// host and releases it naming the interface `__none__` (it does not know which
+/// one carries it). The script then takes it off `pub0`, the one interface
+/// public addresses go on here, or the stock daemon bans itself.
 pub const STOCK_ADDRESS_SCRIPT: &str = r#"#!/bin/sh
 # Written by the ctdb-rs test harness for Debian's stock ctdbd: it moves public
 # addresses on and off pub0 as the stock daemon asks.
 case "$1" in
 takeip) exec ip addr replace "$3/$4" dev "$2" ;;
-releaseip) ip addr del "$3/$4" dev "$2" 2>/dev/null || true ;;
+releaseip)
+    dev=$2
+    [ "$dev" = __none__ ] && dev=pub0
+    ip addr del "$3/$4" dev "$dev" 2>/dev/null || true
+    ;;
 updateip)
     ip addr del "$4/$5" dev "$2" 2>/dev/null || true
     exec ip addr replace "$4/$5" dev "$3"

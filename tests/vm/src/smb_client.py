@@ -18,6 +18,7 @@ Commands (CONN and HANDLE are names the test chooses):
   lock HANDLE OFFSET LENGTH   exclusive byte-range lock, failing at once
   unlock HANDLE OFFSET LENGTH
   write HANDLE OFFSET TEXT
+  read HANDLE OFFSET LENGTH   `ok data=TEXT` (the bytes read, as UTF-8)
   close HANDLE
   quit
 
@@ -310,6 +311,15 @@ class Client:
     def cmd_write(self, handle, offset, text):
         h = self.handle(handle)
         return outcome(lambda: f"ok written={h.open.write(text.encode(), int(offset))}")
+
+    def cmd_read(self, handle, offset, length):
+        h = self.handle(handle)
+
+        def read():
+            data = h.open.read(int(offset), int(length))
+            return "ok data=" + bytes(data).decode("utf-8", errors="replace")
+
+        return outcome(read)
 
     def cmd_close(self, handle):
         h = self.handle(handle)

@@ -306,3 +306,291 @@ fn session_on(smbstatus: &str, pnn: u32) -> bool {
                 .is_some_and(|rest| rest.parse::<u32>().is_ok())
         })
 }
+
+// ---- faults: a node dies while clients of the others hold opens and locks ------
+
+/// Longest the survivors may take to agree again and host every address after a
+/// node dies (generous: a silent death is noticed only through missed
+/// keepalives, then a recovery of every database follows).
+const RECOVER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How a node dies.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// `kill -9` of its ctdbd (the peers see the connections close; its smbd
+    /// exits when its ctdbd connection goes).
+    Kill9,
+    /// Power loss: private and public links cut, then the daemon killed (the
+    /// peers only see silence).
+    PowerLoss,
+}
+
+/// Given clients A (through survivor s1) holding a deny-write open of
+/// `kept.txt`, B (through survivor s2) holding bytes 0..100 of `locked.txt`,
+/// and D (through the victim v) holding a deny-write open of `orphan.txt` and
+/// bytes 200..300 of `locked.txt`, all having written, when v dies by `fault`,
+/// then the survivors agree and host every address; A and B keep their handles
+/// and write; a new client still meets A's deny-write and B's lock through the
+/// other survivor, and gets what D held; what A and B wrote reads back through
+/// the other survivor; a deny-write open through s1 refuses a write open through
+/// s2. When v comes back, every node is OK and every address hosted; deny-write
+/// opens held through the addresses that stayed put refuse write opens through
+/// v, and v and s1 see each other's deny-write opens and locks.
+fn survivors_keep_serving(fault: Fault) -> anyhow::Result<()> {
+    let mut cluster = clustered_samba()?;
+    let leader = cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?.leader;
+    // kill -9 takes the leader (an election, then the new leader recovers);
+    // power loss a follower (the leader notices silence, then recovers).
+    let victim = match fault {
+        Fault::Kill9 => leader,
+        Fault::PowerLoss => (leader + 1) % 3,
+    };
+    let survivors: Vec<u32> = ALL.into_iter().filter(|p| *p != victim).collect();
+    let (s1, s2) = (survivors[0], survivors[1]);
+    let (addr_s1, addr_s2) = (address_of(&cluster, s1)?, address_of(&cluster, s2)?);
+    let addr_v = address_of(&cluster, victim)?;
+
+    let mut smb = SmbClient::start(&cluster)?;
+    smb.connect("a", addr_s1)?;
+    smb.connect("b", addr_s2)?;
+    smb.connect("d", addr_v)?;
+    smb.connect("p", addr_s1)?;
+    smb.expect(
+        "open ha a kept.txt access=rw share=r oplock=none",
+        "ok",
+        &format!("A opens kept.txt through survivor {s1}, denying writers"),
+    )?;
+    smb.expect("write ha 0 a-before.", "ok", "A writes through its handle")?;
+    smb.expect(
+        "open hb b locked.txt access=rw share=rwd oplock=none",
+        "ok",
+        &format!("B opens locked.txt through survivor {s2}"),
+    )?;
+    smb.expect("lock hb 0 100", "ok", "B locks bytes 0..100")?;
+    smb.expect("write hb 0 b-before.", "ok", "B writes in its range")?;
+    smb.expect(
+        "open hd d orphan.txt access=rw share=r oplock=none",
+        "ok",
+        &format!("D opens orphan.txt through the victim {victim}, denying writers"),
+    )?;
+    smb.expect(
+        "open hd2 d locked.txt access=rw share=rwd oplock=none",
+        "ok",
+        &format!("D opens locked.txt through the victim {victim}"),
+    )?;
+    smb.expect("lock hd2 200 100", "ok", "D locks bytes 200..300")?;
+    // Before the fault, D's holdings are seen cluster-wide: what the survivors
+    // get afterwards is D's, freed.
+    smb.expect(
+        "open hp p orphan.txt access=w share=rwd oplock=none",
+        "status STATUS_SHARING_VIOLATION",
+        &format!("before the fault, a write open through {s1} meets D's deny-write"),
+    )?;
+    smb.expect(
+        "open hp2 p locked.txt access=rw share=rwd oplock=none",
+        "ok",
+        &format!("P opens locked.txt through {s1}"),
+    )?;
+    smb.expect(
+        "lock hp2 200 100",
+        "status STATUS_LOCK_NOT_GRANTED",
+        &format!("before the fault, a lock through {s1} meets D's lock"),
+    )?;
+    smb.expect("close hp2", "ok", "P closes locked.txt")?;
+
+    match fault {
+        Fault::Kill9 => cluster.kill_daemon(victim)?,
+        Fault::PowerLoss => vm::public::power_off_machine(&mut cluster, victim)?,
+    }
+    cluster
+        .wait_agreement(&survivors, &survivors, RECOVER_TIMEOUT)
+        .with_context(|| {
+            format!("the survivors {survivors:?} agree after {fault:?} of {victim}")
+        })?;
+    wait_placed(&cluster, &survivors, &addrs(), &survivors, RECOVER_TIMEOUT)
+        .with_context(|| format!("the survivors host every address after {fault:?}"))?;
+
+    // The survivors' clients keep their handles.
+    smb.expect(
+        "write ha 9 a-after.",
+        "ok",
+        "A writes through its handle after the fault",
+    )?;
+    smb.expect(
+        "write hb 9 b-after.",
+        "ok",
+        "B writes in its range after the fault",
+    )?;
+    // Their opens and locks still hold, across the survivors.
+    smb.connect("c", addr_s2)?;
+    smb.expect(
+        "open hc c kept.txt access=w share=rwd oplock=none",
+        "status STATUS_SHARING_VIOLATION",
+        &format!("after the fault, A's deny-write open through {s1} still refuses a write open through {s2}"),
+    )?;
+    smb.connect("e", addr_s1)?;
+    smb.expect(
+        "open he e locked.txt access=rw share=rwd oplock=none",
+        "ok",
+        &format!("E opens locked.txt through {s1}"),
+    )?;
+    smb.expect(
+        "lock he 50 100",
+        "status STATUS_LOCK_NOT_GRANTED",
+        &format!("after the fault, B's lock through {s2} still conflicts through {s1}"),
+    )?;
+    // What the dead node's client held is free.
+    smb.expect(
+        "lock he 200 100",
+        "ok",
+        &format!("the lock D held through the dead node {victim} is granted through {s1}"),
+    )?;
+    smb.expect(
+        "open hc2 c orphan.txt access=w share=rwd oplock=none",
+        "ok",
+        &format!("the deny-write open D held through the dead node {victim} no longer refuses a write open through {s2}"),
+    )?;
+    smb.expect("close hc2", "ok", "C closes orphan.txt")?;
+    // Nothing the survivors wrote is lost: read back through the other survivor.
+    smb.expect(
+        "open hc3 c kept.txt access=r share=rwd oplock=none",
+        "ok",
+        &format!("C opens kept.txt for reading through {s2} (A's share mode allows readers)"),
+    )?;
+    smb.expect(
+        "read hc3 0 18",
+        "ok data=a-before.a-after.",
+        &format!("what A wrote through {s1}, before and after the fault, reads back through {s2}"),
+    )?;
+    smb.expect("unlock hb 0 100", "ok", "B unlocks 0..100")?;
+    smb.expect(
+        "read he 0 18",
+        "ok data=b-before.b-after.",
+        &format!("what B wrote through {s2}, before and after the fault, reads back through {s1}"),
+    )?;
+    // Cross-node conflicts between the survivors, on a record made after the
+    // recovery.
+    smb.expect(
+        "open hf a fresh.txt access=rw share=r oplock=none",
+        "ok",
+        &format!("A opens fresh.txt through {s1}, denying writers"),
+    )?;
+    smb.expect(
+        "open hg b fresh.txt access=w share=rwd oplock=none",
+        "status STATUS_SHARING_VIOLATION",
+        &format!(
+            "after the fault, a deny-write open through {s1} refuses a write open through {s2}"
+        ),
+    )?;
+
+    // The survivors' handles still close.
+    for handle in ["ha", "hb", "hc3", "he", "hf"] {
+        smb.expect(
+            &format!("close {handle}"),
+            "ok",
+            "closing a survivor's handle",
+        )?;
+    }
+
+    // The dead node comes back. Its return may move addresses (and reset the
+    // connections through them): deny-write opens are held through every
+    // address, and those whose address stays where it was must hold through the
+    // returned node too.
+    let before = wait_placed(&cluster, &survivors, &addrs(), &survivors, RECOVER_TIMEOUT)?;
+    for (i, addr) in addrs().into_iter().enumerate() {
+        smb.connect(&format!("k{i}"), addr)?;
+        smb.expect(
+            &format!("open hk{i} k{i} held-{i}.txt access=rw share=r oplock=none"),
+            "ok",
+            &format!("a deny-write open through {addr} (node {})", before[&addr]),
+        )?;
+    }
+    match fault {
+        Fault::Kill9 => cluster.restart_daemon(victim)?,
+        Fault::PowerLoss => vm::public::power_on_machine(&mut cluster, victim)?,
+    }
+    cluster
+        .node_mut(victim)
+        .wait_runstate("RUNNING", START_TIMEOUT)
+        .with_context(|| format!("node {victim} back after {fault:?}"))?;
+    cluster
+        .wait_agreement(&ALL, &ALL, RECOVER_TIMEOUT)
+        .with_context(|| format!("every node OK once {victim} is back"))?;
+    let back = address_of(&cluster, victim)?;
+    let after = wait_placed(&cluster, &ALL, &addrs(), &ALL, RECOVER_TIMEOUT)
+        .with_context(|| format!("every address hosted once {victim} is back"))?;
+    let stayed: Vec<(usize, Ipv4Addr)> = addrs()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, a)| before.get(a) == after.get(a))
+        .collect();
+    ensure!(
+        !stayed.is_empty(),
+        "node {victim}'s return moved every address: before {before:?}, after {after:?}"
+    );
+    smb.connect("v", back)?;
+    for (i, addr) in &stayed {
+        smb.expect(
+            &format!("write hk{i} 0 still-here"),
+            "ok",
+            &format!(
+                "the handle through {addr}, which stayed on node {}, still writes",
+                after[addr]
+            ),
+        )?;
+        smb.expect(
+            &format!("open hv{i} v held-{i}.txt access=w share=rwd oplock=none"),
+            "status STATUS_SHARING_VIOLATION",
+            &format!(
+                "the deny-write open through {addr} (node {}) refuses a write open through \
+                 the returned node {victim}",
+                after[addr]
+            ),
+        )?;
+    }
+    // And between the returned node and a survivor, on new records.
+    smb.connect("w", address_of(&cluster, s1)?)?;
+    smb.expect(
+        "open hx v back.txt access=rw share=r oplock=none",
+        "ok",
+        &format!("a deny-write open through the returned node {victim}"),
+    )?;
+    smb.expect(
+        "open hy w back.txt access=w share=rwd oplock=none",
+        "status STATUS_SHARING_VIOLATION",
+        &format!("the returned node {victim}'s deny-write open refuses a write open through {s1}"),
+    )?;
+    smb.expect(
+        "open hy2 w back-lock.txt access=rw share=rwd oplock=none",
+        "ok",
+        &format!("W opens back-lock.txt through {s1}"),
+    )?;
+    smb.expect(
+        "lock hy2 0 10",
+        "ok",
+        &format!("W locks 0..10 through {s1}"),
+    )?;
+    smb.expect(
+        "open hx2 v back-lock.txt access=rw share=rwd oplock=none",
+        "ok",
+        &format!("V opens back-lock.txt through the returned node {victim}"),
+    )?;
+    smb.expect(
+        "lock hx2 5 10",
+        "status STATUS_LOCK_NOT_GRANTED",
+        &format!("W's lock through {s1} conflicts through the returned node {victim}"),
+    )?;
+    Ok(())
+}
+
+/// kill -9 of the leader's ctdbd; see [`survivors_keep_serving`].
+#[test]
+fn kill_9_of_a_node_leaves_the_survivors_opens_and_locks_working() -> anyhow::Result<()> {
+    survivors_keep_serving(Fault::Kill9)
+}
+
+/// Power loss of a follower; see [`survivors_keep_serving`].
+#[test]
+fn power_loss_of_a_node_leaves_the_survivors_opens_and_locks_working() -> anyhow::Result<()> {
+    survivors_keep_serving(Fault::PowerLoss)
+}
