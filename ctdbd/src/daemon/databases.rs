@@ -1465,6 +1465,17 @@ enum Step {
     Push,
 }
 
+/// What the answer to one of a recovery's controls is for.
+#[derive(Debug, Clone, Copy)]
+enum Awaited {
+    /// Only that it succeeded.
+    Plain,
+    /// GET_DBNAME: the name of this database.
+    Name(u32),
+    /// PULL_DB: the node's records of this database.
+    Records(u32),
+}
+
 /// The database part of a recovery this node leads (DESIGN.md, "Databases").
 struct RecoveryRun {
     generation: u32,
@@ -1509,7 +1520,7 @@ impl Worker {
         let nodes = self.recovery_nodes();
         self.recovery_sending = true;
         for pnn in nodes {
-            self.recovery_control(pnn, Opcode::GET_DBMAP.0, Vec::new());
+            self.recovery_control(pnn, Opcode::GET_DBMAP.0, Vec::new(), Awaited::Plain);
         }
         self.recovery_sending = false;
         self.recovery_step_done();
@@ -1523,16 +1534,34 @@ impl Worker {
     }
 
     /// Sends one control of the recovery to `pnn`; to this node, it is answered
-    /// at once by the same code that answers the others.
-    fn recovery_control(&mut self, pnn: u32, opcode: u32, data: Vec<u8>) -> u32 {
-        self.recovery_control_srvid(pnn, opcode, 0, data)
+    /// at once by the same code that answers the others. What the answer is for
+    /// (`awaited`) is noted before the control goes: this node's own answer is
+    /// handled before this returns.
+    fn recovery_control(&mut self, pnn: u32, opcode: u32, data: Vec<u8>, awaited: Awaited) {
+        self.recovery_control_srvid(pnn, opcode, 0, data, awaited);
     }
 
     /// [`Self::recovery_control`] with a value in the control's srvid field.
-    fn recovery_control_srvid(&mut self, pnn: u32, opcode: u32, srvid: u64, data: Vec<u8>) -> u32 {
+    fn recovery_control_srvid(
+        &mut self,
+        pnn: u32,
+        opcode: u32,
+        srvid: u64,
+        data: Vec<u8>,
+        awaited: Awaited,
+    ) {
         let reqid = self.allocate_control_reqid();
         if let Some(run) = &mut self.recovery {
             run.waiting.insert(reqid, pnn);
+            match awaited {
+                Awaited::Plain => {}
+                Awaited::Name(db_id) => {
+                    run.naming.insert(reqid, db_id);
+                }
+                Awaited::Records(db_id) => {
+                    run.pulling.insert(reqid, (pnn, db_id));
+                }
+            }
         }
         if pnn == self.pnn {
             let req = ReqControl {
@@ -1558,7 +1587,6 @@ impl Worker {
                 }),
             );
         }
-        reqid
     }
 
     fn recovery_reply(&mut self, pnn: u32, reqid: u32, reply: ReplyControl) {
@@ -1657,11 +1685,12 @@ impl Worker {
                         .map(|r| r.missing.iter().map(|(id, (pnn, _))| (*id, *pnn)).collect())
                         .unwrap_or_default();
                     for (db_id, pnn) in missing {
-                        let reqid =
-                            self.recovery_control(pnn, Opcode::GET_DBNAME.0, encode_u32(db_id));
-                        if let Some(run) = &mut self.recovery {
-                            run.naming.insert(reqid, db_id);
-                        }
+                        self.recovery_control(
+                            pnn,
+                            Opcode::GET_DBNAME.0,
+                            encode_u32(db_id),
+                            Awaited::Name(db_id),
+                        );
                     }
                 }
                 Step::Attach => {
@@ -1680,7 +1709,7 @@ impl Worker {
                     let own = self.pnn;
                     for pnn in nodes.iter().filter(|p| **p != own) {
                         for (opcode, name) in &attaches {
-                            self.recovery_control(*pnn, *opcode, name.clone());
+                            self.recovery_control(*pnn, *opcode, name.clone(), Awaited::Plain);
                         }
                     }
                 }
@@ -1693,6 +1722,7 @@ impl Worker {
                                 Opcode::DB_FREEZE.0,
                                 u64::from(generation),
                                 encode_u32(*db_id),
+                                Awaited::Plain,
                             );
                         }
                     }
@@ -1702,10 +1732,12 @@ impl Worker {
                         for db_id in &db_ids {
                             let mut request = encode_u32(*db_id);
                             request.extend_from_slice(&u32::MAX.to_le_bytes());
-                            let reqid = self.recovery_control(*pnn, PULL_DB.0, request);
-                            if let Some(run) = &mut self.recovery {
-                                run.pulling.insert(reqid, (*pnn, *db_id));
-                            }
+                            self.recovery_control(
+                                *pnn,
+                                PULL_DB.0,
+                                request,
+                                Awaited::Records(*db_id),
+                            );
                         }
                     }
                 }
@@ -1720,8 +1752,13 @@ impl Worker {
                         .encode();
                         let push = merged.encode();
                         for pnn in &nodes {
-                            self.recovery_control(*pnn, Opcode::WIPE_DATABASE.0, wipe.clone());
-                            self.recovery_control(*pnn, PUSH_DB.0, push.clone());
+                            self.recovery_control(
+                                *pnn,
+                                Opcode::WIPE_DATABASE.0,
+                                wipe.clone(),
+                                Awaited::Plain,
+                            );
+                            self.recovery_control(*pnn, PUSH_DB.0, push.clone(), Awaited::Plain);
                         }
                     }
                 }
@@ -2197,5 +2234,125 @@ impl Worker {
         };
         let _ = t.from.replies.send(packet.encode());
         self.traverses.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use tokio_util::task::TaskTracker;
+
+    use super::*;
+    use crate::core::{Node, NodeConfig, Now};
+    use crate::daemon::snapshot::Publisher;
+    use crate::protocol::control::Timeval;
+    use crate::transport::peer::{Inbound, PeerLinks};
+
+    /// A database thread's worker for node 0 of a one-node cluster, with its
+    /// files in `dir`, and where it reports finished recoveries.
+    fn one_node_worker(dir: &std::path::Path) -> (Worker, mpsc::Receiver<CoreEvent>, Publisher) {
+        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let now = Now {
+            mono_ms: 0,
+            wall: Timeval {
+                sec: 1_700_000_000,
+                usec: 0,
+            },
+        };
+        let node = Node::new(NodeConfig {
+            pnn: 0,
+            nodes: vec![Some(localhost)],
+            public_addresses: Vec::new(),
+            tunables: crate::tunables::Tunables::default(),
+            debug_level: 3,
+            leader_capability: true,
+            lmaster_capability: true,
+            cluster_lock: None,
+            leader_timeout_s: 5,
+            start_disabled: false,
+            start_stopped: false,
+            daemon_pid: 4242,
+            incarnation: 1,
+            seed: 7,
+            start: now,
+        });
+        let publisher = Publisher::new(&node, Instant::now());
+        let (core_tx, core_rx) = mpsc::channel(16);
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let peers = PeerLinks::start(
+            0,
+            vec![Some(localhost)],
+            port,
+            listener,
+            Inbound {
+                core: core_tx.clone(),
+                data: None,
+            },
+            CancellationToken::new(),
+            &TaskTracker::new(),
+        );
+        let worker = Worker::new(Config {
+            pnn: 0,
+            dirs: DbDirs {
+                volatile: dir.join("volatile"),
+                persistent: dir.join("persistent"),
+                mutexes: false,
+            },
+            peers: Arc::new(peers),
+            snapshots: publisher.subscribe(),
+            core: core_tx,
+        });
+        (worker, core_rx, publisher)
+    }
+
+    /// Given a volatile record held by the leader alone, when the leader recovers
+    /// the databases, then the record is still there: the leader's own records
+    /// take part in the merge like every other node's. (Its own PULL_DB is
+    /// answered inside the call that sends it, before the reply used to be
+    /// expected, and the merge pushed an empty database over its own.)
+    #[tokio::test]
+    async fn a_recovery_keeps_the_records_only_the_leader_has() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("volatile")).unwrap();
+        std::fs::create_dir_all(dir.path().join("persistent")).unwrap();
+        let (mut worker, mut core_rx, _publisher) = one_node_worker(dir.path());
+        let db_id = worker.attach("locking.tdb", DbKind::Volatile).unwrap();
+        let header = ltdb::LtdbHeader {
+            rsn: 5,
+            dmaster: 0,
+            ..Default::default()
+        };
+        worker.dbs[&db_id]
+            .tdb
+            .store(
+                b"open file",
+                &ltdb::encode(&header, b"share modes"),
+                StoreMode::Replace,
+            )
+            .unwrap();
+
+        worker.start_recovery(77, vec![0]);
+
+        match core_rx.try_recv() {
+            Ok(CoreEvent::Input(Input::DatabasesRecovered { generation, ok })) => {
+                assert_eq!((generation, ok), (77, true));
+            }
+            other => panic!("expected the recovery's report, got {other:?}"),
+        }
+        let stored = worker.dbs[&db_id]
+            .tdb
+            .fetch(b"open file")
+            .unwrap()
+            .expect("the leader's record survives its own recovery");
+        let (header, value) = ltdb::decode(&stored).unwrap();
+        assert_eq!(value, b"share modes");
+        assert_eq!(header.dmaster, 0);
+        assert!(
+            header.rsn > 5,
+            "pushed as dmaster: rsn {} goes up",
+            header.rsn
+        );
     }
 }

@@ -338,6 +338,13 @@ enum Fault {
 /// v, and v and s1 see each other's deny-write opens and locks.
 fn survivors_keep_serving(fault: Fault) -> anyhow::Result<()> {
     let mut cluster = clustered_samba()?;
+    let result = fault_scenario(&mut cluster, fault);
+    // An SMB step's failure says what the client saw; the daemons say why.
+    result.map_err(|e| anyhow::anyhow!("{e:#}\n{}", cluster.logs()))
+}
+
+/// The steps of [`survivors_keep_serving`] on a started cluster.
+fn fault_scenario(cluster: &mut Cluster, fault: Fault) -> anyhow::Result<()> {
     let leader = cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?.leader;
     // kill -9 takes the leader (an election, then the new leader recovers);
     // power loss a follower (the leader notices silence, then recovers).
@@ -347,10 +354,10 @@ fn survivors_keep_serving(fault: Fault) -> anyhow::Result<()> {
     };
     let survivors: Vec<u32> = ALL.into_iter().filter(|p| *p != victim).collect();
     let (s1, s2) = (survivors[0], survivors[1]);
-    let (addr_s1, addr_s2) = (address_of(&cluster, s1)?, address_of(&cluster, s2)?);
-    let addr_v = address_of(&cluster, victim)?;
+    let (addr_s1, addr_s2) = (address_of(cluster, s1)?, address_of(cluster, s2)?);
+    let addr_v = address_of(cluster, victim)?;
 
-    let mut smb = SmbClient::start(&cluster)?;
+    let mut smb = SmbClient::start(cluster)?;
     smb.connect("a", addr_s1)?;
     smb.connect("b", addr_s2)?;
     smb.connect("d", addr_v)?;
@@ -400,14 +407,14 @@ fn survivors_keep_serving(fault: Fault) -> anyhow::Result<()> {
 
     match fault {
         Fault::Kill9 => cluster.kill_daemon(victim)?,
-        Fault::PowerLoss => vm::public::power_off_machine(&mut cluster, victim)?,
+        Fault::PowerLoss => vm::public::power_off_machine(cluster, victim)?,
     }
     cluster
         .wait_agreement(&survivors, &survivors, RECOVER_TIMEOUT)
         .with_context(|| {
             format!("the survivors {survivors:?} agree after {fault:?} of {victim}")
         })?;
-    wait_placed(&cluster, &survivors, &addrs(), &survivors, RECOVER_TIMEOUT)
+    wait_placed(cluster, &survivors, &addrs(), &survivors, RECOVER_TIMEOUT)
         .with_context(|| format!("the survivors host every address after {fault:?}"))?;
 
     // The survivors' clients keep their handles.
@@ -496,7 +503,7 @@ fn survivors_keep_serving(fault: Fault) -> anyhow::Result<()> {
     // connections through them): deny-write opens are held through every
     // address, and those whose address stays where it was must hold through the
     // returned node too.
-    let before = wait_placed(&cluster, &survivors, &addrs(), &survivors, RECOVER_TIMEOUT)?;
+    let before = wait_placed(cluster, &survivors, &addrs(), &survivors, RECOVER_TIMEOUT)?;
     for (i, addr) in addrs().into_iter().enumerate() {
         smb.connect(&format!("k{i}"), addr)?;
         smb.expect(
@@ -507,7 +514,7 @@ fn survivors_keep_serving(fault: Fault) -> anyhow::Result<()> {
     }
     match fault {
         Fault::Kill9 => cluster.restart_daemon(victim)?,
-        Fault::PowerLoss => vm::public::power_on_machine(&mut cluster, victim)?,
+        Fault::PowerLoss => vm::public::power_on_machine(cluster, victim)?,
     }
     cluster
         .node_mut(victim)
@@ -516,8 +523,8 @@ fn survivors_keep_serving(fault: Fault) -> anyhow::Result<()> {
     cluster
         .wait_agreement(&ALL, &ALL, RECOVER_TIMEOUT)
         .with_context(|| format!("every node OK once {victim} is back"))?;
-    let back = address_of(&cluster, victim)?;
-    let after = wait_placed(&cluster, &ALL, &addrs(), &ALL, RECOVER_TIMEOUT)
+    let back = address_of(cluster, victim)?;
+    let after = wait_placed(cluster, &ALL, &addrs(), &ALL, RECOVER_TIMEOUT)
         .with_context(|| format!("every address hosted once {victim} is back"))?;
     let stayed: Vec<(usize, Ipv4Addr)> = addrs()
         .into_iter()
@@ -549,7 +556,7 @@ fn survivors_keep_serving(fault: Fault) -> anyhow::Result<()> {
         )?;
     }
     // And between the returned node and a survivor, on new records.
-    smb.connect("w", address_of(&cluster, s1)?)?;
+    smb.connect("w", address_of(cluster, s1)?)?;
     smb.expect(
         "open hx v back.txt access=rw share=r oplock=none",
         "ok",
