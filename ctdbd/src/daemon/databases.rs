@@ -78,15 +78,38 @@ pub struct Config {
 
 /// The queue between the edges and the database thread: the edges keep the
 /// sender (in a [`crate::transport::DataPath`]), [`start`] takes the receiver.
-pub fn queue() -> (mpsc::Sender<DataEvent>, mpsc::Receiver<DataEvent>) {
-    mpsc::channel(QUEUE_LEN)
+pub fn queue() -> (Senders, Receivers) {
+    let (clients, from_clients) = mpsc::channel(QUEUE_LEN);
+    let (peers, from_peers) = mpsc::unbounded_channel();
+    (
+        Senders { clients, peers },
+        Receivers {
+            from_clients,
+            from_peers,
+        },
+    )
+}
+
+/// The edges' ends of the database thread's queues ([`crate::transport::DataPath`]
+/// says why there are two).
+pub struct Senders {
+    /// For local clients' packets (bounded).
+    pub clients: mpsc::Sender<DataEvent>,
+    /// For other nodes' packets (never waited on).
+    pub peers: mpsc::UnboundedSender<DataEvent>,
+}
+
+/// The database thread's ends of its queues.
+pub struct Receivers {
+    from_clients: mpsc::Receiver<DataEvent>,
+    from_peers: mpsc::UnboundedReceiver<DataEvent>,
 }
 
 /// Starts the database thread on the receiving end of [`queue`]. The thread ends
 /// when `cancel` fires or every sender is gone.
 pub fn start(
     config: Config,
-    rx: mpsc::Receiver<DataEvent>,
+    rx: Receivers,
     cancel: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     for dir in [&config.dirs.volatile, &config.dirs.persistent] {
@@ -309,13 +332,18 @@ impl Worker {
         worker
     }
 
-    async fn run(mut self, mut events: mpsc::Receiver<DataEvent>, cancel: CancellationToken) {
+    async fn run(mut self, queues: Receivers, cancel: CancellationToken) {
+        let Receivers {
+            from_clients: mut events,
+            from_peers: mut peer_events,
+        } = queues;
         let mut locks = self.locks_rx.take().expect("taken once");
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
+                Some(event) = peer_events.recv() => self.handle(event),
                 event = events.recv() => match event {
                     Some(event) => self.handle(event),
                     None => break,

@@ -241,7 +241,8 @@ async fn serve(
     let (data_tx, data_rx) = databases::queue();
     let data_path = crate::transport::DataPath {
         pnn,
-        events: data_tx,
+        events: data_tx.clients,
+        peer_events: data_tx.peers,
     };
     let peers = Arc::new(PeerLinks::start(
         pnn,

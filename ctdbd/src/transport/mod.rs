@@ -80,14 +80,20 @@ pub enum DataEvent {
 }
 
 /// Where the edges send data-path packets: this node's pnn (to recognise
-/// controls addressed to it) and the database thread's queue.
+/// controls addressed to it) and the database thread's two queues.
 #[derive(Debug, Clone)]
 pub struct DataPath {
     /// This node.
     pub pnn: u32,
-    /// The database thread's queue; bounded, so a busy thread slows the senders
-    /// down (smbd waits, it is never dropped).
+    /// Local clients' packets; bounded, so a busy thread slows the senders down
+    /// (smbd waits, it is never dropped).
     pub events: mpsc::Sender<DataEvent>,
+    /// Other nodes' packets; never waited on: a peer link that waited for the
+    /// database thread would hold up the keepalives and lease requests behind
+    /// it on the same connection, and a busy database (a big recovery pull, a
+    /// traverse meeting a held chain) would cost the node its peers or its
+    /// addresses. What queues here is bounded by the peers' own requests.
+    pub peer_events: mpsc::UnboundedSender<DataEvent>,
 }
 
 /// Controls about databases, answered by the database thread.

@@ -715,13 +715,10 @@ impl Link {
             };
             let pnn = self.pnn;
             let delivered = match &self.data {
-                Some(data) if data.takes_from_peer(&packet) => {
-                    let events = data.events.clone();
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => false,
-                        sent = events.send(DataEvent::Peer { pnn, packet }) => sent.is_ok(),
-                    }
-                }
+                Some(data) if data.takes_from_peer(&packet) => data
+                    .peer_events
+                    .send(DataEvent::Peer { pnn, packet })
+                    .is_ok(),
                 _ => {
                     self.emit(CoreEvent::Input(Input::PeerPacket { pnn, packet }))
                         .await
