@@ -862,13 +862,29 @@ impl Worker {
             Attached::Existing(id) => return Ok(id),
             Attached::New(info) => info,
         };
+        // libtdb, asked to create, silently makes a new database over a file
+        // that is not one: for a persistent database (possibly the only copy of
+        // this node's secrets) that would be losing it. An existing persistent
+        // file is opened as it is, and a broken one refused.
+        let existing = std::fs::metadata(&info.path).is_ok_and(|m| m.len() > 0);
+        let create = if kind == DbKind::Persistent && existing {
+            0
+        } else {
+            libc::O_CREAT
+        };
         let tdb = Tdb::open(
             &info.path,
             HASH_SIZE,
             info.open_flags,
-            libc::O_CREAT | libc::O_RDWR,
+            create | libc::O_RDWR,
             0o600,
-        )?;
+        )
+        .with_context(|| {
+            format!(
+                "database {name}: {} is not a usable TDB file; move it aside to start it empty",
+                info.path.display()
+            )
+        })?;
         info!(db = %info.name, id = format_args!("{:#010x}", info.id), path = %info.path.display(), ?kind, "attached database");
         let id = info.id;
         self.registry.insert(info.clone());
@@ -2279,7 +2295,9 @@ mod tests {
 
     /// A database thread's worker for node 0 of a one-node cluster, with its
     /// files in `dir`, and where it reports finished recoveries.
-    fn one_node_worker(dir: &std::path::Path) -> (Worker, mpsc::Receiver<CoreEvent>, Publisher) {
+    pub(super) fn one_node_worker(
+        dir: &std::path::Path,
+    ) -> (Worker, mpsc::Receiver<CoreEvent>, Publisher) {
         let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let now = Now {
             mono_ms: 0,
@@ -2382,5 +2400,66 @@ mod tests {
             "pushed as dmaster: rsn {} goes up",
             header.rsn
         );
+    }
+}
+
+#[cfg(test)]
+mod corrupt_files {
+    use super::tests::one_node_worker;
+    use super::*;
+
+    /// Given a volatile database file full of garbage (a crash mid-write, a disk
+    /// error), when it is attached, then it is wiped and works (CLEAR_IF_FIRST:
+    /// this daemon is its first opener, as CTDB relies on).
+    #[tokio::test]
+    async fn a_corrupt_volatile_file_is_wiped_at_attach() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut worker, _core, _publisher) = one_node_worker(dir.path());
+        std::fs::create_dir_all(dir.path().join("volatile")).unwrap();
+        std::fs::write(
+            dir.path().join("volatile/locking.tdb.0"),
+            b"not a tdb file at all, just bytes".repeat(100),
+        )
+        .unwrap();
+        let db_id = worker.attach("locking.tdb", DbKind::Volatile).unwrap();
+        let db = &worker.dbs[&db_id];
+        db.tdb
+            .store(
+                b"k",
+                &ltdb::encode(&ltdb::LtdbHeader::new(1, 0), b"v"),
+                StoreMode::Replace,
+            )
+            .unwrap();
+        assert!(db.tdb.fetch(b"k").unwrap().is_some());
+    }
+
+    /// Given a persistent database file that is not a TDB, when the daemon
+    /// attaches it, then the attach is refused with an error naming the file,
+    /// rather than served half-read or wiped (it may hold the only copy of a
+    /// node's secrets).
+    #[tokio::test]
+    async fn a_corrupt_persistent_file_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut worker, _core, _publisher) = one_node_worker(dir.path());
+        std::fs::create_dir_all(dir.path().join("persistent")).unwrap();
+        let path = dir.path().join("persistent/secrets.tdb.0");
+        let garbage = b"TDB file? no.".repeat(64);
+        std::fs::write(&path, &garbage).unwrap();
+        let error = worker
+            .attach("secrets.tdb", DbKind::Persistent)
+            .expect_err("a corrupt persistent database must not be attached");
+        assert!(
+            format!("{error:#}").contains(&path.display().to_string()),
+            "the error should name the file: {error:#}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            garbage,
+            "the file was changed"
+        );
+        assert!(worker
+            .registry
+            .get(crate::db::hash::db_id("secrets.tdb"))
+            .is_none());
     }
 }
