@@ -995,11 +995,7 @@ impl Node {
         info!(generation, nodes = ?nodes, "recovering databases");
         self.recovery_mode = 1;
         self.last_recovery_started = self.now.wall;
-        out.push(Output::RecoverDatabases {
-            generation,
-            vnn_map: map.map.clone(),
-            nodes,
-        });
+        out.push(Output::RecoverDatabases { generation, nodes });
         self.database_recovery = Some(DatabaseRecovery {
             map,
             deadline_ms: self.now.mono_ms + DATABASE_RECOVERY_TIMEOUT_MS,

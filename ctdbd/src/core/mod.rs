@@ -298,8 +298,6 @@ pub enum Output {
     RecoverDatabases {
         /// The generation the recovery will install.
         generation: u32,
-        /// Its vnn map.
-        vnn_map: Vec<u32>,
         /// The active connected nodes, whose databases are recovered.
         nodes: Vec<u32>,
     },

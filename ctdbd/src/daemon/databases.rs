@@ -35,12 +35,13 @@ use crate::db::lock_helper::{LockHelper, LockTarget};
 use crate::db::ltdb;
 use crate::db::migrate::{self, Action, Call, Database, NodeMessage, Record, RecordStore};
 use crate::db::recovery;
-use crate::db::registry::{self, Attached, DbDirs, DbInfo, DbKind, Registry};
-use crate::db::tdb::{StoreMode, Tdb, TdbError, TryLock};
+use crate::db::registry::{Attached, DbDirs, DbInfo, DbKind, Registry};
+use crate::db::tdb::{flags as tdb_flags, StoreMode, Tdb, TdbError, TryLock};
 use crate::protocol::call::{ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster};
-use crate::protocol::control::{encode_u32, node_flags, Opcode};
+use crate::protocol::control::{decode_u32, encode_u32, node_flags, Opcode};
 use crate::protocol::dbctl::{
-    DbMap, DbMapEntry, TransDb, TraverseAll, TraverseAllExt, TraverseStart, TraverseStartExt,
+    db_flags, decode_nul_string, encode_nul_string, DbMap, DbMapEntry, TransDb, TraverseAll,
+    TraverseAllExt, TraverseStart, TraverseStartExt, DB_SEQUENCE_NUMBER_KEY,
 };
 use crate::protocol::marshall::{MarshallBuffer, RecData};
 use crate::protocol::packet::{Body, Header, Packet, ReplyControl, ReqControl, CTRL_FLAG_NOREPLY};
@@ -58,9 +59,6 @@ const TICK: Duration = Duration::from_millis(1000);
 
 /// How long a persistent commit may wait for the other nodes (`ControlTimeout`).
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The record every persistent transaction bumps (§6.5).
-const SEQNUM_KEY: &[u8] = recovery::SEQNUM_KEY;
 
 /// What the database thread needs from the daemon.
 pub struct Config {
@@ -820,11 +818,11 @@ impl Worker {
             Opcode::TRAVERSE_START | Opcode::TRAVERSE_START_EXT => {
                 // The reply goes first: smbd drops records that come before it.
                 let reply = self.start_traverse(from, &req);
-                return if noreply { None } else { Some(reply) }.and_then(|reply| {
+                if !noreply {
                     self.reply_to_client(from, reply);
-                    self.traverse_here_for(from.client);
-                    None
-                });
+                }
+                self.traverse_here_for(from.client);
+                return None;
             }
             _ => self.local_db_control(&req),
         };
@@ -932,21 +930,23 @@ impl Worker {
     fn local_db_control(&mut self, req: &ReqControl) -> Option<ReplyControl> {
         let op = Opcode(req.opcode);
         Some(match op {
-            Opcode::GET_DBMAP => {
-                let mut data = encode_u32(self.registry.len() as u32);
-                for info in self.registry.iter() {
-                    data.extend_from_slice(&info.id.to_le_bytes());
-                    data.push(info.map_flags());
-                    data.extend_from_slice(&[0, 0, 0]);
-                }
-                ok(data)
+            Opcode::GET_DBMAP => ok(DbMap {
+                dbs: self
+                    .registry
+                    .iter()
+                    .map(|info| DbMapEntry {
+                        db_id: info.id,
+                        flags: info.map_flags(),
+                    })
+                    .collect(),
             }
+            .encode()),
             Opcode::GETDBPATH => match self.db_of(&req.data) {
-                Some(db) => ok(c_string(&db.info.path.to_string_lossy())),
+                Some(db) => ok(encode_nul_string(&db.info.path.to_string_lossy())),
                 None => fail(-1),
             },
             Opcode::GET_DBNAME => match self.db_of(&req.data) {
-                Some(db) => ok(c_string(&db.info.name)),
+                Some(db) => ok(encode_nul_string(&db.info.name)),
                 None => fail(-1),
             },
             Opcode::DB_OPEN_FLAGS => match self.db_of(&req.data) {
@@ -955,7 +955,7 @@ impl Worker {
             },
             Opcode::ENABLE_SEQNUM => match self.db_of_mut(&req.data) {
                 Some(db) => {
-                    db.tdb.add_flags(registry::tdb_flags::SEQNUM);
+                    db.tdb.add_flags(tdb_flags::SEQNUM);
                     db.seqnum_enabled = true;
                     db.seqnum_seen = db.tdb.get_seqnum();
                     ok(Vec::new())
@@ -964,10 +964,7 @@ impl Worker {
             },
             Opcode::SET_DB_READONLY | Opcode::SET_DB_STICKY => {
                 let readonly = op == Opcode::SET_DB_READONLY;
-                match self
-                    .db_id_of(&req.data)
-                    .and_then(|id| self.registry.get_mut(id))
-                {
+                match decode_db_id(&req.data).and_then(|id| self.registry.get_mut(id)) {
                     Some(info) if info.kind == DbKind::Volatile => {
                         // Delegations are never granted, which is correct (§9.1
                         // item 16); the flag is shown as CTDB shows it.
@@ -1339,10 +1336,6 @@ impl Worker {
         self.own_flags() & node_flags::BANNED != 0
     }
 
-    fn db_id_of(&self, data: &[u8]) -> Option<u32> {
-        decode_db_id(data)
-    }
-
     fn db_of(&self, data: &[u8]) -> Option<&OpenDb> {
         decode_db_id(data).and_then(|id| self.dbs.get(&id))
     }
@@ -1372,19 +1365,12 @@ fn attach_kind(opcode: u32) -> DbKind {
 
 /// The database name of an attach: NUL-terminated text.
 fn attach_name(data: &[u8]) -> Option<String> {
-    let name = data.strip_suffix(&[0])?;
-    String::from_utf8(name.to_vec()).ok()
+    decode_nul_string(data, "db_name").ok()
 }
 
 /// A request that is exactly one u32 database id.
 fn decode_db_id(data: &[u8]) -> Option<u32> {
-    Some(u32::from_le_bytes(data.try_into().ok()?))
-}
-
-fn c_string(text: &str) -> Vec<u8> {
-    let mut bytes = text.as_bytes().to_vec();
-    bytes.push(0);
-    bytes
+    decode_u32(data, "db_id").ok()
 }
 
 fn ok(data: Vec<u8>) -> ReplyControl {
@@ -1403,17 +1389,12 @@ fn fail(status: i32) -> ReplyControl {
     }
 }
 
-/// The persistent database's sequence number: the u64 after the header of the
-/// `__db_sequence_number__` record; 0 when missing or malformed.
+/// The persistent database's sequence number as stored in its file.
 fn read_db_seqnum(tdb: &Tdb) -> u64 {
-    tdb.fetch(SEQNUM_KEY)
+    tdb.fetch(DB_SEQUENCE_NUMBER_KEY)
         .ok()
         .flatten()
-        .and_then(|stored| {
-            let (_, value) = ltdb::decode(&stored).ok()?;
-            Some(u64::from_le_bytes(value.try_into().ok()?))
-        })
-        .unwrap_or(0)
+        .map_or(0, |stored| recovery::stored_sequence_number(&stored))
 }
 
 /// Stores replicated records in one transaction (UPDATE_RECORD, §6.3).
@@ -1665,7 +1646,7 @@ impl Worker {
                 let name = attach_name(&reply.data);
                 if let (Some(db_id), Some(name)) = (db_id, name) {
                     let flags = run.missing.get(&db_id).map_or(0, |m| m.1);
-                    let kind = if flags & registry::DB_FLAG_PERSISTENT != 0 {
+                    let kind = if flags & db_flags::PERSISTENT != 0 {
                         DbKind::Persistent
                     } else {
                         DbKind::Volatile
@@ -1747,7 +1728,7 @@ impl Worker {
                             } else {
                                 Opcode::DB_ATTACH.0
                             };
-                            (opcode, c_string(&db.info.name))
+                            (opcode, encode_nul_string(&db.info.name))
                         })
                         .collect();
                     let own = self.pnn;

@@ -673,9 +673,7 @@ impl Edges {
                 info!("shutdown requested by a client");
                 self.cancel.cancel();
             }
-            Output::RecoverDatabases {
-                generation, nodes, ..
-            } => {
+            Output::RecoverDatabases { generation, nodes } => {
                 let event = crate::transport::DataEvent::Recover { generation, nodes };
                 if let Err(mpsc::error::TrySendError::Full(event)) = self.data.try_send(event) {
                     // The database thread is busy: wait for room off the core task.

@@ -39,12 +39,12 @@ use super::hash::lookup3;
 use super::ltdb::{flags, LtdbHeader};
 use crate::core::ClientId;
 
-/// Call function that does nothing but bring the record here (smbd's fetch lock).
-pub const CALL_NULL: u32 = 0xFF00_0001;
-/// Call function that returns the record's value without its header.
-pub const CALL_FETCH: u32 = 0xFF00_0002;
-/// Call function that returns the record's header and value.
-pub const CALL_FETCH_WITH_HEADER: u32 = 0xFF00_0003;
+/// The built-in call functions: NULL brings the record here (smbd's fetch lock),
+/// FETCH returns its value, FETCH_WITH_HEADER its header and value.
+pub use crate::protocol::call::call_id::{
+    FETCH_FUNC as CALL_FETCH, FETCH_WITH_HEADER_FUNC as CALL_FETCH_WITH_HEADER,
+    NULL_FUNC as CALL_NULL,
+};
 
 /// Messages of an unknown generation kept until the view changes (see
 /// [`Database::node_message`]).

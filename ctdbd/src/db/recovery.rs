@@ -16,9 +16,7 @@
 use std::collections::BTreeMap;
 
 use super::ltdb::{self, flags};
-
-/// The database sequence number's record (persistent databases).
-pub const SEQNUM_KEY: &[u8] = b"__db_sequence_number__\0";
+pub use crate::protocol::dbctl::DB_SEQUENCE_NUMBER_KEY as SEQNUM_KEY;
 
 /// One node's records of a database: key and stored value (header + value).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,11 +87,16 @@ pub fn sequence_number(records: &[(Vec<u8>, Vec<u8>)]) -> u64 {
     records
         .iter()
         .find(|(key, _)| key == SEQNUM_KEY)
-        .and_then(|(_, stored)| {
-            let (_, value) = ltdb::decode(stored).ok()?;
-            Some(u64::from_le_bytes(value.try_into().ok()?))
-        })
-        .unwrap_or(0)
+        .map_or(0, |(_, stored)| stored_sequence_number(stored))
+}
+
+/// The sequence number in the stored value of [`SEQNUM_KEY`] (header + u64);
+/// 0 when it is malformed.
+pub fn stored_sequence_number(stored: &[u8]) -> u64 {
+    ltdb::decode(stored)
+        .ok()
+        .and_then(|(_, value)| value.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
 }
 
 /// How node `pnn` stores a pushed record: as its dmaster (the leader, for a

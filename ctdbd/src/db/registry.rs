@@ -8,24 +8,8 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::hash::db_id;
-
-/// TDB open flags (libtdb's values; reference §2.5).
-pub mod tdb_flags {
-    /// Wipe the file when the first opener opens it.
-    pub const CLEAR_IF_FIRST: u32 = 1;
-    /// Never mmap the file.
-    pub const NOMMAP: u32 = 8;
-    /// No fsync on writes.
-    pub const NOSYNC: u32 = 64;
-    /// Keep a sequence number in the header, bumped on every change.
-    pub const SEQNUM: u32 = 128;
-    /// Refuse nested transactions.
-    pub const DISALLOW_NESTING: u32 = 1024;
-    /// Jenkins hash for the chains (what every clustered file uses).
-    pub const INCOMPATIBLE_HASH: u32 = 2048;
-    /// Chain locks are robust mutexes in the file instead of fcntl locks.
-    pub const MUTEX_LOCKING: u32 = 4096;
-}
+use super::tdb::flags as tdb_flags;
+use crate::protocol::dbctl::db_flags;
 
 /// What kind of database, as `GET_DBMAP` and the attach controls tell them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,18 +27,11 @@ impl DbKind {
     pub fn map_flags(self) -> u8 {
         match self {
             DbKind::Volatile => 0,
-            DbKind::Persistent => 0x01,
-            DbKind::Replicated => 0x08,
+            DbKind::Persistent => db_flags::PERSISTENT,
+            DbKind::Replicated => db_flags::REPLICATED,
         }
     }
 }
-
-/// `GET_DBMAP` bit of a persistent database.
-pub const DB_FLAG_PERSISTENT: u8 = 0x01;
-/// `GET_DBMAP` bit of a volatile database with read-only delegations enabled.
-pub const DB_FLAG_READONLY: u8 = 0x02;
-/// `GET_DBMAP` bit of a volatile database with sticky records.
-pub const DB_FLAG_STICKY: u8 = 0x04;
 
 /// One attached database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,10 +57,10 @@ impl DbInfo {
     pub fn map_flags(&self) -> u8 {
         let mut flags = self.kind.map_flags();
         if self.readonly {
-            flags |= DB_FLAG_READONLY;
+            flags |= db_flags::READONLY;
         }
         if self.sticky {
-            flags |= DB_FLAG_STICKY;
+            flags |= db_flags::STICKY;
         }
         flags
     }
