@@ -500,3 +500,75 @@ fn a_missing_helper_program_is_a_spawn_error() {
         "{error}"
     );
 }
+
+/// A recovery's push rewrites a frozen database in one transaction: libtdb
+/// refuses a transaction on a handle that holds locks, so the handle's locking
+/// is switched off while the all-record lock stays held — by a helper (the
+/// usual freeze) or by our own handle. The transaction commits, smbd stays
+/// locked out until the thaw, and a cancelled one leaves the old records whole.
+#[test]
+fn a_frozen_database_is_rewritten_in_one_transaction() {
+    for kind in kinds() {
+        for by_helper in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let (tdb, path) = create(&dir, kind);
+            tdb.store(KEY_A, b"old a", StoreMode::Replace).unwrap();
+            tdb.store(KEY_B, b"old b", StoreMode::Replace).unwrap();
+            let case = format!(
+                "{} frozen by {}",
+                kind.name,
+                if by_helper { "a helper" } else { "us" }
+            );
+            let freeze = if by_helper {
+                let helper = held(&path, kind, LockTarget::All);
+                tdb.lockall_mark().unwrap();
+                Some(helper)
+            } else {
+                assert_eq!(tdb.lockall_nonblock().unwrap(), TryLock::Held, "{case}");
+                None
+            };
+            let mut locker = spawn(&path, kind, LockTarget::Chain(KEY_A.to_vec()));
+
+            // A rewrite that fails half-way is cancelled whole.
+            tdb.with_locking_off(|tdb| {
+                tdb.transaction_start().unwrap();
+                tdb.wipe_all().unwrap();
+                tdb.store(KEY_A, b"half", StoreMode::Replace).unwrap();
+                tdb.transaction_cancel().unwrap();
+            })
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+            assert_eq!(
+                tdb.fetch(KEY_B).unwrap().as_deref(),
+                Some(&b"old b"[..]),
+                "{case}"
+            );
+
+            tdb.with_locking_off(|tdb| {
+                tdb.transaction_start().unwrap();
+                tdb.wipe_all().unwrap();
+                tdb.store(KEY_A, b"new a", StoreMode::Replace).unwrap();
+                tdb.transaction_commit().unwrap();
+            })
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+            assert_not_held_yet(&mut locker, kind);
+
+            match freeze {
+                Some(helper) => {
+                    tdb.lockall_unmark().unwrap();
+                    helper.release().unwrap();
+                }
+                None => tdb.unlockall().unwrap(),
+            }
+            locker
+                .wait_held(Some(DEADLINE))
+                .unwrap_or_else(|error| panic!("{case}: {error}"));
+            locker.release().unwrap();
+            assert_eq!(
+                tdb.fetch(KEY_A).unwrap().as_deref(),
+                Some(&b"new a"[..]),
+                "{case}"
+            );
+            assert_eq!(tdb.fetch(KEY_B).unwrap(), None, "{case}");
+        }
+    }
+}

@@ -19,7 +19,7 @@
 //! The core stays the one authority on membership; this thread reads the core's
 //! snapshots (generation, vnn map, recovery mode, node flags) and acts on them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,14 +31,16 @@ use tracing::{debug, error, info, info_span, warn};
 use super::snapshot::{Snapshot, Snapshots};
 use crate::core::Input;
 use crate::core::{ClientId, DATA_PATH_REQIDS};
+use crate::db::commit::{self, Commits, Outcome};
 use crate::db::lock_helper::{LockHelper, LockTarget};
 use crate::db::ltdb;
 use crate::db::migrate::{self, Action, Call, Database, NodeMessage, Record, RecordStore};
 use crate::db::recovery;
+use crate::db::recovery_run::{self, Answer, Progress, RecoveryRun, Request};
 use crate::db::registry::{Attached, DbDirs, DbInfo, DbKind, Registry};
 use crate::db::tdb::{flags as tdb_flags, StoreMode, Tdb, TdbError, TryLock};
 use crate::protocol::call::{ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster};
-use crate::protocol::control::{decode_u32, encode_u32, node_flags, Opcode};
+use crate::protocol::control::{decode_u32, encode_u32, node_flags, Opcode, VnnMap};
 use crate::protocol::dbctl::{
     db_flags, decode_nul_string, encode_nul_string, DbMap, DbMapEntry, TransDb, TraverseAll,
     TraverseAllExt, TraverseStart, TraverseStartExt, DB_SEQUENCE_NUMBER_KEY,
@@ -246,14 +248,11 @@ struct ClientRequest {
     replies: mpsc::UnboundedSender<Vec<u8>>,
 }
 
-/// A persistent transaction waiting for the other nodes to store it.
+/// A persistent transaction waiting for the other nodes to store it
+/// (`db::commit::Commits` tracks the answers).
 #[derive(Debug)]
-struct Commit {
-    db_id: u32,
+struct PendingCommit {
     from: ClientRequest,
-    /// Nodes that have not answered yet.
-    waiting: BTreeSet<u32>,
-    failed: bool,
     deadline: Instant,
 }
 
@@ -280,7 +279,7 @@ struct Worker {
     /// Where to answer each connected client.
     clients: HashMap<ClientId, mpsc::UnboundedSender<Vec<u8>>>,
     /// Commits in flight, by the reqid of their UPDATE_RECORD controls.
-    commits: BTreeMap<u32, Commit>,
+    commits: Commits<PendingCommit>,
     /// Commits that failed on some node: a recovery makes every node's copy the
     /// same, and then they are answered 2 ("ended by recovery", as CTDB), with
     /// the generation they failed in.
@@ -289,10 +288,7 @@ struct Worker {
     /// Cluster-wide traverses started by local clients, by traverse id.
     traverses: BTreeMap<u32, Traverse>,
     /// The recovery this node leads, if any.
-    recovery: Option<RecoveryRun>,
-    /// A recovery step's controls are being sent: answers that come at once
-    /// (this node's own) must not start the next step in the middle.
-    recovery_sending: bool,
+    recovery: Option<Leading>,
     core: mpsc::Sender<CoreEvent>,
     /// The lock helper program.
     lock_helper: std::path::PathBuf,
@@ -315,12 +311,11 @@ impl Worker {
             next_call_reqid: 1,
             next_control_reqid: DATA_PATH_REQIDS,
             clients: HashMap::new(),
-            commits: BTreeMap::new(),
+            commits: Commits::default(),
             commits_ended_by_recovery: Vec::new(),
             deferred_attaches: Vec::new(),
             traverses: BTreeMap::new(),
             recovery: None,
-            recovery_sending: false,
             core: config.core,
             lock_helper: LockHelper::default_path(),
             locks_tx,
@@ -387,9 +382,12 @@ impl Worker {
             }
             DataEvent::ClientGone { client } => {
                 self.clients.remove(&client);
-                if self.commits.values().any(|c| c.from.client == client) {
+                if !self
+                    .commits
+                    .take_where(|_, c| c.from.client == client)
+                    .is_empty()
+                {
                     // Its transaction may be on some nodes and not others.
-                    self.commits.retain(|_, c| c.from.client != client);
                     self.ask_for_recovery("a client left during its persistent update".into());
                 }
                 self.traverses.retain(|_, t| t.from.client != client);
@@ -1014,11 +1012,12 @@ impl Worker {
             }
         };
         let db_id = buffer.db_id;
-        match self.dbs.get(&db_id) {
-            Some(db) if db.info.kind == DbKind::Persistent => {}
+        let frozen = match self.dbs.get(&db_id) {
+            Some(db) if db.info.kind == DbKind::Persistent => db.frozen.is_some(),
             _ => return Some(fail(-1)),
-        }
-        if self.commits.values().any(|c| c.db_id == db_id) {
+        };
+        if let Err(refusal) = self.commits.may_begin(db_id, self.view.recovering, frozen) {
+            debug!(%refusal, "persistent commit refused");
             return Some(fail(-1));
         }
         let local = self.update_record(data);
@@ -1037,16 +1036,13 @@ impl Worker {
         for pnn in &targets {
             self.send_control(*pnn, reqid, Opcode::UPDATE_RECORD.0, data.to_vec(), 0);
         }
-        self.commits.insert(
-            reqid,
-            Commit {
-                db_id,
-                from: from.clone(),
-                waiting: targets,
-                failed: false,
-                deadline: Instant::now() + COMMIT_TIMEOUT,
-            },
-        );
+        let pending = PendingCommit {
+            from: from.clone(),
+            deadline: Instant::now() + COMMIT_TIMEOUT,
+        };
+        if let Some(outcome) = self.commits.begin(reqid, db_id, pending, targets) {
+            self.commit_done(outcome);
+        }
         None
     }
 
@@ -1065,7 +1061,7 @@ impl Worker {
             return fail(-1);
         };
         let persistent = db.info.kind != DbKind::Volatile;
-        match apply_records(&db.tdb, &buffer.records, persistent) {
+        match apply_records(&db.tdb, &buffer.records, persistent, db.frozen.is_some()) {
             Ok(()) => ok(Vec::new()),
             Err(e) => {
                 warn!(db = %db.info.name, error = %e, "update refused");
@@ -1079,43 +1075,35 @@ impl Worker {
         if self
             .recovery
             .as_ref()
-            .is_some_and(|r| r.waiting.contains_key(&reqid))
+            .is_some_and(|l| l.run.request_of(reqid).is_some())
         {
             self.recovery_reply(pnn, reqid, reply);
             return;
         }
-        let Some(commit) = self.commits.get_mut(&reqid) else {
-            return;
-        };
-        if !commit.waiting.remove(&pnn) {
-            return;
-        }
-        if reply.status != 0 {
+        if reply.status != 0 && self.commits.is_commit(reqid) {
             warn!(
                 peer = pnn,
                 status = reply.status,
                 "a node refused a persistent update"
             );
-            commit.failed = true;
         }
-        if commit.waiting.is_empty() {
-            let commit = self.commits.remove(&reqid).expect("present");
-            self.commit_done(commit);
+        if let Some(outcome) = self.commits.answer(reqid, pnn, reply.status == 0) {
+            self.commit_done(outcome);
         }
     }
 
     /// Every node answered (or left): success, or a recovery to set the nodes'
     /// copies right before the client hears.
-    fn commit_done(&mut self, commit: Commit) {
-        if commit.failed {
-            self.commits_ended_by_recovery
-                .push((commit.from, self.view.generation));
-            self.ask_for_recovery(format!(
-                "a persistent update of db {:#010x} failed on a node",
-                commit.db_id
-            ));
-        } else {
-            self.reply_to_client(&commit.from, ok(Vec::new()));
+    fn commit_done(&mut self, outcome: Outcome<PendingCommit>) {
+        match outcome {
+            Outcome::Acknowledged(commit) => self.reply_to_client(&commit.from, ok(Vec::new())),
+            Outcome::Failed { client, db_id } => {
+                self.commits_ended_by_recovery
+                    .push((client.from, self.view.generation));
+                self.ask_for_recovery(format!(
+                    "a persistent update of db {db_id:#010x} failed on a node"
+                ));
+            }
         }
     }
 
@@ -1137,24 +1125,25 @@ impl Worker {
         self.view = view.clone();
         // Commits waiting for a node that is gone: it will never answer.
         let active: BTreeSet<u32> = self.active_nodes().into_iter().collect();
-        let mut finished = Vec::new();
-        for (reqid, commit) in &mut self.commits {
-            let gone: Vec<u32> = commit
-                .waiting
+        for outcome in self.commits.nodes_left(&active) {
+            self.commit_done(outcome);
+        }
+        // A recovery that needs a node that left cannot finish.
+        let connected: BTreeSet<u32> = self
+            .connected_peers()
+            .into_iter()
+            .chain([self.pnn])
+            .collect();
+        if let Some(leading) = &mut self.recovery {
+            let gone = leading
+                .run
+                .nodes()
                 .iter()
                 .copied()
-                .filter(|p| !active.contains(p))
-                .collect();
-            for pnn in gone {
-                commit.waiting.remove(&pnn);
+                .find(|n| !connected.contains(n));
+            if let Some(progress) = gone.and_then(|n| leading.run.node_gone(n)) {
+                self.recovery_progress(progress);
             }
-            if commit.waiting.is_empty() {
-                finished.push(*reqid);
-            }
-        }
-        for reqid in finished {
-            let commit = self.commits.remove(&reqid).expect("present");
-            self.commit_done(commit);
         }
         let generation = self.view.generation;
         let (ended, waiting): (Vec<_>, Vec<_>) =
@@ -1193,9 +1182,9 @@ impl Worker {
     /// moved (smbd's caches key on it), and fail what waited too long.
     fn tick(&mut self) {
         let now = Instant::now();
-        if self.recovery.as_ref().is_some_and(|r| r.deadline <= now) {
-            warn!("database recovery timed out");
-            self.finish_recovery(false);
+        if let Some(leading) = self.recovery.as_mut().filter(|l| l.deadline <= now) {
+            let progress = leading.run.timed_out();
+            self.recovery_progress(progress);
         }
         let mut changed = Vec::new();
         for (id, db) in &mut self.dbs {
@@ -1211,18 +1200,13 @@ impl Worker {
         for id in changed {
             self.broadcast_control(Opcode::UPDATE_SEQNUM.0, encode_u32(id));
         }
-        let overdue: Vec<u32> = self
-            .commits
-            .iter()
-            .filter(|(_, c)| c.deadline <= now)
-            .map(|(r, _)| *r)
-            .collect();
-        for reqid in overdue {
-            let commit = self.commits.remove(&reqid).expect("present");
-            warn!(
-                db_id = format_args!("{:#010x}", commit.db_id),
-                "persistent update timed out"
-            );
+        let overdue = self.commits.take_where(|_, c| c.deadline <= now);
+        if !overdue.is_empty() {
+            // Some node never answered: the copies may differ.
+            self.ask_for_recovery("a persistent update timed out".into());
+        }
+        for commit in overdue {
+            warn!("persistent update timed out");
             self.reply_to_client(&commit.from, fail(1));
         }
         let overdue: Vec<u32> = self
@@ -1297,12 +1281,7 @@ impl Worker {
     }
 
     fn allocate_control_reqid(&mut self) -> u32 {
-        let reqid = self.next_control_reqid;
-        self.next_control_reqid = self
-            .next_control_reqid
-            .wrapping_add(1)
-            .max(DATA_PATH_REQIDS);
-        reqid
+        next_control_reqid(&mut self.next_control_reqid)
     }
 
     fn connected_peers(&self) -> Vec<u32> {
@@ -1397,40 +1376,26 @@ fn read_db_seqnum(tdb: &Tdb) -> u64 {
         .map_or(0, |stored| recovery::stored_sequence_number(&stored))
 }
 
-/// Stores replicated records in one transaction (UPDATE_RECORD, §6.3).
-fn apply_records(tdb: &Tdb, records: &[RecData], persistent: bool) -> anyhow::Result<()> {
-    tdb.transaction_start()?;
-    let result = (|| -> anyhow::Result<()> {
-        for record in records {
-            let (header, value) = ltdb::decode(&record.data)
-                .map_err(|e| anyhow::anyhow!("record without a header: {e}"))?;
-            let local = tdb.fetch(&record.key)?;
-            match local.as_deref().map(ltdb::decode) {
-                Some(Ok((mine, my_value))) if mine.rsn >= header.rsn && my_value != value => {
-                    anyhow::bail!(
-                        "record rsn {} is not newer than ours ({})",
-                        header.rsn,
-                        mine.rsn
-                    );
-                }
-                // Volatile databases only update records they have.
-                None if !persistent => continue,
-                _ => {}
-            }
-            tdb.store(&record.key, &record.data, StoreMode::Replace)?;
+/// Stores a replicated transaction's records, all or none (UPDATE_RECORD,
+/// §6.3; `db::commit` decides which).
+fn apply_records(
+    tdb: &Tdb,
+    records: &[RecData],
+    persistent: bool,
+    frozen: bool,
+) -> anyhow::Result<()> {
+    in_transaction(tdb, |tdb| {
+        let offered = records
+            .iter()
+            .map(|r| (r.key.as_slice(), r.data.as_slice()));
+        let stores = commit::records_to_store(frozen, persistent, offered, |key| {
+            tdb.fetch(key).map_err(|e| e.to_string())
+        })?;
+        for (key, stored) in stores {
+            tdb.store(key, stored, StoreMode::Replace)?;
         }
         Ok(())
-    })();
-    match result {
-        Ok(()) => {
-            tdb.transaction_commit()?;
-            Ok(())
-        }
-        Err(e) => {
-            let _ = tdb.transaction_cancel();
-            Err(e)
-        }
-    }
+    })
 }
 
 /// The migration logic's view for one database: a frozen database counts as
@@ -1464,6 +1429,88 @@ fn thaw(db: &mut OpenDb) {
     }
 }
 
+/// The control that carries one of a recovery's requests: opcode, srvid, data.
+fn recovery_request(request: &Request, generation: u32) -> (Opcode, u64, Vec<u8>) {
+    match request {
+        Request::DbMap => (Opcode::GET_DBMAP, 0, Vec::new()),
+        Request::Generation => (Opcode::GETVNNMAP, 0, Vec::new()),
+        Request::DbName { db_id } => (Opcode::GET_DBNAME, 0, encode_u32(*db_id)),
+        Request::Attach { name, persistent } => (
+            if *persistent {
+                Opcode::DB_ATTACH_PERSISTENT
+            } else {
+                Opcode::DB_ATTACH
+            },
+            0,
+            encode_nul_string(name),
+        ),
+        // The srvid says which generation thaws it.
+        Request::Freeze { db_id } => (Opcode::DB_FREEZE, u64::from(generation), encode_u32(*db_id)),
+        Request::Pull { db_id } => {
+            let mut data = encode_u32(*db_id);
+            data.extend_from_slice(&u32::MAX.to_le_bytes());
+            (PULL_DB, 0, data)
+        }
+        Request::Push { db_id, records } => {
+            let mut buffer = MarshallBuffer::new(*db_id);
+            buffer.records = records
+                .iter()
+                .map(|(key, data)| RecData {
+                    reqid: 0,
+                    key: key.clone(),
+                    data: data.clone(),
+                })
+                .collect();
+            (PUSH_DB, 0, buffer.encode())
+        }
+    }
+}
+
+/// What a node's reply to `request` says; a malformed reply counts as a refusal.
+fn recovery_answer_of(request: &Request, reply: &ReplyControl) -> Result<Answer, i32> {
+    if reply.status != 0 {
+        return Err(reply.status);
+    }
+    let malformed = |what: &str| {
+        warn!(what, "malformed answer in a recovery");
+        -1
+    };
+    Ok(match request {
+        Request::DbMap => Answer::DbMap(
+            DbMap::decode(&reply.data)
+                .map_err(|_| malformed("database map"))?
+                .dbs
+                .into_iter()
+                .map(|DbMapEntry { db_id, flags }| (db_id, flags & db_flags::PERSISTENT != 0))
+                .collect(),
+        ),
+        Request::Generation => Answer::Generation(
+            VnnMap::decode(&reply.data)
+                .map_err(|_| malformed("vnn map"))?
+                .generation,
+        ),
+        Request::DbName { .. } => {
+            Answer::Name(attach_name(&reply.data).ok_or_else(|| malformed("database name"))?)
+        }
+        Request::Pull { .. } => Answer::Records(
+            MarshallBuffer::decode(&reply.data)
+                .map_err(|_| malformed("records"))?
+                .records
+                .into_iter()
+                .map(|r| (r.key, r.data))
+                .collect(),
+        ),
+        Request::Attach { .. } | Request::Freeze { .. } | Request::Push { .. } => Answer::Done,
+    })
+}
+
+/// The next id for one of the thread's own controls (from DATA_PATH_REQIDS up).
+fn next_control_reqid(counter: &mut u32) -> u32 {
+    let reqid = *counter;
+    *counter = counter.wrapping_add(1).max(DATA_PATH_REQIDS);
+    reqid
+}
+
 /// CTDB's pre-4.x recovery pull (obsolete in 4.17's own recovery, which streams
 /// records as messages): request `db_id u32 | lmaster u32`, reply a marshall
 /// buffer of every record. ctdb-rs nodes use it among themselves; a mixed
@@ -1473,50 +1520,10 @@ const PULL_DB: Opcode = Opcode(13);
 /// CTDB's pre-4.x recovery push: a marshall buffer to store (see [`PULL_DB`]).
 const PUSH_DB: Opcode = Opcode(14);
 
-/// Steps of a recovery this node leads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// GET_DBMAP from every node.
-    DbMaps,
-    /// GET_DBNAME of the databases this node lacks.
-    DbNames,
-    /// Every node attaches every database.
-    Attach,
-    /// Every node freezes every database.
-    Freeze,
-    /// Every node's records of every database.
-    Pull,
-    /// Wipe and push the merged records to every node.
-    Push,
-}
-
-/// What the answer to one of a recovery's controls is for.
-#[derive(Debug, Clone, Copy)]
-enum Awaited {
-    /// Only that it succeeded.
-    Plain,
-    /// GET_DBNAME: the name of this database.
-    Name(u32),
-    /// PULL_DB: the node's records of this database.
-    Records(u32),
-}
-
-/// The database part of a recovery this node leads (DESIGN.md, "Databases").
-struct RecoveryRun {
-    generation: u32,
-    nodes: Vec<u32>,
-    step: Step,
-    /// Controls of the current step without an answer: reqid → node.
-    waiting: BTreeMap<u32, u32>,
-    /// Databases some node has and this one lacks: id → (a node that has it,
-    /// its flags).
-    missing: BTreeMap<u32, (u32, u8)>,
-    /// reqid of a GET_DBNAME → the database it names.
-    naming: BTreeMap<u32, u32>,
-    /// reqid of a PULL_DB → (node, database).
-    pulling: BTreeMap<u32, (u32, u32)>,
-    /// What each node sent for each database.
-    pulled: BTreeMap<u32, Vec<(u32, MarshallBuffer)>>,
+/// The recovery this node leads (`db::recovery_run` decides what is asked of
+/// whom; this thread sends, answers its own part and keeps the deadline).
+struct Leading {
+    run: RecoveryRun,
     deadline: Instant,
 }
 
@@ -1528,318 +1535,111 @@ impl Worker {
     /// The core asks for the databases of `nodes` to be made the same.
     fn start_recovery(&mut self, generation: u32, nodes: Vec<u32>) {
         if let Some(old) = self.recovery.take() {
-            info!(generation = old.generation, "database recovery superseded");
+            info!(
+                generation = old.run.generation(),
+                "database recovery superseded"
+            );
         }
         info!(generation, ?nodes, "recovering databases");
-        self.recovery = Some(RecoveryRun {
-            generation,
-            nodes,
-            step: Step::DbMaps,
-            waiting: BTreeMap::new(),
-            missing: BTreeMap::new(),
-            naming: BTreeMap::new(),
-            pulling: BTreeMap::new(),
-            pulled: BTreeMap::new(),
+        let counter = &mut self.next_control_reqid;
+        let (run, progress) = RecoveryRun::start(self.pnn, generation, nodes, &mut || {
+            next_control_reqid(counter)
+        });
+        self.recovery = Some(Leading {
+            run,
             deadline: Instant::now() + RECOVERY_TIMEOUT,
         });
-        let nodes = self.recovery_nodes();
-        self.recovery_sending = true;
-        for pnn in nodes {
-            self.recovery_control(pnn, Opcode::GET_DBMAP.0, Vec::new(), Awaited::Plain);
-        }
-        self.recovery_sending = false;
-        self.recovery_step_done();
+        self.recovery_progress(progress);
     }
 
-    fn recovery_nodes(&self) -> Vec<u32> {
-        self.recovery
-            .as_ref()
-            .map(|r| r.nodes.clone())
-            .unwrap_or_default()
-    }
-
-    /// Sends one control of the recovery to `pnn`; to this node, it is answered
-    /// at once by the same code that answers the others. What the answer is for
-    /// (`awaited`) is noted before the control goes: this node's own answer is
-    /// handled before this returns.
-    fn recovery_control(&mut self, pnn: u32, opcode: u32, data: Vec<u8>, awaited: Awaited) {
-        self.recovery_control_srvid(pnn, opcode, 0, data, awaited);
-    }
-
-    /// [`Self::recovery_control`] with a value in the control's srvid field.
-    fn recovery_control_srvid(
-        &mut self,
-        pnn: u32,
-        opcode: u32,
-        srvid: u64,
-        data: Vec<u8>,
-        awaited: Awaited,
-    ) {
-        let reqid = self.allocate_control_reqid();
-        if let Some(run) = &mut self.recovery {
-            run.waiting.insert(reqid, pnn);
-            match awaited {
-                Awaited::Plain => {}
-                Awaited::Name(db_id) => {
-                    run.naming.insert(reqid, db_id);
+    /// Sends what the run asks for; this node's own part is answered at once by
+    /// the handlers that answer the other nodes (except a freeze that waits for
+    /// smbd: its answer comes through [`Self::recovery_reply`]).
+    fn recovery_progress(&mut self, progress: Progress) {
+        let mut queue: VecDeque<recovery_run::Send> = VecDeque::new();
+        let mut next = Some(progress);
+        loop {
+            match next.take() {
+                Some(Progress::Finished(result)) => {
+                    self.finish_recovery(result);
+                    return;
                 }
-                Awaited::Records(db_id) => {
-                    run.pulling.insert(reqid, (pnn, db_id));
-                }
+                Some(Progress::Send(sends)) => queue.extend(sends),
+                None => {}
             }
-        }
-        if pnn == self.pnn {
-            let req = ReqControl {
-                opcode,
-                srvid,
-                client_id: 0,
-                flags: 0,
-                data,
+            let Some(send) = queue.pop_front() else {
+                return;
             };
-            if let Some(reply) = self.peer_control(pnn, reqid, req) {
-                self.recovery_reply(pnn, reqid, reply);
-            }
-        } else {
-            self.send_to_peer(
-                pnn,
-                reqid,
-                Body::ReqControl(ReqControl {
-                    opcode,
+            let generation = self.recovery.as_ref().map_or(0, |l| l.run.generation());
+            let (opcode, srvid, data) = recovery_request(&send.request, generation);
+            if send.to != self.pnn {
+                let req = ReqControl {
+                    opcode: opcode.0,
                     srvid,
                     client_id: 0,
                     flags: 0,
                     data,
-                }),
-            );
-        }
-    }
-
-    fn recovery_reply(&mut self, pnn: u32, reqid: u32, reply: ReplyControl) {
-        let Some(run) = &mut self.recovery else {
-            return;
-        };
-        if run.waiting.remove(&reqid).is_none() {
-            return;
-        }
-        if reply.status != 0 {
-            warn!(peer = pnn, step = ?run.step, status = reply.status, "a node failed a recovery step");
-            self.finish_recovery(false);
-            return;
-        }
-        match run.step {
-            Step::DbMaps => match DbMap::decode(&reply.data) {
-                Ok(map) => {
-                    for DbMapEntry { db_id, flags } in map.dbs {
-                        if !self.dbs.contains_key(&db_id) {
-                            run.missing.entry(db_id).or_insert((pnn, flags));
-                        }
-                    }
-                }
-                Err(e) => {
-                    warn!(peer = pnn, error = %e, "bad database map in recovery");
-                    self.finish_recovery(false);
-                    return;
-                }
-            },
-            Step::DbNames => {
-                let db_id = run.naming.remove(&reqid);
-                let name = attach_name(&reply.data);
-                if let (Some(db_id), Some(name)) = (db_id, name) {
-                    let flags = run.missing.get(&db_id).map_or(0, |m| m.1);
-                    let kind = if flags & db_flags::PERSISTENT != 0 {
-                        DbKind::Persistent
-                    } else {
-                        DbKind::Volatile
-                    };
-                    if let Err(e) = self.attach(&name, kind) {
-                        warn!(db = %name, error = %e, "cannot attach a database another node has");
-                        self.finish_recovery(false);
-                        return;
-                    }
-                }
-            }
-            Step::Pull => {
-                let Some((node, db_id)) = run.pulling.remove(&reqid) else {
-                    return;
                 };
-                match MarshallBuffer::decode(&reply.data) {
-                    Ok(buffer) => run.pulled.entry(db_id).or_default().push((node, buffer)),
-                    Err(e) => {
-                        warn!(peer = pnn, error = %e, "bad records in recovery");
-                        self.finish_recovery(false);
-                        return;
-                    }
-                }
+                self.send_to_peer(send.to, send.reqid, Body::ReqControl(req));
+                continue;
             }
-            Step::Attach | Step::Freeze | Step::Push => {}
-        }
-        if !self.recovery_sending {
-            self.recovery_step_done();
-        }
-    }
-
-    /// When the current step has every answer, starts the next.
-    fn recovery_step_done(&mut self) {
-        loop {
-            let Some(run) = &self.recovery else { return };
-            if !run.waiting.is_empty() {
-                return;
-            }
-            let nodes = run.nodes.clone();
-            let next = match run.step {
-                Step::DbMaps => Step::DbNames,
-                Step::DbNames => Step::Attach,
-                Step::Attach => Step::Freeze,
-                Step::Freeze => Step::Pull,
-                Step::Pull => Step::Push,
-                Step::Push => {
-                    self.finish_recovery(true);
-                    return;
+            let reply = if send.request == Request::Generation {
+                // The core answers GETVNNMAP; its generation is in our view.
+                Some(ok(VnnMap {
+                    generation: self.view.generation,
+                    map: self.view.vnn_map.clone(),
                 }
+                .encode()))
+            } else {
+                let req = ReqControl {
+                    opcode: opcode.0,
+                    srvid,
+                    client_id: 0,
+                    flags: 0,
+                    data,
+                };
+                self.peer_control(self.pnn, send.reqid, req)
             };
-            if let Some(run) = &mut self.recovery {
-                run.step = next;
+            if let Some(reply) = reply {
+                next = self.recovery_answer(self.pnn, send.reqid, reply);
             }
-            let db_ids: Vec<u32> = self.dbs.keys().copied().collect();
-            self.recovery_sending = true;
-            match next {
-                Step::DbNames => {
-                    let missing: Vec<(u32, u32)> = self
-                        .recovery
-                        .as_ref()
-                        .map(|r| r.missing.iter().map(|(id, (pnn, _))| (*id, *pnn)).collect())
-                        .unwrap_or_default();
-                    for (db_id, pnn) in missing {
-                        self.recovery_control(
-                            pnn,
-                            Opcode::GET_DBNAME.0,
-                            encode_u32(db_id),
-                            Awaited::Name(db_id),
-                        );
-                    }
-                }
-                Step::Attach => {
-                    let attaches: Vec<(u32, Vec<u8>)> = self
-                        .dbs
-                        .values()
-                        .map(|db| {
-                            let opcode = if db.info.kind == DbKind::Persistent {
-                                Opcode::DB_ATTACH_PERSISTENT.0
-                            } else {
-                                Opcode::DB_ATTACH.0
-                            };
-                            (opcode, encode_nul_string(&db.info.name))
-                        })
-                        .collect();
-                    let own = self.pnn;
-                    for pnn in nodes.iter().filter(|p| **p != own) {
-                        for (opcode, name) in &attaches {
-                            self.recovery_control(*pnn, *opcode, name.clone(), Awaited::Plain);
-                        }
-                    }
-                }
-                Step::Freeze => {
-                    let generation = self.recovery.as_ref().map_or(0, |r| r.generation);
-                    for pnn in &nodes {
-                        for db_id in &db_ids {
-                            self.recovery_control_srvid(
-                                *pnn,
-                                Opcode::DB_FREEZE.0,
-                                u64::from(generation),
-                                encode_u32(*db_id),
-                                Awaited::Plain,
-                            );
-                        }
-                    }
-                }
-                Step::Pull => {
-                    for pnn in &nodes {
-                        for db_id in &db_ids {
-                            let mut request = encode_u32(*db_id);
-                            request.extend_from_slice(&u32::MAX.to_le_bytes());
-                            self.recovery_control(
-                                *pnn,
-                                PULL_DB.0,
-                                request,
-                                Awaited::Records(*db_id),
-                            );
-                        }
-                    }
-                }
-                Step::Push => {
-                    let generation = self.recovery.as_ref().map_or(0, |r| r.generation);
-                    for db_id in &db_ids {
-                        let merged = self.merged(*db_id);
-                        let wipe = TransDb {
-                            db_id: *db_id,
-                            tid: generation,
-                        }
-                        .encode();
-                        let push = merged.encode();
-                        for pnn in &nodes {
-                            self.recovery_control(
-                                *pnn,
-                                Opcode::WIPE_DATABASE.0,
-                                wipe.clone(),
-                                Awaited::Plain,
-                            );
-                            self.recovery_control(*pnn, PUSH_DB.0, push.clone(), Awaited::Plain);
-                        }
-                    }
-                }
-                Step::DbMaps => {}
-            }
-            self.recovery_sending = false;
         }
     }
 
-    /// The records every node gets for `db_id` (`db::recovery` says how).
-    fn merged(&self, db_id: u32) -> MarshallBuffer {
-        let mut merged = MarshallBuffer::new(db_id);
-        let Some(pulled) = self.recovery.as_ref().and_then(|r| r.pulled.get(&db_id)) else {
-            return merged;
-        };
-        let pulled: Vec<recovery::Pulled> = pulled
-            .iter()
-            .map(|(node, buffer)| recovery::Pulled {
-                node: *node,
-                records: buffer
-                    .records
-                    .iter()
-                    .map(|r| (r.key.clone(), r.data.clone()))
-                    .collect(),
-            })
-            .collect();
-        let volatile = self
-            .dbs
-            .get(&db_id)
-            .is_some_and(|db| db.info.kind == DbKind::Volatile);
-        let records = if volatile {
-            recovery::merge_volatile(self.pnn, &pulled)
-        } else {
-            recovery::choose_persistent(&pulled)
-        };
-        merged.records = records
-            .into_iter()
-            .map(|(key, data)| RecData {
-                reqid: 0,
-                key,
-                data,
-            })
-            .collect();
-        merged
+    /// A node's reply to one of the run's requests.
+    fn recovery_reply(&mut self, pnn: u32, reqid: u32, reply: ReplyControl) {
+        if let Some(progress) = self.recovery_answer(pnn, reqid, reply) {
+            self.recovery_progress(progress);
+        }
     }
 
-    fn finish_recovery(&mut self, ok: bool) {
-        let Some(run) = self.recovery.take() else {
+    fn recovery_answer(&mut self, pnn: u32, reqid: u32, reply: ReplyControl) -> Option<Progress> {
+        let leading = self.recovery.as_mut()?;
+        let request = leading.run.request_of(reqid)?;
+        let answer = recovery_answer_of(request, &reply);
+        if let Err(status) = &answer {
+            warn!(peer = pnn, step = ?leading.run.step(), status, "a node failed a recovery step");
+        }
+        let counter = &mut self.next_control_reqid;
+        Some(
+            leading
+                .run
+                .answer(reqid, answer, &mut || next_control_reqid(counter)),
+        )
+    }
+
+    fn finish_recovery(&mut self, result: Result<(), recovery_run::Failure>) {
+        let Some(leading) = self.recovery.take() else {
             return;
         };
-        if ok {
-            info!(generation = run.generation, "databases recovered");
+        let generation = leading.run.generation();
+        match &result {
+            Ok(()) => info!(generation, "databases recovered"),
+            Err(failure) => warn!(generation, %failure, "database recovery failed"),
         }
         let event = CoreEvent::Input(Input::DatabasesRecovered {
-            generation: run.generation,
-            ok,
+            generation,
+            ok: result.is_ok(),
         });
         if let Err(e) = self.core.try_send(event) {
             // The core is busy or gone; its own deadline starts the recovery over.
@@ -1855,9 +1655,17 @@ impl Worker {
         let Some(db_id) = decode_db_id(data) else {
             return Some(fail(-1));
         };
-        let Some(db) = self.dbs.get_mut(&db_id) else {
+        if !self.dbs.contains_key(&db_id) {
             return Some(fail(-1));
-        };
+        }
+        // Commits in flight on it end unacknowledged: answered after the
+        // recovery, so that no copy changes once pulled (`db::commit`).
+        let generation_now = self.view.generation;
+        for commit in self.commits.frozen(db_id) {
+            self.commits_ended_by_recovery
+                .push((commit.from, generation_now));
+        }
+        let db = self.dbs.get_mut(&db_id).expect("checked");
         match &mut db.frozen {
             Some(Freeze {
                 lock: FreezeLock::Waiting(waiters),
@@ -1996,8 +1804,10 @@ impl Worker {
         }
     }
 
-    /// PUSH_DB: store the leader's merged records in a frozen database. As
-    /// dmaster a volatile record's rsn goes one up, as any store of ours does.
+    /// PUSH_DB: replace a frozen database's records with the leader's merge,
+    /// in one transaction (a recovery that dies half-way leaves the old copy
+    /// whole). As dmaster a volatile record's rsn goes one up, as any store of
+    /// ours does.
     fn push(&mut self, data: &[u8]) -> ReplyControl {
         let Ok(buffer) = MarshallBuffer::decode(data) else {
             return fail(-1);
@@ -2006,27 +1816,52 @@ impl Worker {
         let Some(db) = self.dbs.get(&buffer.db_id) else {
             return fail(-1);
         };
-        if db.frozen.is_none() {
+        if db
+            .frozen
+            .as_ref()
+            .is_none_or(|f| matches!(f.lock, FreezeLock::Waiting(_)))
+        {
             return fail(-1);
         }
         let volatile = db.info.kind == DbKind::Volatile;
-        for record in &buffer.records {
-            let Ok((mut header, value)) = ltdb::decode(&record.data) else {
-                continue;
-            };
-            if volatile && header.dmaster == pnn {
-                header.rsn += 1;
-            }
-            if let Err(e) = db.tdb.store(
-                &record.key,
-                &ltdb::encode(&header, value),
-                StoreMode::Replace,
-            ) {
+        let replaced = db
+            .tdb
+            .with_locking_off(|tdb| {
+                in_transaction(tdb, |tdb| {
+                    tdb.wipe_all()?;
+                    for record in &buffer.records {
+                        let stored = recovery::as_stored_by(pnn, volatile, &record.data)
+                            .context("pushed record without a header")?;
+                        tdb.store(&record.key, &stored, StoreMode::Replace)?;
+                    }
+                    Ok(())
+                })
+            })
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
+        match replaced {
+            Ok(()) => ok(Vec::new()),
+            Err(e) => {
                 error!(db = %db.info.name, error = %e, "storing pushed records failed");
-                return fail(-1);
+                fail(-1)
             }
         }
-        ok(Vec::new())
+    }
+}
+
+/// Runs `body` in a libtdb transaction: committed if it succeeds, cancelled
+/// otherwise.
+fn in_transaction(tdb: &Tdb, body: impl FnOnce(&Tdb) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    tdb.transaction_start()?;
+    match body(tdb) {
+        Ok(()) => {
+            tdb.transaction_commit()?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = tdb.transaction_cancel();
+            Err(e)
+        }
     }
 }
 

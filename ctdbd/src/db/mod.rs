@@ -14,6 +14,11 @@
 //! - `migrate`: one database's record migration: client calls, the node-to-node
 //!   hand-over (REQ_CALL → REQ_DMASTER → REPLY_DMASTER), calls waiting per key,
 //!   generation checks.
+//! - `recovery`: how the copies of a database are merged in a recovery.
+//! - `recovery_run`: the leader's recovery of all databases as a state machine
+//!   (maps, names, attach, freeze, pull, merge, wipe and push).
+//! - `commit`: persistent transactions (TRANS3_COMMIT): when one may start, when
+//!   it is acknowledged, which replicated record a node stores.
 //!
 //! Edges:
 //! - `tdb`: a small binding of libtdb (Debian's `libtdb1`), the library smbd uses on
@@ -23,10 +28,12 @@
 //!   so that no daemon thread ever blocks on smbd; `lock_helper` is the daemon's
 //!   side of it (start, wait for "held", release).
 
+pub mod commit;
 pub mod hash;
 pub mod lock_helper;
 pub mod ltdb;
 pub mod migrate;
 pub mod recovery;
+pub mod recovery_run;
 pub mod registry;
 pub mod tdb;

@@ -9,11 +9,15 @@
 //!   node then holds every record with the leader as dmaster; the others migrate
 //!   records back on first use.
 //! - **Persistent**: the whole database of the node with the highest database
-//!   sequence number (each committed transaction raised it by one), as CTDB does.
+//!   sequence number (each committed transaction raised it by one), as CTDB does,
+//!   but chosen among the nodes that were members of the generation being
+//!   replaced when there are any: unlike CTDB, a node that comes back with a
+//!   higher number from a history of its own does not erase what the nodes that
+//!   stayed up acknowledged meanwhile.
 //!
 //! Empty records (a header and nothing else) are dropped either way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::ltdb::{self, flags};
 pub use crate::protocol::dbctl::DB_SEQUENCE_NUMBER_KEY as SEQNUM_KEY;
@@ -62,10 +66,16 @@ pub fn merge_volatile(leader: u32, pulled: &[Pulled]) -> Vec<(Vec<u8>, Vec<u8>)>
 }
 
 /// The records to push for a persistent database: those of the node with the
-/// highest sequence number (the first such node on a tie).
-pub fn choose_persistent(pulled: &[Pulled]) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// highest sequence number (the first such node on a tie), among the nodes in
+/// `candidates` when any of them sent its copy (see
+/// `recovery_run::RecoveryRun`'s continuing members for why).
+pub fn choose_persistent(pulled: &[Pulled], candidates: &BTreeSet<u32>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let any_candidate = pulled.iter().any(|p| candidates.contains(&p.node));
     let mut best: Option<(&Pulled, u64)> = None;
     for node in pulled {
+        if any_candidate && !candidates.contains(&node.node) {
+            continue;
+        }
         let seqnum = sequence_number(&node.records);
         if best.is_none_or(|(_, s)| seqnum > s) {
             best = Some((node, seqnum));
@@ -189,10 +199,18 @@ mod tests {
                 records: vec![seq(5), rec("x", 1, 2, "tie, later node")],
             },
         ];
-        let chosen = choose_persistent(&pulled);
+        let chosen = choose_persistent(&pulled, &BTreeSet::new());
         assert_eq!(value_of(&chosen, "x").unwrap().2, "ahead");
         assert!(value_of(&chosen, "y").is_some());
         assert_eq!(sequence_number(&chosen), 5);
+
+        // Node 1 came back from a history of its own; 0 and 2 stayed members.
+        let chosen = choose_persistent(&pulled, &BTreeSet::from([0, 2]));
+        assert_eq!(value_of(&chosen, "x").unwrap().2, "tie, later node");
+        assert!(value_of(&chosen, "y").is_none());
+        // Candidates that sent nothing do not count.
+        let chosen = choose_persistent(&pulled, &BTreeSet::from([7]));
+        assert_eq!(value_of(&chosen, "x").unwrap().2, "ahead");
     }
 
     #[test]

@@ -95,6 +95,7 @@ mod ffi {
         pub fn tdb_transaction_cancel(tdb: *mut TdbContext) -> c_int;
         pub fn tdb_get_flags(tdb: *mut TdbContext) -> c_int;
         pub fn tdb_add_flags(tdb: *mut TdbContext, flag: c_uint);
+        pub fn tdb_remove_flags(tdb: *mut TdbContext, flag: c_uint);
         pub fn tdb_get_seqnum(tdb: *mut TdbContext) -> c_int;
         pub fn tdb_increment_seqnum_nonblock(tdb: *mut TdbContext);
         pub fn tdb_wipe_all(tdb: *mut TdbContext) -> c_int;
@@ -600,6 +601,22 @@ impl Tdb {
         // SAFETY: live context.
         let status = unsafe { ffi::tdb_lockall_unmark(self.raw()) };
         self.check(status, "lockall_unmark")
+    }
+
+    /// Runs `body` with this handle's locking switched off, while the
+    /// all-record lock is held for it: by this process ([`Tdb::lockall`]) or by a
+    /// lock helper and marked ([`Tdb::lockall_mark`]). libtdb starts no
+    /// transaction on a handle that holds locks, yet a frozen database must be
+    /// rewritten in one (a recovery's push); the lock stays held throughout, so
+    /// no other process can touch the file meanwhile. The mark is restored after.
+    pub fn with_locking_off<R>(&self, body: impl FnOnce(&Tdb) -> R) -> Result<R, TdbError> {
+        self.lockall_unmark()?;
+        self.add_flags(flags::NOLOCK);
+        let result = body(self);
+        // SAFETY: live context; clears bits in a field.
+        unsafe { ffi::tdb_remove_flags(self.raw(), flags::NOLOCK as c_uint) };
+        self.lockall_mark()?;
+        Ok(result)
     }
 
     /// Starts a transaction (waits for other writers' transactions).
