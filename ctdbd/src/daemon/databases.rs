@@ -870,6 +870,12 @@ impl Worker {
         } else {
             libc::O_CREAT
         };
+        let unusable = || {
+            format!(
+                "database {name}: {} is not a usable TDB file; move it aside to start it empty",
+                info.path.display()
+            )
+        };
         let tdb = Tdb::open(
             &info.path,
             HASH_SIZE,
@@ -877,12 +883,16 @@ impl Worker {
             create | libc::O_RDWR,
             0o600,
         )
-        .with_context(|| {
-            format!(
-                "database {name}: {} is not a usable TDB file; move it aside to start it empty",
-                info.path.display()
-            )
-        })?;
+        .with_context(unusable)?;
+        // A persistent file whose header is sound may still be damaged inside (a
+        // torn write, a bad disk block): walk all of it once before serving it,
+        // as CTDB does at attach. A volatile file needs no check: this node is its
+        // first opener, so CLEAR_IF_FIRST has just wiped it.
+        if kind == DbKind::Persistent && existing {
+            let started = Instant::now();
+            tdb.check_consistency().with_context(unusable)?;
+            debug!(db = %name, took = ?started.elapsed(), "persistent database checked");
+        }
         info!(db = %info.name, id = format_args!("{:#010x}", info.id), path = %info.path.display(), ?kind, "attached database");
         let id = info.id;
         self.registry.insert(info.clone());
@@ -2412,6 +2422,88 @@ mod corrupt_files {
             )
             .unwrap();
         assert!(db.tdb.fetch(b"k").unwrap().is_some());
+    }
+
+    /// Writes `records` records with libtdb into `path` (opened with `tdb_flags`),
+    /// then overwrites the header of record 100 in the middle of the file.
+    fn damaged_tdb(path: &std::path::Path, tdb_flags: u32, records: u32) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        {
+            let tdb = Tdb::open(path, 0, tdb_flags, libc::O_CREAT | libc::O_RDWR, 0o600).unwrap();
+            for i in 0..records {
+                tdb.store(
+                    format!("record-{i:05}").as_bytes(),
+                    &ltdb::encode(&ltdb::LtdbHeader::new(1, 0), &[i as u8; 64]),
+                    StoreMode::Insert,
+                )
+                .unwrap();
+            }
+        }
+        crate::db::tdb::tests::damage_record_header(path, b"record-00100");
+    }
+
+    /// Given a real persistent TDB whose file header is sound but one record in
+    /// the middle is overwritten (libtdb opens such a file without complaint),
+    /// when the daemon attaches it, then `tdb_check` refuses it with an error
+    /// naming the file, the file is left as it was, and the database is not
+    /// registered.
+    #[tokio::test]
+    async fn a_persistent_file_damaged_inside_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut worker, _core, _publisher) = one_node_worker(dir.path());
+        let path = dir.path().join("persistent/passdb.tdb.0");
+        damaged_tdb(&path, tdb_flags::PERSISTENT_DB, 300);
+        let before = std::fs::read(&path).unwrap();
+        let error = worker
+            .attach("passdb.tdb", DbKind::Persistent)
+            .expect_err("a damaged persistent database must not be attached");
+        let text = format!("{error:#}");
+        assert!(
+            text.contains(&path.display().to_string()),
+            "the error should name the file: {text}"
+        );
+        assert!(
+            text.contains("check"),
+            "the error should say the check failed: {text}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file was changed"
+        );
+        assert!(worker
+            .registry
+            .get(crate::db::hash::db_id("passdb.tdb"))
+            .is_none());
+        assert!(worker.dbs.is_empty());
+    }
+
+    /// Given a volatile TDB damaged the same way, when it is attached, then it is
+    /// wiped (CLEAR_IF_FIRST) and serves: the damaged record and its neighbours are
+    /// gone, a new record can be stored, and the file passes `tdb_check`.
+    #[tokio::test]
+    async fn a_volatile_file_damaged_inside_is_wiped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut worker, _core, _publisher) = one_node_worker(dir.path());
+        let path = dir.path().join("volatile/locking.tdb.0");
+        damaged_tdb(&path, tdb_flags::VOLATILE_DB, 300);
+        let db_id = worker.attach("locking.tdb", DbKind::Volatile).unwrap();
+        let db = &worker.dbs[&db_id];
+        assert_eq!(
+            db.tdb
+                .traverse_read(|_, _| std::ops::ControlFlow::Continue(()))
+                .unwrap(),
+            0,
+            "the volatile file was not wiped"
+        );
+        db.tdb
+            .store(
+                b"k",
+                &ltdb::encode(&ltdb::LtdbHeader::new(1, 0), b"v"),
+                StoreMode::Replace,
+            )
+            .unwrap();
+        db.tdb.check_consistency().unwrap();
     }
 
     /// Given a persistent database file that is not a TDB, when the daemon
