@@ -1030,6 +1030,16 @@ impl Node {
         for pnn in self.connected_peers() {
             self.send_vnn_map(pnn, out);
         }
+        // The leader tells every connected node's clients that a recovery ended
+        // (samba §5.5, §7.2), after the new map on each connection.
+        self.route_message(
+            BROADCAST_CONNECTED,
+            ReqMessage {
+                srvid: srvid::RECONFIGURE,
+                data: Vec::new(),
+            },
+            out,
+        );
     }
 
     /// A database recovery that outlived its deadline starts over.

@@ -1957,6 +1957,77 @@ fn a_recovery_installs_its_generation_only_after_the_databases() {
     assert_eq!(n.recovery_mode(), 0);
 }
 
+/// Given a leader with a client registered for CTDB_SRVID_RECONFIGURE, when a
+/// recovery's databases are done, then the client gets the (empty) message, once,
+/// and only after the new generation is installed; a failed database recovery
+/// sends none.
+#[test]
+fn the_leader_broadcasts_reconfigure_after_a_recovery() {
+    let mut n = node();
+    finish_events(&mut n, NOW);
+    let (reply, _) = call_to(
+        &mut n,
+        CURRENT_NODE,
+        Opcode::REGISTER_SRVID,
+        srvid::RECONFIGURE,
+        vec![],
+    );
+    assert_eq!(reply.status, 0);
+    let reconfigures = |out: &[Output]| {
+        out.iter()
+            .filter(|o| {
+                matches!(o, Output::SendToClient {
+                    client,
+                    packet: Packet { body: Body::ReqMessage(m), .. },
+                } if *client == TOOL && m.srvid == srvid::RECONFIGURE && m.data.is_empty())
+            })
+            .count()
+    };
+    let generation_of = |out: &[Output]| {
+        out.iter()
+            .find_map(|o| match o {
+                Output::RecoverDatabases { generation, .. } => Some(*generation),
+                _ => None,
+            })
+            .expect("a database recovery is asked for")
+    };
+    // `handle`, not `feed`: the test's own answer to the database recovery would
+    // finish it at once.
+    let out = n.handle(
+        NOW,
+        Input::ClientPacket {
+            client: TOOL,
+            packet: control_packet(
+                CURRENT_NODE,
+                Opcode::SET_RECMODE,
+                0,
+                0,
+                1u32.to_le_bytes().to_vec(),
+            ),
+        },
+    );
+    assert_eq!(reconfigures(&out), 0, "not while recovering");
+    let first = generation_of(&out);
+    let out = n.handle(
+        NOW,
+        Input::DatabasesRecovered {
+            generation: first,
+            ok: false,
+        },
+    );
+    assert_eq!(reconfigures(&out), 0, "a failed recovery ends nothing");
+    let second = generation_of(&out);
+    let out = n.handle(
+        NOW,
+        Input::DatabasesRecovered {
+            generation: second,
+            ok: true,
+        },
+    );
+    assert_eq!(n.generation(), second);
+    assert_eq!(reconfigures(&out), 1, "{out:#?}");
+}
+
 /// Given a leader, when its data path reports records only a recovery can set
 /// right, then it recovers (asks for the databases' recovery with a new
 /// generation).

@@ -32,6 +32,7 @@ use super::snapshot::{Snapshot, Snapshots};
 use crate::core::Input;
 use crate::core::{ClientId, DATA_PATH_REQIDS};
 use crate::db::commit::{self, Commits, Outcome};
+use crate::db::limits;
 use crate::db::lock_helper::{LockHelper, LockTarget};
 use crate::db::ltdb;
 use crate::db::migrate::{self, Action, Call, Database, NodeMessage, Record, RecordStore};
@@ -429,6 +430,12 @@ impl Worker {
 
     fn node_call(&mut self, from: u32, header: Header, db_id: u32, message: NodeMessage) {
         if !self.dbs.contains_key(&db_id) {
+            warn!(
+                peer = from,
+                db_id = format_args!("{db_id:#010x}"),
+                reqid = header.reqid,
+                "record message for a database that is not attached; REPLY_ERROR sent"
+            );
             self.send_to_peer(
                 from,
                 header.reqid,
@@ -738,7 +745,18 @@ impl Worker {
             }
             Body::ReqControl(req) => {
                 let noreply = req.flags & CTRL_FLAG_NOREPLY != 0;
+                let opcode = req.opcode;
                 let reply = self.peer_control(pnn, header.reqid, req);
+                if let Some(refused) = reply.as_ref().filter(|r| r.status != 0) {
+                    // The specific reason, where there is one, was logged above.
+                    warn!(
+                        peer = pnn,
+                        opcode,
+                        reqid = header.reqid,
+                        status = refused.status,
+                        "control from another node refused"
+                    );
+                }
                 if let (Some(reply), false) = (reply, noreply) {
                     self.send_to_peer(pnn, header.reqid, Body::ReplyControl(reply));
                 }
@@ -868,6 +886,12 @@ impl Worker {
         } else {
             libc::O_CREAT
         };
+        let unusable = || {
+            format!(
+                "database {name}: {} is not a usable TDB file; move it aside to start it empty",
+                info.path.display()
+            )
+        };
         let tdb = Tdb::open(
             &info.path,
             HASH_SIZE,
@@ -875,12 +899,16 @@ impl Worker {
             create | libc::O_RDWR,
             0o600,
         )
-        .with_context(|| {
-            format!(
-                "database {name}: {} is not a usable TDB file; move it aside to start it empty",
-                info.path.display()
-            )
-        })?;
+        .with_context(unusable)?;
+        // A persistent file whose header is sound may still be damaged inside (a
+        // torn write, a bad disk block): walk all of it once before serving it,
+        // as CTDB does at attach. A volatile file needs no check: this node is its
+        // first opener, so CLEAR_IF_FIRST has just wiped it.
+        if kind == DbKind::Persistent && existing {
+            let started = Instant::now();
+            tdb.check_consistency().with_context(unusable)?;
+            debug!(db = %name, took = ?started.elapsed(), "persistent database checked");
+        }
         info!(db = %info.name, id = format_args!("{:#010x}", info.id), path = %info.path.display(), ?kind, "attached database");
         let id = info.id;
         self.registry.insert(info.clone());
@@ -1014,10 +1042,21 @@ impl Worker {
         let db_id = buffer.db_id;
         let frozen = match self.dbs.get(&db_id) {
             Some(db) if db.info.kind == DbKind::Persistent => db.frozen.is_some(),
-            _ => return Some(fail(-1)),
+            other => {
+                warn!(
+                    db_id = format_args!("{db_id:#010x}"),
+                    db = other.map(|db| db.info.name.as_str()),
+                    "TRANS3_COMMIT refused: not an attached persistent database"
+                );
+                return Some(fail(-1));
+            }
         };
         if let Err(refusal) = self.commits.may_begin(db_id, self.view.recovering, frozen) {
-            debug!(%refusal, "persistent commit refused");
+            warn!(
+                db_id = format_args!("{db_id:#010x}"),
+                %refusal,
+                "TRANS3_COMMIT refused"
+            );
             return Some(fail(-1));
         }
         let local = self.update_record(data);
@@ -1058,8 +1097,16 @@ impl Worker {
             }
         };
         let Some(db) = self.dbs.get(&buffer.db_id) else {
+            warn!(
+                db_id = format_args!("{:#010x}", buffer.db_id),
+                "update of a database that is not attached refused"
+            );
             return fail(-1);
         };
+        if let Err((index, e)) = limits::check_records(&buffer.records) {
+            warn!(db = %db.info.name, record = index, field = e.field, error = %e, "update refused");
+            return fail(-1);
+        }
         let persistent = db.info.kind != DbKind::Volatile;
         match apply_records(&db.tdb, &buffer.records, persistent, db.frozen.is_some()) {
             Ok(()) => ok(Vec::new()),
@@ -1809,11 +1856,19 @@ impl Worker {
     /// whole). As dmaster a volatile record's rsn goes one up, as any store of
     /// ours does.
     fn push(&mut self, data: &[u8]) -> ReplyControl {
-        let Ok(buffer) = MarshallBuffer::decode(data) else {
-            return fail(-1);
+        let buffer = match MarshallBuffer::decode(data) {
+            Ok(buffer) => buffer,
+            Err(e) => {
+                warn!(error = %e, "malformed PUSH_DB refused");
+                return fail(-1);
+            }
         };
         let pnn = self.pnn;
         let Some(db) = self.dbs.get(&buffer.db_id) else {
+            warn!(
+                db_id = format_args!("{:#010x}", buffer.db_id),
+                "push to a database that is not attached refused"
+            );
             return fail(-1);
         };
         if db
@@ -1821,6 +1876,12 @@ impl Worker {
             .as_ref()
             .is_none_or(|f| matches!(f.lock, FreezeLock::Waiting(_)))
         {
+            warn!(db = %db.info.name, "push to a database that is not frozen refused");
+            return fail(-1);
+        }
+        // All or nothing: checked before the first record is stored.
+        if let Err((index, e)) = limits::check_records(&buffer.records) {
+            warn!(db = %db.info.name, record = index, field = e.field, error = %e, "push refused");
             return fail(-1);
         }
         let volatile = db.info.kind == DbKind::Volatile;
@@ -1829,9 +1890,9 @@ impl Worker {
             .with_locking_off(|tdb| {
                 in_transaction(tdb, |tdb| {
                     tdb.wipe_all()?;
-                    for record in &buffer.records {
+                    for (index, record) in buffer.records.iter().enumerate() {
                         let stored = recovery::as_stored_by(pnn, volatile, &record.data)
-                            .context("pushed record without a header")?;
+                            .with_context(|| format!("pushed record {index} has no ltdb header"))?;
                         tdb.store(&record.key, &stored, StoreMode::Replace)?;
                     }
                     Ok(())
@@ -2249,6 +2310,88 @@ mod corrupt_files {
         assert!(db.tdb.fetch(b"k").unwrap().is_some());
     }
 
+    /// Writes `records` records with libtdb into `path` (opened with `tdb_flags`),
+    /// then overwrites the header of record 100 in the middle of the file.
+    fn damaged_tdb(path: &std::path::Path, tdb_flags: u32, records: u32) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        {
+            let tdb = Tdb::open(path, 0, tdb_flags, libc::O_CREAT | libc::O_RDWR, 0o600).unwrap();
+            for i in 0..records {
+                tdb.store(
+                    format!("record-{i:05}").as_bytes(),
+                    &ltdb::encode(&ltdb::LtdbHeader::new(1, 0), &[i as u8; 64]),
+                    StoreMode::Insert,
+                )
+                .unwrap();
+            }
+        }
+        crate::db::tdb::tests::damage_record_header(path, b"record-00100");
+    }
+
+    /// Given a real persistent TDB whose file header is sound but one record in
+    /// the middle is overwritten (libtdb opens such a file without complaint),
+    /// when the daemon attaches it, then `tdb_check` refuses it with an error
+    /// naming the file, the file is left as it was, and the database is not
+    /// registered.
+    #[tokio::test]
+    async fn a_persistent_file_damaged_inside_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut worker, _core, _publisher) = one_node_worker(dir.path());
+        let path = dir.path().join("persistent/passdb.tdb.0");
+        damaged_tdb(&path, tdb_flags::PERSISTENT_DB, 300);
+        let before = std::fs::read(&path).unwrap();
+        let error = worker
+            .attach("passdb.tdb", DbKind::Persistent)
+            .expect_err("a damaged persistent database must not be attached");
+        let text = format!("{error:#}");
+        assert!(
+            text.contains(&path.display().to_string()),
+            "the error should name the file: {text}"
+        );
+        assert!(
+            text.contains("check"),
+            "the error should say the check failed: {text}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file was changed"
+        );
+        assert!(worker
+            .registry
+            .get(crate::db::hash::db_id("passdb.tdb"))
+            .is_none());
+        assert!(worker.dbs.is_empty());
+    }
+
+    /// Given a volatile TDB damaged the same way, when it is attached, then it is
+    /// wiped (CLEAR_IF_FIRST) and serves: the damaged record and its neighbours are
+    /// gone, a new record can be stored, and the file passes `tdb_check`.
+    #[tokio::test]
+    async fn a_volatile_file_damaged_inside_is_wiped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut worker, _core, _publisher) = one_node_worker(dir.path());
+        let path = dir.path().join("volatile/locking.tdb.0");
+        damaged_tdb(&path, tdb_flags::VOLATILE_DB, 300);
+        let db_id = worker.attach("locking.tdb", DbKind::Volatile).unwrap();
+        let db = &worker.dbs[&db_id];
+        assert_eq!(
+            db.tdb
+                .traverse_read(|_, _| std::ops::ControlFlow::Continue(()))
+                .unwrap(),
+            0,
+            "the volatile file was not wiped"
+        );
+        db.tdb
+            .store(
+                b"k",
+                &ltdb::encode(&ltdb::LtdbHeader::new(1, 0), b"v"),
+                StoreMode::Replace,
+            )
+            .unwrap();
+        db.tdb.check_consistency().unwrap();
+    }
+
     /// Given a persistent database file that is not a TDB, when the daemon
     /// attaches it, then the attach is refused with an error naming the file,
     /// rather than served half-read or wiped (it may hold the only copy of a
@@ -2277,5 +2420,298 @@ mod corrupt_files {
             .registry
             .get(crate::db::hash::db_id("secrets.tdb"))
             .is_none());
+    }
+}
+
+/// Bad input from other nodes (and a local TRANS3_COMMIT over the limits): each
+/// is refused with an error reply, and no record already stored changes.
+#[cfg(test)]
+mod peer_bad_input {
+    use super::tests::one_node_worker;
+    use super::*;
+    use crate::db::limits::{MAX_KEY_LEN, MAX_VALUE_LEN};
+
+    fn record(key: &[u8], rsn: u64, value: &[u8]) -> RecData {
+        RecData {
+            reqid: 0,
+            key: key.to_vec(),
+            data: ltdb::encode(&ltdb::LtdbHeader::new(rsn, 0), value),
+        }
+    }
+
+    fn buffer(db_id: u32, records: Vec<RecData>) -> Vec<u8> {
+        MarshallBuffer { db_id, records }.encode()
+    }
+
+    fn control(opcode: Opcode, data: Vec<u8>) -> ReqControl {
+        ReqControl {
+            opcode: opcode.0,
+            srvid: 0,
+            client_id: 0,
+            flags: 0,
+            data,
+        }
+    }
+
+    fn value_of(worker: &Worker, db_id: u32, key: &[u8]) -> Option<Vec<u8>> {
+        let stored = worker.dbs[&db_id].tdb.fetch(key).unwrap()?;
+        Some(ltdb::decode(&stored).unwrap().1.to_vec())
+    }
+
+    /// Given a persistent database with one record, when another node sends
+    /// UPDATE_RECORD with a garbage buffer, for an unknown database, with a key
+    /// over the limit, or with a value over the limit beside a good record, then
+    /// each gets status -1 and the database is as it was (the good record of the
+    /// refused buffer is not stored either: all or nothing).
+    #[tokio::test]
+    async fn bad_update_records_from_a_peer_are_refused_and_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut worker, _core, _publisher) = one_node_worker(dir.path());
+        for kind in ["volatile", "persistent"] {
+            std::fs::create_dir_all(dir.path().join(kind)).unwrap();
+        }
+        let db_id = worker.attach("secrets.tdb", DbKind::Persistent).unwrap();
+        let reply = worker
+            .peer_control(
+                1,
+                1,
+                control(
+                    Opcode::UPDATE_RECORD,
+                    buffer(db_id, vec![record(b"kept", 1, b"v1")]),
+                ),
+            )
+            .unwrap();
+        assert_eq!(reply.status, 0);
+
+        let cases = [
+            ("garbage", b"\x01\x02\x03 not a marshall buffer".to_vec()),
+            (
+                "unknown database",
+                buffer(0xdead_beef, vec![record(b"x", 9, b"x")]),
+            ),
+            (
+                "key over the limit",
+                buffer(db_id, vec![record(&vec![b'k'; MAX_KEY_LEN + 1], 9, b"x")]),
+            ),
+            (
+                "value over the limit",
+                buffer(
+                    db_id,
+                    vec![
+                        record(b"new", 9, b"fine"),
+                        record(b"kept", 9, &vec![0; MAX_VALUE_LEN + 1]),
+                    ],
+                ),
+            ),
+        ];
+        for (what, data) in cases {
+            let reply = worker
+                .peer_control(1, 2, control(Opcode::UPDATE_RECORD, data))
+                .unwrap_or_else(|| panic!("{what}: no reply"));
+            assert_eq!(reply.status, -1, "{what}");
+        }
+        assert_eq!(
+            value_of(&worker, db_id, b"kept").as_deref(),
+            Some(&b"v1"[..])
+        );
+        assert_eq!(value_of(&worker, db_id, b"new"), None);
+
+        // A local client's TRANS3_COMMIT over the limits: refused before any node
+        // is asked.
+        let (replies, _rx) = mpsc::unbounded_channel();
+        let from = ClientRequest {
+            client: ClientId(5),
+            reqid: 3,
+            replies,
+        };
+        let data = buffer(db_id, vec![record(b"kept", 9, &vec![0; MAX_VALUE_LEN + 1])]);
+        let reply = worker
+            .trans3_commit(&from, &data)
+            .expect("answered at once");
+        assert_eq!(reply.status, -1);
+        assert!(
+            worker.commits.may_begin(db_id, false, false).is_ok(),
+            "no commit in flight"
+        );
+        assert_eq!(
+            value_of(&worker, db_id, b"kept").as_deref(),
+            Some(&b"v1"[..])
+        );
+    }
+
+    /// Given a frozen volatile database with one record, when another node pushes
+    /// a garbage buffer, records for an unknown database, a record over the
+    /// limits, or a record without an ltdb header (each time after a good
+    /// record), then each push gets status -1 and nothing of it is stored; a push
+    /// to a database that is not frozen is refused too.
+    #[tokio::test]
+    async fn bad_pushes_are_refused_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut worker, _core, _publisher) = one_node_worker(dir.path());
+        for kind in ["volatile", "persistent"] {
+            std::fs::create_dir_all(dir.path().join(kind)).unwrap();
+        }
+        let db_id = worker.attach("locking.tdb", DbKind::Volatile).unwrap();
+        let good = || record(b"pushed", 3, b"good");
+        let reply = worker
+            .peer_control(1, 1, control(PUSH_DB, buffer(db_id, vec![good()])))
+            .unwrap();
+        assert_eq!(reply.status, -1, "not frozen");
+
+        // Frozen as a recovery freezes it: the all-record lock held.
+        assert_eq!(
+            worker.dbs[&db_id].tdb.lockall_nonblock().unwrap(),
+            TryLock::Held
+        );
+        worker.dbs.get_mut(&db_id).unwrap().frozen = Some(Freeze {
+            thaw_at: 9,
+            lock: FreezeLock::Own,
+        });
+        let headerless = RecData {
+            reqid: 0,
+            key: b"short".to_vec(),
+            data: b"no header".to_vec(),
+        };
+        let cases = [
+            ("garbage", vec![0xff; 5]),
+            ("unknown database", buffer(0xdead_beef, vec![good()])),
+            (
+                "key over the limit",
+                buffer(
+                    db_id,
+                    vec![good(), record(&vec![1; MAX_KEY_LEN + 1], 3, b"x")],
+                ),
+            ),
+            (
+                "value over the limit",
+                buffer(
+                    db_id,
+                    vec![good(), record(b"big", 3, &vec![1; MAX_VALUE_LEN + 1])],
+                ),
+            ),
+            (
+                "record without a header",
+                buffer(db_id, vec![good(), headerless]),
+            ),
+        ];
+        for (what, data) in cases {
+            let reply = worker.peer_control(1, 2, control(PUSH_DB, data)).unwrap();
+            assert_eq!(reply.status, -1, "{what}");
+            assert_eq!(
+                value_of(&worker, db_id, b"pushed"),
+                None,
+                "{what}: partly stored"
+            );
+        }
+        let reply = worker
+            .peer_control(1, 3, control(PUSH_DB, buffer(db_id, vec![good()])))
+            .unwrap();
+        assert_eq!(reply.status, 0);
+        assert_eq!(
+            value_of(&worker, db_id, b"pushed").as_deref(),
+            Some(&b"good"[..])
+        );
+    }
+
+    /// Given a volatile database with a record, when another node sends calls
+    /// and hand-overs for an unknown database, with a key over the limit, of
+    /// another generation, a REPLY_ERROR nobody waits for, and controls with
+    /// truncated data, then the thread goes on (no panic), every control gets
+    /// status -1, and the record is unchanged.
+    #[tokio::test]
+    async fn malformed_node_messages_change_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut worker, _core, _publisher) = one_node_worker(dir.path());
+        for kind in ["volatile", "persistent"] {
+            std::fs::create_dir_all(dir.path().join(kind)).unwrap();
+        }
+        let db_id = worker.attach("locking.tdb", DbKind::Volatile).unwrap();
+        let stored = ltdb::encode(&ltdb::LtdbHeader::new(4, 0), b"share modes");
+        worker.dbs[&db_id]
+            .tdb
+            .store(b"open file", &stored, StoreMode::Replace)
+            .unwrap();
+        let generation = worker.view.generation;
+        let header = |generation| Header {
+            generation,
+            destnode: 0,
+            srcnode: 1,
+            reqid: 77,
+        };
+        let bodies = [
+            (
+                generation,
+                Body::ReqCall(ReqCall {
+                    flags: 0,
+                    db_id: 0xdead_beef,
+                    callid: migrate::CALL_NULL,
+                    hopcount: 0,
+                    key: b"open file".to_vec(),
+                    calldata: vec![],
+                }),
+            ),
+            (
+                generation,
+                Body::ReqCall(ReqCall {
+                    flags: 0,
+                    db_id,
+                    callid: 0x1234,
+                    hopcount: 0,
+                    key: vec![0; MAX_KEY_LEN + 1],
+                    calldata: vec![],
+                }),
+            ),
+            (
+                generation.wrapping_add(1),
+                Body::ReqDmaster(ReqDmaster {
+                    db_id,
+                    rsn: 99,
+                    dmaster: 1,
+                    key: b"open file".to_vec(),
+                    data: b"stale".to_vec(),
+                    record_flags: 0,
+                }),
+            ),
+            (
+                generation,
+                Body::ReplyDmaster(ReplyDmaster {
+                    db_id,
+                    rsn: 99,
+                    key: b"open file".to_vec(),
+                    data: b"forged".to_vec(),
+                    record_flags: 0,
+                }),
+            ),
+            (
+                generation,
+                Body::ReplyError(ReplyError {
+                    status: -1,
+                    msg: b"nobody waits for this".to_vec(),
+                }),
+            ),
+        ];
+        for (generation, body) in bodies {
+            worker.peer_packet(
+                1,
+                Packet {
+                    header: header(generation),
+                    body,
+                },
+            );
+        }
+        for opcode in [
+            Opcode::GET_DB_SEQNUM,
+            Opcode::DB_FREEZE,
+            Opcode::WIPE_DATABASE,
+            PULL_DB,
+            Opcode::GETDBPATH,
+        ] {
+            let reply = worker.peer_control(1, 5, control(opcode, vec![1, 2]));
+            assert_eq!(reply.map(|r| r.status), Some(-1), "opcode {}", opcode.0);
+        }
+        assert_eq!(
+            worker.dbs[&db_id].tdb.fetch(b"open file").unwrap(),
+            Some(stored)
+        );
     }
 }

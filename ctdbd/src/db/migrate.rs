@@ -36,6 +36,7 @@ use thiserror::Error;
 use tracing::{debug, warn};
 
 use super::hash::lookup3;
+use super::limits;
 use super::ltdb::{flags, LtdbHeader};
 use crate::core::ClientId;
 
@@ -316,6 +317,24 @@ impl Database {
         call: Call,
     ) -> Vec<Action> {
         let mut out = Vec::new();
+        if let Err(e) = limits::check_call(&call.key, &call.calldata) {
+            // Refused here, before anything is locked or sent: the client hears
+            // at once (status -1) instead of waiting for nothing.
+            warn!(
+                db_id = self.db_id,
+                client = client.0,
+                field = e.field,
+                error = %e,
+                "client call refused"
+            );
+            out.push(Action::ReplyToClient {
+                client,
+                reqid,
+                status: -1,
+                data: Vec::new(),
+            });
+            return out;
+        }
         self.submit(
             view,
             store,
@@ -339,6 +358,9 @@ impl Database {
         message: NodeMessage,
     ) -> Vec<Action> {
         let mut out = Vec::new();
+        if let Some(refused) = self.over_limit(view, store, from, generation, &message) {
+            return refused;
+        }
         if generation != view.generation {
             // Either left over from before a recovery (dropped at the next change
             // of view), or from a node that saw the new generation before we did:
@@ -353,6 +375,23 @@ impl Database {
                 );
             }
             return out;
+        }
+        if let NodeMessage::DmasterReply { key, reqid, .. } = &message {
+            // Only the key's lmaster hands a record to its new dmaster; a copy
+            // from anyone else (a confused or forged peer) would overwrite the
+            // record here, so it is not taken. The call it names keeps waiting for
+            // the real one.
+            let lmaster = view.lmaster(key);
+            if lmaster != Some(from) {
+                warn!(
+                    db_id = self.db_id,
+                    from,
+                    reqid,
+                    ?lmaster,
+                    "record hand-over from a node that is not the key's lmaster; ignored"
+                );
+                return out;
+            }
         }
         if let NodeMessage::Error {
             reqid,
@@ -374,6 +413,83 @@ impl Database {
             &mut out,
         );
         out
+    }
+
+    /// A node message whose key, call data or value is over the limits
+    /// ([`limits`]): what to do instead of taking it, or `None` if it is within
+    /// them. The one waiting for it is told with an error (REPLY_ERROR), so no
+    /// call waits for ever; a record in a refused hand-over has already left its
+    /// old dmaster, whose copy keeps the value, so a recovery is asked for to make
+    /// that copy the record again rather than lose it.
+    fn over_limit(
+        &mut self,
+        view: &View,
+        store: &mut dyn RecordStore,
+        from: u32,
+        generation: u32,
+        message: &NodeMessage,
+    ) -> Option<Vec<Action>> {
+        let (checked, waiting_node, reqid, kind) = match message {
+            NodeMessage::Call {
+                origin,
+                reqid,
+                call,
+                ..
+            } => (
+                limits::check_call(&call.key, &call.calldata),
+                *origin,
+                *reqid,
+                "call",
+            ),
+            NodeMessage::Dmaster {
+                reqid,
+                new_dmaster,
+                key,
+                value,
+                ..
+            } => (
+                limits::check_record(key, value),
+                *new_dmaster,
+                *reqid,
+                "record hand-over",
+            ),
+            NodeMessage::DmasterReply {
+                reqid, key, value, ..
+            } => (
+                limits::check_record(key, value),
+                view.pnn,
+                *reqid,
+                "record hand-over",
+            ),
+            NodeMessage::Error { .. } => return None,
+        };
+        let e = checked.err()?;
+        warn!(
+            db_id = self.db_id,
+            from,
+            field = e.field,
+            error = %e,
+            "{kind} from another node refused"
+        );
+        let mut out = Vec::new();
+        let text = format!("db {:#010x}: {kind} refused: {e}", self.db_id);
+        if waiting_node == view.pnn {
+            self.call_failed(view, store, from, reqid, -1, &text, &mut out);
+        } else {
+            out.push(Action::Send {
+                to: waiting_node,
+                generation,
+                message: NodeMessage::Error {
+                    reqid,
+                    status: -1,
+                    message: text.clone(),
+                },
+            });
+        }
+        if !matches!(message, NodeMessage::Call { .. }) {
+            out.push(Action::RecoveryNeeded { reason: text });
+        }
+        Some(out)
     }
 
     /// The edge holds the chain lock of `key` that an [`Action::WaitForLock`]
@@ -425,10 +541,22 @@ impl Database {
         for work in redo {
             self.submit(view, store, work, &mut out);
         }
+        let mut dropped = 0usize;
         for (from, generation, message) in std::mem::take(&mut self.unmatched) {
             if generation == view.generation {
                 out.extend(self.node_message(view, store, from, generation, message));
+            } else {
+                dropped += 1;
             }
+        }
+        if dropped > 0 {
+            // Their senders start over in the new generation (§4.4).
+            debug!(
+                db_id = self.db_id,
+                dropped,
+                generation = view.generation,
+                "dropped node messages of another generation"
+            );
         }
         out
     }
@@ -743,7 +871,28 @@ impl Database {
             }
             return Ok(());
         }
-        // We are the dmaster and another node wants it: hand it over.
+        // We are the dmaster and another node wants it: hand it over, unless it
+        // has grown (smbd writes the file itself) beyond what another node takes.
+        // Then it stays here and the asking node's call fails.
+        if let Err(e) = limits::check_record(&call.key, &record.value) {
+            warn!(
+                db_id = self.db_id,
+                origin,
+                field = e.field,
+                error = %e,
+                "record too big to hand over; it stays here"
+            );
+            out.push(Action::Send {
+                to: origin,
+                generation: view.generation,
+                message: NodeMessage::Error {
+                    reqid,
+                    status: -1,
+                    message: format!("db {:#010x}: record not handed over: {e}", self.db_id),
+                },
+            });
+            return Ok(());
+        }
         let mut header = record.header;
         if !record.value.is_empty() {
             header.flags |= flags::MIGRATED_WITH_DATA;
@@ -934,5 +1083,329 @@ impl Database {
         let id = self.next_reqid;
         self.next_reqid = self.next_reqid.wrapping_add(1).max(1);
         id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Records in a map; a lock is free unless this test holds it.
+    #[derive(Default)]
+    struct MapStore {
+        records: BTreeMap<Vec<u8>, Record>,
+        held: BTreeSet<Vec<u8>>,
+    }
+
+    impl RecordStore for MapStore {
+        fn try_lock(&mut self, key: &[u8]) -> Result<bool, StoreError> {
+            Ok(self.held.insert(key.to_vec()))
+        }
+        fn unlock(&mut self, key: &[u8]) {
+            assert!(self.held.remove(key), "unlock of a lock not held");
+        }
+        fn fetch(&mut self, key: &[u8]) -> Result<Option<Record>, StoreError> {
+            Ok(self.records.get(key).cloned())
+        }
+        fn store(&mut self, key: &[u8], record: &Record) -> Result<(), StoreError> {
+            self.records.insert(key.to_vec(), record.clone());
+            Ok(())
+        }
+        fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+            self.records.remove(key);
+            Ok(())
+        }
+    }
+
+    /// Node `pnn` of a 2-node cluster in generation 7.
+    fn view(pnn: u32) -> View {
+        View {
+            pnn,
+            generation: 7,
+            vnn_map: vec![0, 1],
+            recovering: false,
+        }
+    }
+
+    /// A key whose lmaster is `node` in [`view`].
+    fn key_on(node: u32) -> Vec<u8> {
+        (0u32..)
+            .map(|i| format!("key-{i}").into_bytes())
+            .find(|k| view(0).lmaster(k) == Some(node))
+            .unwrap()
+    }
+
+    fn call(key: Vec<u8>, calldata: Vec<u8>) -> Call {
+        Call {
+            callid: CALL_NULL,
+            flags: 0,
+            key,
+            calldata,
+        }
+    }
+
+    #[test]
+    fn a_client_call_over_the_limits_is_answered_with_an_error_and_touches_nothing() {
+        let mut db = Database::new(0x42);
+        let mut store = MapStore::default();
+        let long_key = vec![b'k'; limits::MAX_KEY_LEN + 1];
+        let out = db.client_call(&view(0), &mut store, ClientId(3), 9, call(long_key, vec![]));
+        assert_eq!(
+            out,
+            vec![Action::ReplyToClient {
+                client: ClientId(3),
+                reqid: 9,
+                status: -1,
+                data: vec![]
+            }]
+        );
+        let big_calldata = vec![0; limits::MAX_VALUE_LEN + 1];
+        let out = db.client_call(
+            &view(0),
+            &mut store,
+            ClientId(3),
+            10,
+            call(b"k".to_vec(), big_calldata),
+        );
+        assert!(
+            matches!(
+                &out[..],
+                [Action::ReplyToClient {
+                    status: -1,
+                    reqid: 10,
+                    ..
+                }]
+            ),
+            "{out:?}"
+        );
+        assert!(store.records.is_empty() && store.held.is_empty());
+        assert_eq!(db.calls_in_flight(), 0);
+        // A call within the limits still works.
+        let out = db.client_call(
+            &view(0),
+            &mut store,
+            ClientId(3),
+            11,
+            call(key_on(0), vec![]),
+        );
+        assert!(
+            matches!(
+                &out[..],
+                [Action::ReplyToClient {
+                    status: 0,
+                    reqid: 11,
+                    ..
+                }]
+            ),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_node_call_over_the_limits_gets_a_reply_error_to_its_origin() {
+        let mut db = Database::new(0x42);
+        let mut store = MapStore::default();
+        let out = db.node_message(
+            &view(0),
+            &mut store,
+            1,
+            7,
+            NodeMessage::Call {
+                origin: 1,
+                reqid: 55,
+                hopcount: 0,
+                call: call(vec![0; limits::MAX_KEY_LEN + 1], vec![]),
+            },
+        );
+        match &out[..] {
+            [Action::Send {
+                to: 1,
+                generation: 7,
+                message:
+                    NodeMessage::Error {
+                        reqid: 55,
+                        status: -1,
+                        message,
+                    },
+            }] => assert!(message.contains("key of 65537 bytes"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(store.records.is_empty());
+    }
+
+    /// A hand-over (REQ_DMASTER at the lmaster) with a value over the limit is
+    /// not stored; the new dmaster's call fails, and a recovery is asked for so
+    /// that the old dmaster's copy becomes the record again.
+    #[test]
+    fn a_hand_over_over_the_limit_is_refused_and_a_recovery_asked_for() {
+        let mut db = Database::new(0x42);
+        let mut store = MapStore::default();
+        let key = key_on(0);
+        let out = db.node_message(
+            &view(0),
+            &mut store,
+            1,
+            7,
+            NodeMessage::Dmaster {
+                reqid: 8,
+                new_dmaster: 1,
+                key: key.clone(),
+                rsn: 4,
+                flags: 0,
+                value: vec![0; limits::MAX_VALUE_LEN + 1],
+            },
+        );
+        assert!(
+            matches!(
+                &out[..],
+                [
+                    Action::Send {
+                        to: 1,
+                        message: NodeMessage::Error { reqid: 8, .. },
+                        ..
+                    },
+                    Action::RecoveryNeeded { .. }
+                ]
+            ),
+            "{out:?}"
+        );
+        assert!(store.records.is_empty());
+    }
+
+    /// The dmaster of a record that smbd has grown over the limit keeps it rather
+    /// than send what the other node would refuse: the asking node's call fails.
+    #[test]
+    fn a_record_over_the_limit_stays_with_its_dmaster() {
+        let mut db = Database::new(0x42);
+        let mut store = MapStore::default();
+        let key = key_on(0);
+        let big = Record {
+            header: make_header(5, 0, 0),
+            value: vec![1; limits::MAX_VALUE_LEN + 1],
+        };
+        store.records.insert(key.clone(), big.clone());
+        let out = db.node_message(
+            &view(0),
+            &mut store,
+            1,
+            7,
+            NodeMessage::Call {
+                origin: 1,
+                reqid: 12,
+                hopcount: 0,
+                call: call(key.clone(), vec![]),
+            },
+        );
+        assert!(
+            matches!(
+                &out[..],
+                [Action::Send {
+                    to: 1,
+                    message: NodeMessage::Error {
+                        reqid: 12,
+                        status: -1,
+                        ..
+                    },
+                    ..
+                }]
+            ),
+            "{out:?}"
+        );
+        assert_eq!(
+            store.records.get(&key),
+            Some(&big),
+            "the record must stay as it was"
+        );
+    }
+
+    /// A REPLY_DMASTER from a node that is not the key's lmaster does not
+    /// overwrite the record, and the call waiting for it keeps waiting.
+    #[test]
+    fn a_hand_over_from_a_node_that_is_not_the_lmaster_is_ignored() {
+        let mut db = Database::new(0x42);
+        let mut store = MapStore::default();
+        // A key whose lmaster is node 1, currently held by node 1.
+        let key = key_on(1);
+        let out = db.client_call(
+            &view(0),
+            &mut store,
+            ClientId(1),
+            5,
+            call(key.clone(), vec![]),
+        );
+        let reqid = match &out[..] {
+            [Action::Send {
+                to: 1,
+                message: NodeMessage::Call { reqid, .. },
+                ..
+            }] => *reqid,
+            other => panic!("{other:?}"),
+        };
+        // Node 2 (not in the map, not the lmaster) claims to hand it over.
+        let forged = NodeMessage::DmasterReply {
+            reqid,
+            key: key.clone(),
+            rsn: 1000,
+            flags: 0,
+            value: b"forged".to_vec(),
+        };
+        let out = db.node_message(&view(0), &mut store, 2, 7, forged);
+        assert!(out.is_empty(), "{out:?}");
+        assert!(!store.records.contains_key(&key));
+        assert_eq!(db.calls_in_flight(), 1);
+        // The real one from the lmaster is taken and answers the client.
+        let real = NodeMessage::DmasterReply {
+            reqid,
+            key: key.clone(),
+            rsn: 3,
+            flags: 0,
+            value: b"real".to_vec(),
+        };
+        let out = db.node_message(&view(0), &mut store, 1, 7, real);
+        assert!(
+            matches!(
+                &out[..],
+                [Action::ReplyToClient {
+                    reqid: 5,
+                    status: 0,
+                    ..
+                }]
+            ),
+            "{out:?}"
+        );
+        assert_eq!(store.records[&key].value, b"real");
+    }
+
+    /// A message of another generation is neither answered nor done; it is kept
+    /// until the view changes and dropped then if it still does not match.
+    #[test]
+    fn a_message_of_another_generation_is_not_done_and_then_dropped() {
+        let mut db = Database::new(0x42);
+        let mut store = MapStore::default();
+        let key = key_on(0);
+        let out = db.node_message(
+            &view(0),
+            &mut store,
+            1,
+            6,
+            NodeMessage::Dmaster {
+                reqid: 8,
+                new_dmaster: 1,
+                key: key.clone(),
+                rsn: 4,
+                flags: 0,
+                value: b"old".to_vec(),
+            },
+        );
+        assert!(out.is_empty(), "{out:?}");
+        assert!(store.records.is_empty());
+        let next = View {
+            generation: 8,
+            ..view(0)
+        };
+        assert!(db.view_changed(&next, &mut store).is_empty());
+        assert!(store.records.is_empty());
+        assert!(db.unmatched.is_empty());
     }
 }

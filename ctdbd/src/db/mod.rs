@@ -11,6 +11,7 @@
 //! - `hash`: Bob Jenkins' lookup3, which names databases (db_id) and places keys on
 //!   their lmaster.
 //! - `ltdb`: the 24-byte header in front of every clustered record.
+//! - `limits`: how long keys and values may be, checked wherever records come in.
 //! - `migrate`: one database's record migration: client calls, the node-to-node
 //!   hand-over (REQ_CALL → REQ_DMASTER → REPLY_DMASTER), calls waiting per key,
 //!   generation checks.
@@ -30,6 +31,7 @@
 
 pub mod commit;
 pub mod hash;
+pub mod limits;
 pub mod lock_helper;
 pub mod ltdb;
 pub mod migrate;

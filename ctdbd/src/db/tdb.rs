@@ -60,6 +60,9 @@ mod ffi {
     pub type TraverseFn =
         unsafe extern "C" fn(*mut TdbContext, TdbData, TdbData, *mut c_void) -> c_int;
 
+    /// The per-record callback of `tdb_check` (no tdb argument, unlike traverse).
+    pub type CheckFn = unsafe extern "C" fn(TdbData, TdbData, *mut c_void) -> c_int;
+
     #[link(name = "tdb")]
     extern "C" {
         pub fn tdb_open(
@@ -99,6 +102,11 @@ mod ffi {
         pub fn tdb_get_seqnum(tdb: *mut TdbContext) -> c_int;
         pub fn tdb_increment_seqnum_nonblock(tdb: *mut TdbContext);
         pub fn tdb_wipe_all(tdb: *mut TdbContext) -> c_int;
+        pub fn tdb_check(
+            tdb: *mut TdbContext,
+            check: Option<CheckFn>,
+            private_data: *mut c_void,
+        ) -> c_int;
         pub fn tdb_jenkins_hash(key: *mut TdbData) -> c_uint;
         pub fn tdb_runtime_check_for_robust_mutexes() -> bool;
     }
@@ -675,6 +683,19 @@ impl Tdb {
     }
 }
 
+impl Tdb {
+    /// Checks the whole file's structure (`tdb_check`: header, hash chains, free
+    /// list, every record's length and magic, no byte claimed twice) without a
+    /// per-record callback. Takes the all-record read lock for the walk, so writers
+    /// wait; it reads every byte of the file once. An error (code
+    /// [`ErrorCode::Corrupt`] for a damaged file) names the file.
+    pub fn check_consistency(&self) -> Result<(), TdbError> {
+        // SAFETY: live context; no callback, so the private pointer is never read.
+        let status = unsafe { ffi::tdb_check(self.raw(), None, std::ptr::null_mut()) };
+        self.check(status, "check")
+    }
+}
+
 impl Drop for Tdb {
     fn drop(&mut self) {
         let _list = OPEN_LIST
@@ -722,7 +743,7 @@ pub fn runtime_check_for_robust_mutexes() -> bool {
 /// of its own: libtdb's robust-mutex check leaves its SIGCHLD handler installed,
 /// which must not happen under this binary's tokio tests that reap children.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -993,6 +1014,48 @@ mod tests {
         tdb.unlockall().unwrap();
         assert_eq!(tdb.lockall_nonblock().unwrap(), TryLock::Held);
         tdb.unlockall().unwrap();
+    }
+
+    /// Overwrites the 24-byte libtdb record header (next, rec_len, key_len,
+    /// data_len, full_hash, magic) in front of the first copy of `key` in the file
+    /// with `0xEE` bytes: a record in the middle of the file that libtdb can no
+    /// longer follow, while the file header stays sound.
+    pub(crate) fn damage_record_header(path: &Path, key: &[u8]) {
+        let mut bytes = std::fs::read(path).unwrap();
+        let at = bytes
+            .windows(key.len())
+            .position(|w| w == key)
+            .expect("the key is in the file");
+        assert!(at >= 24 + 168, "the key sits behind the header");
+        bytes[at - 24..at].fill(0xEE);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// A sound file passes the check; the same file with one record's header
+    /// overwritten in the middle still opens (libtdb reads only the file header
+    /// at open) but fails the check with `Corrupt`, naming the file.
+    #[test]
+    fn check_finds_a_damaged_record_that_open_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("damaged.tdb");
+        {
+            let tdb = create(&dir, "damaged.tdb", flags::PERSISTENT_DB);
+            for i in 0..200u32 {
+                tdb.store(
+                    format!("key-{i:04}").as_bytes(),
+                    &[i as u8; 40],
+                    StoreMode::Insert,
+                )
+                .unwrap();
+            }
+            tdb.check_consistency().unwrap();
+        }
+        damage_record_header(&path, b"key-0100");
+        let tdb = Tdb::open(&path, 0, flags::PERSISTENT_DB, libc::O_RDWR, 0)
+            .expect("the file header is intact, so it opens");
+        let error = tdb.check_consistency().unwrap_err();
+        assert_eq!(error.code(), Some(ErrorCode::Corrupt), "{error}");
+        assert!(error.to_string().contains("damaged.tdb"), "{error}");
     }
 
     /// Files we write are read by Debian's `tdbdump`.
