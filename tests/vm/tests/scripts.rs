@@ -1,6 +1,6 @@
 //! The event scripts of `events.d`, run by hand inside node sandboxes with the
-//! environment the daemon's event runner gives them. No script is enabled, so a
-//! `ctdbd` that runs runs none of them: the Samba tests start ours, because smbd
+//! environment the daemon's event runner gives them. No script is enabled, so where
+//! a `ctdbd` runs, it runs none of them: the Samba tests start ours, because smbd
 //! and winbindd with `clustering = yes` (the harness's `smb.conf`, as every Samba
 //! in the project) need a daemon to answer; the others run without one.
 //!
@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context as _};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use vm::public::{address_held_by, wait_placed};
+use vm::public::{ctdb_ip, wait_placed};
 use vm::samba::{smb_conf, SHARE_PATH};
 use vm::sandbox::TempDir;
 use vm::scripts::{script_names, EVENTS};
@@ -215,10 +215,17 @@ fn samba_on_two_nodes_serves_one_share() -> anyhow::Result<()> {
         "the test user should be registered through node 0, not {:?}",
         cluster.samba_user_node()
     );
-    let addrs = [
-        address_held_by(&cluster, 0, TIMEOUT)?,
-        address_held_by(&cluster, 1, TIMEOUT)?,
-    ];
+    // An address of each node, from one view (addresses may still move while
+    // the second node joins).
+    let addrs = wait_until(TIMEOUT, || {
+        let ips = ctdb_ip(&cluster, 0)?;
+        let held_by = |pnn| ips.iter().find(|(_, h)| **h == Some(pnn)).map(|(a, _)| *a);
+        match (held_by(0), held_by(1)) {
+            (Some(a), Some(b)) => Ok([a, b]),
+            _ => Err(format!("ctdb ip: {ips:?}")),
+        }
+    })
+    .map_err(|t| anyhow::anyhow!("each node should hold a public address: {t}"))?;
     for pnn in 0..2 {
         event_ok(cluster.node(pnn), "50.samba", &["startup"], &[])?;
     }
