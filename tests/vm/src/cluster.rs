@@ -43,7 +43,6 @@ use anyhow::{bail, Context as _};
 
 use crate::daemon::Daemon;
 use crate::node::{Node, SHARED_MOUNT};
-use crate::samba::SambaMode;
 use crate::sandbox::{check_prerequisites, unique_name, NetNs, TempDir};
 
 /// Default `ctdb.conf`: no realtime scheduling, so test daemons cannot starve the
@@ -68,7 +67,7 @@ pub struct ClusterBuilder {
     tunables: String,
     client: bool,
     shared_volume: bool,
-    samba: Option<SambaMode>,
+    samba: bool,
     deleted: Vec<u32>,
 }
 
@@ -83,6 +82,10 @@ pub struct Cluster {
     /// Bridges created by [`Cluster::partition`] besides `priv`.
     extra_bridges: Vec<String>,
     shared: Option<TempDir>,
+    /// Built with [`ClusterBuilder::samba`].
+    samba: bool,
+    /// The node through which the test user was registered with Samba, once it is.
+    samba_user_node: Option<u32>,
 }
 
 /// The recovery lock file, as the nodes see it, with a shared volume.
@@ -138,24 +141,18 @@ impl ClusterBuilder {
         self
     }
 
-    /// Makes every node able to run Samba privately, in the clustered-NAS layout
-    /// of [`crate::samba`]: `smb.conf` ([`crate::samba::smb_conf`]) and the share
-    /// on the shared volume (so this implies [`ClusterBuilder::shared_volume`]),
-    /// private Samba directories per node, and the test user
-    /// [`crate::samba::SAMBA_USER`] known to each node's Samba. No smbd is started.
-    /// Default: no.
+    /// Makes every node able to run Samba clustered, in the clustered-NAS layout of
+    /// [`crate::samba`]: `smb.conf` ([`crate::samba::smb_conf`], `clustering =
+    /// yes`) and the share on the shared volume (so this implies
+    /// [`ClusterBuilder::shared_volume`]), private Samba directories per node, and
+    /// the test user [`crate::samba::SAMBA_USER`] as a Unix account in each node.
+    /// smbd keeps its sessions, share modes, locks and users in the daemons'
+    /// clustered databases, so registering the user with Samba needs a running
+    /// daemon: [`Cluster::start`] and [`Cluster::start_nodes`] do it once the
+    /// daemons they start are RUNNING ([`Cluster::samba_user_node`]). No smbd is
+    /// started here (the `50.samba` event script does that). Default: no.
     pub fn samba(mut self, yes: bool) -> Self {
-        self.samba = yes.then_some(SambaMode::Standalone);
-        self
-    }
-
-    /// Like [`ClusterBuilder::samba`], but with `clustering = yes`
-    /// ([`SambaMode::Clustered`]): smbd keeps its sessions, share modes, locks and
-    /// users in the daemons' clustered databases. The test user is not registered
-    /// yet (that needs a running daemon): call [`Cluster::add_samba_user`] on one
-    /// node once the daemons run, and before smbd serves anyone.
-    pub fn samba_clustered(mut self) -> Self {
-        self.samba = Some(SambaMode::Clustered);
+        self.samba = yes;
         self
     }
 
@@ -169,10 +166,10 @@ impl ClusterBuilder {
     /// Creates the namespaces, links and configuration. No daemon is started.
     pub fn build(self) -> anyhow::Result<Cluster> {
         check_prerequisites()?;
-        if self.samba.is_some() {
+        if self.samba {
             crate::samba::check_prerequisites()?;
         }
-        let shared_volume = self.shared_volume || self.samba.is_some();
+        let shared_volume = self.shared_volume || self.samba;
         if shared_volume && !Path::new("/srv").is_dir() {
             bail!("/srv is missing: the nodes mount the shared volume under it (mkdir /srv)");
         }
@@ -181,8 +178,8 @@ impl ClusterBuilder {
         } else {
             None
         };
-        if let (Some(mode), Some(dir)) = (self.samba, &shared) {
-            crate::samba::prepare_shared(dir.path(), mode)?;
+        if let Some(dir) = shared.as_ref().filter(|_| self.samba) {
+            crate::samba::prepare_shared(dir.path())?;
         }
         let base = unique_name();
         let fabric = NetNs::create(&format!("{base}-f")).context("creating the fabric netns")?;
@@ -261,8 +258,8 @@ impl ClusterBuilder {
             if !self.tunables.is_empty() {
                 node.write_config("ctdb.tunables", &self.tunables)?;
             }
-            if let Some(mode) = self.samba {
-                crate::samba::prepare_node(&node, mode)?;
+            if self.samba {
+                crate::samba::prepare_node(&node)?;
             }
             nodes.push(Some(node));
         }
@@ -294,6 +291,8 @@ impl ClusterBuilder {
             fabric,
             extra_bridges: Vec::new(),
             shared,
+            samba: self.samba,
+            samba_user_node: None,
         })
     }
 }
@@ -327,7 +326,7 @@ impl Cluster {
             tunables: String::new(),
             client: false,
             shared_volume: false,
-            samba: None,
+            samba: false,
             deleted: Vec::new(),
         }
     }
@@ -387,7 +386,9 @@ impl Cluster {
         write_file(&self.shared_path(name)?, contents)
     }
 
-    /// Starts `kind` of daemon on the given nodes and waits until each says RUNNING.
+    /// Starts `kind` of daemon on the given nodes and waits until each says RUNNING;
+    /// with Samba, then registers the test user through the first of them unless
+    /// it is registered already ([`Cluster::samba_user_node`]).
     pub fn start_nodes(
         &mut self,
         pnns: &[u32],
@@ -400,6 +401,34 @@ impl Cluster {
         for &pnn in pnns {
             self.node_mut(pnn).wait_runstate("RUNNING", timeout)?;
         }
+        if let Some(&first) = pnns.first() {
+            self.register_samba_user(first)?;
+        }
+        Ok(())
+    }
+
+    /// The node through which [`Cluster::start`] or [`Cluster::start_nodes`]
+    /// registered the test user with Samba (`smbpasswd -a` on that node only), or
+    /// `None` before a daemon ran or without Samba.
+    pub fn samba_user_node(&self) -> Option<u32> {
+        self.samba_user_node
+    }
+
+    /// With Samba, registers the test user through `pnn`, whose daemon runs, unless
+    /// that was done already. `smbpasswd` writes the clustered persistent
+    /// `passdb.tdb`, which the daemons replicate to every node (also to those
+    /// started later), so once is enough. smbd may already run (the `startup`
+    /// event starts it before the node is RUNNING): it reads the user from the
+    /// database at each login, and no client has connected yet.
+    fn register_samba_user(&mut self, pnn: u32) -> anyhow::Result<()> {
+        if !self.samba || self.samba_user_node.is_some() {
+            return Ok(());
+        }
+        crate::samba::add_samba_user(self.node(pnn)).context(
+            "registering the test user with clustered Samba (smbpasswd -a writes the \
+             clustered passdb.tdb through the node's daemon)",
+        )?;
+        self.samba_user_node = Some(pnn);
         Ok(())
     }
 
@@ -496,14 +525,10 @@ impl Cluster {
     }
 
     /// Starts `kind` of daemon on every present node and waits until each says
-    /// RUNNING.
+    /// RUNNING; with Samba, then registers the test user through the lowest
+    /// present pnn unless it is registered already ([`Cluster::samba_user_node`]).
     pub fn start(&mut self, kind: Daemon, timeout: Duration) -> anyhow::Result<()> {
-        for node in self.present_nodes() {
-            node.start_daemon(kind)?;
-        }
-        for node in self.present_nodes() {
-            node.wait_runstate("RUNNING", timeout)?;
-        }
-        Ok(())
+        let pnns = self.present_pnns();
+        self.start_nodes(&pnns, kind, timeout)
     }
 }

@@ -24,9 +24,9 @@
 //! - [`scripts`]: the repository's `events.d` installed in a node as CTDB lays
 //!   them out, and run by hand with the event runner's environment.
 //! - [`nas`]: a NAS cluster's scripts and options installed on every node.
-//! - [`samba`]: Samba in the nodes (`smb.conf` on the shared volume, private
-//!   state and a test user per node, or `clustering = yes` with the user in the
-//!   clustered `passdb.tdb`) and `smbclient` in the client namespace.
+//! - [`samba`]: clustered Samba in the nodes (`smb.conf` with `clustering = yes`
+//!   on the shared volume, private state per node, the test user in the clustered
+//!   `passdb.tdb`) and `smbclient` in the client namespace.
 //! - [`smb_client`]: an SMB2 client driven step by step (share modes, byte-range
 //!   locks, oplock breaks) over connections to several public addresses.
 //!

@@ -1,6 +1,7 @@
 //! A NAS cluster as an administrator sets one up: the event scripts of `events.d`
 //! installed and enabled on every node, `script.options` naming the shared volume,
-//! and, for NFS, NFS-Ganesha's configuration and `60.nfs`. Samba's side comes from
+//! and, for NFS, NFS-Ganesha's configuration and `60.nfs`. Samba's side (smbd with
+//! `clustering = yes`, the test user registered once the daemons run) comes from
 //! [`crate::ClusterBuilder::samba`].
 //!
 //! Under Debian's stock daemon ([`prepare_for`] with [`Daemon::Stock`]) one more

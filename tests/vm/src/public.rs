@@ -158,6 +158,19 @@ pub fn parse_ctdb_ip(text: &str) -> Result<BTreeMap<Ipv4Addr, Option<u32>>, Stri
         .collect()
 }
 
+/// Waits until `ctdb ip` on node `pnn` shows it hosting a public address, and
+/// returns one such address (the lowest).
+pub fn address_held_by(cluster: &Cluster, pnn: u32, timeout: Duration) -> anyhow::Result<Ipv4Addr> {
+    wait_until(timeout, || {
+        let ips = ctdb_ip(cluster, pnn)?;
+        ips.iter()
+            .find(|(_, host)| **host == Some(pnn))
+            .map(|(addr, _)| *addr)
+            .ok_or_else(|| format!("node {pnn} holds no address: {ips:?}"))
+    })
+    .with_context(|| format!("an address held by node {pnn}"))
+}
+
 /// Waits until `ctdb ip` on every node of `on` shows exactly `addrs`, each hosted by
 /// a node of `hosts` (all nodes agreeing), and returns that placement.
 pub fn wait_placed(

@@ -1,6 +1,7 @@
 //! Samba in the node sandboxes, in the classic clustered-NAS layout: one `smb.conf`
-//! on the shared volume, everything else private to each node; and `smbclient` in
-//! the client namespace.
+//! on the shared volume (`clustering = yes`), each node's own state private to it,
+//! the state smbd shares between nodes in the daemons' clustered databases; and
+//! `smbclient` in the client namespace.
 //!
 //! ```text
 //!   shared volume (host tmp dir, /srv/shared in every node)
@@ -8,7 +9,9 @@
 //!     share/              owned by the test user
 //!   node i (mount namespace; host dirs under <node tmp>/samba)
 //!     /etc/samba          <- bind samba/etc  (smb.conf -> /srv/shared/smb.conf)
-//!     /var/lib/samba      <- bind samba/lib  (private/passdb.tdb: the test user)
+//!     /var/lib/samba      <- bind samba/lib  (what smbd keeps per node)
+//!     /var/lib/ctdb       (the node's daemon: the clustered databases, among
+//!                          them the persistent passdb.tdb holding the test user)
 //!     /var/cache/samba    <- bind samba/cache
 //!     /var/log/samba      <- bind samba/log
 //!     /run/samba          (in the node's private /run tmpfs)
@@ -19,8 +22,10 @@
 //! ```
 //!
 //! The test user exists only in the nodes' copies of the account files; the
-//! host's are never written. Built by [`crate::ClusterBuilder::samba`]; smbd itself
-//! is started by the `50.samba` event script (see [`crate::scripts`]).
+//! host's are never written. Built by [`crate::ClusterBuilder::samba`]; the user is
+//! registered with Samba (`smbpasswd -a`, on one node) by [`Cluster::start`] once
+//! the daemons run; smbd itself is started by the `50.samba` event script (see
+//! [`crate::scripts`]).
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -54,49 +59,30 @@ pub const SMBCLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// the host's account files do not use is taken.
 const FIRST_TEST_ID: u32 = 4242;
 
-/// How smbd on the nodes keeps its state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SambaMode {
-    /// `clustering = no`: each node's smbd keeps its sessions, share modes, locks
-    /// and users (`passdb.tdb`) to itself; no claim of coherence between nodes.
-    Standalone,
-    /// `clustering = yes`: smbd keeps them in CTDB's clustered databases, reached
-    /// through the node's daemon socket, so every node sees every node's opens and
-    /// locks, and a user added on one node exists on all.
-    Clustered,
-}
-
-/// The `smb.conf` [`crate::ClusterBuilder::samba`] writes to the shared volume: a
-/// standalone server (no clustering: these tests are about the event scripts, not
-/// clustered TDB), SMB over port 445 only, one writable share on the shared
-/// volume. Every path left at its default is private to the node.
+/// The `smb.conf` [`crate::ClusterBuilder::samba`] writes to the shared volume,
+/// the settings of the example `etc/smb.conf` (keep the two alike): smbd with
+/// `clustering = yes`, one `netbios name` for every node, SMB over port 445 only,
+/// `passdb backend = tdbsam`, one writable share on the shared volume with
+/// `posix locking = no`. Every path left at its default is private to the node.
+///
+/// smbd keeps its sessions, share modes, locks and users in the daemons'
+/// clustered databases, so every node sees every node's opens and locks, and a
+/// user added on one node (the clustered persistent `passdb.tdb`) exists on all.
+/// It finds the daemon at its built-in socket path, `/run/ctdb/ctdbd.socket`,
+/// where both our daemon and the stock one listen inside a node (each node has its
+/// own `/run`), so no `ctdbd socket` line is needed.
 pub fn smb_conf() -> String {
-    smb_conf_for(SambaMode::Standalone)
-}
-
-/// The `smb.conf` for `mode`: [`smb_conf`], with `clustering = yes`, one
-/// `netbios name` for every node and the share's `posix locking = no` for
-/// [`SambaMode::Clustered`], as in the example `etc/smb.conf` (keep the two
-/// alike). smbd then finds the daemon at its built-in socket
-/// path, `/run/ctdb/ctdbd.socket`, where both our daemon and the stock one listen
-/// inside a node (each node has its own `/run`), so no `ctdbd socket` line is
-/// needed. `passdb backend = tdbsam` then keeps the users in the clustered
-/// persistent database `passdb.tdb`.
-pub fn smb_conf_for(mode: SambaMode) -> String {
     // The shared volume here is one local directory, so the kernel's fcntl locks
-    // that smbd takes for byte-range locks would conflict across the nodes with or
-    // without clustering. Clustered, smbd's clustered brlock.tdb is to be the only
-    // judge of a conflict between nodes, so it takes no fcntl locks.
-    let (clustering, netbios_name, posix_locking) = match mode {
-        SambaMode::Standalone => ("no", "", ""),
-        SambaMode::Clustered => ("yes", "\tnetbios name = NAS\n", "\tposix locking = no\n"),
-    };
+    // that smbd would take for byte-range locks would conflict across the nodes by
+    // themselves: with `posix locking = no` the clustered brlock.tdb is the only
+    // judge of a conflict between nodes.
     format!(
         "\
 [global]
 \tserver role = standalone server
-\tclustering = {clustering}
-{netbios_name}\tsmb ports = 445
+\tclustering = yes
+\tnetbios name = NAS
+\tsmb ports = 445
 \tdisable netbios = yes
 \tpassdb backend = tdbsam
 \tmap to guest = never
@@ -112,7 +98,8 @@ pub fn smb_conf_for(mode: SambaMode) -> String {
 \tpath = {SHARE_PATH}
 \tread only = no
 \tvalid users = {SAMBA_USER}
-{posix_locking}"
+\tposix locking = no
+"
     )
 }
 
@@ -182,10 +169,10 @@ pub fn test_user_ids() -> anyhow::Result<(u32, u32)> {
     Ok((id, id))
 }
 
-/// Writes [`smb_conf_for`] `mode` and creates the share's directory (owned by the
-/// test user) in the shared volume `shared` (a host path).
-pub fn prepare_shared(shared: &Path, mode: SambaMode) -> anyhow::Result<()> {
-    std::fs::write(shared.join("smb.conf"), smb_conf_for(mode))
+/// Writes [`smb_conf`] and creates the share's directory (owned by the test
+/// user) in the shared volume `shared` (a host path).
+pub fn prepare_shared(shared: &Path) -> anyhow::Result<()> {
+    std::fs::write(shared.join("smb.conf"), smb_conf())
         .with_context(|| format!("writing smb.conf in {}", shared.display()))?;
     let share = shared.join(
         SHARE_PATH
@@ -217,12 +204,12 @@ done
 "#;
 
 /// Gives `node` its private Samba directories and account files (with the test
-/// user), then, in [`SambaMode::Standalone`], registers the test user with the
-/// node's Samba. In [`SambaMode::Clustered`] that waits for the daemons
-/// ([`add_samba_user`] on one node once they run): `smbpasswd` then writes the
-/// clustered `passdb.tdb`, which needs a daemon to attach it. The shared volume
-/// must already hold `smb.conf` ([`prepare_shared`]).
-pub fn prepare_node(node: &Node, mode: SambaMode) -> anyhow::Result<()> {
+/// user as a Unix account). Registering the user with Samba waits for the
+/// daemons: `smbpasswd` writes the clustered `passdb.tdb`, which needs a running
+/// daemon to attach it ([`Cluster::start`] does it once, see
+/// [`Cluster::register_samba_user`]). The shared volume must already hold
+/// `smb.conf` ([`prepare_shared`]).
+pub fn prepare_node(node: &Node) -> anyhow::Result<()> {
     let dir = node.sandbox_dir().join(NODE_SAMBA_DIR);
     for sub in ["etc", "lib/private", "cache", "log"] {
         std::fs::create_dir_all(dir.join(sub))
@@ -277,17 +264,13 @@ pub fn prepare_node(node: &Node, mode: SambaMode) -> anyhow::Result<()> {
         .arg(&dir);
     run_ok(cmd, TOOL_TIMEOUT)
         .with_context(|| format!("node {}: mounting Samba's private directories", node.pnn()))?;
-
-    match mode {
-        SambaMode::Standalone => add_samba_user(node),
-        SambaMode::Clustered => Ok(()),
-    }
+    Ok(())
 }
 
 /// Registers [`SAMBA_USER`] with [`SAMBA_PASSWORD`] in `node`'s Samba
 /// (`smbpasswd -a`). With `clustering = yes` this writes the clustered
 /// `passdb.tdb`, so the node's daemon must be running, and once is enough for
-/// every node.
+/// every node. [`Cluster::start`] calls it.
 pub fn add_samba_user(node: &Node) -> anyhow::Result<()> {
     let mut cmd = node.command("/bin/sh");
     cmd.args([
@@ -313,11 +296,6 @@ exec smbclient -s /dev/null "$@"
 "#;
 
 impl Cluster {
-    /// Registers the test user with Samba through node `pnn` ([`add_samba_user`]).
-    pub fn add_samba_user(&self, pnn: u32) -> anyhow::Result<()> {
-        add_samba_user(self.node(pnn))
-    }
-
     /// Writes `text` as the cluster's `smb.conf` (on the shared volume: every node
     /// sees it at once). [`smb_conf`] is the good one.
     pub fn write_smb_conf(&self, text: &str) -> anyhow::Result<()> {
@@ -391,7 +369,7 @@ mod tests {
     fn the_example_smb_conf_is_the_one_the_tests_run() {
         let path = crate::daemon::workspace_root().join("etc/smb.conf");
         let example = parameters(&std::fs::read_to_string(&path).expect("etc/smb.conf"));
-        let ours = parameters(&smb_conf_for(SambaMode::Clustered));
+        let ours = parameters(&smb_conf());
         assert_eq!(example["global"], ours["global"]);
         let share = |sections: &BTreeMap<String, BTreeMap<String, String>>| {
             let mut share = sections[SHARE].clone();

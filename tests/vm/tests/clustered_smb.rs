@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context as _};
 use vm::public::{default_public, wait_placed};
 use vm::smb_client::SmbClient;
-use vm::{wait_until, Cluster, Daemon};
+use vm::{Cluster, Daemon};
 
 const ALL: [u32; 3] = [0, 1, 2];
 /// Cold start until every node is RUNNING: startup starts smbd.
@@ -43,13 +43,14 @@ fn addrs() -> Vec<Ipv4Addr> {
 }
 
 /// Three nodes with clustered Samba under the daemon of `CTDB_RS_DAEMON`, every
-/// address placed on a distinct node, the test user added through node 0.
+/// address placed on a distinct node, the test user added through node 0 (by
+/// [`Cluster::start`], once the daemons run).
 fn clustered_samba() -> anyhow::Result<Cluster> {
     let daemon = Daemon::from_env()?;
     vm::smb_client::check_prerequisites()?;
     let mut cluster = Cluster::builder()
         .nodes(3)
-        .samba_clustered()
+        .samba(true)
         .client(true)
         .tunables("MonitorInterval=1\n")
         .build()?;
@@ -66,9 +67,6 @@ fn clustered_samba() -> anyhow::Result<Cluster> {
     }
     cluster.wait_agreement(&ALL, &ALL, START_TIMEOUT)?;
     wait_placed(&cluster, &ALL, &addrs(), &ALL, CONVERGE_TIMEOUT)?;
-    cluster
-        .add_samba_user(0)
-        .context("smbpasswd -a on node 0 with clustering = yes (passdb.tdb is clustered)")?;
     Ok(cluster)
 }
 
@@ -91,15 +89,7 @@ fn smbd_story(cluster: &Cluster, pnn: u32) -> String {
 
 /// The public address `pnn` holds, by `ctdb ip` on `pnn`.
 fn address_of(cluster: &Cluster, pnn: u32) -> anyhow::Result<Ipv4Addr> {
-    let held = wait_until(CONVERGE_TIMEOUT, || {
-        let ips = vm::public::ctdb_ip(cluster, pnn)?;
-        ips.iter()
-            .find(|(_, host)| **host == Some(pnn))
-            .map(|(addr, _)| *addr)
-            .ok_or_else(|| format!("node {pnn} holds no address: {ips:?}"))
-    })
-    .with_context(|| format!("an address held by node {pnn}"))?;
-    Ok(held)
+    vm::public::address_held_by(cluster, pnn, CONVERGE_TIMEOUT)
 }
 
 /// Given clustered Samba with the test user added through node 0 only, then the
@@ -108,6 +98,11 @@ fn address_of(cluster: &Cluster, pnn: u32) -> anyhow::Result<Ipv4Addr> {
 #[test]
 fn a_user_added_on_one_node_logs_in_through_every_node() -> anyhow::Result<()> {
     let cluster = clustered_samba()?;
+    ensure!(
+        cluster.samba_user_node() == Some(0),
+        "the harness should have run smbpasswd -a on node 0 only, not {:?}",
+        cluster.samba_user_node()
+    );
     let dir = vm::sandbox::TempDir::new("smbuser")?;
     let local = dir.path().join("hello.txt");
     std::fs::write(&local, "hello from node 0\n")?;

@@ -1,8 +1,11 @@
 //! The event scripts of `events.d`, run by hand inside node sandboxes with the
-//! environment the daemon's event runner gives them; no `ctdbd` runs.
+//! environment the daemon's event runner gives them. No script is enabled, so where
+//! a `ctdbd` runs, it runs none of them: the Samba tests start ours, because smbd
+//! and winbindd with `clustering = yes` (the harness's `smb.conf`, as every Samba
+//! in the project) need a daemon to answer; the others run without one.
 //!
 //! ```text
-//!   client 10.0.20.200 ── pub bridge ── pub0 10.0.20.101 :node 0
+//!   client 10.0.20.200 ── pub bridge ── pub0 10.0.20.101 :node 0 (ctdbd puts it there)
 //!                                       /srv/shared = shared volume (smb.conf, share/)
 //! ```
 //!
@@ -19,27 +22,33 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context as _};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use vm::samba::{smb_conf, smb_conf_for, SambaMode, SHARE_PATH};
+use vm::public::{ctdb_ip, wait_placed};
+use vm::samba::{smb_conf, SHARE_PATH};
 use vm::sandbox::TempDir;
 use vm::scripts::{script_names, EVENTS};
-use vm::{wait_until, Cluster, Node, Output};
+use vm::{wait_until, Cluster, Daemon, Node, Output};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The public address the tests put on node 0 by hand (the daemon would).
+/// Node 0's public address (the harness's default), which its daemon puts on
+/// `pub0`.
 const PUBLIC_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 20, 101);
 
-/// A one-node cluster with Samba prepared, a client, the scripts installed and
-/// the public address configured on `pub0`.
-fn samba_cluster() -> anyhow::Result<Cluster> {
+/// A one-node cluster with Samba prepared (`clustering = yes`), a client, and the
+/// scripts installed but none enabled; no daemon runs.
+fn samba_node() -> anyhow::Result<Cluster> {
     let cluster = Cluster::builder().samba(true).client(true).build()?;
-    let node = cluster.node(0);
-    node.install_event_scripts(&["00.ctdb", "10.interface", "49.winbind", "50.samba"])?;
-    let out = node.run(
-        "ip",
-        &["addr", "add", &format!("{PUBLIC_IP}/24"), "dev", "pub0"],
-    )?;
-    ensure!(out.success(), "adding the public address:\n{out}");
+    cluster.node(0).install_event_scripts(&[])?;
+    Ok(cluster)
+}
+
+/// [`samba_node`] with our ctdbd RUNNING on it, the one a clustered smbd talks
+/// to (the harness has registered the test user through it), and holding
+/// [`PUBLIC_IP`] on `pub0`. It runs no script: the test does, by hand.
+fn samba_cluster() -> anyhow::Result<Cluster> {
+    let mut cluster = samba_node()?;
+    cluster.start(Daemon::Ours, TIMEOUT)?;
+    wait_placed(&cluster, &[0], &[PUBLIC_IP], &[0], TIMEOUT)?;
     Ok(cluster)
 }
 
@@ -184,24 +193,41 @@ fn samba_startup_serves_files_and_monitor_follows_smbd() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Given two nodes, each with its own smbd (private state, one `smb.conf` on the
-/// shared volume) and its own public address,
-/// When a client stores a file through node 0's address,
-/// Then it reads the same file back through node 1's: one share, two servers.
+/// Given two nodes, each with its own daemon and its own smbd (clustered, one
+/// `smb.conf` on the shared volume) started by `50.samba startup`, each holding a
+/// public address, and the test user registered through node 0 only,
+/// When a client stores a file through node 1's address,
+/// Then it reads the same file back through node 0's: one share, one user
+/// database, two servers.
 #[test]
 fn samba_on_two_nodes_serves_one_share() -> anyhow::Result<()> {
-    let cluster = Cluster::builder()
+    let mut cluster = Cluster::builder()
         .nodes(2)
         .samba(true)
         .client(true)
         .build()?;
-    let addrs = [PUBLIC_IP, Ipv4Addr::new(10, 0, 20, 102)];
-    for (pnn, addr) in (0..).zip(addrs) {
-        let node = cluster.node(pnn);
-        node.install_event_scripts(&["50.samba"])?;
-        let out = node.run("ip", &["addr", "add", &format!("{addr}/24"), "dev", "pub0"])?;
-        ensure!(out.success(), "adding {addr} to node {pnn}:\n{out}");
-        event_ok(node, "50.samba", &["startup"], &[])?;
+    for pnn in 0..2 {
+        cluster.node(pnn).install_event_scripts(&[])?;
+    }
+    cluster.start(Daemon::Ours, TIMEOUT)?;
+    ensure!(
+        cluster.samba_user_node() == Some(0),
+        "the test user should be registered through node 0, not {:?}",
+        cluster.samba_user_node()
+    );
+    // An address of each node, from one view (addresses may still move while
+    // the second node joins).
+    let addrs = wait_until(TIMEOUT, || {
+        let ips = ctdb_ip(&cluster, 0)?;
+        let held_by = |pnn| ips.iter().find(|(_, h)| **h == Some(pnn)).map(|(a, _)| *a);
+        match (held_by(0), held_by(1)) {
+            (Some(a), Some(b)) => Ok([a, b]),
+            _ => Err(format!("ctdb ip: {ips:?}")),
+        }
+    })
+    .map_err(|t| anyhow::anyhow!("each node should hold a public address: {t}"))?;
+    for pnn in 0..2 {
+        event_ok(cluster.node(pnn), "50.samba", &["startup"], &[])?;
     }
     let pids = [
         pid_in(cluster.node(0), "/run/samba/smbd.pid")?,
@@ -212,11 +238,19 @@ fn samba_on_two_nodes_serves_one_share() -> anyhow::Result<()> {
     let local = TempDir::new("smbclient")?;
     let sent = local.path().join("sent.txt");
     std::fs::write(&sent, "one share, two servers\n")?;
-    let put = cluster.smbclient(addrs[0], &format!("put {} both.txt", sent.display()))?;
-    ensure!(put.success(), "smbclient put through node 0:\n{put}");
+    let put = cluster.smbclient(addrs[1], &format!("put {} both.txt", sent.display()))?;
+    ensure!(
+        put.success(),
+        "smbclient put through node 1 ({}):\n{put}",
+        addrs[1]
+    );
     let fetched = local.path().join("fetched.txt");
-    let get = cluster.smbclient(addrs[1], &format!("get both.txt {}", fetched.display()))?;
-    ensure!(get.success(), "smbclient get through node 1:\n{get}");
+    let get = cluster.smbclient(addrs[0], &format!("get both.txt {}", fetched.display()))?;
+    ensure!(
+        get.success(),
+        "smbclient get through node 0 ({}):\n{get}",
+        addrs[0]
+    );
     assert_eq!(
         std::fs::read_to_string(&fetched)?,
         "one share, two servers\n"
@@ -273,8 +307,12 @@ fn samba_startup_reports_an_smbd_that_died_quietly() -> anyhow::Result<()> {
 /// (smbd would exit at once, saying why only in its log).
 #[test]
 fn clustered_samba_startup_needs_a_ctdbd_that_answers() -> anyhow::Result<()> {
-    let cluster = samba_cluster()?;
-    cluster.write_smb_conf(&smb_conf_for(SambaMode::Clustered))?;
+    let cluster = samba_node()?;
+    ensure!(
+        smb_conf().contains("\tclustering = yes\n"),
+        "the harness's smb.conf should be clustered:\n{}",
+        smb_conf()
+    );
     let node = cluster.node(0);
     let quick = [("CTDB_SAMBA_START_TIMEOUT", "1")];
     let out = event_fails(
@@ -629,7 +667,7 @@ fn every_script_ignores_unknown_and_unhandled_events() -> anyhow::Result<()> {
         ("49.winbind", &["startup", "shutdown", "monitor"]),
         ("50.samba", &["startup", "shutdown", "monitor"]),
     ];
-    let cluster = samba_cluster()?;
+    let cluster = samba_node()?;
     let node = cluster.node(0);
     let names = script_names()?;
     for (name, _) in handled {

@@ -7,11 +7,14 @@
 //!   node n: ctdbd ─ events ─ 00.ctdb 01.reclock 10.interface 50.samba ─ smbd -D
 //!   /srv/shared (every node): nodes, public_addresses, .ctdb.reclock, smb.conf, share/
 //!   /etc/samba/smb.conf -> /srv/shared/smb.conf (per node); Samba state per node
+//!   smbd (clustering = yes) ─ /run/ctdb/ctdbd.socket ─ ctdbd: clustered databases
 //! ```
 //!
-//! `clustering = no`: each node's smbd serves the shared directory on its own; no
-//! claim of lock coherence between nodes is made (that needs the clustered
-//! databases of a later issue).
+//! smbd runs with `clustering = yes`, as everywhere in the project: `50.samba`
+//! starts it once ctdbd answers, and the test user, registered through node 0
+//! once the daemons run (by the harness), logs in through every node. What
+//! clustering itself guarantees (share modes, locks, oplocks across nodes) is
+//! `clustered_smb.rs`'s subject; here it is the services' life under ctdbd.
 //!
 //! Tunables: `MonitorInterval=1` so that a failure shows within a second or two
 //! (the logic is the same at the default 15 s). Waits poll a condition up to a

@@ -49,9 +49,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use vm::process::{indent, run, Output};
 use vm::public::{default_public, wait_placed};
-use vm::samba::{smb_conf_for, SambaMode, SAMBA_PASSWORD, SAMBA_USER, SHARE};
+use vm::samba::{smb_conf, SAMBA_PASSWORD, SAMBA_USER, SHARE};
 use vm::sandbox::{which, TempDir};
-use vm::{wait_until, Cluster, Daemon};
+use vm::{Cluster, Daemon};
 
 const ALL: [u32; 3] = [0, 1, 2];
 /// Cold start until every node is RUNNING: startup starts smbd.
@@ -130,7 +130,7 @@ fn tree_connect_marker() -> String {
 
 /// Three nodes with clustered Samba under the daemon of `CTDB_RS_DAEMON`, smbd
 /// logging at level 2 without rotation, every address placed on a distinct
-/// node, the test user added through node 0.
+/// node, the test user added through node 0 (by [`Cluster::start`]).
 fn clustered_samba() -> anyhow::Result<Cluster> {
     let daemon = Daemon::from_env()?;
     vm::samba::check_prerequisites()?;
@@ -139,13 +139,13 @@ fn clustered_samba() -> anyhow::Result<Cluster> {
     }
     let mut cluster = Cluster::builder()
         .nodes(3)
-        .samba_clustered()
+        .samba(true)
         .client(true)
         .tunables("MonitorInterval=1\n")
         .build()?;
     // Level 2 logs each tree connect (the proof of where a connection went);
     // without rotation no count is lost to a renamed file.
-    let conf = smb_conf_for(SambaMode::Clustered)
+    let conf = smb_conf()
         .replacen(
             "[global]\n",
             "[global]\n\tlog level = 2\n\tsmbd:FSCTL_SMBTORTURE = yes\n",
@@ -160,23 +160,12 @@ fn clustered_samba() -> anyhow::Result<Cluster> {
     cluster.wait_agreement(&ALL, &ALL, START_TIMEOUT)?;
     let addrs: Vec<Ipv4Addr> = ALL.iter().map(|&i| default_public(i)).collect();
     wait_placed(&cluster, &ALL, &addrs, &ALL, CONVERGE_TIMEOUT)?;
-    cluster
-        .add_samba_user(0)
-        .context("smbpasswd -a on node 0 with clustering = yes (passdb.tdb is clustered)")?;
     Ok(cluster)
 }
 
 /// The public address `pnn` holds, by `ctdb ip` on `pnn`.
 fn address_of(cluster: &Cluster, pnn: u32) -> anyhow::Result<Ipv4Addr> {
-    let held = wait_until(CONVERGE_TIMEOUT, || {
-        let ips = vm::public::ctdb_ip(cluster, pnn)?;
-        ips.iter()
-            .find(|(_, host)| **host == Some(pnn))
-            .map(|(addr, _)| *addr)
-            .ok_or_else(|| format!("node {pnn} holds no address: {ips:?}"))
-    })
-    .with_context(|| format!("an address held by node {pnn}"))?;
-    Ok(held)
+    vm::public::address_held_by(cluster, pnn, CONVERGE_TIMEOUT)
 }
 
 /// Every line of node `pnn`'s smbd logs (all files in its `/var/log/samba`).

@@ -5,7 +5,8 @@
 //!
 //! The cold start is measured first as a NAS cluster runs: event scripts `00.ctdb
 //! 01.reclock 10.interface 50.samba` enabled (as in the demo, [`vm::nas`]), so each
-//! start includes `startup` starting smbd and the first monitors, until all are OK and
+//! start includes `startup` starting smbd (`clustering = yes`; the killed daemons
+//! took their smbd with them) and the first monitors, until all are OK and
 //! every public address accepts SMB connections (TCP 445) from the client; then again
 //! without event scripts, with the failure rows.
 //!

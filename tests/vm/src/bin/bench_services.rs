@@ -1,10 +1,10 @@
 //! File-service failover benchmark for `BENCHMARKS.md`: from the loss of the node
 //! serving public address P until a client's read through P succeeds again —
 //! `smbclient get` for SMB, `nfs-cat` for NFS (NFS-Ganesha under `60.nfs`). Losses:
-//! `kill -9` of the node's ctdbd (its guardian removes the address, smbd/ganesha
-//! keep running there) and power loss (both links cut, daemon killed). NFS is
-//! measured with the grace period on takeover (5 s in this configuration) and
-//! without. Release builds, default tunables but `EnableBans=0` (the same node is
+//! `kill -9` of the node's ctdbd (its guardian removes the address; ganesha keeps
+//! running there, smbd, clustered, exits as it loses its ctdbd) and power loss
+//! (both links cut, daemon killed). NFS is measured with the grace period on
+//! takeover (5 s in this configuration) and without. Release builds, default tunables but `EnableBans=0` (the same node is
 //! lost and brought back again and again, which the flapping-node ban would stop).
 //!
 //! `sudo tests/vm/bench/services.sh [RUNS]` (builds, then runs this). Before each

@@ -51,7 +51,7 @@ fn run() -> anyhow::Result<()> {
     );
     let mut cluster = Cluster::builder()
         .nodes(3)
-        .samba_clustered()
+        .samba(true)
         .client(true)
         .tunables("MonitorInterval=5\n")
         .build()
@@ -69,10 +69,13 @@ fn run() -> anyhow::Result<()> {
     println!("== public addresses (ctdb ip on node 0), once all are hosted:");
     print_ips(&cluster, &ALL)?;
 
+    let registered = cluster
+        .samba_user_node()
+        .context("the harness registers the test user once ctdbd runs")?;
     println!(
-        "== smbpasswd -a {SAMBA_USER} on node 0 only (passdb.tdb is replicated to every node)"
+        "== {SAMBA_USER} was added with smbpasswd -a on node {registered} only, once ctdbd ran \
+         (passdb.tdb is replicated to every node)"
     );
-    cluster.add_samba_user(0)?;
     show_share_modes(&cluster)?;
 
     let p = default_public(0);
