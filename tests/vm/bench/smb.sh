@@ -6,9 +6,11 @@
 #                   (a follower, then the leader); RUNS fresh clusters each (3)
 #   rate [SECONDS]  open + lock + unlock + close per second from clients spread
 #                   over the 3 nodes, one file or a file each; SECONDS each (10)
-# The last argument picks the daemons: ours, stock or both (the default).
+# The next argument picks the daemons: ours, stock or both (the default); for
+# stall, the one after it the node that loses power: follower, leader or both.
 # Builds release binaries, then runs tests/vm/src/bin/bench_smb.rs.
-# Usage: sudo tests/vm/bench/smb.sh stall|rate [RUNS|SECONDS] [ours|stock|both]
+# Usage: sudo tests/vm/bench/smb.sh stall [RUNS] [ours|stock|both] [follower|leader|both]
+#        sudo tests/vm/bench/smb.sh rate [SECONDS] [ours|stock|both]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../../.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "smb.sh: must run as root (namespaces)" >&2; exit 1; }

@@ -25,7 +25,10 @@ Output lines:
   done T cpu=S                the stop time and the client's CPU seconds in all
 Times are CLOCK_MONOTONIC seconds, the harness's clock. An operation the server
 refuses counts as an error and the worker goes on; a broken connection is counted,
-reported on standard error and connected again.
+reported on standard error and connected again. A request the server leaves
+unanswered for STUCK seconds (or a connection attempt that long) is given up as a
+real client gives up: the worker says so on standard error, drops the connection
+and connects again (smbprotocol itself would wait for ever).
 """
 
 import multiprocessing as mp
@@ -63,15 +66,62 @@ ACCESS = (
 )
 SHARE = ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | ShareAccess.FILE_SHARE_DELETE
 TICKS = os.sysconf("SC_CLK_TCK")
+STUCK = 20.0
 
 
-def connect(address, share, user, password):
+class Progress:
+    """What a worker is doing, for its watchdog: the step and since when, and
+    the connection to drop if the step takes more than STUCK seconds."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.step = None
+        self.since = 0.0
+        self.connection = None
+
+    def begin(self, step, connection=None):
+        with self.lock:
+            self.step, self.since = step, time.monotonic()
+            if connection is not None:
+                self.connection = connection
+
+    def end(self):
+        with self.lock:
+            self.step = None
+
+
+def watchdog(index, progress, stop):
+    while not stop.wait(0.5):
+        with progress.lock:
+            step, since, connection = progress.step, progress.since, progress.connection
+            if step is None or time.monotonic() - since < STUCK:
+                continue
+            progress.step = None
+        print(
+            f"worker {index}: no answer to {step} for {STUCK:.0f} s; dropping the connection",
+            file=sys.stderr,
+            flush=True,
+        )
+        if connection is not None:
+            drop(connection)
+
+
+def drop(connection):
+    try:
+        connection.disconnect(close=False)
+    except Exception:
+        pass
+
+
+def connect(address, share, user, password, progress):
     connection = Connection(uuid.uuid4(), address, 445)
+    progress.begin("connect", connection)
     connection.connect(timeout=10)
     session = Session(connection, user, password, require_encryption=False)
     session.connect()
     tree = TreeConnect(session, rf"\\{address}\{share}")
     tree.connect()
+    progress.end()
     return connection, tree
 
 
@@ -83,8 +133,9 @@ def lock_element(offset, flags):
     return [element]
 
 
-def one_operation(tree, name, offset, op):
+def one_operation(tree, name, offset, op, progress):
     handle = Open(tree, name)
+    progress.begin("create")
     handle.create(
         ImpersonationLevel.Impersonation,
         ACCESS,
@@ -96,13 +147,18 @@ def one_operation(tree, name, offset, op):
     )
     try:
         exclusive = LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY
+        progress.begin("lock")
         handle.lock(lock_element(offset, exclusive))
         if op == "lock-write":
+            progress.begin("write")
             handle.write(b"x" * LOCK_LENGTH, offset)
         else:
+            progress.begin("unlock")
             handle.lock(lock_element(offset, LockFlags.SMB2_LOCKFLAG_UNLOCK))
     finally:
+        progress.begin("close")
         handle.close()
+        progress.end()
 
 
 def worker(index, spec, args, stats, connected, start, stop):
@@ -110,8 +166,10 @@ def worker(index, spec, args, stats, connected, start, stop):
     address, name, offset = spec.split(":")
     offset = int(offset)
     base = index * FIELDS
+    progress = Progress()
+    threading.Thread(target=watchdog, args=(index, progress, stop), daemon=True).start()
     try:
-        connection, tree = connect(address, share, user, password)
+        connection, tree = connect(address, share, user, password, progress)
     except Exception as exc:  # reported to the parent, which gives up
         connected.put((index, f"{type(exc).__name__}: {exc}"))
         return
@@ -121,23 +179,36 @@ def worker(index, spec, args, stats, connected, start, stop):
     stats[base + LAST] = previous
     while not stop.is_set():
         try:
-            one_operation(tree, name, offset, op)
+            one_operation(tree, name, offset, op, progress)
         except SMBResponseException as exc:
+            progress.end()
             stats[base + ERRORS] += 1
             print(f"worker {index}: {exc}", file=sys.stderr, flush=True)
             continue
         except Exception as exc:  # the connection broke: connect again
             stats[base + ERRORS] += 1
-            print(f"worker {index}: {type(exc).__name__}: {exc}; reconnecting", file=sys.stderr, flush=True)
-            try:
-                connection.disconnect()
-            except Exception:
-                pass
+            progress.end()
+            print(
+                f"worker {index} at {time.monotonic():.3f}: {type(exc).__name__}: {exc}; reconnecting",
+                file=sys.stderr,
+                flush=True,
+            )
+            drop(connection)
+            attempts = 0
             while not stop.is_set():
+                attempts += 1
                 try:
-                    connection, tree = connect(address, share, user, password)
+                    connection, tree = connect(address, share, user, password, progress)
+                    print(
+                        f"worker {index} at {time.monotonic():.3f}: connected again after {attempts} attempts",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     break
-                except Exception:
+                except Exception as exc:
+                    progress.end()
+                    if attempts == 1:
+                        print(f"worker {index}: connecting again: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
                     time.sleep(0.05)
             continue
         now = time.monotonic()
@@ -147,10 +218,7 @@ def worker(index, spec, args, stats, connected, start, stop):
         previous = now
         stats[base + LAST] = now
         stats[base + OPS] += 1
-    try:
-        connection.disconnect()
-    except Exception:
-        pass
+    drop(connection)
 
 
 def cpu_seconds(pid):

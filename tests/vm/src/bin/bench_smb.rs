@@ -42,6 +42,10 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the survivors may take to agree and host every address (CTDB 4.17
 /// needs about 30 s at its defaults to notice a silent node).
 const RECOVER_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long after the survivors host every address the clients may take to
+/// complete operations again before the run ends (the stall then counts until
+/// the end).
+const RESUME_TIMEOUT: Duration = Duration::from_secs(60);
 /// Operations before the fault, and after the survivors host every address.
 const SETTLE: f64 = 3.0;
 
@@ -71,11 +75,18 @@ fn main() -> anyhow::Result<()> {
         Some("stock") => vec![Daemon::Stock],
         Some(other) => bail!("the daemons are ours, stock or both, not {other:?}"),
     };
+    let victims = match args.get(3).map(String::as_str) {
+        None | Some("both") => vec![Victim::Follower, Victim::Leader],
+        Some("follower") => vec![Victim::Follower],
+        Some("leader") => vec![Victim::Leader],
+        Some(other) => bail!("the victims are follower, leader or both, not {other:?}"),
+    };
     match args.first().map(String::as_str) {
-        Some("stall") => stall_table(number(1, 3)?, &daemons),
+        Some("stall") => stall_table(number(1, 3)?, &daemons, &victims),
         Some("rate") => rate_table(number(1, 10)?, &daemons),
         _ => bail!(
-            "usage: bench_smb stall [RUNS] [ours|stock|both] | rate [SECONDS] [ours|stock|both]"
+            "usage: bench_smb stall [RUNS] [ours|stock|both] [follower|leader|both] \
+             | rate [SECONDS] [ours|stock|both]"
         ),
     }
 }
@@ -153,6 +164,8 @@ struct LoadResult {
     ended: f64,
     cpu: f64,
     workers: Vec<WorkerResult>,
+    /// What the clients wrote on standard error (refusals, reconnections).
+    stderr: String,
 }
 
 /// `smb_load.py` running in the client namespace; killed by PID when dropped.
@@ -304,6 +317,7 @@ impl Load {
                     ended: ended.parse()?,
                     cpu: cpu.parse()?,
                     workers,
+                    stderr: self.stderr(),
                 });
             } else {
                 bail!("smb_load.py: unexpected {line:?}\n{}", self.stderr());
@@ -332,14 +346,16 @@ struct StallRun {
     /// When they hosted every address.
     placed: f64,
     errors: u64,
+    /// Each client's longest gap and the clients' standard error, for the log.
+    details: String,
 }
 
-fn stall_table(runs: u64, daemons: &[Daemon]) -> anyhow::Result<()> {
+fn stall_table(runs: u64, daemons: &[Daemon], victims: &[Victim]) -> anyhow::Result<()> {
     let logs = vm::daemon::workspace_root().join("target/bench-smb");
     std::fs::create_dir_all(&logs)?;
     let mut rows = Vec::new();
     for &daemon in daemons {
-        for victim in [Victim::Follower, Victim::Leader] {
+        for &victim in victims {
             let mut samples = Vec::new();
             for run in 0..runs {
                 let mut cluster = clustered_samba(daemon)?;
@@ -352,7 +368,10 @@ fn stall_table(runs: u64, daemons: &[Daemon]) -> anyhow::Result<()> {
                         "stock"
                     }
                 );
-                let mut text = String::new();
+                let mut text = match &result {
+                    Ok(sample) => sample.details.clone(),
+                    Err(e) => format!("{e:#}\n"),
+                };
                 for pnn in ALL {
                     text.push_str(&format!(
                         "---- node {pnn} ----\n{}\n",
@@ -454,6 +473,7 @@ fn stall_run(cluster: &mut Cluster, victim: Victim) -> anyhow::Result<StallRun> 
         }
     }
     let fault = monotonic();
+    let fault_wall = std::time::SystemTime::now();
     power_off_machine(cluster, dead)?;
     cluster
         .wait_agreement(&survivors, &survivors, RECOVER_TIMEOUT)
@@ -474,7 +494,7 @@ fn stall_run(cluster: &mut Cluster, victim: Victim) -> anyhow::Result<StallRun> 
         if t >= placed + SETTLE && counts.iter().zip(base.iter()).all(|(n, b)| n > b) {
             break;
         }
-        if t >= placed + RECOVER_TIMEOUT.as_secs_f64() {
+        if t >= placed + RESUME_TIMEOUT.as_secs_f64() {
             // Reported as a stall that lasts until the stop.
             break;
         }
@@ -485,12 +505,35 @@ fn stall_run(cluster: &mut Cluster, victim: Victim) -> anyhow::Result<StallRun> 
         .iter()
         .max_by(|a, b| a.gap.total_cmp(&b.gap))
         .ok_or_else(|| anyhow!("no clients"))?;
+    let mut details = format!(
+        "power loss of node {dead} ({victim:?}) at {} (UTC, Unix seconds); survivors {s1} \
+         ({a1}) and {s2} ({a2}) agreed +{:.3} s, every address hosted +{:.3} s\n",
+        fault_wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+        agreed - fault,
+        placed - fault
+    );
+    for (w, r) in workers.iter().zip(&result.workers) {
+        details.push_str(&format!(
+            "client {}:{}:{}: {} operations, {} failed, longest gap {:.3} s from +{:.3} s\n",
+            w.address,
+            w.file,
+            w.offset,
+            r.ops,
+            r.errors,
+            r.gap,
+            r.gap_at - fault
+        ));
+    }
+    details.push_str(&format!("---- clients' stderr ----\n{}\n", result.stderr));
     Ok(StallRun {
         stall: worst.gap,
         stall_from: worst.gap_at - fault,
         agreed: agreed - fault,
         placed: placed - fault,
         errors: result.workers.iter().map(|w| w.errors).sum(),
+        details,
     })
 }
 
