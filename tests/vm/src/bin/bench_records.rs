@@ -10,7 +10,11 @@
 //! - **recovery time against database size**: node 0's volatile database filled
 //!   with N records, then a recovery asked for as `ctdb recover` asks (SET_RECMODE
 //!   active), timed until node 0 reports a new generation in normal mode (polled
-//!   every 5 ms; the stock tool polls once a second, too coarse here).
+//!   every 5 ms; the stock tool polls once a second, too coarse here);
+//! - **memory with many records** (`records.sh memory [RECORDS]`, 1 000 000 by
+//!   default): node 0's daemon and its child processes (VmRSS, RssAnon,
+//!   RssFile + RssShmem, VmHWM from /proc/PID/status) when started, once its copy
+//!   of a volatile database holds RECORDS records, and after a recovery of it.
 //!
 //! The clients are this process: they talk CTDB's protocol on each node's socket
 //! and use libtdb on the node's database file (through `/proc/<pid>/root`), as
@@ -48,6 +52,8 @@ struct Client {
     pnn: u32,
     db_id: u32,
     tdb: Tdb,
+    /// The database file, seen from the host.
+    file: std::path::PathBuf,
 }
 
 impl Client {
@@ -71,13 +77,15 @@ impl Client {
         let path = String::from_utf8(path.split(|b| *b == 0).next().unwrap_or(&[]).to_vec())?;
         let flags = conn.control(Opcode::DB_OPEN_FLAGS, db_id.to_le_bytes().to_vec())?;
         let flags = u32::from_le_bytes(flags[..4].try_into()?);
-        let tdb = Tdb::open(&node.path(&path), 0, flags, libc::O_RDWR, 0)
+        let file = node.path(&path);
+        let tdb = Tdb::open(&file, 0, flags, libc::O_RDWR, 0)
             .with_context(|| format!("opening {path} of node {pnn}"))?;
         Ok(Client {
             conn,
             pnn,
             db_id,
             tdb,
+            file,
         })
     }
 
@@ -199,6 +207,17 @@ fn counter(value: &[u8]) -> u64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("memory") {
+        if std::env::var("CTDB_RS_PROFILE").as_deref() != Ok("release") {
+            bail!("run through tests/vm/bench/records.sh (it sets CTDB_RS_PROFILE=release)");
+        }
+        let records = std::env::args()
+            .nth(2)
+            .map(|a| a.parse().context("RECORDS must be a number"))
+            .transpose()?
+            .unwrap_or(1_000_000);
+        return memory_table(records);
+    }
     let seconds: u64 = std::env::args()
         .nth(1)
         .map(|a| a.parse().context("SECONDS must be a number"))
@@ -348,6 +367,13 @@ fn ring(cluster: &Cluster, nodes: u32, window: Duration) -> anyhow::Result<(u64,
 /// then times `ctdb recover` (which returns when the recovery has ended).
 fn recovery_with(cluster: &Cluster, size: usize) -> anyhow::Result<f64> {
     let client = Client::connect(cluster, 0, &format!("bench_recovery{size}.tdb"))?;
+    fill(&client, size)?;
+    recover(client.conn, size)
+}
+
+/// Stores `size` records held by node 0 in `client`'s database file, in one
+/// transaction, as smbd would have created them one by one.
+fn fill(client: &Client, size: usize) -> anyhow::Result<()> {
     client.tdb.transaction_start()?;
     for i in 0..size {
         let key = format!("record-{i:08}");
@@ -359,7 +385,18 @@ fn recovery_with(cluster: &Cluster, size: usize) -> anyhow::Result<f64> {
         )?;
     }
     client.tdb.transaction_commit()?;
-    let mut conn = client.conn;
+    Ok(())
+}
+
+/// Asks for a recovery through `conn` as `ctdb recover` does (SET_RECMODE
+/// active) and returns the seconds until its node reports a new generation in
+/// normal mode.
+fn recover(conn: Connection, size: usize) -> anyhow::Result<f64> {
+    recover_within(conn, size, TIMEOUT)
+}
+
+/// [`recover`] with a deadline of `timeout`.
+fn recover_within(mut conn: Connection, size: usize, timeout: Duration) -> anyhow::Result<f64> {
     let generation = |conn: &mut Connection| -> anyhow::Result<u32> {
         let map = conn.control(Opcode::GETVNNMAP, Vec::new())?;
         Ok(u32::from_le_bytes(map[..4].try_into()?))
@@ -372,11 +409,153 @@ fn recovery_with(cluster: &Cluster, size: usize) -> anyhow::Result<f64> {
         if now != before && conn.status(Opcode::GET_RECMODE)? == 0 {
             break;
         }
-        if start.elapsed() > TIMEOUT {
-            bail!("no recovery with {size} records within {TIMEOUT:?}");
+        if start.elapsed() > timeout {
+            bail!("no recovery with {size} records within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     }
     let secs = start.elapsed().as_secs_f64();
     Ok(secs)
+}
+
+// ---- memory with many records --------------------------------------------------
+
+/// How long a recovery of the memory measurement may take.
+const MEMORY_RECOVERY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Memory of one process, from /proc/PID/status, in KiB.
+struct Memory {
+    name: String,
+    rss: u64,
+    anon: u64,
+    file: u64,
+    hwm: u64,
+}
+
+/// `pid` and every process descended from it (CTDB forks its recovery daemon,
+/// event daemon and lock helpers), with their memory.
+fn memory_tree(pid: u32) -> anyhow::Result<Vec<Memory>> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(p) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|f| f.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((p, ppid));
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    let mut out = Vec::new();
+    for p in tree {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/status")) else {
+            continue;
+        };
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let name = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Name:"))
+            .unwrap_or("?")
+            .trim()
+            .to_owned();
+        out.push(Memory {
+            name: format!("{name} ({p})"),
+            rss: field("VmRSS:"),
+            anon: field("RssAnon:"),
+            file: field("RssFile:") + field("RssShmem:"),
+            hwm: field("VmHWM:"),
+        });
+    }
+    Ok(out)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+/// Node 0's daemon (and its children) before and after its copy of a volatile
+/// database is filled with `records` records, and after a recovery of the
+/// cluster, for both daemons.
+fn memory_table(records: usize) -> anyhow::Result<()> {
+    println!(
+        "| daemon | when | process | VmRSS MiB | RssAnon MiB | RssFile+RssShmem MiB | VmHWM MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for daemon in [Daemon::Ours, Daemon::Stock] {
+        let label = match daemon {
+            Daemon::Ours => "ctdb-rs",
+            Daemon::Stock => "CTDB 4.17",
+        };
+        let mut cluster = Cluster::builder().nodes(3).shared_volume(true).build()?;
+        cluster.start(daemon, TIMEOUT)?;
+        cluster.wait_agreement(&ALL, &ALL, TIMEOUT)?;
+        let pid = cluster.node_mut(0).daemon()?.process.pid();
+        let report = |when: &str| -> anyhow::Result<()> {
+            for m in memory_tree(pid)? {
+                println!(
+                    "| {label} | {when} | {} | {} | {} | {} | {} |",
+                    m.name,
+                    mib(m.rss),
+                    mib(m.anon),
+                    mib(m.file),
+                    mib(m.hwm)
+                );
+            }
+            Ok(())
+        };
+        report("started, no database")?;
+        let client = Client::connect(&cluster, 0, "bench_memory.tdb")?;
+        let start = Instant::now();
+        fill(&client, records)?;
+        let size = std::fs::metadata(&client.file).map(|m| m.len()).ok();
+        eprintln!(
+            "{label}: {records} records stored in {:.1} s (file {})",
+            start.elapsed().as_secs_f64(),
+            size.map_or("?".into(), |s| format!("{:.0} MiB", s as f64 / 1048576.0))
+        );
+        report(&format!("{records} records stored by a client (libtdb)"))?;
+        let Client { conn, tdb, .. } = client;
+        drop(tdb);
+        let recovery = recover_within(conn, records, MEMORY_RECOVERY_TIMEOUT);
+        match recovery {
+            Ok(secs) => {
+                eprintln!("{label}: recovery with {records} records: {secs:.1} s");
+                report(&format!("after a recovery ({secs:.1} s)"))?;
+            }
+            Err(e) => {
+                eprintln!("{label}: recovery with {records} records failed: {e:#}");
+                report("after a recovery that failed")?;
+            }
+        }
+        drop(cluster);
+    }
+    Ok(())
 }
