@@ -106,11 +106,12 @@ fn monotonic() -> f64 {
 }
 
 /// Three nodes with clustered Samba under `daemon`, every address on a distinct
-/// node, the test user added (as `tests/clustered_smb.rs` sets it up).
+/// node, the test user added by the harness at start (as `tests/clustered_smb.rs`
+/// sets it up).
 fn clustered_samba(daemon: Daemon) -> anyhow::Result<Cluster> {
     let mut cluster = Cluster::builder()
         .nodes(3)
-        .samba_clustered()
+        .samba(true)
         .client(true)
         .tunables("MonitorInterval=1\n")
         .build()?;
@@ -118,7 +119,6 @@ fn clustered_samba(daemon: Daemon) -> anyhow::Result<Cluster> {
     cluster.start(daemon, START_TIMEOUT)?;
     cluster.wait_agreement(&ALL, &ALL, START_TIMEOUT)?;
     wait_placed(&cluster, &ALL, &addrs(), &ALL, CONVERGE_TIMEOUT)?;
-    cluster.add_samba_user(0)?;
     Ok(cluster)
 }
 
