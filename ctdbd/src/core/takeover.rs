@@ -200,6 +200,11 @@ pub(super) struct AddressOp {
     /// removal queued behind the add is done, not when the add is (the one who
     /// asked gives the address to another node as soon as it has the answer).
     pub(super) release_waiters: Vec<(Requester, u32)>,
+    /// A removal because our lease ran out: we keep claiming the address in
+    /// GET_PUBLIC_IPS, so that the next leader puts it back here rather than
+    /// shuffling the survivors' addresses between them (its clients come back
+    /// to the node that has their tickle entries and their smbd's state).
+    pub(super) lapsed: bool,
 }
 
 impl Node {
@@ -528,7 +533,7 @@ impl Node {
                 self.lease_lapsed = true;
             }
             for addr in addrs {
-                self.address_ops.entry(addr).or_default();
+                self.address_ops.entry(addr).or_default().lapsed = true;
                 self.remove_address(addr, out);
             }
         }
@@ -754,15 +759,13 @@ impl Node {
                 self.end_issuing(out);
             }
             Phase::Release => {
+                // Every owner is asked, also for an address it claims already: a
+                // claim may outlive the address (a lapsed lease keeps it), and a
+                // TAKEOVER_IP for an address held is answered at once.
                 let takes: Vec<(u32, IpAddr)> = run
                     .plan
                     .iter()
                     .filter_map(|(addr, owner)| owner.map(|o| (o, *addr)))
-                    .filter(|(owner, addr)| {
-                        !run.known.get(owner).is_some_and(|ips| {
-                            ips.iter().any(|ip| ip.addr == *addr && ip.pnn == *owner)
-                        })
-                    })
                     .collect();
                 let run = self.takeover.as_mut().expect("present above");
                 run.phase = Phase::Take;
@@ -1110,7 +1113,7 @@ impl Node {
                 .cloned()
                 .unwrap_or_default();
             ip.active_iface = None;
-            if ip.pnn == pnn {
+            if ip.pnn == pnn && !op.lapsed {
                 ip.pnn = UNKNOWN_PNN;
             }
             info!(%addr, "public address released; running releaseip");
@@ -1271,14 +1274,24 @@ impl Node {
         }
     }
 
-    /// A client that registered connections went away: they are over.
+    /// A client that registered connections went away: they are over, except
+    /// those to an address this node no longer holds. Those clients did not
+    /// hear the end (their server's address was gone before smbd closed), so
+    /// whichever node takes the address next must tickle them: their entries
+    /// stay, here and on every peer, until then.
     pub(super) fn client_connections_gone(
         &mut self,
         client: super::ClientId,
         out: &mut Vec<Output>,
     ) {
         for conn in self.client_conns.remove(&client).unwrap_or_default() {
-            self.forget_connection(conn, true, out);
+            let held = self
+                .public_ips
+                .iter()
+                .any(|ip| ip.addr == conn.dst.ip() && ip.active_iface.is_some());
+            if held {
+                self.forget_connection(conn, true, out);
+            }
         }
     }
 
@@ -1344,13 +1357,26 @@ impl Node {
     }
 
     /// After taking `addr`: tickle every client known to be connected to it, so
-    /// that each learns at once that its connection is gone.
-    pub(super) fn tickle_clients(&self, addr: IpAddr, out: &mut Vec<Output>) {
-        for conn in self.tickles.get(&addr).into_iter().flatten() {
+    /// that each learns at once that its connection is gone. The entries are
+    /// then done with (no local smbd serves them; a client that reconnects
+    /// registers anew), here and on the peers.
+    pub(super) fn tickle_clients(&mut self, addr: IpAddr, out: &mut Vec<Output>) {
+        let conns: Vec<Connection> = self
+            .tickles
+            .get(&addr)
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        for conn in conns {
             out.push(Output::Tickle {
                 server: conn.dst,
                 client: conn.src,
             });
+            let served_here = self.client_conns.values().flatten().any(|c| *c == conn);
+            if !served_here {
+                self.forget_connection(conn, true, out);
+            }
         }
     }
 

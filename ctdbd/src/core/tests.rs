@@ -834,6 +834,24 @@ fn takeip_runs_before_the_announcement_and_releaseip_after_the_removal() {
     assert!(n.hosted_addresses().is_empty());
 }
 
+/// Node `n` takes `addr` (TAKEOVER_IP from the tool; the kernel adds it; takeip
+/// runs).
+fn host(n: &mut Node, addr: std::net::IpAddr) -> Vec<Output> {
+    finish_events(n, NOW);
+    let ip = crate::protocol::control::PublicIp { pnn: 0, addr }.encode();
+    call_to_deferred(n, Opcode::TAKEOVER_IP, ip);
+    n.feed(
+        NOW,
+        Input::AddressAdded {
+            addr,
+            result: Ok(()),
+        },
+    );
+    let (kind, out) = finish_one(n, NOW, EventOutcome::Ok);
+    assert_eq!(kind, EventKind::TakeIp);
+    out
+}
+
 /// Sends a control from the tool that may be answered later; returns the reqid and
 /// the outputs.
 fn call_to_deferred(n: &mut Node, opcode: Opcode, data: Vec<u8>) -> (u32, Vec<Output>) {
@@ -1457,6 +1475,8 @@ fn addtickle_registrations_outlive_the_tool_and_tcp_client_ones_do_not() {
         src: "10.0.0.200:40002".parse().unwrap(),
         dst,
     };
+    // Hosted here: a client leaving a live address has ended its connection.
+    host(&mut n, dst.ip());
     let (reply, _) = call(&mut n, Opcode::TCP_ADD_DELAYED_UPDATE, by_tool.encode());
     assert_eq!(reply.status, 0);
     n.feed(
@@ -1480,6 +1500,99 @@ fn addtickle_registrations_outlive_the_tool_and_tcp_client_ones_do_not() {
     let (reply, _) = call(&mut n, Opcode::GET_TCP_TICKLE_LIST, asked.into_bytes());
     let list = TickleList::decode(&reply.data).unwrap();
     assert_eq!(list.conns, vec![by_tool]);
+}
+
+/// Given smbd serving a client on an address, when the address is released and
+/// smbd goes (it closes its connections on the release, but the address is gone, so
+/// the client never hears), then the connection stays on the tickle list here and
+/// on the peers; when a node takes the address again it tickles the client and
+/// then forgets the entry everywhere.
+#[test]
+fn a_client_cut_off_by_a_release_is_tickled_by_the_next_holder() {
+    use crate::protocol::control::{Connection, PublicIp, TickleList};
+    let mut n = node();
+    connect_peer(&mut n, NOW, PEER_RUN);
+    let addr: std::net::IpAddr = "10.0.0.31".parse().unwrap();
+    host(&mut n, addr);
+    let conn = Connection {
+        src: "10.0.0.200:40002".parse().unwrap(),
+        dst: std::net::SocketAddr::new(addr, 445),
+    };
+    n.feed(
+        NOW,
+        Input::ClientPacket {
+            client: OTHER,
+            packet: control_packet(CURRENT_NODE, Opcode::TCP_CLIENT, 0, 0, conn.encode()),
+        },
+    );
+    let release = PublicIp { pnn: 1, addr }.encode();
+    call_to_deferred(&mut n, Opcode::RELEASE_IP, release);
+    n.feed(
+        NOW,
+        Input::AddressRemoved {
+            addr,
+            result: Ok(()),
+        },
+    );
+    finish_one(&mut n, NOW, EventOutcome::Ok);
+    let out = n.feed(NOW, Input::ClientGone { client: OTHER });
+    let removes = |out: &[Output]| {
+        out.iter()
+            .filter(|o| matches!(o, Output::SendToPeer { packet: Packet { body: Body::ReqControl(c), .. }, .. } if c.opcode == Opcode::TCP_REMOVE.0))
+            .count()
+    };
+    assert_eq!(removes(&out), 0, "the peers keep it: {out:?}");
+    let list = |n: &mut Node| {
+        let mut asked = crate::protocol::wire::Writer::new();
+        asked.sock_addr(&std::net::SocketAddr::new(addr, 0));
+        let (reply, _) = call(n, Opcode::GET_TCP_TICKLE_LIST, asked.into_bytes());
+        TickleList::decode(&reply.data).unwrap().conns
+    };
+    assert_eq!(list(&mut n), vec![conn]);
+
+    let out = host(&mut n, addr);
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Tickle { server, client } if *server == conn.dst && *client == conn.src)),
+        "{out:?}"
+    );
+    assert_eq!(removes(&out), 1, "{out:?}");
+    assert!(list(&mut n).is_empty());
+}
+
+/// Given a follower holding an address under its lease, when the lease runs out
+/// (no word from the leader), then it removes the address but keeps claiming it
+/// in GET_PUBLIC_IPS, so that the next leader's allocation puts it back here
+/// rather than moving the survivors' addresses between them.
+#[test]
+fn a_lapsed_follower_keeps_claiming_the_addresses_it_dropped() {
+    use crate::protocol::control::PublicIpList;
+    let mut n = follower_of_peer();
+    let out = n.feed(at(135), Input::Tick);
+    grant_leases(&mut n, at(140), &out, 500);
+    let addr: std::net::IpAddr = "10.0.0.31".parse().unwrap();
+    host(&mut n, addr);
+    assert_eq!(n.hosted_addresses(), vec![addr]);
+
+    // No grant since: the lease ends at 135 + 500 ms.
+    n.lease_requests.clear();
+    let out = n.feed(at(700), Input::Tick);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::RemoveAddress { addr: a, .. } if *a == addr)),
+        "{out:?}"
+    );
+    n.feed(
+        at(701),
+        Input::AddressRemoved {
+            addr,
+            result: Ok(()),
+        },
+    );
+    assert!(n.hosted_addresses().is_empty());
+    let (reply, _) = call(&mut n, Opcode::GET_PUBLIC_IPS, Vec::new());
+    let list = PublicIpList::decode(&reply.data).unwrap();
+    let claimed = list.ips.iter().find(|ip| ip.addr == addr).unwrap();
+    assert_eq!(claimed.pnn, 0, "still claimed: {list:?}");
 }
 
 /// Given node 0 following node 1, when node 1 steps down (alive: it says so), then
