@@ -1578,6 +1578,7 @@ fn recovery_answer_of(request: &Request, reply: &ReplyControl) -> Result<Answer,
 /// packets) and frees them all at the end; without this, glibc keeps the freed
 /// pages and ctdbd's resident memory stays at the recovery's peak (measured:
 /// 110 MiB of anonymous memory kept after recovering 1 M records).
+#[allow(unsafe_code)]
 fn release_freed_memory() {
     // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
     unsafe {
