@@ -1,6 +1,7 @@
-//! Bad input on the client socket: a malformed client is dropped, the daemon
-//! logs why and keeps serving everyone else; unknown and obsolete controls get an
-//! error reply, never silence; only root may connect.
+//! Bad input on the client socket and from a peer: a malformed client is dropped,
+//! the daemon logs why and keeps serving everyone else; unknown and obsolete
+//! controls get an error reply, never silence; only root may connect; bad
+//! database packets from a peer get an error answer and change nothing.
 //!
 //! Packets are built with the `ctdbd` crate's own codec, then broken on purpose.
 //! These expectations are ours: the stock 4.17 daemon keeps a connection after a
@@ -476,4 +477,229 @@ fn bad_database_requests_get_an_error_and_records_still_move() -> anyhow::Result
         );
     }
     Ok(())
+}
+
+/// A stand-in for node 1's daemon, run inside node 1's namespaces: listens on
+/// node 1's port, takes node 0's connection, connects to node 0 from node 1's
+/// address (the daemon knows peers by source address alone), sends the packets
+/// in the file given (hex, one per line), then prints every frame node 0 sends back, one hex line each,
+/// until it has seen an answer to each of the reqids given or its deadline.
+const FAKE_PEER: &str = r#"
+import socket, struct, sys, time
+own, peer, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+awaited = set(int(r) for r in sys.argv[4].split(","))
+packets = [bytes.fromhex(h) for h in open(sys.argv[5]).read().split()]
+lis = socket.socket()
+lis.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lis.bind((own, port))
+lis.listen(1)
+lis.settimeout(30)
+incoming, _ = lis.accept()
+out = socket.create_connection((peer, port), timeout=10, source_address=(own, 0))
+for p in packets:
+    out.sendall(p)
+incoming.settimeout(0.2)
+deadline = time.monotonic() + 20
+buf = b""
+while awaited and time.monotonic() < deadline:
+    try:
+        data = incoming.recv(1 << 16)
+    except socket.timeout:
+        continue
+    if not data:
+        break
+    buf += data
+    while len(buf) >= 4:
+        n = struct.unpack("<I", buf[:4])[0]
+        if n < 4 or len(buf) < n:
+            break
+        frame, buf = buf[:n], buf[n:]
+        print(frame.hex(), flush=True)
+        if len(frame) >= 32:
+            awaited.discard(struct.unpack("<I", frame[28:32])[0])
+print("missing " + ",".join(str(r) for r in sorted(awaited)), flush=True)
+"#;
+
+/// A packet from node 1 to node 0.
+fn from_node_1(reqid: u32, body: Body) -> Packet {
+    Packet {
+        header: Header {
+            generation: 0,
+            destnode: 0,
+            srcnode: 1,
+            reqid,
+        },
+        body,
+    }
+}
+
+/// Scenario: bad database packets from a peer get an error and change nothing.
+///
+/// Given node 0's daemon running, and node 1's address taken by a stand-in
+///   (its daemon not started) that speaks to node 0 as a peer,
+/// When the stand-in sends a call for a database node 0 does not have, a call
+///   whose key is over the limit, a record hand-over for an unknown database,
+///   and UPDATE_RECORD and a recovery push whose marshall buffers are garbage,
+/// Then each call and the hand-over are answered with REPLY_ERROR and each
+///   control with status −1,
+///   the daemon logs what was wrong, and it keeps serving: a local client then
+///   attaches a database and a call on it is answered.
+#[test]
+fn bad_database_packets_from_a_peer_get_an_error_and_change_nothing() -> anyhow::Result<()> {
+    use ctdbd::protocol::call::{call_flags, call_id, ReqCall, ReqDmaster};
+    let mut cluster = Cluster::builder().nodes(2).build()?;
+    cluster.node_mut(0).start_daemon(Daemon::Ours)?;
+    cluster
+        .node_mut(0)
+        .wait_runstate("RUNNING", START_TIMEOUT)?;
+    let node = cluster.node(0);
+    let mut client = connect(node)?;
+    let attach = |client: &mut UnixStream, name: &str, reqid: u32| -> anyhow::Result<u32> {
+        let mut nul = name.as_bytes().to_vec();
+        nul.push(0);
+        client.write_all(&control_with(Opcode::DB_ATTACH, reqid, 0, nul).encode())?;
+        let reply = read_packet(client, REACT_TIMEOUT)?;
+        match &reply.body {
+            Body::ReplyControl(r) if reply.header.reqid == reqid && r.status == 0 => {
+                Ok(u32::from_le_bytes(r.data[..4].try_into()?))
+            }
+            _ => anyhow::bail!("attach of {name}: got {reply:?}"),
+        }
+    };
+    let attached = attach(&mut client, "before.tdb", 0x300)?;
+    let call = |reqid, db_id, key: Vec<u8>| {
+        from_node_1(
+            reqid,
+            Body::ReqCall(ReqCall {
+                flags: call_flags::IMMEDIATE_MIGRATION,
+                db_id,
+                callid: call_id::NULL_FUNC,
+                hopcount: 0,
+                key,
+                calldata: Vec::new(),
+            }),
+        )
+    };
+    let peer_control = |reqid, opcode: u32, data: Vec<u8>| {
+        let mut packet = control(opcode, reqid);
+        packet.header.destnode = 0;
+        packet.header.srcnode = 1;
+        if let Body::ReqControl(c) = &mut packet.body {
+            c.data = data;
+        }
+        packet
+    };
+    let unknown_db = 0xdead_beef;
+    // (what, packet, whether an answer is expected)
+    let cases: Vec<(&str, Packet, bool)> = vec![
+        (
+            "call for an unknown database",
+            call(0x201, unknown_db, b"k".to_vec()),
+            true,
+        ),
+        (
+            "call with a key over the limit",
+            call(0x202, attached, vec![7; ctdbd::db::limits::MAX_KEY_LEN + 1]),
+            true,
+        ),
+        (
+            "hand-over for an unknown database",
+            from_node_1(
+                0x203,
+                Body::ReqDmaster(ReqDmaster {
+                    db_id: unknown_db,
+                    rsn: 9,
+                    dmaster: 1,
+                    key: b"k".to_vec(),
+                    data: b"v".to_vec(),
+                    record_flags: 0,
+                }),
+            ),
+            true,
+        ),
+        (
+            "UPDATE_RECORD with a garbage buffer",
+            peer_control(0x204, Opcode::UPDATE_RECORD.0, garbage(7, 33)),
+            true,
+        ),
+        (
+            "recovery push with a garbage buffer",
+            peer_control(0x205, 14, garbage(8, 21)),
+            true,
+        ),
+    ];
+    let awaited: Vec<String> = cases
+        .iter()
+        .filter(|(_, _, answered)| *answered)
+        .map(|(_, p, _)| p.header.reqid.to_string())
+        .collect();
+    let node_1 = cluster.node(1);
+    let packets_file = "/run/bad-input-peer-packets.hex";
+    let lines: Vec<String> = cases.iter().map(|(_, p, _)| hex(&p.encode())).collect();
+    std::fs::write(node_1.path(packets_file), lines.join("\n"))?;
+    let mut fake = node_1.command("python3");
+    fake.args([
+        "-c",
+        FAKE_PEER,
+        &vm::cluster::private_addr(1).to_string(),
+        &vm::cluster::private_addr(0).to_string(),
+        "4379",
+        &awaited.join(","),
+        packets_file,
+    ]);
+    let out = run(fake, Duration::from_secs(60))?;
+    assert!(out.success(), "the stand-in peer failed: {out}");
+    let frames: Vec<Packet> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("missing"))
+        .filter_map(|l| Packet::decode(&unhex(l)).ok())
+        .collect();
+    assert!(
+        out.stdout.lines().any(|l| l == "missing "),
+        "node 0 did not answer every bad packet: {out}"
+    );
+    for (what, packet, answered) in &cases {
+        if !answered {
+            continue;
+        }
+        let reqid = packet.header.reqid;
+        let reply = frames
+            .iter()
+            .find(|f| f.header.reqid == reqid)
+            .unwrap_or_else(|| panic!("{what}: no answer"));
+        match &reply.body {
+            Body::ReplyError(_) if !matches!(packet.body, Body::ReqControl(_)) => {}
+            Body::ReplyControl(r) if r.status == -1 => {}
+            other => panic!("{what}: expected an error answer, got {other:?}"),
+        }
+    }
+
+    // Still serving: a local client's attach and call are answered.
+    let db_id = attach(&mut client, "after.tdb", 0x301)?;
+    client.write_all(&call_packet(0x302, db_id, b"k").encode())?;
+    let reply = read_packet(&mut client, REACT_TIMEOUT)?;
+    assert!(
+        matches!(&reply.body, Body::ReplyCall(r) if r.status == 0) && reply.header.reqid == 0x302,
+        "call after the bad packets: got {reply:?}"
+    );
+    let log = node.daemon_log().to_lowercase();
+    for wanted in ["malformed update_record", "over the limit"] {
+        assert!(
+            log.contains(wanted),
+            "the daemon's log should mention {wanted:?}:\n{}",
+            indent(&log)
+        );
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+        .collect()
 }
