@@ -1321,10 +1321,12 @@ pub(super) fn error_reply(text: &str) -> ReplyControl {
     super::controls::error(-1, text)
 }
 
-/// How long the leader waits for its database thread to recover the databases
-/// before it starts over (CTDB's `RecoverTimeout`, 120 s, is for much slower
-/// recoveries than ours: a freeze waits only for smbd's chain locks).
-const DATABASE_RECOVERY_TIMEOUT_MS: u64 = 30_000;
+/// How long the leader waits for its database thread's report on a recovery
+/// before it starts over: a safety net, since the thread gives up by itself after
+/// 30 s without an answer from any node. As CTDB's `RecoverTimeout` (120 s): a
+/// recovery of a million records takes seconds per step, longer on a loaded
+/// machine, and starting it over would only start the same work again.
+const DATABASE_RECOVERY_TIMEOUT_MS: u64 = 120_000;
 
 /// A recovery waiting for the databases.
 #[derive(Debug, Clone, PartialEq)]

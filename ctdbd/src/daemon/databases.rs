@@ -1606,15 +1606,15 @@ const PUSH_DB: Opcode = Opcode(14);
 /// whom; this thread sends, answers its own part and keeps the deadline).
 struct Leading {
     run: RecoveryRun,
-    /// The step the deadline is for, and the deadline.
-    step: recovery_run::Step,
+    /// Until when it may wait for the next answer.
     deadline: Instant,
 }
 
-/// How long one step of a recovery may take before the recovery is given up (a
-/// freeze may wait this long for smbd to let go of a record). The core has its
-/// own deadline for the whole recovery and then starts over.
-const RECOVERY_STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a recovery may wait without any answer before it is given up (a
+/// freeze may wait this long for smbd to let go of a record; a node that dies
+/// ends it at once). The core has its own, longer, deadline for the whole
+/// recovery and then starts over.
+const RECOVERY_STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Worker {
     /// The core asks for the databases of `nodes` to be made the same.
@@ -1631,7 +1631,6 @@ impl Worker {
             next_control_reqid(counter)
         });
         self.recovery = Some(Leading {
-            step: run.step(),
             run,
             deadline: Instant::now() + RECOVERY_STEP_TIMEOUT,
         });
@@ -1710,10 +1709,9 @@ impl Worker {
         let progress = leading
             .run
             .answer(reqid, answer, &mut || next_control_reqid(counter));
-        if leading.run.step() != leading.step {
-            leading.step = leading.run.step();
-            leading.deadline = Instant::now() + RECOVERY_STEP_TIMEOUT;
-        }
+        // Any answer is progress: the deadline bounds a silence, not the work
+        // (a push of a million records takes seconds on each node).
+        leading.deadline = Instant::now() + RECOVERY_STEP_TIMEOUT;
         Some(progress)
     }
 
