@@ -190,8 +190,8 @@ impl Node {
     ) {
         match to {
             Requester::Local => {
-                if let Some((run, step)) = self.pending_local.get(&reqid).copied() {
-                    self.takeover_reply(run, step, reqid, reply, out);
+                if let Some(run) = self.pending_local.get(&reqid).copied() {
+                    self.takeover_reply(run, reqid, reply, out);
                 }
             }
             Requester::Client(client) => out.push(Output::SendToClient {
@@ -404,7 +404,7 @@ impl Node {
                 });
             }
             Purpose::NodesCheck => self.check_peer_nodes(from, &reply),
-            Purpose::Takeover { run, step } => self.takeover_reply(run, step, reqid, reply, out),
+            Purpose::Takeover { run } => self.takeover_reply(run, reqid, reply, out),
         }
     }
 
@@ -567,8 +567,8 @@ impl Node {
                         out,
                     );
                 }
-                Some(Purpose::Takeover { run, step }) => {
-                    self.takeover_reply(run, step, id, error_reply("node is disconnected"), out);
+                Some(Purpose::Takeover { run }) => {
+                    self.takeover_reply(run, id, error_reply("node is disconnected"), out);
                 }
                 Some(Purpose::NodesCheck) | None => {}
             }
@@ -651,8 +651,8 @@ impl Node {
                         out,
                     );
                 }
-                Some(Purpose::Takeover { run, step }) => {
-                    self.takeover_reply(run, step, id, error_reply("ctdb_control timed out"), out);
+                Some(Purpose::Takeover { run }) => {
+                    self.takeover_reply(run, id, error_reply("ctdb_control timed out"), out);
                 }
                 _ => {}
             }

@@ -437,7 +437,7 @@ enum Purpose {
     /// Our own check that the peer's nodes file matches ours.
     NodesCheck,
     /// A step of the leader's takeover run.
-    Takeover { run: u64, step: takeover::Step },
+    Takeover { run: u64 },
 }
 
 /// A control waiting for the nodes file to be read.
@@ -549,7 +549,7 @@ pub struct Node {
     /// Address adds and removes in progress, with the controls waiting on them.
     address_ops: BTreeMap<IpAddr, takeover::AddressOp>,
     /// The run's controls to this node itself that answer later.
-    pending_local: BTreeMap<u32, (u64, takeover::Step)>,
+    pending_local: BTreeMap<u32, u64>,
     /// No takeover runs before this (DISABLE_TAKEOVER_RUNS, DISABLE_IP_CHECK).
     takeover_disabled_until_ms: u64,
     /// Client connections to public addresses, by address (tickle lists).

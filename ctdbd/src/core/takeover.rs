@@ -123,7 +123,7 @@
 //! loss, a partition, a guardian that could not remove everything — the lease wait
 //! stays.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use tracing::{error, info, warn};
@@ -131,6 +131,7 @@ use tracing::{error, info, warn};
 use super::events::AfterEvent;
 use super::{Node, Output, PendingControl, Purpose, Requester};
 use crate::events::Event;
+use crate::fanout::FanOut;
 use crate::ipalloc;
 use crate::protocol::control::{
     node_flags, srvid, AddrInfo, Connection, DaemonGone, LeaseGrant, Opcode, PublicIp,
@@ -152,11 +153,13 @@ const LEASE_REQUEST_MAX_AGE_MS: u64 = 10_000;
 /// Pause after a failed takeover run before the next.
 const TAKEOVER_RETRY_MS: u64 = 1000;
 
-/// Which step of a takeover run a reply belongs to.
+/// What one control of a takeover run asked (the node is the fan-out's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Step {
-    Known(u32),
-    Available(u32),
+    /// GET_PUBLIC_IPS: every address the node knows, and who holds it.
+    Known,
+    /// GET_PUBLIC_IPS, only those it can host.
+    Available,
     Release,
     Take,
 }
@@ -175,17 +178,13 @@ pub(super) struct TakeoverRun {
     /// When it started (monotonic ms), for its duration.
     started_ms: u64,
     phase: Phase,
-    /// Request ids still unanswered in this phase.
-    waiting: BTreeSet<u32>,
+    /// The phase's controls, and whether any failed.
+    round: FanOut<Step>,
     participants: Vec<u32>,
     known: BTreeMap<u32, Vec<PublicIp>>,
     available: BTreeMap<u32, Vec<PublicIp>>,
     /// New owner of every address, from the allocation.
     plan: Vec<(IpAddr, Option<u32>)>,
-    failed: bool,
-    /// Set while a phase sends its controls: replies that come back at once (this
-    /// node's own) must not advance the run before the phase has sent them all.
-    issuing: bool,
     requesters: Vec<SrvidMessage>,
 }
 
@@ -590,34 +589,25 @@ impl Node {
             id: self.takeover_ids,
             started_ms: now,
             phase: Phase::Gather,
-            waiting: BTreeSet::new(),
+            round: FanOut::new(),
             participants: participants.clone(),
             known: BTreeMap::new(),
             available: BTreeMap::new(),
             plan: Vec::new(),
-            failed: false,
-            issuing: true,
             requesters: std::mem::take(&mut self.takeover_requesters),
         });
         for pnn in participants {
+            self.run_control(pnn, Step::Known, Opcode::GET_PUBLIC_IPS, 0, Vec::new(), out);
             self.run_control(
                 pnn,
-                Step::Known(pnn),
-                Opcode::GET_PUBLIC_IPS,
-                0,
-                Vec::new(),
-                out,
-            );
-            self.run_control(
-                pnn,
-                Step::Available(pnn),
+                Step::Available,
                 Opcode::GET_PUBLIC_IPS,
                 PUBLIC_IP_FLAGS_ONLY_AVAILABLE,
                 Vec::new(),
                 out,
             );
         }
-        self.end_issuing(out);
+        self.all_sent(out);
     }
 
     /// Sends one control of the run, to a peer or to ourselves.
@@ -634,7 +624,7 @@ impl Node {
         let run_id = run.id;
         let reqid = self.allocate_reqid();
         if let Some(run) = &mut self.takeover {
-            run.waiting.insert(reqid);
+            run.round.sent(reqid, to, step);
         }
         let req = ReqControl {
             opcode: opcode.0,
@@ -644,9 +634,9 @@ impl Node {
             data,
         };
         if to == self.pnn {
-            self.pending_local.insert(reqid, (run_id, step));
+            self.pending_local.insert(reqid, run_id);
             if let Some(reply) = self.control(Requester::Local, reqid, &req, out) {
-                self.takeover_reply(run_id, step, reqid, reply, out);
+                self.takeover_reply(run_id, reqid, reply, out);
             }
             return;
         }
@@ -656,7 +646,7 @@ impl Node {
             PendingControl {
                 to,
                 deadline_ms: self.now.mono_ms + timeout_ms,
-                purpose: Purpose::Takeover { run: run_id, step },
+                purpose: Purpose::Takeover { run: run_id },
             },
         );
         out.push(Output::SendToPeer {
@@ -672,7 +662,6 @@ impl Node {
     pub(super) fn takeover_reply(
         &mut self,
         run_id: u64,
-        step: Step,
         reqid: u32,
         reply: ReplyControl,
         out: &mut Vec<Output>,
@@ -681,30 +670,30 @@ impl Node {
         let Some(run) = self.takeover.as_mut().filter(|r| r.id == run_id) else {
             return; // a finished run's straggler
         };
-        if !run.waiting.remove(&reqid) {
-            return;
-        }
         if reply.status != 0 {
-            warn!(?step, status = reply.status, error = %String::from_utf8_lossy(&reply.error), "takeover run step failed");
-            run.failed = true;
+            let Some((pnn, step)) = run.round.refuse(reqid) else {
+                return;
+            };
+            warn!(peer = pnn, ?step, status = reply.status, error = %String::from_utf8_lossy(&reply.error), "takeover run step failed");
         } else {
+            let Some((pnn, step)) = run.round.answer(reqid) else {
+                return;
+            };
             match step {
-                Step::Known(pnn) | Step::Available(pnn) => {
-                    match PublicIpList::decode(&reply.data) {
-                        Ok(list) => {
-                            let map = if matches!(step, Step::Known(_)) {
-                                &mut run.known
-                            } else {
-                                &mut run.available
-                            };
-                            map.insert(pnn, list.ips);
-                        }
-                        Err(e) => {
-                            warn!(peer = pnn, error = %e, "bad public address list");
-                            run.failed = true;
-                        }
+                Step::Known | Step::Available => match PublicIpList::decode(&reply.data) {
+                    Ok(list) => {
+                        let map = if step == Step::Known {
+                            &mut run.known
+                        } else {
+                            &mut run.available
+                        };
+                        map.insert(pnn, list.ips);
                     }
-                }
+                    Err(e) => {
+                        warn!(peer = pnn, error = %e, "bad public address list");
+                        run.round.fail();
+                    }
+                },
                 Step::Release | Step::Take => {}
             }
         }
@@ -714,10 +703,10 @@ impl Node {
     /// Moves the run to its next phase once every reply of this one is in.
     fn advance_takeover(&mut self, out: &mut Vec<Output>) {
         let Some(run) = &self.takeover else { return };
-        if run.issuing || !run.waiting.is_empty() {
+        if !run.round.is_complete() {
             return;
         }
-        if run.failed {
+        if run.round.has_failed() {
             self.finish_takeover(false, out);
             return;
         }
@@ -742,7 +731,7 @@ impl Node {
                 let run = self.takeover.as_mut().expect("present above");
                 run.plan = plan;
                 run.phase = Phase::Release;
-                run.issuing = true;
+                run.round.next_round();
                 for (pnn, addr, new_owner) in releases {
                     let data = PublicIp {
                         pnn: new_owner.unwrap_or(UNKNOWN_PNN),
@@ -751,7 +740,7 @@ impl Node {
                     .encode();
                     self.run_control(pnn, Step::Release, Opcode::RELEASE_IP, 0, data, out);
                 }
-                self.end_issuing(out);
+                self.all_sent(out);
             }
             Phase::Release => {
                 let takes: Vec<(u32, IpAddr)> = run
@@ -766,21 +755,21 @@ impl Node {
                     .collect();
                 let run = self.takeover.as_mut().expect("present above");
                 run.phase = Phase::Take;
-                run.issuing = true;
+                run.round.next_round();
                 for (owner, addr) in takes {
                     let data = PublicIp { pnn: owner, addr }.encode();
                     self.run_control(owner, Step::Take, Opcode::TAKEOVER_IP, 0, data, out);
                 }
-                self.end_issuing(out);
+                self.all_sent(out);
             }
             Phase::Take => self.finish_takeover(true, out),
         }
     }
 
     /// The current phase has sent all its controls: it may complete now.
-    fn end_issuing(&mut self, out: &mut Vec<Output>) {
+    fn all_sent(&mut self, out: &mut Vec<Output>) {
         if let Some(run) = &mut self.takeover {
-            run.issuing = false;
+            run.round.all_sent();
         }
         self.advance_takeover(out);
     }
