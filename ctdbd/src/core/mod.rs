@@ -35,6 +35,7 @@
 mod cluster;
 mod controls;
 mod counters;
+mod deferred;
 mod events;
 mod takeover;
 mod tunnels;
@@ -422,21 +423,16 @@ enum Requester {
     Local,
 }
 
-/// A control we sent to a peer and whose reply we await.
-#[derive(Debug, Clone)]
-struct PendingControl {
-    to: u32,
-    deadline_ms: u64,
-    purpose: Purpose,
-}
-
-#[derive(Debug, Clone)]
+/// What a deferred reply is for (`deferred`): one variant per kind of answer
+/// that comes later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
-    /// A client's control forwarded to the peer; reply with the client's reqid.
-    Forwarded { client: ClientId, reqid: u32 },
-    /// Our own check that the peer's nodes file matches ours.
+    /// A client's control forwarded to a peer: the peer's reply goes to the client.
+    Forwarded,
+    /// Our own check that a peer's nodes file matches ours.
     NodesCheck,
-    /// A step of the leader's takeover run.
+    /// A control of the leader's takeover run `run`, to a peer or to this node
+    /// (whose own reply may come later: an address change).
     Takeover { run: u64 },
 }
 
@@ -507,7 +503,8 @@ pub struct Node {
     last_recovery_started: Timeval,
     last_recovery_finished: Timeval,
     clients: BTreeMap<ClientId, ClientInfo>,
-    pending: BTreeMap<u32, PendingControl>,
+    /// Every reply given later, by request id.
+    deferred: deferred::Deferred<Purpose>,
     next_reqid: u32,
     nodes_file_requests: BTreeMap<u64, PendingNodesFile>,
     next_request: u64,
@@ -548,8 +545,6 @@ pub struct Node {
     rebalance_nodes: BTreeSet<u32>,
     /// Address adds and removes in progress, with the controls waiting on them.
     address_ops: BTreeMap<IpAddr, takeover::AddressOp>,
-    /// The run's controls to this node itself that answer later.
-    pending_local: BTreeMap<u32, u64>,
     /// No takeover runs before this (DISABLE_TAKEOVER_RUNS, DISABLE_IP_CHECK).
     takeover_disabled_until_ms: u64,
     /// Client connections to public addresses, by address (tickle lists).
@@ -684,7 +679,7 @@ impl Node {
             last_recovery_started: now.wall,
             last_recovery_finished: now.wall,
             clients: BTreeMap::new(),
-            pending: BTreeMap::new(),
+            deferred: deferred::Deferred::default(),
             next_reqid: 1,
             nodes_file_requests: BTreeMap::new(),
             next_request: 1,
@@ -709,7 +704,6 @@ impl Node {
             takeover_requesters: Vec::new(),
             rebalance_nodes: BTreeSet::new(),
             address_ops: BTreeMap::new(),
-            pending_local: BTreeMap::new(),
             takeover_disabled_until_ms: 0,
             tickles: BTreeMap::new(),
             client_conns: BTreeMap::new(),
@@ -854,8 +848,8 @@ impl Node {
         if let Some(b) = self.banned_until_ms {
             t = t.min(b);
         }
-        if let Some(p) = self.pending.values().map(|p| p.deadline_ms).min() {
-            t = t.min(p);
+        if let Some(d) = self.deferred.next_deadline() {
+            t = t.min(d);
         }
         if let Some(r) = &self.database_recovery {
             t = t.min(r.deadline_ms);

@@ -128,8 +128,9 @@ use std::net::IpAddr;
 
 use tracing::{error, info, warn};
 
+use super::deferred::Awaiting;
 use super::events::AfterEvent;
-use super::{Node, Output, PendingControl, Purpose, Requester};
+use super::{Node, Output, Purpose, Requester};
 use crate::events::Event;
 use crate::fanout::FanOut;
 use crate::ipalloc;
@@ -633,20 +634,33 @@ impl Node {
             flags,
             data,
         };
+        let purpose = Purpose::Takeover { run: run_id };
         if to == self.pnn {
-            self.pending_local.insert(reqid, run_id);
+            // Answered now, or later through `reply_to` (an address change).
+            self.deferred.insert(
+                reqid,
+                Awaiting {
+                    purpose,
+                    reply_to: None,
+                    peer: None,
+                    deadline_ms: None,
+                },
+            );
             if let Some(reply) = self.control(Requester::Local, reqid, &req, out) {
-                self.takeover_reply(run_id, reqid, reply, out);
+                if self.deferred.take_if(reqid, |p| *p == purpose).is_some() {
+                    self.takeover_reply(run_id, reqid, reply, out);
+                }
             }
             return;
         }
         let timeout_ms = self.tunables.secs_as_ms(keys::TAKEOVER_TIMEOUT);
-        self.pending.insert(
+        self.deferred.insert(
             reqid,
-            PendingControl {
-                to,
-                deadline_ms: self.now.mono_ms + timeout_ms,
-                purpose: Purpose::Takeover { run: run_id },
+            Awaiting {
+                purpose,
+                reply_to: None,
+                peer: Some(to),
+                deadline_ms: Some(self.now.mono_ms + timeout_ms),
             },
         );
         out.push(Output::SendToPeer {
@@ -666,7 +680,6 @@ impl Node {
         reply: ReplyControl,
         out: &mut Vec<Output>,
     ) {
-        self.pending_local.remove(&reqid);
         let Some(run) = self.takeover.as_mut().filter(|r| r.id == run_id) else {
             return; // a finished run's straggler
         };

@@ -2191,3 +2191,111 @@ fn tunnels_register_once_and_carry_packets_to_the_registered_client() {
         "{out:?}"
     );
 }
+
+/// TOOL's GET_PID sent on to node 1: the request id it went out with.
+fn forward_get_pid(n: &mut Node, now: Now) -> u32 {
+    let out = n.feed(
+        now,
+        Input::ClientPacket {
+            client: TOOL,
+            packet: control_packet(1, Opcode::GET_PID, 0, 0, Vec::new()),
+        },
+    );
+    out.iter()
+        .find_map(|o| match o {
+            Output::SendToPeer {
+                pnn: 1,
+                packet:
+                    Packet {
+                        header,
+                        body: Body::ReqControl(req),
+                    },
+            } if req.opcode == Opcode::GET_PID.0 => {
+                assert_eq!(req.client_id, TOOL.0, "carries the client's id");
+                Some(header.reqid)
+            }
+            _ => None,
+        })
+        .expect("forwarded to node 1")
+}
+
+/// Node 1's reply to our request `reqid`.
+fn peer_reply(reqid: u32, status: i32) -> Input {
+    Input::PeerPacket {
+        pnn: 1,
+        packet: Packet {
+            header: Header {
+                generation: 0,
+                destnode: 0,
+                srcnode: 1,
+                reqid,
+            },
+            body: Body::ReplyControl(ReplyControl {
+                status,
+                data: Vec::new(),
+                error: Vec::new(),
+            }),
+        },
+    }
+}
+
+/// TOOL's replies in `out`: (srcnode, status, error text).
+fn tool_replies(out: &[Output]) -> Vec<(u32, i32, String)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::SendToClient {
+                client: TOOL,
+                packet:
+                    Packet {
+                        header,
+                        body: Body::ReplyControl(r),
+                    },
+            } => {
+                assert_eq!(header.reqid, 77, "the client's own request id");
+                Some((
+                    header.srcnode,
+                    r.status,
+                    String::from_utf8_lossy(&r.error).into_owned(),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A client's control to another node is answered exactly once: with the node's
+/// reply (naming that node), or with CTDB's error when the control times out or
+/// the node goes; whatever comes from the node after that is dropped.
+#[test]
+fn a_forwarded_control_is_answered_once_by_reply_timeout_or_loss() {
+    let mut n = node();
+    set_tunable(&mut n, NOW, "ControlTimeout", 1);
+    connect_peer(&mut n, NOW, 1);
+
+    let reqid = forward_get_pid(&mut n, NOW);
+    let out = n.feed(NOW, peer_reply(reqid, 0));
+    assert_eq!(tool_replies(&out), [(1, 0, String::new())]);
+    let again = n.feed(NOW, peer_reply(reqid, 0));
+    assert!(tool_replies(&again).is_empty(), "a duplicate: {again:?}");
+
+    let reqid = forward_get_pid(&mut n, NOW);
+    assert!(n.poll_timeout() <= 1000, "the deadline is a timer");
+    let out = n.feed(at(999), Input::Tick);
+    assert!(tool_replies(&out).is_empty(), "not yet: {out:?}");
+    let out = n.feed(at(1000), Input::Tick);
+    assert_eq!(
+        tool_replies(&out),
+        [(0, -1, "ctdb_control timed out".to_owned())]
+    );
+    assert_eq!(n.stats.timeouts_control, 1);
+    let late = n.feed(at(1001), peer_reply(reqid, 0));
+    assert!(tool_replies(&late).is_empty(), "late: {late:?}");
+
+    forward_get_pid(&mut n, at(1001));
+    let out = n.feed(at(1002), Input::PeerDisconnected { pnn: 1 });
+    assert_eq!(
+        tool_replies(&out),
+        [(0, -1, "node is disconnected".to_owned())]
+    );
+    assert_eq!(n.deferred.len(), 0, "nothing left waiting");
+}
