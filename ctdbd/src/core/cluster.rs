@@ -5,10 +5,7 @@ use tracing::{debug, error, info, warn};
 
 use super::deferred::{Awaiting, NotAwaited, ReplyTo};
 use super::events::AfterEvent;
-use super::{
-    ClientId, LockState, Node, Output, PeerLink, PendingNodesFile, Purpose, ReclockStatus,
-    Requester,
-};
+use super::{ClientId, LockState, Node, Output, PeerLink, Purpose, ReclockStatus, Requester};
 use crate::events::Event;
 use crate::protocol::control::{
     node_flags, srvid, DisableMessage, NodeFlagChange, NodeMap, Opcode, Runstate, SrvidMessage,
@@ -161,6 +158,32 @@ impl Node {
         out: &mut Vec<Output>,
     ) {
         self.send_control(to, purpose.map(|p| (p, None)), req, out);
+    }
+
+    /// Files a reply that this node's own edges make possible later (a file
+    /// read): the id to find it by when they answer.
+    pub(super) fn defer_reply(&mut self, purpose: Purpose, reply_to: Option<ReplyTo>) -> u32 {
+        let id = self.allocate_reqid();
+        self.deferred.insert(
+            id,
+            Awaiting {
+                purpose,
+                reply_to,
+                peer: None,
+                deadline_ms: None,
+            },
+        );
+        id
+    }
+
+    /// The reply filed under the token an edge echoed, if it is one for `wanted`.
+    pub(super) fn take_deferred(
+        &mut self,
+        token: u64,
+        wanted: impl FnOnce(&Purpose) -> bool,
+    ) -> Option<Awaiting<Purpose>> {
+        let id = u32::try_from(token).ok()?;
+        self.deferred.take_if(id, wanted)
     }
 
     /// Sends a control to a peer. With `awaited`, its reply is deferred for that
@@ -471,6 +494,12 @@ impl Node {
                 }
             }
             Purpose::Takeover { run } => self.takeover_reply(run, reqid, reply, out),
+            // Answered by this node's edges, never by a peer.
+            Purpose::NodesFile { .. } | Purpose::PublicAddresses => {
+                if let Some(ReplyTo { who, reqid }) = awaiting.reply_to {
+                    self.reply_to(who, reqid, reply, out);
+                }
+            }
         }
     }
 
@@ -1225,17 +1254,15 @@ impl Node {
         reload: bool,
         out: &mut Vec<Output>,
     ) {
-        let request = self.next_request;
-        self.next_request += 1;
-        self.nodes_file_requests.insert(
-            request,
-            PendingNodesFile {
-                requester,
-                reqid,
-                reload,
-            },
-        );
-        out.push(Output::ReadNodesFile { request });
+        // A control sent with NOREPLY (reqid 0) is carried out, not answered.
+        let reply_to = (reqid != 0).then_some(ReplyTo {
+            who: requester,
+            reqid,
+        });
+        let id = self.defer_reply(Purpose::NodesFile { reload }, reply_to);
+        out.push(Output::ReadNodesFile {
+            request: u64::from(id),
+        });
     }
 
     pub(super) fn nodes_file_read(
@@ -1244,25 +1271,25 @@ impl Node {
         result: Result<Vec<Option<std::net::IpAddr>>, String>,
         out: &mut Vec<Output>,
     ) {
-        let Some(pending) = self.nodes_file_requests.remove(&request) else {
+        let Some(awaiting) =
+            self.take_deferred(request, |p| matches!(p, Purpose::NodesFile { .. }))
+        else {
+            return;
+        };
+        let Purpose::NodesFile { reload } = awaiting.purpose else {
             return;
         };
         let entries = match result {
             Ok(e) => e,
             Err(reason) => {
                 error!(%reason, "cannot read the nodes file");
-                if pending.reqid != 0 {
-                    self.reply_to(
-                        pending.requester,
-                        pending.reqid,
-                        error_reply("cannot read the nodes file"),
-                        out,
-                    );
+                if let Some(ReplyTo { who, reqid }) = awaiting.reply_to {
+                    self.reply_to(who, reqid, error_reply("cannot read the nodes file"), out);
                 }
                 return;
             }
         };
-        let reply = if pending.reload {
+        let reply = if reload {
             self.reload_nodes(entries, out)
         } else {
             let map = NodeMap {
@@ -1281,8 +1308,8 @@ impl Node {
             };
             Node::reply_ok(map.encode())
         };
-        if pending.reqid != 0 {
-            self.reply_to(pending.requester, pending.reqid, reply, out);
+        if let Some(ReplyTo { who, reqid }) = awaiting.reply_to {
+            self.reply_to(who, reqid, reply, out);
         }
     }
 

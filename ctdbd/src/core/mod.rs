@@ -434,14 +434,12 @@ enum Purpose {
     /// A control of the leader's takeover run `run`, to a peer or to this node
     /// (whose own reply may come later: an address change).
     Takeover { run: u64 },
-}
-
-/// A control waiting for the nodes file to be read.
-#[derive(Debug, Clone, Copy)]
-struct PendingNodesFile {
-    requester: Requester,
-    reqid: u32,
-    reload: bool,
+    /// GET_NODES_FILE or (`reload`) RELOAD_NODES_FILE, waiting for the edge to
+    /// read the nodes file ([`Input::NodesFile`] echoes the id).
+    NodesFile { reload: bool },
+    /// RELOAD_PUBLIC_IPS, waiting for the edge to read `public_addresses`
+    /// ([`Input::PublicAddresses`] echoes the id).
+    PublicAddresses,
 }
 
 /// State of our attempt to hold the recovery lock.
@@ -506,8 +504,6 @@ pub struct Node {
     /// Every reply given later, by request id.
     deferred: deferred::Deferred<Purpose>,
     next_reqid: u32,
-    nodes_file_requests: BTreeMap<u64, PendingNodesFile>,
-    next_request: u64,
     rng: u64,
     /// Leader only: when each node last caused a recovery by (re)joining, within
     /// `RecoveryBanPeriod`. A node that keeps doing it is banned.
@@ -551,8 +547,6 @@ pub struct Node {
     tickles: BTreeMap<IpAddr, BTreeSet<crate::protocol::control::Connection>>,
     /// Connections each local client registered (TCP_CLIENT), forgotten when it goes.
     client_conns: BTreeMap<ClientId, Vec<crate::protocol::control::Connection>>,
-    /// RELOAD_PUBLIC_IPS waiting for the file to be read.
-    public_reload_requests: BTreeMap<u64, (Requester, u32)>,
     /// Event scripts: what runs, what is waiting, the monitor's rhythm.
     events: events::EventSchedule,
     stats: Statistics,
@@ -681,8 +675,6 @@ impl Node {
             clients: BTreeMap::new(),
             deferred: deferred::Deferred::default(),
             next_reqid: 1,
-            nodes_file_requests: BTreeMap::new(),
-            next_request: 1,
             // xorshift must not start at 0.
             rng: config.seed | 1,
             recovery_causes: BTreeMap::new(),
@@ -707,7 +699,6 @@ impl Node {
             takeover_disabled_until_ms: 0,
             tickles: BTreeMap::new(),
             client_conns: BTreeMap::new(),
-            public_reload_requests: BTreeMap::new(),
             events: events::EventSchedule::default(),
             stats: Statistics {
                 statistics_start_time: now.wall,

@@ -128,7 +128,7 @@ use std::net::IpAddr;
 
 use tracing::{error, info, warn};
 
-use super::deferred::Awaiting;
+use super::deferred::{Awaiting, ReplyTo};
 use super::events::AfterEvent;
 use super::{Node, Output, Purpose, Requester};
 use crate::events::Event;
@@ -1444,11 +1444,14 @@ impl Node {
         reqid: u32,
         out: &mut Vec<Output>,
     ) {
-        let request = self.next_request;
-        self.next_request += 1;
-        self.public_reload_requests
-            .insert(request, (requester, reqid));
-        out.push(Output::ReadPublicAddresses { request });
+        let reply_to = (reqid != 0 || matches!(requester, Requester::Local)).then_some(ReplyTo {
+            who: requester,
+            reqid,
+        });
+        let id = self.defer_reply(Purpose::PublicAddresses, reply_to);
+        out.push(Output::ReadPublicAddresses {
+            request: u64::from(id),
+        });
     }
 
     /// The re-read `public_addresses`: add what is new, delete what is gone, keep the
@@ -1459,7 +1462,7 @@ impl Node {
         result: Result<Vec<(IpAddr, u8, Vec<String>)>, String>,
         out: &mut Vec<Output>,
     ) {
-        let Some((requester, reqid)) = self.public_reload_requests.remove(&request) else {
+        let Some(awaiting) = self.take_deferred(request, |p| *p == Purpose::PublicAddresses) else {
             return;
         };
         let reply = match result {
@@ -1493,8 +1496,8 @@ impl Node {
                 Node::reply_ok(Vec::new())
             }
         };
-        if reqid != 0 || matches!(requester, Requester::Local) {
-            self.reply_to(requester, reqid, reply, out);
+        if let Some(ReplyTo { who, reqid }) = awaiting.reply_to {
+            self.reply_to(who, reqid, reply, out);
         }
     }
 

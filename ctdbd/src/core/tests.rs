@@ -2299,3 +2299,91 @@ fn a_forwarded_control_is_answered_once_by_reply_timeout_or_loss() {
     );
     assert_eq!(n.deferred.len(), 0, "nothing left waiting");
 }
+
+/// Sends TOOL's `opcode` to this node and returns the token of the file read it
+/// asks the edge for.
+fn file_read_token(n: &mut Node, opcode: Opcode) -> u64 {
+    let out = n.feed(
+        NOW,
+        Input::ClientPacket {
+            client: TOOL,
+            packet: control_packet(CURRENT_NODE, opcode, 0, 0, Vec::new()),
+        },
+    );
+    assert!(tool_replies(&out).is_empty(), "answered later: {out:?}");
+    out.iter()
+        .find_map(|o| match o {
+            Output::ReadNodesFile { request } | Output::ReadPublicAddresses { request } => {
+                Some(*request)
+            }
+            _ => None,
+        })
+        .expect("a file read")
+}
+
+/// GET_NODES_FILE and RELOAD_PUBLIC_IPS wait for the edge's file read: each is
+/// answered once, when the read under its own token comes back; a token that is
+/// unknown or of the other kind answers nothing and leaves the wait.
+#[test]
+fn file_reads_answer_their_own_control_once() {
+    let mut n = node();
+    let nodes_file = file_read_token(&mut n, Opcode::GET_NODES_FILE);
+    let public = file_read_token(&mut n, Opcode::RELOAD_PUBLIC_IPS);
+    assert_ne!(nodes_file, public);
+    let entries = || Ok(vec![Some("192.168.20.41".parse().unwrap()), None]);
+
+    let wrong_kind = n.feed(
+        NOW,
+        Input::NodesFile {
+            request: public,
+            result: entries(),
+        },
+    );
+    let unknown = n.feed(
+        NOW,
+        Input::NodesFile {
+            request: u64::MAX,
+            result: entries(),
+        },
+    );
+    assert!(tool_replies(&wrong_kind).is_empty() && tool_replies(&unknown).is_empty());
+
+    let read = Input::NodesFile {
+        request: nodes_file,
+        result: entries(),
+    };
+    let out = n.feed(NOW, read.clone());
+    assert_eq!(tool_replies(&out), [(0, 0, String::new())]);
+    let map = out
+        .iter()
+        .find_map(|o| match o {
+            Output::SendToClient {
+                packet:
+                    Packet {
+                        body: Body::ReplyControl(r),
+                        ..
+                    },
+                ..
+            } => Some(NodeMap::decode(&r.data).unwrap()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(map.nodes.len(), 2);
+    assert_eq!(map.nodes[1].flags, node_flags::DELETED);
+    assert!(tool_replies(&n.feed(NOW, read)).is_empty(), "answered once");
+
+    let reload = Input::PublicAddresses {
+        request: public,
+        result: Err("no such file".into()),
+    };
+    let out = n.feed(NOW, reload.clone());
+    assert_eq!(
+        tool_replies(&out),
+        [(0, -1, "cannot read public_addresses".to_owned())]
+    );
+    assert!(
+        tool_replies(&n.feed(NOW, reload)).is_empty(),
+        "answered once"
+    );
+    assert_eq!(n.deferred.len(), 0);
+}
