@@ -161,7 +161,7 @@ impl Node {
     }
 
     /// Files a reply that this node's own edges make possible later (a file
-    /// read): the id to find it by when they answer.
+    /// read, an address change): the id to find it by when they answer.
     pub(super) fn defer_reply(&mut self, purpose: Purpose, reply_to: Option<ReplyTo>) -> u32 {
         let id = self.allocate_reqid();
         self.deferred.insert(
@@ -495,7 +495,7 @@ impl Node {
             }
             Purpose::Takeover { run } => self.takeover_reply(run, reqid, reply, out),
             // Answered by this node's edges, never by a peer.
-            Purpose::NodesFile { .. } | Purpose::PublicAddresses => {
+            Purpose::NodesFile { .. } | Purpose::PublicAddresses | Purpose::AddressChange => {
                 if let Some(ReplyTo { who, reqid }) = awaiting.reply_to {
                     self.reply_to(who, reqid, reply, out);
                 }

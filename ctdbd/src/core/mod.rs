@@ -440,6 +440,9 @@ enum Purpose {
     /// RELOAD_PUBLIC_IPS, waiting for the edge to read `public_addresses`
     /// ([`Input::PublicAddresses`] echoes the id).
     PublicAddresses,
+    /// RELEASE_IP or TAKEOVER_IP, waiting for the address change and its event
+    /// (the address operation and then the event keep the id).
+    AddressChange,
 }
 
 /// State of our attempt to hold the recovery lock.
@@ -539,7 +542,8 @@ pub struct Node {
     takeover_not_before_ms: u64,
     takeover_requesters: Vec<crate::protocol::control::SrvidMessage>,
     rebalance_nodes: BTreeSet<u32>,
-    /// Address adds and removes in progress, with the controls waiting on them.
+    /// Address adds and removes in progress, with the ids of the deferred replies
+    /// waiting on them.
     address_ops: BTreeMap<IpAddr, takeover::AddressOp>,
     /// No takeover runs before this (DISABLE_TAKEOVER_RUNS, DISABLE_IP_CHECK).
     takeover_disabled_until_ms: u64,

@@ -192,14 +192,15 @@ pub(super) struct TakeoverRun {
 /// What a node's own address operation waits for.
 #[derive(Debug, Default)]
 pub(super) struct AddressOp {
-    /// Controls to answer when the operation completes.
-    pub(super) waiters: Vec<(Requester, u32)>,
+    /// Controls to answer when the operation completes: ids of their deferred
+    /// replies ([`Purpose::AddressChange`]).
+    pub(super) waiters: Vec<u32>,
     /// Interface index being added on, for a take.
     pub(super) adding_on: Option<usize>,
     /// RELEASE_IPs that came while the address was being added: answered once the
     /// removal queued behind the add is done, not when the add is (the one who
     /// asked gives the address to another node as soon as it has the answer).
-    pub(super) release_waiters: Vec<(Requester, u32)>,
+    pub(super) release_waiters: Vec<u32>,
 }
 
 impl Node {
@@ -975,11 +976,12 @@ impl Node {
         if ip.active_iface.is_none() && !self.address_ops.contains_key(&req.addr) {
             return Some(Node::reply_ok(Vec::new()));
         }
+        let waiter = self.defer_address_reply(from, reqid);
         let op = self.address_ops.entry(req.addr).or_default();
         if op.adding_on.is_some() {
-            op.release_waiters.push((from, reqid));
+            op.release_waiters.push(waiter);
         } else {
-            op.waiters.push((from, reqid));
+            op.waiters.push(waiter);
         }
         self.remove_address(req.addr, out);
         None
@@ -1017,8 +1019,9 @@ impl Node {
             ));
         };
         let (addr, prefix_len, name) = (ip.addr, ip.prefix_len, ip.ifaces[iface].clone());
+        let waiter = self.defer_address_reply(from, reqid);
         let op = self.address_ops.entry(addr).or_default();
-        op.waiters.push((from, reqid));
+        op.waiters.push(waiter);
         op.adding_on = Some(iface);
         out.push(Output::AddAddress {
             iface: name,
@@ -1138,10 +1141,16 @@ impl Node {
         }
     }
 
+    /// Files the reply to a RELEASE_IP or TAKEOVER_IP that waits for the address
+    /// change: the id its address operation keeps.
+    fn defer_address_reply(&mut self, from: Requester, reqid: u32) -> u32 {
+        self.defer_reply(Purpose::AddressChange, Some(ReplyTo { who: from, reqid }))
+    }
+
     /// Answers the controls that waited on an address change.
     pub(super) fn answer_address_waiters(
         &mut self,
-        waiters: Vec<(Requester, u32)>,
+        waiters: Vec<u32>,
         result: Result<(), String>,
         out: &mut Vec<Output>,
     ) {
@@ -1149,8 +1158,16 @@ impl Node {
             Ok(()) => Node::reply_ok(Vec::new()),
             Err(_) => super::cluster::error_reply("address change failed"),
         };
-        for (who, reqid) in waiters {
-            self.reply_to(who, reqid, reply.clone(), out);
+        for waiter in waiters {
+            let Some(awaiting) = self
+                .deferred
+                .take_if(waiter, |p| *p == Purpose::AddressChange)
+            else {
+                continue;
+            };
+            if let Some(ReplyTo { who, reqid }) = awaiting.reply_to {
+                self.reply_to(who, reqid, reply.clone(), out);
+            }
         }
     }
 

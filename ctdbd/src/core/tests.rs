@@ -1421,6 +1421,7 @@ fn a_release_during_an_add_is_answered_after_the_removal() {
     out.extend(finish_events(&mut n, NOW));
     assert!(out.iter().any(|o| is_reply_to_tool(o, 0)), "{out:?}");
     assert!(n.hosted_addresses().is_empty());
+    assert_eq!(n.deferred.len(), 0, "both controls answered");
 }
 
 /// A leader that loses the lock drops its takeover run: the next leader runs its own.
