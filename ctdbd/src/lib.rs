@@ -10,6 +10,8 @@
 //! - [`core`]: the node's state and its answers to controls and messages.
 //! - [`db`]: clustered TDB databases (the pure parts; its libtdb binding is an
 //!   edge).
+//! - [`fanout`]: one round of a leader's requests to many nodes (takeover runs and
+//!   the database recovery).
 //! - [`histogram`]: durations counted into fixed buckets (for the metrics).
 //! - [`ipalloc`]: public IP allocation (CTDB's deterministic, non-deterministic and
 //!   LCP2 algorithms) and the takeover test case format.
@@ -30,6 +32,7 @@ pub mod core;
 pub mod daemon;
 pub mod db;
 pub mod events;
+pub mod fanout;
 pub mod histogram;
 pub mod ipalloc;
 pub mod netif;

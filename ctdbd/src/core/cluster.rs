@@ -3,18 +3,16 @@
 
 use tracing::{debug, error, info, warn};
 
+use super::deferred::{Awaiting, NotAwaited, ReplyTo};
 use super::events::AfterEvent;
-use super::{
-    ClientId, LockState, Node, Output, PeerLink, PendingControl, PendingNodesFile, Purpose,
-    ReclockStatus, Requester,
-};
+use super::{ClientId, LockState, Node, Output, PeerLink, Purpose, ReclockStatus, Requester};
 use crate::events::Event;
 use crate::protocol::control::{
     node_flags, srvid, DisableMessage, NodeFlagChange, NodeMap, Opcode, Runstate, SrvidMessage,
     VnnMap,
 };
 use crate::protocol::packet::{
-    Body, Packet, ReplyControl, ReqControl, ReqMessage, BROADCAST_ACTIVE, BROADCAST_ALL,
+    Body, Header, Packet, ReplyControl, ReqControl, ReqMessage, BROADCAST_ACTIVE, BROADCAST_ALL,
     BROADCAST_CONNECTED, CTRL_FLAG_NOREPLY, CURRENT_NODE, UNKNOWN_PNN,
 };
 use crate::tunables::keys;
@@ -116,8 +114,12 @@ impl Node {
                 }
             }
         } else if self.is_connected(dest) && self.nodes.get(dest as usize).is_some() {
-            let purpose = wants_reply.then_some(Purpose::Forwarded { client, reqid });
-            self.forward_control(dest, purpose, &req, out);
+            if wants_reply {
+                let reply_to = ReplyTo { who: from, reqid };
+                self.send_control(dest, Some((Purpose::Forwarded, Some(reply_to))), &req, out);
+            } else {
+                self.forward_control(dest, None, &req, out);
+            }
         } else if wants_reply {
             self.reply_to(
                 from,
@@ -146,6 +148,8 @@ impl Node {
         )
     }
 
+    /// Sends a control of this node's own to a peer; with a `purpose`, its reply
+    /// is awaited (deferred) for that purpose.
     pub(super) fn forward_control(
         &mut self,
         to: u32,
@@ -153,19 +157,63 @@ impl Node {
         req: &ReqControl,
         out: &mut Vec<Output>,
     ) {
+        self.send_control(to, purpose.map(|p| (p, None)), req, out);
+    }
+
+    /// Files a reply that this node's own edges make possible later (a file
+    /// read, an address change): the id to find it by when they answer.
+    pub(super) fn defer_reply(&mut self, purpose: Purpose, reply_to: Option<ReplyTo>) -> u32 {
+        let id = self.allocate_reqid();
+        self.deferred.insert(
+            id,
+            Awaiting {
+                purpose,
+                reply_to,
+                peer: None,
+                deadline_ms: None,
+            },
+        );
+        id
+    }
+
+    /// The reply filed under the token an edge echoed, if it is one for `wanted`.
+    pub(super) fn take_deferred(
+        &mut self,
+        token: u64,
+        wanted: impl FnOnce(&Purpose) -> bool,
+    ) -> Option<Awaiting<Purpose>> {
+        let id = u32::try_from(token).ok()?;
+        self.deferred.take_if(id, wanted)
+    }
+
+    /// Sends a control to a peer. With `awaited`, its reply is deferred for that
+    /// purpose, to be passed on to whoever is named (a client's control carries
+    /// the client's id then); without, no reply is asked for.
+    fn send_control(
+        &mut self,
+        to: u32,
+        awaited: Option<(Purpose, Option<ReplyTo>)>,
+        req: &ReqControl,
+        out: &mut Vec<Output>,
+    ) {
         let reqid = self.allocate_reqid();
         let mut req = req.clone();
-        if let Some(Purpose::Forwarded { client, .. }) = &purpose {
-            req.client_id = client.0;
-        }
-        if let Some(purpose) = purpose {
+        if let Some((purpose, reply_to)) = awaited {
+            if let Some(ReplyTo {
+                who: Requester::Client(client),
+                ..
+            }) = reply_to
+            {
+                req.client_id = client.0;
+            }
             let timeout_ms = self.tunables.secs_as_ms(keys::CONTROL_TIMEOUT);
-            self.pending.insert(
+            self.deferred.insert(
                 reqid,
-                PendingControl {
-                    to,
-                    deadline_ms: self.now.mono_ms + timeout_ms,
+                Awaiting {
                     purpose,
+                    reply_to,
+                    peer: Some(to),
+                    deadline_ms: Some(self.now.mono_ms + timeout_ms),
                 },
             );
         } else {
@@ -188,16 +236,39 @@ impl Node {
         reply: ReplyControl,
         out: &mut Vec<Output>,
     ) {
+        self.reply_from(self.pnn, to, reqid, reply, out);
+    }
+
+    /// As [`Self::reply_to`], with `srcnode` in the header: a peer's reply passed
+    /// on to a client names the peer.
+    fn reply_from(
+        &mut self,
+        srcnode: u32,
+        to: Requester,
+        reqid: u32,
+        reply: ReplyControl,
+        out: &mut Vec<Output>,
+    ) {
         match to {
             Requester::Local => {
-                if let Some((run, step)) = self.pending_local.get(&reqid).copied() {
-                    self.takeover_reply(run, step, reqid, reply, out);
+                let run = self
+                    .deferred
+                    .take_if(reqid, |p| matches!(p, Purpose::Takeover { .. }));
+                if let Some(Awaiting {
+                    purpose: Purpose::Takeover { run },
+                    ..
+                }) = run
+                {
+                    self.takeover_reply(run, reqid, reply, out);
                 }
             }
             Requester::Client(client) => out.push(Output::SendToClient {
                 client,
                 packet: Packet {
-                    header: self.header(0, reqid),
+                    header: Header {
+                        srcnode,
+                        ..self.header(0, reqid)
+                    },
                     body: Body::ReplyControl(reply),
                 },
             }),
@@ -380,31 +451,55 @@ impl Node {
     }
 
     fn control_reply(&mut self, from: u32, reqid: u32, reply: ReplyControl, out: &mut Vec<Output>) {
-        let Some(pending) = self.pending.get(&reqid) else {
-            return; // unknown or timed out: CTDB drops it too (§3.3)
-        };
-        if pending.to != from {
-            warn!(peer = from, reqid, "control reply from the wrong node");
-            return;
-        }
-        let pending = self.pending.remove(&reqid).expect("present above");
-        match pending.purpose {
-            Purpose::Forwarded { client, reqid } => {
-                out.push(Output::SendToClient {
-                    client,
-                    packet: Packet {
-                        header: crate::protocol::packet::Header {
-                            generation: self.generation,
-                            destnode: 0,
-                            srcnode: from,
-                            reqid,
-                        },
-                        body: Body::ReplyControl(reply),
-                    },
-                });
+        match self.deferred.take_reply(reqid, from) {
+            Ok(awaiting) => self.settle(reqid, awaiting, Settled::Replied { from, reply }, out),
+            // Unknown or timed out: CTDB drops it too (§3.3).
+            Err(NotAwaited::Unknown) => {}
+            Err(NotAwaited::WrongPeer { asked }) => {
+                warn!(
+                    peer = from,
+                    asked, reqid, "control reply from the wrong node"
+                );
             }
-            Purpose::NodesCheck => self.check_peer_nodes(from, &reply),
-            Purpose::Takeover { run, step } => self.takeover_reply(run, step, reqid, reply, out),
+        }
+    }
+
+    /// Ends the wait for a peer's reply to `reqid`: the one place that says what a
+    /// reply, a deadline passed or the peer's loss means for each purpose.
+    fn settle(
+        &mut self,
+        reqid: u32,
+        awaiting: Awaiting<Purpose>,
+        settled: Settled,
+        out: &mut Vec<Output>,
+    ) {
+        if matches!(settled, Settled::TimedOut) && awaiting.purpose == Purpose::Forwarded {
+            self.stats.timeouts_control = self.stats.timeouts_control.wrapping_add(1);
+        }
+        let (from, reply) = match settled {
+            Settled::Replied { from, reply } => (Some(from), reply),
+            Settled::TimedOut => (None, error_reply("ctdb_control timed out")),
+            Settled::PeerGone => (None, error_reply("node is disconnected")),
+        };
+        match awaiting.purpose {
+            Purpose::Forwarded => {
+                if let Some(ReplyTo { who, reqid }) = awaiting.reply_to {
+                    // The peer's own reply names it; a failure is ours.
+                    self.reply_from(from.unwrap_or(self.pnn), who, reqid, reply, out);
+                }
+            }
+            Purpose::NodesCheck => {
+                if let Some(from) = from {
+                    self.check_peer_nodes(from, &reply);
+                }
+            }
+            Purpose::Takeover { run } => self.takeover_reply(run, reqid, reply, out),
+            // Answered by this node's edges, never by a peer.
+            Purpose::NodesFile { .. } | Purpose::PublicAddresses | Purpose::AddressChange => {
+                if let Some(ReplyTo { who, reqid }) = awaiting.reply_to {
+                    self.reply_to(who, reqid, reply, out);
+                }
+            }
         }
     }
 
@@ -551,27 +646,8 @@ impl Node {
         node.flags |= node_flags::DISCONNECTED | node_flags::UNHEALTHY;
         warn!(peer = pnn, "node disconnected");
         // Controls waiting on that node fail now, as in CTDB.
-        let failed: Vec<u32> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.to == pnn)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in failed {
-            match self.pending.remove(&id).map(|p| p.purpose) {
-                Some(Purpose::Forwarded { client, reqid }) => {
-                    self.reply_to(
-                        Requester::Client(client),
-                        reqid,
-                        error_reply("node is disconnected"),
-                        out,
-                    );
-                }
-                Some(Purpose::Takeover { run, step }) => {
-                    self.takeover_reply(run, step, id, error_reply("node is disconnected"), out);
-                }
-                Some(Purpose::NodesCheck) | None => {}
-            }
+        for (reqid, awaiting) in self.deferred.take_from_gone_peer(pnn) {
+            self.settle(reqid, awaiting, Settled::PeerGone, out);
         }
         if self.leader == Some(pnn) {
             info!(leader = pnn, "the leader is gone");
@@ -634,28 +710,8 @@ impl Node {
             let flags = self.own_flags() & !node_flags::BANNED;
             self.set_own_flags(flags, out);
         }
-        let expired: Vec<u32> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| now >= p.deadline_ms)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            match self.pending.remove(&id).map(|p| p.purpose) {
-                Some(Purpose::Forwarded { client, reqid }) => {
-                    self.stats.timeouts_control = self.stats.timeouts_control.wrapping_add(1);
-                    self.reply_to(
-                        Requester::Client(client),
-                        reqid,
-                        error_reply("ctdb_control timed out"),
-                        out,
-                    );
-                }
-                Some(Purpose::Takeover { run, step }) => {
-                    self.takeover_reply(run, step, id, error_reply("ctdb_control timed out"), out);
-                }
-                _ => {}
-            }
+        for (reqid, awaiting) in self.deferred.take_expired(now) {
+            self.settle(reqid, awaiting, Settled::TimedOut, out);
         }
         if self.leader.is_some_and(|l| l != self.pnn)
             && now > self.leader_heard_ms + self.leader_timeout_ms
@@ -1198,17 +1254,15 @@ impl Node {
         reload: bool,
         out: &mut Vec<Output>,
     ) {
-        let request = self.next_request;
-        self.next_request += 1;
-        self.nodes_file_requests.insert(
-            request,
-            PendingNodesFile {
-                requester,
-                reqid,
-                reload,
-            },
-        );
-        out.push(Output::ReadNodesFile { request });
+        // A control sent with NOREPLY (reqid 0) is carried out, not answered.
+        let reply_to = (reqid != 0).then_some(ReplyTo {
+            who: requester,
+            reqid,
+        });
+        let id = self.defer_reply(Purpose::NodesFile { reload }, reply_to);
+        out.push(Output::ReadNodesFile {
+            request: u64::from(id),
+        });
     }
 
     pub(super) fn nodes_file_read(
@@ -1217,25 +1271,25 @@ impl Node {
         result: Result<Vec<Option<std::net::IpAddr>>, String>,
         out: &mut Vec<Output>,
     ) {
-        let Some(pending) = self.nodes_file_requests.remove(&request) else {
+        let Some(awaiting) =
+            self.take_deferred(request, |p| matches!(p, Purpose::NodesFile { .. }))
+        else {
+            return;
+        };
+        let Purpose::NodesFile { reload } = awaiting.purpose else {
             return;
         };
         let entries = match result {
             Ok(e) => e,
             Err(reason) => {
                 error!(%reason, "cannot read the nodes file");
-                if pending.reqid != 0 {
-                    self.reply_to(
-                        pending.requester,
-                        pending.reqid,
-                        error_reply("cannot read the nodes file"),
-                        out,
-                    );
+                if let Some(ReplyTo { who, reqid }) = awaiting.reply_to {
+                    self.reply_to(who, reqid, error_reply("cannot read the nodes file"), out);
                 }
                 return;
             }
         };
-        let reply = if pending.reload {
+        let reply = if reload {
             self.reload_nodes(entries, out)
         } else {
             let map = NodeMap {
@@ -1254,8 +1308,8 @@ impl Node {
             };
             Node::reply_ok(map.encode())
         };
-        if pending.reqid != 0 {
-            self.reply_to(pending.requester, pending.reqid, reply, out);
+        if let Some(ReplyTo { who, reqid }) = awaiting.reply_to {
+            self.reply_to(who, reqid, reply, out);
         }
     }
 
@@ -1314,6 +1368,17 @@ impl Node {
         }
         Node::reply_ok(Vec::new())
     }
+}
+
+/// How the wait for a peer's reply ended.
+#[derive(Debug)]
+enum Settled {
+    /// The peer asked replied.
+    Replied { from: u32, reply: ReplyControl },
+    /// Its deadline passed first.
+    TimedOut,
+    /// The peer left first.
+    PeerGone,
 }
 
 /// A failed control with CTDB's status −1 and `text`.

@@ -157,14 +157,14 @@ impl Node {
              \tpublic addresses: {}\n\
              \tinterfaces: {}\n\
              \ttracked client connections: {}\n\
-             \tcontrols awaiting a reply: {}\n",
+             \treplies deferred: {}\n",
             self.pnn,
             self.clients.len(),
             self.nodes.len(),
             self.public_ips.len(),
             self.ifaces.len(),
             connections,
-            self.pending.len(),
+            self.deferred.len(),
         )
     }
 

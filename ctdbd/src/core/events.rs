@@ -41,7 +41,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 use tracing::{error, info, warn};
 
-use super::{Node, Output, Requester};
+use super::{Node, Output};
 use crate::events::{Event, EventKind};
 use crate::protocol::control::{node_flags, Runstate};
 use crate::tunables::keys;
@@ -73,13 +73,10 @@ pub(super) enum AfterEvent {
     Taken {
         iface: String,
         addr: IpAddr,
-        waiters: Vec<(Requester, u32)>,
+        waiters: Vec<u32>,
     },
     /// `releaseip` of an address just removed: answer.
-    Released {
-        addr: IpAddr,
-        waiters: Vec<(Requester, u32)>,
-    },
+    Released { addr: IpAddr, waiters: Vec<u32> },
 }
 
 /// The node's event-script state.

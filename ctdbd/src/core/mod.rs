@@ -35,6 +35,7 @@
 mod cluster;
 mod controls;
 mod counters;
+mod deferred;
 mod events;
 mod takeover;
 mod tunnels;
@@ -422,30 +423,26 @@ enum Requester {
     Local,
 }
 
-/// A control we sent to a peer and whose reply we await.
-#[derive(Debug, Clone)]
-struct PendingControl {
-    to: u32,
-    deadline_ms: u64,
-    purpose: Purpose,
-}
-
-#[derive(Debug, Clone)]
+/// What a deferred reply is for (`deferred`): one variant per kind of answer
+/// that comes later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
-    /// A client's control forwarded to the peer; reply with the client's reqid.
-    Forwarded { client: ClientId, reqid: u32 },
-    /// Our own check that the peer's nodes file matches ours.
+    /// A client's control forwarded to a peer: the peer's reply goes to the client.
+    Forwarded,
+    /// Our own check that a peer's nodes file matches ours.
     NodesCheck,
-    /// A step of the leader's takeover run.
-    Takeover { run: u64, step: takeover::Step },
-}
-
-/// A control waiting for the nodes file to be read.
-#[derive(Debug, Clone, Copy)]
-struct PendingNodesFile {
-    requester: Requester,
-    reqid: u32,
-    reload: bool,
+    /// A control of the leader's takeover run `run`, to a peer or to this node
+    /// (whose own reply may come later: an address change).
+    Takeover { run: u64 },
+    /// GET_NODES_FILE or (`reload`) RELOAD_NODES_FILE, waiting for the edge to
+    /// read the nodes file ([`Input::NodesFile`] echoes the id).
+    NodesFile { reload: bool },
+    /// RELOAD_PUBLIC_IPS, waiting for the edge to read `public_addresses`
+    /// ([`Input::PublicAddresses`] echoes the id).
+    PublicAddresses,
+    /// RELEASE_IP or TAKEOVER_IP, waiting for the address change and its event
+    /// (the address operation and then the event keep the id).
+    AddressChange,
 }
 
 /// State of our attempt to hold the recovery lock.
@@ -507,10 +504,9 @@ pub struct Node {
     last_recovery_started: Timeval,
     last_recovery_finished: Timeval,
     clients: BTreeMap<ClientId, ClientInfo>,
-    pending: BTreeMap<u32, PendingControl>,
+    /// Every reply given later, by request id.
+    deferred: deferred::Deferred<Purpose>,
     next_reqid: u32,
-    nodes_file_requests: BTreeMap<u64, PendingNodesFile>,
-    next_request: u64,
     rng: u64,
     /// Leader only: when each node last caused a recovery by (re)joining, within
     /// `RecoveryBanPeriod`. A node that keeps doing it is banned.
@@ -546,18 +542,15 @@ pub struct Node {
     takeover_not_before_ms: u64,
     takeover_requesters: Vec<crate::protocol::control::SrvidMessage>,
     rebalance_nodes: BTreeSet<u32>,
-    /// Address adds and removes in progress, with the controls waiting on them.
+    /// Address adds and removes in progress, with the ids of the deferred replies
+    /// waiting on them.
     address_ops: BTreeMap<IpAddr, takeover::AddressOp>,
-    /// The run's controls to this node itself that answer later.
-    pending_local: BTreeMap<u32, (u64, takeover::Step)>,
     /// No takeover runs before this (DISABLE_TAKEOVER_RUNS, DISABLE_IP_CHECK).
     takeover_disabled_until_ms: u64,
     /// Client connections to public addresses, by address (tickle lists).
     tickles: BTreeMap<IpAddr, BTreeSet<crate::protocol::control::Connection>>,
     /// Connections each local client registered (TCP_CLIENT), forgotten when it goes.
     client_conns: BTreeMap<ClientId, Vec<crate::protocol::control::Connection>>,
-    /// RELOAD_PUBLIC_IPS waiting for the file to be read.
-    public_reload_requests: BTreeMap<u64, (Requester, u32)>,
     /// Event scripts: what runs, what is waiting, the monitor's rhythm.
     events: events::EventSchedule,
     stats: Statistics,
@@ -684,10 +677,8 @@ impl Node {
             last_recovery_started: now.wall,
             last_recovery_finished: now.wall,
             clients: BTreeMap::new(),
-            pending: BTreeMap::new(),
+            deferred: deferred::Deferred::default(),
             next_reqid: 1,
-            nodes_file_requests: BTreeMap::new(),
-            next_request: 1,
             // xorshift must not start at 0.
             rng: config.seed | 1,
             recovery_causes: BTreeMap::new(),
@@ -709,11 +700,9 @@ impl Node {
             takeover_requesters: Vec::new(),
             rebalance_nodes: BTreeSet::new(),
             address_ops: BTreeMap::new(),
-            pending_local: BTreeMap::new(),
             takeover_disabled_until_ms: 0,
             tickles: BTreeMap::new(),
             client_conns: BTreeMap::new(),
-            public_reload_requests: BTreeMap::new(),
             events: events::EventSchedule::default(),
             stats: Statistics {
                 statistics_start_time: now.wall,
@@ -854,8 +843,8 @@ impl Node {
         if let Some(b) = self.banned_until_ms {
             t = t.min(b);
         }
-        if let Some(p) = self.pending.values().map(|p| p.deadline_ms).min() {
-            t = t.min(p);
+        if let Some(d) = self.deferred.next_deadline() {
+            t = t.min(d);
         }
         if let Some(r) = &self.database_recovery {
             t = t.min(r.deadline_ms);

@@ -123,14 +123,16 @@
 //! loss, a partition, a guardian that could not remove everything — the lease wait
 //! stays.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use tracing::{error, info, warn};
 
+use super::deferred::{Awaiting, ReplyTo};
 use super::events::AfterEvent;
-use super::{Node, Output, PendingControl, Purpose, Requester};
+use super::{Node, Output, Purpose, Requester};
 use crate::events::Event;
+use crate::fanout::FanOut;
 use crate::ipalloc;
 use crate::protocol::control::{
     node_flags, srvid, AddrInfo, Connection, DaemonGone, LeaseGrant, Opcode, PublicIp,
@@ -152,11 +154,13 @@ const LEASE_REQUEST_MAX_AGE_MS: u64 = 10_000;
 /// Pause after a failed takeover run before the next.
 const TAKEOVER_RETRY_MS: u64 = 1000;
 
-/// Which step of a takeover run a reply belongs to.
+/// What one control of a takeover run asked (the node is the fan-out's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Step {
-    Known(u32),
-    Available(u32),
+    /// GET_PUBLIC_IPS: every address the node knows, and who holds it.
+    Known,
+    /// GET_PUBLIC_IPS, only those it can host.
+    Available,
     Release,
     Take,
 }
@@ -175,31 +179,28 @@ pub(super) struct TakeoverRun {
     /// When it started (monotonic ms), for its duration.
     started_ms: u64,
     phase: Phase,
-    /// Request ids still unanswered in this phase.
-    waiting: BTreeSet<u32>,
+    /// The phase's controls, and whether any failed.
+    round: FanOut<Step>,
     participants: Vec<u32>,
     known: BTreeMap<u32, Vec<PublicIp>>,
     available: BTreeMap<u32, Vec<PublicIp>>,
     /// New owner of every address, from the allocation.
     plan: Vec<(IpAddr, Option<u32>)>,
-    failed: bool,
-    /// Set while a phase sends its controls: replies that come back at once (this
-    /// node's own) must not advance the run before the phase has sent them all.
-    issuing: bool,
     requesters: Vec<SrvidMessage>,
 }
 
 /// What a node's own address operation waits for.
 #[derive(Debug, Default)]
 pub(super) struct AddressOp {
-    /// Controls to answer when the operation completes.
-    pub(super) waiters: Vec<(Requester, u32)>,
+    /// Controls to answer when the operation completes: ids of their deferred
+    /// replies ([`Purpose::AddressChange`]).
+    pub(super) waiters: Vec<u32>,
     /// Interface index being added on, for a take.
     pub(super) adding_on: Option<usize>,
     /// RELEASE_IPs that came while the address was being added: answered once the
     /// removal queued behind the add is done, not when the add is (the one who
     /// asked gives the address to another node as soon as it has the answer).
-    pub(super) release_waiters: Vec<(Requester, u32)>,
+    pub(super) release_waiters: Vec<u32>,
     /// A removal because our lease ran out: we keep claiming the address in
     /// GET_PUBLIC_IPS, so that the next leader puts it back here rather than
     /// shuffling the survivors' addresses between them (its clients come back
@@ -595,34 +596,25 @@ impl Node {
             id: self.takeover_ids,
             started_ms: now,
             phase: Phase::Gather,
-            waiting: BTreeSet::new(),
+            round: FanOut::new(),
             participants: participants.clone(),
             known: BTreeMap::new(),
             available: BTreeMap::new(),
             plan: Vec::new(),
-            failed: false,
-            issuing: true,
             requesters: std::mem::take(&mut self.takeover_requesters),
         });
         for pnn in participants {
+            self.run_control(pnn, Step::Known, Opcode::GET_PUBLIC_IPS, 0, Vec::new(), out);
             self.run_control(
                 pnn,
-                Step::Known(pnn),
-                Opcode::GET_PUBLIC_IPS,
-                0,
-                Vec::new(),
-                out,
-            );
-            self.run_control(
-                pnn,
-                Step::Available(pnn),
+                Step::Available,
                 Opcode::GET_PUBLIC_IPS,
                 PUBLIC_IP_FLAGS_ONLY_AVAILABLE,
                 Vec::new(),
                 out,
             );
         }
-        self.end_issuing(out);
+        self.all_sent(out);
     }
 
     /// Sends one control of the run, to a peer or to ourselves.
@@ -639,7 +631,7 @@ impl Node {
         let run_id = run.id;
         let reqid = self.allocate_reqid();
         if let Some(run) = &mut self.takeover {
-            run.waiting.insert(reqid);
+            run.round.sent(reqid, to, step);
         }
         let req = ReqControl {
             opcode: opcode.0,
@@ -648,20 +640,33 @@ impl Node {
             flags,
             data,
         };
+        let purpose = Purpose::Takeover { run: run_id };
         if to == self.pnn {
-            self.pending_local.insert(reqid, (run_id, step));
+            // Answered now, or later through `reply_to` (an address change).
+            self.deferred.insert(
+                reqid,
+                Awaiting {
+                    purpose,
+                    reply_to: None,
+                    peer: None,
+                    deadline_ms: None,
+                },
+            );
             if let Some(reply) = self.control(Requester::Local, reqid, &req, out) {
-                self.takeover_reply(run_id, step, reqid, reply, out);
+                if self.deferred.take_if(reqid, |p| *p == purpose).is_some() {
+                    self.takeover_reply(run_id, reqid, reply, out);
+                }
             }
             return;
         }
         let timeout_ms = self.tunables.secs_as_ms(keys::TAKEOVER_TIMEOUT);
-        self.pending.insert(
+        self.deferred.insert(
             reqid,
-            PendingControl {
-                to,
-                deadline_ms: self.now.mono_ms + timeout_ms,
-                purpose: Purpose::Takeover { run: run_id, step },
+            Awaiting {
+                purpose,
+                reply_to: None,
+                peer: Some(to),
+                deadline_ms: Some(self.now.mono_ms + timeout_ms),
             },
         );
         out.push(Output::SendToPeer {
@@ -677,39 +682,37 @@ impl Node {
     pub(super) fn takeover_reply(
         &mut self,
         run_id: u64,
-        step: Step,
         reqid: u32,
         reply: ReplyControl,
         out: &mut Vec<Output>,
     ) {
-        self.pending_local.remove(&reqid);
         let Some(run) = self.takeover.as_mut().filter(|r| r.id == run_id) else {
             return; // a finished run's straggler
         };
-        if !run.waiting.remove(&reqid) {
-            return;
-        }
         if reply.status != 0 {
-            warn!(?step, status = reply.status, error = %String::from_utf8_lossy(&reply.error), "takeover run step failed");
-            run.failed = true;
+            let Some((pnn, step)) = run.round.refuse(reqid) else {
+                return;
+            };
+            warn!(peer = pnn, ?step, status = reply.status, error = %String::from_utf8_lossy(&reply.error), "takeover run step failed");
         } else {
+            let Some((pnn, step)) = run.round.answer(reqid) else {
+                return;
+            };
             match step {
-                Step::Known(pnn) | Step::Available(pnn) => {
-                    match PublicIpList::decode(&reply.data) {
-                        Ok(list) => {
-                            let map = if matches!(step, Step::Known(_)) {
-                                &mut run.known
-                            } else {
-                                &mut run.available
-                            };
-                            map.insert(pnn, list.ips);
-                        }
-                        Err(e) => {
-                            warn!(peer = pnn, error = %e, "bad public address list");
-                            run.failed = true;
-                        }
+                Step::Known | Step::Available => match PublicIpList::decode(&reply.data) {
+                    Ok(list) => {
+                        let map = if step == Step::Known {
+                            &mut run.known
+                        } else {
+                            &mut run.available
+                        };
+                        map.insert(pnn, list.ips);
                     }
-                }
+                    Err(e) => {
+                        warn!(peer = pnn, error = %e, "bad public address list");
+                        run.round.fail();
+                    }
+                },
                 Step::Release | Step::Take => {}
             }
         }
@@ -719,10 +722,10 @@ impl Node {
     /// Moves the run to its next phase once every reply of this one is in.
     fn advance_takeover(&mut self, out: &mut Vec<Output>) {
         let Some(run) = &self.takeover else { return };
-        if run.issuing || !run.waiting.is_empty() {
+        if !run.round.is_complete() {
             return;
         }
-        if run.failed {
+        if run.round.has_failed() {
             self.finish_takeover(false, out);
             return;
         }
@@ -747,7 +750,7 @@ impl Node {
                 let run = self.takeover.as_mut().expect("present above");
                 run.plan = plan;
                 run.phase = Phase::Release;
-                run.issuing = true;
+                run.round.next_round();
                 for (pnn, addr, new_owner) in releases {
                     let data = PublicIp {
                         pnn: new_owner.unwrap_or(UNKNOWN_PNN),
@@ -756,7 +759,7 @@ impl Node {
                     .encode();
                     self.run_control(pnn, Step::Release, Opcode::RELEASE_IP, 0, data, out);
                 }
-                self.end_issuing(out);
+                self.all_sent(out);
             }
             Phase::Release => {
                 // Every owner is asked, also for an address it claims already: a
@@ -769,21 +772,21 @@ impl Node {
                     .collect();
                 let run = self.takeover.as_mut().expect("present above");
                 run.phase = Phase::Take;
-                run.issuing = true;
+                run.round.next_round();
                 for (owner, addr) in takes {
                     let data = PublicIp { pnn: owner, addr }.encode();
                     self.run_control(owner, Step::Take, Opcode::TAKEOVER_IP, 0, data, out);
                 }
-                self.end_issuing(out);
+                self.all_sent(out);
             }
             Phase::Take => self.finish_takeover(true, out),
         }
     }
 
     /// The current phase has sent all its controls: it may complete now.
-    fn end_issuing(&mut self, out: &mut Vec<Output>) {
+    fn all_sent(&mut self, out: &mut Vec<Output>) {
         if let Some(run) = &mut self.takeover {
-            run.issuing = false;
+            run.round.all_sent();
         }
         self.advance_takeover(out);
     }
@@ -976,11 +979,12 @@ impl Node {
         if ip.active_iface.is_none() && !self.address_ops.contains_key(&req.addr) {
             return Some(Node::reply_ok(Vec::new()));
         }
+        let waiter = self.defer_address_reply(from, reqid);
         let op = self.address_ops.entry(req.addr).or_default();
         if op.adding_on.is_some() {
-            op.release_waiters.push((from, reqid));
+            op.release_waiters.push(waiter);
         } else {
-            op.waiters.push((from, reqid));
+            op.waiters.push(waiter);
         }
         self.remove_address(req.addr, out);
         None
@@ -1018,8 +1022,9 @@ impl Node {
             ));
         };
         let (addr, prefix_len, name) = (ip.addr, ip.prefix_len, ip.ifaces[iface].clone());
+        let waiter = self.defer_address_reply(from, reqid);
         let op = self.address_ops.entry(addr).or_default();
-        op.waiters.push((from, reqid));
+        op.waiters.push(waiter);
         op.adding_on = Some(iface);
         out.push(Output::AddAddress {
             iface: name,
@@ -1139,10 +1144,16 @@ impl Node {
         }
     }
 
+    /// Files the reply to a RELEASE_IP or TAKEOVER_IP that waits for the address
+    /// change: the id its address operation keeps.
+    fn defer_address_reply(&mut self, from: Requester, reqid: u32) -> u32 {
+        self.defer_reply(Purpose::AddressChange, Some(ReplyTo { who: from, reqid }))
+    }
+
     /// Answers the controls that waited on an address change.
     pub(super) fn answer_address_waiters(
         &mut self,
-        waiters: Vec<(Requester, u32)>,
+        waiters: Vec<u32>,
         result: Result<(), String>,
         out: &mut Vec<Output>,
     ) {
@@ -1150,8 +1161,16 @@ impl Node {
             Ok(()) => Node::reply_ok(Vec::new()),
             Err(_) => super::cluster::error_reply("address change failed"),
         };
-        for (who, reqid) in waiters {
-            self.reply_to(who, reqid, reply.clone(), out);
+        for waiter in waiters {
+            let Some(awaiting) = self
+                .deferred
+                .take_if(waiter, |p| *p == Purpose::AddressChange)
+            else {
+                continue;
+            };
+            if let Some(ReplyTo { who, reqid }) = awaiting.reply_to {
+                self.reply_to(who, reqid, reply.clone(), out);
+            }
         }
     }
 
@@ -1468,11 +1487,14 @@ impl Node {
         reqid: u32,
         out: &mut Vec<Output>,
     ) {
-        let request = self.next_request;
-        self.next_request += 1;
-        self.public_reload_requests
-            .insert(request, (requester, reqid));
-        out.push(Output::ReadPublicAddresses { request });
+        let reply_to = (reqid != 0 || matches!(requester, Requester::Local)).then_some(ReplyTo {
+            who: requester,
+            reqid,
+        });
+        let id = self.defer_reply(Purpose::PublicAddresses, reply_to);
+        out.push(Output::ReadPublicAddresses {
+            request: u64::from(id),
+        });
     }
 
     /// The re-read `public_addresses`: add what is new, delete what is gone, keep the
@@ -1483,7 +1505,7 @@ impl Node {
         result: Result<Vec<(IpAddr, u8, Vec<String>)>, String>,
         out: &mut Vec<Output>,
     ) {
-        let Some((requester, reqid)) = self.public_reload_requests.remove(&request) else {
+        let Some(awaiting) = self.take_deferred(request, |p| *p == Purpose::PublicAddresses) else {
             return;
         };
         let reply = match result {
@@ -1517,8 +1539,8 @@ impl Node {
                 Node::reply_ok(Vec::new())
             }
         };
-        if reqid != 0 || matches!(requester, Requester::Local) {
-            self.reply_to(requester, reqid, reply, out);
+        if let Some(ReplyTo { who, reqid }) = awaiting.reply_to {
+            self.reply_to(who, reqid, reply, out);
         }
     }
 

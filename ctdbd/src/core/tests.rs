@@ -1439,6 +1439,7 @@ fn a_release_during_an_add_is_answered_after_the_removal() {
     out.extend(finish_events(&mut n, NOW));
     assert!(out.iter().any(|o| is_reply_to_tool(o, 0)), "{out:?}");
     assert!(n.hosted_addresses().is_empty());
+    assert_eq!(n.deferred.len(), 0, "both controls answered");
 }
 
 /// A leader that loses the lock drops its takeover run: the next leader runs its own.
@@ -2303,4 +2304,200 @@ fn tunnels_register_once_and_carry_packets_to_the_registered_client() {
         out.iter().any(|o| matches!(o, Output::SendToClient { client, packet: Packet { body: Body::ReplyControl(r), .. } } if *client == other && r.status == 0)),
         "{out:?}"
     );
+}
+
+/// TOOL's GET_PID sent on to node 1: the request id it went out with.
+fn forward_get_pid(n: &mut Node, now: Now) -> u32 {
+    let out = n.feed(
+        now,
+        Input::ClientPacket {
+            client: TOOL,
+            packet: control_packet(1, Opcode::GET_PID, 0, 0, Vec::new()),
+        },
+    );
+    out.iter()
+        .find_map(|o| match o {
+            Output::SendToPeer {
+                pnn: 1,
+                packet:
+                    Packet {
+                        header,
+                        body: Body::ReqControl(req),
+                    },
+            } if req.opcode == Opcode::GET_PID.0 => {
+                assert_eq!(req.client_id, TOOL.0, "carries the client's id");
+                Some(header.reqid)
+            }
+            _ => None,
+        })
+        .expect("forwarded to node 1")
+}
+
+/// Node 1's reply to our request `reqid`.
+fn peer_reply(reqid: u32, status: i32) -> Input {
+    Input::PeerPacket {
+        pnn: 1,
+        packet: Packet {
+            header: Header {
+                generation: 0,
+                destnode: 0,
+                srcnode: 1,
+                reqid,
+            },
+            body: Body::ReplyControl(ReplyControl {
+                status,
+                data: Vec::new(),
+                error: Vec::new(),
+            }),
+        },
+    }
+}
+
+/// TOOL's replies in `out`: (srcnode, status, error text).
+fn tool_replies(out: &[Output]) -> Vec<(u32, i32, String)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::SendToClient {
+                client: TOOL,
+                packet:
+                    Packet {
+                        header,
+                        body: Body::ReplyControl(r),
+                    },
+            } => {
+                assert_eq!(header.reqid, 77, "the client's own request id");
+                Some((
+                    header.srcnode,
+                    r.status,
+                    String::from_utf8_lossy(&r.error).into_owned(),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A client's control to another node is answered exactly once: with the node's
+/// reply (naming that node), or with CTDB's error when the control times out or
+/// the node goes; whatever comes from the node after that is dropped.
+#[test]
+fn a_forwarded_control_is_answered_once_by_reply_timeout_or_loss() {
+    let mut n = node();
+    set_tunable(&mut n, NOW, "ControlTimeout", 1);
+    connect_peer(&mut n, NOW, 1);
+
+    let reqid = forward_get_pid(&mut n, NOW);
+    let out = n.feed(NOW, peer_reply(reqid, 0));
+    assert_eq!(tool_replies(&out), [(1, 0, String::new())]);
+    let again = n.feed(NOW, peer_reply(reqid, 0));
+    assert!(tool_replies(&again).is_empty(), "a duplicate: {again:?}");
+
+    let reqid = forward_get_pid(&mut n, NOW);
+    assert!(n.poll_timeout() <= 1000, "the deadline is a timer");
+    let out = n.feed(at(999), Input::Tick);
+    assert!(tool_replies(&out).is_empty(), "not yet: {out:?}");
+    let out = n.feed(at(1000), Input::Tick);
+    assert_eq!(
+        tool_replies(&out),
+        [(0, -1, "ctdb_control timed out".to_owned())]
+    );
+    assert_eq!(n.stats.timeouts_control, 1);
+    let late = n.feed(at(1001), peer_reply(reqid, 0));
+    assert!(tool_replies(&late).is_empty(), "late: {late:?}");
+
+    forward_get_pid(&mut n, at(1001));
+    let out = n.feed(at(1002), Input::PeerDisconnected { pnn: 1 });
+    assert_eq!(
+        tool_replies(&out),
+        [(0, -1, "node is disconnected".to_owned())]
+    );
+    assert_eq!(n.deferred.len(), 0, "nothing left waiting");
+}
+
+/// Sends TOOL's `opcode` to this node and returns the token of the file read it
+/// asks the edge for.
+fn file_read_token(n: &mut Node, opcode: Opcode) -> u64 {
+    let out = n.feed(
+        NOW,
+        Input::ClientPacket {
+            client: TOOL,
+            packet: control_packet(CURRENT_NODE, opcode, 0, 0, Vec::new()),
+        },
+    );
+    assert!(tool_replies(&out).is_empty(), "answered later: {out:?}");
+    out.iter()
+        .find_map(|o| match o {
+            Output::ReadNodesFile { request } | Output::ReadPublicAddresses { request } => {
+                Some(*request)
+            }
+            _ => None,
+        })
+        .expect("a file read")
+}
+
+/// GET_NODES_FILE and RELOAD_PUBLIC_IPS wait for the edge's file read: each is
+/// answered once, when the read under its own token comes back; a token that is
+/// unknown or of the other kind answers nothing and leaves the wait.
+#[test]
+fn file_reads_answer_their_own_control_once() {
+    let mut n = node();
+    let nodes_file = file_read_token(&mut n, Opcode::GET_NODES_FILE);
+    let public = file_read_token(&mut n, Opcode::RELOAD_PUBLIC_IPS);
+    assert_ne!(nodes_file, public);
+    let entries = || Ok(vec![Some("192.168.20.41".parse().unwrap()), None]);
+
+    let wrong_kind = n.feed(
+        NOW,
+        Input::NodesFile {
+            request: public,
+            result: entries(),
+        },
+    );
+    let unknown = n.feed(
+        NOW,
+        Input::NodesFile {
+            request: u64::MAX,
+            result: entries(),
+        },
+    );
+    assert!(tool_replies(&wrong_kind).is_empty() && tool_replies(&unknown).is_empty());
+
+    let read = Input::NodesFile {
+        request: nodes_file,
+        result: entries(),
+    };
+    let out = n.feed(NOW, read.clone());
+    assert_eq!(tool_replies(&out), [(0, 0, String::new())]);
+    let map = out
+        .iter()
+        .find_map(|o| match o {
+            Output::SendToClient {
+                packet:
+                    Packet {
+                        body: Body::ReplyControl(r),
+                        ..
+                    },
+                ..
+            } => Some(NodeMap::decode(&r.data).unwrap()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(map.nodes.len(), 2);
+    assert_eq!(map.nodes[1].flags, node_flags::DELETED);
+    assert!(tool_replies(&n.feed(NOW, read)).is_empty(), "answered once");
+
+    let reload = Input::PublicAddresses {
+        request: public,
+        result: Err("no such file".into()),
+    };
+    let out = n.feed(NOW, reload.clone());
+    assert_eq!(
+        tool_replies(&out),
+        [(0, -1, "cannot read public_addresses".to_owned())]
+    );
+    assert!(
+        tool_replies(&n.feed(NOW, reload)).is_empty(),
+        "answered once"
+    );
+    assert_eq!(n.deferred.len(), 0);
 }

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::recovery::{self, Pulled};
+use crate::fanout::FanOut;
 use crate::protocol::control::INVALID_GENERATION;
 
 /// A database's records: key and stored value (ltdb header + value).
@@ -180,8 +181,8 @@ pub struct RecoveryRun {
     generation: u32,
     nodes: Vec<u32>,
     step: Step,
-    /// Requests of the current step without an answer: reqid → (node, request).
-    waiting: BTreeMap<u32, (u32, Request)>,
+    /// The current step's requests, each to one node.
+    round: FanOut<Request>,
     dbs: BTreeMap<u32, DbInfo>,
     /// The generation each node was last part of.
     generations: BTreeMap<u32, u32>,
@@ -204,7 +205,7 @@ impl RecoveryRun {
             generation,
             nodes,
             step: Step::DbMaps,
-            waiting: BTreeMap::new(),
+            round: FanOut::new(),
             dbs: BTreeMap::new(),
             generations: BTreeMap::new(),
             pulled: BTreeMap::new(),
@@ -215,6 +216,7 @@ impl RecoveryRun {
             sends.push(run.request(reqids, to, Request::DbMap));
             sends.push(run.request(reqids, to, Request::Generation));
         }
+        run.round.all_sent();
         (run, Progress::Send(sends))
     }
 
@@ -235,12 +237,12 @@ impl RecoveryRun {
 
     /// Whether `reqid` is one of this run's unanswered requests.
     pub fn awaits(&self, reqid: u32) -> bool {
-        self.waiting.contains_key(&reqid)
+        self.round.awaits(reqid)
     }
 
     /// The unanswered request sent as `reqid`.
     pub fn request_of(&self, reqid: u32) -> Option<&Request> {
-        self.waiting.get(&reqid).map(|(_, request)| request)
+        self.round.tag(reqid)
     }
 
     /// A node answered `reqid` with `status` 0 and `answer`, or refused it
@@ -251,7 +253,7 @@ impl RecoveryRun {
         answer: Result<Answer, i32>,
         reqids: &mut impl FnMut() -> u32,
     ) -> Progress {
-        let Some((node, request)) = self.waiting.remove(&reqid) else {
+        let Some((node, request)) = self.round.answer(reqid) else {
             return Progress::Send(Vec::new());
         };
         let answer = match answer {
@@ -267,13 +269,15 @@ impl RecoveryRun {
         if let Err(failure) = self.take_answer(node, request, answer) {
             return self.fail(failure);
         }
-        if !self.waiting.is_empty() {
+        if !self.round.is_complete() {
             return Progress::Send(Vec::new());
         }
         self.next_step(reqids)
     }
 
-    /// `node` is no longer connected: a run that needs it cannot finish.
+    /// `node` is no longer connected: a run that needs it cannot finish. Every
+    /// step after this one asks every node, so the run fails even when the
+    /// current round owes nothing from it.
     pub fn node_gone(&mut self, node: u32) -> Option<Progress> {
         (self.nodes.contains(&node) && !self.finished).then(|| {
             self.fail(Failure::NodeGone {
@@ -290,13 +294,13 @@ impl RecoveryRun {
 
     fn fail(&mut self, failure: Failure) -> Progress {
         self.finished = true;
-        self.waiting.clear();
+        self.round.abandon();
         Progress::Finished(Err(failure))
     }
 
     fn request(&mut self, reqids: &mut impl FnMut() -> u32, to: u32, request: Request) -> Send {
         let reqid = reqids();
-        self.waiting.insert(reqid, (to, request.clone()));
+        self.round.sent(reqid, to, request.clone());
         Send { reqid, to, request }
     }
 
@@ -359,10 +363,12 @@ impl RecoveryRun {
             self.step = next;
             let wanted = self.requests_of(next);
             if !wanted.is_empty() {
+                self.round.next_round();
                 let sends = wanted
                     .into_iter()
                     .map(|(to, request)| self.request(reqids, to, request))
                     .collect();
+                self.round.all_sent();
                 return Progress::Send(sends);
             }
         }
@@ -657,6 +663,35 @@ mod tests {
             sends.iter().all(|s| !run.awaits(s.reqid)),
             "nothing awaited after the end"
         );
+    }
+
+    #[test]
+    fn a_duplicated_answer_is_ignored_and_the_step_waits_for_the_others() {
+        let mut next = 0;
+        let mut reqids = || {
+            next += 1;
+            next
+        };
+        let (mut run, progress) = RecoveryRun::start(0, 3, vec![0, 1], &mut reqids);
+        let Progress::Send(sends) = progress else {
+            panic!("no requests")
+        };
+        let to_0 = db_map_to(&sends, 0);
+        let map = || Ok(Answer::DbMap(vec![(9, false)]));
+        assert_eq!(
+            run.answer(to_0, map(), &mut reqids),
+            Progress::Send(Vec::new())
+        );
+        assert_eq!(
+            run.answer(to_0, map(), &mut reqids),
+            Progress::Send(Vec::new()),
+            "the duplicate is dropped"
+        );
+        assert_eq!(run.step(), Step::DbMaps);
+        assert!(sends
+            .iter()
+            .filter(|s| s.reqid != to_0)
+            .all(|s| run.awaits(s.reqid)));
     }
 
     #[test]
