@@ -4,7 +4,8 @@
 # holder's node, the survivors' write+fsync meanwhile, and our daemons' failover
 # on the volume, at GlusterFS's defaults and with the recommended options; RUNS
 # runs per row (default 3). Builds release binaries, then runs
-# tests/vm/src/bin/bench_gluster_lock.rs. PARTS=lock or PARTS=daemon runs one part.
+# tests/vm/src/bin/bench_gluster_lock.rs. PARTS=lock or PARTS=daemon runs one part,
+# VOLUME_OPTIONS=defaults or VOLUME_OPTIONS=recommended one option set.
 # Usage: sudo tests/vm/bench/gluster_lock.sh [RUNS]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../../.." && pwd)

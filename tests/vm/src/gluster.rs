@@ -485,11 +485,7 @@ pub fn revive_node(node: &Node, all: &[Ipv4Addr]) -> anyhow::Result<()> {
 /// Stops `node`'s gluster side for good: lazy unmount of the volume, SIGTERM to
 /// every gluster process, SIGKILL to those left. Never fails: problems are printed.
 pub fn teardown_node(node: &Node) {
-    match sh(
-        node,
-        "umount -l /srv/shared 2>/dev/null; true",
-        &[],
-    ) {
+    match sh(node, "umount -l /srv/shared 2>/dev/null; true", &[]) {
         Ok(out) if !out.success() => eprintln!("cleanup: node {}: unmounting:\n{out}", node.pnn()),
         Err(e) => eprintln!("cleanup: node {}: unmounting: {e:#}", node.pnn()),
         Ok(_) => {}

@@ -19,6 +19,8 @@
 //!   answers from a survivor; the watcher reports the survivors' own addresses'
 //!   longest absence (do they drop them while the lock is held?) and duplicates.
 //!
+//! `VOLUME_OPTIONS=defaults` or `recommended` runs one option set only.
+//!
 //! The same binary is the probe in the nodes: `hold FILE`, `poll FILE`,
 //! `write FILE` (see [`probe`]).
 
@@ -377,7 +379,11 @@ fn main() -> anyhow::Result<()> {
     eprintln!("recommended options: {RECOMMENDED_OPTIONS:?}");
     let mut lock_rows = Vec::new();
     let mut daemon_rows = Vec::new();
+    let only = std::env::var("VOLUME_OPTIONS").unwrap_or_default();
     for options in [GlusterOptions::Defaults, GlusterOptions::Recommended] {
+        if !only.is_empty() && only != options_name(options) {
+            continue;
+        }
         if parts.contains("lock") {
             lock_rows.extend(bare_lock(options, runs)?);
         }
