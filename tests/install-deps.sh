@@ -10,7 +10,8 @@
 # - test: the demo's needs, plus what the test suites drive or compare against:
 #   Debian's stock CTDB 4.17 (the compatibility reference), tdbdump, winbind,
 #   Samba's smbtorture (samba-testsuite), NFS-Ganesha and libnfs, dnsmasq, dig,
-#   nftables, shellcheck, rustfmt and clippy, what the package test needs
+#   nftables, GlusterFS (server and FUSE client), shellcheck, rustfmt and
+#   clippy, what the package test needs
 #   (dpkg-dev, systemd-analyze), and smbprotocol (PyPI) in a virtual environment
 #   for the SMB test client.
 # It creates the host directories that the sandboxes mount their private copies
@@ -49,6 +50,7 @@ ctdbrs_install_deps() {
             psmisc python3                  # fuser for debugging; fixture tools
             python3-venv                    # the SMB test client's environment (below)
             dpkg-dev binutils systemd       # the package test: dpkg-shlibdeps, objcopy, systemd-analyze
+            glusterfs-server glusterfs-client  # the GlusterFS volume of tests/vm (gluster.rs)
         )
         components=(rustfmt clippy)
         ;;
@@ -110,7 +112,11 @@ ctdbrs_install_deps() {
     # directories. Debian's ctdb and samba packages create them; without the
     # ctdb package, nothing else does.
     install -d /etc/ctdb /var/lib/ctdb /usr/share/ctdb/events/legacy \
-        /etc/samba /var/lib/samba /var/cache/samba /var/log/samba
+        /etc/samba /var/lib/samba /var/cache/samba /var/log/samba /srv
+    if [[ $profile == test ]]; then
+        # glusterd's state and logs, private to each node of the GlusterFS tests.
+        install -d /var/lib/glusterd /var/log/glusterfs
+    fi
 
     # The SMB2 client of the clustered-Samba tests (tests/vm/src/smb_client.py)
     # runs on smbprotocol from PyPI, in a virtual environment of its own so that

@@ -31,6 +31,12 @@
 //!           /etc/ctdb/ctdb.conf: [cluster] cluster lock = /srv/shared/.ctdb.reclock
 //! ```
 //!
+//! With [`ClusterBuilder::volume`]`(`[`Volume::Gluster`]`)`, or `CTDB_RS_VOLUME=gluster`
+//! for any cluster built with a shared volume, the same files live on a real
+//! GlusterFS volume instead: one glusterd and one brick per node, the volume
+//! FUSE-mounted at [`SHARED_MOUNT`] in every node ([`crate::gluster`]); the host
+//! reaches it through a node's mount ([`Cluster::shared_dir`]).
+//!
 //! Faults are injected from outside the nodes: SIGKILL of a daemon by PID, a node's
 //! private veth end in the fabric set down, nodes moved onto separate bridges
 //! (a partition), the lock file removed.
@@ -42,6 +48,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 
 use crate::daemon::Daemon;
+use crate::gluster::{GlusterOptions, Volume};
 use crate::node::{Node, SHARED_MOUNT};
 use crate::sandbox::{check_prerequisites, unique_name, NetNs, TempDir};
 
@@ -67,8 +74,24 @@ pub struct ClusterBuilder {
     tunables: String,
     client: bool,
     shared_volume: bool,
+    volume: Option<Volume>,
     samba: bool,
     deleted: Vec<u32>,
+}
+
+/// What stands in for the cluster volume of a built [`Cluster`].
+#[derive(Debug)]
+enum Shared {
+    /// One host directory bound in every node.
+    Dir(TempDir),
+    /// A GlusterFS volume across the nodes ([`crate::gluster`]).
+    Gluster {
+        /// The options the volume was created with.
+        options: GlusterOptions,
+        /// Pnns whose gluster side is down ([`Cluster::power_off`]): the host
+        /// reaches the volume through another node's mount.
+        down: Vec<u32>,
+    },
 }
 
 /// Sandboxes wired into one cluster. Nodes are indexed by pnn.
@@ -81,7 +104,7 @@ pub struct Cluster {
     fabric: NetNs,
     /// Bridges created by [`Cluster::partition`] besides `priv`.
     extra_bridges: Vec<String>,
-    shared: Option<TempDir>,
+    shared: Option<Shared>,
     /// Built with [`ClusterBuilder::samba`].
     samba: bool,
     /// The node through which the test user was registered with Samba, once it is.
@@ -141,6 +164,16 @@ impl ClusterBuilder {
         self
     }
 
+    /// What stands in for the cluster volume, which implies
+    /// [`ClusterBuilder::shared_volume`]: a plain directory or a GlusterFS volume
+    /// ([`crate::gluster`]). Default: what `CTDB_RS_VOLUME` says
+    /// ([`Volume::from_env`]), so any scenario with a shared volume can run on
+    /// either.
+    pub fn volume(mut self, volume: Volume) -> Self {
+        self.volume = Some(volume);
+        self
+    }
+
     /// Makes every node able to run Samba clustered, in the clustered-NAS layout of
     /// [`crate::samba`]: `smb.conf` ([`crate::samba::smb_conf`], `clustering =
     /// yes`) and the share on the shared volume (so this implies
@@ -169,18 +202,24 @@ impl ClusterBuilder {
         if self.samba {
             crate::samba::check_prerequisites()?;
         }
-        let shared_volume = self.shared_volume || self.samba;
-        if shared_volume && !Path::new("/srv").is_dir() {
-            bail!("/srv is missing: the nodes mount the shared volume under it (mkdir /srv)");
-        }
-        let shared = if shared_volume {
-            Some(TempDir::new("shared")?)
+        let volume = if self.shared_volume || self.samba || self.volume.is_some() {
+            Some(match self.volume {
+                Some(v) => v,
+                None => Volume::from_env()?,
+            })
         } else {
             None
         };
-        if let Some(dir) = shared.as_ref().filter(|_| self.samba) {
-            crate::samba::prepare_shared(dir.path())?;
+        if volume.is_some() && !Path::new("/srv").is_dir() {
+            bail!("/srv is missing: the nodes mount the shared volume under it (mkdir /srv)");
         }
+        if let Some(Volume::Gluster(_)) = volume {
+            crate::gluster::check_prerequisites()?;
+        }
+        let shared_dir = match volume {
+            Some(Volume::Dir) => Some(TempDir::new("shared")?),
+            _ => None,
+        };
         let base = unique_name();
         let fabric = NetNs::create(&format!("{base}-f")).context("creating the fabric netns")?;
         for bridge in ["priv", "pub"] {
@@ -199,9 +238,7 @@ impl ClusterBuilder {
             })
             .collect();
         let mut ctdb_conf = self.ctdb_conf.clone();
-        if let Some(dir) = &shared {
-            write_file(&dir.path().join("nodes"), &nodes_file)?;
-            write_file(&dir.path().join("public_addresses"), &lines(&public))?;
+        if volume.is_some() {
             ctdb_conf.push_str(&format!("[cluster]\n\tcluster lock = {RECLOCK_PATH}\n"));
         }
         let mut nodes = Vec::new();
@@ -242,10 +279,10 @@ impl ClusterBuilder {
                 pnn,
                 netns,
                 private_addr(pnn),
-                shared.as_ref().map(TempDir::path),
+                shared_dir.as_ref().map(TempDir::path),
             )?;
             node.write_config("ctdb.conf", &ctdb_conf)?;
-            if shared.is_some() {
+            if volume.is_some() {
                 for name in ["nodes", "public_addresses"] {
                     let link = node.etc_dir().join(name);
                     std::os::unix::fs::symlink(format!("{SHARED_MOUNT}/{name}"), &link)
@@ -285,15 +322,54 @@ impl ClusterBuilder {
         } else {
             None
         };
-        Ok(Cluster {
+        let mut cluster = Cluster {
             nodes,
             client,
             fabric,
             extra_bridges: Vec::new(),
-            shared,
+            shared: shared_dir.map(Shared::Dir),
             samba: self.samba,
             samba_user_node: None,
-        })
+        };
+        if let Some(Volume::Gluster(options)) = volume {
+            // Marked first, so that a failure below still tears the volume down
+            // when `cluster` drops.
+            cluster.shared = Some(Shared::Gluster {
+                options,
+                down: Vec::new(),
+            });
+            let nodes: Vec<&Node> = cluster.nodes.iter().flatten().collect();
+            crate::gluster::create_volume(&nodes, options)
+                .context("creating the GlusterFS volume across the nodes")?;
+        }
+        if volume.is_some() {
+            cluster.write_shared("nodes", &nodes_file)?;
+            cluster.write_shared("public_addresses", &lines(&public))?;
+            if self.samba {
+                let dir = cluster.shared_dir().expect("a shared volume was built");
+                crate::samba::prepare_shared(&dir)?;
+            }
+        }
+        Ok(cluster)
+    }
+}
+
+impl Drop for Cluster {
+    /// On GlusterFS, before the nodes go: every daemon stopped (they and their
+    /// helpers keep files open on the volume), then the volume unmounted and the
+    /// gluster processes stopped by PID in every node.
+    fn drop(&mut self) {
+        if !self.on_gluster() {
+            return;
+        }
+        for node in self.nodes.iter_mut().flatten() {
+            if let Err(e) = node.stop_daemon() {
+                eprintln!("cleanup: node {}: stopping ctdbd: {e:#}", node.pnn());
+            }
+        }
+        for node in self.nodes.iter().flatten() {
+            crate::gluster::teardown_node(node);
+        }
     }
 }
 
@@ -326,6 +402,7 @@ impl Cluster {
             tunables: String::new(),
             client: false,
             shared_volume: false,
+            volume: None,
             samba: false,
             deleted: Vec::new(),
         }
@@ -368,9 +445,32 @@ impl Cluster {
         self.nodes.iter().flatten().map(Node::pnn).collect()
     }
 
-    /// The host directory standing in for the cluster volume, if built with one.
-    pub fn shared_dir(&self) -> Option<&Path> {
-        self.shared.as_ref().map(TempDir::path)
+    /// The host path of the cluster volume's root, if built with one: the shared
+    /// directory itself, or on GlusterFS the volume's mount in the lowest node
+    /// whose gluster side is up (`/proc/<holder>/root/srv/shared`).
+    pub fn shared_dir(&self) -> Option<PathBuf> {
+        match self.shared.as_ref()? {
+            Shared::Dir(dir) => Some(dir.path().to_owned()),
+            Shared::Gluster { down, .. } => self
+                .nodes
+                .iter()
+                .flatten()
+                .find(|n| !down.contains(&n.pnn()))
+                .map(|n| n.path(SHARED_MOUNT)),
+        }
+    }
+
+    /// What stands in for the cluster volume, if built with one.
+    pub fn volume(&self) -> Option<Volume> {
+        match self.shared.as_ref()? {
+            Shared::Dir(_) => Some(Volume::Dir),
+            Shared::Gluster { options, .. } => Some(Volume::Gluster(*options)),
+        }
+    }
+
+    /// Whether the cluster volume is GlusterFS.
+    pub fn on_gluster(&self) -> bool {
+        matches!(self.shared, Some(Shared::Gluster { .. }))
     }
 
     /// The host path of `name` in the shared volume. Fails without one.
@@ -472,14 +572,45 @@ impl Cluster {
     /// it: the recovery-lock helper must die too, which it does with its daemon
     /// (SIGKILL of the daemon, `PR_SET_PDEATHSIG` in the helper). Links are cut
     /// first, so the peers see silence, not a closed connection.
+    ///
+    /// On GlusterFS the node's gluster processes (glusterd, brick, self-heal
+    /// daemon, FUSE client) are killed too, after the links went down: the other
+    /// bricks keep the node's fcntl locks until they notice the silence, as on a
+    /// real cluster.
     pub fn power_off(&mut self, pnn: u32) -> anyhow::Result<()> {
         self.cut_links(pnn)?;
-        self.kill_daemon(pnn)
+        self.kill_daemon(pnn)?;
+        if let Some(Shared::Gluster { down, .. }) = &mut self.shared {
+            down.push(pnn);
+            let node = self.nodes[pnn as usize]
+                .as_ref()
+                .expect("cut_links checked");
+            crate::gluster::kill_node(node)?;
+        }
+        Ok(())
     }
 
-    /// Undoes [`Cluster::power_off`]: links back up, daemon started (not awaited).
+    /// Undoes [`Cluster::power_off`]: links back up, on GlusterFS the node's
+    /// glusterd and mount back (awaited: the daemon reads its configuration from
+    /// the volume), daemon started (not awaited).
     pub fn power_on(&mut self, pnn: u32) -> anyhow::Result<()> {
         self.restore_links(pnn)?;
+        let all: Vec<Ipv4Addr> = self
+            .nodes
+            .iter()
+            .flatten()
+            .map(Node::private_addr)
+            .collect();
+        if let Some(Shared::Gluster { down, .. }) = &mut self.shared {
+            if down.contains(&pnn) {
+                let node = self.nodes[pnn as usize]
+                    .as_ref()
+                    .expect("restore_links checked");
+                crate::gluster::revive_node(node, &all)
+                    .with_context(|| format!("bringing node {pnn}'s GlusterFS side back"))?;
+                down.retain(|p| *p != pnn);
+            }
+        }
         self.restart_daemon(pnn)
     }
 

@@ -11,6 +11,9 @@
 //! - [`cluster`]: nodes wired by private and public bridges, plus a client; an
 //!   optional shared directory standing in for the cluster volume; faults (kill,
 //!   power off, link cut, partition, lock file removal).
+//! - [`gluster`]: a replica GlusterFS volume across the nodes (one glusterd and
+//!   brick per node, FUSE-mounted at the shared path), chosen with
+//!   [`ClusterBuilder::volume`] or `CTDB_RS_VOLUME=gluster`.
 //! - [`observe`]: `ctdb status`, `-X nodestatus all` and `leader` parsed, and
 //!   cluster-wide waits on them.
 //! - [`daemon`]: which `ctdbd`/`ctdb` to run, ours or Debian's stock 4.17.
@@ -36,6 +39,7 @@
 pub mod cluster;
 pub mod daemon;
 pub mod dns;
+pub mod gluster;
 pub mod nas;
 pub mod nfs;
 pub mod node;
@@ -51,6 +55,7 @@ pub mod watch;
 
 pub use cluster::{Cluster, ClusterBuilder};
 pub use daemon::{Daemon, Tool};
+pub use gluster::{GlusterOptions, Volume};
 pub use node::Node;
 pub use observe::{Agreement, NodeRow, Status};
 pub use process::Output;

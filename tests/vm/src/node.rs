@@ -279,6 +279,14 @@ impl Node {
         Ok(())
     }
 
+    /// Stops the daemon, if one runs: SIGTERM (its shutdown runs), SIGKILL after 10 s.
+    pub fn stop_daemon(&mut self) -> anyhow::Result<()> {
+        match &mut self.daemon {
+            Some(d) => d.process.stop(Duration::from_secs(10)).map(drop),
+            None => Ok(()),
+        }
+    }
+
     /// Starts a daemon of the kind last started again (after [`Node::kill_daemon`]).
     pub fn restart_daemon(&mut self) -> anyhow::Result<()> {
         let kind = self.daemon()?.kind;
