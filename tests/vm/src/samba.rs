@@ -206,8 +206,8 @@ done
 /// Gives `node` its private Samba directories and account files (with the test
 /// user as a Unix account). Registering the user with Samba waits for the
 /// daemons: `smbpasswd` writes the clustered `passdb.tdb`, which needs a running
-/// daemon to attach it ([`Cluster::start`] does it once, see
-/// [`Cluster::register_samba_user`]). The shared volume must already hold
+/// daemon to attach it ([`Cluster::start`] does it once, through the node that
+/// [`Cluster::samba_user_node`] names). The shared volume must already hold
 /// `smb.conf` ([`prepare_shared`]).
 pub fn prepare_node(node: &Node) -> anyhow::Result<()> {
     let dir = node.sandbox_dir().join(NODE_SAMBA_DIR);

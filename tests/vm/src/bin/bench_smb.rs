@@ -31,10 +31,10 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use vm::public::{ctdb_ip, default_public, power_off_machine, wait_placed};
+use vm::public::{default_public, power_off_machine, wait_placed};
 use vm::samba::{SAMBA_PASSWORD, SAMBA_USER, SHARE};
 use vm::smb_client::VENV_PYTHON;
-use vm::{wait_until, Cluster, Daemon};
+use vm::{Cluster, Daemon};
 
 const ALL: [u32; 3] = [0, 1, 2];
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -128,14 +128,7 @@ fn addrs() -> Vec<Ipv4Addr> {
 
 /// The public address node `pnn` holds.
 fn address_of(cluster: &Cluster, pnn: u32) -> anyhow::Result<Ipv4Addr> {
-    wait_until(CONVERGE_TIMEOUT, || {
-        let ips = ctdb_ip(cluster, pnn)?;
-        ips.iter()
-            .find(|(_, host)| **host == Some(pnn))
-            .map(|(addr, _)| *addr)
-            .ok_or_else(|| format!("node {pnn} holds no address: {ips:?}"))
-    })
-    .with_context(|| format!("an address held by node {pnn}"))
+    vm::public::address_held_by(cluster, pnn, CONVERGE_TIMEOUT)
 }
 
 // ---- the load ---------------------------------------------------------------
@@ -179,7 +172,7 @@ struct Load {
 
 impl Load {
     /// Starts the clients and waits until all are connected. `seconds` 0: until
-    /// [`Load::stop`].
+    /// [`Load::finish`] stops them.
     fn start(
         cluster: &Cluster,
         op: &str,
