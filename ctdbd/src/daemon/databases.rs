@@ -1084,9 +1084,6 @@ impl Worker {
             .into_iter()
             .filter(|pnn| *pnn != self.pnn && self.view.vnn_map.contains(pnn))
             .collect();
-        if targets.is_empty() {
-            return Some(ok(Vec::new()));
-        }
         let reqid = self.allocate_control_reqid();
         for pnn in &targets {
             self.send_control(*pnn, reqid, Opcode::UPDATE_RECORD.0, data.to_vec(), 0);

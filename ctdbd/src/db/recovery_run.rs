@@ -494,6 +494,15 @@ mod tests {
     use super::*;
     use crate::db::ltdb::{self, LtdbHeader};
 
+    /// Request ids 1, 2, 3, ...
+    fn counter() -> impl FnMut() -> u32 {
+        let mut next = 0;
+        move || {
+            next += 1;
+            next
+        }
+    }
+
     /// Answers every request the way a node with `dbs` would, until the run ends.
     struct Cluster {
         /// node → db_id → (name, persistent, records)
@@ -528,11 +537,7 @@ mod tests {
         }
 
         fn run(&mut self, leader: u32, nodes: Vec<u32>) -> Result<(), Failure> {
-            let mut next = 0;
-            let mut reqids = move || {
-                next += 1;
-                next
-            };
+            let mut reqids = counter();
             let (mut run, mut progress) = RecoveryRun::start(leader, 7, nodes, &mut reqids);
             loop {
                 match progress {
@@ -638,11 +643,7 @@ mod tests {
 
     #[test]
     fn a_refusal_ends_the_run_before_anything_is_changed() {
-        let mut next = 0;
-        let mut reqids = || {
-            next += 1;
-            next
-        };
+        let mut reqids = counter();
         let (mut run, progress) = RecoveryRun::start(0, 3, vec![0, 1], &mut reqids);
         let Progress::Send(sends) = progress else {
             panic!("no requests")
@@ -667,11 +668,7 @@ mod tests {
 
     #[test]
     fn a_duplicated_answer_is_ignored_and_the_step_waits_for_the_others() {
-        let mut next = 0;
-        let mut reqids = || {
-            next += 1;
-            next
-        };
+        let mut reqids = counter();
         let (mut run, progress) = RecoveryRun::start(0, 3, vec![0, 1], &mut reqids);
         let Progress::Send(sends) = progress else {
             panic!("no requests")
@@ -696,11 +693,7 @@ mod tests {
 
     #[test]
     fn a_node_lost_or_a_kind_conflict_fails_the_run() {
-        let mut next = 0;
-        let mut reqids = || {
-            next += 1;
-            next
-        };
+        let mut reqids = counter();
         let (mut run, _) = RecoveryRun::start(0, 3, vec![0, 1], &mut reqids);
         assert_eq!(run.node_gone(5), None, "not in the run");
         assert!(matches!(
@@ -723,11 +716,7 @@ mod tests {
 
     #[test]
     fn an_answer_that_does_not_fit_the_request_fails_the_run() {
-        let mut next = 0;
-        let mut reqids = || {
-            next += 1;
-            next
-        };
+        let mut reqids = counter();
         let (mut run, progress) = RecoveryRun::start(0, 3, vec![0], &mut reqids);
         let Progress::Send(sends) = progress else {
             panic!("no requests")
