@@ -107,6 +107,14 @@ pub const DEFINITIONS: &[TunableDef] = &[
     // time it is declared dead; a new leader waits one lease (+ 0.2 s) for nodes it
     // cannot vouch for.
     def(IP_LEASE_TIME_MS, 500),
+    // ctdb-rs: how long nodes that lost their lock-holding leader, but still form
+    // a connected majority, may keep the public addresses they hold, counted from
+    // the end of their last lease (`core::holds`). It bridges a recovery lock that
+    // the cluster volume keeps for a dead leader (2 s on GlusterFS with the
+    // recommended options, 83 s at its defaults). Its price: a leader that is not
+    // connected to enough nodes to rule such a hold out (a lone survivor of three)
+    // waits this long before it moves the others' addresses. 0 = no holds.
+    def(LEADERLESS_HOLD_MS, 10_000),
     // ctdb-rs: 1 = after tickling a client, watch its answers, and where this
     // node's kernel's reset does not reach it (a firewall drops outgoing resets,
     // or the reset is lost) reset it ourselves (netif::tickle); 0 = tickle only,
@@ -116,6 +124,9 @@ pub const DEFINITIONS: &[TunableDef] = &[
 
 /// Our public-address lease tunable (see [`DEFINITIONS`]).
 pub const IP_LEASE_TIME_MS: &str = "IPLeaseTimeMs";
+
+/// Our leaderless hold tunable (see [`DEFINITIONS`]).
+pub const LEADERLESS_HOLD_MS: &str = "LeaderlessHoldMs";
 
 /// Our millisecond keepalive tunable (see [`DEFINITIONS`]).
 pub const KEEPALIVE_INTERVAL_MS: &str = "KeepaliveIntervalMs";
@@ -191,6 +202,8 @@ pub mod keys {
     pub const KEEPALIVE_INTERVAL_MS: Key = key(super::KEEPALIVE_INTERVAL_MS);
     /// `IPLeaseTimeMs` (ctdb-rs), milliseconds.
     pub const IP_LEASE_TIME_MS: Key = key(super::IP_LEASE_TIME_MS);
+    /// `LeaderlessHoldMs` (ctdb-rs), milliseconds.
+    pub const LEADERLESS_HOLD_MS: Key = key(super::LEADERLESS_HOLD_MS);
     /// `TickleResetFallback` (ctdb-rs), 0 or 1.
     pub const TICKLE_RESET_FALLBACK: Key = key(super::TICKLE_RESET_FALLBACK);
 }
@@ -294,6 +307,11 @@ impl Tunables {
         u64::from(self.value(keys::IP_LEASE_TIME_MS))
     }
 
+    /// How long a leaderless majority may keep its addresses (`LeaderlessHoldMs`).
+    pub fn leaderless_hold_ms(&self) -> u64 {
+        u64::from(self.value(keys::LEADERLESS_HOLD_MS))
+    }
+
     /// Time allowed for one event (`EventScriptTimeout` seconds); `None` when 0,
     /// which means no limit (as for `ctdb event run 0 ...`).
     pub fn event_script_timeout_ms(&self) -> Option<u64> {
@@ -312,9 +330,9 @@ mod tests {
 
     #[test]
     fn ctdbs_sixty_two_tunables_then_ours() {
-        assert_eq!(DEFINITIONS.len(), 65);
+        assert_eq!(DEFINITIONS.len(), 66);
         assert_eq!(DEFINITIONS[61].name, "AllowMixedVersions");
-        assert_eq!(Tunables::listed_names().count(), 52);
+        assert_eq!(Tunables::listed_names().count(), 53);
         assert_eq!(Tunables::listed_names().next(), Some("SeqnumInterval"));
     }
 

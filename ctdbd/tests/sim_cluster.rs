@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 
 use ctdbd::protocol::control::node_flags;
 use proptest::prelude::*;
-use sim::{AdminOp, Fault, Sim};
+use sim::{AdminOp, Fault, Sim, Volume};
 
 /// Long enough for any detection and election at default tunables: keepalive
 /// 200 ms × 5 = 1 s, leader timeout 5 s, retries of 0.5–1 s, a minority's wait of
@@ -242,28 +242,44 @@ fn a_leader_cut_off_from_the_majority_hands_it_the_lock() {
 /// Given a converged cluster of three,
 /// When both followers lose power,
 /// Then the leader, connected to no majority, gives up the lock, waits a
-///   minority's time (3 s) for a majority that never comes, takes the lock again,
-///   and hosts every address: within 6 s.
+///   minority's time (3 s) for a majority that never comes, and takes the lock
+///   again; its own addresses come back at once, and the others' once no hold of a
+///   leaderless majority can still cover them (it cannot tell dead nodes from a
+///   partitioned majority: `core::holds`): `LeaderlessHoldMs` (10 s) later. Every
+///   address within 6 s + `LeaderlessHoldMs`, its own within 6 s.
 #[test]
 fn a_lone_survivor_serves_every_address() {
     let mut sim = Sim::new(3, true, 16);
     settle(&mut sim);
     let leader = sim.leaders()[0];
+    let own = sim.hosted_by(leader);
     let at = sim.now;
     for i in (0..3).filter(|&i| i != leader) {
         sim.fault(Fault::PowerOff(i));
     }
-    let all = sim.public.clone();
     let t = sim.run_until_true(at + 20_000, |s| {
-        s.leaders() == vec![leader] && all.iter().all(|a| s.hosted_by(leader).contains(a))
+        s.leaders() == vec![leader] && own.iter().all(|a| s.hosted_by(leader).contains(a))
     });
     let took = t.map(|t| t - at);
     assert!(
         took.is_some_and(|ms| ms <= 6_000),
+        "lone survivor serving its own addresses after {took:?}\n{}",
+        sim.describe()
+    );
+    let all = sim.public.clone();
+    let t = sim.run_until_true(at + 30_000, |s| {
+        s.leaders() == vec![leader] && all.iter().all(|a| s.hosted_by(leader).contains(a))
+    });
+    let took = t.map(|t| t - at);
+    assert!(
+        took.is_some_and(|ms| ms <= 6_000 + LEADERLESS_HOLD_MS),
         "lone survivor serving everything after {took:?}\n{}",
         sim.describe()
     );
 }
+
+/// `LeaderlessHoldMs`'s default.
+const LEADERLESS_HOLD_MS: u64 = 10_000;
 
 /// Given a converged cluster, when the leader loses power (its lock holder dies with
 /// it, as a cluster filesystem frees a dead node's locks), the survivors notice by
@@ -450,6 +466,119 @@ fn a_failing_monitor_moves_addresses_away_and_recovery_brings_them_back() {
     assert!(back.is_some(), "{}", sim.describe());
 }
 
+// ---- a cluster volume that keeps a dead leader's lock ------------------------
+
+/// Powers off the leader of a converged cluster on `volume` and checks, every
+/// 20 ms, that every survivor keeps every address it held (holds: `core::holds`),
+/// until the volume frees the lock and the dead leader's addresses are all served
+/// again — within `stale_lock_ms` + 3 s (the lock retry, the new leader's guard, the
+/// run). No node bans itself for the hung or contended lock attempts meanwhile.
+/// Safety is checked after every event, as always.
+fn leader_power_loss_keeps_the_survivors_serving(
+    n: usize,
+    seed: u64,
+    volume: Volume,
+    tunables: &[(&'static str, u32)],
+) {
+    let mut sim = Sim::with(n, seed, volume, tunables);
+    settle(&mut sim);
+    let leader = sim.leaders()[0];
+    let survivors: Vec<usize> = (0..n).filter(|&i| i != leader).collect();
+    let held: Vec<BTreeSet<std::net::IpAddr>> = (0..n).map(|i| sim.hosted_by(i)).collect();
+    let at = sim.now;
+    sim.fault(Fault::PowerOff(leader));
+    let all = sim.public.clone();
+    let deadline = at + volume.stale_lock_ms + 3_000;
+    loop {
+        sim.run_until(sim.now + 20);
+        for &i in &survivors {
+            if !held[i].is_subset(&sim.hosted_by(i)) {
+                sim.fail(&format!(
+                    "node {i} dropped addresses it held {} ms after the leader's power loss",
+                    sim.now - at
+                ));
+            }
+            if sim.flags(i, i) & node_flags::BANNED != 0 {
+                sim.fail(&format!("node {i} banned itself"));
+            }
+        }
+        let served = all
+            .iter()
+            .all(|a| survivors.iter().any(|&i| sim.hosted_by(i).contains(a)));
+        if served && sim.leaders().len() == 1 {
+            break;
+        }
+        if sim.now >= deadline {
+            sim.fail(&format!(
+                "the dead leader's addresses not served {} ms after its power loss",
+                sim.now - at
+            ));
+        }
+    }
+}
+
+/// Scenario: the leader loses power on GlusterFS with the recommended options.
+///
+/// Given a converged cluster of three on a volume that keeps a dead node's lock
+///   2 s (its lock attempts hang 1.2 s),
+/// When the leader loses power,
+/// Then the survivors keep their addresses throughout (their leases run out after
+///   0.5 s; a hold from each other covers them), and the dead leader's addresses
+///   are served within 5 s.
+#[test]
+fn leader_power_loss_on_gluster_with_recommended_options() {
+    leader_power_loss_keeps_the_survivors_serving(3, 21, Volume::GLUSTER_RECOMMENDED, &[]);
+}
+
+/// Scenario: the leader loses power on GlusterFS at its defaults.
+///
+/// Given a converged cluster of three on a volume that keeps a dead node's lock
+///   83 s (its lock attempts hang 42 s, failing after the daemon's 10 s), with
+///   `LeaderlessHoldMs` raised to 120 s as README says for such a volume,
+/// When the leader loses power,
+/// Then the survivors keep their addresses throughout, nobody bans itself for
+///   the failed attempts (every connected node fails alike: the volume is at
+///   fault), and the dead leader's addresses are served within 86 s.
+#[test]
+fn leader_power_loss_on_gluster_at_its_defaults() {
+    leader_power_loss_keeps_the_survivors_serving(
+        3,
+        22,
+        Volume::GLUSTER_DEFAULTS,
+        &[("LeaderlessHoldMs", 120_000)],
+    );
+}
+
+/// The same on GlusterFS at its defaults, but with `LeaderlessHoldMs` at its default
+/// of 10 s: the survivors keep their addresses 10 s past their last lease, then
+/// drop them — and still nothing is ever on two nodes, nobody bans itself, and
+/// once the volume frees the lock every address is served again.
+#[test]
+fn leader_power_loss_on_gluster_at_its_defaults_with_the_default_hold() {
+    let mut sim = Sim::with(3, 23, Volume::GLUSTER_DEFAULTS, &[]);
+    settle(&mut sim);
+    let leader = sim.leaders()[0];
+    let survivor = (leader + 1) % 3;
+    let held = sim.hosted_by(survivor);
+    let at = sim.now;
+    sim.fault(Fault::PowerOff(leader));
+    sim.run_until(at + 10_000);
+    assert!(
+        held.is_subset(&sim.hosted_by(survivor)),
+        "kept for LeaderlessHoldMs\n{}",
+        sim.describe()
+    );
+    sim.run_until(at + 12_000);
+    assert!(
+        sim.hosted_by(survivor).is_empty(),
+        "dropped after it\n{}",
+        sim.describe()
+    );
+    let t = sim.run_until_true(at + 90_000, Sim::converged);
+    assert!(t.is_some(), "{}", sim.describe());
+    assert!((0..3).all(|i| i == leader || sim.flags(i, i) & node_flags::BANNED == 0));
+}
+
 // ---- random schedules -------------------------------------------------------
 
 fn fault(n: usize) -> impl Strategy<Value = Fault> {
@@ -479,19 +608,33 @@ fn fault(n: usize) -> impl Strategy<Value = Fault> {
 /// Share of random schedules run with a recovery lock.
 const LOCKED_SHARE: f64 = 0.85;
 
-fn schedule() -> impl Strategy<Value = (usize, bool, u64, Vec<(u64, Fault)>)> {
+/// The volumes schedules run on: mostly a shared directory, and GlusterFS, whose
+/// locks outlive a powered-off holder and whose lock attempts hang meanwhile.
+fn volume() -> impl Strategy<Value = Volume> {
+    prop_oneof![
+        6 => Just(Volume::SHARED_DIR),
+        3 => Just(Volume::GLUSTER_RECOMMENDED),
+        1 => Just(Volume::GLUSTER_DEFAULTS),
+    ]
+}
+
+type Schedule = (usize, bool, u64, Volume, Vec<(u64, Fault)>);
+
+fn schedule() -> impl Strategy<Value = Schedule> {
     // Lock-less clusters are a deliberate minority (15 %): CTDB warns against them,
     // and the lock's invariants are the ones worth most schedules.
     (
         3usize..=7,
         proptest::bool::weighted(LOCKED_SHARE),
         any::<u64>(),
+        volume(),
     )
-        .prop_flat_map(|(n, lock, seed)| {
+        .prop_flat_map(|(n, lock, seed, volume)| {
             (
                 Just(n),
                 Just(lock),
                 Just(seed),
+                Just(volume),
                 proptest::collection::vec((0u64..4_000, fault(n)), 0..12),
             )
         })
@@ -499,8 +642,12 @@ fn schedule() -> impl Strategy<Value = (usize, bool, u64, Vec<(u64, Fault)>)> {
 
 /// Runs one schedule: faults at their offsets (safety checked after every event),
 /// then everything healed, restarted and re-enabled, then convergence required.
-fn run_schedule(n: usize, with_lock: bool, seed: u64, faults: &[(u64, Fault)]) {
-    let mut sim = Sim::new(n, with_lock, seed);
+fn run_schedule(n: usize, with_lock: bool, seed: u64, volume: Volume, faults: &[(u64, Fault)]) {
+    let mut sim = if with_lock {
+        Sim::with(n, seed, volume, &[])
+    } else {
+        Sim::new(n, false, seed)
+    };
     sim.run_until(2_000);
     for (delay, fault) in faults {
         let at = sim.now + delay;
@@ -515,8 +662,9 @@ fn run_schedule(n: usize, with_lock: bool, seed: u64, faults: &[(u64, Fault)]) {
             sim.fault(Fault::Admin(i, op));
         }
     }
-    // A self-ban for lock failures may still have up to 10 s to run.
-    let deadline = sim.now + SETTLE_MS + 10_000;
+    // A self-ban for lock failures may still have up to 10 s to run, and the
+    // volume may keep a powered-off node's lock a while yet.
+    let deadline = sim.now + SETTLE_MS + 10_000 + volume.stale_lock_ms + volume.hang_ms;
     if sim.run_until_true(deadline, Sim::converged).is_none() {
         sim.fail(&format!(
             "no convergence after healing:\n{}",
@@ -546,9 +694,9 @@ proptest! {
 
     #[test]
     fn random_faults_never_make_two_leaders_and_the_cluster_converges(
-        (n, with_lock, seed, faults) in schedule()
+        (n, with_lock, seed, volume, faults) in schedule()
     ) {
-        run_schedule(n, with_lock, seed, &faults);
+        run_schedule(n, with_lock, seed, volume, &faults);
     }
 }
 
@@ -569,6 +717,36 @@ proptest! {
             ))
     ) {
         majority_serves(n, seed, &minority);
+    }
+}
+
+proptest! {
+    // A tenth of SIM_CASES: each case simulates up to 90 s.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("SIM_CASES").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(3000) / 10,
+        .. ProptestConfig::default()
+    })]
+
+    /// Any cluster size and seed: the leader's power loss on GlusterFS never makes
+    /// a survivor drop an address, and every address is served once the volume
+    /// frees the lock (`LeaderlessHoldMs` raised past the volume's lock time, as
+    /// README says, for a volume at GlusterFS's defaults).
+    #[test]
+    fn survivors_of_a_leader_power_loss_on_gluster_keep_serving(
+        n in 3usize..=7,
+        seed in any::<u64>(),
+        defaults in proptest::bool::weighted(0.3),
+    ) {
+        if defaults {
+            leader_power_loss_keeps_the_survivors_serving(
+                n,
+                seed,
+                Volume::GLUSTER_DEFAULTS,
+                &[("LeaderlessHoldMs", 120_000)],
+            );
+        } else {
+            leader_power_loss_keeps_the_survivors_serving(n, seed, Volume::GLUSTER_RECOMMENDED, &[]);
+        }
     }
 }
 

@@ -312,6 +312,8 @@ impl Node {
             srvid::LEADER => self.leader_broadcast_received(sender, &msg.data, out),
             srvid::LEASE_REQUEST => self.lease_requested(sender, &msg.data, out),
             srvid::LEASE_GRANT => self.lease_granted(sender, &msg.data, out),
+            srvid::HOLD_REQUEST => self.hold_requested(sender, &msg.data, out),
+            srvid::HOLD_GRANT => self.hold_granted(sender, &msg.data),
             srvid::INCARNATION if sender != self.pnn => {
                 match crate::protocol::control::decode_u64(&msg.data, "incarnation") {
                     Ok(incarnation) => {
@@ -894,7 +896,13 @@ impl Node {
                 if self.lock == LockState::Taking {
                     self.lock = LockState::Idle;
                 }
-                self.lock_failures += 1;
+                // A failure counts towards a ban only on a node alone: peers that
+                // are connected and leaderless are failing too, so the volume is
+                // at fault, not this node (banning all of them would be a total
+                // outage; a node whose own volume is broken goes UNHEALTHY).
+                if self.connected_peers().is_empty() {
+                    self.lock_failures += 1;
+                }
                 error!(%reason, failures = self.lock_failures, "cannot take the recovery lock");
                 self.next_election_ms = now + ELECTION_FAILURE_RETRY_MS;
                 if self.lock_failures >= LOCK_FAILURES_BEFORE_BAN
@@ -933,6 +941,8 @@ impl Node {
     fn become_leader(&mut self, out: &mut Vec<Output>) {
         info!(generation = self.generation, "this node is now the leader");
         self.leader = Some(self.pnn);
+        self.holds.led_since_ms = self.now.mono_ms;
+        self.holds.promises.clear();
         // A new leader cannot know what other nodes hold, or are being given by a
         // predecessor that may not know it lost the lock, until leases run out.
         self.guard_after_election();

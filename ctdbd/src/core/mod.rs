@@ -37,6 +37,7 @@ mod controls;
 mod counters;
 mod deferred;
 mod events;
+mod holds;
 mod takeover;
 mod tunnels;
 
@@ -528,6 +529,11 @@ pub struct Node {
     /// Our lease ran out and we dropped addresses; the next leader we hear must
     /// place them again.
     lease_lapsed: bool,
+    /// Holds: a leaderless majority keeps its addresses (`holds`).
+    holds: holds::Holds,
+    /// Follower: the leader we follow and the stamp of its last lease grant, echoed
+    /// by our next request.
+    last_grant_stamp: Option<(u32, u64)>,
     /// Leader: lease guards, pnn → until when that node may still hold addresses
     /// (monotonic ms). No takeover run while one is pending (see `takeover`).
     lease_guards: BTreeMap<u32, u64>,
@@ -691,6 +697,8 @@ impl Node {
             seen_majority: false,
             lease_lapsed: false,
             lease_guards: BTreeMap::new(),
+            holds: holds::Holds::default(),
+            last_grant_stamp: None,
             gone_during_election: BTreeSet::new(),
             incarnation: config.incarnation,
             takeover: None,
@@ -809,7 +817,7 @@ impl Node {
         if self.is_leader() {
             (!self.lease_valid()).then_some(0)
         } else {
-            Some(self.lease_until_ms)
+            Some(self.lease_until_ms.max(self.holds.until_ms))
         }
     }
 

@@ -135,8 +135,8 @@ use crate::events::Event;
 use crate::fanout::FanOut;
 use crate::ipalloc;
 use crate::protocol::control::{
-    node_flags, srvid, AddrInfo, Connection, DaemonGone, LeaseGrant, Opcode, PublicIp,
-    PublicIpList, Runstate, SrvidMessage, TickleList,
+    node_flags, srvid, AddrInfo, Connection, DaemonGone, LeaseGrant, LeaseRequest, Opcode,
+    PublicIp, PublicIpList, Runstate, SrvidMessage, TickleList,
 };
 use crate::protocol::packet::{ReplyControl, ReqControl, CTRL_FLAG_NOREPLY, UNKNOWN_PNN};
 use crate::tunables::keys;
@@ -146,9 +146,11 @@ pub const PUBLIC_IP_FLAGS_ONLY_AVAILABLE: u32 = 0x0001_0000;
 /// Added to a lost node's lease before its addresses go elsewhere: covers clock rate
 /// differences between nodes, and, for a new leader's guards, a predecessor that has
 /// not yet noticed it lost the lock.
-const LEASE_MARGIN_MS: u64 = 200;
-/// A follower asks for its lease this many times per lease length.
-const LEASE_REQUESTS_PER_LEASE: u64 = 4;
+pub(super) const LEASE_MARGIN_MS: u64 = 200;
+/// A follower asks for its lease this many times per lease length: often enough
+/// that each request's promise (`holds`: no hold granted before the middle of the
+/// lease, bounded from the previous grant's stamp) outlasts the next request.
+const LEASE_REQUESTS_PER_LEASE: u64 = 8;
 /// Lease requests older than this are forgotten unanswered.
 const LEASE_REQUEST_MAX_AGE_MS: u64 = 10_000;
 /// Pause after a failed takeover run before the next.
@@ -231,6 +233,7 @@ impl Node {
     pub(super) fn end_lease(&mut self) {
         self.lease_until_ms = 0;
         self.lease_requests.clear();
+        self.end_hold();
     }
 
     /// Follower: asks the leader we follow to renew our lease, every quarter lease.
@@ -250,9 +253,20 @@ impl Node {
         let seq = self.next_lease_seq;
         self.next_lease_seq += 1;
         self.lease_requests.insert(seq, (leader, now));
+        let echo_ms = match self.last_grant_stamp {
+            Some((from, stamp)) if from == leader => stamp,
+            _ => 0,
+        };
+        let (leased_for_ms, holds_granted_for_ms) = self.promise_for_request();
+        let request = LeaseRequest {
+            seq,
+            echo_ms,
+            leased_for_ms,
+            holds_granted_for_ms,
+        };
         out.push(Output::SendToPeer {
             pnn: leader,
-            packet: self.message_packet(leader, srvid::LEASE_REQUEST, seq.to_le_bytes().to_vec()),
+            packet: self.message_packet(leader, srvid::LEASE_REQUEST, request.encode()),
         });
     }
 
@@ -274,13 +288,20 @@ impl Node {
         if sender == self.pnn || !self.is_leader() || !self.lease_valid() {
             return;
         }
-        let seq = match crate::protocol::control::decode_u64(data, "lease request") {
-            Ok(seq) => seq,
+        let request = match LeaseRequest::decode(data) {
+            Ok(request) => request,
             Err(e) => {
                 warn!(peer = sender, error = %e, "bad lease request");
                 return;
             }
         };
+        let seq = request.seq;
+        self.note_promise(
+            sender,
+            request.echo_ms,
+            request.leased_for_ms,
+            request.holds_granted_for_ms,
+        );
         let lease_ms = self.lease_ms();
         let until = self.now.mono_ms + lease_ms;
         let granted = self.lease_granted_until.entry(sender).or_insert(until);
@@ -288,6 +309,7 @@ impl Node {
         let grant = LeaseGrant {
             seq,
             lease_ms: u32::try_from(lease_ms).unwrap_or(u32::MAX),
+            stamp_ms: self.now.mono_ms,
         };
         out.push(Output::SendToPeer {
             pnn: sender,
@@ -314,6 +336,7 @@ impl Node {
         }
         let until = sent + u64::from(grant.lease_ms);
         self.lease_until_ms = self.lease_until_ms.max(until);
+        self.last_grant_stamp = Some((sender, grant.stamp_ms));
         if self.lease_valid() && std::mem::take(&mut self.lease_lapsed) {
             self.request_takeover_run(out);
         }
@@ -507,7 +530,7 @@ impl Node {
         }
     }
 
-    fn hosted(&self) -> impl Iterator<Item = &super::PublicAddressState> {
+    pub(super) fn hosted(&self) -> impl Iterator<Item = &super::PublicAddressState> {
         self.public_ips
             .iter()
             .filter(|ip| ip.active_iface.is_some())
@@ -516,7 +539,8 @@ impl Node {
     /// Timer work for addresses: lease expiry, and starting a due takeover run.
     pub(super) fn address_timers(&mut self, out: &mut Vec<Output>) {
         self.lease_timers(out);
-        if !self.lease_valid() {
+        self.hold_timers(out);
+        if !self.may_keep_addresses() {
             // Every follower of our leader drops its addresses about now too.
             for ip in &mut self.public_ips {
                 ip.unsettled = true;
@@ -528,7 +552,7 @@ impl Node {
                 .filter(|a| !self.address_ops.contains_key(a))
                 .collect();
             if !addrs.is_empty() {
-                warn!("lease expired: no word from a leader holding the lock; releasing public addresses");
+                warn!("lease expired: no word from a leader holding the lock, and no hold from a connected majority; releasing public addresses");
                 // Once a leader is heard again it must place them anew: nothing else
                 // may have changed that would make it run.
                 self.lease_lapsed = true;
@@ -554,11 +578,15 @@ impl Node {
         if let Some(due) = self.lease_request_timeout() {
             at(due);
         }
+        if let Some(due) = self.hold_timeout() {
+            at(due);
+        }
         if self.is_leader() && self.takeover_wanted && self.takeover.is_none() {
-            at(self
+            let due = self
                 .lease_guard_until()
                 .max(self.takeover_not_before_ms)
-                .max(self.takeover_disabled_until_ms));
+                .max(self.takeover_disabled_until_ms);
+            at(self.hold_gate_timeout().map_or(due, |gate| due.max(gate)));
         }
         t
     }
@@ -573,6 +601,7 @@ impl Node {
             || !self.takeover_wanted
             || self.takeover.is_some()
             || now < self.lease_guard_until()
+            || now < self.hold_gate_until()
             || now < self.takeover_not_before_ms
             || now < self.takeover_disabled_until_ms
         {

@@ -901,9 +901,11 @@ fn lease_requests(out: &[Output]) -> Vec<u64> {
                         body: Body::ReqMessage(m),
                         ..
                     },
-            } if m.srvid == srvid::LEASE_REQUEST => {
-                Some(u64::from_le_bytes(m.data.as_slice().try_into().unwrap()))
-            }
+            } if m.srvid == srvid::LEASE_REQUEST => Some(
+                crate::protocol::control::LeaseRequest::decode(&m.data)
+                    .unwrap()
+                    .seq,
+            ),
             _ => None,
         })
         .collect()
@@ -916,7 +918,11 @@ fn grant_leases(n: &mut Node, now: Now, out: &[Output], lease_ms: u32) -> Vec<Ou
     assert!(!seqs.is_empty(), "no lease request in {out:?}");
     let mut all = Vec::new();
     for seq in seqs {
-        let grant = crate::protocol::control::LeaseGrant { seq, lease_ms };
+        let grant = crate::protocol::control::LeaseGrant {
+            seq,
+            lease_ms,
+            stamp_ms: 1,
+        };
         all.extend(n.feed(now, from_peer(srvid::LEASE_GRANT, grant.encode())));
     }
     all
@@ -991,7 +997,13 @@ fn a_node_announces_its_incarnation_first_when_a_link_comes_up() {
 
 /// Node 1, following node 0, asks for its lease (request `seq`).
 fn lease_request_from_peer(seq: u64) -> Input {
-    from_peer(srvid::LEASE_REQUEST, seq.to_le_bytes().to_vec())
+    let request = crate::protocol::control::LeaseRequest {
+        seq,
+        echo_ms: 0,
+        leased_for_ms: 0,
+        holds_granted_for_ms: 0,
+    };
+    from_peer(srvid::LEASE_REQUEST, request.encode())
 }
 
 /// Given a leader (no lock: node 0 leads) that granted node 1 a lease at 0.55 s and
@@ -1050,7 +1062,8 @@ fn a_lost_nodes_guard_counts_from_its_last_lease_request() {
         grant,
         crate::protocol::control::LeaseGrant {
             seq: 9,
-            lease_ms: 500
+            lease_ms: 500,
+            stamp_ms: 1_000,
         }
     );
     n.feed(at(2_400), Input::PeerDisconnected { pnn: 1 });
@@ -1067,29 +1080,232 @@ fn a_lost_nodes_guard_counts_from_its_last_lease_request() {
 /// answers, not from when the grant came: the leader bounds it from when the
 /// request arrived, which is later. A grant from another node than the leader asked,
 /// or for a request never sent, extends nothing. A follower asks its leader once it
-/// hears it, and then every quarter lease.
+/// hears it, and then every eighth of a lease; each request echoes the stamp of the
+/// last grant and says how long the follower's promise (`holds`) runs from then.
 #[test]
 fn a_followers_lease_counts_from_its_request() {
     let mut n = follower_of_peer();
     // follower_of_peer heard node 1's LEADER at 10 ms: the first request left then.
     n.lease_requests.clear();
-    let out = n.feed(at(100), Input::Tick);
-    assert!(lease_requests(&out).is_empty(), "next one is due at 135 ms");
-    let out = n.feed(at(135), Input::Tick);
+    let out = n.feed(at(50), Input::Tick);
+    assert!(lease_requests(&out).is_empty(), "next one is due at 72 ms");
+    let out = n.feed(at(72), Input::Tick);
     let seqs = lease_requests(&out);
     assert_eq!(seqs.len(), 1, "{out:?}");
     let grant = crate::protocol::control::LeaseGrant {
         seq: seqs[0],
         lease_ms: 500,
+        stamp_ms: 4_242,
     };
-    n.feed(at(400), from_peer(srvid::LEASE_GRANT, grant.encode()));
-    assert_eq!(n.lease_until_ms, 135 + 500);
+    n.feed(at(100), from_peer(srvid::LEASE_GRANT, grant.encode()));
+    assert_eq!(n.lease_until_ms, 72 + 500);
     let stale = crate::protocol::control::LeaseGrant {
         seq: 9_999,
         lease_ms: 60_000,
+        stamp_ms: 1,
     };
-    n.feed(at(401), from_peer(srvid::LEASE_GRANT, stale.encode()));
-    assert_eq!(n.lease_until_ms, 135 + 500, "a grant for nothing we asked");
+    n.feed(at(101), from_peer(srvid::LEASE_GRANT, stale.encode()));
+    assert_eq!(n.lease_until_ms, 72 + 500, "a grant for nothing we asked");
+    let out = n.feed(at(134), Input::Tick);
+    let request = out
+        .iter()
+        .find_map(|o| match o {
+            Output::SendToPeer {
+                pnn: 1,
+                packet:
+                    Packet {
+                        body: Body::ReqMessage(m),
+                        ..
+                    },
+            } if m.srvid == srvid::LEASE_REQUEST => {
+                Some(crate::protocol::control::LeaseRequest::decode(&m.data).unwrap())
+            }
+            _ => None,
+        })
+        .expect("the next request");
+    assert_eq!(request.echo_ms, 4_242, "the stamp of the grant received");
+    assert_eq!(
+        request.leased_for_ms,
+        72 + 250 - 134,
+        "no hold granted before the middle of the lease (322 ms)"
+    );
+    assert_eq!(request.holds_granted_for_ms, 0);
+}
+
+// ---- holds (`holds`' module docs) ---------------------------------------------
+
+/// The payloads of the messages with `id` that node 0 sent node 1 in `out`.
+fn sent_to_peer(out: &[Output], id: u64) -> Vec<Vec<u8>> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::SendToPeer {
+                pnn: 1,
+                packet:
+                    Packet {
+                        body: Body::ReqMessage(m),
+                        ..
+                    },
+            } if m.srvid == id => Some(m.data.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn removes(out: &[Output]) -> bool {
+    out.iter()
+        .any(|o| matches!(o, Output::RemoveAddress { .. }))
+}
+
+/// Node 0 follows node 1 with a lease until 510 ms (its request left at 10 ms) and
+/// hosts 10.0.0.31 (added at 20 ms).
+fn leased_follower_hosting() -> Node {
+    let mut n = follower_of_peer();
+    let seq = *n.lease_requests.keys().next().expect("the first request");
+    let grant = crate::protocol::control::LeaseGrant {
+        seq,
+        lease_ms: 500,
+        stamp_ms: 7,
+    };
+    n.feed(at(12), from_peer(srvid::LEASE_GRANT, grant.encode()));
+    assert_eq!(n.lease_until_ms, 510);
+    let addr = "10.0.0.31".parse().unwrap();
+    finish_events(&mut n, at(20));
+    let ip = crate::protocol::control::PublicIp { pnn: 0, addr }.encode();
+    n.feed(
+        at(20),
+        Input::PeerPacket {
+            pnn: 1,
+            packet: control_packet(0, Opcode::TAKEOVER_IP, 0, 0, ip),
+        },
+    );
+    n.feed(
+        at(20),
+        Input::AddressAdded {
+            addr,
+            result: Ok(()),
+        },
+    );
+    finish_events(&mut n, at(20));
+    assert_eq!(n.hosted().count(), 1, "hosts 10.0.0.31");
+    n.lease_requests.clear();
+    n
+}
+
+/// Given a follower hosting an address whose leader falls silent (no more grants),
+/// when half its lease is gone (260 ms) it asks its peers for a hold, and one
+/// grant makes, with itself, a majority of two nodes: it keeps the address past
+/// its lease (510 ms), until a lease from the request (760 ms); asking again from
+/// 510 ms, with nobody answering, it drops the address at 760 ms.
+#[test]
+fn a_follower_whose_leader_falls_silent_keeps_its_addresses_under_a_hold() {
+    let mut n = leased_follower_hosting();
+    let out = n.feed(at(250), Input::Tick);
+    assert!(
+        sent_to_peer(&out, srvid::HOLD_REQUEST).is_empty(),
+        "{out:?}"
+    );
+    assert_eq!(
+        n.poll_timeout().min(260),
+        260,
+        "due at the middle of the lease"
+    );
+    let out = n.feed(at(260), Input::Tick);
+    let requests = sent_to_peer(&out, srvid::HOLD_REQUEST);
+    assert_eq!(requests.len(), 1, "{out:?}");
+    n.feed(at(270), from_peer(srvid::HOLD_GRANT, requests[0].clone()));
+    assert_eq!(n.holds.until_ms, 760);
+    let out = n.feed(at(600), Input::Tick);
+    assert!(
+        !removes(&out),
+        "the lease ended at 510 ms, the hold lasts: {out:?}"
+    );
+    assert!(
+        !sent_to_peer(&out, srvid::HOLD_REQUEST).is_empty(),
+        "asks again"
+    );
+    let out = n.feed(at(760), Input::Tick);
+    assert!(removes(&out), "no new grant: the hold ended: {out:?}");
+}
+
+/// A grant counts only for a request we sent, from a node of the cluster: a stray
+/// one extends nothing.
+#[test]
+fn a_stray_hold_grant_extends_nothing() {
+    let mut n = leased_follower_hosting();
+    let out = n.feed(at(260), Input::Tick);
+    assert_eq!(sent_to_peer(&out, srvid::HOLD_REQUEST).len(), 1);
+    n.feed(
+        at(270),
+        from_peer(srvid::HOLD_GRANT, 9_999u64.to_le_bytes().to_vec()),
+    );
+    n.feed(at(271), from_peer(srvid::HOLD_GRANT, vec![1, 2, 3]));
+    assert_eq!(n.holds.until_ms, 0);
+}
+
+/// Given a follower with a lease until 510 ms, a peer's hold request is not granted
+/// before the middle of the lease (260 ms): it waits, and is granted then if no
+/// grant renewed the lease meanwhile; a renewed lease keeps it waiting. A leader
+/// holding the lock never grants.
+#[test]
+fn a_hold_is_granted_only_once_our_own_lease_is_half_gone() {
+    let mut n = leased_follower_hosting();
+    let request = 41u64.to_le_bytes().to_vec();
+    let out = n.feed(at(100), from_peer(srvid::HOLD_REQUEST, request.clone()));
+    assert!(sent_to_peer(&out, srvid::HOLD_GRANT).is_empty(), "{out:?}");
+    let out = n.feed(at(259), Input::Tick);
+    assert!(sent_to_peer(&out, srvid::HOLD_GRANT).is_empty());
+    let out = n.feed(at(260), Input::Tick);
+    assert_eq!(sent_to_peer(&out, srvid::HOLD_GRANT), vec![request.clone()]);
+    assert_eq!(
+        n.holds.granted_until_ms, 760,
+        "what the next lease request reports"
+    );
+
+    let mut n = leased_follower_hosting();
+    let out = n.feed(at(100), from_peer(srvid::HOLD_REQUEST, request.clone()));
+    let seq = lease_requests(&out)[0];
+    let grant = crate::protocol::control::LeaseGrant {
+        seq,
+        lease_ms: 500,
+        stamp_ms: 8,
+    };
+    n.feed(at(135), from_peer(srvid::LEASE_GRANT, grant.encode()));
+    let out = n.feed(at(260), Input::Tick);
+    assert!(
+        sent_to_peer(&out, srvid::HOLD_GRANT).is_empty(),
+        "renewed until 600 ms: no grant before 350 ms"
+    );
+}
+
+/// Given a leader of three nodes with node 1 connected and node 2 unseen, no run
+/// may start while a hold could cover node 2: node 1 and node 2 are two of three.
+/// Once node 1's lease request shows it grants nothing now and every hold it
+/// granted has ended, the gate opens; it closes again once that promise runs out.
+#[test]
+fn a_leader_moves_an_unseen_nodes_addresses_only_when_no_hold_can_cover_it() {
+    let mut n = build_node(Some("/shared/.reclock"), Some("192.168.20.43"));
+    connect_peer(&mut n, NOW, PEER_RUN);
+    n.feed(at(5), Input::Reclock(ReclockStatus::Taken));
+    assert!(n.is_leader());
+    let hold_ms = 10_000;
+    assert_eq!(n.hold_gate_until(), 5 + 500 + hold_ms + 200);
+    let request = |seq: u64, echo_ms: u64, leased_for_ms: u32, holds_granted_for_ms: u32| {
+        let r = crate::protocol::control::LeaseRequest {
+            seq,
+            echo_ms,
+            leased_for_ms,
+            holds_granted_for_ms,
+        };
+        from_peer(srvid::LEASE_REQUEST, r.encode())
+    };
+    n.feed(at(20), request(1, 0, 0, 0));
+    assert_ne!(n.hold_gate_until(), 0, "no echo: no bound on its promise");
+    n.feed(at(90), request(2, 20, 180, 300));
+    assert_ne!(n.hold_gate_until(), 0, "its holds may last until 390 ms");
+    n.feed(at(400), request(3, 380, 180, 0));
+    assert_eq!(n.hold_gate_until(), 0, "promised nothing before 560 ms");
+    n.feed(at(560), Input::Tick);
+    assert_ne!(n.hold_gate_until(), 0, "the promise ran out");
 }
 
 /// Given a leader that lost node 1 (guarded), when notices arrive that cannot be

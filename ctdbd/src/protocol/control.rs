@@ -206,12 +206,18 @@ pub mod srvid {
     /// address: that node's daemon (the incarnation named) is dead and every public
     /// address it held has been removed. [`super::DaemonGone`] (16 bytes).
     pub const DAEMON_GONE: u64 = 0x7202_0000_0000_0000;
-    /// From a follower to its leader: "renew my public-address lease". u64 sequence
-    /// number, echoed by the grant.
+    /// From a follower to its leader: "renew my public-address lease".
+    /// [`super::LeaseRequest`] (24 bytes).
     pub const LEASE_REQUEST: u64 = 0x7203_0000_0000_0000;
     /// From a leader that holds the recovery lock, answering [`LEASE_REQUEST`]:
-    /// [`super::LeaseGrant`] (16 bytes).
+    /// [`super::LeaseGrant`] (24 bytes).
     pub const LEASE_GRANT: u64 = 0x7204_0000_0000_0000;
+    /// From a node that lost its lease but holds public addresses, to every peer it
+    /// is connected to: "may I keep them?" (`core::holds`). u64 sequence number.
+    pub const HOLD_REQUEST: u64 = 0x7205_0000_0000_0000;
+    /// Answer to [`HOLD_REQUEST`] from a node that is itself without a lease: u64,
+    /// the request's sequence number. Nodes with a lease do not answer.
+    pub const HOLD_GRANT: u64 = 0x7206_0000_0000_0000;
 }
 
 /// Node flags (§6.2).
@@ -837,15 +843,72 @@ impl DaemonGone {
     }
 }
 
-/// Payload of [`srvid::LEASE_GRANT`] (ours, 16 bytes): the leader renews the lease
+/// Payload of [`srvid::LEASE_REQUEST`] (ours, 24 bytes): a follower asks its leader
+/// to renew its lease, and says what the leader needs to rule out holds
+/// (`core::holds`): until when, at least, it will grant none, and until when the
+/// holds it already granted may last.
+///
+/// ```text
+///   0   u64  seq (echoed by the grant)
+///   8   u64  echo: stamp_ms of the last grant received from this leader (0 = none)
+///  16   u32  leased_for_ms: how long the lease lasts from when this request left
+///  20   u32  holds_granted_for_ms: how long the holds it granted last from then
+/// ```
+///
+/// The echoed stamp is the leader's own clock at a moment before this request
+/// left, so the leader can bound the follower's lease from below without trusting
+/// any flight time: it lasts at least until `echo + leased_for_ms` (leader's clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// Sequence number, echoed by the grant.
+    pub seq: u64,
+    /// `stamp_ms` of the last [`LeaseGrant`] received from this leader; 0 = none.
+    pub echo_ms: u64,
+    /// Remaining lease when the request left, in ms (0 = none).
+    pub leased_for_ms: u32,
+    /// Remaining time of the holds granted so far, when the request left, in ms.
+    pub holds_granted_for_ms: u32,
+}
+
+impl LeaseRequest {
+    /// Wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u64(self.seq)
+            .u64(self.echo_ms)
+            .u32(self.leased_for_ms)
+            .u32(self.holds_granted_for_ms);
+        w.into_bytes()
+    }
+
+    /// Parses exactly 24 bytes.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let seq = r.u64("lease_request.seq")?;
+        let echo_ms = r.u64("lease_request.echo_ms")?;
+        let leased_for_ms = r.u32("lease_request.leased_for_ms")?;
+        let holds_granted_for_ms = r.u32("lease_request.holds_granted_for_ms")?;
+        r.finish("lease_request")?;
+        Ok(Self {
+            seq,
+            echo_ms,
+            leased_for_ms,
+            holds_granted_for_ms,
+        })
+    }
+}
+
+/// Payload of [`srvid::LEASE_GRANT`] (ours, 24 bytes): the leader renews the lease
 /// asked for by request `seq`, for `lease_ms` counted from when the follower sent it.
 /// The leader chooses the length, so that followers with another `IPLeaseTimeMs`
-/// cannot outlast what the leader waits for.
+/// cannot outlast what the leader waits for. `stamp_ms` is the leader's monotonic
+/// clock when it granted, echoed by the follower's next request ([`LeaseRequest`]).
 ///
 /// ```text
 ///   0   u64  seq (the request's)
 ///   8   u32  lease_ms
 ///  12   u32  padding (0)
+///  16   u64  stamp_ms
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseGrant {
@@ -853,24 +916,31 @@ pub struct LeaseGrant {
     pub seq: u64,
     /// Lease length in milliseconds.
     pub lease_ms: u32,
+    /// The leader's monotonic clock when it granted (ms).
+    pub stamp_ms: u64,
 }
 
 impl LeaseGrant {
     /// Wire form.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u64(self.seq).u32(self.lease_ms).pad(4);
+        w.u64(self.seq).u32(self.lease_ms).pad(4).u64(self.stamp_ms);
         w.into_bytes()
     }
 
-    /// Parses exactly 16 bytes.
+    /// Parses exactly 24 bytes.
     pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(data);
         let seq = r.u64("lease_grant.seq")?;
         let lease_ms = r.u32("lease_grant.lease_ms")?;
         r.skip(4, "lease_grant.pad")?;
+        let stamp_ms = r.u64("lease_grant.stamp_ms")?;
         r.finish("lease_grant")?;
-        Ok(Self { seq, lease_ms })
+        Ok(Self {
+            seq,
+            lease_ms,
+            stamp_ms,
+        })
     }
 }
 
@@ -1255,18 +1325,46 @@ mod tests {
         let grant = LeaseGrant {
             seq: 0x0102_0304_0506_0708,
             lease_ms: 500,
+            stamp_ms: 0x1112_1314_1516_1718,
         };
         let bytes = grant.encode();
         assert_eq!(
             bytes,
-            [8, 7, 6, 5, 4, 3, 2, 1, 0xf4, 1, 0, 0, 0, 0, 0, 0],
-            "little-endian seq, lease_ms, 4 bytes of padding"
+            [
+                8, 7, 6, 5, 4, 3, 2, 1, 0xf4, 1, 0, 0, 0, 0, 0, 0, 0x18, 0x17, 0x16, 0x15, 0x14,
+                0x13, 0x12, 0x11
+            ],
+            "little-endian seq, lease_ms, 4 bytes of padding, stamp"
         );
         assert_eq!(LeaseGrant::decode(&bytes), Ok(grant));
-        assert!(LeaseGrant::decode(&bytes[..15]).is_err());
+        assert!(LeaseGrant::decode(&bytes[..23]).is_err());
+        assert!(LeaseGrant::decode(&bytes[..16]).is_err(), "the old form");
         let mut long = bytes.clone();
         long.push(0);
         assert!(LeaseGrant::decode(&long).is_err());
+    }
+
+    #[test]
+    fn lease_request_round_trips_and_rejects_other_lengths() {
+        let request = LeaseRequest {
+            seq: 7,
+            echo_ms: 0x0102_0304_0506_0708,
+            leased_for_ms: 480,
+            holds_granted_for_ms: 0x0a0b_0c0d,
+        };
+        let bytes = request.encode();
+        assert_eq!(
+            bytes,
+            [
+                7, 0, 0, 0, 0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1, 0xe0, 1, 0, 0, 0x0d, 0x0c, 0x0b,
+                0x0a
+            ]
+        );
+        assert_eq!(LeaseRequest::decode(&bytes), Ok(request));
+        assert!(LeaseRequest::decode(&bytes[..8]).is_err(), "the old form");
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(LeaseRequest::decode(&long).is_err());
     }
 
     #[test]
@@ -1276,6 +1374,8 @@ mod tests {
             srvid::DAEMON_GONE,
             srvid::LEASE_REQUEST,
             srvid::LEASE_GRANT,
+            srvid::HOLD_REQUEST,
+            srvid::HOLD_GRANT,
         ] {
             assert_eq!(id & srvid::CTDB_RS_MASK, srvid::CTDB_RS_RANGE);
         }

@@ -45,6 +45,40 @@ const RECONNECT_MS: u64 = 100;
 /// How long an event's scripts take (plus up to 4 ms).
 const SCRIPT_MS: u64 = 3;
 
+/// How the cluster volume treats a node that lost power (the recovery lock's
+/// side of it; `BENCHMARKS.md`, "GlusterFS", has the measurements these follow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Volume {
+    /// After a node's power loss, every lock attempt hangs until this much later
+    /// (the client's ping timer on the dead brick).
+    pub hang_ms: u64,
+    /// A lock the powered-off node held stays held this long.
+    pub stale_lock_ms: u64,
+}
+
+impl Volume {
+    /// A directory every node sees, as the other tests use: a dead holder's lock is
+    /// freed at once and nothing hangs.
+    pub const SHARED_DIR: Volume = Volume {
+        hang_ms: 0,
+        stale_lock_ms: 0,
+    };
+    /// GlusterFS replica 3 with the options README recommends.
+    pub const GLUSTER_RECOMMENDED: Volume = Volume {
+        hang_ms: 1_200,
+        stale_lock_ms: 2_000,
+    };
+    /// GlusterFS replica 3 at its defaults (`network.ping-timeout` 42 s).
+    pub const GLUSTER_DEFAULTS: Volume = Volume {
+        hang_ms: 42_000,
+        stale_lock_ms: 83_000,
+    };
+}
+
+/// The lock helper's status timeout in the daemon (`reclock::STATUS_TIMEOUT`): a
+/// hung attempt is reported as failed after this long.
+const LOCK_STATUS_TIMEOUT_MS: u64 = 10_000;
+
 /// Faults and administrator actions a schedule is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
@@ -112,6 +146,11 @@ enum Event {
         incarnation: u64,
         status: ReclockStatus,
     },
+    /// A lock attempt reaches the volume (after a hang, maybe).
+    LockTry {
+        node: usize,
+        incarnation: u64,
+    },
     /// A crashed daemon's guardian tells a peer the daemon and its addresses are
     /// gone.
     Notice {
@@ -156,6 +195,14 @@ pub struct Sim {
     events: BTreeMap<(u64, u64), Event>,
     seq: u64,
     lock_holder: Option<(usize, u64)>,
+    /// The cluster volume's behaviour after a power loss.
+    volume: Volume,
+    /// Lock attempts hang until then (a power loss's ping timer).
+    volume_hangs_until: u64,
+    /// A powered-off holder's lock is held until then.
+    stale_lock_until: u64,
+    /// Tunables every daemon starts with, on top of the simulation's own.
+    tunables: Vec<(&'static str, u32)>,
     /// Latest delivery time per link: TCP delivers in order, so jitter may delay a
     /// packet but never let a later one overtake it.
     link_clock: Vec<Vec<u64>>,
@@ -190,6 +237,10 @@ impl Sim {
             events: BTreeMap::new(),
             seq: 0,
             lock_holder: None,
+            volume: Volume::SHARED_DIR,
+            volume_hangs_until: 0,
+            stale_lock_until: 0,
+            tunables: Vec::new(),
             link_clock: vec![vec![0; n]; n],
             held: vec![vec![std::collections::VecDeque::new(); n]; n],
             lock_broken: BTreeSet::new(),
@@ -210,6 +261,19 @@ impl Sim {
                 client_connected: false,
                 service_down: false,
             });
+            sim.start(i);
+        }
+        sim
+    }
+
+    /// Like [`Sim::new`], on a volume that behaves as `volume` after a power loss,
+    /// with `tunables` set on every daemon (now and at every restart).
+    pub fn with(n: usize, seed: u64, volume: Volume, tunables: &[(&'static str, u32)]) -> Self {
+        let mut sim = Self::new(n, true, seed);
+        sim.volume = volume;
+        sim.tunables = tunables.to_vec();
+        for i in 0..n {
+            sim.stop_node(i);
             sim.start(i);
         }
         sim
@@ -238,6 +302,9 @@ impl Sim {
         // same.
         tunables.set("RecoveryBanPeriod", 10).unwrap();
         tunables.set("MonitorInterval", 1).unwrap();
+        for &(name, value) in &self.tunables {
+            tunables.set(name, value).unwrap();
+        }
         let seed = self.random();
         // Derived from the seed rather than drawn, so that every schedule's random
         // stream stays what it was before incarnations existed.
@@ -339,27 +406,28 @@ impl Sim {
                 }
             }
             Output::TakeReclock => {
-                let status = if self.lock_broken.contains(&i) {
-                    ReclockStatus::Failed("cluster volume unavailable".into())
+                // The attempt reaches the volume once it no longer hangs; the
+                // daemon gives up on a helper that has not answered in 10 s.
+                let reaches = self.now.max(self.volume_hangs_until);
+                if reaches - self.now >= LOCK_STATUS_TIMEOUT_MS {
+                    self.note(format!("node {i} takes the lock: hangs"));
+                    self.push(
+                        self.now + LOCK_STATUS_TIMEOUT_MS,
+                        Event::Lock {
+                            node: i,
+                            incarnation,
+                            status: ReclockStatus::Failed("timed out".into()),
+                        },
+                    );
                 } else {
-                    match self.lock_holder {
-                        None => {
-                            self.lock_holder = Some((i, incarnation));
-                            ReclockStatus::Taken
-                        }
-                        Some((h, inc)) if h == i && inc == incarnation => ReclockStatus::Taken,
-                        Some(_) => ReclockStatus::Contended,
-                    }
-                };
-                self.note(format!("node {i} takes the lock: {status:?}"));
-                self.push(
-                    self.now + LOCK_LATENCY_MS,
-                    Event::Lock {
-                        node: i,
-                        incarnation,
-                        status,
-                    },
-                );
+                    self.push(
+                        reaches.max(self.now + LOCK_LATENCY_MS),
+                        Event::LockTry {
+                            node: i,
+                            incarnation,
+                        },
+                    );
+                }
             }
             Output::ReleaseReclock => {
                 if self.lock_holder == Some((i, incarnation)) {
@@ -626,6 +694,34 @@ impl Sim {
                     self.input(node, Input::Reclock(status));
                 }
             }
+            Event::LockTry { node, incarnation } => {
+                if self.nodes[node].incarnation != incarnation {
+                    return;
+                }
+                // A powered-off holder's lock is freed when the volume lets go.
+                if let Some((h, inc)) = self.lock_holder {
+                    if (!self.alive(h) || self.nodes[h].incarnation != inc)
+                        && self.now >= self.stale_lock_until
+                    {
+                        self.note(format!("the volume frees node {h}'s stale lock"));
+                        self.lock_holder = None;
+                    }
+                }
+                let status = if self.lock_broken.contains(&node) {
+                    ReclockStatus::Failed("cluster volume unavailable".into())
+                } else {
+                    match self.lock_holder {
+                        None => {
+                            self.lock_holder = Some((node, incarnation));
+                            ReclockStatus::Taken
+                        }
+                        Some((h, inc)) if h == node && inc == incarnation => ReclockStatus::Taken,
+                        Some(_) => ReclockStatus::Contended,
+                    }
+                };
+                self.note(format!("node {node} takes the lock: {status:?}"));
+                self.input(node, Input::Reclock(status));
+            }
         }
     }
 
@@ -776,9 +872,18 @@ impl Sim {
     }
 
     fn power_off(&mut self, i: usize) {
-        if self.alive(i) {
-            self.stop_node(i);
+        if !self.alive(i) {
+            return;
         }
+        let held = self.lock_holder;
+        self.stop_node(i);
+        // Nobody tells the volume: its lock outlives the node for a while, and
+        // every lock attempt waits for the dead brick meanwhile.
+        if self.volume.stale_lock_ms > 0 && held.is_some_and(|(h, _)| h == i) {
+            self.lock_holder = held;
+            self.stale_lock_until = self.now + self.volume.stale_lock_ms;
+        }
+        self.volume_hangs_until = self.volume_hangs_until.max(self.now + self.volume.hang_ms);
     }
 
     fn stop_node(&mut self, i: usize) {
