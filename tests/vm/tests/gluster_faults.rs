@@ -10,9 +10,9 @@
 //!
 //! - one brick's node powered off: the volume stays writable from the other two,
 //!   which serve every address;
-//! - the volume hung on the leader (its FUSE client SIGSTOPped): the node goes
-//!   UNHEALTHY and drops its addresses, another node leads, the others serve every
-//!   address; SIGCONT: the node is OK again and hosts addresses;
+//! - the volume hung on a node (its FUSE client SIGSTOPped): the node goes
+//!   UNHEALTHY and drops its addresses, the others serve every address; SIGCONT:
+//!   the node is OK again and hosts addresses;
 //! - the volume unmounted on a node (`umount -l` in its mount namespace): the same,
 //!   and back after a remount.
 //!
@@ -216,25 +216,31 @@ fn node_returns(cluster: &Cluster, faulty: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Given the cluster on GlusterFS, when the leader's FUSE client is SIGSTOPped
-/// (every file operation on the volume in that node blocks, as on a hung
-/// volume), then the leader's lock helper gives the lock up at its deadline, the
-/// node's monitor fails its bounded probe so it goes UNHEALTHY and drops its
-/// addresses, another node leads and the other two serve every address; when the
-/// client gets SIGCONT, the node is OK again and hosts an address.
+/// Given the cluster on GlusterFS, when the FUSE client of a node that does not
+/// lead is SIGSTOPped (every file operation on the volume in that node blocks, as
+/// on a hung volume), then the node's monitor fails its bounded probe, so it goes
+/// UNHEALTHY and drops its addresses, the leader stays and the other two serve
+/// every address; when the client gets SIGCONT, the node is OK again and hosts an
+/// address.
+///
+/// (A hung client on the *leader* keeps the fcntl lock on the bricks: its helper
+/// gives the lock up at its deadline, but the unlock cannot reach the bricks
+/// through the stopped client, whose TCP connections stay up, so no node can take
+/// the lock until the client resumes or dies. See README, "Running on GlusterFS".)
 #[test]
-fn the_volume_hung_on_the_leader_makes_it_unhealthy_and_another_node_leads() -> anyhow::Result<()> {
+fn the_volume_hung_on_a_node_makes_it_unhealthy_until_it_answers_again() -> anyhow::Result<()> {
     let (cluster, watcher) = cluster_on_gluster()?;
     let leader = cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?.leader;
-    let client = fuse_client_pid(cluster.node(leader))?;
+    let target = ALL.into_iter().find(|p| *p != leader).expect("three nodes");
+    let client = fuse_client_pid(cluster.node(target))?;
 
-    watcher.note(format!("SIGSTOP of node {leader}'s FUSE client {client}"));
+    watcher.note(format!("SIGSTOP of node {target}'s FUSE client {client}"));
     let stopped = Stopped::stop(client)?;
-    others_carry_on(&cluster, leader, leader)?;
+    others_carry_on(&cluster, target, leader)?;
 
-    watcher.note(format!("SIGCONT of node {leader}'s FUSE client {client}"));
+    watcher.note(format!("SIGCONT of node {target}'s FUSE client {client}"));
     drop(stopped);
-    node_returns(&cluster, leader)?;
+    node_returns(&cluster, target)?;
     check_watch(watcher)
 }
 
