@@ -6,7 +6,11 @@
 //! and vanish when *any* descriptor of the file closes in that process, which is why
 //! the daemon holds it in a small helper child: this crate's `ctdb-rs-reclock-helper`
 //! binary (`src/bin/`), which speaks CTDB's cluster mutex helper protocol and is run by
-//! `ctdbd`'s `reclock` module. This library is the lock primitive that helper uses.
+//! `ctdbd`'s `reclock` module. This library is the lock primitive that helper uses,
+//! and [`deadline`], which bounds how long its liveness checks may take on a hung
+//! volume.
+
+pub mod deadline;
 
 use std::fs::{File, OpenOptions};
 use std::io;

@@ -18,7 +18,16 @@
 //! - its original parent (the daemon) still exists.
 //!
 //! On either failure it says why on stderr and exits, and the fcntl lock goes with the
-//! process. SIGTERM (or SIGINT) is a release: exit 0. The exit code means nothing to
+//! process.
+//!
+//! A hung volume does not make the check fail: it makes it block, forever. So the
+//! check of the lock file runs on a thread of its own and must answer within
+//! [`CHECK_DEADLINE`] (5 s); if it does not, the helper says that the volume did not
+//! answer, points its stdout and stderr at `/dev/null` (a thread blocked in the
+//! kernel can keep the process, and so its descriptors, alive after exit; the
+//! daemon must see EOF all the same) and exits. The daemon then reports the lock
+//! Lost and the leader steps down. The lock file itself is left open: closing it
+//! would be one more request to the hung volume. SIGTERM (or SIGINT) is a release: exit 0. The exit code means nothing to
 //! the daemon; stdout EOF is what tells it the lock is gone.
 //!
 //! CTDB's own `ctdb_mutex_fcntl_helper` rechecks every 5 s; we default to 250 ms
@@ -35,6 +44,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use lockvol::deadline::{DeadlineCheck, DeadlineError};
 use lockvol::FcntlLock;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -46,6 +56,12 @@ const NAME: &str = "ctdb-rs-reclock-helper";
 
 /// How often the lock file and the parent are checked unless RECHECK_MS says otherwise.
 const DEFAULT_RECHECK: Duration = Duration::from_millis(250);
+
+/// How long one check of the lock file may take before the volume counts as hung and
+/// the lock is given up. Longer than a healthy volume's stalls with the recommended
+/// GlusterFS options (about 1.2 s while a dead brick is noticed, README "Running on
+/// GlusterFS"), short enough that a leader on a hung volume steps down within seconds.
+const CHECK_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The status characters of CTDB's cluster mutex helper protocol.
 const STATUS_TAKEN: u8 = b'0';
@@ -97,10 +113,24 @@ fn main() -> ExitCode {
         Ok(meta) => FileId::of(&meta),
         Err(e) => return error(format_args!("cannot fstat {}: {e}", path.display())),
     };
+    let mut checker = {
+        let path = path.clone();
+        match DeadlineCheck::spawn("check-lock-file", move || check_file(&path, locked)) {
+            Ok(checker) => checker,
+            Err(e) => return error(format_args!("cannot start the checking thread: {e}")),
+        }
+    };
     // The path may have been renamed over between open() and fcntl(); then we locked a
     // file nobody else will look at, and saying '0' would be a lie.
-    if let Err(reason) = check_file(&path, locked) {
-        return error(format_args!("{reason}"));
+    match checker.run(CHECK_DEADLINE) {
+        Ok(Ok(())) => {}
+        Ok(Err(reason)) => return error(format_args!("{reason}")),
+        Err(e) => {
+            let message = hung(&path, &e);
+            let code = error(format_args!("{message}"));
+            abandon_output();
+            return code;
+        }
     }
     if status(STATUS_TAKEN).is_err() {
         // The daemon stopped listening before it learnt that we hold the lock.
@@ -136,9 +166,17 @@ fn main() -> ExitCode {
             );
             return ExitCode::FAILURE;
         }
-        if let Err(reason) = check_file(&path, locked) {
-            eprintln!("{NAME}: {reason}, releasing the lock");
-            return ExitCode::FAILURE;
+        match checker.run(CHECK_DEADLINE) {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                eprintln!("{NAME}: {reason}, releasing the lock");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("{NAME}: {}, releasing the lock", hung(&path, &e));
+                abandon_output();
+                return ExitCode::FAILURE;
+            }
         }
     }
 }
@@ -191,6 +229,26 @@ fn check_file(path: &Path, locked: FileId) -> Result<(), String> {
             meta.ino()
         )),
         Err(e) => Err(format!("lock file {} is gone: {e}", path.display())),
+    }
+}
+
+/// Why a check of `path` gave no answer, for stderr.
+fn hung(path: &Path, e: &DeadlineError) -> String {
+    format!(
+        "lock file {} did not answer ({e}; deadline {CHECK_DEADLINE:?}): the volume is hung",
+        path.display()
+    )
+}
+
+/// Points stdout and stderr at `/dev/null`, so that the daemon sees both pipes close
+/// even if a thread blocked on the hung volume keeps this process from ending.
+fn abandon_output() {
+    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+        return;
+    };
+    for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        // Nothing more can be said if this fails; exiting closes them anyway.
+        let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd);
     }
 }
 

@@ -482,6 +482,44 @@ pub fn revive_node(node: &Node, all: &[Ipv4Addr]) -> anyhow::Result<()> {
     wait_connected(node, all.len())
 }
 
+/// PID of `node`'s FUSE client for the volume: the `glusterfs` process of its
+/// network namespace whose command line ends with the mount point (the self-heal
+/// daemon is a `glusterfs` too, without it).
+pub fn fuse_client_pid(node: &Node) -> anyhow::Result<i32> {
+    let found: Vec<i32> = gluster_pids(node)
+        .into_iter()
+        .filter(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            comm.trim() == "glusterfs"
+                && cmdline
+                    .split(|b| *b == 0)
+                    .any(|arg| arg == SHARED_MOUNT.as_bytes())
+        })
+        .collect();
+    match found.as_slice() {
+        [pid] => Ok(*pid),
+        other => bail!(
+            "node {}: expected one FUSE client of {SHARED_MOUNT}, found {other:?}",
+            node.pnn()
+        ),
+    }
+}
+
+/// Lazily unmounts the volume in `node` (`umount -l` in its mount namespace): the
+/// node sees the empty mount-point directory, processes with files open on the
+/// volume keep them. The FUSE client goes with the last user.
+pub fn unmount(node: &Node) -> anyhow::Result<()> {
+    sh_ok(node, "umount -l /srv/shared", &[], "unmounting the volume").map(drop)
+}
+
+/// Mounts the volume again in `node` after [`unmount`] (`all`: the private
+/// addresses of the volume's nodes) and waits until its client reaches every brick.
+pub fn remount(node: &Node, all: &[Ipv4Addr]) -> anyhow::Result<()> {
+    mount_volume(node, all)?;
+    wait_connected(node, all.len())
+}
+
 /// Stops `node`'s gluster side for good: lazy unmount of the volume, SIGTERM to
 /// every gluster process, SIGKILL to those left. Never fails: problems are printed.
 pub fn teardown_node(node: &Node) {
