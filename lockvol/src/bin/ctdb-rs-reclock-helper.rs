@@ -22,7 +22,7 @@
 //!
 //! A hung volume does not make the check fail: it makes it block, forever. So the
 //! check of the lock file runs on a thread of its own and must answer within
-//! [`CHECK_DEADLINE`] (5 s); if it does not, the helper says that the volume did not
+//! [`CHECK_DEADLINE`] (45 s); if it does not, the helper says that the volume did not
 //! answer, points its stdout and stderr at `/dev/null` (a thread blocked in the
 //! kernel can keep the process, and so its descriptors, alive after exit; the
 //! daemon must see EOF all the same) and exits. The daemon then reports the lock
@@ -58,10 +58,14 @@ const NAME: &str = "ctdb-rs-reclock-helper";
 const DEFAULT_RECHECK: Duration = Duration::from_millis(250);
 
 /// How long one check of the lock file may take before the volume counts as hung and
-/// the lock is given up. Longer than a healthy volume's stalls with the recommended
-/// GlusterFS options (about 1.2 s while a dead brick is noticed, README "Running on
-/// GlusterFS"), short enough that a leader on a hung volume steps down within seconds.
-const CHECK_DEADLINE: Duration = Duration::from_secs(5);
+/// the lock is given up. Longer than the stall of a healthy volume while it notices
+/// that a brick's node died — about 1.2 s with the recommended GlusterFS options, up
+/// to the 42 s of GlusterFS's default `network.ping-timeout` (README "Running on
+/// GlusterFS") — so that a follower's power loss never makes the leader give up the
+/// lock (which no node could take while the volume waits, so the cluster would be
+/// leaderless for nothing). A lock file removed or replaced, or a volume unmounted,
+/// is seen by the check itself at once, not by this deadline.
+const CHECK_DEADLINE: Duration = Duration::from_secs(45);
 
 /// The status characters of CTDB's cluster mutex helper protocol.
 const STATUS_TAKEN: u8 = b'0';

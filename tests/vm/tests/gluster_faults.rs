@@ -39,8 +39,8 @@ use vm::{Cluster, Daemon};
 const ALL: [u32; 3] = [0, 1, 2];
 /// Cold start until every node is RUNNING, volume built before.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
-/// Health changes, failover and return: the monitor's bounded probes (3 s), the
-/// lock helper's deadline (5 s) and the volume's own delays included, generously.
+/// Health changes, failover and return: the monitor's bounded probes (3 s) and the
+/// volume's own delays included, generously.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// What every node's scripts check: the volume must answer within 3 s and be a
