@@ -588,6 +588,7 @@ fn fault(n: usize) -> impl Strategy<Value = Fault> {
         2 => node.clone().prop_map(Fault::PowerOff),
         4 => node.clone().prop_map(Fault::Restart),
         2 => proptest::collection::btree_set(0..n, 1..n).prop_map(Fault::Partition),
+        2 => (node.clone(), node.clone()).prop_map(|(a, b)| Fault::Cut(a, b)),
         3 => Just(Fault::Heal),
         1 => Just(Fault::LockFileRemoved),
         1 => node.clone().prop_map(Fault::LockBroken),

@@ -90,6 +90,9 @@ pub enum Fault {
     Restart(usize),
     /// Nodes in `group` can talk among themselves only.
     Partition(BTreeSet<usize>),
+    /// The link between two nodes is cut (the others still reach both): a
+    /// partition that is not transitive.
+    Cut(usize, usize),
     /// Every node can talk to every other.
     Heal,
     /// The lock file is removed under the holder.
@@ -191,6 +194,8 @@ pub struct Sim {
     view: Vec<Vec<bool>>,
     /// Partition group of each node (same group = can talk).
     group: Vec<u32>,
+    /// Links cut between two nodes of one group (lower index first).
+    cut: BTreeSet<(usize, usize)>,
     /// Pending events by time, then insertion order.
     events: BTreeMap<(u64, u64), Event>,
     seq: u64,
@@ -234,6 +239,7 @@ impl Sim {
             healed: false,
             view: vec![vec![false; n]; n],
             group: vec![0; n],
+            cut: BTreeSet::new(),
             events: BTreeMap::new(),
             seq: 0,
             lock_holder: None,
@@ -355,7 +361,12 @@ impl Sim {
     }
 
     fn can_talk(&self, a: usize, b: usize) -> bool {
-        self.alive(a) && self.alive(b) && self.group[a] == self.group[b]
+        self.alive(a) && self.alive(b) && self.linked(a, b)
+    }
+
+    /// Whether the network carries packets between `a` and `b`.
+    fn linked(&self, a: usize, b: usize) -> bool {
+        self.group[a] == self.group[b] && !self.cut.contains(&(a.min(b), a.max(b)))
     }
 
     /// Feeds one input to node `i` and carries out its outputs.
@@ -621,7 +632,7 @@ impl Sim {
                 {
                     return;
                 }
-                if self.group[from] != self.group[to] || !self.held[from][to].is_empty() {
+                if !self.linked(from, to) || !self.held[from][to].is_empty() {
                     self.held[from][to].push_back((incarnation, packet));
                 } else {
                     self.input(
@@ -636,7 +647,7 @@ impl Sim {
             Event::Notice { from, to, packet } => {
                 // The guardian's own connection: it needs the machines to reach each
                 // other, not the link between the daemons.
-                if self.alive(to) && self.group[from] == self.group[to] {
+                if self.alive(to) && self.linked(from, to) {
                     self.note(format!("guardian of node {from} tells node {to}"));
                     self.input(
                         to,
@@ -737,7 +748,7 @@ impl Sim {
                 let up = self.view[a][b] && self.view[b][a] && self.alive(a) && self.alive(b);
                 if !up {
                     self.held[a][b].clear();
-                } else if self.group[a] == self.group[b] {
+                } else if self.linked(a, b) {
                     // Healed: the retransmitted data arrives in order.
                     let queued: Vec<_> = self.held[a][b].drain(..).collect();
                     for (incarnation, packet) in queued {
@@ -795,7 +806,15 @@ impl Sim {
                     self.group[i] = u32::from(group.contains(&i));
                 }
             }
-            Fault::Heal => self.group.iter_mut().for_each(|g| *g = 0),
+            Fault::Cut(a, b) => {
+                if a != b {
+                    self.cut.insert((a.min(b), a.max(b)));
+                }
+            }
+            Fault::Heal => {
+                self.group.iter_mut().for_each(|g| *g = 0);
+                self.cut.clear();
+            }
             Fault::LockFileRemoved => {
                 // Modelled as seen at once by the holder. In reality our holder
                 // rechecks the file every 250 ms; during that window followers still
@@ -829,7 +848,7 @@ impl Sim {
         self.stop_node(i);
         // Its connections close: peers that can hear it are told at once.
         for p in 0..self.nodes.len() {
-            if self.view[p][i] && self.alive(p) && self.group[p] == self.group[i] {
+            if self.view[p][i] && self.alive(p) && self.linked(p, i) {
                 self.push(
                     self.now + LATENCY_MS,
                     Event::Disconnected { at: p, peer: i },
@@ -842,7 +861,7 @@ impl Sim {
         // After the close (same time, queued later): on each peer's link the
         // transport reports the disconnection before the guardian's connection.
         for p in 0..self.nodes.len() {
-            if p != i && self.alive(p) && self.group[p] == self.group[i] {
+            if p != i && self.alive(p) && self.linked(p, i) {
                 let packet = Packet {
                     header: Header {
                         generation: INVALID_GENERATION,
