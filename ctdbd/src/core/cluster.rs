@@ -921,6 +921,13 @@ impl Node {
                 let was_held = self.lock == LockState::Held;
                 self.lock = LockState::Idle;
                 self.next_election_ms = now + ELECTION_RETRY_MS;
+                if was_held {
+                    // Whatever took our lock away (a volume unmounted under it, a
+                    // lock file replaced) may let us take a lock at once that is not
+                    // the others' (a fresh file in the empty mount point): let the
+                    // other nodes race first, as a minority would.
+                    self.next_election_ms = now + self.minority_race_delay_ms();
+                }
                 if self.is_leader() {
                     error!(%reason, "lost the recovery lock: stepping down");
                     self.leader = None;

@@ -45,10 +45,13 @@
 //! uncovered a node never covers the same addresses again (holds only keep).
 //! Otherwise — a leader connected to too few nodes, such as a lone survivor of
 //! three — M cannot tell dead nodes from a partitioned majority that holds, and
-//! waits until any such hold must have ended: every lease a node had came from a
-//! leader before M, which stopped leading before M took the lock (give or take its
-//! lock check, inside the lease margin), so `LeaderlessHoldMs` + one lease + the
-//! margin after M took it.
+//! waits until any such hold must have ended: `LeaderlessHoldMs` + the margin after
+//! the last lease a node outside S may have had — one M granted it (M knows until
+//! when), or one from a leader before M, which stopped leading before M took the
+//! lock (give or take its lock check, inside the margin), so at most a lease after
+//! M's election. (The simulation found the second half: a leader that had led all
+//! along, counting only from its election, moved a partitioned node's address that
+//! its own recent lease and then a hold still covered.)
 //!
 //! What the rule relies on, beyond the lease rules: clocks that run at about the
 //! same rate (the margin), and a node's guardian-confirmed death meaning it grants
@@ -322,6 +325,9 @@ impl Node {
         let now = self.now.mono_ms;
         let mut nodes = 0;
         let mut outside = 0;
+        // The end of the last lease a node outside may have had: from a leader
+        // before us (our election + a lease), or from us.
+        let mut last_lease_end = self.holds.led_since_ms + self.lease_ms();
         for n in self.nodes.iter().filter(|n| n.addr.is_some()) {
             nodes += 1;
             if n.pnn == self.pnn {
@@ -339,15 +345,15 @@ impl Node {
                     .is_some_and(|p| p.no_grant_until_ms > now && p.holds_end_ms <= now);
             if !ruled_out {
                 outside += 1;
+                if let Some(&granted) = self.lease_granted_until.get(&n.pnn) {
+                    last_lease_end = last_lease_end.max(granted);
+                }
             }
         }
         if 2 * outside <= nodes {
             0
         } else {
-            self.holds.led_since_ms
-                + self.lease_ms()
-                + self.hold_ms()
-                + super::takeover::LEASE_MARGIN_MS
+            last_lease_end + self.hold_ms() + super::takeover::LEASE_MARGIN_MS
         }
     }
 

@@ -375,7 +375,10 @@ impl Sim {
         let Some(node) = self.nodes[i].node.as_mut() else {
             return;
         };
-        let outputs = node.handle(now, input);
+        let outputs = {
+            let _span = tracing::info_span!("sim", t = now.mono_ms, pnn = i).entered();
+            node.handle(now, input)
+        };
         for output in outputs {
             self.output(i, output);
         }
