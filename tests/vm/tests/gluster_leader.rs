@@ -277,9 +277,7 @@ fn leader_power_loss(
         dead_addrs.contains(&leader_addr),
         "the leader's pub0 should have {leader_addr}, which `ctdb ip` gives it: {dead_addrs:?}"
     );
-    eprintln!(
-        "{what}: node {leader} leads and holds {dead_addrs:?}; survivors hold {before:?}"
-    );
+    eprintln!("{what}: node {leader} leads and holds {dead_addrs:?}; survivors hold {before:?}");
 
     watcher.note(format!("powering off the leader, node {leader}"));
     let off = Instant::now();
