@@ -28,7 +28,8 @@
 //!   the default `LeaderlessHoldMs` (10 s);
 //! - GlusterFS's defaults with `LeaderlessHoldMs=120000` on every node: the lock is
 //!   free after about 83 s (BENCHMARKS.md, "GlusterFS"); the survivors hold their
-//!   addresses all that time. This scenario takes about two and a half minutes.
+//!   addresses all that time. This scenario takes under two minutes (the two run
+//!   side by side).
 //!
 //! Holds are ctdb-rs's own, so the daemon is always ours:
 //!
