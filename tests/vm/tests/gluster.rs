@@ -34,7 +34,7 @@ use anyhow::{ensure, Context as _};
 use vm::cluster::RECLOCK_PATH;
 use vm::gluster::{probe_lock, GlusterOptions, LockProbe, Volume};
 use vm::public::{default_public, power_off_machine, wait_placed};
-use vm::samba::smb_conf;
+use vm::samba::smb_conf_for;
 use vm::smb_client::SmbClient;
 use vm::{Cluster, Daemon};
 
@@ -235,7 +235,8 @@ fn check_vfs_glusterfs(cluster: &Cluster) -> anyhow::Result<()> {
 fn smbd_through_vfs_glusterfs_serves_the_volume_and_survives_a_failover() -> anyhow::Result<()> {
     let (mut cluster, _) = samba_on_gluster_with(|cluster| {
         check_vfs_glusterfs(cluster)?;
-        cluster.write_smb_conf(&format!("{}{VFS_GLUSTERFS_SHARE}", smb_conf()))?;
+        let volume = cluster.volume().context("built on a volume")?;
+        cluster.write_smb_conf(&format!("{}{VFS_GLUSTERFS_SHARE}", smb_conf_for(volume)))?;
         for pnn in ALL {
             let node = cluster.node(pnn);
             // 50.samba's monitor checks each share's path as a local directory,
