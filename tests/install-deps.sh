@@ -2,7 +2,7 @@
 # The one install step of ctdb-rs: sourced (not run) by tests/vm/demo.sh,
 # tests/run-all.sh and, through run-all.sh, .ci/run, as
 #
-#     source tests/install-deps.sh demo|test
+#     source tests/install-deps.sh demo|test [gluster]
 #
 # It installs only what is missing, so a second call installs nothing:
 # - demo: what ctdb-rs itself needs to build and to run the demo cluster (Samba,
@@ -10,10 +10,12 @@
 # - test: the demo's needs, plus what the test suites drive or compare against:
 #   Debian's stock CTDB 4.17 (the compatibility reference), tdbdump, winbind,
 #   Samba's smbtorture (samba-testsuite), NFS-Ganesha and libnfs, dnsmasq, dig,
-#   nftables, GlusterFS (server and FUSE client), shellcheck, rustfmt and
-#   clippy, what the package test needs
-#   (dpkg-dev, systemd-analyze), and smbprotocol (PyPI) in a virtual environment
-#   for the SMB test client.
+#   nftables, GlusterFS (server and FUSE client) and Samba's VFS modules
+#   (vfs_glusterfs, vfs_fileid), shellcheck, rustfmt and clippy, what the
+#   package test needs (dpkg-dev, systemd-analyze), and smbprotocol (PyPI) in a
+#   virtual environment for the SMB test client.
+# - gluster (after demo): GlusterFS's server and FUSE client and Samba's VFS
+#   modules too, for `tests/vm/demo.sh --gluster` (the test profile has them).
 # It creates the host directories that the sandboxes mount their private copies
 # over, and leaves PATH pointing at cargo. Debian 12 (apt) and root only; anything
 # it cannot do is one plain line on standard error and a non-zero return.
@@ -24,7 +26,7 @@ ctdbrs_install_fail() {
 }
 
 ctdbrs_install_deps() {
-    local profile=${1:-}
+    local profile=${1:-} extra=${2:-}
     local packages=(
         samba smbclient samba-common-bin    # smbd, smbclient, testparm, smbpasswd
         python3-samba                       # Samba's client bindings: the demo's share-mode client
@@ -51,11 +53,24 @@ ctdbrs_install_deps() {
             python3-venv                    # the SMB test client's environment (below)
             dpkg-dev binutils systemd       # the package test: dpkg-shlibdeps, objcopy, systemd-analyze
             glusterfs-server glusterfs-client  # the GlusterFS volume of tests/vm (gluster.rs)
+            samba-vfs-modules libgfapi0     # vfs_fileid, vfs_glusterfs (libgfapi is only a Recommends)
         )
         components=(rustfmt clippy)
         ;;
     *)
-        ctdbrs_install_fail "usage: source tests/install-deps.sh demo|test" || return
+        ctdbrs_install_fail "usage: source tests/install-deps.sh demo|test [gluster]" || return
+        ;;
+    esac
+    case $extra in
+    '') ;;
+    gluster)
+        if [[ $profile == demo ]]; then
+            packages+=(glusterfs-server glusterfs-client  # the demo's GlusterFS volume
+                samba-vfs-modules)                      # vfs_fileid: one file id on every node
+        fi
+        ;;
+    *)
+        ctdbrs_install_fail "usage: source tests/install-deps.sh demo|test [gluster]" || return
         ;;
     esac
 
@@ -113,7 +128,7 @@ ctdbrs_install_deps() {
     # ctdb package, nothing else does.
     install -d /etc/ctdb /var/lib/ctdb /usr/share/ctdb/events/legacy \
         /etc/samba /var/lib/samba /var/cache/samba /var/log/samba /srv
-    if [[ $profile == test ]]; then
+    if [[ $profile == test || $extra == gluster ]]; then
         # glusterd's state and logs, private to each node of the GlusterFS tests.
         install -d /var/lib/glusterd /var/log/glusterfs
     fi

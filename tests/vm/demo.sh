@@ -5,8 +5,20 @@
 # write open through another, writes a file through a public address, powers off
 # the node holding it, reads the file back through the same address, shows
 # `ctdb status` before and after, and removes everything.
-# Must run as root: sudo tests/vm/demo.sh
+# The shared volume is a plain directory, or with --gluster a replica-3 GlusterFS
+# volume across the three nodes (recommended options).
+# Must run as root: sudo tests/vm/demo.sh [--gluster]
 set -euo pipefail
+
+volume=dir
+case ${1:-} in
+'') ;;
+--gluster) volume=gluster ;;
+*)
+    echo "usage: sudo $0 [--gluster]" >&2
+    exit 2
+    ;;
+esac
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "tests/vm/demo.sh must run as root (it creates namespaces): sudo $0" >&2
@@ -16,8 +28,12 @@ fi
 cd "$(dirname "$0")/../.."
 
 # shellcheck source=tests/install-deps.sh
-source tests/install-deps.sh demo
+if [[ $volume == gluster ]]; then
+    source tests/install-deps.sh demo gluster
+else
+    source tests/install-deps.sh demo
+fi
 
 echo "== cargo build --workspace"
 cargo build --workspace
-exec target/debug/ctdbrs-demo
+exec target/debug/ctdbrs-demo "$@"

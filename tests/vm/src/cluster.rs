@@ -347,7 +347,8 @@ impl ClusterBuilder {
             cluster.write_shared("public_addresses", &lines(&public))?;
             if self.samba {
                 let dir = cluster.shared_dir().expect("a shared volume was built");
-                crate::samba::prepare_shared(&dir)?;
+                let volume = cluster.volume().expect("a shared volume was built");
+                crate::samba::prepare_shared(&dir, volume)?;
             }
         }
         Ok(cluster)

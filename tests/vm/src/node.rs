@@ -251,11 +251,41 @@ impl Node {
             self.past_logs.push_str(&old.process.log());
             self.past_logs.push_str("---- ctdbd restarted ----\n");
         }
+        // A killed stock ctdbd leaves its event daemon running until it notices
+        // (it polls its parent), and a new ctdbd cannot start its own while the
+        // old one holds the event daemon's PID file.
+        wait_until(Duration::from_secs(10), || {
+            let left = self.processes_named("ctdb-eventd");
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(left)
+            }
+        })
+        .map_err(|t| {
+            anyhow!(
+                "node {}: an old ctdb-eventd is still running: {t}",
+                self.pnn
+            )
+        })?;
         let mut cmd = self.command(kind.ctdbd_path()?);
         cmd.arg("--interactive").current_dir("/");
         let process = Background::spawn(&format!("node {} {kind:?} ctdbd", self.pnn), cmd)?;
         self.daemon = Some(RunningDaemon { kind, process });
         Ok(())
+    }
+
+    /// PIDs of the processes of this node's network namespace called `comm`.
+    fn processes_named(&self, comm: &str) -> Vec<i32> {
+        self.netns()
+            .pids()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim_end() == comm)
+            })
+            .collect()
     }
 
     /// The daemon last started, if any.

@@ -36,6 +36,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 
 use crate::cluster::Cluster;
+use crate::gluster::Volume;
 use crate::node::{Node, SHARED_MOUNT, TOOL_TIMEOUT};
 use crate::process::{run, run_ok, Output};
 use crate::sandbox::which;
@@ -101,6 +102,20 @@ pub fn smb_conf() -> String {
 \tposix locking = no
 "
     )
+}
+
+/// [`smb_conf`] for a cluster on `volume`. On GlusterFS the share also gets
+/// `vfs_fileid` with `fileid:algorithm = fsid`: smbd keys share modes, leases and
+/// byte-range locks by (device, inode), and while GlusterFS's FUSE inode numbers
+/// agree on every node (they come from the file's GFID), each node's mount has a
+/// device number of its own, so without it two nodes would never see each other's
+/// opens. A FUSE mount's file-system id is the same (zero) on every node.
+pub fn smb_conf_for(volume: Volume) -> String {
+    let mut text = smb_conf();
+    if let Volume::Gluster(_) = volume {
+        text.push_str("\tvfs objects = fileid\n\tfileid:algorithm = fsid\n");
+    }
+    text
 }
 
 /// Fails, naming everything missing, unless Samba can run in the sandboxes: its
@@ -169,10 +184,10 @@ pub fn test_user_ids() -> anyhow::Result<(u32, u32)> {
     Ok((id, id))
 }
 
-/// Writes [`smb_conf`] and creates the share's directory (owned by the test
-/// user) in the shared volume `shared` (a host path).
-pub fn prepare_shared(shared: &Path) -> anyhow::Result<()> {
-    std::fs::write(shared.join("smb.conf"), smb_conf())
+/// Writes [`smb_conf_for`] `volume` and creates the share's directory (owned by
+/// the test user) in the shared volume `shared` (a host path).
+pub fn prepare_shared(shared: &Path, volume: Volume) -> anyhow::Result<()> {
+    std::fs::write(shared.join("smb.conf"), smb_conf_for(volume))
         .with_context(|| format!("writing smb.conf in {}", shared.display()))?;
     let share = shared.join(
         SHARE_PATH

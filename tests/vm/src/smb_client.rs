@@ -150,10 +150,15 @@ impl SmbClient {
 
     /// Opens connection `name` to the share through `addr` as the test user.
     pub fn connect(&mut self, name: &str, addr: Ipv4Addr) -> anyhow::Result<()> {
+        self.connect_share(name, addr, SHARE)
+    }
+
+    /// Opens connection `name` to `share` through `addr` as the test user.
+    pub fn connect_share(&mut self, name: &str, addr: Ipv4Addr, share: &str) -> anyhow::Result<()> {
         self.expect(
-            &format!("connect {name} {addr} {SHARE} {SAMBA_USER} {SAMBA_PASSWORD}"),
+            &format!("connect {name} {addr} {share} {SAMBA_USER} {SAMBA_PASSWORD}"),
             "ok",
-            &format!("{SAMBA_USER} should log in to //{addr}/{SHARE}"),
+            &format!("{SAMBA_USER} should log in to //{addr}/{share}"),
         )
         .map(drop)
     }

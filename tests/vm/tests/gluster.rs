@@ -16,6 +16,14 @@
 //! CTDB_RS_DAEMON=stock cargo test -p vm --test gluster
 //! ```
 //!
+//! One scenario has smbd reach the volume through `vfs_glusterfs` (libgfapi,
+//! Debian's `samba-vfs-modules`) instead of the FUSE mount:
+//!
+//! ```text
+//!   client ── SMB ──> public address ──> smbd [gluster] ── libgfapi ──> bricks
+//!                                        smbd [share]   ── FUSE /srv/shared ──> bricks
+//! ```
+//!
 //! How long the volume keeps a dead holder's lock is measured, not asserted, by
 //! `tests/vm/bench/gluster_lock.sh` (BENCHMARKS.md, "GlusterFS").
 
@@ -25,7 +33,8 @@ use std::time::Duration;
 use anyhow::{ensure, Context as _};
 use vm::cluster::RECLOCK_PATH;
 use vm::gluster::{probe_lock, GlusterOptions, LockProbe, Volume};
-use vm::public::{default_public, wait_placed};
+use vm::public::{default_public, power_off_machine, wait_placed};
+use vm::samba::smb_conf_for;
 use vm::smb_client::SmbClient;
 use vm::{Cluster, Daemon};
 
@@ -44,6 +53,14 @@ fn addrs() -> Vec<Ipv4Addr> {
 /// Three nodes with clustered Samba on a GlusterFS volume, under the daemon of
 /// `CTDB_RS_DAEMON`, every address placed. Returns the cluster and the daemon.
 fn samba_on_gluster() -> anyhow::Result<(Cluster, Daemon)> {
+    samba_on_gluster_with(|_| Ok(()))
+}
+
+/// [`samba_on_gluster`], with `configure` run on the built cluster before the
+/// daemons (and so smbd) start.
+fn samba_on_gluster_with(
+    configure: impl FnOnce(&Cluster) -> anyhow::Result<()>,
+) -> anyhow::Result<(Cluster, Daemon)> {
     let daemon = Daemon::from_env()?;
     vm::smb_client::check_prerequisites()?;
     let mut cluster = Cluster::builder()
@@ -54,6 +71,7 @@ fn samba_on_gluster() -> anyhow::Result<(Cluster, Daemon)> {
         .tunables("MonitorInterval=1\n")
         .build()?;
     vm::nas::prepare_for(&cluster, None, daemon)?;
+    configure(&cluster)?;
     cluster
         .start(daemon, START_TIMEOUT)
         .with_context(|| format!("starting the {daemon:?} daemons on the GlusterFS volume"))?;
@@ -165,5 +183,149 @@ fn kill_9_of_the_leader_frees_the_lock_and_another_node_leads() -> anyhow::Resul
         "the survivor serves the bytes written before the fault",
     )?;
     smb.expect("close r", "ok", "close it")?;
+    Ok(())
+}
+
+/// The share that smbd serves through `vfs_glusterfs`: the share's directory of
+/// the volume, reached with libgfapi. Its `path` is relative to the volume's root
+/// and exists in no node's own file system, so the share opens only through the
+/// module. No kernel share modes or oplocks: they would need a local file. The
+/// volfile server is each node's own (an `include` of a file private to the node).
+const VFS_GLUSTERFS_SHARE: &str = "
+[gluster]
+\tpath = /share
+\tvfs objects = glusterfs
+\tglusterfs:volume = ctdbrs
+\tinclude = /etc/samba/volfile_server.conf
+\tglusterfs:logfile = /var/log/samba/vfs_glusterfs.log
+\tkernel share modes = no
+\tkernel oplocks = no
+\tposix locking = no
+\tread only = no
+\tvalid users = nasuser
+";
+
+/// Fails, naming the package, unless smbd has the `vfs_glusterfs` module.
+fn check_vfs_glusterfs(cluster: &Cluster) -> anyhow::Result<()> {
+    let out = cluster.node(0).run("smbd", &["-b"])?;
+    let modules = out
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("MODULESDIR:"))
+        .map(str::trim)
+        .with_context(|| format!("smbd -b names no MODULESDIR:\n{out}"))?;
+    let module = std::path::Path::new(modules).join("vfs/glusterfs.so");
+    ensure!(
+        module.is_file(),
+        "{} is missing: smbd's vfs_glusterfs comes with Debian's samba-vfs-modules \
+         (apt-get install samba-vfs-modules libgfapi0, or source tests/install-deps.sh test)",
+        module.display()
+    );
+    Ok(())
+}
+
+/// Given clustered Samba on GlusterFS with a second share that smbd reaches
+/// through `vfs_glusterfs` (libgfapi, each node's own glusterd as volfile server)
+/// instead of the FUSE mount, when a file is written through a follower's address
+/// into that share, then it is read through another node's FUSE-backed share and
+/// from another node's FUSE mount; and when the writer's node loses power, a new
+/// SMB session through the writer's address, now a survivor's, reads it through
+/// `vfs_glusterfs` again.
+#[test]
+fn smbd_through_vfs_glusterfs_serves_the_volume_and_survives_a_failover() -> anyhow::Result<()> {
+    let (mut cluster, _) = samba_on_gluster_with(|cluster| {
+        check_vfs_glusterfs(cluster)?;
+        let volume = cluster.volume().context("built on a volume")?;
+        cluster.write_smb_conf(&format!("{}{VFS_GLUSTERFS_SHARE}", smb_conf_for(volume)))?;
+        for pnn in ALL {
+            let node = cluster.node(pnn);
+            // 50.samba's monitor checks each share's path as a local directory,
+            // which a vfs_glusterfs share's is not: as an administrator of such
+            // a share would, switch the check off (CTDB 4.17's script alike).
+            let options = node.etc_dir().join("script.options");
+            let mut text = std::fs::read_to_string(&options)
+                .with_context(|| format!("reading {}", options.display()))?;
+            text.push_str("CTDB_SAMBA_SKIP_SHARE_CHECK=yes\n");
+            node.write_config("script.options", &text)?;
+            let include = node.path("/etc/samba/volfile_server.conf");
+            std::fs::write(
+                &include,
+                format!("\tglusterfs:volfile_server = {}\n", node.private_addr()),
+            )
+            .with_context(|| format!("writing {}", include.display()))?;
+        }
+        Ok(())
+    })?;
+    // A follower writes: the point is the module, not the leader's failover.
+    let leader = cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?.leader;
+    let writer = (leader + 1) % 3;
+    let reader = (leader + 2) % 3;
+    ensure!(
+        !cluster.node(writer).path("/share").exists(),
+        "node {writer} has a /share of its own, so the [gluster] share could be \
+         served without vfs_glusterfs"
+    );
+    let writer_addr = vm::public::address_held_by(&cluster, writer, CONVERGE_TIMEOUT)?;
+    let reader_addr = vm::public::address_held_by(&cluster, reader, CONVERGE_TIMEOUT)?;
+
+    let text = "written-through-vfs_glusterfs";
+    let mut smb = SmbClient::start(&cluster)?;
+    smb.connect_share("w", writer_addr, "gluster")?;
+    smb.expect(
+        "open f w gfapi.txt access=rw share=rw oplock=none",
+        "ok",
+        "create the file through the writer's vfs_glusterfs share",
+    )?;
+    smb.expect(&format!("write f 0 {text}"), "ok", "write it")?;
+    smb.expect("close f", "ok", "close it")?;
+    drop(smb);
+    let gfapi_log = cluster
+        .node(writer)
+        .path("/var/log/samba/vfs_glusterfs.log");
+    ensure!(
+        gfapi_log.is_file(),
+        "node {writer}'s smbd should have started libgfapi, which logs to {}",
+        gfapi_log.display()
+    );
+
+    let mut smb = SmbClient::start(&cluster)?;
+    smb.connect("r", reader_addr)?;
+    smb.expect(
+        "open f r gfapi.txt access=r share=rw oplock=none",
+        "ok",
+        "open the file through another node's FUSE-backed share",
+    )?;
+    smb.expect(
+        &format!("read f 0 {}", text.len()),
+        &format!("ok data={text}"),
+        &format!("node {reader}'s FUSE-backed share serves what vfs_glusterfs wrote"),
+    )?;
+    smb.expect("close f", "ok", "close it")?;
+    drop(smb);
+    let fuse = cluster
+        .node(reader)
+        .run("cat", &["/srv/shared/share/gfapi.txt"])?;
+    ensure!(
+        fuse.success() && fuse.stdout == text,
+        "node {reader}'s FUSE mount should hold what vfs_glusterfs wrote:\n{fuse}"
+    );
+
+    power_off_machine(&mut cluster, writer)?;
+    let survivors: Vec<u32> = ALL.into_iter().filter(|p| *p != writer).collect();
+    cluster.wait_agreement(&survivors, &survivors, CONVERGE_TIMEOUT)?;
+    wait_placed(&cluster, &survivors, &addrs(), &survivors, CONVERGE_TIMEOUT)?;
+    let mut smb = SmbClient::start(&cluster)?;
+    smb.connect_share("after", writer_addr, "gluster")?;
+    smb.expect(
+        "open f after gfapi.txt access=r share=rw oplock=none",
+        "ok",
+        "open the file through the writer's address, now a survivor's vfs_glusterfs share",
+    )?;
+    smb.expect(
+        &format!("read f 0 {}", text.len()),
+        &format!("ok data={text}"),
+        "the survivor serves, through vfs_glusterfs, the bytes written before the fault",
+    )?;
+    smb.expect("close f", "ok", "close it")?;
     Ok(())
 }

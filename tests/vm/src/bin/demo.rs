@@ -6,6 +6,11 @@
 //! that address powered off, and the file read back through the same address
 //! from a survivor; `ctdb status` and `ctdb ip` before and after.
 //!
+//! The shared volume is one host directory, or with `--gluster` (`sudo
+//! tests/vm/demo.sh --gluster`) a replica-3 GlusterFS volume across the three
+//! nodes with the recommended options ([`vm::gluster`]); powering a node off then
+//! takes its brick down too.
+//!
 //! Uses the test harness (`vm::Cluster`): every namespace, process and temporary
 //! directory is removed when the cluster is dropped, on error too.
 
@@ -13,6 +18,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context as _};
+use vm::gluster::{GlusterOptions, Volume};
 use vm::public::{default_public, power_off_machine};
 use vm::samba::{SAMBA_PASSWORD, SAMBA_USER, SMBCLIENT_TIMEOUT};
 use vm::sandbox::TempDir;
@@ -43,14 +49,33 @@ fn main() {
     }
 }
 
+/// The volume `args` (the demo's arguments) ask for: `--gluster` or nothing.
+fn volume_from(args: &[String]) -> anyhow::Result<Volume> {
+    match args {
+        [] => Ok(Volume::Dir),
+        [flag] if flag == "--gluster" => Ok(Volume::Gluster(GlusterOptions::Recommended)),
+        _ => bail!("usage: sudo tests/vm/demo.sh [--gluster], not {args:?}"),
+    }
+}
+
 fn run() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let volume = volume_from(&args)?;
     println!("== building a 3-node cluster: one network + mount namespace per node,");
     println!("   private bridge 192.168.20.0/24, public bridge 10.0.20.0/24 with a client,");
     println!(
         "   shared volume /srv/shared (nodes, public_addresses, recovery lock, smb.conf, share)"
     );
+    match volume {
+        Volume::Dir => println!("   on one host directory bind-mounted in every node"),
+        Volume::Gluster(_) => println!(
+            "   on a replica-3 GlusterFS volume: a glusterd and a brick per node, FUSE-mounted \
+             in each (recommended options)"
+        ),
+    }
     let mut cluster = Cluster::builder()
         .nodes(3)
+        .volume(volume)
         .samba(true)
         .client(true)
         .tunables("MonitorInterval=5\n")
@@ -87,7 +112,13 @@ fn run() -> anyhow::Result<()> {
     let out = cluster.smbclient(p, &format!("put {} hello.txt", local.display()))?;
     ensure!(out.success(), "smbclient put:\n{out}");
 
-    println!("== powering off node {holder} (links cut, daemon killed)");
+    if volume == Volume::Dir {
+        println!("== powering off node {holder} (links cut, daemon killed)");
+    } else {
+        println!(
+            "== powering off node {holder} (links cut, daemon and its GlusterFS brick killed)"
+        );
+    }
     power_off_machine(&mut cluster, holder)?;
     let survivors: Vec<u32> = ALL.into_iter().filter(|n| *n != holder).collect();
     let after = cluster.wait_agreement(&survivors, &survivors, TIMEOUT)?;
