@@ -92,7 +92,7 @@ pub(super) struct Holds {
     requests: BTreeMap<u64, HoldRequest>,
     next_seq: u64,
     next_request_ms: u64,
-    /// Requests of peers waiting for our promise to end: (pnn, seq).
+    /// Requests of peers waiting for our promise to end: (pnn, seq, received).
     waiting: Vec<(u32, u64, u64)>,
     /// Until when the holds we granted may last.
     pub(super) granted_until_ms: u64,

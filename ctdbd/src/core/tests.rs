@@ -1107,22 +1107,8 @@ fn a_followers_lease_counts_from_its_request() {
     n.feed(at(101), from_peer(srvid::LEASE_GRANT, stale.encode()));
     assert_eq!(n.lease_until_ms, 72 + 500, "a grant for nothing we asked");
     let out = n.feed(at(134), Input::Tick);
-    let request = out
-        .iter()
-        .find_map(|o| match o {
-            Output::SendToPeer {
-                pnn: 1,
-                packet:
-                    Packet {
-                        body: Body::ReqMessage(m),
-                        ..
-                    },
-            } if m.srvid == srvid::LEASE_REQUEST => {
-                Some(crate::protocol::control::LeaseRequest::decode(&m.data).unwrap())
-            }
-            _ => None,
-        })
-        .expect("the next request");
+    let sent = sent_to_peer(&out, srvid::LEASE_REQUEST);
+    let request = crate::protocol::control::LeaseRequest::decode(&sent[0]).unwrap();
     assert_eq!(request.echo_ms, 4_242, "the stamp of the grant received");
     assert_eq!(
         request.leased_for_ms,

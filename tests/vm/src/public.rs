@@ -172,7 +172,9 @@ pub fn address_held_by(cluster: &Cluster, pnn: u32, timeout: Duration) -> anyhow
 }
 
 /// Waits until `ctdb ip` on every node of `on` shows exactly `addrs`, each hosted by
-/// a node of `hosts` (all nodes agreeing), and returns that placement.
+/// a node of `hosts`, all nodes agreeing, and returns that placement. The nodes are
+/// asked one after another, so a takeover run between two answers can make them
+/// disagree for a moment: asked again until they agree or `timeout` passes.
 pub fn wait_placed(
     cluster: &Cluster,
     on: &[u32],
@@ -181,28 +183,35 @@ pub fn wait_placed(
     timeout: Duration,
 ) -> anyhow::Result<BTreeMap<Ipv4Addr, u32>> {
     let what = format!("{addrs:?} all hosted by nodes of {hosts:?}, every node agreeing");
-    let views = cluster.wait_on(on, timeout, &what, |c, pnn| {
-        let view = ctdb_ip(c, pnn)?;
-        let keys: Vec<Ipv4Addr> = view.keys().copied().collect();
-        let mut want = addrs.to_vec();
-        want.sort();
-        let placed: Option<BTreeMap<Ipv4Addr, u32>> = view
-            .iter()
-            .map(|(a, p)| p.filter(|p| hosts.contains(p)).map(|p| (*a, p)))
-            .collect();
-        match placed {
-            Some(placed) if keys == want => Ok(placed),
-            _ => Err(format!("{view:?}")),
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let views = cluster.wait_on(on, left, &what, |c, pnn| {
+            let view = ctdb_ip(c, pnn)?;
+            let keys: Vec<Ipv4Addr> = view.keys().copied().collect();
+            let mut want = addrs.to_vec();
+            want.sort();
+            let placed: Option<BTreeMap<Ipv4Addr, u32>> = view
+                .iter()
+                .map(|(a, p)| p.filter(|p| hosts.contains(p)).map(|p| (*a, p)))
+                .collect();
+            match placed {
+                Some(placed) if keys == want => Ok(placed),
+                _ => Err(format!("{view:?}")),
+            }
+        })?;
+        let first = views[0].1.clone();
+        match views.iter().find(|(_, v)| *v != first) {
+            None => return Ok(first),
+            Some((pnn, other)) if std::time::Instant::now() >= deadline => {
+                return Err(anyhow!(
+                    "nodes disagree on the placement: node {} says {first:?}, node {pnn} says {other:?}",
+                    views[0].0
+                ));
+            }
+            Some(_) => std::thread::sleep(crate::wait::POLL_INTERVAL),
         }
-    })?;
-    let first = views[0].1.clone();
-    if let Some((pnn, other)) = views.iter().find(|(_, v)| *v != first) {
-        return Err(anyhow!(
-            "nodes disagree on the placement: node {} says {first:?}, node {pnn} says {other:?}",
-            views[0].0
-        ));
     }
-    Ok(first)
 }
 
 /// Power loss of a whole machine: [`Cluster::power_off`] (private link cut, daemon
