@@ -163,6 +163,52 @@ impl SmbClient {
         .map(drop)
     }
 
+    /// Creates `path` on connection `conn` and writes `text` into it (open, write,
+    /// close); `why` says what the write is for, in the error.
+    pub fn write_file(
+        &mut self,
+        conn: &str,
+        path: &str,
+        text: &str,
+        why: &str,
+    ) -> anyhow::Result<()> {
+        self.expect(
+            &format!("open f {conn} {path} access=rw share=rw oplock=none"),
+            "ok",
+            &format!("create {path}: {why}"),
+        )?;
+        self.expect(
+            &format!("write f 0 {text}"),
+            "ok",
+            &format!("write {path}: {why}"),
+        )?;
+        self.expect("close f", "ok", &format!("close {path}"))
+            .map(drop)
+    }
+
+    /// Opens `path` on connection `conn` and fails unless it holds `text` (open,
+    /// read, close); `why` says what the read shows, in the error.
+    pub fn expect_file(
+        &mut self,
+        conn: &str,
+        path: &str,
+        text: &str,
+        why: &str,
+    ) -> anyhow::Result<()> {
+        self.expect(
+            &format!("open f {conn} {path} access=r share=rw oplock=none"),
+            "ok",
+            &format!("open {path}: {why}"),
+        )?;
+        self.expect(
+            &format!("read f 0 {}", text.len()),
+            &format!("ok data={text}"),
+            why,
+        )?;
+        self.expect("close f", "ok", &format!("close {path}"))
+            .map(drop)
+    }
+
     /// The conversation so far and what the client wrote on standard error.
     pub fn story(&self) -> String {
         let stderr = self.stderr.lock().expect("stderr buffer");

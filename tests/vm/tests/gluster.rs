@@ -146,13 +146,7 @@ fn kill_9_of_the_leader_frees_the_lock_and_another_node_leads() -> anyhow::Resul
     let text = "written-through-the-leader-before-its-daemon-died";
     let mut smb = SmbClient::start(&cluster)?;
     smb.connect("before", leader_addr)?;
-    smb.expect(
-        "open w before failover.txt access=rw share=rw oplock=none",
-        "ok",
-        "create the file through the leader",
-    )?;
-    smb.expect(&format!("write w 0 {text}"), "ok", "write it")?;
-    smb.expect("close w", "ok", "close it")?;
+    smb.write_file("before", "failover.txt", text, "through the leader")?;
 
     cluster.kill_daemon(leader)?;
     let after = cluster.wait_agreement(&survivors, &survivors, CONVERGE_TIMEOUT)?;
@@ -172,17 +166,12 @@ fn kill_9_of_the_leader_frees_the_lock_and_another_node_leads() -> anyhow::Resul
 
     let mut smb = SmbClient::start(&cluster)?;
     smb.connect("after", leader_addr)?;
-    smb.expect(
-        "open r after failover.txt access=r share=rw oplock=none",
-        "ok",
-        "open the file through the address the leader held, now a survivor's",
+    smb.expect_file(
+        "after",
+        "failover.txt",
+        text,
+        "through the address the leader held, now a survivor's, the bytes written before the fault",
     )?;
-    smb.expect(
-        &format!("read r 0 {}", text.len()),
-        &format!("ok data={text}"),
-        "the survivor serves the bytes written before the fault",
-    )?;
-    smb.expect("close r", "ok", "close it")?;
     Ok(())
 }
 
@@ -271,13 +260,12 @@ fn smbd_through_vfs_glusterfs_serves_the_volume_and_survives_a_failover() -> any
     let text = "written-through-vfs_glusterfs";
     let mut smb = SmbClient::start(&cluster)?;
     smb.connect_share("w", writer_addr, "gluster")?;
-    smb.expect(
-        "open f w gfapi.txt access=rw share=rw oplock=none",
-        "ok",
-        "create the file through the writer's vfs_glusterfs share",
+    smb.write_file(
+        "w",
+        "gfapi.txt",
+        text,
+        "through the writer's vfs_glusterfs share",
     )?;
-    smb.expect(&format!("write f 0 {text}"), "ok", "write it")?;
-    smb.expect("close f", "ok", "close it")?;
     drop(smb);
     let gfapi_log = cluster
         .node(writer)
@@ -290,17 +278,12 @@ fn smbd_through_vfs_glusterfs_serves_the_volume_and_survives_a_failover() -> any
 
     let mut smb = SmbClient::start(&cluster)?;
     smb.connect("r", reader_addr)?;
-    smb.expect(
-        "open f r gfapi.txt access=r share=rw oplock=none",
-        "ok",
-        "open the file through another node's FUSE-backed share",
-    )?;
-    smb.expect(
-        &format!("read f 0 {}", text.len()),
-        &format!("ok data={text}"),
+    smb.expect_file(
+        "r",
+        "gfapi.txt",
+        text,
         &format!("node {reader}'s FUSE-backed share serves what vfs_glusterfs wrote"),
     )?;
-    smb.expect("close f", "ok", "close it")?;
     drop(smb);
     let fuse = cluster
         .node(reader)
@@ -316,16 +299,11 @@ fn smbd_through_vfs_glusterfs_serves_the_volume_and_survives_a_failover() -> any
     wait_placed(&cluster, &survivors, &addrs(), &survivors, CONVERGE_TIMEOUT)?;
     let mut smb = SmbClient::start(&cluster)?;
     smb.connect_share("after", writer_addr, "gluster")?;
-    smb.expect(
-        "open f after gfapi.txt access=r share=rw oplock=none",
-        "ok",
-        "open the file through the writer's address, now a survivor's vfs_glusterfs share",
+    smb.expect_file(
+        "after",
+        "gfapi.txt",
+        text,
+        "through the writer's address, now a survivor's vfs_glusterfs share, the bytes written before the fault",
     )?;
-    smb.expect(
-        &format!("read f 0 {}", text.len()),
-        &format!("ok data={text}"),
-        "the survivor serves, through vfs_glusterfs, the bytes written before the fault",
-    )?;
-    smb.expect("close f", "ok", "close it")?;
     Ok(())
 }

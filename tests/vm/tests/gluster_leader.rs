@@ -260,13 +260,7 @@ fn leader_power_loss(
     let text = "written-through-the-leader-before-it-lost-power";
     let mut smb = SmbClient::start(&cluster)?;
     smb.connect("before", leader_addr)?;
-    smb.expect(
-        "open w before power-loss.txt access=rw share=rw oplock=none",
-        "ok",
-        "create the file through the leader",
-    )?;
-    smb.expect(&format!("write w 0 {text}"), "ok", "write it")?;
-    smb.expect("close w", "ok", "close it")?;
+    smb.write_file("before", "power-loss.txt", text, "through the leader")?;
     drop(smb);
 
     let mut before = BTreeMap::new();
@@ -321,17 +315,12 @@ fn leader_power_loss(
     }
     let mut smb = SmbClient::start(&cluster)?;
     smb.connect("after", leader_addr)?;
-    smb.expect(
-        "open r after power-loss.txt access=r share=rw oplock=none",
-        "ok",
-        "open the file through the address the leader held, now a survivor's",
+    smb.expect_file(
+        "after",
+        "power-loss.txt",
+        text,
+        "through the address the leader held, now a survivor's, the bytes written before the power loss",
     )?;
-    smb.expect(
-        &format!("read r 0 {}", text.len()),
-        &format!("ok data={text}"),
-        "the survivor serves the bytes written before the power loss",
-    )?;
-    smb.expect("close r", "ok", "close it")?;
 
     let report = watcher.stop();
     report
