@@ -7,10 +7,12 @@
 //! the daemon holds it in a small helper child: this crate's `ctdb-rs-reclock-helper`
 //! binary (`src/bin/`), which speaks CTDB's cluster mutex helper protocol and is run by
 //! `ctdbd`'s `reclock` module. This library is the lock primitive that helper uses,
-//! and [`deadline`], which bounds how long its liveness checks may take on a hung
-//! volume.
+//! [`deadline`], which bounds how long its liveness checks may take on a hung
+//! volume, and [`fence`], which frees the lock held on GlusterFS's bricks by this
+//! node's hung client.
 
 pub mod deadline;
+pub mod fence;
 
 use std::fs::{File, OpenOptions};
 use std::io;

@@ -255,6 +255,27 @@ fn a_bad_recheck_interval_is_an_error() {
 }
 
 #[test]
+fn no_fence_may_come_before_or_after_the_file_and_nothing_else_is_accepted() {
+    let dir = TempDir::new("nofence");
+    let file = dir.path("reclock");
+    let before = Helper::spawn(HELPER, &["--no-fence".as_ref(), file.as_os_str()]);
+    assert_eq!(before.status(), '0');
+    drop(before);
+    let after = Helper::spawn(
+        HELPER,
+        &[file.as_os_str(), "100".as_ref(), "--no-fence".as_ref()],
+    );
+    assert_eq!(after.status(), '0');
+    let mut unknown = Helper::spawn(
+        HELPER,
+        &[file.as_os_str(), "100".as_ref(), "--fence".as_ref()],
+    );
+    assert_eq!(unknown.status(), '3');
+    unknown.wait_for_eof(DEADLINE);
+    assert!(unknown.stderr().contains("usage"), "{}", unknown.stderr());
+}
+
+#[test]
 fn the_helper_exits_when_its_parent_dies() {
     let dir = TempDir::new("orphan");
     let file = dir.path("reclock");

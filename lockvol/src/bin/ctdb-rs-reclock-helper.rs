@@ -1,5 +1,5 @@
-//! `ctdb-rs-reclock-helper FILE [RECHECK_MS]`: ctdb-rs's cluster mutex helper for a
-//! `cluster lock` file.
+//! `ctdb-rs-reclock-helper FILE [RECHECK_MS] [--no-fence]`: ctdb-rs's cluster mutex
+//! helper for a `cluster lock` file.
 //!
 //! It speaks CTDB's cluster mutex helper protocol (ctdb(7) CLUSTER LOCK and CTDB's
 //! `doc/cluster_mutex_helper.txt`), so `ctdbd` runs it exactly as it would run any
@@ -27,8 +27,11 @@
 //! kernel can keep the process, and so its descriptors, alive after exit; the
 //! daemon must see EOF all the same) and exits. The daemon then reports the lock
 //! Lost and the leader steps down. The lock file itself is left open: closing it
-//! would be one more request to the hung volume. SIGTERM (or SIGINT) is a release: exit 0. The exit code means nothing to
-//! the daemon; stdout EOF is what tells it the lock is gone.
+//! would be one more request to the hung volume. On GlusterFS the lock would still be
+//! held on the bricks by this node's hung FUSE client, so that no node could take it;
+//! the helper therefore first kills that client (the fence, `lockvol::fence`), unless
+//! started with `--no-fence`. SIGTERM (or SIGINT) is a release: exit 0. The exit code
+//! means nothing to the daemon; stdout EOF is what tells it the lock is gone.
 //!
 //! CTDB's own `ctdb_mutex_fcntl_helper` rechecks every 5 s; we default to 250 ms
 //! because a leader must step down as soon as its lock is lost (DESIGN.md "Safety").
@@ -45,6 +48,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use lockvol::deadline::{DeadlineCheck, DeadlineError};
+use lockvol::fence::{self, Mount};
 use lockvol::FcntlLock;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -85,7 +89,11 @@ fn main() -> ExitCode {
         ));
     }
 
-    let (path, recheck) = match parse_args(std::env::args_os().skip(1)) {
+    let Args {
+        path,
+        recheck,
+        fence,
+    } = match parse_args(std::env::args_os().skip(1)) {
         Ok(args) => args,
         Err(message) => return error(format_args!("{message}")),
     };
@@ -117,6 +125,8 @@ fn main() -> ExitCode {
         Ok(meta) => FileId::of(&meta),
         Err(e) => return error(format_args!("cannot fstat {}: {e}", path.display())),
     };
+    // Found now, while the volume answers (though finding it never asks the volume).
+    let fence_target = if fence { fence_target(&path) } else { None };
     let mut checker = {
         let path = path.clone();
         match DeadlineCheck::spawn("check-lock-file", move || check_file(&path, locked)) {
@@ -131,6 +141,7 @@ fn main() -> ExitCode {
         Ok(Err(reason)) => return error(format_args!("{reason}")),
         Err(e) => {
             let message = hung(&path, &e);
+            fence_hung_client(fence_target.as_ref());
             let code = error(format_args!("{message}"));
             abandon_output();
             return code;
@@ -178,6 +189,7 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("{NAME}: {}, releasing the lock", hung(&path, &e));
+                fence_hung_client(fence_target.as_ref());
                 abandon_output();
                 return ExitCode::FAILURE;
             }
@@ -185,23 +197,82 @@ fn main() -> ExitCode {
     }
 }
 
-/// Parses `FILE [RECHECK_MS]`.
-fn parse_args(
-    mut args: impl Iterator<Item = std::ffi::OsString>,
-) -> Result<(PathBuf, Duration), String> {
-    const USAGE: &str = "usage: ctdb-rs-reclock-helper FILE [RECHECK_MS]";
-    let path = PathBuf::from(args.next().ok_or(USAGE)?);
-    let recheck = match args.next() {
+/// The command line.
+struct Args {
+    /// The lock file.
+    path: PathBuf,
+    /// How often the lock file and the parent are checked.
+    recheck: Duration,
+    /// Whether a hung GlusterFS client is killed when the lock is given up.
+    fence: bool,
+}
+
+/// Parses `FILE [RECHECK_MS] [--no-fence]` (the flag may come anywhere).
+fn parse_args(args: impl Iterator<Item = std::ffi::OsString>) -> Result<Args, String> {
+    const USAGE: &str = "usage: ctdb-rs-reclock-helper FILE [RECHECK_MS] [--no-fence]";
+    let mut fence = true;
+    let mut positional = Vec::new();
+    for arg in args {
+        if arg == "--no-fence" {
+            fence = false;
+        } else {
+            positional.push(arg);
+        }
+    }
+    let mut positional = positional.into_iter();
+    let path = PathBuf::from(positional.next().ok_or(USAGE)?);
+    let recheck = match positional.next() {
         None => DEFAULT_RECHECK,
         Some(ms) => match ms.to_str().and_then(|ms| ms.parse::<u64>().ok()) {
             Some(ms) if ms > 0 => Duration::from_millis(ms),
             _ => return Err(format!("invalid RECHECK_MS {ms:?}; {USAGE}")),
         },
     };
-    if args.next().is_some() {
+    if positional.next().is_some() {
         return Err(USAGE.to_owned());
     }
-    Ok((path, recheck))
+    Ok(Args {
+        path,
+        recheck,
+        fence,
+    })
+}
+
+/// The GlusterFS mount that holds `path`, if it is on one: the mount whose client the
+/// fence kills.
+fn fence_target(path: &Path) -> Option<Mount> {
+    let absolute = std::path::absolute(path).ok()?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = fence::mount_of(&mountinfo, &absolute)?;
+    (mount.fstype == fence::FENCED_FSTYPE).then_some(mount)
+}
+
+/// Kills the FUSE client of `target` (if any) so that the bricks free the lock it
+/// holds for us: called once the volume is hung and the lock is being given up.
+///
+/// Killing first, then closing our output, means the lock can be free a moment
+/// before the daemon reports it lost. No other node tries the lock while this node
+/// leads and heartbeats, and the other order would not fence at all: the daemon
+/// kills a helper that lingers after closing its output.
+fn fence_hung_client(target: Option<&Mount>) {
+    let Some(mount) = target else {
+        return;
+    };
+    let mount_point = mount.mount_point.display();
+    match fence::fuse_clients(mount).as_slice() {
+        [pid] => match nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL) {
+            Ok(()) => eprintln!(
+                "{NAME}: killed the GlusterFS client (pid {pid}) of the hung volume at \
+                 {mount_point} so that the bricks free the lock; remount it to bring \
+                 this node back"
+            ),
+            Err(e) => eprintln!("{NAME}: cannot kill the GlusterFS client pid {pid}: {e}"),
+        },
+        [] => eprintln!("{NAME}: no GlusterFS client of {mount_point} found to fence"),
+        several => {
+            eprintln!("{NAME}: several processes serve {mount_point} ({several:?}); fencing none")
+        }
+    }
 }
 
 /// Device and inode: what makes "the same file" across a rename.

@@ -13,6 +13,9 @@
 //! - the volume hung on a node (its FUSE client SIGSTOPped): the node goes
 //!   UNHEALTHY and drops its addresses, the others serve every address; SIGCONT:
 //!   the node is OK again and hosts addresses;
+//! - the same on the leader: its lock helper fences the hung client at its
+//!   deadline, so that the bricks free the lock and another node leads, while the
+//!   followers keep their addresses; after a remount the node returns;
 //! - the volume unmounted on a node (`umount -l` in its mount namespace): the same,
 //!   and back after a remount.
 //!
@@ -180,9 +183,22 @@ impl Stopped {
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        if let Err(e) = kill(Pid::from_raw(self.pid), Signal::SIGCONT) {
-            eprintln!("cleanup: SIGCONT {}: {e}", self.pid);
+        match kill(Pid::from_raw(self.pid), Signal::SIGCONT) {
+            // Killed meanwhile (the fence): nothing to resume.
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => eprintln!("cleanup: SIGCONT {}: {e}", self.pid),
         }
+    }
+}
+
+/// Whether `pid` has ended: no such process, or a zombie.
+fn has_ended(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
     }
 }
 
@@ -222,11 +238,6 @@ fn node_returns(cluster: &Cluster, faulty: u32) -> anyhow::Result<()> {
 /// UNHEALTHY and drops its addresses, the leader stays and the other two serve
 /// every address; when the client gets SIGCONT, the node is OK again and hosts an
 /// address.
-///
-/// (A hung client on the *leader* keeps the fcntl lock on the bricks: its helper
-/// gives the lock up at its deadline, but the unlock cannot reach the bricks
-/// through the stopped client, whose TCP connections stay up, so no node can take
-/// the lock until the client resumes or dies. See README, "Running on GlusterFS".)
 #[test]
 fn the_volume_hung_on_a_node_makes_it_unhealthy_until_it_answers_again() -> anyhow::Result<()> {
     let (cluster, watcher) = cluster_on_gluster()?;
@@ -242,6 +253,77 @@ fn the_volume_hung_on_a_node_makes_it_unhealthy_until_it_answers_again() -> anyh
     drop(stopped);
     node_returns(&cluster, target)?;
     check_watch(watcher)
+}
+
+/// Given the cluster on GlusterFS, when the leader's FUSE client is SIGSTOPped,
+/// then the leader goes UNHEALTHY and its addresses move to the others; its lock
+/// helper's check of the lock file overruns its deadline, and since the stopped
+/// client, whose TCP connections stay up, keeps the lock on the bricks for as long
+/// as it lives, the helper kills it (the fence, `lockvol::fence`); another node
+/// takes the lock and leads, and the addresses the followers held stay served
+/// throughout. Once the volume is mounted again on the old leader, it is OK and
+/// hosts an address.
+///
+/// Stock CTDB has no fence: its helper gives the lock up, but no node can take it
+/// until the client resumes, so this test is ours only.
+#[test]
+fn the_volume_hung_on_the_leader_is_fenced_so_that_another_node_leads() -> anyhow::Result<()> {
+    let (cluster, watcher) = cluster_on_gluster()?;
+    let leader = cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?.leader;
+    let held_by_followers: Vec<Ipv4Addr> = watcher
+        .snapshot()
+        .into_iter()
+        .filter(|(_, on)| on.len() == 1 && !on.contains(&leader))
+        .map(|(addr, _)| addr)
+        .collect();
+    ensure!(
+        !held_by_followers.is_empty(),
+        "the followers should hold addresses before the fault: {:?}",
+        watcher.snapshot()
+    );
+    let client = fuse_client_pid(cluster.node(leader))?;
+
+    watcher.note(format!(
+        "SIGSTOP of the leader's (node {leader}) FUSE client {client}"
+    ));
+    let stopped = Stopped::stop(client)?;
+    others_carry_on(&cluster, leader, leader)?;
+    wait_until(CONVERGE_TIMEOUT, || {
+        if has_ended(client) {
+            Ok(())
+        } else {
+            Err(format!("the hung FUSE client {client} still lives"))
+        }
+    })
+    .map_err(|t| anyhow::anyhow!("the old leader's lock helper should fence its client: {t}"))?;
+    drop(stopped);
+
+    watcher.note(format!("mounting the volume again on node {leader}"));
+    let node = cluster.node(leader);
+    // The fenced client's mount is still there, answering ENOTCONN: off with it.
+    vm::gluster::unmount(node)?;
+    let all: Vec<Ipv4Addr> = ALL
+        .iter()
+        .map(|p| cluster.node(*p).private_addr())
+        .collect();
+    vm::gluster::remount(node, &all)?;
+    node_returns(&cluster, leader)?;
+
+    let report = watcher.stop();
+    report
+        .check_no_duplicates()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dropped: Vec<_> = report
+        .absences
+        .iter()
+        .filter(|a| held_by_followers.contains(&a.addr))
+        .collect();
+    ensure!(
+        dropped.is_empty(),
+        "the followers' addresses {held_by_followers:?} should stay served while the \
+         leader's volume hangs: {dropped:?}\n{report}"
+    );
+    Ok(())
 }
 
 /// Given the cluster on GlusterFS, when the volume is lazily unmounted on a node
