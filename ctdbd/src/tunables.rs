@@ -4,6 +4,8 @@
 //! Names match case-insensitively. Obsolete tunables are still accepted by get and
 //! set (set reports them as obsolete) but are not listed, as in CTDB.
 
+use std::time::Duration;
+
 /// One tunable's definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TunableDef {
@@ -312,6 +314,24 @@ impl Tunables {
         u64::from(self.value(keys::LEADERLESS_HOLD_MS))
     }
 
+    /// `LeaderlessHoldMs` for a cluster whose lock is on a volume that may keep a
+    /// dead holder's lock for `dead_lock_bound`, when the administrator did not set
+    /// it: long enough that the survivors of the leader's power loss keep their
+    /// addresses until one of them can take the lock (the bound, then up to 30 s
+    /// more for a lock attempt that was hanging on the volume, the election and the
+    /// takeover run). `None` when the default already covers it.
+    ///
+    /// The price, a leader connected to too few nodes to rule holds out waiting as
+    /// long before moving an unseen node's addresses, is no price on GlusterFS: a
+    /// replica volume that lost its majority of bricks refuses writes anyway.
+    pub fn leaderless_hold_for_volume(&self, dead_lock_bound: Duration) -> Option<u32> {
+        const AFTER_THE_LOCK_IS_FREE: Duration = Duration::from_secs(30);
+        let hold = dead_lock_bound + AFTER_THE_LOCK_IS_FREE;
+        let hold_ms = u32::try_from(hold.as_millis()).unwrap_or(u32::MAX);
+        let current = self.value(keys::LEADERLESS_HOLD_MS);
+        (current != 0 && hold_ms > current).then_some(hold_ms)
+    }
+
     /// Time allowed for one event (`EventScriptTimeout` seconds); `None` when 0,
     /// which means no limit (as for `ctdb event run 0 ...`).
     pub fn event_script_timeout_ms(&self) -> Option<u64> {
@@ -362,6 +382,31 @@ mod tests {
     fn a_misspelt_key_is_refused() {
         // In a constant this panic is a compile error; here it shows the check.
         let _ = key("EnableBan");
+    }
+
+    #[test]
+    fn a_volume_that_keeps_a_dead_holders_lock_long_lengthens_the_default_hold() {
+        let t = Tunables::default();
+        assert_eq!(t.leaderless_hold_ms(), 10_000);
+        // GlusterFS at its defaults: ~83 s measured, 90 s bound.
+        assert_eq!(
+            t.leaderless_hold_for_volume(Duration::from_secs(90)),
+            Some(120_000)
+        );
+        // A hold that already covers it is kept.
+        let mut long = Tunables::default();
+        long.set(LEADERLESS_HOLD_MS, 200_000).unwrap();
+        assert_eq!(
+            long.leaderless_hold_for_volume(Duration::from_secs(90)),
+            None
+        );
+        // Holds switched off (0) stay off.
+        let mut off = Tunables::default();
+        off.set(LEADERLESS_HOLD_MS, 0).unwrap();
+        assert_eq!(
+            off.leaderless_hold_for_volume(Duration::from_secs(90)),
+            None
+        );
     }
 
     #[test]

@@ -9,10 +9,12 @@
 //! `ctdbd`'s `reclock` module. This library is the lock primitive that helper uses,
 //! [`deadline`], which bounds how long its liveness checks may take on a hung
 //! volume, and [`fence`], which frees the lock held on GlusterFS's bricks by this
-//! node's hung client.
+//! node's hung client, and [`mounts`], what we know of the volume that holds the
+//! lock file.
 
 pub mod deadline;
 pub mod fence;
+pub mod mounts;
 
 use std::fs::{File, OpenOptions};
 use std::io;

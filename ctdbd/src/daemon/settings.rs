@@ -17,7 +17,7 @@ use crate::config::legacy::LegacyConfig;
 use crate::config::{nodes, public_addresses, script_options, tunables_file};
 use crate::netif::netlink::NetlinkError;
 use crate::paths::Paths;
-use crate::tunables::Tunables;
+use crate::tunables::{Tunables, LEADERLESS_HOLD_MS};
 
 /// Legacy variable files, first found wins. `CTDB_SYSCONFIG` names another one.
 const LEGACY_FILES: [&str; 2] = ["/etc/sysconfig/ctdb", "/etc/default/ctdb"];
@@ -86,6 +86,25 @@ pub struct Settings {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// `[dns]`: the DNS responder, if `listen` is set.
     pub dns: crate::config::DnsConf,
+}
+
+/// Lengthens the default `LeaderlessHoldMs` when the lock file `lock` is on a volume
+/// that keeps a dead holder's lock longer than the default hold covers (GlusterFS at
+/// its defaults: `lockvol::mounts`); returns the notice to log. Decided once, at
+/// start-up, from the mount that holds the lock file then.
+fn lengthen_hold_for_volume(tunables: &mut Tunables, lock: &Path) -> Option<String> {
+    let mount = lockvol::mounts::mount_holding(lock).ok()??;
+    let bound = lockvol::mounts::dead_holder_lock_bound(&mount.fstype)?;
+    let hold_ms = tunables.leaderless_hold_for_volume(bound)?;
+    let _ = tunables.set(LEADERLESS_HOLD_MS, hold_ms);
+    Some(format!(
+        "{LEADERLESS_HOLD_MS} defaults to {hold_ms} here: the cluster lock {} is on {} \
+         ({}), which may keep a dead node's lock up to {bound:?}; set it in \
+         ctdb.tunables to choose another value",
+        lock.display(),
+        mount.mount_point.display(),
+        mount.fstype
+    ))
 }
 
 fn read_optional(path: &Path) -> anyhow::Result<Option<String>> {
@@ -190,6 +209,7 @@ impl Settings {
         };
 
         let mut tunables = Tunables::default();
+        let mut hold_set = false;
         let tunables_path = paths.tunables();
         if let Some(text) = read_optional(&tunables_path)? {
             for t in tunables_file::parse_tunables_file(&text, &tunables_path)? {
@@ -203,11 +223,18 @@ impl Settings {
                 }
                 // The name was validated by the parser.
                 let _ = tunables.set(t.name, t.value);
+                hold_set |= t.name.eq_ignore_ascii_case(LEADERLESS_HOLD_MS);
             }
         }
         if let Some(l) = &legacy {
             for t in &l.tunables {
                 let _ = tunables.set(t.name, t.value);
+                hold_set |= t.name.eq_ignore_ascii_case(LEADERLESS_HOLD_MS);
+            }
+        }
+        if let (false, Some(ClusterLock::File(lock))) = (hold_set, &conf.cluster.cluster_lock) {
+            if let Some(notice) = lengthen_hold_for_volume(&mut tunables, lock) {
+                notices.push(notice);
             }
         }
         let options_path = paths.script_options();

@@ -22,7 +22,7 @@
 //!
 //! A hung volume does not make the check fail: it makes it block, forever. So the
 //! check of the lock file runs on a thread of its own and must answer within
-//! [`CHECK_DEADLINE`] (45 s); if it does not, the helper says that the volume did not
+//! a deadline (45 s; 120 s on GlusterFS: [`check_deadline`]); if it does not, the helper says that the volume did not
 //! answer, points its stdout and stderr at `/dev/null` (a thread blocked in the
 //! kernel can keep the process, and so its descriptors, alive after exit; the
 //! daemon must see EOF all the same) and exits. The daemon then reports the lock
@@ -48,7 +48,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use lockvol::deadline::{DeadlineCheck, DeadlineError};
-use lockvol::fence::{self, Mount};
+use lockvol::fence;
+use lockvol::mounts::Mount;
 use lockvol::FcntlLock;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -62,14 +63,32 @@ const NAME: &str = "ctdb-rs-reclock-helper";
 const DEFAULT_RECHECK: Duration = Duration::from_millis(250);
 
 /// How long one check of the lock file may take before the volume counts as hung and
-/// the lock is given up. Longer than the stall of a healthy volume while it notices
-/// that a brick's node died — about 1.2 s with the recommended GlusterFS options, up
-/// to the 42 s of GlusterFS's default `network.ping-timeout` (README "Running on
-/// GlusterFS") — so that a follower's power loss never makes the leader give up the
-/// lock (which no node could take while the volume waits, so the cluster would be
-/// leaderless for nothing). A lock file removed or replaced, or a volume unmounted,
-/// is seen by the check itself at once, not by this deadline.
+/// the lock is given up, on a volume of which we know no longer stall. Longer than
+/// the stall of a healthy volume while it notices that a server died (for
+/// GlusterFS's own `network.ping-timeout`, 42 s by default), so that a follower's
+/// power loss never makes the leader give up the lock (which no node could take
+/// while the volume waits, so the cluster would be leaderless for nothing). A lock
+/// file removed or replaced, or a volume unmounted, is seen by the check itself at
+/// once, not by this deadline.
 const CHECK_DEADLINE: Duration = Duration::from_secs(45);
+
+/// How much longer than the longest stall of a healthy volume of its type
+/// ([`lockvol::mounts::dead_holder_lock_bound`]) a check may take before the volume
+/// counts as hung there.
+const STALL_MARGIN: Duration = Duration::from_secs(30);
+
+/// The deadline of a check of a lock file on `mount`: [`CHECK_DEADLINE`], or longer
+/// on a volume known to stall longer while healthy. On GlusterFS at its defaults
+/// every node's requests can wait about 80 s after a node's power loss (measured:
+/// README "Running on GlusterFS"), so only a check that outlasts that (120 s) means
+/// a hung client, and only then may the fence kill it.
+fn check_deadline(mount: Option<&Mount>) -> Duration {
+    mount
+        .and_then(|m| lockvol::mounts::dead_holder_lock_bound(&m.fstype))
+        .map_or(CHECK_DEADLINE, |stall| {
+            (stall + STALL_MARGIN).max(CHECK_DEADLINE)
+        })
+}
 
 /// The status characters of CTDB's cluster mutex helper protocol.
 const STATUS_TAKEN: u8 = b'0';
@@ -126,7 +145,9 @@ fn main() -> ExitCode {
         Err(e) => return error(format_args!("cannot fstat {}: {e}", path.display())),
     };
     // Found now, while the volume answers (though finding it never asks the volume).
-    let fence_target = if fence { fence_target(&path) } else { None };
+    let mount = lockvol::mounts::mount_holding(&path).ok().flatten();
+    let deadline = check_deadline(mount.as_ref());
+    let fence_target = mount.filter(|m| fence && m.fstype == fence::FENCED_FSTYPE);
     let mut checker = {
         let path = path.clone();
         match DeadlineCheck::spawn("check-lock-file", move || check_file(&path, locked)) {
@@ -136,11 +157,11 @@ fn main() -> ExitCode {
     };
     // The path may have been renamed over between open() and fcntl(); then we locked a
     // file nobody else will look at, and saying '0' would be a lie.
-    match checker.run(CHECK_DEADLINE) {
+    match checker.run(deadline) {
         Ok(Ok(())) => {}
         Ok(Err(reason)) => return error(format_args!("{reason}")),
         Err(e) => {
-            let message = hung(&path, &e);
+            let message = hung(&path, &e, deadline);
             fence_hung_client(fence_target.as_ref());
             let code = error(format_args!("{message}"));
             abandon_output();
@@ -181,14 +202,14 @@ fn main() -> ExitCode {
             );
             return ExitCode::FAILURE;
         }
-        match checker.run(CHECK_DEADLINE) {
+        match checker.run(deadline) {
             Ok(Ok(())) => {}
             Ok(Err(reason)) => {
                 eprintln!("{NAME}: {reason}, releasing the lock");
                 return ExitCode::FAILURE;
             }
             Err(e) => {
-                eprintln!("{NAME}: {}, releasing the lock", hung(&path, &e));
+                eprintln!("{NAME}: {}, releasing the lock", hung(&path, &e, deadline));
                 fence_hung_client(fence_target.as_ref());
                 abandon_output();
                 return ExitCode::FAILURE;
@@ -236,15 +257,6 @@ fn parse_args(args: impl Iterator<Item = std::ffi::OsString>) -> Result<Args, St
         recheck,
         fence,
     })
-}
-
-/// The GlusterFS mount that holds `path`, if it is on one: the mount whose client the
-/// fence kills.
-fn fence_target(path: &Path) -> Option<Mount> {
-    let absolute = std::path::absolute(path).ok()?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mount = fence::mount_of(&mountinfo, &absolute)?;
-    (mount.fstype == fence::FENCED_FSTYPE).then_some(mount)
 }
 
 /// Kills the FUSE client of `target` (if any) so that the bricks free the lock it
@@ -308,9 +320,9 @@ fn check_file(path: &Path, locked: FileId) -> Result<(), String> {
 }
 
 /// Why a check of `path` gave no answer, for stderr.
-fn hung(path: &Path, e: &DeadlineError) -> String {
+fn hung(path: &Path, e: &DeadlineError, deadline: Duration) -> String {
     format!(
-        "lock file {} did not answer ({e}; deadline {CHECK_DEADLINE:?}): the volume is hung",
+        "lock file {} did not answer ({e}; deadline {deadline:?}): the volume is hung",
         path.display()
     )
 }

@@ -45,6 +45,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// Health changes, failover and return: the monitor's bounded probes (3 s) and the
 /// volume's own delays included, generously.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(90);
+/// A hung volume on the leader until another node leads: the lock helper's check
+/// deadline on GlusterFS (120 s, longer than the volume's own stalls at its
+/// defaults), then the fence, an election and a run.
+const FENCE_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// What every node's scripts check: the volume must answer within 3 s and be a
 /// mount point, and so must the lock's directory.
@@ -208,9 +212,15 @@ fn has_ended(pid: i32) -> bool {
 fn others_carry_on(cluster: &Cluster, faulty: u32, leader: u32) -> anyhow::Result<()> {
     let others: Vec<u32> = ALL.into_iter().filter(|p| *p != faulty).collect();
     wait_unhealthy(cluster, &others, faulty)?;
+    // A hung leader leads until its lock helper's deadline on GlusterFS (120 s).
+    let new_leader_timeout = if leader == faulty {
+        FENCE_TIMEOUT
+    } else {
+        CONVERGE_TIMEOUT
+    };
     cluster.wait_leader(
         &others,
-        CONVERGE_TIMEOUT,
+        new_leader_timeout,
         "a leader other than the node with the faulty volume",
         |l| l.is_some_and(|l| l != faulty),
     )?;
