@@ -35,7 +35,6 @@ use nix::unistd::Pid;
 
 use crate::node::{Node, SHARED_MOUNT};
 use crate::process::{run, Background, Output};
-use crate::sandbox::which;
 use crate::wait::wait_until;
 
 /// The volume's name (each cluster's glusterds are private to it, so one name
@@ -127,23 +126,14 @@ impl fmt::Display for Volume {
 
 /// Fails, naming what is missing, unless GlusterFS can run in the nodes.
 pub fn check_prerequisites() -> anyhow::Result<()> {
-    let mut missing = Vec::new();
-    for (program, package) in [
-        ("glusterd", "glusterfs-server"),
-        ("gluster", "glusterfs-server"),
-        ("mount.glusterfs", "glusterfs-client"),
-    ] {
-        if which(program).is_none() {
-            missing.push(format!("{program} (apt-get install {package})"));
-        }
-    }
-    for dir in ["/var/lib/glusterd", "/var/log/glusterfs", "/srv"] {
-        if !std::path::Path::new(dir).is_dir() {
-            missing.push(format!(
-                "{dir}, a mount point for the nodes' private copy (tests/install-deps.sh creates it)"
-            ));
-        }
-    }
+    let missing = crate::sandbox::missing_from_host(
+        &[
+            ("glusterd", "glusterfs-server"),
+            ("gluster", "glusterfs-server"),
+            ("mount.glusterfs", "glusterfs-client"),
+        ],
+        &["/var/lib/glusterd", "/var/log/glusterfs", "/srv"],
+    );
     if missing.is_empty() {
         Ok(())
     } else {

@@ -39,7 +39,6 @@ use crate::cluster::Cluster;
 use crate::gluster::Volume;
 use crate::node::{Node, SHARED_MOUNT, TOOL_TIMEOUT};
 use crate::process::{run, run_ok, Output};
-use crate::sandbox::which;
 
 /// The user the tests log in to Samba as. It exists only inside the nodes.
 pub const SAMBA_USER: &str = "nasuser";
@@ -121,31 +120,22 @@ pub fn smb_conf_for(volume: Volume) -> String {
 /// Fails, naming everything missing, unless Samba can run in the sandboxes: its
 /// programs, and the host directories the nodes mount over.
 pub fn check_prerequisites() -> anyhow::Result<()> {
-    let mut missing = Vec::new();
-    for (program, package) in [
-        ("smbd", "samba"),
-        ("testparm", "samba-common-bin"),
-        ("smbpasswd", "samba-common-bin"),
-        ("smbclient", "smbclient"),
-        ("mountpoint", "util-linux"),
-    ] {
-        if which(program).is_none() {
-            missing.push(format!("{program} (apt-get install {package})"));
-        }
-    }
-    for dir in [
-        "/etc/samba",
-        "/var/lib/samba",
-        "/var/cache/samba",
-        "/var/log/samba",
-        crate::scripts::INSTALL_DIR,
-    ] {
-        if !Path::new(dir).is_dir() {
-            missing.push(format!(
-                "{dir}, a mount point for the nodes' private copy (tests/install-deps.sh creates it)"
-            ));
-        }
-    }
+    let missing = crate::sandbox::missing_from_host(
+        &[
+            ("smbd", "samba"),
+            ("testparm", "samba-common-bin"),
+            ("smbpasswd", "samba-common-bin"),
+            ("smbclient", "smbclient"),
+            ("mountpoint", "util-linux"),
+        ],
+        &[
+            "/etc/samba",
+            "/var/lib/samba",
+            "/var/cache/samba",
+            "/var/log/samba",
+            crate::scripts::INSTALL_DIR,
+        ],
+    );
     if missing.is_empty() {
         Ok(())
     } else {

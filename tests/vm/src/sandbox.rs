@@ -67,6 +67,25 @@ pub fn check_prerequisites() -> anyhow::Result<()> {
     }
 }
 
+/// What is missing of `programs` (each with the Debian package that has it) and of
+/// the host directories `mount_points` that the nodes mount their private copies
+/// over, one plain line each (with how to get it), for a `check_prerequisites`.
+pub fn missing_from_host(programs: &[(&str, &str)], mount_points: &[&str]) -> Vec<String> {
+    let programs = programs
+        .iter()
+        .filter(|(program, _)| which(program).is_none())
+        .map(|(program, package)| format!("{program} (apt-get install {package})"));
+    let dirs = mount_points
+        .iter()
+        .filter(|dir| !Path::new(dir).is_dir())
+        .map(|dir| {
+            format!(
+                "{dir}, a mount point for the nodes' private copy (tests/install-deps.sh creates it)"
+            )
+        });
+    programs.chain(dirs).collect()
+}
+
 /// Finds `program` in the usual system directories.
 pub fn which(program: &str) -> Option<PathBuf> {
     ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
