@@ -25,7 +25,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -115,6 +115,11 @@ pub struct Reclock {
     /// The latest take's task. A new take waits for it to end, so that our own old
     /// helper is gone before the new one tries the lock (or it would contend with us).
     task: Option<JoinHandle<()>>,
+    /// For a lock file: the mount point of the file system that held it when the
+    /// daemon started (none if that was `/`). Every take asks our helper to check that
+    /// the file is still there (`--mount`): a volume unmounted since would leave a
+    /// bare directory in which the helper would create a lock file nobody else sees.
+    lock_mount: Option<PathBuf>,
 }
 
 /// What the daemon side and the holder task both see.
@@ -142,7 +147,16 @@ impl Reclock {
     /// `ctdb-rs-reclock-helper`, used for [`ReclockSpec::File`]. Nothing is started
     /// until [`Reclock::take`].
     pub fn new(spec: ReclockSpec, helper: PathBuf, events: mpsc::Sender<CoreEvent>) -> Self {
+        let lock_mount = match &spec {
+            ReclockSpec::File(path) => lockvol::mounts::mount_holding(path)
+                .ok()
+                .flatten()
+                .map(|mount| mount.mount_point)
+                .filter(|mount_point| mount_point != Path::new("/")),
+            ReclockSpec::Helper { .. } => None,
+        };
         Self {
+            lock_mount,
             spec,
             helper,
             events,
@@ -186,7 +200,14 @@ impl Reclock {
             shared.generation
         };
         let (program, args) = match &self.spec {
-            ReclockSpec::File(path) => (self.helper.clone(), vec![path.as_os_str().to_owned()]),
+            ReclockSpec::File(path) => {
+                let mut args = vec![path.as_os_str().to_owned()];
+                if let Some(mount_point) = &self.lock_mount {
+                    args.push("--mount".into());
+                    args.push(mount_point.as_os_str().to_owned());
+                }
+                (self.helper.clone(), args)
+            }
             ReclockSpec::Helper { command } => {
                 let mut words = command.split_whitespace();
                 let program = PathBuf::from(words.next().unwrap_or_default());

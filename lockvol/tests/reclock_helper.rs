@@ -276,6 +276,54 @@ fn no_fence_may_come_before_or_after_the_file_and_nothing_else_is_accepted() {
 }
 
 #[test]
+fn a_lock_file_not_on_the_expected_mount_is_not_tried() {
+    let dir = TempDir::new("mount");
+    let file = dir.path("reclock");
+    // The temporary directory is not a mount point of its own: as for a volume
+    // that is not mounted, the file lies on whatever holds the directory.
+    let not_a_mount = dir.path("");
+    let mut helper = Helper::spawn(
+        HELPER,
+        &[
+            file.as_os_str(),
+            "--mount".as_ref(),
+            not_a_mount.as_os_str(),
+        ],
+    );
+    assert_eq!(helper.status(), '3');
+    helper.wait_for_eof(DEADLINE);
+    let stderr = helper.stderr();
+    assert!(stderr.contains("is the volume mounted?"), "{stderr}");
+    assert!(!file.exists(), "the lock file must not be created");
+    // The mount that does hold it is accepted.
+    let root = Helper::spawn(
+        HELPER,
+        &[file.as_os_str(), "--mount".as_ref(), "/".as_ref()],
+    );
+    let holder_mount = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let expected = lockvol::mounts::mount_of(&holder_mount, &file).unwrap();
+    if expected.mount_point == std::path::Path::new("/") {
+        assert_eq!(root.status(), '0');
+    } else {
+        assert_eq!(
+            root.status(),
+            '3',
+            "{file:?} is on {:?}",
+            expected.mount_point
+        );
+        let on_its_mount = Helper::spawn(
+            HELPER,
+            &[
+                file.as_os_str(),
+                "--mount".as_ref(),
+                expected.mount_point.as_os_str(),
+            ],
+        );
+        assert_eq!(on_its_mount.status(), '0');
+    }
+}
+
+#[test]
 fn the_helper_exits_when_its_parent_dies() {
     let dir = TempDir::new("orphan");
     let file = dir.path("reclock");

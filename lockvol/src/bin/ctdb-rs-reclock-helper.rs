@@ -1,5 +1,5 @@
-//! `ctdb-rs-reclock-helper FILE [RECHECK_MS] [--no-fence]`: ctdb-rs's cluster mutex
-//! helper for a `cluster lock` file.
+//! `ctdb-rs-reclock-helper FILE [RECHECK_MS] [--no-fence] [--mount DIR]`: ctdb-rs's
+//! cluster mutex helper for a `cluster lock` file.
 //!
 //! It speaks CTDB's cluster mutex helper protocol (ctdb(7) CLUSTER LOCK and CTDB's
 //! `doc/cluster_mutex_helper.txt`), so `ctdbd` runs it exactly as it would run any
@@ -11,6 +11,11 @@
 //! - `3`: an unexpected error (explained on stderr), then exit.
 //!
 //! (`2`, "took too long", is never sent: the lock is only tried, never waited for.)
+//!
+//! With `--mount DIR` it first checks that FILE is on the file system mounted at DIR
+//! (`/proc/self/mountinfo`) and answers `3` otherwise: the daemon passes the mount
+//! that held the lock file when it started, so that a node whose volume is not
+//! mounted cannot create, and lock, a lock file of its own in the bare mount point.
 //!
 //! After `0` it waits, and every RECHECK_MS (default 250 ms) checks that:
 //! - FILE still names the file it locked (same device and inode); a removed or
@@ -112,6 +117,7 @@ fn main() -> ExitCode {
         path,
         recheck,
         fence,
+        mount_point,
     } = match parse_args(std::env::args_os().skip(1)) {
         Ok(args) => args,
         Err(message) => return error(format_args!("{message}")),
@@ -131,6 +137,11 @@ fn main() -> ExitCode {
         Err(e) => return error(format_args!("cannot create a signalfd: {e}")),
     };
 
+    // Found before the lock is tried (finding it never asks the volume).
+    let mount = lockvol::mounts::mount_holding(&path).ok().flatten();
+    if let Some(reason) = wrong_mount(&path, mount_point.as_deref(), mount.as_ref()) {
+        return error(format_args!("{reason}"));
+    }
     let lock = match FcntlLock::try_acquire(&path) {
         Ok(Some(lock)) => lock,
         Ok(None) => {
@@ -144,8 +155,6 @@ fn main() -> ExitCode {
         Ok(meta) => FileId::of(&meta),
         Err(e) => return error(format_args!("cannot fstat {}: {e}", path.display())),
     };
-    // Found now, while the volume answers (though finding it never asks the volume).
-    let mount = lockvol::mounts::mount_holding(&path).ok().flatten();
     let deadline = check_deadline(mount.as_ref());
     let fence_target = mount.filter(|m| fence && m.fstype == fence::FENCED_FSTYPE);
     let mut checker = {
@@ -226,16 +235,26 @@ struct Args {
     recheck: Duration,
     /// Whether a hung GlusterFS client is killed when the lock is given up.
     fence: bool,
+    /// `--mount DIR`: the lock file must be on the file system mounted at DIR.
+    mount_point: Option<PathBuf>,
 }
 
-/// Parses `FILE [RECHECK_MS] [--no-fence]` (the flag may come anywhere).
+/// Parses `FILE [RECHECK_MS] [--no-fence] [--mount DIR]` (options anywhere).
 fn parse_args(args: impl Iterator<Item = std::ffi::OsString>) -> Result<Args, String> {
-    const USAGE: &str = "usage: ctdb-rs-reclock-helper FILE [RECHECK_MS] [--no-fence]";
+    const USAGE: &str =
+        "usage: ctdb-rs-reclock-helper FILE [RECHECK_MS] [--no-fence] [--mount DIR]";
     let mut fence = true;
+    let mut mount_point = None;
     let mut positional = Vec::new();
-    for arg in args {
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
         if arg == "--no-fence" {
             fence = false;
+        } else if arg == "--mount" {
+            let dir = args
+                .next()
+                .ok_or(format!("--mount needs a directory; {USAGE}"))?;
+            mount_point = Some(PathBuf::from(dir));
         } else {
             positional.push(arg);
         }
@@ -256,6 +275,28 @@ fn parse_args(args: impl Iterator<Item = std::ffi::OsString>) -> Result<Args, St
         path,
         recheck,
         fence,
+        mount_point,
+    })
+}
+
+/// With `--mount DIR`: why the lock must not be tried, if `mount` (the mount that
+/// holds the lock file now) is not the file system mounted at DIR. A volume that is
+/// not mounted leaves its mount point an ordinary directory, where a lock file
+/// created by us would be ours alone: a second leader.
+fn wrong_mount(path: &Path, expected: Option<&Path>, mount: Option<&Mount>) -> Option<String> {
+    let expected = expected?;
+    let found = mount.map(|m| m.mount_point.as_path());
+    (found != Some(expected)).then(|| {
+        format!(
+            "lock file {} is not on the volume mounted at {} (it is on {}): is the volume \
+             mounted? The lock was not tried",
+            path.display(),
+            expected.display(),
+            found.map_or_else(
+                || "an unknown mount".to_owned(),
+                |f| f.display().to_string()
+            )
+        )
     })
 }
 

@@ -17,7 +17,7 @@
 //!   deadline, so that the bricks free the lock and another node leads, while the
 //!   followers keep their addresses; after a remount the node returns;
 //! - the volume unmounted on a node (`umount -l` in its mount namespace): the same,
-//!   and back after a remount.
+//!   and back after a remount; on the leader, another node leads.
 //!
 //! A duplicate-address watcher runs throughout; no address may ever be on two live
 //! nodes. The daemon is chosen by `CTDB_RS_DAEMON`:
@@ -344,9 +344,24 @@ fn the_volume_hung_on_the_leader_is_fenced_so_that_another_node_leads() -> anyho
 #[test]
 fn the_volume_unmounted_on_a_node_makes_it_unhealthy_until_it_is_mounted_again(
 ) -> anyhow::Result<()> {
+    unmounted(|leader| ALL.into_iter().find(|p| *p != leader).expect("three nodes"))
+}
+
+/// The same on the leader: its lock helper sees the lock file gone and gives the
+/// lock up, and another node leads. (Should the old leader try the lock again
+/// while unmounted, its helper refuses: the lock file is no longer on the mount it
+/// was on when the daemon started, `--mount`; `lockvol`'s tests show the refusal.)
+#[test]
+fn the_volume_unmounted_on_the_leader_hands_the_lead_to_another_node() -> anyhow::Result<()> {
+    unmounted(|leader| leader)
+}
+
+/// Unmounts the volume on the node `pick(leader)`, checks that the others carry
+/// on, mounts it again and checks that the node returns.
+fn unmounted(pick: impl Fn(u32) -> u32) -> anyhow::Result<()> {
     let (cluster, watcher) = cluster_on_gluster()?;
     let leader = cluster.wait_agreement(&ALL, &ALL, CONVERGE_TIMEOUT)?.leader;
-    let target = ALL.into_iter().find(|p| *p != leader).expect("three nodes");
+    let target = pick(leader);
     let node = cluster.node(target);
 
     watcher.note(format!("umount -l of the volume on node {target}"));
