@@ -121,6 +121,8 @@ pub struct Client {
     leader: Option<u32>,
     messages: VecDeque<ReqMessage>,
     last_srvid: u64,
+    /// A srvid whose messages are all kept, however many: a traverse's records.
+    stream_srvid: Option<u64>,
 }
 
 /// How a request answered over messages ([`Client::ipreallocate`],
@@ -153,6 +155,7 @@ impl Client {
             leader: None,
             messages: VecDeque::new(),
             last_srvid: tool_srvid_base(std::process::id()),
+            stream_srvid: None,
         };
         // 4.17 reports a failed GET_PNN only at debug level: silent exit 1.
         let status = client
@@ -334,6 +337,12 @@ impl Client {
     pub fn register_srvid(&mut self, id: u64) -> Result<(), ClientError> {
         self.control_ok(self.pnn, Opcode::REGISTER_SRVID, id, &[])
             .map(drop)
+    }
+
+    /// Keeps every message for `id` (none is dropped when many wait), until called
+    /// again with `None`: for streams such as a traverse's records.
+    pub fn set_stream_srvid(&mut self, id: Option<u64>) {
+        self.stream_srvid = id;
     }
 
     /// Undoes [`Client::register_srvid`] and drops anything queued for `id`.
@@ -593,7 +602,7 @@ impl Client {
         }
         // Replies on our private srvids wait here until asked for; keep the backlog
         // bounded so that a chatty daemon cannot grow us without limit.
-        if self.messages.len() < 64 {
+        if self.messages.len() < 64 || self.stream_srvid == Some(msg.srvid) {
             self.messages.push_back(msg);
         }
     }
@@ -775,6 +784,7 @@ mod tests {
             leader: None,
             messages: VecDeque::new(),
             last_srvid: tool_srvid_base(0x36a6),
+            stream_srvid: None,
         };
         let pnn = client
             .control_status(CURRENT_NODE, Opcode::GET_PNN, 0, &[])
@@ -871,6 +881,7 @@ mod tests {
             leader: None,
             messages: VecDeque::new(),
             last_srvid: tool_srvid_base(0x36a6),
+            stream_srvid: None,
         };
         client.ipreallocate().unwrap();
         client

@@ -62,6 +62,7 @@ use crate::protocol::dbctl::{
     db_flags, decode_nul_string, encode_nul_string, DbMap, DbMapEntry, TransDb, TraverseAll,
     TraverseAllExt, TraverseStart, TraverseStartExt, DB_SEQUENCE_NUMBER_KEY,
 };
+use crate::protocol::dbstats::DbStatistics;
 use crate::protocol::marshall::{MarshallBuffer, RecData};
 use crate::protocol::packet::{Body, Header, Packet, ReplyControl, ReqControl, CTRL_FLAG_NOREPLY};
 use crate::transport::{CoreEvent, DataEvent};
@@ -989,6 +990,18 @@ impl Worker {
             },
             Opcode::GET_DBNAME => match self.db_of(&req.data) {
                 Some(db) => ok(encode_nul_string(&db.info.name)),
+                None => fail(-1),
+            },
+            // Our databases are checked whole at attach and refused if damaged, so
+            // an attached one is healthy: no reason, zero bytes (core §6.4).
+            Opcode::DB_GET_HEALTH => match self.db_of(&req.data) {
+                Some(_) => ok(Vec::new()),
+                None => fail(-1),
+            },
+            // No per-database lock, vacuum or hot-key counters are kept yet: all
+            // zero, in the shape CTDB sends.
+            Opcode::GET_DB_STATISTICS => match self.db_of(&req.data) {
+                Some(_) => ok(DbStatistics::empty().encode()),
                 None => fail(-1),
             },
             Opcode::DB_OPEN_FLAGS => match self.db_of(&req.data) {

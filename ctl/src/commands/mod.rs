@@ -6,6 +6,7 @@
 //! runs a command once per selected node.
 
 pub mod admin;
+pub mod db;
 pub mod dbmap;
 pub mod event;
 pub mod ip;
@@ -79,6 +80,21 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "tell whether a client process (with that srvid) is known",
     ),
     ("getdbmap", "", "print the attached databases"),
+    (
+        "getdbstatus",
+        "<dbname|dbid>",
+        "print a database's id, path, kind and health",
+    ),
+    (
+        "catdb",
+        "<dbname|dbid>",
+        "print every record of a database, from all nodes",
+    ),
+    (
+        "cattdb",
+        "<dbname|dbid>",
+        "print the records of a database's local file",
+    ),
     ("getcapabilities", "", "print what roles the node may take"),
     ("pnn", "", "print the number of the local node"),
     (
@@ -115,6 +131,16 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "rddumpmemory",
         "",
         "print what the daemon holds, asked by message",
+    ),
+    (
+        "attach",
+        "<dbname> [persistent|replicated]",
+        "attach a database, creating it if new",
+    ),
+    (
+        "detach",
+        "<dbname|dbid> ...",
+        "detach volatile databases from every node",
     ),
     ("getreclock", "", "print the cluster lock setting"),
     (
@@ -179,6 +205,16 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "gettickles",
         "<ip> [<port>]",
         "print the client connections recorded for an address",
+    ),
+    (
+        "getdbseqnum",
+        "<dbname|dbid>",
+        "print a database's sequence number",
+    ),
+    (
+        "dbstatistics",
+        "<dbname|dbid>",
+        "print a database's counters",
     ),
     (
         "event",
@@ -605,8 +641,18 @@ fn select_nodes(
     }
     *cache = Some(map);
     // Commands that only make sense on the local node (4.17's non-"remote" ones).
-    if matches!(name, "pnn" | "reloadnodes" | "moveip" | "reloadips")
-        && targets.iter().any(|&p| p != own)
+    if matches!(
+        name,
+        "pnn"
+            | "reloadnodes"
+            | "moveip"
+            | "reloadips"
+            | "catdb"
+            | "cattdb"
+            | "attach"
+            | "detach"
+            | "getdbseqnum"
+    ) && targets.iter().any(|&p| p != own)
     {
         return Err(CommandError::stderr(format!(
             "Node cannot be specified for command {name}"
@@ -647,6 +693,13 @@ fn dispatch(
         "ifaces" => boxed(ip::ifaces(ctx, args)),
         "statistics" => boxed(statistics::statistics(ctx, args)),
         "getdbmap" => boxed(dbmap::getdbmap(ctx, args)),
+        "getdbstatus" => boxed(db::getdbstatus(ctx, args)),
+        "getdbseqnum" => boxed(db::getdbseqnum(ctx, args)),
+        "catdb" => boxed(db::catdb(ctx, args)),
+        "cattdb" => boxed(db::cattdb(ctx, args)),
+        "attach" => boxed(db::attach(ctx, args)),
+        "detach" => boxed(db::detach(ctx, args)),
+        "dbstatistics" => boxed(db::dbstatistics(ctx, args)),
         "disable" => boxed(nodestate::disable(ctx, args)),
         "enable" => boxed(nodestate::enable(ctx, args)),
         "stop" => boxed(nodestate::stop(ctx, args)),
