@@ -408,7 +408,9 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 impl Record {
-    fn from_stored(key: &[u8], stored: &[u8]) -> Option<Self> {
+    /// The record stored under `key` (ltdb header, then value); `None` when too
+    /// short for a header.
+    pub fn from_stored(key: &[u8], stored: &[u8]) -> Option<Self> {
         let header = LtdbHeader::from_bytes(stored).ok()?;
         Some(Self {
             key: key.to_vec(),
@@ -438,6 +440,12 @@ fn quoted(name: &str, bytes: &[u8]) -> String {
 /// A record in 4.17's dump layout: key, header fields with flag names, data, and
 /// an empty line.
 fn record_text(r: &Record) -> String {
+    format!("{}{}\n", quoted("key", &r.key), header_and_data(r))
+}
+
+/// The header fields (flag names after the flags word) and the quoted data, as
+/// `tfetch` prints them and the dumps after the key.
+pub fn header_and_data(r: &Record) -> String {
     const NAMES: [(u32, &str); 7] = [
         (rec_flags::MIGRATED_WITH_DATA, "MIGRATED_WITH_DATA"),
         (rec_flags::VACUUM_MIGRATED, "VACUUM_MIGRATED"),
@@ -447,11 +455,10 @@ fn record_text(r: &Record) -> String {
         (rec_flags::RO_REVOKING_READONLY, "RO_REVOKING_READONLY"),
         (rec_flags::RO_REVOKE_COMPLETE, "RO_REVOKE_COMPLETE"),
     ];
-    let mut out = quoted("key", &r.key);
-    out.push_str(&format!(
+    let mut out = format!(
         "dmaster: {}\nrsn: {}\nflags: 0x{:08x}",
         r.dmaster, r.rsn, r.flags
-    ));
+    );
     for (bit, name) in NAMES {
         if r.flags & bit != 0 {
             out.push(' ');
@@ -460,7 +467,6 @@ fn record_text(r: &Record) -> String {
     }
     out.push('\n');
     out.push_str(&quoted("data", &r.data));
-    out.push('\n');
     out
 }
 
@@ -481,6 +487,9 @@ pub struct Dump {
     /// Messages for stderr.
     #[serde(skip)]
     pub warnings: String,
+    /// Whether the closing count line is printed (a damaged backup ends without).
+    #[serde(skip)]
+    pub finished: bool,
     /// Exit status (non-zero when the walk stopped on an error).
     pub exit_code: i32,
 }
@@ -491,7 +500,9 @@ impl Report for Dump {
         for r in &self.records {
             out.push_str(&record_text(r));
         }
-        out.push_str(&format!("Dumped {} {}\n", self.records.len(), self.noun));
+        if self.finished {
+            out.push_str(&format!("Dumped {} {}\n", self.records.len(), self.noun));
+        }
         out
     }
     json_via_serde!();
@@ -519,6 +530,7 @@ pub fn catdb(ctx: &mut Ctx<'_>, args: &[String]) -> Result<Dump, CommandError> {
         noun: "records",
         heading: None,
         warnings: String::new(),
+        finished: true,
         exit_code: 0,
     };
     if let Err(e) = traverse(ctx, id, srvid, &mut dump.records) {
@@ -593,6 +605,7 @@ pub fn cattdb(ctx: &mut Ctx<'_>, args: &[String]) -> Result<Dump, CommandError> 
         noun: "record(s)",
         heading: None,
         warnings: String::new(),
+        finished: true,
         exit_code: 0,
     };
     let walked = tdb.traverse_read(|key, stored| match Record::from_stored(key, stored) {
@@ -878,6 +891,202 @@ pub fn dbstatistics(
     })
 }
 
+/// The version word of a backup file's header (`backupdb` of 4.17).
+const BACKUP_VERSION: u64 = 3;
+/// A backup header on LP64: version, timestamp, flags, buffer and record counts
+/// (8 bytes each), then the name in 64 bytes.
+const BACKUP_HEADER_SIZE: usize = 104;
+/// The largest record buffer the stock tool can allocate (talloc's limit): a
+/// bigger length fails as out of memory.
+const BACKUP_MAX_BUFFER: u64 = 0x1000_0000;
+
+/// The errno of a failed read.
+fn read_errno(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(EIO)
+}
+
+/// What 4.17's `dumpdbbackup` exits with when a backup ends early: a short read
+/// sets no errno, so the tool returns the one left over from its start-up, which
+/// is ENOENT (observed with Debian's 4.17.12).
+const SHORT_READ_CODE: i32 = 2;
+
+/// Reads exactly `buf.len()` bytes; running out of file is [`SHORT_READ_CODE`].
+fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> Result<(), i32> {
+    use std::io::Read;
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => return Err(SHORT_READ_CODE),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_errno(&e)),
+        }
+    }
+    Ok(())
+}
+
+/// Walks one record buffer of a backup as 4.17 does: each record is
+/// `length | reqid | keylen | datalen | key | data` with key and data inside
+/// `length`, and the next starts right after the data. A record that does not
+/// fit, or whose data is shorter than an ltdb header, is EMSGSIZE.
+fn backup_records(buf: &[u8], count: u32, out: &mut Vec<Record>) -> Result<(), i32> {
+    let u32_at = |at: usize| -> Option<u32> {
+        buf.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let mut offset = 0usize;
+    for _ in 0..count {
+        let rest = buf.len() - offset;
+        let len = u32_at(offset).ok_or(EMSGSIZE)? as usize;
+        if rest < len || len < 16 {
+            return Err(EMSGSIZE);
+        }
+        let keylen = u32_at(offset + 8).ok_or(EMSGSIZE)? as usize;
+        let datalen = u32_at(offset + 12).ok_or(EMSGSIZE)? as usize;
+        if len - 16 < keylen || len - 16 - keylen < datalen {
+            return Err(EMSGSIZE);
+        }
+        let key = &buf[offset + 16..offset + 16 + keylen];
+        let data = &buf[offset + 16 + keylen..offset + 16 + keylen + datalen];
+        out.push(Record::from_stored(key, data).ok_or(EMSGSIZE)?);
+        offset += 16 + keylen + datalen;
+    }
+    Ok(())
+}
+
+/// `ctdb dumpdbbackup FILE`: prints a `backupdb` file's records without a
+/// daemon. A damaged file stops the dump where it breaks, after what was read.
+pub fn dumpdbbackup(args: &[String]) -> Result<Dump, CommandError> {
+    let [file] = args else {
+        // 4.17 asks for the usage of a command it does not have ("dumpbackup"),
+        // which prints the whole command list.
+        return Err(CommandError::Failed {
+            stdout: crate::cli::full_usage(),
+            stderr: String::new(),
+            code: 1,
+        });
+    };
+    let mut f = std::fs::File::open(file).map_err(|e| CommandError::Failed {
+        stdout: String::new(),
+        stderr: format!("Failed to open file {file} for reading\n"),
+        code: read_errno(&e),
+    })?;
+    // One read, as the tool does: a short file leaves the rest of the header
+    // zero here (undefined there).
+    let mut header = [0u8; BACKUP_HEADER_SIZE];
+    {
+        use std::io::Read;
+        let mut got = 0;
+        loop {
+            match f.read(&mut header[got..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    got += n;
+                    if got == header.len() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(CommandError::Failed {
+                        stdout: String::new(),
+                        stderr: format!("Failed to read db header from file {file}\n"),
+                        code: read_errno(&e),
+                    })
+                }
+            }
+        }
+    }
+    let word = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&header[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(b)
+    };
+    let version = word(0);
+    if version != BACKUP_VERSION {
+        return Err(CommandError::Failed {
+            stdout: String::new(),
+            stderr: format!(
+                "Wrong version of backup file, expected {BACKUP_VERSION}, got {version}\n"
+            ),
+            code: 22,
+        });
+    }
+    let timestamp = word(1) as i64;
+    let nbuf = word(3);
+    let name_bytes = &header[40..40 + 63];
+    let name_end = name_bytes.iter().position(|&b| b == 0).unwrap_or(63);
+    let name = String::from_utf8_lossy(&name_bytes[..name_end]).into_owned();
+    let mut dump = Dump {
+        heading: Some(format!(
+            "Dumping database {name} from backup @ {}\n",
+            crate::timefmt::local_stamp(timestamp)
+        )),
+        name,
+        records: Vec::new(),
+        noun: "record(s)",
+        warnings: String::new(),
+        finished: false,
+        exit_code: 0,
+    };
+    for _ in 0..nbuf {
+        let mut fixed = [0u8; 16];
+        let read = read_full(&mut f, &mut fixed).and_then(|()| {
+            let count = u32::from_le_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+            let mut len = [0u8; 8];
+            len.copy_from_slice(&fixed[8..16]);
+            let buflen = u64::from_le_bytes(len);
+            if buflen > BACKUP_MAX_BUFFER {
+                return Err(ENOMEM);
+            }
+            let mut buf = vec![0u8; buflen as usize];
+            read_full(&mut f, &mut buf)?;
+            Ok((count, buf))
+        });
+        let (count, buf) = match read {
+            Ok(v) => v,
+            Err(code) => {
+                dump.warnings = "Failed to read records\n".into();
+                dump.exit_code = code;
+                return Ok(dump);
+            }
+        };
+        if let Err(code) = backup_records(&buf, count, &mut dump.records) {
+            dump.warnings = "Failed to dump records\n".into();
+            dump.exit_code = code;
+            return Ok(dump);
+        }
+    }
+    dump.finished = true;
+    Ok(dump)
+}
+
+/// 4.17's `str_to_data`: `0x` and an even number of hex digits is bytes, anything
+/// else the text itself. Failures print their reason (the tool calls everything
+/// a "Key") and are EINVAL.
+pub fn str_to_data(text: &str) -> Result<Vec<u8>, String> {
+    let Some(hex) = text.strip_prefix("0x") else {
+        return Ok(text.as_bytes().to_vec());
+    };
+    if hex.len() % 2 == 1 {
+        return Err(format!("Key ({hex}) contains odd number of hex digits"));
+    }
+    let bytes = hex.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() / 2);
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let digit = |c: u8| char::from(c).to_digit(16);
+        match (digit(pair[0]), digit(pair[1])) {
+            (Some(hi), Some(lo)) => out.push((hi * 16 + lo) as u8),
+            _ => {
+                // The rest of the string from the bad pair on (bytes, as C sees it).
+                let rest = String::from_utf8_lossy(&bytes[i * 2..]);
+                return Err(format!("Invalid hex: {rest}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -909,6 +1118,57 @@ mod tests {
             record_text(&r),
             "key(4) = \"k\\22\\5C\\01\"\ndmaster: 1\nrsn: 7\nflags: 0x00050000 MIGRATED_WITH_DATA AUTOMATIC\ndata(3) = \"v a\"\n\n"
         );
+    }
+
+    #[test]
+    fn str_to_data_reads_text_and_hex() {
+        assert_eq!(str_to_data("abc").unwrap(), b"abc");
+        assert_eq!(str_to_data("0x00ff7F").unwrap(), [0, 0xff, 0x7f]);
+        assert_eq!(str_to_data("0x").unwrap(), b"");
+        assert_eq!(
+            str_to_data("0x123").unwrap_err(),
+            "Key (123) contains odd number of hex digits"
+        );
+        assert_eq!(str_to_data("0x12zz34").unwrap_err(), "Invalid hex: zz34");
+    }
+
+    #[test]
+    fn backup_records_stop_at_damage() {
+        let rec = |key: &[u8], value: &[u8]| {
+            let mut stored = LtdbHeader::new(5, 1).to_bytes().to_vec();
+            stored.extend_from_slice(value);
+            RecData {
+                reqid: 0,
+                key: key.to_vec(),
+                data: stored,
+            }
+            .encode()
+        };
+        let mut buf = rec(b"a", b"one");
+        buf.extend(rec(b"bb", b""));
+        let mut out = Vec::new();
+        backup_records(&buf, 2, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            (out[0].rsn, out[0].dmaster, &out[0].data[..]),
+            (5, 1, &b"one"[..])
+        );
+        assert_eq!(out[1].key, b"bb");
+        // Truncated: the first record is kept, the second fails.
+        let mut short = Vec::new();
+        assert_eq!(
+            backup_records(&buf[..buf.len() - 1], 2, &mut short),
+            Err(EMSGSIZE)
+        );
+        assert_eq!(short.len(), 1);
+        // A record too short for an ltdb header.
+        let bad = RecData {
+            reqid: 0,
+            key: b"k".to_vec(),
+            data: vec![0; 10],
+        }
+        .encode();
+        assert_eq!(backup_records(&bad, 1, &mut Vec::new()), Err(EMSGSIZE));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod nodestate;
 pub mod pubip;
 pub mod statistics;
 pub mod status;
+pub mod tdbfile;
 pub mod tunables;
 
 use std::time::Duration;
@@ -205,6 +206,21 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "gettickles",
         "<ip> [<port>]",
         "print the client connections recorded for an address",
+    ),
+    (
+        "dumpdbbackup",
+        "<file>",
+        "print the records of a backupdb file",
+    ),
+    (
+        "tfetch",
+        "<tdb-file> <key> [<file>]",
+        "print one record of a TDB file",
+    ),
+    (
+        "tstore",
+        "<tdb-file> <key> <data> [<rsn> <dmaster> <flags>]",
+        "write one record of a TDB file",
     ),
     (
         "getdbseqnum",
@@ -485,7 +501,7 @@ pub fn run(cli: &Cli) -> Outcome {
     // Commands that never contact the daemon. `-n -1` is 4.17's "no node given".
     if matches!(
         name,
-        "version" | "listnodes" | "event" | "scriptstatus" | "tickle"
+        "version" | "listnodes" | "event" | "scriptstatus" | "tickle" | "dumpdbbackup"
     ) {
         if opts
             .node
@@ -504,6 +520,7 @@ pub fn run(cli: &Cli) -> Outcome {
             }
             "version" => Ok(Box::new(node::Version)),
             "tickle" => admin::tickle(args).map(|r| Box::new(r) as _),
+            "dumpdbbackup" => db::dumpdbbackup(args).map(|r| Box::new(r) as _),
             _ => listnodes::run(&listnodes::nodes_file_path()).map(|r| Box::new(r) as _),
         };
         return match result {
@@ -700,6 +717,8 @@ fn dispatch(
         "attach" => boxed(db::attach(ctx, args)),
         "detach" => boxed(db::detach(ctx, args)),
         "dbstatistics" => boxed(db::dbstatistics(ctx, args)),
+        "tfetch" => boxed(tdbfile::tfetch(args)),
+        "tstore" => boxed(tdbfile::tstore(args)),
         "disable" => boxed(nodestate::disable(ctx, args)),
         "enable" => boxed(nodestate::enable(ctx, args)),
         "stop" => boxed(nodestate::stop(ctx, args)),
