@@ -14,6 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use ctdbd::protocol::call::ReqCall;
 use ctdbd::protocol::control::{
     decode_i32, decode_u32, srvid, DisableMessage, NodeMap, SrvidMessage,
 };
@@ -255,6 +256,49 @@ impl Client {
                     ..
                 } => self.note_message(msg),
                 _ => {} // stray replies and other operations are ignored, as 4.17 does
+            }
+        }
+    }
+
+    /// Sends a record call (REQ_CALL) to the local daemon and waits, without a
+    /// deadline (the client library sets none), for its answer: the REPLY_CALL's
+    /// status, or a REPLY_ERROR's status as the error.
+    pub fn call(&mut self, request: ReqCall) -> Result<i32, ClientError> {
+        let reqid = self.next_reqid;
+        self.next_reqid = self.next_reqid.wrapping_add(1);
+        let packet = Packet {
+            header: Header {
+                generation: 0,
+                destnode: CURRENT_NODE,
+                srcnode: self.pnn,
+                reqid,
+            },
+            body: Body::ReqCall(request),
+        };
+        self.stream
+            .write_all(&packet.encode())
+            .map_err(|_| ClientError::Closed)?;
+        loop {
+            match self.read_packet(None) {
+                Ok(Packet {
+                    header,
+                    body: Body::ReplyCall(reply),
+                }) if header.reqid == reqid => return Ok(reply.status),
+                Ok(Packet {
+                    header,
+                    body: Body::ReplyError(e),
+                }) if header.reqid == reqid => {
+                    return Err(ClientError::ControlStatus {
+                        name: "CALL",
+                        status: e.status,
+                    })
+                }
+                Ok(Packet {
+                    body: Body::ReqMessage(msg),
+                    ..
+                }) => self.note_message(msg),
+                Ok(_) => {}
+                Err(_) => return Err(ClientError::Closed),
             }
         }
     }

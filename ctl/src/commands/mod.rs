@@ -14,6 +14,7 @@ pub mod listnodes;
 pub mod node;
 pub mod nodestate;
 pub mod pubip;
+pub mod record;
 pub mod statistics;
 pub mod status;
 pub mod tdbfile;
@@ -221,6 +222,21 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "tstore",
         "<tdb-file> <key> <data> [<rsn> <dmaster> <flags>]",
         "write one record of a TDB file",
+    ),
+    (
+        "readkey",
+        "<dbname|dbid> <key> [readonly]",
+        "print the value of a record, moving it here first",
+    ),
+    (
+        "writekey",
+        "<dbname|dbid> <key> <value>",
+        "write the value of a record, moving it here first",
+    ),
+    (
+        "deletekey",
+        "<dbname|dbid> <key>",
+        "delete a record, moving it here first",
     ),
     (
         "getdbseqnum",
@@ -669,6 +685,9 @@ fn select_nodes(
             | "attach"
             | "detach"
             | "getdbseqnum"
+            | "readkey"
+            | "writekey"
+            | "deletekey"
     ) && targets.iter().any(|&p| p != own)
     {
         return Err(CommandError::stderr(format!(
@@ -719,6 +738,9 @@ fn dispatch(
         "dbstatistics" => boxed(db::dbstatistics(ctx, args)),
         "tfetch" => boxed(tdbfile::tfetch(args)),
         "tstore" => boxed(tdbfile::tstore(args)),
+        "readkey" => boxed(record::readkey(ctx, args)),
+        "writekey" => boxed(record::writekey(ctx, args)),
+        "deletekey" => boxed(record::deletekey(ctx, args)),
         "disable" => boxed(nodestate::disable(ctx, args)),
         "enable" => boxed(nodestate::enable(ctx, args)),
         "stop" => boxed(nodestate::stop(ctx, args)),

@@ -149,6 +149,61 @@ fn stock_tool_and_ours_print_the_same_database_output() -> anyhow::Result<()> {
     let persistent_file = "/var/lib/ctdb/persistent/compat_persistent.tdb.0";
     let volatile_file = "/var/lib/ctdb/volatile/compat_volatile.tdb.0";
 
+    let mut failures = Vec::new();
+    // The comparisons below would pass if both tools printed nothing: check the
+    // dump holds what was written, escapes included, and the JSON forms.
+    let catdb = node.ctdb(Tool::Ours, &["catdb", VOLATILE])?;
+    for wanted in [
+        "key(5) = \"alpha\"\n",
+        "data(11) = \"first value\"\n",
+        "key(3) = \"key\"\n",
+        "data(6) = \"\\00\\01\\7F\\22\\5CA\"\n",
+        "Dumped 3 records\n",
+    ] {
+        if !(catdb.success() && catdb.stdout.contains(wanted)) {
+            failures.push(format!(
+                "`ctdb catdb {VOLATILE}` lacks {wanted:?}:\n{catdb}"
+            ));
+        }
+    }
+
+    // --json: one document with the same facts.
+    let json = node.ctdb(Tool::Ours, &["--json", "catdb", VOLATILE])?;
+    match serde_json::from_str::<serde_json::Value>(&json.stdout) {
+        Ok(doc) => {
+            let records = doc["records"].as_array().map_or(0, Vec::len);
+            let has_alpha = doc["records"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["key"] == "616c706861"));
+            if !(json.success() && records == 3 && has_alpha) {
+                failures.push(format!(
+                    "`--json catdb`: want 3 records with key 616c706861:\n{json}"
+                ));
+            }
+        }
+        Err(e) => failures.push(format!("`--json catdb` is not JSON ({e}):\n{json}")),
+    }
+    let json = node.ctdb(Tool::Ours, &["--json", "getdbstatus", PERSISTENT])?;
+    match serde_json::from_str::<serde_json::Value>(&json.stdout) {
+        Ok(doc) => {
+            if !(json.success()
+                && doc["name"] == PERSISTENT
+                && doc["persistent"] == true
+                && doc["health"].is_null())
+            {
+                failures.push(format!("`--json getdbstatus`: wrong fields:\n{json}"));
+            }
+        }
+        Err(e) => failures.push(format!("`--json getdbstatus` is not JSON ({e}):\n{json}")),
+    }
+    let json = node.ctdb(Tool::Ours, &["--json", "getdbseqnum", PERSISTENT])?;
+    match serde_json::from_str::<serde_json::Value>(&json.stdout) {
+        Ok(doc) if json.success() && doc["seqnum"].as_u64().is_some_and(|s| s >= 2) => {}
+        _ => failures.push(format!(
+            "`--json getdbseqnum`: want seqnum >= 2 after two pstores:\n{json}"
+        )),
+    }
+
     let rows: Vec<(Vec<&str>, Mask)> = vec![
         (vec!["getdbmap"], exact),
         (vec!["-X", "getdbmap"], exact),
@@ -247,30 +302,39 @@ fn stock_tool_and_ours_print_the_same_database_output() -> anyhow::Result<()> {
         ),
         (vec!["tstore", scratch, "k"], mask_usage_summary),
         (vec!["cattdb", "compat_scratch.tdb"], exact),
+        (vec!["readkey", VOLATILE, "alpha"], exact),
+        (vec!["readkey", VOLATILE, "0x6b6579"], exact),
+        (vec!["readkey", VOLATILE, "alpha", "readonly"], exact),
+        (vec!["readkey", VOLATILE, "never_written"], exact),
+        (
+            vec!["readkey", VOLATILE, "alpha", "bogus"],
+            mask_usage_summary,
+        ),
+        (vec!["readkey", VOLATILE], mask_usage_summary),
+        (vec!["readkey", PERSISTENT, "pkey"], exact),
+        (vec!["readkey", "nosuch.tdb", "alpha"], exact),
+        (vec!["readkey", VOLATILE, "0x1"], exact),
+        (vec!["writekey", VOLATILE, "gamma", "new value"], exact),
+        (vec!["readkey", VOLATILE, "gamma"], exact),
+        (vec!["writekey", VOLATILE, "gamma", "0x4142"], exact),
+        (vec!["readkey", VOLATILE, "gamma"], exact),
+        (vec!["writekey", PERSISTENT, "k", "v"], exact),
+        (vec!["writekey", VOLATILE, "k", "0xzz"], exact),
+        (vec!["writekey", VOLATILE, "0xabc", "v"], exact),
+        (vec!["writekey", VOLATILE, "k"], mask_usage_summary),
+        (vec!["deletekey", VOLATILE, "gamma"], exact),
+        (vec!["readkey", VOLATILE, "gamma"], exact),
+        (vec!["deletekey", PERSISTENT, "pkey"], exact),
+        (vec!["deletekey", "nosuch.tdb", "x"], exact),
+        (vec!["deletekey", VOLATILE], mask_usage_summary),
+        (vec!["catdb", VOLATILE], exact),
+        (vec!["cattdb", VOLATILE], exact),
     ];
-    let mut failures = Vec::new();
     for (args, mask) in &rows {
         let stock = node.ctdb(Tool::Stock, args)?;
         let ours = node.ctdb(Tool::Ours, args)?;
         if let Some(diff) = difference(args, &stock, &ours, *mask) {
             failures.push(diff);
-        }
-    }
-
-    // The comparison would pass if both tools printed nothing: check the dump
-    // holds what was written, escapes included.
-    let catdb = node.ctdb(Tool::Ours, &["catdb", VOLATILE])?;
-    for wanted in [
-        "key(5) = \"alpha\"\n",
-        "data(11) = \"first value\"\n",
-        "key(3) = \"key\"\n",
-        "data(6) = \"\\00\\01\\7F\\22\\5CA\"\n",
-        "Dumped 3 records\n",
-    ] {
-        if !(catdb.success() && catdb.stdout.contains(wanted)) {
-            failures.push(format!(
-                "`ctdb catdb {VOLATILE}` lacks {wanted:?}:\n{catdb}"
-            ));
         }
     }
 
@@ -289,41 +353,20 @@ fn stock_tool_and_ours_print_the_same_database_output() -> anyhow::Result<()> {
         ));
     }
 
-    // --json: one document with the same facts.
-    let json = node.ctdb(Tool::Ours, &["--json", "catdb", VOLATILE])?;
+    // `readkey` after the rows: `gamma` was written twice and deleted.
+    let json = node.ctdb(Tool::Ours, &["--json", "readkey", VOLATILE, "alpha"])?;
     match serde_json::from_str::<serde_json::Value>(&json.stdout) {
-        Ok(doc) => {
-            let records = doc["records"].as_array().map_or(0, Vec::len);
-            let has_alpha = doc["records"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|r| r["key"] == "616c706861"));
-            if !(json.success() && records == 3 && has_alpha) {
-                failures.push(format!(
-                    "`--json catdb`: want 3 records with key 616c706861:\n{json}"
-                ));
-            }
-        }
-        Err(e) => failures.push(format!("`--json catdb` is not JSON ({e}):\n{json}")),
-    }
-    let json = node.ctdb(Tool::Ours, &["--json", "getdbstatus", PERSISTENT])?;
-    match serde_json::from_str::<serde_json::Value>(&json.stdout) {
-        Ok(doc) => {
-            if !(json.success()
-                && doc["name"] == PERSISTENT
-                && doc["persistent"] == true
-                && doc["health"].is_null())
-            {
-                failures.push(format!("`--json getdbstatus`: wrong fields:\n{json}"));
-            }
-        }
-        Err(e) => failures.push(format!("`--json getdbstatus` is not JSON ({e}):\n{json}")),
-    }
-    let json = node.ctdb(Tool::Ours, &["--json", "getdbseqnum", PERSISTENT])?;
-    match serde_json::from_str::<serde_json::Value>(&json.stdout) {
-        Ok(doc) if json.success() && doc["seqnum"].as_u64().is_some_and(|s| s >= 2) => {}
+        Ok(doc)
+            if json.success() && doc["data"] == "66697273742076616c7565" && doc["size"] == 11 => {}
         _ => failures.push(format!(
-            "`--json getdbseqnum`: want seqnum >= 2 after two pstores:\n{json}"
+            "`--json readkey {VOLATILE} alpha`: want its value:\n{json}"
         )),
+    }
+    let gamma = node.ctdb(Tool::Ours, &["readkey", VOLATILE, "gamma"])?;
+    if gamma.stdout != "Data: size:0 ptr:[]\n" {
+        failures.push(format!(
+            "`readkey` of a deleted record should be empty:\n{gamma}"
+        ));
     }
 
     assert!(
