@@ -378,3 +378,92 @@ fn stock_tool_and_ours_print_the_same_database_output() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `catdb` prints records in the order they arrive, and with three nodes answering
+/// at once that order is the network's: the record blocks are sorted, the count
+/// line kept.
+fn sorted_records(text: &str) -> String {
+    let (body, tail) = match text.rfind("Dumped ") {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let mut blocks: Vec<&str> = body.split_inclusive("\n\n").collect();
+    blocks.sort_unstable();
+    format!("{}{tail}", blocks.concat())
+}
+
+/// Scenario: the database commands on a three-node cluster, records spread over
+/// the nodes.
+///
+/// Given three daemons, all healthy, and a volatile database in which the stock
+///   `ctdb writekey` wrote one record through each node (so each node is the
+///   dmaster of one record and holds it in its own file),
+/// When `catdb`, `cattdb`, `getdbstatus`, `getdbseqnum`, `dbstatistics` and
+///   `readkey` of another node's record are run on node 0 by the stock `ctdb` and
+///   then by ours,
+/// Then both print the same (the record order of `catdb` aside, which is the
+///   arrival order) and exit alike;
+/// And `catdb` on node 0 lists all three records (the traverse reached every node),
+///   while `cattdb` lists only what node 0's file holds.
+#[test]
+fn database_commands_see_records_on_every_node() -> anyhow::Result<()> {
+    const SPREAD: &str = "compat_spread.tdb";
+    let daemon = Daemon::from_env()?;
+    let mut cluster = Cluster::builder().nodes(3).build()?;
+    cluster.start(daemon, START_TIMEOUT)?;
+    cluster
+        .node_mut(0)
+        .wait_ctdb(&["nodestatus", "all"], START_TIMEOUT, |out| {
+            out.success()
+                && out
+                    .stdout
+                    .lines()
+                    .filter(|l| l.ends_with(" OK") || l.ends_with(" OK (THIS NODE)"))
+                    .count()
+                    == 3
+        })?;
+    setup(cluster.node_mut(0), &["attach", SPREAD])?;
+    for pnn in 0..3u32 {
+        let key = format!("key{pnn}");
+        let value = format!("written through node {pnn}");
+        setup(cluster.node_mut(pnn), &["writekey", SPREAD, &key, &value])?;
+    }
+    let node = cluster.node_mut(0);
+    let rows: Vec<(Vec<&str>, Mask)> = vec![
+        (vec!["catdb", SPREAD], sorted_records),
+        (vec!["cattdb", SPREAD], exact),
+        (vec!["getdbstatus", SPREAD], exact),
+        (vec!["getdbseqnum", SPREAD], exact),
+        (vec!["dbstatistics", SPREAD], exact),
+        (vec!["-n", "1", "getdbstatus", SPREAD], exact),
+        (vec!["-n", "2", "catdb", SPREAD], exact),
+        (vec!["readkey", SPREAD, "key1"], exact),
+        (vec!["catdb", SPREAD], sorted_records),
+        (vec!["cattdb", SPREAD], exact),
+    ];
+    let mut failures = Vec::new();
+    for (args, mask) in &rows {
+        let stock = node.ctdb(Tool::Stock, args)?;
+        let ours = node.ctdb(Tool::Ours, args)?;
+        if let Some(diff) = difference(args, &stock, &ours, *mask) {
+            failures.push(diff);
+        }
+    }
+    let catdb = node.ctdb(Tool::Ours, &["catdb", SPREAD])?;
+    for pnn in 0..3 {
+        let wanted = format!("data(22) = \"written through node {pnn}\"\n");
+        if !catdb.stdout.contains(&wanted) {
+            failures.push(format!("`catdb` on node 0 lacks {wanted:?}:\n{catdb}"));
+        }
+    }
+    if !catdb.stdout.ends_with("Dumped 3 records\n") {
+        failures.push(format!("`catdb` on node 0 should dump 3 records:\n{catdb}"));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures in the 3-node checks against the {daemon:?} daemon:\n\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    Ok(())
+}
