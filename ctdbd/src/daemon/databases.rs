@@ -2665,6 +2665,35 @@ mod peer_bad_input {
         );
     }
 
+    /// Given an attached database, when DB_GET_HEALTH and GET_DB_STATISTICS ask
+    /// about it and about an unknown id, then it is healthy (an empty reply) with
+    /// all-zero counters in CTDB's shape (ten hot-key slots announced), and the
+    /// unknown id gets status -1 for both.
+    #[tokio::test]
+    async fn health_and_statistics_of_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut worker, _core, _publisher) = one_node_worker(dir.path());
+        for kind in ["volatile", "persistent"] {
+            std::fs::create_dir_all(dir.path().join(kind)).unwrap();
+        }
+        let db_id = worker.attach("locking.tdb", DbKind::Volatile).unwrap();
+        let ask = |worker: &mut Worker, opcode, id: u32| {
+            worker
+                .peer_control(1, 5, control(opcode, encode_u32(id)))
+                .unwrap()
+        };
+        let health = ask(&mut worker, Opcode::DB_GET_HEALTH, db_id);
+        assert_eq!((health.status, health.data.len()), (0, 0));
+        let stats = ask(&mut worker, Opcode::GET_DB_STATISTICS, db_id);
+        assert_eq!(stats.status, 0);
+        let decoded = DbStatistics::decode(&stats.data).unwrap();
+        assert_eq!(decoded, DbStatistics::empty());
+        assert_eq!(decoded.num_hot_keys, 10);
+        for opcode in [Opcode::DB_GET_HEALTH, Opcode::GET_DB_STATISTICS] {
+            assert_eq!(ask(&mut worker, opcode, 0xdead_beef).status, -1);
+        }
+    }
+
     /// Given a volatile database with a record, when another node sends calls
     /// and hand-overs for an unknown database, with a key over the limit, of
     /// another generation, a REPLY_ERROR nobody waits for, and controls with
