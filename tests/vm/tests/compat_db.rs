@@ -241,6 +241,15 @@ fn stock_tool_and_ours_print_the_same_database_output() -> anyhow::Result<()> {
         (vec!["attach", "compat_new.tdb"], exact),
         (vec!["attach", "compat_newp.tdb", "persistent"], exact),
         (vec!["attach", VOLATILE], exact),
+        // The kinds the client library sets after attaching (SET_DB_READONLY and
+        // SET_DB_STICKY on every connected node), and a replicated database.
+        (vec!["attach", "compat_ro.tdb", "readonly"], exact),
+        (vec!["getdbstatus", "compat_ro.tdb"], exact),
+        (vec!["attach", "compat_sticky.tdb", "sticky"], exact),
+        (vec!["getdbstatus", "compat_sticky.tdb"], exact),
+        (vec!["catdb", "compat_sticky.tdb"], exact),
+        (vec!["attach", "compat_rep.tdb", "replicated"], exact),
+        (vec!["attach", "../escape.tdb"], exact),
         (
             vec!["attach", "compat_bad.tdb", "bogus"],
             mask_usage_summary,
