@@ -14,6 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use ctdbd::protocol::call::ReqCall;
 use ctdbd::protocol::control::{
     decode_i32, decode_u32, srvid, DisableMessage, NodeMap, SrvidMessage,
 };
@@ -121,6 +122,8 @@ pub struct Client {
     leader: Option<u32>,
     messages: VecDeque<ReqMessage>,
     last_srvid: u64,
+    /// A srvid whose messages are all kept, however many: a traverse's records.
+    stream_srvid: Option<u64>,
 }
 
 /// How a request answered over messages ([`Client::ipreallocate`],
@@ -153,6 +156,7 @@ impl Client {
             leader: None,
             messages: VecDeque::new(),
             last_srvid: tool_srvid_base(std::process::id()),
+            stream_srvid: None,
         };
         // 4.17 reports a failed GET_PNN only at debug level: silent exit 1.
         let status = client
@@ -256,6 +260,49 @@ impl Client {
         }
     }
 
+    /// Sends a record call (REQ_CALL) to the local daemon and waits, without a
+    /// deadline (the client library sets none), for its answer: the REPLY_CALL's
+    /// status, or a REPLY_ERROR's status as the error.
+    pub fn call(&mut self, request: ReqCall) -> Result<i32, ClientError> {
+        let reqid = self.next_reqid;
+        self.next_reqid = self.next_reqid.wrapping_add(1);
+        let packet = Packet {
+            header: Header {
+                generation: 0,
+                destnode: CURRENT_NODE,
+                srcnode: self.pnn,
+                reqid,
+            },
+            body: Body::ReqCall(request),
+        };
+        self.stream
+            .write_all(&packet.encode())
+            .map_err(|_| ClientError::Closed)?;
+        loop {
+            match self.read_packet(None) {
+                Ok(Packet {
+                    header,
+                    body: Body::ReplyCall(reply),
+                }) if header.reqid == reqid => return Ok(reply.status),
+                Ok(Packet {
+                    header,
+                    body: Body::ReplyError(e),
+                }) if header.reqid == reqid => {
+                    return Err(ClientError::ControlStatus {
+                        name: "CALL",
+                        status: e.status,
+                    })
+                }
+                Ok(Packet {
+                    body: Body::ReqMessage(msg),
+                    ..
+                }) => self.note_message(msg),
+                Ok(_) => {}
+                Err(_) => return Err(ClientError::Closed),
+            }
+        }
+    }
+
     /// Sends a control with NOREPLY: no answer is awaited (§4.1).
     pub fn control_noreply(&mut self, dest: u32, opcode: Opcode) -> Result<(), ClientError> {
         self.send_control(dest, opcode, 0, FLAG_NOREPLY, &[])
@@ -334,6 +381,12 @@ impl Client {
     pub fn register_srvid(&mut self, id: u64) -> Result<(), ClientError> {
         self.control_ok(self.pnn, Opcode::REGISTER_SRVID, id, &[])
             .map(drop)
+    }
+
+    /// Keeps every message for `id` (none is dropped when many wait), until called
+    /// again with `None`: for streams such as a traverse's records.
+    pub fn set_stream_srvid(&mut self, id: Option<u64>) {
+        self.stream_srvid = id;
     }
 
     /// Undoes [`Client::register_srvid`] and drops anything queued for `id`.
@@ -593,7 +646,7 @@ impl Client {
         }
         // Replies on our private srvids wait here until asked for; keep the backlog
         // bounded so that a chatty daemon cannot grow us without limit.
-        if self.messages.len() < 64 {
+        if self.messages.len() < 64 || self.stream_srvid == Some(msg.srvid) {
             self.messages.push_back(msg);
         }
     }
@@ -775,6 +828,7 @@ mod tests {
             leader: None,
             messages: VecDeque::new(),
             last_srvid: tool_srvid_base(0x36a6),
+            stream_srvid: None,
         };
         let pnn = client
             .control_status(CURRENT_NODE, Opcode::GET_PNN, 0, &[])
@@ -871,6 +925,7 @@ mod tests {
             leader: None,
             messages: VecDeque::new(),
             last_srvid: tool_srvid_base(0x36a6),
+            stream_srvid: None,
         };
         client.ipreallocate().unwrap();
         client

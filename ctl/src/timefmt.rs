@@ -40,6 +40,20 @@ fn local_tm(secs: i64) -> libc::tm {
     }
 }
 
+/// `yyyy/mm/dd hh:mm:ss` of `secs` in local time (the stamp of `dumpdbbackup`).
+pub fn local_stamp(secs: i64) -> String {
+    let tm = local_tm(secs);
+    format!(
+        "{}/{:02}/{:02} {:02}:{:02}:{:02}",
+        i64::from(tm.tm_year) + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
 /// `(ddd hh:mm:ss)` of a span of whole seconds, without the parentheses.
 pub fn duration(secs: i64) -> String {
     let days = secs / 86_400;
@@ -61,6 +75,13 @@ mod tests {
         assert!(text.ends_with('\n'));
         assert_eq!(&text[3..4], " ");
         assert_eq!(&text[13..14], ":");
+    }
+
+    #[test]
+    fn stamp_shape() {
+        let text = local_stamp(0);
+        assert_eq!(text.len(), 19);
+        assert_eq!((&text[4..5], &text[7..8], &text[13..14]), ("/", "/", ":"));
     }
 
     #[test]

@@ -62,6 +62,7 @@ use crate::protocol::dbctl::{
     db_flags, decode_nul_string, encode_nul_string, DbMap, DbMapEntry, TransDb, TraverseAll,
     TraverseAllExt, TraverseStart, TraverseStartExt, DB_SEQUENCE_NUMBER_KEY,
 };
+use crate::protocol::dbstats::DbStatistics;
 use crate::protocol::marshall::{MarshallBuffer, RecData};
 use crate::protocol::packet::{Body, Header, Packet, ReplyControl, ReqControl, CTRL_FLAG_NOREPLY};
 use crate::transport::{CoreEvent, DataEvent};
@@ -989,6 +990,18 @@ impl Worker {
             },
             Opcode::GET_DBNAME => match self.db_of(&req.data) {
                 Some(db) => ok(encode_nul_string(&db.info.name)),
+                None => fail(-1),
+            },
+            // Our databases are checked whole at attach and refused if damaged, so
+            // an attached one is healthy: no reason, zero bytes (core §6.4).
+            Opcode::DB_GET_HEALTH => match self.db_of(&req.data) {
+                Some(_) => ok(Vec::new()),
+                None => fail(-1),
+            },
+            // No per-database lock, vacuum or hot-key counters are kept yet: all
+            // zero, in the shape CTDB sends.
+            Opcode::GET_DB_STATISTICS => match self.db_of(&req.data) {
+                Some(_) => ok(DbStatistics::empty().encode()),
                 None => fail(-1),
             },
             Opcode::DB_OPEN_FLAGS => match self.db_of(&req.data) {
@@ -2650,6 +2663,35 @@ mod peer_bad_input {
             value_of(&worker, db_id, b"pushed").as_deref(),
             Some(&b"good"[..])
         );
+    }
+
+    /// Given an attached database, when DB_GET_HEALTH and GET_DB_STATISTICS ask
+    /// about it and about an unknown id, then it is healthy (an empty reply) with
+    /// all-zero counters in CTDB's shape (ten hot-key slots announced), and the
+    /// unknown id gets status -1 for both.
+    #[tokio::test]
+    async fn health_and_statistics_of_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut worker, _core, _publisher) = one_node_worker(dir.path());
+        for kind in ["volatile", "persistent"] {
+            std::fs::create_dir_all(dir.path().join(kind)).unwrap();
+        }
+        let db_id = worker.attach("locking.tdb", DbKind::Volatile).unwrap();
+        let ask = |worker: &mut Worker, opcode, id: u32| {
+            worker
+                .peer_control(1, 5, control(opcode, encode_u32(id)))
+                .unwrap()
+        };
+        let health = ask(&mut worker, Opcode::DB_GET_HEALTH, db_id);
+        assert_eq!((health.status, health.data.len()), (0, 0));
+        let stats = ask(&mut worker, Opcode::GET_DB_STATISTICS, db_id);
+        assert_eq!(stats.status, 0);
+        let decoded = DbStatistics::decode(&stats.data).unwrap();
+        assert_eq!(decoded, DbStatistics::empty());
+        assert_eq!(decoded.num_hot_keys, 10);
+        for opcode in [Opcode::DB_GET_HEALTH, Opcode::GET_DB_STATISTICS] {
+            assert_eq!(ask(&mut worker, opcode, 0xdead_beef).status, -1);
+        }
     }
 
     /// Given a volatile database with a record, when another node sends calls

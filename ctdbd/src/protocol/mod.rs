@@ -10,6 +10,7 @@
 pub mod call;
 pub mod control;
 pub mod dbctl;
+pub mod dbstats;
 pub mod marshall;
 pub mod packet;
 pub mod statistics;

@@ -31,7 +31,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn write(&self, w: &mut Writer) {
+    pub(super) fn write(&self, w: &mut Writer) {
         w.i32(self.num)
             .pad(4)
             .f64(self.min)
@@ -39,7 +39,7 @@ impl Latency {
             .f64(self.total);
     }
 
-    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(super) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let num = r.i32("latency.num")?;
         r.skip(4, "latency.pad")?;
         Ok(Self {

@@ -104,6 +104,8 @@ fn is_database_control(opcode: u32) -> bool {
             | Opcode::GET_DBMAP
             | Opcode::DB_ATTACH
             | Opcode::GET_DBNAME
+            | Opcode::DB_GET_HEALTH
+            | Opcode::GET_DB_STATISTICS
             | Opcode::ENABLE_SEQNUM
             | Opcode::UPDATE_SEQNUM
             | Opcode::DB_ATTACH_PERSISTENT

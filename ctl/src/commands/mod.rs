@@ -6,6 +6,7 @@
 //! runs a command once per selected node.
 
 pub mod admin;
+pub mod db;
 pub mod dbmap;
 pub mod event;
 pub mod ip;
@@ -13,8 +14,10 @@ pub mod listnodes;
 pub mod node;
 pub mod nodestate;
 pub mod pubip;
+pub mod record;
 pub mod statistics;
 pub mod status;
+pub mod tdbfile;
 pub mod tunables;
 
 use std::time::Duration;
@@ -79,6 +82,21 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "tell whether a client process (with that srvid) is known",
     ),
     ("getdbmap", "", "print the attached databases"),
+    (
+        "getdbstatus",
+        "<dbname|dbid>",
+        "print a database's id, path, kind and health",
+    ),
+    (
+        "catdb",
+        "<dbname|dbid>",
+        "print every record of a database, from all nodes",
+    ),
+    (
+        "cattdb",
+        "<dbname|dbid>",
+        "print the records of a database's local file",
+    ),
     ("getcapabilities", "", "print what roles the node may take"),
     ("pnn", "", "print the number of the local node"),
     (
@@ -115,6 +133,16 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "rddumpmemory",
         "",
         "print what the daemon holds, asked by message",
+    ),
+    (
+        "attach",
+        "<dbname> [persistent|replicated]",
+        "attach a database, creating it if new",
+    ),
+    (
+        "detach",
+        "<dbname|dbid> ...",
+        "detach volatile databases from every node",
     ),
     ("getreclock", "", "print the cluster lock setting"),
     (
@@ -179,6 +207,46 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "gettickles",
         "<ip> [<port>]",
         "print the client connections recorded for an address",
+    ),
+    (
+        "dumpdbbackup",
+        "<file>",
+        "print the records of a backupdb file",
+    ),
+    (
+        "tfetch",
+        "<tdb-file> <key> [<file>]",
+        "print one record of a TDB file",
+    ),
+    (
+        "tstore",
+        "<tdb-file> <key> <data> [<rsn> <dmaster> <flags>]",
+        "write one record of a TDB file",
+    ),
+    (
+        "readkey",
+        "<dbname|dbid> <key> [readonly]",
+        "print the value of a record, moving it here first",
+    ),
+    (
+        "writekey",
+        "<dbname|dbid> <key> <value>",
+        "write the value of a record, moving it here first",
+    ),
+    (
+        "deletekey",
+        "<dbname|dbid> <key>",
+        "delete a record, moving it here first",
+    ),
+    (
+        "getdbseqnum",
+        "<dbname|dbid>",
+        "print a database's sequence number",
+    ),
+    (
+        "dbstatistics",
+        "<dbname|dbid>",
+        "print a database's counters",
     ),
     (
         "event",
@@ -449,7 +517,7 @@ pub fn run(cli: &Cli) -> Outcome {
     // Commands that never contact the daemon. `-n -1` is 4.17's "no node given".
     if matches!(
         name,
-        "version" | "listnodes" | "event" | "scriptstatus" | "tickle"
+        "version" | "listnodes" | "event" | "scriptstatus" | "tickle" | "dumpdbbackup"
     ) {
         if opts
             .node
@@ -468,6 +536,7 @@ pub fn run(cli: &Cli) -> Outcome {
             }
             "version" => Ok(Box::new(node::Version)),
             "tickle" => admin::tickle(args).map(|r| Box::new(r) as _),
+            "dumpdbbackup" => db::dumpdbbackup(args).map(|r| Box::new(r) as _),
             _ => listnodes::run(&listnodes::nodes_file_path()).map(|r| Box::new(r) as _),
         };
         return match result {
@@ -605,8 +674,21 @@ fn select_nodes(
     }
     *cache = Some(map);
     // Commands that only make sense on the local node (4.17's non-"remote" ones).
-    if matches!(name, "pnn" | "reloadnodes" | "moveip" | "reloadips")
-        && targets.iter().any(|&p| p != own)
+    if matches!(
+        name,
+        "pnn"
+            | "reloadnodes"
+            | "moveip"
+            | "reloadips"
+            | "catdb"
+            | "cattdb"
+            | "attach"
+            | "detach"
+            | "getdbseqnum"
+            | "readkey"
+            | "writekey"
+            | "deletekey"
+    ) && targets.iter().any(|&p| p != own)
     {
         return Err(CommandError::stderr(format!(
             "Node cannot be specified for command {name}"
@@ -647,6 +729,18 @@ fn dispatch(
         "ifaces" => boxed(ip::ifaces(ctx, args)),
         "statistics" => boxed(statistics::statistics(ctx, args)),
         "getdbmap" => boxed(dbmap::getdbmap(ctx, args)),
+        "getdbstatus" => boxed(db::getdbstatus(ctx, args)),
+        "getdbseqnum" => boxed(db::getdbseqnum(ctx, args)),
+        "catdb" => boxed(db::catdb(ctx, args)),
+        "cattdb" => boxed(db::cattdb(ctx, args)),
+        "attach" => boxed(db::attach(ctx, args)),
+        "detach" => boxed(db::detach(ctx, args)),
+        "dbstatistics" => boxed(db::dbstatistics(ctx, args)),
+        "tfetch" => boxed(tdbfile::tfetch(args)),
+        "tstore" => boxed(tdbfile::tstore(args)),
+        "readkey" => boxed(record::readkey(ctx, args)),
+        "writekey" => boxed(record::writekey(ctx, args)),
+        "deletekey" => boxed(record::deletekey(ctx, args)),
         "disable" => boxed(nodestate::disable(ctx, args)),
         "enable" => boxed(nodestate::enable(ctx, args)),
         "stop" => boxed(nodestate::stop(ctx, args)),

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::node::{strtoull, Done};
 use super::{json_via_serde, CommandError, Ctx, Report, Style};
-use crate::client::bad_reply;
+use crate::client::{bad_reply, ClientError};
 
 /// One tunable and its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,6 +51,14 @@ fn list_names(ctx: &mut Ctx<'_>) -> Result<Vec<String>, CommandError> {
         .client
         .control_ok(ctx.cmd, Opcode::LIST_TUNABLES, 0, &[])?;
     Ok(decode_var_list(&data).map_err(|_| bad_reply(Opcode::LIST_TUNABLES, ctx.cmd))?)
+}
+
+/// One tunable's value from node `pnn` (GET_TUNABLE).
+pub fn get_tunable(ctx: &mut Ctx<'_>, pnn: u32, name: &str) -> Result<u32, ClientError> {
+    let data = ctx
+        .client
+        .control_ok(pnn, Opcode::GET_TUNABLE, 0, &encode_tunable_name(name))?;
+    decode_u32(&data, "tunable value").map_err(|_| bad_reply(Opcode::GET_TUNABLE, pnn))
 }
 
 fn get_value(ctx: &mut Ctx<'_>, name: &str) -> Result<u32, CommandError> {

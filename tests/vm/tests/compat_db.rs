@@ -1,0 +1,478 @@
+//! Compatibility of the database commands: Debian's stock `ctdb` 4.17 tool and ours
+//! print the same thing, byte for byte, with the same exit codes, when driving
+//! the same daemon that holds real databases with real records.
+//!
+//! The daemon is ours by default; `CTDB_RS_DAEMON=stock` runs the same suite
+//! against the stock 4.17 daemon, which proves the expectations.
+//!
+//! Topology (one sandbox, one node):
+//!
+//! ```text
+//!   node 0 sandbox: priv0 192.168.20.41, ctdbd
+//!   databases: compat_volatile.tdb (records written with `ctdb writekey`),
+//!              compat_persistent.tdb (records written with `ctdb pstore`)
+//! ```
+
+use std::time::Duration;
+
+use vm::{Cluster, Daemon, Output, Tool};
+
+/// Cold start of the stock daemon to RUNNING takes about 22 s; allow for a loaded
+/// machine.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+const VOLATILE: &str = "compat_volatile.tdb";
+const PERSISTENT: &str = "compat_persistent.tdb";
+
+/// A wrong command line's usage: 4.17's layout, but the one-line summary after
+/// the arguments column (byte 47 on) is in our own words, so it is blanked.
+fn mask_usage_summary(text: &str) -> String {
+    let mut in_commands = false;
+    text.split_inclusive('\n')
+        .map(|l| {
+            let body = l.trim_end_matches('\n');
+            if body == "Commands:" {
+                in_commands = true;
+            }
+            match (in_commands, body.get(..47)) {
+                (true, Some(head)) if body.starts_with("  ") => format!("{head}*\n"),
+                _ => l.to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// The full help that 4.17 prints for a command it cannot name (its
+/// `dumpdbbackup` asks for the usage of "dumpbackup"): the option texts and the
+/// command list are in our own words, so only the first line is compared.
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or("").to_owned()
+}
+
+fn exact(text: &str) -> String {
+    text.to_owned()
+}
+
+type Mask = fn(&str) -> String;
+
+/// `None` when both tools agree after masking, else a report of the difference.
+fn difference(args: &[&str], stock: &Output, ours: &Output, mask: Mask) -> Option<String> {
+    let same = stock.code == ours.code
+        && mask(&stock.stdout) == mask(&ours.stdout)
+        && mask(&stock.stderr) == mask(&ours.stderr);
+    (!same).then(|| {
+        format!(
+            "`ctdb {}` differs\n--- stock:\n{stock}\n--- ours:\n{ours}\n",
+            args.join(" ")
+        )
+    })
+}
+
+/// Runs the stock tool for setup and fails loudly if it fails.
+fn setup(node: &vm::Node, args: &[&str]) -> anyhow::Result<()> {
+    let out = node.ctdb(Tool::Stock, args)?;
+    anyhow::ensure!(
+        out.success(),
+        "setup `ctdb {}` failed:\n{out}",
+        args.join(" ")
+    );
+    Ok(())
+}
+
+/// The id of database `name`, from `getdbmap -X` (`|ID|Name|...|`).
+fn db_id(node: &vm::Node, name: &str) -> anyhow::Result<String> {
+    let out = node.ctdb(Tool::Stock, &["-X", "getdbmap"])?;
+    out.stdout
+        .lines()
+        .map(|l| l.split('|').collect::<Vec<_>>())
+        .find(|f| f.get(2) == Some(&name))
+        .and_then(|f| f.get(1).map(|id| id.to_lowercase()))
+        .ok_or_else(|| anyhow::anyhow!("{name} not in getdbmap:\n{out}"))
+}
+
+/// Scenario: the read-side database commands, stock tool vs ours.
+///
+/// Given a daemon in a one-node sandbox, RUNNING, with a volatile database whose
+///   records were written by the stock `ctdb writekey` (text and hex keys, a value
+///   with bytes that must be escaped) and a persistent one written by `ctdb pstore`,
+/// When each command (`getdbmap`, `getdbstatus`, `getdbseqnum`, `catdb`, `cattdb`,
+///   `attach`, `detach`, `dbstatistics`, with names, `0x` ids, unknown names, bad
+///   ids, missing and extra arguments) is run by the stock `ctdb` and then by ours,
+/// Then both print the same stdout and stderr and exit alike (the usage summary
+///   masked);
+/// And `catdb` shows every record written, and our `--json` forms parse and carry
+///   the same records and status.
+#[test]
+fn stock_tool_and_ours_print_the_same_database_output() -> anyhow::Result<()> {
+    let daemon = Daemon::from_env()?;
+    let mut cluster = Cluster::builder().nodes(1).build()?;
+    let node = cluster.node_mut(0);
+    node.start_daemon(daemon)?;
+    node.wait_runstate("RUNNING", START_TIMEOUT)?;
+    // Databases can be attached once the first recovery is over (normal mode).
+    node.wait_ctdb(&["status"], START_TIMEOUT, |out| {
+        out.success() && out.stdout.contains("Recovery mode:NORMAL")
+    })?;
+
+    setup(node, &["attach", VOLATILE])?;
+    setup(node, &["attach", PERSISTENT, "persistent"])?;
+    setup(node, &["writekey", VOLATILE, "alpha", "first value"])?;
+    setup(node, &["writekey", VOLATILE, "0x6b6579", "0x00017f225c41"])?;
+    setup(node, &["writekey", VOLATILE, "beta", "second"])?;
+    setup(node, &["pstore", PERSISTENT, "pkey", "pvalue"])?;
+    setup(node, &["pstore", PERSISTENT, "0x0102", "0xff00"])?;
+    let volatile_id = db_id(node, VOLATILE)?;
+    let persistent_id = db_id(node, PERSISTENT)?;
+    setup(
+        node,
+        &["backupdb", PERSISTENT, "/var/lib/ctdb/persistent.backup"],
+    )?;
+    setup(
+        node,
+        &["backupdb", VOLATILE, "/var/lib/ctdb/volatile.backup"],
+    )?;
+    // Damaged backups: a header of another version, and a file cut inside its
+    // records.
+    let mut foreign = vec![0u8; 104];
+    foreign[0] = 7;
+    std::fs::write(node.var_dir().join("foreign.backup"), &foreign)?;
+    let whole = std::fs::read(node.var_dir().join("volatile.backup"))?;
+    std::fs::write(
+        node.var_dir().join("truncated.backup"),
+        &whole[..whole.len() - 3],
+    )?;
+    // tfetch and tstore open a file with libtdb's defaults, which a live volatile
+    // database (mutex locking) refuses, with either daemon; persistent files open.
+    // A scratch file for tstore: a persistent database nobody else uses.
+    setup(node, &["attach", "compat_scratch.tdb", "persistent"])?;
+    let scratch = "/var/lib/ctdb/persistent/compat_scratch.tdb.0";
+    let persistent_file = "/var/lib/ctdb/persistent/compat_persistent.tdb.0";
+    let volatile_file = "/var/lib/ctdb/volatile/compat_volatile.tdb.0";
+
+    let mut failures = Vec::new();
+    // The comparisons below would pass if both tools printed nothing: check the
+    // dump holds what was written, escapes included, and the JSON forms.
+    let catdb = node.ctdb(Tool::Ours, &["catdb", VOLATILE])?;
+    for wanted in [
+        "key(5) = \"alpha\"\n",
+        "data(11) = \"first value\"\n",
+        "key(3) = \"key\"\n",
+        "data(6) = \"\\00\\01\\7F\\22\\5CA\"\n",
+        "Dumped 3 records\n",
+    ] {
+        if !(catdb.success() && catdb.stdout.contains(wanted)) {
+            failures.push(format!(
+                "`ctdb catdb {VOLATILE}` lacks {wanted:?}:\n{catdb}"
+            ));
+        }
+    }
+
+    // --json: one document with the same facts.
+    let json = node.ctdb(Tool::Ours, &["--json", "catdb", VOLATILE])?;
+    match serde_json::from_str::<serde_json::Value>(&json.stdout) {
+        Ok(doc) => {
+            let records = doc["records"].as_array().map_or(0, Vec::len);
+            let has_alpha = doc["records"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["key"] == "616c706861"));
+            if !(json.success() && records == 3 && has_alpha) {
+                failures.push(format!(
+                    "`--json catdb`: want 3 records with key 616c706861:\n{json}"
+                ));
+            }
+        }
+        Err(e) => failures.push(format!("`--json catdb` is not JSON ({e}):\n{json}")),
+    }
+    let json = node.ctdb(Tool::Ours, &["--json", "getdbstatus", PERSISTENT])?;
+    match serde_json::from_str::<serde_json::Value>(&json.stdout) {
+        Ok(doc) => {
+            if !(json.success()
+                && doc["name"] == PERSISTENT
+                && doc["persistent"] == true
+                && doc["health"].is_null())
+            {
+                failures.push(format!("`--json getdbstatus`: wrong fields:\n{json}"));
+            }
+        }
+        Err(e) => failures.push(format!("`--json getdbstatus` is not JSON ({e}):\n{json}")),
+    }
+    let json = node.ctdb(Tool::Ours, &["--json", "getdbseqnum", PERSISTENT])?;
+    match serde_json::from_str::<serde_json::Value>(&json.stdout) {
+        Ok(doc) if json.success() && doc["seqnum"].as_u64().is_some_and(|s| s >= 2) => {}
+        _ => failures.push(format!(
+            "`--json getdbseqnum`: want seqnum >= 2 after two pstores:\n{json}"
+        )),
+    }
+
+    let rows: Vec<(Vec<&str>, Mask)> = vec![
+        (vec!["getdbmap"], exact),
+        (vec!["-X", "getdbmap"], exact),
+        (vec!["getdbstatus", VOLATILE], exact),
+        (vec!["getdbstatus", PERSISTENT], exact),
+        (vec!["getdbstatus", &volatile_id], exact),
+        (vec!["getdbstatus", &persistent_id], exact),
+        (vec!["getdbstatus", "nosuch.tdb"], exact),
+        (vec!["getdbstatus", "0x12345678"], exact),
+        (vec!["getdbstatus", "0xzz"], exact),
+        (vec!["getdbstatus", "0x1ffffffffffffffffff"], exact),
+        (vec!["getdbstatus"], mask_usage_summary),
+        (
+            vec!["getdbstatus", VOLATILE, PERSISTENT],
+            mask_usage_summary,
+        ),
+        (vec!["getdbseqnum", PERSISTENT], exact),
+        (vec!["getdbseqnum", VOLATILE], exact),
+        (vec!["getdbseqnum", &persistent_id], exact),
+        (vec!["getdbseqnum", "nosuch.tdb"], exact),
+        (vec!["getdbseqnum"], mask_usage_summary),
+        (vec!["catdb", VOLATILE], exact),
+        (vec!["catdb", PERSISTENT], exact),
+        (vec!["catdb", &volatile_id], exact),
+        (vec!["catdb", "nosuch.tdb"], exact),
+        (vec!["catdb"], mask_usage_summary),
+        (vec!["cattdb", VOLATILE], exact),
+        (vec!["cattdb", PERSISTENT], exact),
+        (vec!["cattdb", "nosuch.tdb"], exact),
+        (vec!["cattdb", "a", "b"], mask_usage_summary),
+        (vec!["dbstatistics", VOLATILE], exact),
+        (vec!["dbstatistics", PERSISTENT], exact),
+        (vec!["dbstatistics", "nosuch.tdb"], exact),
+        (vec!["dbstatistics"], mask_usage_summary),
+        (vec!["attach", "compat_new.tdb"], exact),
+        (vec!["attach", "compat_newp.tdb", "persistent"], exact),
+        (vec!["attach", VOLATILE], exact),
+        // The kinds the client library sets after attaching (SET_DB_READONLY and
+        // SET_DB_STICKY on every connected node), and a replicated database.
+        (vec!["attach", "compat_ro.tdb", "readonly"], exact),
+        (vec!["getdbstatus", "compat_ro.tdb"], exact),
+        (vec!["attach", "compat_sticky.tdb", "sticky"], exact),
+        (vec!["getdbstatus", "compat_sticky.tdb"], exact),
+        (vec!["catdb", "compat_sticky.tdb"], exact),
+        (vec!["attach", "compat_rep.tdb", "replicated"], exact),
+        (vec!["attach", "../escape.tdb"], exact),
+        (
+            vec!["attach", "compat_bad.tdb", "bogus"],
+            mask_usage_summary,
+        ),
+        (vec!["attach"], mask_usage_summary),
+        (vec!["attach", "a", "persistent", "c"], mask_usage_summary),
+        (vec!["getdbmap"], exact),
+        // AllowClientDBAttach is 1 by default: detach is refused before any lookup.
+        (vec!["detach", VOLATILE], exact),
+        (vec!["detach", "nosuch.tdb"], exact),
+        (vec!["detach"], mask_usage_summary),
+        (vec!["-n", "0", "catdb", VOLATILE], exact),
+        (
+            vec!["dumpdbbackup", "/var/lib/ctdb/persistent.backup"],
+            exact,
+        ),
+        (vec!["dumpdbbackup", "/var/lib/ctdb/volatile.backup"], exact),
+        (vec!["dumpdbbackup", "/var/lib/ctdb/foreign.backup"], exact),
+        (
+            vec!["dumpdbbackup", "/var/lib/ctdb/truncated.backup"],
+            exact,
+        ),
+        (vec!["dumpdbbackup", "/var/lib/ctdb/nosuch.backup"], exact),
+        (
+            vec!["-n", "0", "dumpdbbackup", "/var/lib/ctdb/volatile.backup"],
+            exact,
+        ),
+        (vec!["dumpdbbackup"], first_line),
+        (vec!["tfetch", persistent_file, "pkey"], exact),
+        (vec!["tfetch", persistent_file, "0x0102"], exact),
+        (vec!["tfetch", persistent_file, "nosuch"], exact),
+        (vec!["tfetch", persistent_file, "0x123"], exact),
+        (vec!["tfetch", persistent_file, "0x12zz"], exact),
+        (vec!["tfetch", volatile_file, "alpha"], exact),
+        (vec!["tfetch", "/var/lib/ctdb/nosuch.tdb", "pkey"], exact),
+        (
+            vec!["tfetch", persistent_file, "pkey", "/var/lib/ctdb/pkey.out"],
+            exact,
+        ),
+        (
+            vec!["tfetch", persistent_file, "pkey", "/nonexistent/dir/x"],
+            exact,
+        ),
+        (vec!["tfetch", persistent_file], mask_usage_summary),
+        (vec!["tstore", scratch, "k1", "v1"], exact),
+        (vec!["tfetch", scratch, "k1"], exact),
+        (vec!["tstore", scratch, "0x0102", "0xff00", "7", "2"], exact),
+        (vec!["tfetch", scratch, "0x0102"], exact),
+        (vec!["tstore", scratch, "k2", "v2", "0x10", "x"], exact),
+        (vec!["tfetch", scratch, "k2"], exact),
+        (vec!["tstore", scratch, "k3", "v3", "abc"], exact),
+        (vec!["tstore", scratch, "k3", "v3", "-1"], exact),
+        (vec!["tstore", scratch, "0x1", "v"], exact),
+        (vec!["tstore", scratch, "k", "0xzz"], exact),
+        (vec!["tstore", "/var/lib/ctdb/nosuch.tdb", "k", "v"], exact),
+        (
+            vec!["tstore", scratch, "k", "v", "1", "2", "3"],
+            mask_usage_summary,
+        ),
+        (vec!["tstore", scratch, "k"], mask_usage_summary),
+        (vec!["cattdb", "compat_scratch.tdb"], exact),
+        (vec!["readkey", VOLATILE, "alpha"], exact),
+        (vec!["readkey", VOLATILE, "0x6b6579"], exact),
+        (vec!["readkey", VOLATILE, "alpha", "readonly"], exact),
+        (vec!["readkey", VOLATILE, "never_written"], exact),
+        (
+            vec!["readkey", VOLATILE, "alpha", "bogus"],
+            mask_usage_summary,
+        ),
+        (vec!["readkey", VOLATILE], mask_usage_summary),
+        (vec!["readkey", PERSISTENT, "pkey"], exact),
+        (vec!["readkey", "nosuch.tdb", "alpha"], exact),
+        (vec!["readkey", VOLATILE, "0x1"], exact),
+        (vec!["writekey", VOLATILE, "gamma", "new value"], exact),
+        (vec!["readkey", VOLATILE, "gamma"], exact),
+        (vec!["writekey", VOLATILE, "gamma", "0x4142"], exact),
+        (vec!["readkey", VOLATILE, "gamma"], exact),
+        (vec!["writekey", PERSISTENT, "k", "v"], exact),
+        (vec!["writekey", VOLATILE, "k", "0xzz"], exact),
+        (vec!["writekey", VOLATILE, "0xabc", "v"], exact),
+        (vec!["writekey", VOLATILE, "k"], mask_usage_summary),
+        (vec!["deletekey", VOLATILE, "gamma"], exact),
+        (vec!["readkey", VOLATILE, "gamma"], exact),
+        (vec!["deletekey", PERSISTENT, "pkey"], exact),
+        (vec!["deletekey", "nosuch.tdb", "x"], exact),
+        (vec!["deletekey", VOLATILE], mask_usage_summary),
+        (vec!["catdb", VOLATILE], exact),
+        (vec!["cattdb", VOLATILE], exact),
+    ];
+    for (args, mask) in &rows {
+        let stock = node.ctdb(Tool::Stock, args)?;
+        let ours = node.ctdb(Tool::Ours, args)?;
+        if let Some(diff) = difference(args, &stock, &ours, *mask) {
+            failures.push(diff);
+        }
+    }
+
+    // The file written by `tfetch ... FILE` holds the stored record: its 24-byte
+    // header, then the value.
+    let copied = std::fs::read(node.var_dir().join("pkey.out"));
+    if !copied
+        .as_ref()
+        .is_ok_and(|c| c.len() == 24 + 6 && c.ends_with(b"pvalue"))
+    {
+        let listing = std::fs::read_dir(node.var_dir())?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<Vec<_>, _>>()?;
+        failures.push(format!(
+            "`tfetch ... FILE` should have written header and value: {copied:?}, in {listing:?}"
+        ));
+    }
+
+    // `readkey` after the rows: `gamma` was written twice and deleted.
+    let json = node.ctdb(Tool::Ours, &["--json", "readkey", VOLATILE, "alpha"])?;
+    match serde_json::from_str::<serde_json::Value>(&json.stdout) {
+        Ok(doc)
+            if json.success() && doc["data"] == "66697273742076616c7565" && doc["size"] == 11 => {}
+        _ => failures.push(format!(
+            "`--json readkey {VOLATILE} alpha`: want its value:\n{json}"
+        )),
+    }
+    let gamma = node.ctdb(Tool::Ours, &["readkey", VOLATILE, "gamma"])?;
+    if gamma.stdout != "Data: size:0 ptr:[]\n" {
+        failures.push(format!(
+            "`readkey` of a deleted record should be empty:\n{gamma}"
+        ));
+    }
+
+    assert!(
+        failures.is_empty(),
+        "{} failures in {} checks against the {daemon:?} daemon:\n\n{}",
+        failures.len(),
+        rows.len() + 8,
+        failures.join("\n")
+    );
+    Ok(())
+}
+
+/// `catdb` prints records in the order they arrive, and with three nodes answering
+/// at once that order is the network's: the record blocks are sorted, the count
+/// line kept.
+fn sorted_records(text: &str) -> String {
+    let (body, tail) = match text.rfind("Dumped ") {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let mut blocks: Vec<&str> = body.split_inclusive("\n\n").collect();
+    blocks.sort_unstable();
+    format!("{}{tail}", blocks.concat())
+}
+
+/// Scenario: the database commands on a three-node cluster, records spread over
+/// the nodes.
+///
+/// Given three daemons, all healthy, and a volatile database in which the stock
+///   `ctdb writekey` wrote one record through each node (so each node is the
+///   dmaster of one record and holds it in its own file),
+/// When `catdb`, `cattdb`, `getdbstatus`, `getdbseqnum`, `dbstatistics` and
+///   `readkey` of another node's record are run on node 0 by the stock `ctdb` and
+///   then by ours,
+/// Then both print the same (the record order of `catdb` aside, which is the
+///   arrival order) and exit alike;
+/// And `catdb` on node 0 lists all three records (the traverse reached every node),
+///   while `cattdb` lists only what node 0's file holds.
+#[test]
+fn database_commands_see_records_on_every_node() -> anyhow::Result<()> {
+    const SPREAD: &str = "compat_spread.tdb";
+    let daemon = Daemon::from_env()?;
+    let mut cluster = Cluster::builder().nodes(3).build()?;
+    cluster.start(daemon, START_TIMEOUT)?;
+    cluster
+        .node_mut(0)
+        .wait_ctdb(&["nodestatus", "all"], START_TIMEOUT, |out| {
+            out.success()
+                && out
+                    .stdout
+                    .lines()
+                    .filter(|l| l.ends_with(" OK") || l.ends_with(" OK (THIS NODE)"))
+                    .count()
+                    == 3
+        })?;
+    setup(cluster.node_mut(0), &["attach", SPREAD])?;
+    for pnn in 0..3u32 {
+        let key = format!("key{pnn}");
+        let value = format!("written through node {pnn}");
+        setup(cluster.node_mut(pnn), &["writekey", SPREAD, &key, &value])?;
+    }
+    let node = cluster.node_mut(0);
+    let rows: Vec<(Vec<&str>, Mask)> = vec![
+        (vec!["catdb", SPREAD], sorted_records),
+        (vec!["cattdb", SPREAD], exact),
+        (vec!["getdbstatus", SPREAD], exact),
+        (vec!["getdbseqnum", SPREAD], exact),
+        (vec!["dbstatistics", SPREAD], exact),
+        (vec!["-n", "1", "getdbstatus", SPREAD], exact),
+        (vec!["-n", "2", "catdb", SPREAD], exact),
+        (vec!["readkey", SPREAD, "key1"], exact),
+        (vec!["catdb", SPREAD], sorted_records),
+        (vec!["cattdb", SPREAD], exact),
+    ];
+    let mut failures = Vec::new();
+    for (args, mask) in &rows {
+        let stock = node.ctdb(Tool::Stock, args)?;
+        let ours = node.ctdb(Tool::Ours, args)?;
+        if let Some(diff) = difference(args, &stock, &ours, *mask) {
+            failures.push(diff);
+        }
+    }
+    let catdb = node.ctdb(Tool::Ours, &["catdb", SPREAD])?;
+    for pnn in 0..3 {
+        let wanted = format!("data(22) = \"written through node {pnn}\"\n");
+        if !catdb.stdout.contains(&wanted) {
+            failures.push(format!("`catdb` on node 0 lacks {wanted:?}:\n{catdb}"));
+        }
+    }
+    if !catdb.stdout.ends_with("Dumped 3 records\n") {
+        failures.push(format!("`catdb` on node 0 should dump 3 records:\n{catdb}"));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures in the 3-node checks against the {daemon:?} daemon:\n\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    Ok(())
+}
