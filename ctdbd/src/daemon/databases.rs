@@ -817,8 +817,6 @@ impl Worker {
                 })
             }
             Opcode::UPDATE_RECORD => Some(self.update_record(&req.data)),
-            Opcode::TRY_DELETE_RECORDS => Some(self.try_delete_records(pnn, &req.data)),
-            Opcode::VACUUM_FETCH => Some(self.vacuum_fetch(pnn, &req.data)),
             Opcode::DB_FREEZE => self.freeze(pnn, reqid, req.srvid as u32, &req.data),
             PULL_DB => Some(self.pull(&req.data)),
             PUSH_DB => Some(self.push(&req.data)),
@@ -1057,6 +1055,9 @@ impl Worker {
                 }
             }
             Opcode::SCHEDULE_FOR_DELETION => self.schedule_for_deletion(&req.data),
+            // From another node's vacuuming (peer_control), or a local tool.
+            Opcode::TRY_DELETE_RECORDS => self.try_delete_records(self.pnn, &req.data),
+            Opcode::VACUUM_FETCH => self.vacuum_fetch(self.pnn, &req.data),
             _ => return None,
         })
     }
