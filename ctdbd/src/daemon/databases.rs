@@ -212,6 +212,11 @@ enum FreezeLock {
 struct TdbStore<'a> {
     tdb: &'a Tdb,
     helper_locks: &'a mut HashMap<Vec<u8>, LockHelper>,
+    /// Where empty records that migration stores are queued for vacuuming (a
+    /// read of a missing record creates one on the reader and on the lmaster),
+    /// as CTDB queues its own stores of empty records; `None` where vacuuming
+    /// itself stores or for databases it does not vacuum.
+    emptied: Option<&'a mut Vacuum>,
 }
 
 impl RecordStore for TdbStore<'_> {
@@ -249,6 +254,11 @@ impl RecordStore for TdbStore<'_> {
     }
 
     fn store(&mut self, key: &[u8], record: &Record) -> Result<(), migrate::StoreError> {
+        if record.value.is_empty() {
+            if let Some(vacuum) = self.emptied.as_deref_mut() {
+                vacuum.schedule(key);
+            }
+        }
         self.tdb
             .store(
                 key,
@@ -497,15 +507,21 @@ impl Worker {
             return;
         };
         let OpenDb {
+            info,
             tdb,
             migration,
             helper_locks,
             frozen,
+            vacuum,
             ..
         } = db;
         let view = view_for(&self.view, frozen.is_some());
         migration.next_reqid = self.next_call_reqid;
-        let mut store = TdbStore { tdb, helper_locks };
+        let mut store = TdbStore {
+            tdb,
+            helper_locks,
+            emptied: (info.kind == DbKind::Volatile).then_some(vacuum),
+        };
         let actions = step(migration, &view, &mut store);
         self.next_call_reqid = migration.next_reqid;
         self.carry_out(db_id, actions);

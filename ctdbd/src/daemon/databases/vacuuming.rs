@@ -124,6 +124,7 @@ impl Worker {
         let mut store = TdbStore {
             tdb: &db.tdb,
             helper_locks: &mut db.helper_locks,
+            emptied: None,
         };
         let plan = match db.vacuum.plan(&view, &mut store, traversed) {
             Ok(plan) => plan,
@@ -240,6 +241,7 @@ impl Worker {
         let mut store = TdbStore {
             tdb: &db.tdb,
             helper_locks: &mut db.helper_locks,
+            emptied: None,
         };
         match deleting.run.finish(&view, &mut store) {
             Ok(done) => debug!(
@@ -266,6 +268,7 @@ impl Worker {
         let mut store = TdbStore {
             tdb: &db.tdb,
             helper_locks: &mut db.helper_locks,
+            emptied: None,
         };
         match vacuum::try_delete(&view, &mut store, records) {
             Ok(refused) => ok(marshall(db_id, &refused)),
@@ -467,6 +470,36 @@ mod tests {
             has(&worker, db_id, &elsewhere),
             "handed to its lmaster, not deleted"
         );
+    }
+
+    /// Given a record nobody has, when a local client's call creates it empty
+    /// (smbd reading a missing share-mode record), then it is queued for the
+    /// next run, as CTDB queues its own stores of empty records.
+    #[tokio::test]
+    async fn an_empty_record_created_by_a_call_is_queued() {
+        let (_dir, mut worker, db_id) = setup();
+        worker.view.vnn_map = vec![0];
+        let (replies, mut answers) = tokio::sync::mpsc::unbounded_channel();
+        worker.clients.insert(ClientId(3), replies.clone());
+        let from = super::super::ClientRequest {
+            client: ClientId(3),
+            reqid: 1,
+            replies,
+        };
+        worker.client_call(
+            from,
+            crate::protocol::call::ReqCall {
+                flags: 0,
+                db_id,
+                callid: CALL_NULL,
+                hopcount: 0,
+                key: b"missing".to_vec(),
+                calldata: Vec::new(),
+            },
+        );
+        assert!(answers.try_recv().is_ok(), "the call was answered");
+        assert!(has(&worker, db_id, b"missing"));
+        assert_eq!(worker.dbs[&db_id].vacuum.queued(), 1);
     }
 
     /// Given copies of records on this node, when their lmaster asks to delete
