@@ -206,6 +206,12 @@ pub mod keys {
     pub const IP_LEASE_TIME_MS: Key = key(super::IP_LEASE_TIME_MS);
     /// `LeaderlessHoldMs` (ctdb-rs), milliseconds.
     pub const LEADERLESS_HOLD_MS: Key = key(super::LEADERLESS_HOLD_MS);
+    /// `VacuumInterval`, seconds between two vacuum runs of a volatile database.
+    pub const VACUUM_INTERVAL: Key = key("VacuumInterval");
+    /// `VacuumMaxRunTime`, seconds a vacuum run may wait for the other nodes.
+    pub const VACUUM_MAX_RUN_TIME: Key = key("VacuumMaxRunTime");
+    /// `VacuumFastPathCount`: every this many runs, one traverses the whole file.
+    pub const VACUUM_FAST_PATH_COUNT: Key = key("VacuumFastPathCount");
     /// `TickleResetFallback` (ctdb-rs), 0 or 1.
     pub const TICKLE_RESET_FALLBACK: Key = key(super::TICKLE_RESET_FALLBACK);
 }

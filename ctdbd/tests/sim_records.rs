@@ -14,6 +14,16 @@
 //! Checked after every step: no record has two dmasters. At the end: every smbd's
 //! every increment is in the counter (no update lost in a hand-over or a
 //! recovery), every call was answered, and nothing is left waiting.
+//!
+//! With vacuuming on (`db::vacuum`), smbds also delete records (store them empty
+//! and schedule them for deletion) and nodes run vacuum at random moments; the
+//! vacuum controls (VACUUM_FETCH, TRY_DELETE_RECORDS and its reply) travel on the
+//! same ordered links. Then the model is the newest value of each key, as the
+//! smbd that last wrote it left it, and it is checked that vacuuming never
+//! removes a record whose newest value is not empty, that at the end every
+//! non-empty record has its newest value on its one dmaster (none lost), and
+//! that once the smbds are done a few quiet vacuum runs leave no copy of a
+//! deleted record on any node (the database shrinks back).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -24,6 +34,8 @@ use ctdbd::db::migrate::{
     CALL_NULL,
 };
 use ctdbd::db::recovery;
+use ctdbd::db::vacuum::{self, Candidate, DeleteRun, Vacuum};
+use ctdbd::protocol::call::call_flags;
 use proptest::prelude::*;
 
 /// One node's database file: records plus who holds which chain lock.
@@ -76,6 +88,9 @@ enum Smbd {
 
 struct SimNode {
     db: Database,
+    vacuum: Vacuum,
+    /// This node's vacuum deletion in progress, with its id.
+    delete_run: Option<(u64, DeleteRun)>,
     store: MemStore,
     /// Keys whose lock the daemon waits for (a lock helper would be running).
     lock_waits: Vec<Vec<u8>>,
@@ -88,11 +103,18 @@ struct Sim {
     view: Vec<View>,
     nodes: Vec<SimNode>,
     /// In-order streams per (from, to).
-    links: BTreeMap<(u32, u32), VecDeque<(u32, NodeMessage)>>,
+    links: BTreeMap<(u32, u32), VecDeque<Msg>>,
     /// Answers for each node's smbds, by (client id, reqid).
     answers: BTreeSet<(u32, u32, u32)>,
     rng: u64,
     done: BTreeMap<Vec<u8>, u64>,
+    /// The newest value of each key: what the smbd that last wrote it left.
+    newest: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Whether smbds delete records and nodes vacuum.
+    vacuum: bool,
+    /// Records the lmasters' vacuum runs deleted.
+    vacuumed: u64,
+    next_vacuum_run: u64,
     steps: u64,
     /// Whether recoveries happen at random.
     recoveries: bool,
@@ -100,6 +122,22 @@ struct Sim {
 }
 
 const GENERATION: u32 = 7;
+
+/// The client id under which a node's vacuuming migrates records to itself.
+const VACUUM_CLIENT: ClientId = ClientId(0xFFFF);
+
+/// What travels on a link between two nodes.
+#[derive(Debug, Clone)]
+enum Msg {
+    /// A migration message, stamped with its generation.
+    Migration(u32, NodeMessage),
+    /// Empty records for their lmaster (VACUUM_FETCH).
+    VacuumFetch(Vec<Candidate>),
+    /// The lmaster asks to delete copies (TRY_DELETE_RECORDS) for its run `run`.
+    TryDelete { run: u64, records: Vec<Candidate> },
+    /// The records a node did not delete.
+    TryDeleteReply { run: u64, refused: Vec<Vec<u8>> },
+}
 
 impl Sim {
     fn new(nodes: u32, keys: &[&[u8]], smbds_per_node: usize, increments: u32, seed: u64) -> Self {
@@ -118,6 +156,10 @@ impl Sim {
             answers: BTreeSet::new(),
             rng: seed | 1,
             done: BTreeMap::new(),
+            newest: BTreeMap::new(),
+            vacuum: false,
+            vacuumed: 0,
+            next_vacuum_run: 1,
             steps: 0,
             recoveries: false,
             recovered: 0,
@@ -131,6 +173,8 @@ impl Sim {
                 .collect();
             sim.nodes.push(SimNode {
                 db: Database::new(0x7a19_d84d),
+                vacuum: Vacuum::new(),
+                delete_run: None,
                 store: MemStore::default(),
                 lock_waits: Vec::new(),
                 smbds,
@@ -169,10 +213,7 @@ impl Sim {
                 } => {
                     assert_eq!(generation, self.view[pnn as usize].generation);
                     assert_ne!(to, pnn, "a node sent a migration message to itself");
-                    self.links
-                        .entry((pnn, to))
-                        .or_default()
-                        .push_back((generation, message));
+                    self.send(pnn, to, Msg::Migration(generation, message));
                 }
                 Action::WaitForLock { key } => {
                     let node = &mut self.nodes[pnn as usize];
@@ -223,6 +264,9 @@ impl Sim {
         }
         if !smbds.is_empty() {
             choices.push(2);
+            if self.vacuum {
+                choices.push(3);
+            }
         }
         if choices.is_empty() {
             return false;
@@ -236,18 +280,13 @@ impl Sim {
         match choices[self.below(choices.len() as u64) as usize] {
             0 => {
                 let (from, to) = links[self.below(links.len() as u64) as usize];
-                let (generation, message) = self
+                let msg = self
                     .links
                     .get_mut(&(from, to))
                     .unwrap()
                     .pop_front()
                     .unwrap();
-                let view = self.view[to as usize].clone();
-                let node = &mut self.nodes[to as usize];
-                let actions =
-                    node.db
-                        .node_message(&view, &mut node.store, from, generation, message);
-                self.apply(to, actions);
+                self.deliver(from, to, msg);
             }
             1 => {
                 let (pnn, i) = waits[self.below(waits.len() as u64) as usize];
@@ -263,13 +302,141 @@ impl Sim {
                 let actions = node.db.lock_acquired(&view, &mut node.store, &key);
                 self.apply(pnn, actions);
             }
-            _ => {
+            2 => {
                 let (pnn, i) = smbds[self.below(smbds.len() as u64) as usize];
                 self.smbd_step(pnn, i);
+            }
+            _ => {
+                let pnn = self.below(self.nodes.len() as u64) as u32;
+                self.vacuum_run(pnn);
             }
         }
         self.check_one_dmaster();
         true
+    }
+
+    fn send(&mut self, from: u32, to: u32, msg: Msg) {
+        self.links.entry((from, to)).or_default().push_back(msg);
+    }
+
+    /// Node `to` takes the next message from `from`.
+    fn deliver(&mut self, from: u32, to: u32, msg: Msg) {
+        let view = self.view[to as usize].clone();
+        let node = &mut self.nodes[to as usize];
+        match msg {
+            Msg::Migration(generation, message) => {
+                let actions =
+                    node.db
+                        .node_message(&view, &mut node.store, from, generation, message);
+                self.apply(to, actions);
+            }
+            Msg::VacuumFetch(records) => {
+                // Bring each record here with a migration call, as the daemon does.
+                for key in node.vacuum.fetched(&view, records) {
+                    let node = &mut self.nodes[to as usize];
+                    let reqid = node.next_reqid;
+                    node.next_reqid += 1;
+                    let call = Call {
+                        callid: CALL_NULL,
+                        flags: call_flags::IMMEDIATE_MIGRATION | call_flags::VACUUM_MIGRATION,
+                        key,
+                        calldata: Vec::new(),
+                    };
+                    let actions =
+                        node.db
+                            .client_call(&view, &mut node.store, VACUUM_CLIENT, reqid, call);
+                    self.apply(to, actions);
+                }
+            }
+            Msg::TryDelete { run, records } => {
+                // A request from before a recovery may name a record this node
+                // has become dmaster of since: that copy must stay.
+                let own: Vec<Vec<u8>> = records
+                    .iter()
+                    .filter(|r| {
+                        node.store
+                            .records
+                            .get(&r.key)
+                            .is_some_and(|copy| copy.header.dmaster == to)
+                    })
+                    .map(|r| r.key.clone())
+                    .collect();
+                let refused = vacuum::try_delete(&view, &mut node.store, records).unwrap();
+                for key in own {
+                    assert!(
+                        node.store.records.contains_key(&key),
+                        "node {to} deleted {key:?}, which it is dmaster of"
+                    );
+                }
+                let refused = refused.into_iter().map(|c| c.key).collect();
+                self.send(to, from, Msg::TryDeleteReply { run, refused });
+            }
+            Msg::TryDeleteReply { run, refused } => {
+                if let Some((id, delete_run)) = &mut node.delete_run {
+                    if *id == run {
+                        delete_run.answered(from, refused);
+                    }
+                }
+                self.maybe_finish_delete(to);
+            }
+        }
+    }
+
+    /// A vacuum run on node `pnn`: plan, hand records to their lmasters, and ask
+    /// the others to delete what this node is lmaster of.
+    fn vacuum_run(&mut self, pnn: u32) {
+        let view = self.view[pnn as usize].clone();
+        let node = &mut self.nodes[pnn as usize];
+        if node.delete_run.is_some() {
+            return;
+        }
+        let traversed: Vec<Vec<u8>> = if node.vacuum.next_run_is_full(3) {
+            node.store.records.keys().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let plan = node.vacuum.plan(&view, &mut node.store, traversed).unwrap();
+        for (lmaster, records) in plan.fetch {
+            self.send(pnn, lmaster, Msg::VacuumFetch(records));
+        }
+        if plan.delete.is_empty() {
+            return;
+        }
+        let others: Vec<u32> = (0..self.nodes.len() as u32).filter(|n| *n != pnn).collect();
+        let run = DeleteRun::start(&view, plan.delete, &others);
+        let id = self.next_vacuum_run;
+        self.next_vacuum_run += 1;
+        for other in run.waiting_for().collect::<Vec<_>>() {
+            let records = run.request();
+            self.send(pnn, other, Msg::TryDelete { run: id, records });
+        }
+        self.nodes[pnn as usize].delete_run = Some((id, run));
+        self.maybe_finish_delete(pnn);
+    }
+
+    /// Node `pnn`'s deletion, once every node answered: delete, and check that
+    /// nothing deleted had a newer value.
+    fn maybe_finish_delete(&mut self, pnn: u32) {
+        let view = self.view[pnn as usize].clone();
+        let node = &mut self.nodes[pnn as usize];
+        if !node
+            .delete_run
+            .as_ref()
+            .is_some_and(|(_, run)| run.is_complete())
+        {
+            return;
+        }
+        let (_, run) = node.delete_run.take().unwrap();
+        let done = run.finish(&view, &mut node.store).unwrap();
+        for key in &done.deleted {
+            let newest = self.newest.get(key).map_or(&[][..], |v| &v[..]);
+            assert!(
+                newest.is_empty(),
+                "node {pnn} vacuumed {key:?} whose newest value is {newest:?} (step {})",
+                self.steps
+            );
+        }
+        self.vacuumed += done.deleted.len() as u64;
     }
 
     /// A recovery led by a random node: freeze, pull, merge, push, new generation.
@@ -345,6 +512,13 @@ impl Sim {
                     let count = counter(&record.value) + 1;
                     // smbd writes the value and leaves the header as it read it.
                     record.value = count.to_le_bytes().to_vec();
+                    if self.vacuum && count % 3 == 0 {
+                        // Every third write deletes instead: smbd stores the
+                        // record empty and schedules it for deletion.
+                        record.value.clear();
+                        node.vacuum.schedule(&key);
+                    }
+                    self.newest.insert(key.clone(), record.value.clone());
                     *self.done.entry(key.clone()).or_default() += 1;
                     node.store.smbd_locks.insert(key.clone());
                     node.smbds[i].1 = Smbd::Holding {
@@ -431,6 +605,33 @@ impl Sim {
                 );
             }
         }
+        for (key, newest) in &self.newest {
+            let dmasters: Vec<&Record> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(pnn, n)| {
+                    n.store
+                        .records
+                        .get(key)
+                        .filter(|r| r.header.dmaster == pnn as u32)
+                })
+                .collect();
+            assert!(dmasters.len() <= 1, "key {key:?} has two dmasters");
+            match dmasters.first() {
+                Some(record) => assert_eq!(
+                    &record.value, newest,
+                    "the newest value of {key:?} was lost"
+                ),
+                None => assert!(
+                    newest.is_empty(),
+                    "{key:?} with value {newest:?} is gone from every node"
+                ),
+            }
+        }
+        if self.vacuum {
+            return;
+        }
         for (key, increments) in &self.done {
             let dmasters: Vec<&Record> = self
                 .nodes
@@ -490,6 +691,65 @@ fn run_with(
     }
     sim.check_end();
     sim.recovered
+}
+
+/// Runs a simulation with deletes and vacuum runs to its end, checks it, then
+/// vacuums a few times with nothing else going on and checks that no copy of a
+/// deleted record is left anywhere. Returns how many records vacuum runs
+/// deleted while the smbds worked, and in all.
+fn run_vacuuming(
+    nodes: u32,
+    keys: &[&[u8]],
+    smbds: usize,
+    increments: u32,
+    seed: u64,
+    recoveries: bool,
+) -> (u64, u64) {
+    let mut sim = Sim::new(nodes, keys, smbds, increments, seed);
+    sim.recoveries = recoveries;
+    sim.vacuum = true;
+    let limit = 200_000;
+    while sim.step() {
+        assert!(sim.steps < limit, "no progress after {limit} steps");
+    }
+    sim.check_end();
+    let while_busy = sim.vacuumed;
+    // Quiet runs: a hand-over to the lmaster, then its deletion everywhere.
+    for _ in 0..3 {
+        for pnn in 0..nodes {
+            sim.vacuum_run(pnn);
+            while sim.step() {
+                assert!(sim.steps < limit, "no progress after {limit} steps");
+            }
+        }
+    }
+    sim.check_end();
+    for (key, newest) in &sim.newest {
+        for (pnn, node) in sim.nodes.iter().enumerate() {
+            if newest.is_empty() {
+                assert!(
+                    !node.store.records.contains_key(key),
+                    "node {pnn} still holds deleted {key:?} after quiet vacuum runs"
+                );
+            }
+        }
+    }
+    (while_busy, sim.vacuumed)
+}
+
+/// Given three nodes whose smbds write and delete two records, when nodes
+/// vacuum in between, then no record with a value is ever vacuumed, none is
+/// lost, and the deleted ones are gone from every node at the end.
+#[test]
+fn vacuuming_during_contention_removes_only_deleted_records() {
+    let (while_busy, total) = run_vacuuming(3, &[b"a", b"b"], 2, 9, 11, false);
+    assert!(total > 0, "nothing was vacuumed (busy: {while_busy})");
+}
+
+/// The same with recoveries in the middle.
+#[test]
+fn vacuuming_with_recoveries_removes_only_deleted_records() {
+    run_vacuuming(3, &[b"a", b"b", b"c"], 2, 9, 5, true);
 }
 
 /// Given one smbd on the node that is not the key's lmaster, when it increments a
@@ -693,5 +953,22 @@ proptest! {
     ) {
         let names: [&[u8]; 3] = [b"a", b"file 2", b"share-mode:xyz"];
         run_with(nodes, &names[..keys], smbds, 6, seed, true);
+    }
+
+    /// Given 1–4 nodes whose smbds write and delete records in a random
+    /// interleaving with vacuum runs on every node (and recoveries, half of the
+    /// time), then vacuuming never removes a record whose newest value is not
+    /// empty, no record is lost, and quiet runs at the end remove every deleted
+    /// record from every node.
+    #[test]
+    fn vacuuming_never_removes_a_record_with_a_value(
+        seed in any::<u64>(),
+        nodes in 1u32..=4,
+        keys in 1usize..=3,
+        smbds in 1usize..=3,
+        recoveries in any::<bool>(),
+    ) {
+        let names: [&[u8]; 3] = [b"a", b"file 2", b"share-mode:xyz"];
+        run_vacuuming(nodes, &names[..keys], smbds, 9, seed, recoveries);
     }
 }

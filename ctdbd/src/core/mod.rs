@@ -826,6 +826,11 @@ impl Node {
         self.lease_ms()
     }
 
+    /// The tunables as they are now.
+    pub fn tunables(&self) -> &Tunables {
+        &self.tunables
+    }
+
     /// The keepalive period in ms (`KeepaliveIntervalMs`, or `KeepaliveInterval`).
     pub fn keepalive_interval_ms(&self) -> u64 {
         self.tunables.keepalive_interval_ms()

@@ -32,8 +32,11 @@
 //! # What is pure and what is here
 //! Decisions live in `db::`: record migration (`migrate`), the leader's recovery
 //! (`recovery_run`, merge rules in `recovery`), persistent commits (`commit`),
-//! limits (`limits`). This thread feeds them what arrives, carries out what they
-//! say with libtdb and packets, and keeps the clock (deadlines, the 1 s tick).
+//! limits (`limits`), vacuuming (`vacuum`, carried out in `vacuuming`). This
+//! thread feeds them what arrives, carries out what they say with libtdb and
+//! packets, and keeps the clock (deadlines, the 1 s tick).
+
+mod vacuuming;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -56,6 +59,7 @@ use crate::db::recovery;
 use crate::db::recovery_run::{self, Answer, Progress, RecoveryRun, Request};
 use crate::db::registry::{Attached, DbDirs, DbInfo, DbKind, Registry};
 use crate::db::tdb::{flags as tdb_flags, StoreMode, Tdb, TdbError, TryLock};
+use crate::db::vacuum::Vacuum;
 use crate::protocol::call::{ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster};
 use crate::protocol::control::{decode_u32, encode_u32, node_flags, Opcode, VnnMap};
 use crate::protocol::dbctl::{
@@ -176,6 +180,12 @@ struct OpenDb {
     /// Frozen for a recovery: nothing changes its records until the generation
     /// moves on.
     frozen: Option<Freeze>,
+    /// The delete queue and run count (volatile databases only).
+    vacuum: Vacuum,
+    /// When the next vacuum run may start.
+    next_vacuum: Instant,
+    /// A vacuum run waiting for the other nodes' TRY_DELETE_RECORDS answers.
+    deleting: Option<vacuuming::Deleting>,
 }
 
 /// A database frozen for a recovery: the all-record lock, so that no smbd can
@@ -203,6 +213,11 @@ enum FreezeLock {
 struct TdbStore<'a> {
     tdb: &'a Tdb,
     helper_locks: &'a mut HashMap<Vec<u8>, LockHelper>,
+    /// Where empty records that migration stores are queued for vacuuming (a
+    /// read of a missing record creates one on the reader and on the lmaster),
+    /// as CTDB queues its own stores of empty records; `None` where vacuuming
+    /// itself stores or for databases it does not vacuum.
+    emptied: Option<&'a mut Vacuum>,
 }
 
 impl RecordStore for TdbStore<'_> {
@@ -240,6 +255,11 @@ impl RecordStore for TdbStore<'_> {
     }
 
     fn store(&mut self, key: &[u8], record: &Record) -> Result<(), migrate::StoreError> {
+        if record.value.is_empty() {
+            if let Some(vacuum) = self.emptied.as_deref_mut() {
+                vacuum.schedule(key);
+            }
+        }
         self.tdb
             .store(
                 key,
@@ -312,6 +332,8 @@ struct Worker {
     lock_helper: std::path::PathBuf,
     locks_tx: mpsc::UnboundedSender<LockHeld>,
     locks_rx: Option<mpsc::UnboundedReceiver<LockHeld>>,
+    /// Request ids of the migration calls vacuuming makes for itself.
+    next_vacuum_call: u32,
 }
 
 impl Worker {
@@ -338,6 +360,7 @@ impl Worker {
             lock_helper: LockHelper::default_path(),
             locks_tx,
             locks_rx: Some(locks_rx),
+            next_vacuum_call: 1,
         };
         worker.attach_leftover_persistent();
         worker
@@ -485,15 +508,21 @@ impl Worker {
             return;
         };
         let OpenDb {
+            info,
             tdb,
             migration,
             helper_locks,
             frozen,
+            vacuum,
             ..
         } = db;
         let view = view_for(&self.view, frozen.is_some());
         migration.next_reqid = self.next_call_reqid;
-        let mut store = TdbStore { tdb, helper_locks };
+        let mut store = TdbStore {
+            tdb,
+            helper_locks,
+            emptied: (info.kind == DbKind::Volatile).then_some(vacuum),
+        };
         let actions = step(migration, &view, &mut store);
         self.next_call_reqid = migration.next_reqid;
         self.carry_out(db_id, actions);
@@ -584,6 +613,10 @@ impl Worker {
                     status,
                     data,
                 } => {
+                    if client == vacuuming::VACUUM_CLIENT {
+                        // A record vacuuming brought here: nobody waits for it.
+                        continue;
+                    }
                     let packet = Packet {
                         header: self.header(0, reqid),
                         body: Body::ReplyCall(ReplyCall { status, data }),
@@ -939,6 +972,9 @@ impl Worker {
                 helper_locks: HashMap::new(),
                 seqnum_enabled: false,
                 frozen: None,
+                vacuum: Vacuum::new(),
+                next_vacuum: Instant::now() + self.snapshot.vacuum.interval,
+                deleting: None,
             },
         );
         Ok(id)
@@ -1047,8 +1083,10 @@ impl Worker {
                     None => fail(-1),
                 }
             }
-            // Vacuuming is not built yet: empty records stay until then.
-            Opcode::SCHEDULE_FOR_DELETION => ok(Vec::new()),
+            Opcode::SCHEDULE_FOR_DELETION => self.schedule_for_deletion(&req.data),
+            // From another node's vacuuming (peer_control), or a local tool.
+            Opcode::TRY_DELETE_RECORDS => self.try_delete_records(self.pnn, &req.data),
+            Opcode::VACUUM_FETCH => self.vacuum_fetch(self.pnn, &req.data),
             _ => return None,
         })
     }
@@ -1145,6 +1183,9 @@ impl Worker {
 
     /// A reply to one of this thread's controls: a recovery step or a commit.
     fn control_reply(&mut self, pnn: u32, reqid: u32, reply: ReplyControl) {
+        if self.vacuum_reply(pnn, reqid, &reply) {
+            return;
+        }
         if self
             .recovery
             .as_ref()
@@ -1201,6 +1242,7 @@ impl Worker {
         for outcome in self.commits.nodes_left(&active) {
             self.commit_done(outcome);
         }
+        self.vacuum_nodes_left(&active);
         // A recovery that needs a node that left cannot finish.
         let connected: BTreeSet<u32> = self
             .connected_peers()
@@ -1258,7 +1300,7 @@ impl Worker {
     }
 
     /// Once a second: tell the other nodes about databases whose sequence number
-    /// moved (smbd's caches key on it), and fail what waited too long.
+    /// moved (smbd's caches key on it), fail what waited too long, and vacuum.
     fn tick(&mut self) {
         let now = Instant::now();
         if let Some(leading) = self.recovery.as_mut().filter(|l| l.deadline <= now) {
@@ -1308,6 +1350,7 @@ impl Worker {
         for deferred in expired {
             self.reply_to_client(&deferred.from, fail(-1));
         }
+        self.vacuum_tick(now);
     }
 
     // ---- helpers ----------------------------------------------------------------------

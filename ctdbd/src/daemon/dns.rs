@@ -246,6 +246,7 @@ mod tests {
             lease_until: None,
             peers_heard: [(1, at(0)), (2, at(0))].into(),
             peer_silence_limit: Duration::from_millis(800),
+            vacuum: Default::default(),
         }
     }
 

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use crate::core::{Counters, Node, NodeInfo, PublicAddressState};
 use crate::protocol::control::Runstate;
 use crate::protocol::packet::UNKNOWN_PNN;
+use crate::tunables::{keys, Tunables};
 
 /// How long before this node's lease runs out it stops counting on any node's
 /// addresses: the followers of one leader renew their leases on the same broadcast,
@@ -59,6 +60,38 @@ pub struct Snapshot {
     /// Longest silence of a peer after which its addresses are in doubt: it may
     /// have been cut off from the leader too, and its lease run out.
     pub peer_silence_limit: Duration,
+    /// How the database thread vacuums.
+    pub vacuum: VacuumTunables,
+}
+
+/// The vacuuming tunables, for the database thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VacuumTunables {
+    /// Between two runs of one database (`VacuumInterval`; zero: never).
+    pub interval: Duration,
+    /// How long a run may wait for the other nodes (`VacuumMaxRunTime`).
+    pub max_run_time: Duration,
+    /// Every this many runs, one also looks at every record
+    /// (`VacuumFastPathCount`).
+    pub full_every: u32,
+}
+
+impl VacuumTunables {
+    /// The values of `tunables`.
+    pub fn of(tunables: &Tunables) -> Self {
+        Self {
+            interval: Duration::from_secs(tunables.value(keys::VACUUM_INTERVAL).into()),
+            max_run_time: Duration::from_secs(tunables.value(keys::VACUUM_MAX_RUN_TIME).into()),
+            full_every: tunables.value(keys::VACUUM_FAST_PATH_COUNT),
+        }
+    }
+}
+
+impl Default for VacuumTunables {
+    /// CTDB 4.17's defaults.
+    fn default() -> Self {
+        Self::of(&Tunables::default())
+    }
 }
 
 impl Snapshot {
@@ -94,6 +127,7 @@ impl Snapshot {
             public_addresses: node.public_addresses().to_vec(),
             clients: node.client_count(),
             counters: node.counters().clone(),
+            vacuum: VacuumTunables::of(node.tunables()),
         }
     }
 

@@ -20,6 +20,8 @@
 //!   (maps, names, attach, freeze, pull, merge, wipe and push).
 //! - `commit`: persistent transactions (TRANS3_COMMIT): when one may start, when
 //!   it is acknowledged, which replicated record a node stores.
+//! - `vacuum`: removing empty records from volatile databases on every node,
+//!   never one whose newest copy has a value.
 //!
 //! Edges:
 //! - `tdb`: a small binding of libtdb (Debian's `libtdb1`), the library smbd uses on
@@ -39,3 +41,4 @@ pub mod recovery;
 pub mod recovery_run;
 pub mod registry;
 pub mod tdb;
+pub mod vacuum;

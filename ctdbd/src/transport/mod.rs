@@ -124,6 +124,8 @@ fn is_database_control(opcode: u32) -> bool {
             | Opcode::TRAVERSE_ALL_EXT
             | Opcode::TRAVERSE_DATA
             | Opcode::TRAVERSE_KILL
+            | Opcode::TRY_DELETE_RECORDS
+            | Opcode::VACUUM_FETCH
             // The pre-4.x recovery pull and push, which ctdb-rs nodes use among
             // themselves (daemon::databases).
             | Opcode(13)
@@ -160,5 +162,41 @@ impl DataPath {
             Body::ReplyControl(_) => packet.header.reqid >= DATA_PATH_REQIDS,
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::packet::{Header, ReqControl};
+
+    /// Given another node's vacuuming controls, then they go to the database
+    /// thread (which holds the files), not to the core.
+    #[test]
+    fn vacuum_controls_from_peers_go_to_the_database_thread() {
+        let path = DataPath {
+            pnn: 0,
+            events: mpsc::channel(1).0,
+            peer_events: mpsc::unbounded_channel().0,
+        };
+        let control = |opcode: Opcode| Packet {
+            header: Header {
+                generation: 1,
+                destnode: 0,
+                srcnode: 1,
+                reqid: 5,
+            },
+            body: Body::ReqControl(ReqControl {
+                opcode: opcode.0,
+                srvid: 0,
+                client_id: 0,
+                flags: 0,
+                data: Vec::new(),
+            }),
+        };
+        for opcode in [Opcode::TRY_DELETE_RECORDS, Opcode::VACUUM_FETCH] {
+            assert!(path.takes_from_peer(&control(opcode)), "{opcode:?}");
+        }
+        assert!(!path.takes_from_peer(&control(Opcode::GET_PNN)));
     }
 }
