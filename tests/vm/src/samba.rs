@@ -290,15 +290,32 @@ pub fn add_samba_user(node: &Node) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Run in the client namespace with `smbclient`'s arguments: a throw-away mount
-/// namespace with tmpfs over Samba's state directories, and no `smb.conf`, so the
-/// client neither reads nor writes the host's Samba files.
-const SMBCLIENT_SCRIPT: &str = r#"set -e
-for dir in /var/cache/samba /var/lib/samba /run/samba; do
-    mount -t tmpfs ctdbrs-smbclient "$dir"
+/// Run in the client namespace as `sh -c SCRIPT ctdbrs-client PROGRAM ARGS...`:
+/// a throw-away mount namespace with tmpfs over Samba's state directories (and a
+/// fresh `/run`, since `/run/samba` exists on the host only once something has
+/// created it: a fresh machine has none), so that a client neither reads nor writes
+/// the host's Samba files.
+const PRIVATE_STATE_SCRIPT: &str = r#"set -e
+mount -t tmpfs ctdbrs-client /run
+mkdir -m 0755 /run/samba
+for dir in /var/cache/samba /var/lib/samba; do
+    mount -t tmpfs ctdbrs-client "$dir"
 done
-exec smbclient -s /dev/null "$@"
+exec "$@"
 "#;
+
+/// `program` to run in the client namespace `client` with Samba state of its own
+/// ([`PRIVATE_STATE_SCRIPT`]) and a clean environment; add its arguments.
+pub fn client_command(client: &crate::sandbox::NetNs, program: &str) -> std::process::Command {
+    let mut cmd = client.command("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg(PRIVATE_STATE_SCRIPT)
+        .arg("ctdbrs-client")
+        .arg(program)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    cmd
+}
 
 impl Cluster {
     /// Writes `text` as the cluster's `smb.conf` (on the shared volume: every node
@@ -315,17 +332,14 @@ impl Cluster {
         let Some(client) = self.client() else {
             bail!("this cluster was built without a client namespace");
         };
-        let mut cmd = client.command("unshare");
-        cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
-            .arg(SMBCLIENT_SCRIPT)
-            .arg("ctdbrs-smbclient")
+        let mut cmd = client_command(client, "smbclient");
+        // No smb.conf: nothing of the host's Samba configuration is read.
+        cmd.args(["-s", "/dev/null"])
             .arg(format!("//{addr}/{SHARE}"))
             .arg("-U")
             .arg(format!("{SAMBA_USER}%{SAMBA_PASSWORD}"))
             .arg("-c")
-            .arg(commands)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+            .arg(commands);
         run(cmd, SMBCLIENT_TIMEOUT)
     }
 }

@@ -196,17 +196,6 @@ fn tree_connects(cluster: &Cluster, pnn: u32) -> anyhow::Result<usize> {
         .count())
 }
 
-/// Run in the client namespace with smbtorture's arguments: like `smbclient`'s
-/// wrapper in the harness, a throw-away mount namespace with tmpfs over Samba's
-/// state directories and no `smb.conf`, so nothing of the host's Samba is read
-/// or written.
-const SMBTORTURE_SCRIPT: &str = r#"set -e
-for dir in /var/cache/samba /var/lib/samba /run/samba; do
-    mount -t tmpfs ctdbrs-smbtorture "$dir"
-done
-exec smbtorture -s /dev/null "$@"
-"#;
-
 /// Runs smbtorture's `subtest` against `//<first>/share` with `unclist`.
 fn smbtorture(
     cluster: &Cluster,
@@ -215,18 +204,15 @@ fn smbtorture(
     subtest: &str,
 ) -> anyhow::Result<Output> {
     let client = cluster.client().context("the cluster has a client")?;
-    let mut cmd = client.command("unshare");
-    cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
-        .arg(SMBTORTURE_SCRIPT)
-        .arg("ctdbrs-smbtorture")
+    let mut cmd = vm::samba::client_command(client, "smbtorture");
+    // No smb.conf: nothing of the host's Samba configuration is read.
+    cmd.args(["-s", "/dev/null"])
         .arg(format!("//{first}/{SHARE}"))
         .arg(format!("--unclist={}", unclist.display()))
         .arg("--target=samba3")
         .arg("-U")
         .arg(format!("{SAMBA_USER}%{SAMBA_PASSWORD}"))
-        .arg(subtest)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        .arg(subtest);
     run(cmd, SUBTEST_TIMEOUT)
 }
 

@@ -30,16 +30,6 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// The share-mode client (Samba's Python bindings); its header says what it does.
 const SHARE_MODES_CLIENT: &str = include_str!("demo_share_modes.py");
 
-/// Run in the client namespace with the client's arguments: a throw-away mount
-/// namespace with tmpfs over Samba's state directories, so that the client
-/// leaves nothing in the host's.
-const CLIENT_SCRIPT: &str = r#"set -e
-for dir in /var/cache/samba /var/lib/samba /run/samba; do
-    mount -t tmpfs ctdbrs-demo "$dir"
-done
-exec /usr/bin/python3 -c "$@"
-"#;
-
 fn main() {
     // One plain line on failure (a missing prerequisite, a step that did not
     // happen), never a backtrace: the demo is the first thing a new user runs.
@@ -191,17 +181,13 @@ fn show_share_modes(cluster: &Cluster) -> anyhow::Result<()> {
     let Some(client) = cluster.client() else {
         bail!("the cluster has no client namespace");
     };
-    let mut cmd = client.command("unshare");
-    cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
-        .arg(CLIENT_SCRIPT)
-        .arg("ctdbrs-demo-client")
+    let mut cmd = vm::samba::client_command(client, "/usr/bin/python3");
+    cmd.arg("-c")
         .arg(SHARE_MODES_CLIENT)
         .args([SAMBA_USER, SAMBA_PASSWORD])
         .arg(addr_a.to_string())
         .arg(addr_b.to_string())
-        .arg("sharemode.txt")
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        .arg("sharemode.txt");
     let out = vm::process::run(cmd, SMBCLIENT_TIMEOUT)?;
     let result = |step: &str| {
         out.stdout.lines().find_map(|line| {
