@@ -586,6 +586,20 @@ impl Sim {
         }
     }
 
+    /// The copies of `key` held by the node each names as its dmaster.
+    fn dmaster_copies(&self, key: &[u8]) -> Vec<&Record> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(pnn, n)| {
+                n.store
+                    .records
+                    .get(key)
+                    .filter(|r| r.header.dmaster == pnn as u32)
+            })
+            .collect()
+    }
+
     fn check_end(&self) {
         for (pnn, node) in self.nodes.iter().enumerate() {
             assert!(
@@ -606,17 +620,7 @@ impl Sim {
             }
         }
         for (key, newest) in &self.newest {
-            let dmasters: Vec<&Record> = self
-                .nodes
-                .iter()
-                .enumerate()
-                .filter_map(|(pnn, n)| {
-                    n.store
-                        .records
-                        .get(key)
-                        .filter(|r| r.header.dmaster == pnn as u32)
-                })
-                .collect();
+            let dmasters = self.dmaster_copies(key);
             assert!(dmasters.len() <= 1, "key {key:?} has two dmasters");
             match dmasters.first() {
                 Some(record) => assert_eq!(
@@ -633,17 +637,7 @@ impl Sim {
             return;
         }
         for (key, increments) in &self.done {
-            let dmasters: Vec<&Record> = self
-                .nodes
-                .iter()
-                .enumerate()
-                .filter_map(|(pnn, n)| {
-                    n.store
-                        .records
-                        .get(key)
-                        .filter(|r| r.header.dmaster == pnn as u32)
-                })
-                .collect();
+            let dmasters = self.dmaster_copies(key);
             assert_eq!(dmasters.len(), 1, "key {key:?} has no dmaster at the end");
             assert_eq!(
                 counter(&dmasters[0].value),

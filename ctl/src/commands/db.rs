@@ -21,6 +21,7 @@ use ctdbd::protocol::wire::c_string;
 use ctdbd::protocol::Opcode;
 use serde::Serialize;
 
+use super::statistics::LatencyView;
 use super::{json_via_serde, CommandError, Ctx, Report, Style};
 use crate::client::{bad_reply, ClientError};
 
@@ -746,9 +747,9 @@ pub struct DbStatisticsReport {
     /// Lock waits by duration.
     pub lock_buckets: Vec<u32>,
     /// Lock latency: `num`, `min`, `avg`, `max` (seconds).
-    pub locks_latency: LatencyReport,
+    pub locks_latency: LatencyView,
     /// Vacuum run latency.
-    pub vacuum_latency: LatencyReport,
+    pub vacuum_latency: LatencyView,
     /// The hot-key slots as the daemon sent them (`count`, `key` in hex).
     pub hot_keys: Vec<HotKeyReport>,
 }
@@ -766,19 +767,6 @@ pub struct LockCounts {
     pub num_failed: u32,
 }
 
-/// A latency counter as printed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LatencyReport {
-    /// Samples.
-    pub num: i32,
-    /// Smallest, seconds.
-    pub min: f64,
-    /// Mean, seconds (0 without samples).
-    pub avg: f64,
-    /// Largest, seconds.
-    pub max: f64,
-}
-
 /// A hot-key slot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HotKeyReport {
@@ -786,21 +774,6 @@ pub struct HotKeyReport {
     pub count: u32,
     /// The key, hex.
     pub key: String,
-}
-
-impl LatencyReport {
-    fn from(l: ctdbd::protocol::statistics::Latency) -> Self {
-        Self {
-            num: l.num,
-            min: l.min,
-            avg: if l.num > 0 {
-                l.total / f64::from(l.num)
-            } else {
-                0.0
-            },
-            max: l.max,
-        }
-    }
 }
 
 impl Report for DbStatisticsReport {
@@ -879,8 +852,8 @@ pub fn dbstatistics(
         },
         hop_count_buckets: s.hop_count_bucket.to_vec(),
         lock_buckets: s.locks_buckets.to_vec(),
-        locks_latency: LatencyReport::from(s.locks_latency),
-        vacuum_latency: LatencyReport::from(s.vacuum_latency),
+        locks_latency: LatencyView::from(s.locks_latency),
+        vacuum_latency: LatencyView::from(s.vacuum_latency),
         hot_keys: s.hot_keys[..shown]
             .iter()
             .map(|k| HotKeyReport {
