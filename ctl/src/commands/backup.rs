@@ -318,6 +318,9 @@ pub fn restoredb(ctx: &mut Ctx<'_>, args: &[String]) -> Result<Finished, Command
     for _ in 0..header.nbuf {
         let (buffer_db, count, records) = match read_backup_buffer(&mut f) {
             Ok(buffer) => buffer,
+            // A file that ends inside a buffer: 4.17 exits with whatever errno
+            // its talk with the daemon left (2 and 10 seen from run to run); we
+            // use the code `dumpdbbackup` has for it.
             Err(code) => return Err(abandon(ctx, stdout, String::new(), code)),
         };
         let mut message = Vec::with_capacity(8 + records.len());
