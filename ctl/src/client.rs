@@ -126,6 +126,9 @@ pub struct Client {
     stream_srvid: Option<u64>,
 }
 
+/// A control's reply: its status and data.
+pub type StatusAndData = (i32, Vec<u8>);
+
 /// How a request answered over messages ([`Client::ipreallocate`],
 /// [`Client::disable_op`]) went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -577,8 +580,8 @@ impl Client {
         nodes: &[u32],
         opcode: Opcode,
         data: &[u8],
-    ) -> Vec<Result<(i32, Vec<u8>), ClientError>> {
-        let mut results: Vec<Option<Result<(i32, Vec<u8>), ClientError>>> = Vec::new();
+    ) -> Vec<Result<StatusAndData, ClientError>> {
+        let mut results: Vec<Option<Result<StatusAndData, ClientError>>> = Vec::new();
         let mut waiting = Vec::new();
         for (i, &node) in nodes.iter().enumerate() {
             match self.send_control(node, opcode, 0, 0, data) {

@@ -2095,7 +2095,9 @@ impl Worker {
             return;
         }
         let mut taken = false;
+        let pnn = self.pnn;
         for db in self.dbs.values_mut() {
+            let volatile = db.info.kind == DbKind::Volatile;
             let Some(transaction) = db
                 .frozen
                 .as_mut()
@@ -2111,6 +2113,9 @@ impl Worker {
                     header.flags &= !ltdb_flags::RO_FLAGS;
                     stored[..HEADER_LEN].copy_from_slice(&header.to_bytes());
                 }
+                // Stored as CTDB's server-side store does: as the record's
+                // dmaster, a volatile record's rsn goes one up.
+                let stored = recovery::as_stored_by(pnn, volatile, &stored).unwrap_or(stored);
                 transaction.records.push((record.key.clone(), stored));
             }
             transaction.pushed = transaction.pushed.wrapping_add(buffer.records.len() as u32);
@@ -3115,9 +3120,10 @@ mod peer_bad_input {
         assert_eq!(value_of(&worker, db_id, b"b"), Some(b"beta".to_vec()));
         let stored = worker.dbs[&db_id].tdb.fetch(b"a").unwrap().unwrap();
         let (header, value) = ltdb::decode(&stored).unwrap();
+        // This node is the record's dmaster: the rsn went one up.
         assert_eq!(
             (header.rsn, header.flags, value),
-            (4, ltdb_flags::MIGRATED_WITH_DATA, &b"alpha"[..])
+            (5, ltdb_flags::MIGRATED_WITH_DATA, &b"alpha"[..])
         );
         assert_eq!(value_of(&worker, db_id, b"d"), None);
     }
