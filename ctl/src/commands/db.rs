@@ -891,6 +891,33 @@ pub fn dbstatistics(
     })
 }
 
+/// `ctdb setdbreadonly DB` and `ctdb setdbsticky DB`: SET_DB_READONLY or
+/// SET_DB_STICKY to the node asked; 4.17 refuses persistent and replicated
+/// databases itself, before asking.
+pub fn setdbflag(
+    ctx: &mut Ctx<'_>,
+    args: &[String],
+    command: &'static str,
+) -> Result<super::node::Done, CommandError> {
+    let [arg] = args else {
+        return Err(CommandError::Usage(command));
+    };
+    let (opcode, what) = if command == "setdbreadonly" {
+        (Opcode::SET_DB_READONLY, "READONLY")
+    } else {
+        (Opcode::SET_DB_STICKY, "STICKY")
+    };
+    let db = find_db(ctx, arg)?;
+    if db.flags & (PERSISTENT | REPLICATED) != 0 {
+        return Err(CommandError::stderr(format!(
+            "{what} can be set only on volatile DB"
+        )));
+    }
+    ctx.client
+        .control_ok(ctx.cmd, opcode, 0, &encode_u32(db.id))?;
+    Ok(super::node::Done::default())
+}
+
 /// The version word of a backup file's header (`backupdb` of 4.17).
 pub const BACKUP_VERSION: u64 = 3;
 /// A backup header on LP64: version, timestamp, flags, buffer and record counts

@@ -113,6 +113,16 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "<dbname|dbid>",
         "delete every record of a database on every node",
     ),
+    (
+        "setdbreadonly",
+        "<dbname|dbid>",
+        "let a volatile database hand out read-only copies of records",
+    ),
+    (
+        "setdbsticky",
+        "<dbname|dbid>",
+        "let a volatile database keep hot records where they are used",
+    ),
     ("getcapabilities", "", "print what roles the node may take"),
     ("pnn", "", "print the number of the local node"),
     (
@@ -758,6 +768,8 @@ fn dispatch(
         "backupdb" => boxed(backup::backupdb(ctx, args)),
         "restoredb" => boxed(backup::restoredb(ctx, args)),
         "wipedb" => boxed(backup::wipedb(ctx, args)),
+        "setdbreadonly" => boxed(db::setdbflag(ctx, args, "setdbreadonly")),
+        "setdbsticky" => boxed(db::setdbflag(ctx, args, "setdbsticky")),
         "tfetch" => boxed(tdbfile::tfetch(args)),
         "tstore" => boxed(tdbfile::tstore(args)),
         "readkey" => boxed(record::readkey(ctx, args)),

@@ -338,6 +338,21 @@ fn stock_tool_and_ours_print_the_same_database_output() -> anyhow::Result<()> {
         (vec!["deletekey", VOLATILE], mask_usage_summary),
         (vec!["catdb", VOLATILE], exact),
         (vec!["cattdb", VOLATILE], exact),
+        // Flags set after attaching, on the node asked.
+        (vec!["attach", "compat_flags.tdb"], exact),
+        (vec!["setdbreadonly", "compat_flags.tdb"], exact),
+        (vec!["getdbstatus", "compat_flags.tdb"], exact),
+        (vec!["setdbsticky", "compat_flags.tdb"], exact),
+        (vec!["-n", "0", "setdbsticky", "compat_flags.tdb"], exact),
+        (vec!["getdbstatus", "compat_flags.tdb"], exact),
+        (vec!["setdbreadonly", PERSISTENT], exact),
+        (vec!["setdbsticky", PERSISTENT], exact),
+        (vec!["setdbsticky", "compat_rep.tdb"], exact),
+        (vec!["setdbreadonly", "nosuch.tdb"], exact),
+        (vec!["setdbsticky", "0xzz"], exact),
+        (vec!["setdbreadonly"], mask_usage_summary),
+        (vec!["setdbsticky", "a", "b"], mask_usage_summary),
+        (vec!["getdbmap"], exact),
     ];
     for (args, mask) in &rows {
         let stock = node.ctdb(Tool::Stock, args)?;
