@@ -666,6 +666,21 @@ fn backup_restore_and_wipe_match_the_stock_tool() -> anyhow::Result<()> {
         }
     }
 
+    // --json: the facts of the text, as one document.
+    for (args, want_records) in [
+        (vec!["--json", "backupdb", VOL, &vol_file], None),
+        (vec!["--json", "restoredb", &vol_file], Some(3)),
+    ] {
+        let json = node.ctdb(Tool::Ours, &args)?;
+        match serde_json::from_str::<serde_json::Value>(&json.stdout) {
+            Ok(doc)
+                if json.success()
+                    && doc["db"] == VOL
+                    && doc["file"] == vol_file.as_str()
+                    && doc["records"].as_u64() == want_records => {}
+            _ => failures.push(format!("`ctdb {}`: wrong JSON:\n{json}", args.join(" "))),
+        }
+    }
     // Across the tools: the same database backed up by each dumps alike (the
     // time line aside), and each tool restores the other's backup.
     for (db, writer, restorer) in [
