@@ -126,6 +126,9 @@ pub struct Client {
     stream_srvid: Option<u64>,
 }
 
+/// A control's reply: its status and data.
+pub type StatusAndData = (i32, Vec<u8>);
+
 /// How a request answered over messages ([`Client::ipreallocate`],
 /// [`Client::disable_op`]) went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -565,7 +568,20 @@ impl Client {
         opcode: Opcode,
         data: &[u8],
     ) -> Vec<Result<i32, ClientError>> {
-        let mut results: Vec<Option<Result<i32, ClientError>>> = Vec::new();
+        self.control_multi_replies(nodes, opcode, data)
+            .into_iter()
+            .map(|r| r.map(|(status, _)| status))
+            .collect()
+    }
+
+    /// [`Client::control_multi_data`] keeping each reply's data beside its status.
+    pub fn control_multi_replies(
+        &mut self,
+        nodes: &[u32],
+        opcode: Opcode,
+        data: &[u8],
+    ) -> Vec<Result<StatusAndData, ClientError>> {
+        let mut results: Vec<Option<Result<StatusAndData, ClientError>>> = Vec::new();
         let mut waiting = Vec::new();
         for (i, &node) in nodes.iter().enumerate() {
             match self.send_control(node, opcode, 0, 0, data) {
@@ -585,7 +601,7 @@ impl Client {
                 }) => {
                     if let Some(pos) = waiting.iter().position(|&(r, _)| r == header.reqid) {
                         let (_, i) = waiting.swap_remove(pos);
-                        results[i] = Some(Ok(reply.status));
+                        results[i] = Some(Ok((reply.status, reply.data)));
                     }
                 }
                 Ok(Packet {

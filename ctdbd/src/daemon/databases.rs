@@ -53,7 +53,7 @@ use crate::core::{ClientId, DATA_PATH_REQIDS};
 use crate::db::commit::{self, Commits, Outcome};
 use crate::db::limits;
 use crate::db::lock_helper::{LockHelper, LockTarget};
-use crate::db::ltdb;
+use crate::db::ltdb::{self, flags as ltdb_flags, LtdbHeader, HEADER_LEN};
 use crate::db::migrate::{self, Action, Call, Database, NodeMessage, Record, RecordStore};
 use crate::db::recovery;
 use crate::db::recovery_run::{self, Answer, Progress, RecoveryRun, Request};
@@ -61,10 +61,10 @@ use crate::db::registry::{Attached, DbDirs, DbInfo, DbKind, Registry};
 use crate::db::tdb::{flags as tdb_flags, StoreMode, Tdb, TdbError, TryLock};
 use crate::db::vacuum::Vacuum;
 use crate::protocol::call::{ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster};
-use crate::protocol::control::{decode_u32, encode_u32, node_flags, Opcode, VnnMap};
+use crate::protocol::control::{decode_u32, encode_u32, node_flags, srvid, Opcode, VnnMap};
 use crate::protocol::dbctl::{
-    db_flags, decode_nul_string, encode_nul_string, DbMap, DbMapEntry, TransDb, TraverseAll,
-    TraverseAllExt, TraverseStart, TraverseStartExt, DB_SEQUENCE_NUMBER_KEY,
+    db_flags, decode_nul_string, encode_nul_string, DbMap, DbMapEntry, PullDb, TransDb,
+    TraverseAll, TraverseAllExt, TraverseStart, TraverseStartExt, DB_SEQUENCE_NUMBER_KEY,
 };
 use crate::protocol::dbstats::DbStatistics;
 use crate::protocol::marshall::{MarshallBuffer, RecData};
@@ -198,6 +198,33 @@ struct Freeze {
     /// the last one had just frozen.
     thaw_at: u32,
     lock: FreezeLock,
+    /// A transaction a client runs on the frozen database (`ctdb restoredb`,
+    /// `ctdb wipedb`); it ends with the freeze.
+    transaction: Option<ClientTransaction>,
+}
+
+/// DB_TRANSACTION_START to DB_TRANSACTION_COMMIT from a client: the wipe and the
+/// pushed records are kept aside and applied at the commit, in one TDB
+/// transaction, so that a tool that fails or dies half-way (a truncated backup
+/// file) leaves the database as it was on every node.
+#[derive(Debug, Default)]
+struct ClientTransaction {
+    /// The generation the client tagged it with; wipe and commit must match.
+    tid: u32,
+    /// WIPE_DATABASE came: the commit empties the file first.
+    wipe: bool,
+    /// Pushed records, key and stored bytes (ltdb header included), in order.
+    records: Vec<(Vec<u8>, Vec<u8>)>,
+    /// DB_PUSH_START came and DB_PUSH_CONFIRM not yet.
+    pushing: bool,
+    /// Records pushed since DB_PUSH_START, in buffers that were whole.
+    pushed: u32,
+}
+
+/// Who waits for a freeze to hold: a node's control, or a local client's.
+enum FreezeWaiter {
+    Node { pnn: u32, reqid: u32 },
+    Client(ClientRequest),
 }
 
 enum FreezeLock {
@@ -206,7 +233,7 @@ enum FreezeLock {
     /// A helper process holds it; our handle has it marked.
     Helper(LockHelper),
     /// A helper waits for it; these asked to be told when it is held.
-    Waiting(Vec<(u32, u32)>),
+    Waiting(Vec<FreezeWaiter>),
 }
 
 /// libtdb under the migration logic.
@@ -417,6 +444,9 @@ impl Worker {
                         if let Some(reply) = self.client_control(&from, req) {
                             self.reply_to_client(&from, reply);
                         }
+                    }
+                    Body::ReqMessage(msg) if msg.srvid == srvid::TOOL_PUSHDB => {
+                        self.pushed_records(&msg.data)
                     }
                     other => debug!(?other, "not a data-path packet from a client"),
                 }
@@ -812,6 +842,9 @@ impl Worker {
                 }
             }
             Body::ReplyControl(reply) => self.control_reply(pnn, header.reqid, reply),
+            Body::ReqMessage(msg) if msg.srvid == srvid::TOOL_PUSHDB => {
+                self.pushed_records(&msg.data)
+            }
             other => debug!(peer = pnn, ?other, "not a data-path packet from a peer"),
         }
     }
@@ -834,10 +867,13 @@ impl Worker {
                 })
             }
             Opcode::UPDATE_RECORD => Some(self.update_record(&req.data)),
-            Opcode::DB_FREEZE => self.freeze(pnn, reqid, req.srvid as u32, &req.data),
+            Opcode::DB_FREEZE => self.freeze(
+                FreezeWaiter::Node { pnn, reqid },
+                req.srvid as u32,
+                &req.data,
+            ),
             PULL_DB => Some(self.pull(&req.data)),
             PUSH_DB => Some(self.push(&req.data)),
-            Opcode::WIPE_DATABASE => Some(self.wipe(&req.data)),
             Opcode::TRAVERSE_ALL | Opcode::TRAVERSE_ALL_EXT => {
                 self.traverse_for_peer(pnn, req.opcode, &req.data);
                 None
@@ -881,6 +917,13 @@ impl Worker {
                 }
             }
             Opcode::TRANS3_COMMIT => self.trans3_commit(from, &req.data),
+            // A tool's freeze (`ctdb restoredb`, `ctdb wipedb`): srvid 0, so no
+            // generation thaws it; DB_THAW, or a recovery's own freeze, does.
+            Opcode::DB_FREEZE => self.freeze(
+                FreezeWaiter::Client(from.clone()),
+                req.srvid as u32,
+                &req.data,
+            ),
             Opcode::TRAVERSE_START | Opcode::TRAVERSE_START_EXT => {
                 // The reply goes first: smbd drops records that come before it.
                 let reply = self.start_traverse(from, &req);
@@ -1087,6 +1130,36 @@ impl Worker {
             // From another node's vacuuming (peer_control), or a local tool.
             Opcode::TRY_DELETE_RECORDS => self.try_delete_records(self.pnn, &req.data),
             Opcode::VACUUM_FETCH => self.vacuum_fetch(self.pnn, &req.data),
+            Opcode::DB_TRANSACTION_START
+            | Opcode::WIPE_DATABASE
+            | Opcode::DB_TRANSACTION_COMMIT
+            | Opcode::DB_TRANSACTION_CANCEL
+            | Opcode::DB_PUSH_START
+            | Opcode::DB_PUSH_CONFIRM => match self.client_transaction_step(op, &req.data) {
+                Ok(reply) => ok(reply),
+                Err(refusal) => {
+                    warn!(control = op.name(), %refusal, "database transaction step refused");
+                    fail(-1)
+                }
+            },
+            // Health is not tracked beyond the check at attach (DB_GET_HEALTH).
+            Opcode::DB_SET_HEALTHY => match self.db_of(&req.data) {
+                Some(_) => ok(Vec::new()),
+                None => fail(-1),
+            },
+            Opcode::DB_THAW => match decode_db_id(&req.data) {
+                Some(db_id) if self.dbs.contains_key(&db_id) => {
+                    if let Some(db) = self.dbs.get_mut(&db_id) {
+                        thaw(db);
+                    }
+                    // Calls held while it was frozen go on.
+                    self.migrate(db_id, |migration, view, store| {
+                        migration.view_changed(view, store)
+                    });
+                    ok(Vec::new())
+                }
+                _ => fail(-1),
+            },
             _ => return None,
         })
     }
@@ -1792,7 +1865,7 @@ impl Worker {
     // ---- the recovery controls each node answers ----------------------------------
 
     /// DB_FREEZE: take the all-record lock of a database; answered when held.
-    fn freeze(&mut self, pnn: u32, reqid: u32, thaw_at: u32, data: &[u8]) -> Option<ReplyControl> {
+    fn freeze(&mut self, waiter: FreezeWaiter, thaw_at: u32, data: &[u8]) -> Option<ReplyControl> {
         let generation = thaw_at;
         let Some(db_id) = decode_db_id(data) else {
             return Some(fail(-1));
@@ -1813,7 +1886,7 @@ impl Worker {
                 lock: FreezeLock::Waiting(waiters),
                 ..
             }) => {
-                waiters.push((pnn, reqid));
+                waiters.push(waiter);
                 return None;
             }
             Some(freeze) => {
@@ -1827,6 +1900,7 @@ impl Worker {
                 db.frozen = Some(Freeze {
                     thaw_at: generation,
                     lock: FreezeLock::Own,
+                    transaction: None,
                 });
                 debug!(db = %db.info.name, "frozen");
                 Some(ok(Vec::new()))
@@ -1834,7 +1908,8 @@ impl Worker {
             Ok(TryLock::Busy) => {
                 db.frozen = Some(Freeze {
                     thaw_at: generation,
-                    lock: FreezeLock::Waiting(vec![(pnn, reqid)]),
+                    lock: FreezeLock::Waiting(vec![waiter]),
+                    transaction: None,
                 });
                 self.wait_for_lock(db_id, None);
                 None
@@ -1855,12 +1930,14 @@ impl Worker {
             Some(Freeze {
                 thaw_at,
                 lock: FreezeLock::Waiting(waiters),
+                transaction,
             }) => match helper {
                 Ok(helper) => match db.tdb.lockall_mark() {
                     Ok(()) => {
                         db.frozen = Some(Freeze {
                             thaw_at,
                             lock: FreezeLock::Helper(helper),
+                            transaction,
                         });
                         debug!(db = %db.info.name, "frozen (after waiting)");
                         waiters.into_iter().map(|w| (w, ok(Vec::new()))).collect()
@@ -1884,11 +1961,15 @@ impl Worker {
                 Vec::new()
             }
         };
-        for ((pnn, reqid), reply) in waiters {
-            if pnn == self.pnn {
-                self.recovery_reply(pnn, reqid, reply);
-            } else {
-                self.send_to_peer(pnn, reqid, Body::ReplyControl(reply));
+        for (waiter, reply) in waiters {
+            match waiter {
+                FreezeWaiter::Node { pnn, reqid } if pnn == self.pnn => {
+                    self.recovery_reply(pnn, reqid, reply)
+                }
+                FreezeWaiter::Node { pnn, reqid } => {
+                    self.send_to_peer(pnn, reqid, Body::ReplyControl(reply))
+                }
+                FreezeWaiter::Client(from) => self.reply_to_client(&from, reply),
             }
         }
     }
@@ -1926,23 +2007,165 @@ impl Worker {
         }
     }
 
-    /// WIPE_DATABASE: empty a frozen database before the push.
-    fn wipe(&mut self, data: &[u8]) -> ReplyControl {
-        let Ok(request) = TransDb::decode(data) else {
-            return fail(-1);
-        };
-        let Some(db) = self.dbs.get(&request.db_id) else {
-            return fail(-1);
-        };
-        if db.frozen.is_none() {
-            return fail(-1);
-        }
-        match db.tdb.wipe_all() {
-            Ok(()) => ok(Vec::new()),
-            Err(e) => {
-                error!(db = %db.info.name, error = %e, "wiping for a recovery failed");
-                fail(-1)
+    /// The steps of a client's transaction on a frozen database (samba §7.2–7.3):
+    /// the reply data, or why the step is refused.
+    fn client_transaction_step(&mut self, op: Opcode, data: &[u8]) -> Result<Vec<u8>, String> {
+        let (db_id, tid) = match op {
+            Opcode::DB_TRANSACTION_START
+            | Opcode::WIPE_DATABASE
+            | Opcode::DB_TRANSACTION_COMMIT => {
+                let t = TransDb::decode(data).map_err(|e| e.to_string())?;
+                (t.db_id, Some(t.tid))
             }
+            Opcode::DB_PUSH_START => {
+                let p = PullDb::decode(data).map_err(|e| e.to_string())?;
+                if p.srvid != srvid::TOOL_PUSHDB {
+                    return Err(format!(
+                        "records pushed on srvid {:#x}: only the tool's {:#x} is taken",
+                        p.srvid,
+                        srvid::TOOL_PUSHDB
+                    ));
+                }
+                (p.db_id, None)
+            }
+            _ => (decode_db_id(data).ok_or("malformed request")?, None),
+        };
+        let pnn = self.pnn;
+        let db = self
+            .dbs
+            .get_mut(&db_id)
+            .ok_or_else(|| format!("database {db_id:#010x} is not attached"))?;
+        let name = db.info.name.clone();
+        let freeze = db
+            .frozen
+            .as_mut()
+            .filter(|f| !matches!(f.lock, FreezeLock::Waiting(_)))
+            .ok_or_else(|| format!("{name} is not frozen"))?;
+        if op == Opcode::DB_TRANSACTION_START {
+            // A new start replaces any earlier one, as CTDB's does.
+            freeze.transaction = Some(ClientTransaction {
+                tid: tid.unwrap_or_default(),
+                ..ClientTransaction::default()
+            });
+            return Ok(Vec::new());
+        }
+        if op == Opcode::DB_TRANSACTION_CANCEL {
+            freeze.transaction = None;
+            return Ok(Vec::new());
+        }
+        let transaction = freeze
+            .transaction
+            .as_mut()
+            .ok_or_else(|| format!("no transaction started on {name}"))?;
+        if let Some(tid) = tid.filter(|t| *t != transaction.tid) {
+            return Err(format!(
+                "transaction id {tid:#x} on {name}, started as {:#x}",
+                transaction.tid
+            ));
+        }
+        match op {
+            Opcode::WIPE_DATABASE => {
+                transaction.wipe = true;
+                transaction.records.clear();
+                Ok(Vec::new())
+            }
+            Opcode::DB_PUSH_START => {
+                transaction.pushing = true;
+                transaction.pushed = 0;
+                Ok(Vec::new())
+            }
+            Opcode::DB_PUSH_CONFIRM => {
+                if !transaction.pushing {
+                    return Err(format!("no push started on {name}"));
+                }
+                transaction.pushing = false;
+                Ok(encode_u32(transaction.pushed))
+            }
+            _ => {
+                let transaction = freeze.transaction.take().expect("checked above");
+                if transaction.pushing {
+                    return Err(format!("{name}: committed with its push unconfirmed"));
+                }
+                let volatile = db.info.kind == DbKind::Volatile;
+                let count = transaction.records.len();
+                db.tdb
+                    .with_locking_off(|tdb| {
+                        in_transaction(tdb, |tdb| {
+                            if transaction.wipe {
+                                tdb.wipe_all()?;
+                            }
+                            for (key, stored) in &transaction.records {
+                                tdb.store(key, stored, StoreMode::Replace)?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| r)
+                    .map_err(|e| format!("committing to {name} failed: {e:#}"))?;
+                info!(db = %name, records = count, wiped = transaction.wipe, volatile, pnn, "client transaction committed");
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Records pushed on [`srvid::TOOL_PUSHDB`] (a marshall buffer; its db_id is
+    /// whatever the backup file held, so it is not looked at): kept in the
+    /// transaction of every database whose push is open, as CTDB hands the
+    /// message to every handler registered for the srvid. A buffer that cannot
+    /// be taken whole is dropped, which the count at DB_PUSH_CONFIRM shows.
+    fn pushed_records(&mut self, data: &[u8]) {
+        let buffer = match MarshallBuffer::decode(data) {
+            Ok(buffer) => buffer,
+            Err(e) => {
+                warn!(error = %e, "malformed pushed records dropped");
+                return;
+            }
+        };
+        if let Err((index, e)) = limits::check_records(&buffer.records) {
+            warn!(record = index, field = e.field, error = %e, "pushed records dropped");
+            return;
+        }
+        if let Some(index) = buffer
+            .records
+            .iter()
+            .position(|r| r.data.len() < HEADER_LEN)
+        {
+            warn!(
+                record = index,
+                "pushed record without an ltdb header: buffer dropped"
+            );
+            return;
+        }
+        let mut taken = false;
+        let pnn = self.pnn;
+        for db in self.dbs.values_mut() {
+            let volatile = db.info.kind == DbKind::Volatile;
+            let Some(transaction) = db
+                .frozen
+                .as_mut()
+                .and_then(|f| f.transaction.as_mut())
+                .filter(|t| t.pushing)
+            else {
+                continue;
+            };
+            for record in &buffer.records {
+                let mut stored = record.data.clone();
+                // Read-only delegations do not survive: CTDB strips their flags.
+                if let Ok(mut header) = LtdbHeader::from_bytes(&stored) {
+                    header.flags &= !ltdb_flags::RO_FLAGS;
+                    stored[..HEADER_LEN].copy_from_slice(&header.to_bytes());
+                }
+                // Stored as CTDB's server-side store does: as the record's
+                // dmaster, a volatile record's rsn goes one up.
+                let stored = recovery::as_stored_by(pnn, volatile, &stored).unwrap_or(stored);
+                transaction.records.push((record.key.clone(), stored));
+            }
+            transaction.pushed = transaction.pushed.wrapping_add(buffer.records.len() as u32);
+            taken = true;
+        }
+        if !taken {
+            debug!("pushed records with no push open: dropped");
         }
     }
 
@@ -2661,6 +2884,7 @@ mod peer_bad_input {
         worker.dbs.get_mut(&db_id).unwrap().frozen = Some(Freeze {
             thaw_at: 9,
             lock: FreezeLock::Own,
+            transaction: None,
         });
         let headerless = RecData {
             reqid: 0,
@@ -2837,5 +3061,162 @@ mod peer_bad_input {
             worker.dbs[&db_id].tdb.fetch(b"open file").unwrap(),
             Some(stored)
         );
+    }
+
+    /// A tool's restore: freeze, transaction, wipe, push, confirm, commit, thaw
+    /// (the steps of `ctdb restoredb` as a peer forwards them).
+    #[tokio::test]
+    async fn a_client_transaction_replaces_the_records_at_commit_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut worker, _core, _publisher) = one_node_worker(dir.path());
+        std::fs::create_dir_all(dir.path().join("volatile")).unwrap();
+        let db_id = worker.attach("restore.tdb", DbKind::Volatile).unwrap();
+        let old = record(b"old", 1, b"before");
+        worker.dbs[&db_id]
+            .tdb
+            .store(&old.key, &old.data, StoreMode::Replace)
+            .unwrap();
+        let step = |worker: &mut Worker, opcode: Opcode, data: Vec<u8>| {
+            worker
+                .peer_control(1, 7, control(opcode, data))
+                .expect("answered at once")
+        };
+        let trans = |tid| TransDb { db_id, tid }.encode();
+        let push = |srvid| {
+            PullDb {
+                db_id,
+                lmaster: 0,
+                srvid,
+            }
+            .encode()
+        };
+        // Nothing before the freeze.
+        assert_eq!(
+            step(&mut worker, Opcode::DB_TRANSACTION_START, trans(5)).status,
+            -1
+        );
+        assert_eq!(
+            step(&mut worker, Opcode::DB_FREEZE, encode_u32(db_id)).status,
+            0
+        );
+        assert_eq!(
+            step(&mut worker, Opcode::WIPE_DATABASE, trans(5)).status,
+            -1,
+            "no transaction"
+        );
+        assert_eq!(
+            step(&mut worker, Opcode::DB_TRANSACTION_START, trans(5)).status,
+            0
+        );
+        assert_eq!(
+            step(&mut worker, Opcode::WIPE_DATABASE, trans(6)).status,
+            -1,
+            "wrong tid"
+        );
+        assert_eq!(step(&mut worker, Opcode::WIPE_DATABASE, trans(5)).status, 0);
+        assert_eq!(
+            step(&mut worker, Opcode::DB_PUSH_START, push(0xF001)).status,
+            -1
+        );
+        assert_eq!(
+            step(&mut worker, Opcode::DB_PUSH_START, push(srvid::TOOL_PUSHDB)).status,
+            0
+        );
+        // A record with a read-only delegation flag (the header's flags word).
+        let mut delegated = record(b"a", 4, b"alpha");
+        delegated.data[16..20].copy_from_slice(
+            &(ltdb_flags::RO_HAVE_READONLY | ltdb_flags::MIGRATED_WITH_DATA).to_le_bytes(),
+        );
+        // The buffer's db_id is the backup's, not looked at.
+        worker.pushed_records(&buffer(0x1234, vec![delegated, record(b"b", 2, b"beta")]));
+        // A buffer that cannot be taken whole is dropped and not counted.
+        let headerless = RecData {
+            reqid: 0,
+            key: b"c".to_vec(),
+            data: b"short".to_vec(),
+        };
+        worker.pushed_records(&buffer(db_id, vec![record(b"d", 1, b"x"), headerless]));
+        worker.pushed_records(&[0xff; 3]);
+        // Nothing is in the file yet.
+        assert_eq!(value_of(&worker, db_id, b"old"), Some(b"before".to_vec()));
+        assert_eq!(value_of(&worker, db_id, b"a"), None);
+        let confirm = step(&mut worker, Opcode::DB_PUSH_CONFIRM, encode_u32(db_id));
+        assert_eq!((confirm.status, confirm.data), (0, encode_u32(2)));
+        assert_eq!(
+            step(&mut worker, Opcode::DB_SET_HEALTHY, encode_u32(db_id)).status,
+            0
+        );
+        assert_eq!(
+            step(&mut worker, Opcode::DB_TRANSACTION_COMMIT, trans(4)).status,
+            -1
+        );
+        assert_eq!(
+            step(&mut worker, Opcode::DB_TRANSACTION_COMMIT, trans(5)).status,
+            0
+        );
+        assert_eq!(
+            step(&mut worker, Opcode::DB_THAW, encode_u32(db_id)).status,
+            0
+        );
+        assert!(worker.dbs[&db_id].frozen.is_none());
+        assert_eq!(value_of(&worker, db_id, b"old"), None);
+        assert_eq!(value_of(&worker, db_id, b"b"), Some(b"beta".to_vec()));
+        let stored = worker.dbs[&db_id].tdb.fetch(b"a").unwrap().unwrap();
+        let (header, value) = ltdb::decode(&stored).unwrap();
+        // This node is the record's dmaster: the rsn went one up.
+        assert_eq!(
+            (header.rsn, header.flags, value),
+            (5, ltdb_flags::MIGRATED_WITH_DATA, &b"alpha"[..])
+        );
+        assert_eq!(value_of(&worker, db_id, b"d"), None);
+    }
+
+    /// A restore that stops half-way (a truncated backup) changes nothing: the
+    /// thaw, or the recovery that follows, drops what was kept aside.
+    #[tokio::test]
+    async fn a_client_transaction_that_is_not_committed_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut worker, _core, _publisher) = one_node_worker(dir.path());
+        std::fs::create_dir_all(dir.path().join("persistent")).unwrap();
+        let db_id = worker.attach("secrets.tdb", DbKind::Persistent).unwrap();
+        let old = record(b"keep", 3, b"me");
+        worker.dbs[&db_id]
+            .tdb
+            .store(&old.key, &old.data, StoreMode::Replace)
+            .unwrap();
+        let trans = TransDb { db_id, tid: 9 }.encode();
+        let push = PullDb {
+            db_id,
+            lmaster: 0,
+            srvid: srvid::TOOL_PUSHDB,
+        }
+        .encode();
+        for (opcode, data) in [
+            (Opcode::DB_FREEZE, encode_u32(db_id)),
+            (Opcode::DB_TRANSACTION_START, trans.clone()),
+            (Opcode::WIPE_DATABASE, trans.clone()),
+            (Opcode::DB_PUSH_START, push),
+        ] {
+            let reply = worker.peer_control(1, 7, control(opcode, data)).unwrap();
+            assert_eq!(reply.status, 0, "opcode {}", opcode.0);
+        }
+        worker.pushed_records(&buffer(db_id, vec![record(b"new", 1, b"x")]));
+        // A commit with the push unconfirmed is refused and ends the transaction.
+        let reply = worker
+            .peer_control(1, 7, control(Opcode::DB_TRANSACTION_COMMIT, trans.clone()))
+            .unwrap();
+        assert_eq!(reply.status, -1);
+        let reply = worker
+            .peer_control(1, 7, control(Opcode::DB_THAW, encode_u32(db_id)))
+            .unwrap();
+        assert_eq!(reply.status, 0);
+        assert_eq!(value_of(&worker, db_id, b"keep"), Some(b"me".to_vec()));
+        assert_eq!(value_of(&worker, db_id, b"new"), None);
+        // After the thaw nothing of it is left to commit.
+        let reply = worker
+            .peer_control(1, 7, control(Opcode::DB_TRANSACTION_COMMIT, trans))
+            .unwrap();
+        assert_eq!(reply.status, -1);
+        assert_eq!(value_of(&worker, db_id, b"keep"), Some(b"me".to_vec()));
     }
 }

@@ -189,6 +189,10 @@ pub mod srvid {
     pub const DISABLE_IP_CHECK: u64 = 0xFC00_0000_0000_0000;
     /// The range of the `ctdb` tool's private reply ids.
     pub const TOOL_RANGE: u64 = 0xCE00_0000_0000_0000;
+    /// The id 4.17's `ctdb restoredb` pushes a backup's records on (DB_PUSH_START
+    /// names it; the records come as marshall buffers). The database thread takes
+    /// these messages itself.
+    pub const TOOL_PUSHDB: u64 = 0xCE02_0000_0000_0000;
 
     /// ctdb-rs's own messages between daemons (and from a node's guardian). CTDB 4.17
     /// puts its daemon messages under top byte 0xF0–0xFC, reserves 0xFE, 0xEE, 0xDE,

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 pub use crate::core::ReclockStatus;
 use crate::core::{ClientId, Input, DATA_PATH_REQIDS};
-use crate::protocol::control::Opcode;
+use crate::protocol::control::{srvid, Opcode};
 use crate::protocol::packet::{Body, Packet, CURRENT_NODE};
 
 pub mod peer;
@@ -117,6 +117,13 @@ fn is_database_control(opcode: u32) -> bool {
             | Opcode::SET_DB_STICKY
             | Opcode::DB_OPEN_FLAGS
             | Opcode::DB_FREEZE
+            | Opcode::DB_THAW
+            | Opcode::DB_TRANSACTION_START
+            | Opcode::DB_TRANSACTION_COMMIT
+            | Opcode::DB_TRANSACTION_CANCEL
+            | Opcode::DB_PUSH_START
+            | Opcode::DB_PUSH_CONFIRM
+            | Opcode::DB_SET_HEALTHY
             | Opcode::WIPE_DATABASE
             | Opcode::TRAVERSE_START
             | Opcode::TRAVERSE_START_EXT
@@ -145,6 +152,13 @@ impl DataPath {
                     && (packet.header.destnode == CURRENT_NODE
                         || packet.header.destnode == self.pnn)
             }
+            // A restore's records for this node (those for others go through the
+            // core to their node).
+            Body::ReqMessage(m) => {
+                m.srvid == srvid::TOOL_PUSHDB
+                    && (packet.header.destnode == CURRENT_NODE
+                        || packet.header.destnode == self.pnn)
+            }
             _ => false,
         }
     }
@@ -159,6 +173,7 @@ impl DataPath {
             | Body::ReplyDmaster(_)
             | Body::ReplyError(_) => true,
             Body::ReqControl(c) => is_database_control(c.opcode),
+            Body::ReqMessage(m) => m.srvid == srvid::TOOL_PUSHDB,
             Body::ReplyControl(_) => packet.header.reqid >= DATA_PATH_REQIDS,
             _ => false,
         }

@@ -94,7 +94,7 @@ pub fn stats(ctx: &mut Ctx<'_>, args: &[String]) -> Result<StatsReport, CommandE
 
 /// The generation once the leader is out of recovery and has a valid one: 4.17's
 /// `get_generation`, which asks again every second until then.
-fn settled_generation(ctx: &mut Ctx<'_>) -> Result<u32, CommandError> {
+pub(super) fn settled_generation(ctx: &mut Ctx<'_>) -> Result<u32, CommandError> {
     loop {
         let Some(leader) = ctx.client.wait_leader()? else {
             return Err(CommandError::Failed {

@@ -46,7 +46,7 @@ pub struct DbRef {
 
 /// The text of a failed control as the client library logs it ("" when the
 /// daemon went away, which 4.17 logs only at hidden levels).
-fn client_text(e: &ClientError) -> String {
+pub(super) fn client_text(e: &ClientError) -> String {
     match e {
         ClientError::Closed | ClientError::Reported => String::new(),
         e => format!("{e}\n"),
@@ -542,7 +542,7 @@ pub fn catdb(ctx: &mut Ctx<'_>, args: &[String]) -> Result<Dump, CommandError> {
 }
 
 /// [`open_db`] for the dump commands, which add their own line on failure.
-fn open_for_dump(ctx: &mut Ctx<'_>, db: &DbRef) -> Result<(u32, Tdb), CommandError> {
+pub(super) fn open_for_dump(ctx: &mut Ctx<'_>, db: &DbRef) -> Result<(u32, Tdb), CommandError> {
     open_db(ctx, &db.name, db.flags).map_err(|e| match e {
         CommandError::Failed { stderr, code, .. } => CommandError::Failed {
             stdout: String::new(),
@@ -864,17 +864,44 @@ pub fn dbstatistics(
     })
 }
 
+/// `ctdb setdbreadonly DB` and `ctdb setdbsticky DB`: SET_DB_READONLY or
+/// SET_DB_STICKY to the node asked; 4.17 refuses persistent and replicated
+/// databases itself, before asking.
+pub fn setdbflag(
+    ctx: &mut Ctx<'_>,
+    args: &[String],
+    command: &'static str,
+) -> Result<super::node::Done, CommandError> {
+    let [arg] = args else {
+        return Err(CommandError::Usage(command));
+    };
+    let (opcode, what) = if command == "setdbreadonly" {
+        (Opcode::SET_DB_READONLY, "READONLY")
+    } else {
+        (Opcode::SET_DB_STICKY, "STICKY")
+    };
+    let db = find_db(ctx, arg)?;
+    if db.flags & (PERSISTENT | REPLICATED) != 0 {
+        return Err(CommandError::stderr(format!(
+            "{what} can be set only on volatile DB"
+        )));
+    }
+    ctx.client
+        .control_ok(ctx.cmd, opcode, 0, &encode_u32(db.id))?;
+    Ok(super::node::Done::default())
+}
+
 /// The version word of a backup file's header (`backupdb` of 4.17).
-const BACKUP_VERSION: u64 = 3;
+pub const BACKUP_VERSION: u64 = 3;
 /// A backup header on LP64: version, timestamp, flags, buffer and record counts
 /// (8 bytes each), then the name in 64 bytes.
-const BACKUP_HEADER_SIZE: usize = 104;
+pub const BACKUP_HEADER_SIZE: usize = 104;
 /// The largest record buffer the stock tool can allocate (talloc's limit): a
 /// bigger length fails as out of memory.
 const BACKUP_MAX_BUFFER: u64 = 0x1000_0000;
 
 /// The errno of a failed read.
-fn read_errno(e: &std::io::Error) -> i32 {
+pub fn read_errno(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(EIO)
 }
 
@@ -896,6 +923,122 @@ fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> Result<(), i32> {
         }
     }
     Ok(())
+}
+
+/// A backup file's header as the tool reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupHeader {
+    /// When the backup was taken (seconds since the epoch).
+    pub timestamp: i64,
+    /// The database's GET_DBMAP flags when it was taken.
+    pub flags: u64,
+    /// Record buffers that follow.
+    pub nbuf: u64,
+    /// Records in them.
+    pub nrec: u64,
+    /// The database's name.
+    pub name: String,
+}
+
+impl BackupHeader {
+    /// The header's bytes on LP64 (the name cut to 63 bytes, zero-padded).
+    pub fn encode(&self) -> [u8; BACKUP_HEADER_SIZE] {
+        let mut out = [0u8; BACKUP_HEADER_SIZE];
+        for (i, word) in [
+            BACKUP_VERSION,
+            self.timestamp as u64,
+            self.flags,
+            self.nbuf,
+            self.nrec,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            out[i * 8..i * 8 + 8].copy_from_slice(&word.to_le_bytes());
+        }
+        let name = self.name.as_bytes();
+        let len = name.len().min(63);
+        out[40..40 + len].copy_from_slice(&name[..len]);
+        out
+    }
+}
+
+/// Opens a backup and reads its header as `dumpdbbackup` and `restoredb` do: one
+/// read (a short file leaves the rest of the header zero here, undefined in
+/// 4.17), then the version check. Failures carry 4.17's texts and codes.
+pub fn open_backup(file: &str) -> Result<(std::fs::File, BackupHeader), CommandError> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(file).map_err(|e| CommandError::Failed {
+        stdout: String::new(),
+        stderr: format!("Failed to open file {file} for reading\n"),
+        code: read_errno(&e),
+    })?;
+    let mut header = [0u8; BACKUP_HEADER_SIZE];
+    let mut got = 0;
+    loop {
+        match f.read(&mut header[got..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                got += n;
+                if got == header.len() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(CommandError::Failed {
+                    stdout: String::new(),
+                    stderr: format!("Failed to read db header from file {file}\n"),
+                    code: read_errno(&e),
+                })
+            }
+        }
+    }
+    let word = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&header[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(b)
+    };
+    let version = word(0);
+    if version != BACKUP_VERSION {
+        return Err(CommandError::Failed {
+            stdout: String::new(),
+            stderr: format!(
+                "Wrong version of backup file, expected {BACKUP_VERSION}, got {version}\n"
+            ),
+            code: 22,
+        });
+    }
+    let name_bytes = &header[40..40 + 63];
+    let name_end = name_bytes.iter().position(|&b| b == 0).unwrap_or(63);
+    Ok((
+        f,
+        BackupHeader {
+            timestamp: word(1) as i64,
+            flags: word(2),
+            nbuf: word(3),
+            nrec: word(4),
+            name: String::from_utf8_lossy(&name_bytes[..name_end]).into_owned(),
+        },
+    ))
+}
+
+/// Reads the next record buffer of a backup: `db_id u32 | count u32 | length
+/// u64`, then `length` bytes of records. The error is the exit code.
+pub fn read_backup_buffer(f: &mut std::fs::File) -> Result<(u32, u32, Vec<u8>), i32> {
+    let mut fixed = [0u8; 16];
+    read_full(f, &mut fixed)?;
+    let db_id = u32::from_le_bytes([fixed[0], fixed[1], fixed[2], fixed[3]]);
+    let count = u32::from_le_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&fixed[8..16]);
+    let buflen = u64::from_le_bytes(len);
+    if buflen > BACKUP_MAX_BUFFER {
+        return Err(ENOMEM);
+    }
+    let mut buf = vec![0u8; buflen as usize];
+    read_full(f, &mut buf)?;
+    Ok((db_id, count, buf))
 }
 
 /// Walks one record buffer of a backup as 4.17 does: each record is
@@ -939,57 +1082,13 @@ pub fn dumpdbbackup(args: &[String]) -> Result<Dump, CommandError> {
             code: 1,
         });
     };
-    let mut f = std::fs::File::open(file).map_err(|e| CommandError::Failed {
-        stdout: String::new(),
-        stderr: format!("Failed to open file {file} for reading\n"),
-        code: read_errno(&e),
-    })?;
-    // One read, as the tool does: a short file leaves the rest of the header
-    // zero here (undefined there).
-    let mut header = [0u8; BACKUP_HEADER_SIZE];
-    {
-        use std::io::Read;
-        let mut got = 0;
-        loop {
-            match f.read(&mut header[got..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    got += n;
-                    if got == header.len() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(CommandError::Failed {
-                        stdout: String::new(),
-                        stderr: format!("Failed to read db header from file {file}\n"),
-                        code: read_errno(&e),
-                    })
-                }
-            }
-        }
-    }
-    let word = |i: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&header[i * 8..i * 8 + 8]);
-        u64::from_le_bytes(b)
-    };
-    let version = word(0);
-    if version != BACKUP_VERSION {
-        return Err(CommandError::Failed {
-            stdout: String::new(),
-            stderr: format!(
-                "Wrong version of backup file, expected {BACKUP_VERSION}, got {version}\n"
-            ),
-            code: 22,
-        });
-    }
-    let timestamp = word(1) as i64;
-    let nbuf = word(3);
-    let name_bytes = &header[40..40 + 63];
-    let name_end = name_bytes.iter().position(|&b| b == 0).unwrap_or(63);
-    let name = String::from_utf8_lossy(&name_bytes[..name_end]).into_owned();
+    let (mut f, header) = open_backup(file)?;
+    let BackupHeader {
+        timestamp,
+        nbuf,
+        name,
+        ..
+    } = header;
     let mut dump = Dump {
         heading: Some(format!(
             "Dumping database {name} from backup @ {}\n",
@@ -1003,20 +1102,7 @@ pub fn dumpdbbackup(args: &[String]) -> Result<Dump, CommandError> {
         exit_code: 0,
     };
     for _ in 0..nbuf {
-        let mut fixed = [0u8; 16];
-        let read = read_full(&mut f, &mut fixed).and_then(|()| {
-            let count = u32::from_le_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
-            let mut len = [0u8; 8];
-            len.copy_from_slice(&fixed[8..16]);
-            let buflen = u64::from_le_bytes(len);
-            if buflen > BACKUP_MAX_BUFFER {
-                return Err(ENOMEM);
-            }
-            let mut buf = vec![0u8; buflen as usize];
-            read_full(&mut f, &mut buf)?;
-            Ok((count, buf))
-        });
-        let (count, buf) = match read {
+        let (count, buf) = match read_backup_buffer(&mut f).map(|(_, count, buf)| (count, buf)) {
             Ok(v) => v,
             Err(code) => {
                 dump.warnings = "Failed to read records\n".into();

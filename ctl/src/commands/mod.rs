@@ -6,6 +6,7 @@
 //! runs a command once per selected node.
 
 pub mod admin;
+pub mod backup;
 pub mod db;
 pub mod dbmap;
 pub mod event;
@@ -96,6 +97,31 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "cattdb",
         "<dbname|dbid>",
         "print the records of a database's local file",
+    ),
+    (
+        "backupdb",
+        "<dbname|dbid> <file>",
+        "copy a database's records on this node into a file",
+    ),
+    (
+        "restoredb",
+        "<file> [dbname]",
+        "replace a database's records on every node with a file's",
+    ),
+    (
+        "wipedb",
+        "<dbname|dbid>",
+        "delete every record of a database on every node",
+    ),
+    (
+        "setdbreadonly",
+        "<dbname|dbid>",
+        "let a volatile database hand out read-only copies of records",
+    ),
+    (
+        "setdbsticky",
+        "<dbname|dbid>",
+        "let a volatile database keep hot records where they are used",
     ),
     ("getcapabilities", "", "print what roles the node may take"),
     ("pnn", "", "print the number of the local node"),
@@ -685,6 +711,9 @@ fn select_nodes(
             | "attach"
             | "detach"
             | "getdbseqnum"
+            | "backupdb"
+            | "restoredb"
+            | "wipedb"
             | "readkey"
             | "writekey"
             | "deletekey"
@@ -736,6 +765,11 @@ fn dispatch(
         "attach" => boxed(db::attach(ctx, args)),
         "detach" => boxed(db::detach(ctx, args)),
         "dbstatistics" => boxed(db::dbstatistics(ctx, args)),
+        "backupdb" => boxed(backup::backupdb(ctx, args)),
+        "restoredb" => boxed(backup::restoredb(ctx, args)),
+        "wipedb" => boxed(backup::wipedb(ctx, args)),
+        "setdbreadonly" => boxed(db::setdbflag(ctx, args, "setdbreadonly")),
+        "setdbsticky" => boxed(db::setdbflag(ctx, args, "setdbsticky")),
         "tfetch" => boxed(tdbfile::tfetch(args)),
         "tstore" => boxed(tdbfile::tstore(args)),
         "readkey" => boxed(record::readkey(ctx, args)),
