@@ -305,7 +305,7 @@ exec "$@"
 "#;
 
 /// `program` to run in the client namespace `client` with Samba state of its own
-/// ([`PRIVATE_STATE_SCRIPT`]) and a clean environment; add its arguments.
+/// (see `PRIVATE_STATE_SCRIPT`) and a clean environment; add its arguments.
 pub fn client_command(client: &crate::sandbox::NetNs, program: &str) -> std::process::Command {
     let mut cmd = client.command("unshare");
     cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
