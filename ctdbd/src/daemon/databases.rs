@@ -2761,7 +2761,8 @@ mod peer_bad_input {
         MarshallBuffer { db_id, records }.encode()
     }
 
-    fn control(opcode: Opcode, data: Vec<u8>) -> ReqControl {
+    /// A local client's control `opcode` with `data` (also for `vacuuming`'s tests).
+    pub(super) fn control(opcode: Opcode, data: Vec<u8>) -> ReqControl {
         ReqControl {
             opcode: opcode.0,
             srvid: 0,

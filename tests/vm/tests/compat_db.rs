@@ -416,6 +416,33 @@ fn sorted_records(text: &str) -> String {
     format!("{}{tail}", blocks.concat())
 }
 
+/// Three nodes under the daemon of `CTDB_RS_DAEMON`, all OK, with `db` attached
+/// and `keyN` = "written through node N" written through each node N (so each
+/// node's file holds the record it wrote).
+fn three_nodes_with_one_record_each(db: &str) -> anyhow::Result<(Daemon, Cluster)> {
+    let daemon = Daemon::from_env()?;
+    let mut cluster = Cluster::builder().nodes(3).build()?;
+    cluster.start(daemon, START_TIMEOUT)?;
+    cluster
+        .node_mut(0)
+        .wait_ctdb(&["nodestatus", "all"], START_TIMEOUT, |out| {
+            out.success()
+                && out
+                    .stdout
+                    .lines()
+                    .filter(|l| l.ends_with(" OK") || l.ends_with(" OK (THIS NODE)"))
+                    .count()
+                    == 3
+        })?;
+    setup(cluster.node_mut(0), &["attach", db])?;
+    for pnn in 0..3u32 {
+        let key = format!("key{pnn}");
+        let value = format!("written through node {pnn}");
+        setup(cluster.node_mut(pnn), &["writekey", db, &key, &value])?;
+    }
+    Ok((daemon, cluster))
+}
+
 /// Scenario: the database commands on a three-node cluster, records spread over
 /// the nodes.
 ///
@@ -432,26 +459,7 @@ fn sorted_records(text: &str) -> String {
 #[test]
 fn database_commands_see_records_on_every_node() -> anyhow::Result<()> {
     const SPREAD: &str = "compat_spread.tdb";
-    let daemon = Daemon::from_env()?;
-    let mut cluster = Cluster::builder().nodes(3).build()?;
-    cluster.start(daemon, START_TIMEOUT)?;
-    cluster
-        .node_mut(0)
-        .wait_ctdb(&["nodestatus", "all"], START_TIMEOUT, |out| {
-            out.success()
-                && out
-                    .stdout
-                    .lines()
-                    .filter(|l| l.ends_with(" OK") || l.ends_with(" OK (THIS NODE)"))
-                    .count()
-                    == 3
-        })?;
-    setup(cluster.node_mut(0), &["attach", SPREAD])?;
-    for pnn in 0..3u32 {
-        let key = format!("key{pnn}");
-        let value = format!("written through node {pnn}");
-        setup(cluster.node_mut(pnn), &["writekey", SPREAD, &key, &value])?;
-    }
+    let (daemon, mut cluster) = three_nodes_with_one_record_each(SPREAD)?;
     let node = cluster.node_mut(0);
     let rows: Vec<(Vec<&str>, Mask)> = vec![
         (vec!["catdb", SPREAD], sorted_records),
@@ -746,26 +754,7 @@ fn backup_restore_and_wipe_match_the_stock_tool() -> anyhow::Result<()> {
 #[test]
 fn restore_and_wipe_reach_every_node() -> anyhow::Result<()> {
     const DB: &str = "compat_brestore.tdb";
-    let daemon = Daemon::from_env()?;
-    let mut cluster = Cluster::builder().nodes(3).build()?;
-    cluster.start(daemon, START_TIMEOUT)?;
-    cluster
-        .node_mut(0)
-        .wait_ctdb(&["nodestatus", "all"], START_TIMEOUT, |out| {
-            out.success()
-                && out
-                    .stdout
-                    .lines()
-                    .filter(|l| l.ends_with(" OK") || l.ends_with(" OK (THIS NODE)"))
-                    .count()
-                    == 3
-        })?;
-    setup(cluster.node_mut(0), &["attach", DB])?;
-    for pnn in 0..3u32 {
-        let key = format!("key{pnn}");
-        let value = format!("written through node {pnn}");
-        setup(cluster.node_mut(pnn), &["writekey", DB, &key, &value])?;
-    }
+    let (daemon, mut cluster) = three_nodes_with_one_record_each(DB)?;
     let ours_file = "/var/lib/ctdb/b3-ours.backup";
     let stock_file = "/var/lib/ctdb/b3-stock.backup";
     let node0 = cluster.node_mut(0);

@@ -374,11 +374,11 @@ fn marshall(db_id: u32, records: &[Candidate]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::peer_bad_input::control;
     use super::super::tests::one_node_worker;
     use super::*;
     use crate::db::migrate::View;
     use crate::db::tdb::StoreMode;
-    use crate::protocol::packet::ReqControl;
 
     /// Node 0 of a map of two, node 1 not connected (so no one to ask).
     fn two_node_view() -> View {
@@ -407,16 +407,6 @@ mod tests {
 
     fn has(worker: &Worker, db_id: u32, key: &[u8]) -> bool {
         worker.dbs[&db_id].tdb.fetch(key).unwrap().is_some()
-    }
-
-    fn control(opcode: Opcode, data: Vec<u8>) -> ReqControl {
-        ReqControl {
-            opcode: opcode.0,
-            srvid: 0,
-            client_id: 0,
-            flags: 0,
-            data,
-        }
     }
 
     fn setup() -> (tempfile::TempDir, Worker, u32) {
