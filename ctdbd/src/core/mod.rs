@@ -518,8 +518,10 @@ pub struct Node {
     lease_requests: BTreeMap<u64, (u32, u64)>,
     next_lease_seq: u64,
     next_lease_request_ms: u64,
-    /// Leader: until when the leases we granted to each node may last (request
-    /// received + lease length): a lost node's guard counts from here.
+    /// Leader: until when the leases granted to each node may last: ours (request
+    /// received + lease length) and, for a connected node that a dead predecessor's
+    /// leases spared from our election guard, that predecessor's (our election + a
+    /// lease). A lost node's guard counts from here.
     lease_granted_until: BTreeMap<u32, u64>,
     /// Since when this node has been connected to no majority of the nodes (with a
     /// lock configured): it may race for the lock only `minority_race_delay` later.

@@ -44,7 +44,10 @@
 //!   taken away goes on leading until its lock check notices (up to 250 ms), and
 //!   nothing stops its run from handing out what the new one hands out too. So
 //!   connected nodes are guarded as well, unless that previous leader is dead by its
-//!   guardian's word (below): a dead leader runs nothing.
+//!   guardian's word (below): a dead leader runs nothing. A connected node spared so
+//!   may still be lost before it releases (its link broken, not yet noticed): it is
+//!   then guarded as if we had granted it a lease at our election, which is when the
+//!   dead leader's last grant to it ends at the latest.
 //!
 //! # Partitions: a leader cut off from the majority lets go (`cluster`)
 //! The lock alone decides who may lead, so a leader cut off from every peer but
@@ -303,9 +306,7 @@ impl Node {
             request.holds_granted_for_ms,
         );
         let lease_ms = self.lease_ms();
-        let until = self.now.mono_ms + lease_ms;
-        let granted = self.lease_granted_until.entry(sender).or_insert(until);
-        *granted = (*granted).max(until);
+        self.note_lease_granted(sender, self.now.mono_ms + lease_ms);
         let grant = LeaseGrant {
             seq,
             lease_ms: u32::try_from(lease_ms).unwrap_or(u32::MAX),
@@ -358,6 +359,12 @@ impl Node {
         }
     }
 
+    /// Node `pnn` may hold addresses under a lease until `until` (monotonic ms).
+    fn note_lease_granted(&mut self, pnn: u32, until: u64) {
+        let granted = self.lease_granted_until.entry(pnn).or_insert(until);
+        *granted = (*granted).max(until);
+    }
+
     fn guard_until(&mut self, pnn: u32, until: u64) {
         if until <= self.now.mono_ms {
             return;
@@ -395,6 +402,12 @@ impl Node {
                 );
             } else if predecessor_dead.is_none() || !self.is_connected(pnn) {
                 self.guard_lease(pnn);
+            } else {
+                // Spared because it is connected and will release in our run; but
+                // the link may already be broken unnoticed, and the dead leader's
+                // last grant to it may run until now + a lease. Should we lose it
+                // before it has released, its guard must count from that.
+                self.note_lease_granted(pnn, self.now.mono_ms + self.lease_ms());
             }
         }
     }
