@@ -572,3 +572,67 @@ fn a_frozen_database_is_rewritten_in_one_transaction() {
         }
     }
 }
+
+/// What `/proc/locks` says process `pid` is waiting for: the start offsets of the
+/// byte-range locks it is blocked on.
+fn blocked_on(pid: u32) -> Vec<u64> {
+    let locks = std::fs::read_to_string("/proc/locks").expect("/proc/locks");
+    locks
+        .lines()
+        .filter_map(|line| {
+            // "N: -> POSIX  ADVISORY  WRITE PID MAJ:MIN:INODE START END": a waiter.
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&"->") && fields.get(5) == Some(&pid.to_string().as_str()))
+                .then(|| fields.get(7).and_then(|start| start.parse().ok()))
+                .flatten()
+        })
+        .collect()
+}
+
+/// A process that opens the file while a frozen database is rewritten with locking
+/// off waits at libtdb's open lock (byte 0) until the rewrite is over: its open
+/// would otherwise roll back a commit in progress, whose recovery area is still
+/// marked valid (found as a flake of the test above: a helper spawned just
+/// before the rewrite read the old records after it).
+#[test]
+fn an_open_during_a_rewrite_with_locking_off_waits_for_it() {
+    for kind in kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tdb, path) = create(&dir, kind);
+        tdb.store(KEY_A, b"old a", StoreMode::Replace).unwrap();
+        assert_eq!(
+            tdb.lockall_nonblock().unwrap(),
+            TryLock::Held,
+            "{}",
+            kind.name
+        );
+
+        let locker = tdb
+            .with_locking_off(|tdb| {
+                let locker = spawn(&path, kind, LockTarget::Chain(KEY_A.to_vec()));
+                // Without the open lock it would get past its open and wait for
+                // the chain (or the all-record lock) instead.
+                wait_until(
+                    &format!("{}: the opening helper waits at the open lock", kind.name),
+                    || blocked_on(locker.id()) == [0],
+                );
+                tdb.transaction_start().unwrap();
+                tdb.store(KEY_A, b"new a", StoreMode::Replace).unwrap();
+                tdb.transaction_commit().unwrap();
+                locker
+            })
+            .unwrap_or_else(|e| panic!("{}: {e}", kind.name));
+        let mut locker = locker;
+        tdb.unlockall().unwrap();
+        locker
+            .wait_held(Some(DEADLINE))
+            .unwrap_or_else(|error| panic!("{}: {error}", kind.name));
+        locker.release().unwrap();
+        assert_eq!(
+            tdb.fetch(KEY_A).unwrap().as_deref(),
+            Some(&b"new a"[..]),
+            "{}",
+            kind.name
+        );
+    }
+}

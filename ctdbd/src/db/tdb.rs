@@ -93,6 +93,7 @@ mod ffi {
         pub fn tdb_unlockall(tdb: *mut TdbContext) -> c_int;
         pub fn tdb_lockall_mark(tdb: *mut TdbContext) -> c_int;
         pub fn tdb_lockall_unmark(tdb: *mut TdbContext) -> c_int;
+        pub fn tdb_fd(tdb: *mut TdbContext) -> c_int;
         pub fn tdb_transaction_start(tdb: *mut TdbContext) -> c_int;
         pub fn tdb_transaction_commit(tdb: *mut TdbContext) -> c_int;
         pub fn tdb_transaction_cancel(tdb: *mut TdbContext) -> c_int;
@@ -241,6 +242,16 @@ pub enum TdbError {
         /// The file.
         path: PathBuf,
         /// errno from libtdb.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The open lock could not be taken by hand (`fcntl` failed; see
+    /// [`Tdb::with_locking_off`]); nothing was done.
+    #[error("cannot take the open lock of tdb {path}: {source}")]
+    OpenLock {
+        /// The file.
+        path: PathBuf,
+        /// fcntl's error.
         #[source]
         source: std::io::Error,
     },
@@ -616,8 +627,16 @@ impl Tdb {
     /// lock helper and marked ([`Tdb::lockall_mark`]). libtdb starts no
     /// transaction on a handle that holds locks, yet a frozen database must be
     /// rewritten in one (a recovery's push); the lock stays held throughout, so
-    /// no other process can touch the file meanwhile. The mark is restored after.
+    /// no other process can read or write records meanwhile. The mark is restored
+    /// after.
+    ///
+    /// The all-record lock does not keep out a process that *opens* the file: its
+    /// open rolls back any transaction whose recovery area is still marked valid,
+    /// under libtdb's open lock alone. A commit normally holds that lock against
+    /// this; with locking off it would not, and an open in the middle of our commit
+    /// would undo it. So the open lock is held here, by hand, for the whole body.
     pub fn with_locking_off<R>(&self, body: impl FnOnce(&Tdb) -> R) -> Result<R, TdbError> {
+        let _open_lock = OpenLock::take(self)?;
         self.lockall_unmark()?;
         self.add_flags(flags::NOLOCK);
         let result = body(self);
@@ -1082,6 +1101,61 @@ pub(crate) mod tests {
             assert!(text.contains("data(9) = \"value one\""), "{name}: {text}");
             assert!(text.contains("key(3) = \"\\00\\01\\02\""), "{name}: {text}");
             assert!(text.contains("data(2) = \"\\FF\\00\""), "{name}: {text}");
+        }
+    }
+}
+
+/// libtdb's open lock (a write lock on byte 0 of the file, `OPEN_LOCK`), taken by
+/// hand for [`Tdb::with_locking_off`]; released when dropped.
+struct OpenLock {
+    fd: c_int,
+}
+
+impl OpenLock {
+    /// Byte 0: where libtdb takes its open lock.
+    const OFFSET: i64 = 0;
+
+    /// Waits for the lock (an open in progress elsewhere holds it for moments).
+    fn take(tdb: &Tdb) -> Result<Self, TdbError> {
+        // SAFETY: live context; returns the handle's descriptor, which lives as
+        // long as the handle, and `tdb` outlives the guard (it is held inside a
+        // method of `tdb`).
+        let fd = unsafe { ffi::tdb_fd(tdb.raw()) };
+        let lock = OpenLock { fd };
+        lock.set(libc::F_WRLCK, libc::F_SETLKW)
+            .map_err(|source| TdbError::OpenLock {
+                path: tdb.path.clone(),
+                source,
+            })?;
+        Ok(lock)
+    }
+
+    fn set(&self, kind: c_int, cmd: c_int) -> std::io::Result<()> {
+        // SAFETY: plain-old-data struct; every field we rely on is set below.
+        let mut region: libc::flock = unsafe { std::mem::zeroed() };
+        region.l_type = kind as libc::c_short;
+        region.l_whence = libc::SEEK_SET as libc::c_short;
+        region.l_start = Self::OFFSET;
+        region.l_len = 1;
+        loop {
+            // SAFETY: a valid descriptor (see `take`) and a pointer to a live,
+            // initialised flock.
+            let status = unsafe { libc::fcntl(self.fd, cmd, &region) };
+            if status == 0 {
+                return Ok(());
+            }
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+    }
+}
+
+impl Drop for OpenLock {
+    fn drop(&mut self) {
+        if let Err(e) = self.set(libc::F_UNLCK, libc::F_SETLK) {
+            tracing::warn!(error = %e, "could not release the database's open lock");
         }
     }
 }
