@@ -383,13 +383,15 @@ impl Watcher {
         }
     }
 
-    /// Records what the scenario does, for the report's timeline.
-    pub fn note(&self, text: impl Into<String>) {
+    /// Records what the scenario does, for the report's timeline; returns when (since
+    /// the watcher started), to compare with the report's times.
+    pub fn note(&self, text: impl Into<String>) -> Duration {
         let at = self.shared.start.elapsed();
         self.shared.state().notes.push(Note {
             at,
             text: text.into(),
         });
+        at
     }
 
     /// Live nodes `addr` was configured on in the latest round.
