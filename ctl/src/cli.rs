@@ -166,12 +166,12 @@ impl Cli {
             .last()
             .map(|a| a.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Self::try_parse_from(&argv).map_err(|e| popt_message(e, &last))
+        Self::try_parse_from(&argv).map_err(|e| popt_message(e, &argv[1..], &last))
     }
 }
 
 /// Rewrites a clap error in popt's words.
-fn popt_message(err: clap::Error, last_word: &str) -> ArgError {
+fn popt_message(err: clap::Error, words: &[std::ffi::OsString], last_word: &str) -> ArgError {
     let context = |kind| match err.get(kind) {
         Some(ContextValue::String(s)) => Some(s.clone()),
         Some(ContextValue::Strings(v)) => v.first().cloned(),
@@ -199,7 +199,21 @@ fn popt_message(err: clap::Error, last_word: &str) -> ArgError {
             format!("Invalid option {option}: missing argument")
         }
         ErrorKind::UnknownArgument => {
-            format!("Invalid option {}: unknown option", option_name())
+            // clap names the first unknown letter of a cluster of short options;
+            // popt names the whole word (`-61157`, not `-6`).
+            let name = option_name();
+            let word = if name.starts_with("--") {
+                None
+            } else {
+                words
+                    .iter()
+                    .map(|w| w.to_string_lossy())
+                    .find(|w| !w.starts_with("--") && w.starts_with(name.as_str()))
+            };
+            format!(
+                "Invalid option {}: unknown option",
+                word.as_deref().unwrap_or(&name)
+            )
         }
         _ => format!("Invalid option: {}", err.kind()),
     };
@@ -345,6 +359,10 @@ mod tests {
         assert_eq!(
             parse(&["setvar", "EnableBans", "-1"]).unwrap_err().0,
             "Invalid option -1: unknown option"
+        );
+        assert_eq!(
+            parse(&["checktcpport", "-61157"]).unwrap_err().0,
+            "Invalid option -61157: unknown option"
         );
     }
 
