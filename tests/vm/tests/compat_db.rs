@@ -457,7 +457,8 @@ fn three_nodes_with_one_record_each(db: &str) -> anyhow::Result<(Daemon, Cluster
 /// And `catdb` on node 0 lists all three records (the traverse reached every node),
 ///   while `cattdb` lists only what node 0's file holds;
 /// And the persistent-record commands and `checktcpport` behave as the stock
-///   tool's ([`persistent_checks`], [`checktcpport_checks`]).
+///   tool's, and the two tools' transactions exclude each other
+///   ([`persistent_checks`], [`persistent_lock_checks`], [`checktcpport_checks`]).
 #[test]
 fn database_commands_see_records_on_every_node() -> anyhow::Result<()> {
     const SPREAD: &str = "compat_spread.tdb";
@@ -494,6 +495,7 @@ fn database_commands_see_records_on_every_node() -> anyhow::Result<()> {
         failures.push(format!("`catdb` on node 0 should dump 3 records:\n{catdb}"));
     }
     failures.extend(persistent_checks(&cluster, SPREAD)?);
+    failures.extend(persistent_lock_checks(&cluster)?);
     failures.extend(checktcpport_checks(cluster.node(0))?);
     assert!(
         failures.is_empty(),
@@ -1056,6 +1058,163 @@ fn checktcpport_checks(node: &vm::Node) -> anyhow::Result<Vec<String>> {
         failures.push(format!(
             "`checktcpport 4379` should find the daemon's port taken:\n{taken}"
         ));
+    }
+    Ok(failures)
+}
+
+/// A tool run in the background with its stdin open; killed (by PID) if still
+/// running when dropped.
+struct Held(std::process::Child);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Held {
+    fn spawn(node: &vm::Node, tool: Tool, args: &[&str]) -> anyhow::Result<Self> {
+        use std::process::Stdio;
+        let mut cmd = node.command(tool.path()?);
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Ok(Self(cmd.spawn()?))
+    }
+
+    /// Waits for the exit; the status and what was printed.
+    fn finish(&mut self, what: &str) -> anyhow::Result<(Option<i32>, String)> {
+        use std::io::Read;
+        let status = vm::wait_until(START_TIMEOUT, || match self.0.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            _ => Err(()),
+        })
+        .map_err(|_| anyhow::anyhow!("{what} did not finish"))?;
+        let mut printed = String::new();
+        if let Some(mut out) = self.0.stdout.take() {
+            out.read_to_string(&mut printed)?;
+        }
+        if let Some(mut err) = self.0.stderr.take() {
+            err.read_to_string(&mut printed)?;
+        }
+        Ok((status.code(), printed))
+    }
+}
+
+/// The g_lock entry of a writer: type WRITE, padding, then the server id (pid,
+/// task id = the database id, node, unique id), as hex for `writekey`.
+fn write_lock_entry(pid: u64, db_id: u32, pnn: u32) -> String {
+    let mut entry = Vec::new();
+    entry.extend_from_slice(&1u32.to_le_bytes());
+    entry.extend_from_slice(&[0; 4]);
+    entry.extend_from_slice(&pid.to_le_bytes());
+    entry.extend_from_slice(&db_id.to_le_bytes());
+    entry.extend_from_slice(&pnn.to_le_bytes());
+    entry.extend_from_slice(&((u64::from(db_id) << 32) | pid).to_le_bytes());
+    format!(
+        "0x{}",
+        entry.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// Scenario part: the transaction lock, shared by the two tools.
+///
+/// Given the persistent database of [`persistent_checks`] on three nodes,
+/// When a lock entry of a process that is no client of node 1 is planted in
+///   g_lock.tdb through node 1, and each tool then runs `pstore` on node 0,
+/// Then each drops the stale entry and commits, leaving the lock record empty;
+/// When one tool's `ptrans` on node 1 holds the lock (waiting for its input)
+///   and the other tool's `pstore` on node 2 wants it,
+/// Then the `pstore` does not finish while the lock is held, and once the
+///   `ptrans` gets its input both commit: every node has both records and the
+///   sequence number is two up.
+fn persistent_lock_checks(cluster: &Cluster) -> anyhow::Result<Vec<String>> {
+    let mut failures = Vec::new();
+    let (node0, node1, node2) = (cluster.node(0), cluster.node(1), cluster.node(2));
+    let id_text = db_id(node0, P_STOCK)?;
+    let db_id = u32::from_str_radix(id_text.trim_start_matches("0x"), 16)?;
+    let lock_key = format!(
+        "0x{}00",
+        format!("transaction_db_0x{db_id:08x}")
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    // No process of the machine has this pid (the kernel's limit is lower).
+    let stale = write_lock_entry(99_999_999, db_id, 1);
+    for tool in [Tool::Stock, Tool::Ours] {
+        setup(node1, &["writekey", "g_lock.tdb", &lock_key, &stale])?;
+        let planted = node0.ctdb(Tool::Stock, &["readkey", "g_lock.tdb", &lock_key])?;
+        let value = format!("stale lock passed by {tool:?}");
+        let stored = node0.ctdb(tool, &["pstore", P_STOCK, "stale", &value])?;
+        let read = node2.ctdb(Tool::Stock, &["pfetch", P_STOCK, "stale"])?;
+        let lock = node0.ctdb(Tool::Stock, &["readkey", "g_lock.tdb", &lock_key])?;
+        if !planted.stdout.starts_with("Data: size:32 ")
+            || !stored.success()
+            || read.stdout != format!("{value}\n")
+            || lock.stdout != "Data: size:0 ptr:[]\n"
+        {
+            failures.push(format!(
+                "{tool:?} pstore past a stale lock:\n{planted}\n{stored}\n{read}\n{lock}"
+            ));
+        }
+    }
+
+    let seqnum = |node: &vm::Node| -> anyhow::Result<u64> {
+        let out = node.ctdb(Tool::Stock, &["getdbseqnum", P_STOCK])?;
+        Ok(u64::from_str_radix(
+            out.stdout.trim().trim_start_matches("0x"),
+            16,
+        )?)
+    };
+    for (holder, waiter) in [(Tool::Ours, Tool::Stock), (Tool::Stock, Tool::Ours)] {
+        let before = seqnum(node0)?;
+        let mut ptrans = Held::spawn(node1, holder, &["ptrans", P_STOCK])?;
+        let held = vm::wait_until(START_TIMEOUT, || {
+            match node0.ctdb(Tool::Stock, &["catdb", "g_lock.tdb"]) {
+                Ok(out) if out.stdout.contains("data(32) = ") => Ok(()),
+                Ok(out) => Err(out.to_string()),
+                Err(e) => Err(format!("{e:#}")),
+            }
+        });
+        if let Err(e) = held {
+            failures.push(format!("{holder:?} ptrans never took the lock: {e:?}"));
+            continue;
+        }
+        let waiter_key = format!("waited_{waiter:?}");
+        let mut pstore = Held::spawn(node2, waiter, &["pstore", P_STOCK, &waiter_key, "w"])?;
+        // Once the pstore has asked node 1 whether the holder lives, it can only
+        // be waiting; it must not have finished in any case.
+        if let Ok(Some(status)) = pstore.0.try_wait() {
+            failures.push(format!(
+                "{waiter:?} pstore finished ({status}) while {holder:?} ptrans held the lock"
+            ));
+        }
+        let holder_key = format!("held_{holder:?}");
+        if let Some(mut input) = ptrans.0.stdin.take() {
+            use std::io::Write;
+            writeln!(input, "\"{holder_key}\" \"h\"")?;
+        }
+        let (holder_code, holder_said) = ptrans.finish("the holding ptrans")?;
+        let (waiter_code, waiter_said) = pstore.finish("the waiting pstore")?;
+        if holder_code != Some(0) || waiter_code != Some(0) {
+            failures.push(format!(
+                "{holder:?} ptrans: {holder_code:?} {holder_said}\n{waiter:?} pstore: {waiter_code:?} {waiter_said}"
+            ));
+        }
+        for node in [node0, node1, node2] {
+            let after = seqnum(node)?;
+            let h = node.ctdb(Tool::Stock, &["pfetch", P_STOCK, &holder_key])?;
+            let w = node.ctdb(Tool::Stock, &["pfetch", P_STOCK, &waiter_key])?;
+            if after != before + 2 || h.stdout != "h\n" || w.stdout != "w\n" {
+                failures.push(format!(
+                    "node {}: after {holder:?} ptrans and {waiter:?} pstore: seqnum {before:#x} -> {after:#x}\n{h}\n{w}",
+                    node.pnn()
+                ));
+            }
+        }
     }
     Ok(failures)
 }
