@@ -170,6 +170,9 @@ impl Cli {
     }
 }
 
+/// The letters of the short options [`GlobalOpts`] knows.
+const SHORT_OPTIONS: &str = "?dtnYxXvT";
+
 /// Rewrites a clap error in popt's words.
 fn popt_message(err: clap::Error, words: &[std::ffi::OsString], last_word: &str) -> ArgError {
     let context = |kind| match err.get(kind) {
@@ -199,16 +202,23 @@ fn popt_message(err: clap::Error, words: &[std::ffi::OsString], last_word: &str)
             format!("Invalid option {option}: missing argument")
         }
         ErrorKind::UnknownArgument => {
-            // clap names the first unknown letter of a cluster of short options;
-            // popt names the whole word (`-61157`, not `-6`).
+            // popt names the whole word: `--bogus=3`, or a cluster of short
+            // options (`-Xq`, `-61157`) where clap names the first unknown letter.
             let name = option_name();
+            let text = |w: &std::ffi::OsString| w.to_string_lossy().into_owned();
             let word = if name.starts_with("--") {
-                None
-            } else {
                 words
                     .iter()
-                    .map(|w| w.to_string_lossy())
-                    .find(|w| !w.starts_with("--") && w.starts_with(name.as_str()))
+                    .map(text)
+                    .find(|w| *w == name || w.starts_with(&format!("{name}=")))
+            } else {
+                let letter = name.chars().nth(1);
+                words.iter().map(text).find(|w| {
+                    w.starts_with('-')
+                        && !w.starts_with("--")
+                        && letter.is_some_and(|c| w[1..].contains(c))
+                        && w[1..].chars().any(|c| !SHORT_OPTIONS.contains(c))
+                })
             };
             format!(
                 "Invalid option {}: unknown option",
@@ -360,10 +370,12 @@ mod tests {
             parse(&["setvar", "EnableBans", "-1"]).unwrap_err().0,
             "Invalid option -1: unknown option"
         );
-        assert_eq!(
-            parse(&["checktcpport", "-61157"]).unwrap_err().0,
-            "Invalid option -61157: unknown option"
-        );
+        for word in ["-61157", "-Xq", "-qX", "-vX9", "--bogus", "--bogus=3"] {
+            assert_eq!(
+                parse(&["-v", "checktcpport", word]).unwrap_err().0,
+                format!("Invalid option {word}: unknown option")
+            );
+        }
     }
 
     #[test]

@@ -1016,6 +1016,15 @@ fn persistent_checks(cluster: &Cluster, volatile: &str) -> anyhow::Result<Vec<St
             }
         }
     }
+    // Lines with a key and a value: pt1 twice, pt2, pt3 twice, pt6.
+    let json = node0.ctdb(
+        Tool::Ours,
+        &["--json", "ptrans", P_OURS, "/var/lib/ctdb/ptrans.in"],
+    )?;
+    match serde_json::from_str::<serde_json::Value>(&json.stdout) {
+        Ok(doc) if json.success() && doc["db"] == P_OURS && doc["records"] == 6 => {}
+        _ => failures.push(format!("`--json ptrans {P_OURS}`:\n{json}")),
+    }
     let json = node0.ctdb(Tool::Ours, &["--json", "pfetch", P_OURS, "0x0102"])?;
     match serde_json::from_str::<serde_json::Value>(&json.stdout) {
         Ok(doc)
@@ -1052,6 +1061,11 @@ fn checktcpport_checks(node: &vm::Node) -> anyhow::Result<Vec<String>> {
         if let Some(diff) = difference(args, &stock, &ours, *mask) {
             failures.push(diff);
         }
+    }
+    let json = node.ctdb(Tool::Ours, &["--json", "checktcpport", "4380"])?;
+    match serde_json::from_str::<serde_json::Value>(&json.stdout) {
+        Ok(doc) if json.success() && doc["port"] == 4380 => {}
+        _ => failures.push(format!("`--json checktcpport 4380`:\n{json}")),
     }
     let taken = node.ctdb(Tool::Ours, &["checktcpport", "4379"])?;
     if taken.stderr != "Failed to bind to TCP port 4379\n" || taken.code != Some(98) {
