@@ -166,12 +166,15 @@ impl Cli {
             .last()
             .map(|a| a.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Self::try_parse_from(&argv).map_err(|e| popt_message(e, &last))
+        Self::try_parse_from(&argv).map_err(|e| popt_message(e, &argv[1..], &last))
     }
 }
 
+/// The letters of the short options [`GlobalOpts`] knows.
+const SHORT_OPTIONS: &str = "?dtnYxXvT";
+
 /// Rewrites a clap error in popt's words.
-fn popt_message(err: clap::Error, last_word: &str) -> ArgError {
+fn popt_message(err: clap::Error, words: &[std::ffi::OsString], last_word: &str) -> ArgError {
     let context = |kind| match err.get(kind) {
         Some(ContextValue::String(s)) => Some(s.clone()),
         Some(ContextValue::Strings(v)) => v.first().cloned(),
@@ -199,7 +202,28 @@ fn popt_message(err: clap::Error, last_word: &str) -> ArgError {
             format!("Invalid option {option}: missing argument")
         }
         ErrorKind::UnknownArgument => {
-            format!("Invalid option {}: unknown option", option_name())
+            // popt names the whole word: `--bogus=3`, or a cluster of short
+            // options (`-Xq`, `-61157`) where clap names the first unknown letter.
+            let name = option_name();
+            let text = |w: &std::ffi::OsString| w.to_string_lossy().into_owned();
+            let word = if name.starts_with("--") {
+                words
+                    .iter()
+                    .map(text)
+                    .find(|w| *w == name || w.starts_with(&format!("{name}=")))
+            } else {
+                let letter = name.chars().nth(1);
+                words.iter().map(text).find(|w| {
+                    w.starts_with('-')
+                        && !w.starts_with("--")
+                        && letter.is_some_and(|c| w[1..].contains(c))
+                        && w[1..].chars().any(|c| !SHORT_OPTIONS.contains(c))
+                })
+            };
+            format!(
+                "Invalid option {}: unknown option",
+                word.as_deref().unwrap_or(&name)
+            )
         }
         _ => format!("Invalid option: {}", err.kind()),
     };
@@ -346,6 +370,12 @@ mod tests {
             parse(&["setvar", "EnableBans", "-1"]).unwrap_err().0,
             "Invalid option -1: unknown option"
         );
+        for word in ["-61157", "-Xq", "-qX", "-vX9", "--bogus", "--bogus=3"] {
+            assert_eq!(
+                parse(&["-v", "checktcpport", word]).unwrap_err().0,
+                format!("Invalid option {word}: unknown option")
+            );
+        }
     }
 
     #[test]

@@ -1124,23 +1124,32 @@ pub fn dumpdbbackup(args: &[String]) -> Result<Dump, CommandError> {
 /// else the text itself. Failures print their reason (the tool calls everything
 /// a "Key") and are EINVAL.
 pub fn str_to_data(text: &str) -> Result<Vec<u8>, String> {
-    let Some(hex) = text.strip_prefix("0x") else {
-        return Ok(text.as_bytes().to_vec());
-    };
-    if hex.len() % 2 == 1 {
-        return Err(format!("Key ({hex}) contains odd number of hex digits"));
+    bytes_to_data(text.as_bytes(), text.len())
+}
+
+/// [`str_to_data`] of the first `len` bytes of `rest`, as 4.17 calls it on part
+/// of a line (`ptrans`): its messages show `rest` to the end, as C's `%s` of an
+/// unterminated piece does.
+pub fn bytes_to_data(rest: &[u8], len: usize) -> Result<Vec<u8>, String> {
+    let len = len.min(rest.len());
+    if !rest.starts_with(b"0x") {
+        return Ok(rest[..len].to_vec());
     }
-    let bytes = hex.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len() / 2);
-    for (i, pair) in bytes.chunks(2).enumerate() {
+    let shown = |from: usize| String::from_utf8_lossy(&rest[from..]).into_owned();
+    let hex = &rest[2..len.max(2)];
+    if hex.len() % 2 == 1 {
+        return Err(format!(
+            "Key ({}) contains odd number of hex digits",
+            shown(2)
+        ));
+    }
+    let mut out = Vec::with_capacity(hex.len() / 2);
+    for (i, pair) in hex.chunks(2).enumerate() {
         let digit = |c: u8| char::from(c).to_digit(16);
         match (digit(pair[0]), digit(pair[1])) {
             (Some(hi), Some(lo)) => out.push((hi * 16 + lo) as u8),
-            _ => {
-                // The rest of the string from the bad pair on (bytes, as C sees it).
-                let rest = String::from_utf8_lossy(&bytes[i * 2..]);
-                return Err(format!("Invalid hex: {rest}"));
-            }
+            // The rest of the string from the bad pair on (bytes, as C sees it).
+            _ => return Err(format!("Invalid hex: {}", shown(2 + i * 2))),
         }
     }
     Ok(out)

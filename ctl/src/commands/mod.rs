@@ -14,6 +14,7 @@ pub mod ip;
 pub mod listnodes;
 pub mod node;
 pub mod nodestate;
+pub mod persistent;
 pub mod pubip;
 pub mod record;
 pub mod statistics;
@@ -263,6 +264,31 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "deletekey",
         "<dbname|dbid> <key>",
         "delete a record, moving it here first",
+    ),
+    (
+        "pfetch",
+        "<dbname|dbid> <key>",
+        "print the value of a record of a persistent database",
+    ),
+    (
+        "pstore",
+        "<dbname|dbid> <key> <value>",
+        "write a record of a persistent database on every node",
+    ),
+    (
+        "pdelete",
+        "<dbname|dbid> <key>",
+        "delete a record of a persistent database on every node",
+    ),
+    (
+        "ptrans",
+        "<dbname|dbid> [<file>]",
+        "write \"key\" \"value\" lines (file or stdin) to a persistent database at once",
+    ),
+    (
+        "checktcpport",
+        "<port>",
+        "tell whether a TCP port of this machine is free to bind",
     ),
     (
         "getdbseqnum",
@@ -543,7 +569,13 @@ pub fn run(cli: &Cli) -> Outcome {
     // Commands that never contact the daemon. `-n -1` is 4.17's "no node given".
     if matches!(
         name,
-        "version" | "listnodes" | "event" | "scriptstatus" | "tickle" | "dumpdbbackup"
+        "version"
+            | "listnodes"
+            | "event"
+            | "scriptstatus"
+            | "tickle"
+            | "dumpdbbackup"
+            | "checktcpport"
     ) {
         if opts
             .node
@@ -563,6 +595,7 @@ pub fn run(cli: &Cli) -> Outcome {
             "version" => Ok(Box::new(node::Version)),
             "tickle" => admin::tickle(args).map(|r| Box::new(r) as _),
             "dumpdbbackup" => db::dumpdbbackup(args).map(|r| Box::new(r) as _),
+            "checktcpport" => admin::checktcpport(args).map(|r| Box::new(r) as _),
             _ => listnodes::run(&listnodes::nodes_file_path()).map(|r| Box::new(r) as _),
         };
         return match result {
@@ -717,6 +750,10 @@ fn select_nodes(
             | "readkey"
             | "writekey"
             | "deletekey"
+            | "pfetch"
+            | "pstore"
+            | "pdelete"
+            | "ptrans"
     ) && targets.iter().any(|&p| p != own)
     {
         return Err(CommandError::stderr(format!(
@@ -775,6 +812,10 @@ fn dispatch(
         "readkey" => boxed(record::readkey(ctx, args)),
         "writekey" => boxed(record::writekey(ctx, args)),
         "deletekey" => boxed(record::deletekey(ctx, args)),
+        "pfetch" => boxed(persistent::pfetch(ctx, args)),
+        "pstore" => boxed(persistent::pstore(ctx, args)),
+        "pdelete" => boxed(persistent::pdelete(ctx, args)),
+        "ptrans" => boxed(persistent::ptrans(ctx, args)),
         "disable" => boxed(nodestate::disable(ctx, args)),
         "enable" => boxed(nodestate::enable(ctx, args)),
         "stop" => boxed(nodestate::stop(ctx, args)),

@@ -14,20 +14,35 @@ use serde::Serialize;
 use super::db::{find_db, hex, open_db, str_to_data, DbRef};
 use super::node::Done;
 use super::{json_via_serde, CommandError, Ctx, Report, Style};
-use crate::client::ClientError;
 
 const EIO: i32 = 5;
 const EINVAL: i32 = 22;
 const EMSGSIZE: i32 = 90;
 
 /// A record held under its chain lock; the lock goes with the value.
-struct Locked<'a> {
+pub(super) struct Locked<'a> {
     tdb: &'a Tdb,
     key: Vec<u8>,
     header: LtdbHeader,
-    value: Vec<u8>,
+    /// The value after the ltdb header.
+    pub(super) value: Vec<u8>,
     /// Held as a read-only copy (delegation): may not be changed.
     readonly: bool,
+}
+
+impl Locked<'_> {
+    /// Stores `value` behind the record's header, as the client library's
+    /// store does for a record it holds.
+    pub(super) fn store(&self, db_name: &str, value: &[u8]) -> Result<(), Failure> {
+        let mut stored = self.header.to_bytes().to_vec();
+        stored.extend_from_slice(value);
+        self.tdb
+            .store(&self.key, &stored, StoreMode::Replace)
+            .map_err(|e| Failure {
+                message: format!("store_record: {db_name} tdb_storev failed, {e}\n"),
+                code: EIO,
+            })
+    }
 }
 
 impl Drop for Locked<'_> {
@@ -38,13 +53,15 @@ impl Drop for Locked<'_> {
 }
 
 /// A failure with the library's message (may be empty) and the exit code.
-struct Failure {
-    message: String,
-    code: i32,
+pub(super) struct Failure {
+    /// What the client library logs, newline-terminated (may be empty).
+    pub(super) message: String,
+    /// The exit code.
+    pub(super) code: i32,
 }
 
 impl Failure {
-    fn code(code: i32) -> Self {
+    pub(super) fn code(code: i32) -> Self {
         Self {
             message: String::new(),
             code,
@@ -54,7 +71,7 @@ impl Failure {
 
 /// The client library's fetch-lock: the record, locked, with this node as its
 /// dmaster (or, for `readonly`, any node with a read-only copy here).
-fn fetch_lock<'a>(
+pub(super) fn fetch_lock<'a>(
     ctx: &mut Ctx<'_>,
     db: &DbRef,
     tdb: &'a Tdb,
@@ -151,7 +168,7 @@ fn prepare(
     Ok((db, tdb, key))
 }
 
-fn parse(text: &str, what: &str) -> Result<Vec<u8>, CommandError> {
+pub(super) fn parse(text: &str, what: &str) -> Result<Vec<u8>, CommandError> {
     str_to_data(text).map_err(|reason| CommandError::Failed {
         stdout: String::new(),
         stderr: format!("{reason}\nFailed to parse {what} {text}\n"),
@@ -232,17 +249,9 @@ pub fn writekey(ctx: &mut Ctx<'_>, args: &[String]) -> Result<Done, CommandError
     if locked.value == value {
         return Ok(Done::default());
     }
-    let mut stored = locked.header.to_bytes().to_vec();
-    stored.extend_from_slice(&value);
-    tdb.store(&key, &stored, StoreMode::Replace).map_err(|e| {
-        failed(
-            Failure {
-                message: format!("store_record: {} tdb_storev failed, {e}\n", db.name),
-                code: EIO,
-            },
-            format!("Failed to store record for key {key_arg}"),
-        )
-    })?;
+    locked
+        .store(&db.name, &value)
+        .map_err(|f| failed(f, format!("Failed to store record for key {key_arg}")))?;
     Ok(Done::default())
 }
 
@@ -255,30 +264,36 @@ pub fn deletekey(ctx: &mut Ctx<'_>, args: &[String]) -> Result<Done, CommandErro
     let (db, tdb, key) = prepare(ctx, db_arg, key_arg)?;
     let locked = fetch_lock(ctx, &db, &tdb, &key, false)
         .map_err(|f| failed(f, format!("Failed to fetch record for key {key_arg}")))?;
-    let line = format!("Failed to delete record for key {key_arg}");
+    delete_record(ctx, &db, &locked)
+        .map_err(|f| failed(f, format!("Failed to delete record for key {key_arg}")))?;
+    Ok(Done::default())
+}
+
+/// The client library's delete of a record it holds: an empty record (header
+/// only) in the local file, then SCHEDULE_FOR_DELETION to the local daemon.
+pub(super) fn delete_record(
+    ctx: &mut Ctx<'_>,
+    db: &DbRef,
+    locked: &Locked<'_>,
+) -> Result<(), Failure> {
     if locked.readonly {
-        return Err(failed(
-            Failure {
-                message: format!("fetch_lock delete: {} readonly record\n", db.name),
-                code: EINVAL,
-            },
-            line,
-        ));
+        return Err(Failure {
+            message: format!("fetch_lock delete: {} readonly record\n", db.name),
+            code: EINVAL,
+        });
     }
     let header = locked.header.to_bytes();
-    tdb.store(&key, &header, StoreMode::Replace).map_err(|e| {
-        failed(
-            Failure {
-                message: format!("fetch_lock delete: {} tdb_store failed, {e}\n", db.name),
-                code: EIO,
-            },
-            line.clone(),
-        )
-    })?;
+    locked
+        .tdb
+        .store(&locked.key, &header, StoreMode::Replace)
+        .map_err(|e| Failure {
+            message: format!("fetch_lock delete: {} tdb_store failed, {e}\n", db.name),
+            code: EIO,
+        })?;
     let request = ScheduleForDeletion {
         db_id: db.id,
         header,
-        key: key.clone(),
+        key: locked.key.clone(),
     }
     .encode();
     let own = ctx.own();
@@ -286,18 +301,14 @@ pub fn deletekey(ctx: &mut Ctx<'_>, args: &[String]) -> Result<Done, CommandErro
         .client
         .control(own, Opcode::SCHEDULE_FOR_DELETION, 0, &request)
     {
-        Ok(_) => Ok(Done::default()),
-        Err(e @ (ClientError::Transport { .. } | ClientError::Closed)) => Err(failed(
-            Failure {
-                message: format!(
-                    "delete_record: {} SCHEDULE_FOR_DELETION failed, ret={}\n",
-                    db.name,
-                    e.exit_code()
-                ),
-                code: e.exit_code(),
-            },
-            line,
-        )),
-        Err(e) => Err(e.into()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(Failure {
+            message: format!(
+                "delete_record: {} SCHEDULE_FOR_DELETION failed, ret={}\n",
+                db.name,
+                e.exit_code()
+            ),
+            code: e.exit_code(),
+        }),
     }
 }

@@ -455,7 +455,10 @@ fn three_nodes_with_one_record_each(db: &str) -> anyhow::Result<(Daemon, Cluster
 /// Then both print the same (the record order of `catdb` aside, which is the
 ///   arrival order) and exit alike;
 /// And `catdb` on node 0 lists all three records (the traverse reached every node),
-///   while `cattdb` lists only what node 0's file holds.
+///   while `cattdb` lists only what node 0's file holds;
+/// And the persistent-record commands and `checktcpport` behave as the stock
+///   tool's, and the two tools' transactions exclude each other
+///   ([`persistent_checks`], [`persistent_lock_checks`], [`checktcpport_checks`]).
 #[test]
 fn database_commands_see_records_on_every_node() -> anyhow::Result<()> {
     const SPREAD: &str = "compat_spread.tdb";
@@ -491,6 +494,9 @@ fn database_commands_see_records_on_every_node() -> anyhow::Result<()> {
     if !catdb.stdout.ends_with("Dumped 3 records\n") {
         failures.push(format!("`catdb` on node 0 should dump 3 records:\n{catdb}"));
     }
+    failures.extend(persistent_checks(&cluster, SPREAD)?);
+    failures.extend(persistent_lock_checks(&cluster)?);
+    failures.extend(checktcpport_checks(cluster.node(0))?);
     assert!(
         failures.is_empty(),
         "{} failures in the 3-node checks against the {daemon:?} daemon:\n\n{}",
@@ -815,4 +821,414 @@ fn restore_and_wipe_reach_every_node() -> anyhow::Result<()> {
         failures.join("\n")
     );
     Ok(())
+}
+
+/// Two persistent databases of names of the same length: the stock tool writes
+/// one, ours the other, with the same commands, so that each tool's writes
+/// really happen and the results can be compared record for record.
+const P_STOCK: &str = "compat_pstock.tdb";
+const P_OURS: &str = "compat_pours_.tdb";
+/// Where a row names "the tool's database".
+const P: &str = "@P";
+
+/// Input for `ptrans`: good lines (text and hex, a key written twice, a delete)
+/// and every kind of line 4.17 skips, with what it says about each.
+fn ptrans_input() -> Vec<u8> {
+    let mut text = String::from(concat!(
+        "\"pt1\" \"one\"\n",
+        "  \"0x707432\"\t\"0x0074776f\"\n",
+        "\"pt3\" \"three\"\n",
+        "\"pt1\" \"uno\"\n",
+        "\"pt3\" \"\"\n",
+        "garbage line\n",
+        "\"unterminated\n",
+        "\"pt4\"\n",
+        "\"0x123\" \"odd\"\n",
+        "\"pt5\" \"0xzz\"\n",
+        "\"\" \"emptykey\"\n",
+        "\"0x\" \"v\"\n",
+        "\n",
+    ));
+    // Longer than 4.17's line buffer: read in two pieces, both refused.
+    text.push_str(&format!("\"long\" \"{}\"\n", "a".repeat(1100)));
+    text.push_str("\"pt6\" \"last, no newline\"");
+    text.into_bytes()
+}
+
+/// Scenario part: the persistent-record commands, stock tool vs ours, on three
+/// nodes.
+///
+/// Given three healthy nodes and, on node 0, two persistent databases (one for
+///   each tool),
+/// When `pstore`, `pfetch`, `pdelete` and `ptrans` (from a file and from stdin)
+///   are run on node 0 by the stock tool on its database and by ours on its own,
+///   with good input and bad (hex, keys, unknown and volatile databases, missing
+///   files, wrong argument counts, another node),
+/// Then both print the same and exit alike (database names aside);
+/// And each node's file of the stock tool's database holds the same records as
+///   each node's file of ours (rsn and dmaster included), and the same sequence
+///   number;
+/// And a value one tool stores, through any node, the other reads on every node;
+/// And `--json pfetch` gives the value as hex.
+fn persistent_checks(cluster: &Cluster, volatile: &str) -> anyhow::Result<Vec<String>> {
+    let node0 = cluster.node(0);
+    setup(node0, &["attach", P_STOCK, "persistent"])?;
+    setup(node0, &["attach", P_OURS, "persistent"])?;
+    std::fs::write(node0.var_dir().join("ptrans.in"), ptrans_input())?;
+    std::fs::write(
+        node0.var_dir().join("ptrans2.in"),
+        "\"stdin1\" \"from stdin\"\n\"k3\" \"\"\n",
+    )?;
+    let mut failures = Vec::new();
+    let ours_to_stock = |t: &str| t.replace(P_OURS, P_STOCK);
+    let with_db = |args: &[&str], db: &'static str| -> Vec<String> {
+        args.iter()
+            .map(|a| {
+                if *a == P {
+                    db.to_owned()
+                } else {
+                    (*a).to_owned()
+                }
+            })
+            .collect()
+    };
+    let rows: Vec<(Vec<&str>, Mask)> = vec![
+        (vec!["pstore", P, "k1", "v1"], exact),
+        (vec!["pfetch", P, "k1"], exact),
+        (vec!["pfetch", P, "0x6b31"], exact),
+        (vec!["pfetch", P, "never_written"], exact),
+        (vec!["pstore", P, "0x0102", "0x41004243"], exact),
+        (vec!["pfetch", P, "0x0102"], exact),
+        // The same value again: nothing to commit.
+        (vec!["pstore", P, "k1", "v1"], exact),
+        (vec!["pstore", P, "k1", "v1 changed"], exact),
+        (vec!["pstore", P, "k2", "to be deleted"], exact),
+        (vec!["pdelete", P, "k2"], exact),
+        (vec!["pfetch", P, "k2"], exact),
+        (vec!["pdelete", P, "never_written"], exact),
+        (vec!["ptrans", P, "/var/lib/ctdb/ptrans.in"], exact),
+        (vec!["pfetch", P, "pt1"], exact),
+        (vec!["pfetch", P, "pt2"], exact),
+        (vec!["pfetch", P, "pt3"], exact),
+        (vec!["pfetch", P, "pt6"], exact),
+        (vec!["getdbseqnum", P], exact),
+        (vec!["cattdb", P], exact),
+        // Bad input.
+        (vec!["pfetch", volatile, "key0"], exact),
+        (vec!["pstore", volatile, "k", "v"], exact),
+        (vec!["pdelete", volatile, "k"], exact),
+        (vec!["ptrans", volatile], exact),
+        (vec!["pfetch", "nosuch.tdb", "k"], exact),
+        (vec!["pstore", "nosuch.tdb", "k", "v"], exact),
+        (vec!["pdelete", "0xzz", "k"], exact),
+        (vec!["ptrans", "nosuch.tdb"], exact),
+        (vec!["pfetch", P, "0x123"], exact),
+        (vec!["pfetch", P, "0x12zz"], exact),
+        (vec!["pstore", P, "0xabc", "v"], exact),
+        (vec!["pstore", P, "k", "0xzz"], exact),
+        (vec!["pdelete", P, "0x1"], exact),
+        (vec!["ptrans", P, "/var/lib/ctdb/nosuch.in"], exact),
+        (vec!["pfetch", P], mask_usage_summary),
+        (vec!["pfetch", P, "k", "extra"], mask_usage_summary),
+        (vec!["pstore", P, "k"], mask_usage_summary),
+        (vec!["pstore", P, "k", "v", "extra"], mask_usage_summary),
+        (vec!["pdelete", P], mask_usage_summary),
+        (vec!["ptrans"], mask_usage_summary),
+        (vec!["ptrans", P, "a", "b"], mask_usage_summary),
+        (vec!["-n", "1", "pfetch", P, "k1"], exact),
+        (vec!["-n", "0", "pstore", P, "k3", "v3"], exact),
+    ];
+    for (args, mask) in &rows {
+        let stock_args = with_db(args, P_STOCK);
+        let ours_args = with_db(args, P_OURS);
+        let stock_refs: Vec<&str> = stock_args.iter().map(String::as_str).collect();
+        let ours_refs: Vec<&str> = ours_args.iter().map(String::as_str).collect();
+        let stock = node0.ctdb(Tool::Stock, &stock_refs)?;
+        let mut ours = node0.ctdb(Tool::Ours, &ours_refs)?;
+        ours.stdout = ours_to_stock(&ours.stdout);
+        ours.stderr = ours_to_stock(&ours.stderr);
+        if let Some(diff) = difference(&stock_refs, &stock, &ours, *mask) {
+            failures.push(diff);
+        }
+    }
+    // ptrans from stdin.
+    for (tool, db) in [(Tool::Stock, P_STOCK), (Tool::Ours, P_OURS)] {
+        let line = format!(
+            "{} ptrans {db} < /var/lib/ctdb/ptrans2.in",
+            tool.path()?.display()
+        );
+        let out = node0.run("sh", &["-c", &line])?;
+        let read = node0.ctdb(tool, &["pfetch", db, "stdin1"])?;
+        if !(out.success() && out.stdout.is_empty() && out.stderr.is_empty())
+            || read.stdout != "from stdin\n"
+        {
+            failures.push(format!("{tool:?} `ptrans {db}` from stdin:\n{out}\n{read}"));
+        }
+    }
+    // Every node's copy of each database is the same, and the two databases
+    // are alike.
+    for pnn in 0..3u32 {
+        let node = cluster.node(pnn);
+        let dumps = [P_STOCK, P_OURS].map(|db| node.ctdb(Tool::Stock, &["cattdb", db]));
+        let [stock, ours] = dumps;
+        let (stock, ours) = (stock?, ours?);
+        let node0_dump = node0.ctdb(Tool::Stock, &["cattdb", P_STOCK])?;
+        if !(stock.success() && ours.success())
+            || sorted_records(&stock.stdout) != sorted_records(&ours_to_stock(&ours.stdout))
+            || sorted_records(&stock.stdout) != sorted_records(&node0_dump.stdout)
+        {
+            failures.push(format!(
+                "node {pnn}: the persistent databases differ:\n--- {P_STOCK}:\n{stock}\n--- {P_OURS}:\n{ours}\n--- node 0's {P_STOCK}:\n{node0_dump}"
+            ));
+        }
+        for want in ["data(3) = \"uno\"\n", "data(16) = \"last, no newline\"\n"] {
+            if !stock.stdout.contains(want) {
+                failures.push(format!("node {pnn}: {P_STOCK} lacks {want:?}:\n{stock}"));
+            }
+        }
+        let seqnums = [P_STOCK, P_OURS].map(|db| node.ctdb(Tool::Ours, &["getdbseqnum", db]));
+        let [s1, s2] = seqnums;
+        let (s1, s2) = (s1?, s2?);
+        if !(s1.success() && s1.stdout == s2.stdout && s1.stdout != "0x0\n") {
+            failures.push(format!("node {pnn}: sequence numbers differ:\n{s1}\n{s2}"));
+        }
+    }
+    // Across the tools and nodes: what one stores the other reads everywhere.
+    for (writer, reader, via) in [
+        (Tool::Stock, Tool::Ours, 1u32),
+        (Tool::Ours, Tool::Stock, 2),
+    ] {
+        let value = format!("stored by {writer:?} through node {via}");
+        let stored = cluster
+            .node(via)
+            .ctdb(writer, &["pstore", P_STOCK, "crossed", &value])?;
+        if !stored.success() {
+            failures.push(format!("{writer:?} pstore through node {via}:\n{stored}"));
+        }
+        for pnn in 0..3u32 {
+            let read = cluster
+                .node(pnn)
+                .ctdb(reader, &["pfetch", P_STOCK, "crossed"])?;
+            if read.stdout != format!("{value}\n") || !read.success() {
+                failures.push(format!(
+                    "{reader:?} pfetch on node {pnn} of a value {writer:?} stored through node {via}:\n{read}"
+                ));
+            }
+        }
+    }
+    // Lines with a key and a value: pt1 twice, pt2, pt3 twice, pt6.
+    let json = node0.ctdb(
+        Tool::Ours,
+        &["--json", "ptrans", P_OURS, "/var/lib/ctdb/ptrans.in"],
+    )?;
+    match serde_json::from_str::<serde_json::Value>(&json.stdout) {
+        Ok(doc) if json.success() && doc["db"] == P_OURS && doc["records"] == 6 => {}
+        _ => failures.push(format!("`--json ptrans {P_OURS}`:\n{json}")),
+    }
+    let json = node0.ctdb(Tool::Ours, &["--json", "pfetch", P_OURS, "0x0102"])?;
+    match serde_json::from_str::<serde_json::Value>(&json.stdout) {
+        Ok(doc)
+            if json.success()
+                && doc["db"] == P_OURS
+                && doc["key"] == "0102"
+                && doc["data"] == "41004243"
+                && doc["size"] == 4 => {}
+        _ => failures.push(format!("`--json pfetch {P_OURS} 0x0102`:\n{json}")),
+    }
+    Ok(failures)
+}
+
+/// Scenario part: `checktcpport`, which binds the port on the machine the tool
+/// runs on, stock tool vs ours: the daemon's port is taken, others are free,
+/// and the port is read as C's `atoi` reads it.
+fn checktcpport_checks(node: &vm::Node) -> anyhow::Result<Vec<String>> {
+    let rows: Vec<(Vec<&str>, Mask)> = vec![
+        (vec!["checktcpport", "4379"], exact),
+        (vec!["checktcpport", "4380"], exact),
+        (vec!["checktcpport", "0"], exact),
+        (vec!["checktcpport", "abc"], exact),
+        (vec!["checktcpport", "4379abc"], exact),
+        (vec!["checktcpport", "69915"], exact),
+        (vec!["checktcpport", "-61157"], exact),
+        (vec!["-n", "0", "checktcpport", "4379"], exact),
+        (vec!["checktcpport"], first_line),
+        (vec!["checktcpport", "1", "2"], first_line),
+    ];
+    let mut failures = Vec::new();
+    for (args, mask) in &rows {
+        let stock = node.ctdb(Tool::Stock, args)?;
+        let ours = node.ctdb(Tool::Ours, args)?;
+        if let Some(diff) = difference(args, &stock, &ours, *mask) {
+            failures.push(diff);
+        }
+    }
+    let json = node.ctdb(Tool::Ours, &["--json", "checktcpport", "4380"])?;
+    match serde_json::from_str::<serde_json::Value>(&json.stdout) {
+        Ok(doc) if json.success() && doc["port"] == 4380 => {}
+        _ => failures.push(format!("`--json checktcpport 4380`:\n{json}")),
+    }
+    let taken = node.ctdb(Tool::Ours, &["checktcpport", "4379"])?;
+    if taken.stderr != "Failed to bind to TCP port 4379\n" || taken.code != Some(98) {
+        failures.push(format!(
+            "`checktcpport 4379` should find the daemon's port taken:\n{taken}"
+        ));
+    }
+    Ok(failures)
+}
+
+/// A tool run in the background with its stdin open; killed (by PID) if still
+/// running when dropped.
+struct Held(std::process::Child);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Held {
+    fn spawn(node: &vm::Node, tool: Tool, args: &[&str]) -> anyhow::Result<Self> {
+        use std::process::Stdio;
+        let mut cmd = node.command(tool.path()?);
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Ok(Self(cmd.spawn()?))
+    }
+
+    /// Waits for the exit; the status and what was printed.
+    fn finish(&mut self, what: &str) -> anyhow::Result<(Option<i32>, String)> {
+        use std::io::Read;
+        let status = vm::wait_until(START_TIMEOUT, || match self.0.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            _ => Err(()),
+        })
+        .map_err(|_| anyhow::anyhow!("{what} did not finish"))?;
+        let mut printed = String::new();
+        if let Some(mut out) = self.0.stdout.take() {
+            out.read_to_string(&mut printed)?;
+        }
+        if let Some(mut err) = self.0.stderr.take() {
+            err.read_to_string(&mut printed)?;
+        }
+        Ok((status.code(), printed))
+    }
+}
+
+/// The g_lock entry of a writer: type WRITE, padding, then the server id (pid,
+/// task id = the database id, node, unique id), as hex for `writekey`.
+fn write_lock_entry(pid: u64, db_id: u32, pnn: u32) -> String {
+    let mut entry = Vec::new();
+    entry.extend_from_slice(&1u32.to_le_bytes());
+    entry.extend_from_slice(&[0; 4]);
+    entry.extend_from_slice(&pid.to_le_bytes());
+    entry.extend_from_slice(&db_id.to_le_bytes());
+    entry.extend_from_slice(&pnn.to_le_bytes());
+    entry.extend_from_slice(&((u64::from(db_id) << 32) | pid).to_le_bytes());
+    format!(
+        "0x{}",
+        entry.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// Scenario part: the transaction lock, shared by the two tools.
+///
+/// Given the persistent database of [`persistent_checks`] on three nodes,
+/// When a lock entry of a process that is no client of node 1 is planted in
+///   g_lock.tdb through node 1, and each tool then runs `pstore` on node 0,
+/// Then each drops the stale entry and commits, leaving the lock record empty;
+/// When one tool's `ptrans` on node 1 holds the lock (waiting for its input)
+///   and the other tool's `pstore` on node 2 wants it,
+/// Then the `pstore` does not finish while the lock is held, and once the
+///   `ptrans` gets its input both commit: every node has both records and the
+///   sequence number is two up.
+fn persistent_lock_checks(cluster: &Cluster) -> anyhow::Result<Vec<String>> {
+    let mut failures = Vec::new();
+    let (node0, node1, node2) = (cluster.node(0), cluster.node(1), cluster.node(2));
+    let id_text = db_id(node0, P_STOCK)?;
+    let db_id = u32::from_str_radix(id_text.trim_start_matches("0x"), 16)?;
+    let lock_key = format!(
+        "0x{}00",
+        format!("transaction_db_0x{db_id:08x}")
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    // No process of the machine has this pid (the kernel's limit is lower).
+    let stale = write_lock_entry(99_999_999, db_id, 1);
+    for tool in [Tool::Stock, Tool::Ours] {
+        setup(node1, &["writekey", "g_lock.tdb", &lock_key, &stale])?;
+        let planted = node0.ctdb(Tool::Stock, &["readkey", "g_lock.tdb", &lock_key])?;
+        let value = format!("stale lock passed by {tool:?}");
+        let stored = node0.ctdb(tool, &["pstore", P_STOCK, "stale", &value])?;
+        let read = node2.ctdb(Tool::Stock, &["pfetch", P_STOCK, "stale"])?;
+        let lock = node0.ctdb(Tool::Stock, &["readkey", "g_lock.tdb", &lock_key])?;
+        if !planted.stdout.starts_with("Data: size:32 ")
+            || !stored.success()
+            || read.stdout != format!("{value}\n")
+            || lock.stdout != "Data: size:0 ptr:[]\n"
+        {
+            failures.push(format!(
+                "{tool:?} pstore past a stale lock:\n{planted}\n{stored}\n{read}\n{lock}"
+            ));
+        }
+    }
+
+    let seqnum = |node: &vm::Node| -> anyhow::Result<u64> {
+        let out = node.ctdb(Tool::Stock, &["getdbseqnum", P_STOCK])?;
+        Ok(u64::from_str_radix(
+            out.stdout.trim().trim_start_matches("0x"),
+            16,
+        )?)
+    };
+    for (holder, waiter) in [(Tool::Ours, Tool::Stock), (Tool::Stock, Tool::Ours)] {
+        let before = seqnum(node0)?;
+        let mut ptrans = Held::spawn(node1, holder, &["ptrans", P_STOCK])?;
+        let held = vm::wait_until(START_TIMEOUT, || {
+            match node0.ctdb(Tool::Stock, &["catdb", "g_lock.tdb"]) {
+                Ok(out) if out.stdout.contains("data(32) = ") => Ok(()),
+                Ok(out) => Err(out.to_string()),
+                Err(e) => Err(format!("{e:#}")),
+            }
+        });
+        if let Err(e) = held {
+            failures.push(format!("{holder:?} ptrans never took the lock: {e:?}"));
+            continue;
+        }
+        let waiter_key = format!("waited_{waiter:?}");
+        let mut pstore = Held::spawn(node2, waiter, &["pstore", P_STOCK, &waiter_key, "w"])?;
+        // Once the pstore has asked node 1 whether the holder lives, it can only
+        // be waiting; it must not have finished in any case.
+        if let Ok(Some(status)) = pstore.0.try_wait() {
+            failures.push(format!(
+                "{waiter:?} pstore finished ({status}) while {holder:?} ptrans held the lock"
+            ));
+        }
+        let holder_key = format!("held_{holder:?}");
+        if let Some(mut input) = ptrans.0.stdin.take() {
+            use std::io::Write;
+            writeln!(input, "\"{holder_key}\" \"h\"")?;
+        }
+        let (holder_code, holder_said) = ptrans.finish("the holding ptrans")?;
+        let (waiter_code, waiter_said) = pstore.finish("the waiting pstore")?;
+        if holder_code != Some(0) || waiter_code != Some(0) {
+            failures.push(format!(
+                "{holder:?} ptrans: {holder_code:?} {holder_said}\n{waiter:?} pstore: {waiter_code:?} {waiter_said}"
+            ));
+        }
+        for node in [node0, node1, node2] {
+            let after = seqnum(node)?;
+            let h = node.ctdb(Tool::Stock, &["pfetch", P_STOCK, &holder_key])?;
+            let w = node.ctdb(Tool::Stock, &["pfetch", P_STOCK, &waiter_key])?;
+            if after != before + 2 || h.stdout != "h\n" || w.stdout != "w\n" {
+                failures.push(format!(
+                    "node {}: after {holder:?} ptrans and {waiter:?} pstore: seqnum {before:#x} -> {after:#x}\n{h}\n{w}",
+                    node.pnn()
+                ));
+            }
+        }
+    }
+    Ok(failures)
 }
