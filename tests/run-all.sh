@@ -44,12 +44,16 @@ if [[ ${#failed[@]} -ne 0 ]]; then
     echo "build failed; not running the tests" >&2
     exit 1
 fi
-step test cargo test --workspace --no-fail-fast
+# Two lanes of test binaries at once (the namespace suites mostly wait), then the
+# doc tests, which are not binaries.
+step test tests/run-test-binaries.sh 2
+step doctest cargo test --workspace --doc
 step package tests/package/deb-test.sh
 step shellcheck shellcheck -s sh events.d/functions events.d/*.script \
     packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm
 step shellcheck-tests shellcheck -x tests/install-deps.sh tests/run-all.sh tests/fresh-machine.sh \
-    tests/vm/demo.sh .ci/run packaging/build-deb.sh tests/package/deb-test.sh
+    tests/vm/demo.sh .ci/run packaging/build-deb.sh tests/package/deb-test.sh \
+    tests/run-test-binaries.sh
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step doc env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps

@@ -44,6 +44,8 @@ longest_first='gluster_faults gluster_leader smbtorture services gluster cluster
     grep -v -E "/deps/($(tr ' ' '|' <<<"$longest_first"))-[0-9a-f]*$" "$logs/binaries"
 } >"$logs/ordered"
 
+# Called by xargs through `bash -c` (exported below).
+# shellcheck disable=SC2317
 run_one() {
     local dir=$1 exe=$2 logs=$3
     local name
@@ -59,6 +61,7 @@ run_one() {
 export -f run_one
 
 start=$SECONDS
+# shellcheck disable=SC2016 # expanded by the inner bash
 xargs -P "$lanes" -L 1 bash -c 'run_one "$0" "$1" "$2"' <<<"$(sed "s|\$| $logs|" "$logs/ordered")"
 echo "all test binaries ran in $((SECONDS - start)) s ($lanes lanes)"
 
