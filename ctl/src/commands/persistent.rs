@@ -344,6 +344,21 @@ impl<'a> Transaction<'a> {
         }
     }
 
+    /// Whether the local file holds every value this transaction wrote (the
+    /// sequence number aside).
+    fn writes_are_stored(&self) -> Result<bool, Failure> {
+        for (key, _, value) in &self.writes {
+            if key.as_slice() == SEQNUM_KEY {
+                continue;
+            }
+            let (_, stored) = ltdb_fetch(self.tdb, key).map_err(Failure::code)?;
+            if stored != *value {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Commits the writes on every node (nothing written: just unlocks).
     fn commit(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Failure> {
         if self.readonly || self.writes.is_empty() {
@@ -387,9 +402,24 @@ impl<'a> Transaction<'a> {
             }
             // Refused (a recovery, most likely): done if a recovery carried it
             // everywhere, else again while nothing else committed meanwhile.
+            // "Carried" needs our own writes in the file, not just the next
+            // sequence number: a node that had just come back read `before` from
+            // a copy one commit behind, and the recovery that refused us then
+            // brought in that other commit (the soak test lost a write so, where
+            // 4.17's client library would report success too).
             let now = self.seqnum()?;
-            if now == before + 1 {
+            if now == before + 1 && self.writes_are_stored()? {
                 break;
+            }
+            if now == before + 1 {
+                return Err(Failure {
+                    message: format!(
+                        "transaction_commit: {} another transaction committed 0x{now:x} meanwhile; \
+                         nothing of this one was stored\n",
+                        self.db.name
+                    ),
+                    code: EIO,
+                });
             }
             if now != before {
                 return Err(Failure {

@@ -104,7 +104,8 @@ fn main() -> anyhow::Result<()> {
 
     let dir = TempDir::new("soak")?;
     let mut files: Vec<(String, String)> = Vec::new();
-    let mut records: BTreeMap<String, String> = BTreeMap::new();
+    // key -> (value, the node it went through, when)
+    let mut records: BTreeMap<String, (String, u32, Duration)> = BTreeMap::new();
     let (mut smb_failed, mut pstore_failed) = (0u64, 0u64);
     let mut memory: BTreeMap<u32, MemoryTrace> = BTreeMap::new();
     let mut losses: Vec<(Duration, u32, Loss)> = Vec::new();
@@ -138,7 +139,7 @@ fn main() -> anyhow::Result<()> {
             .ctdb(Tool::Ours, &["pstore", DB, &key, &value])
         {
             Ok(out) if out.success() => {
-                records.insert(key, value);
+                records.insert(key, (value, via, start.elapsed()));
             }
             _ => pstore_failed += 1,
         }
@@ -191,11 +192,15 @@ fn main() -> anyhow::Result<()> {
     }
     let mut records_lost = 0;
     for pnn in ALL {
-        for (key, value) in &records {
+        for (key, (value, via, at)) in &records {
             let out = cluster.node(pnn).ctdb(Tool::Ours, &["pfetch", DB, key])?;
             if !out.success() || out.stdout.trim_end() != value {
                 records_lost += 1;
-                problems.push(format!("node {pnn}: acknowledged record {key} reads {out}"));
+                problems.push(format!(
+                    "node {pnn}: record {key}, acknowledged through node {via} at {:.1} s, \
+                     reads {out}",
+                    at.as_secs_f64()
+                ));
             }
         }
     }
