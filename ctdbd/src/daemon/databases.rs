@@ -1855,6 +1855,10 @@ impl Worker {
         let event = CoreEvent::Input(Input::DatabasesRecovered {
             generation,
             ok: result.is_ok(),
+            culprit: result
+                .as_ref()
+                .err()
+                .and_then(recovery_run::Failure::culprit),
         });
         if let Err(e) = self.core.try_send(event) {
             // The core is busy or gone; its own deadline starts the recovery over.
@@ -2577,7 +2581,7 @@ mod tests {
         worker.start_recovery(77, vec![0]);
 
         match core_rx.try_recv() {
-            Ok(CoreEvent::Input(Input::DatabasesRecovered { generation, ok })) => {
+            Ok(CoreEvent::Input(Input::DatabasesRecovered { generation, ok, .. })) => {
                 assert_eq!((generation, ok), (77, true));
             }
             other => panic!("expected the recovery's report, got {other:?}"),
