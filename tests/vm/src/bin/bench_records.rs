@@ -14,7 +14,14 @@
 //! - **memory with many records** (`records.sh memory [RECORDS]`, 1 000 000 by
 //!   default): node 0's daemon and its child processes (VmRSS, RssAnon,
 //!   RssFile + RssShmem, VmHWM from /proc/PID/status) when started, once its copy
-//!   of a volatile database holds RECORDS records, and after a recovery of it.
+//!   of a volatile database holds RECORDS records, and after a recovery of it;
+//! - **recovery at scale** (`recovery.sh [SIZE...]`, issue #10 item 4): for each
+//!   size a volatile database spread over the three nodes and a persistent one
+//!   every node holds whole, a recovery timed until all three nodes are back in
+//!   normal mode with a new generation, ctdbd's VmHWM during it and the peak
+//!   VmRSS of each node's processes, then `ctdb recover` timed as a command
+//!   (`CTDB_RS_DAEMON=ours|stock` for one daemon only, `CTDB_RS_BENCH_PERF=FILE`
+//!   to record the recoveries with `perf record -g`).
 //!
 //! The clients are this process: they talk CTDB's protocol on each node's socket
 //! and use libtdb on the node's database file (through `/proc/<pid>/root`), as
