@@ -143,6 +143,7 @@ impl Replay {
                         queue.push(Input::DatabasesRecovered {
                             generation,
                             ok: true,
+                            culprit: None,
                         })
                     }
                     Output::TakeReclock | Output::ReleaseReclock => {

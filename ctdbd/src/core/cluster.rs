@@ -28,6 +28,10 @@ const ELECTION_RETRY_MS: u64 = 500;
 const ELECTION_FAILURE_RETRY_MS: u64 = 1000;
 /// Consecutive failed lock attempts after which a node bans itself.
 const LOCK_FAILURES_BEFORE_BAN: u32 = 3;
+/// Database recoveries in a row that one node makes fail (by refusing a step or
+/// answering nonsense) after which the leader bans it for `RecoveryBanPeriod`,
+/// as CTDB's recovery bans the node that failed three attempts.
+const RECOVERY_FAILURES_BEFORE_BAN: u32 = 3;
 /// How long the followers of a leader whose connection closed wait for its
 /// guardian's notice before they race for the lock (they race as soon as it comes).
 /// The guardian speaks within milliseconds of the daemon's death.
@@ -612,22 +616,47 @@ impl Node {
                 period_s,
                 "node keeps causing recoveries: banning it"
             );
-            let ban = crate::protocol::control::BanState {
-                pnn,
-                time: period_s,
-            };
-            self.forward_control(
-                pnn,
-                None,
-                &ReqControl {
-                    opcode: Opcode::SET_BAN_STATE.0,
-                    srvid: 0,
-                    client_id: 0,
-                    flags: CTRL_FLAG_NOREPLY,
-                    data: ban.encode(),
-                },
-                out,
-            );
+            self.ban_peer(pnn, period_s, out);
+        }
+    }
+
+    /// Asks `pnn` to ban itself for `secs` (SET_BAN_STATE, as CTDB's leader does).
+    fn ban_peer(&mut self, pnn: u32, secs: u32, out: &mut Vec<Output>) {
+        let ban = crate::protocol::control::BanState { pnn, time: secs };
+        self.forward_control(
+            pnn,
+            None,
+            &ReqControl {
+                opcode: Opcode::SET_BAN_STATE.0,
+                srvid: 0,
+                client_id: 0,
+                flags: CTRL_FLAG_NOREPLY,
+                data: ban.encode(),
+            },
+            out,
+        );
+    }
+
+    /// A database recovery failed because of `culprit`: after
+    /// [`RECOVERY_FAILURES_BEFORE_BAN`] such failures in a row, ban it (itself if
+    /// the leader is the culprit), so that the others recover without it.
+    fn count_recovery_failure(&mut self, culprit: u32, out: &mut Vec<Output>) {
+        let failures = self.recovery_failures.entry(culprit).or_default();
+        *failures += 1;
+        let failures = *failures;
+        if failures < RECOVERY_FAILURES_BEFORE_BAN || !self.tunables.enabled(keys::ENABLE_BANS) {
+            return;
+        }
+        self.recovery_failures.remove(&culprit);
+        let secs = self.tunables.value(keys::RECOVERY_BAN_PERIOD);
+        warn!(
+            node = culprit,
+            failures, secs, "node keeps failing database recoveries: banning it"
+        );
+        if culprit == self.pnn {
+            self.ban_self(secs, out);
+        } else {
+            self.ban_peer(culprit, secs, out);
         }
     }
 
@@ -1077,7 +1106,13 @@ impl Node {
 
     /// The database thread answered: install the recovery's map everywhere, or
     /// try again with a new generation.
-    pub(super) fn databases_recovered(&mut self, generation: u32, ok: bool, out: &mut Vec<Output>) {
+    pub(super) fn databases_recovered(
+        &mut self,
+        generation: u32,
+        ok: bool,
+        culprit: Option<u32>,
+        out: &mut Vec<Output>,
+    ) {
         let Some(recovery) = self
             .database_recovery
             .take_if(|r| r.map.generation == generation)
@@ -1092,10 +1127,18 @@ impl Node {
             return;
         }
         if !ok {
-            warn!(generation, "database recovery failed; recovering again");
+            warn!(
+                generation,
+                ?culprit,
+                "database recovery failed; recovering again"
+            );
+            if let Some(culprit) = culprit {
+                self.count_recovery_failure(culprit, out);
+            }
             self.recover(out);
             return;
         }
+        self.recovery_failures.clear();
         let map = recovery.map;
         self.apply_vnn_map(&map);
         info!(generation, nodes = ?map.map, "recovery complete");

@@ -172,6 +172,9 @@ pub enum Input {
         generation: u32,
         /// Whether every database is now the same on every node.
         ok: bool,
+        /// The node whose refusal (or answer that made no sense) ended a failed
+        /// run: it earns a ban credit (see `RECOVERY_FAILURES_BEFORE_BAN`).
+        culprit: Option<u32>,
     },
     /// The data path saw records or a transaction that only a recovery can set
     /// right (a hand-over from a node that is not the dmaster, a persistent update
@@ -512,6 +515,9 @@ pub struct Node {
     /// Leader only: when each node last caused a recovery by (re)joining, within
     /// `RecoveryBanPeriod`. A node that keeps doing it is banned.
     recovery_causes: BTreeMap<u32, Vec<u64>>,
+    /// Leader only: how many database recoveries in a row each node made fail
+    /// (refused or garbled a step) since the last one that succeeded.
+    recovery_failures: BTreeMap<u32, u32>,
     /// Until when our lease lets us hold public addresses (followers).
     lease_until_ms: u64,
     /// Follower: lease requests not yet granted, seq → (leader asked, when sent).
@@ -690,6 +696,7 @@ impl Node {
             // xorshift must not start at 0.
             rng: config.seed | 1,
             recovery_causes: BTreeMap::new(),
+            recovery_failures: BTreeMap::new(),
             lease_until_ms: 0,
             lease_requests: BTreeMap::new(),
             next_lease_seq: 1,
@@ -923,9 +930,11 @@ impl Node {
                 self.public_addresses_read(request, result, &mut out)
             }
             Input::EventDone { id, outcome } => self.event_done(id, outcome, &mut out),
-            Input::DatabasesRecovered { generation, ok } => {
-                self.databases_recovered(generation, ok, &mut out)
-            }
+            Input::DatabasesRecovered {
+                generation,
+                ok,
+                culprit,
+            } => self.databases_recovered(generation, ok, culprit, &mut out),
             Input::RecoveryNeeded { reason } => {
                 tracing::warn!(%reason, "the data path asks for a recovery");
                 self.recovery_requested(&mut out);

@@ -37,6 +37,7 @@ impl Feed for Node {
                     Input::DatabasesRecovered {
                         generation,
                         ok: true,
+                        culprit: None,
                     },
                 )),
                 other => out.push(other),
@@ -2239,6 +2240,7 @@ fn a_recovery_installs_its_generation_only_after_the_databases() {
         Input::DatabasesRecovered {
             generation: first[0],
             ok: false,
+            culprit: None,
         },
     ));
     assert_eq!(second.len(), 1);
@@ -2249,6 +2251,7 @@ fn a_recovery_installs_its_generation_only_after_the_databases() {
         Input::DatabasesRecovered {
             generation: first[0],
             ok: true,
+            culprit: None,
         },
     );
     assert_eq!(n.generation(), before);
@@ -2263,6 +2266,7 @@ fn a_recovery_installs_its_generation_only_after_the_databases() {
         Input::DatabasesRecovered {
             generation: third[0],
             ok: true,
+            culprit: None,
         },
     );
     assert_eq!(
@@ -2271,6 +2275,118 @@ fn a_recovery_installs_its_generation_only_after_the_databases() {
         "installed once the databases are done"
     );
     assert_eq!(n.recovery_mode(), 0);
+}
+
+/// Given a leader and a peer, when the peer refuses a step of three database
+/// recoveries in a row, then the leader asks it to ban itself for
+/// `RecoveryBanPeriod` (SET_BAN_STATE), as CTDB's recovery does after three
+/// failed attempts; two failures, or failures broken by a success, ban no one;
+/// and a leader that is itself the culprit bans itself.
+#[test]
+fn a_node_that_keeps_failing_database_recoveries_is_banned() {
+    let mut n = node();
+    finish_events(&mut n, NOW);
+    connect_peer(&mut n, NOW, 0x1111);
+    let bans = |out: &[Output]| -> Vec<(u32, u32)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::SendToPeer {
+                    pnn,
+                    packet:
+                        Packet {
+                            body: Body::ReqControl(c),
+                            ..
+                        },
+                } if c.opcode == Opcode::SET_BAN_STATE.0 => {
+                    let ban = crate::protocol::control::BanState::decode(&c.data).unwrap();
+                    assert_eq!(ban.pnn, *pnn, "the ban names the node it goes to");
+                    Some((*pnn, ban.time))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let generation_of = |out: &[Output]| {
+        out.iter()
+            .find_map(|o| match o {
+                Output::RecoverDatabases { generation, .. } => Some(*generation),
+                _ => None,
+            })
+            .expect("a database recovery is asked for")
+    };
+    let out = n.handle(
+        NOW,
+        Input::ClientPacket {
+            client: TOOL,
+            packet: control_packet(
+                CURRENT_NODE,
+                Opcode::SET_RECMODE,
+                0,
+                0,
+                1u32.to_le_bytes().to_vec(),
+            ),
+        },
+    );
+    let mut generation = generation_of(&out);
+    let fail = |n: &mut Node, generation: u32, culprit: Option<u32>| {
+        n.handle(
+            NOW,
+            Input::DatabasesRecovered {
+                generation,
+                ok: false,
+                culprit,
+            },
+        )
+    };
+    // Two failures, a success, two failures: no ban.
+    for _ in 0..2 {
+        let out = fail(&mut n, generation, Some(1));
+        assert_eq!(bans(&out), []);
+        generation = generation_of(&out);
+    }
+    n.handle(
+        NOW,
+        Input::DatabasesRecovered {
+            generation,
+            ok: true,
+            culprit: None,
+        },
+    );
+    let out = n.handle(
+        NOW,
+        Input::ClientPacket {
+            client: TOOL,
+            packet: control_packet(
+                CURRENT_NODE,
+                Opcode::SET_RECMODE,
+                0,
+                0,
+                1u32.to_le_bytes().to_vec(),
+            ),
+        },
+    );
+    generation = generation_of(&out);
+    // Failures that name no one (a timeout, a node gone) count for no one.
+    let out = fail(&mut n, generation, None);
+    generation = generation_of(&out);
+    for _ in 0..2 {
+        let out = fail(&mut n, generation, Some(1));
+        assert_eq!(bans(&out), [], "a success in between starts the count over");
+        generation = generation_of(&out);
+    }
+    // The third in a row: banned for RecoveryBanPeriod (300 s by default).
+    let out = fail(&mut n, generation, Some(1));
+    assert_eq!(bans(&out), [(1, 300)]);
+    generation = generation_of(&out);
+
+    // The leader itself three times: it bans itself.
+    for _ in 0..2 {
+        let out = fail(&mut n, generation, Some(0));
+        generation = generation_of(&out);
+    }
+    assert_eq!(own_flags(&n) & node_flags::BANNED, 0);
+    fail(&mut n, generation, Some(0));
+    assert_ne!(own_flags(&n) & node_flags::BANNED, 0);
 }
 
 /// Given a leader with a client registered for CTDB_SRVID_RECONFIGURE, when a
@@ -2329,6 +2445,7 @@ fn the_leader_broadcasts_reconfigure_after_a_recovery() {
         Input::DatabasesRecovered {
             generation: first,
             ok: false,
+            culprit: None,
         },
     );
     assert_eq!(reconfigures(&out), 0, "a failed recovery ends nothing");
@@ -2338,6 +2455,7 @@ fn the_leader_broadcasts_reconfigure_after_a_recovery() {
         Input::DatabasesRecovered {
             generation: second,
             ok: true,
+            culprit: None,
         },
     );
     assert_eq!(n.generation(), second);

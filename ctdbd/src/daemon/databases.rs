@@ -1646,18 +1646,16 @@ fn recovery_request(request: &Request, generation: u32) -> (Opcode, u64, Vec<u8>
             data.extend_from_slice(&u32::MAX.to_le_bytes());
             (PULL_DB, 0, data)
         }
-        Request::Push { db_id, records } => {
-            let mut buffer = MarshallBuffer::new(*db_id);
-            buffer.records = records
-                .iter()
-                .map(|(key, data)| RecData {
-                    reqid: 0,
-                    key: key.clone(),
-                    data: data.clone(),
-                })
-                .collect();
-            (PUSH_DB, 0, buffer.encode())
-        }
+        Request::Push { db_id, records } => (
+            PUSH_DB,
+            0,
+            MarshallBuffer::encode_records(
+                *db_id,
+                records
+                    .iter()
+                    .map(|(key, data)| (0, key.as_slice(), data.as_slice())),
+            ),
+        ),
     }
 }
 
@@ -1778,7 +1776,14 @@ impl Worker {
                 Some(Progress::Send(sends)) => queue.extend(sends),
                 None => {}
             }
-            let Some(send) = queue.pop_front() else {
+            // The other nodes' requests go out before this node does its own
+            // part (a pull or push of its copy takes as long as theirs): they
+            // work meanwhile instead of after.
+            let remote = queue.iter().position(|s| s.to != self.pnn);
+            let Some(send) = remote
+                .and_then(|i| queue.remove(i))
+                .or_else(|| queue.pop_front())
+            else {
                 return;
             };
             let generation = self.recovery.as_ref().map_or(0, |l| l.run.generation());
@@ -1832,9 +1837,13 @@ impl Worker {
             warn!(peer = pnn, step = ?leading.run.step(), status, "a node failed a recovery step");
         }
         let counter = &mut self.next_control_reqid;
+        let step = leading.run.step();
         let progress = leading
             .run
             .answer(reqid, answer, &mut || next_control_reqid(counter));
+        if leading.run.step() != step {
+            debug!(step = ?leading.run.step(), "recovery step");
+        }
         // Any answer is progress: the deadline bounds a silence, not the work
         // (a push of a million records takes seconds on each node).
         leading.deadline = Instant::now() + RECOVERY_STEP_TIMEOUT;
@@ -1855,6 +1864,10 @@ impl Worker {
         let event = CoreEvent::Input(Input::DatabasesRecovered {
             generation,
             ok: result.is_ok(),
+            culprit: result
+                .as_ref()
+                .err()
+                .and_then(recovery_run::Failure::culprit),
         });
         if let Err(e) = self.core.try_send(event) {
             // The core is busy or gone; its own deadline starts the recovery over.
@@ -1989,17 +2002,25 @@ impl Worker {
         {
             return fail(-1);
         }
-        let mut buffer = MarshallBuffer::new(db.info.id);
+        // Into one flat buffer, then encoded from it: two allocations for the
+        // whole database rather than two per record.
+        let mut flat: Vec<u8> = Vec::new();
+        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
         let walked = db.tdb.traverse_read(|key, value| {
-            buffer.records.push(RecData {
-                reqid: 0,
-                key: key.to_vec(),
-                data: value.to_vec(),
-            });
+            spans.push((flat.len(), key.len(), value.len()));
+            flat.extend_from_slice(key);
+            flat.extend_from_slice(value);
             std::ops::ControlFlow::Continue(())
         });
+        let records = spans.iter().map(|&(at, key_len, data_len)| {
+            (
+                0,
+                &flat[at..at + key_len],
+                &flat[at + key_len..at + key_len + data_len],
+            )
+        });
         match walked {
-            Ok(_) => ok(buffer.encode()),
+            Ok(_) => ok(MarshallBuffer::encode_records(db.info.id, records)),
             Err(e) => {
                 error!(db = %db.info.name, error = %e, "reading records for a recovery failed");
                 fail(-1)
@@ -2577,7 +2598,7 @@ mod tests {
         worker.start_recovery(77, vec![0]);
 
         match core_rx.try_recv() {
-            Ok(CoreEvent::Input(Input::DatabasesRecovered { generation, ok })) => {
+            Ok(CoreEvent::Input(Input::DatabasesRecovered { generation, ok, .. })) => {
                 assert_eq!((generation, ok), (77, true));
             }
             other => panic!("expected the recovery's report, got {other:?}"),

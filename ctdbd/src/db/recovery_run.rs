@@ -156,6 +156,18 @@ pub enum Failure {
     },
 }
 
+impl Failure {
+    /// The node whose answer ended the run, if one did: it refused a step or
+    /// answered something else. A node that left, a timeout or a disagreement
+    /// between nodes names no one.
+    pub fn culprit(&self) -> Option<u32> {
+        match self {
+            Self::Refused { node, .. } | Self::UnexpectedAnswer { node, .. } => Some(*node),
+            Self::KindConflict { .. } | Self::NodeGone { .. } | Self::TimedOut { .. } => None,
+        }
+    }
+}
+
 /// What the caller does next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Progress {

@@ -145,11 +145,39 @@ impl MarshallBuffer {
 
     /// Wire form.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        let count = u32::try_from(self.records.len()).expect("fewer than 4 G records");
-        w.u32(self.db_id).u32(count);
-        for rec in &self.records {
-            rec.write(&mut w);
+        Self::encode_records(
+            self.db_id,
+            self.records
+                .iter()
+                .map(|r| (r.reqid, r.key.as_slice(), r.data.as_slice())),
+        )
+    }
+
+    /// The wire form of a buffer of `records` (reqid, key, data) for `db_id`,
+    /// written straight from borrowed records: a recovery's hundreds of
+    /// thousands of records are neither copied into [`RecData`]s first nor
+    /// moved while the buffer grows.
+    pub fn encode_records<'a, I>(db_id: u32, records: I) -> Vec<u8>
+    where
+        I: Iterator<Item = (u32, &'a [u8], &'a [u8])> + Clone,
+    {
+        let (count, len) = records
+            .clone()
+            .fold((0usize, 8usize), |(n, len), (_, k, d)| {
+                (n + 1, len + REC_DATA_FIXED_SIZE + k.len() + d.len())
+            });
+        let mut w = Writer::with_capacity(len);
+        let count = u32::try_from(count).expect("fewer than 4 G records");
+        w.u32(db_id).u32(count);
+        for (reqid, key, data) in records {
+            let length = u32::try_from(REC_DATA_FIXED_SIZE + key.len() + data.len())
+                .expect("record shorter than 4 GiB");
+            w.u32(length)
+                .u32(reqid)
+                .u32(len_u32(key))
+                .u32(len_u32(data))
+                .bytes(key)
+                .bytes(data);
         }
         w.into_bytes()
     }

@@ -225,6 +225,14 @@ impl Writer {
         Self::default()
     }
 
+    /// An empty writer with room for `capacity` bytes (a large buffer written
+    /// at once is then never copied to grow).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(capacity),
+        }
+    }
+
     /// The bytes written.
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf

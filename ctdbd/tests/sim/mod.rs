@@ -511,6 +511,7 @@ impl Sim {
                     Input::DatabasesRecovered {
                         generation,
                         ok: true,
+                        culprit: None,
                     },
                 );
             }

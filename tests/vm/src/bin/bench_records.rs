@@ -14,7 +14,14 @@
 //! - **memory with many records** (`records.sh memory [RECORDS]`, 1 000 000 by
 //!   default): node 0's daemon and its child processes (VmRSS, RssAnon,
 //!   RssFile + RssShmem, VmHWM from /proc/PID/status) when started, once its copy
-//!   of a volatile database holds RECORDS records, and after a recovery of it.
+//!   of a volatile database holds RECORDS records, and after a recovery of it;
+//! - **recovery at scale** (`recovery.sh [SIZE...]`, issue #10 item 4): for each
+//!   size a volatile database spread over the three nodes and a persistent one
+//!   every node holds whole, a recovery timed until all three nodes are back in
+//!   normal mode with a new generation, ctdbd's VmHWM during it and the peak
+//!   VmRSS of each node's processes, then `ctdb recover` timed as a command
+//!   (`CTDB_RS_DAEMON=ours|stock` for one daemon only, `CTDB_RS_BENCH_PERF=FILE`
+//!   to record the recoveries with `perf record -g`).
 //!
 //! The clients are this process: they talk CTDB's protocol on each node's socket
 //! and use libtdb on the node's database file (through `/proc/<pid>/root`), as
@@ -60,6 +67,11 @@ impl Client {
     /// Attaches `db` on node `pnn` and opens its file as smbd does (the path and
     /// flags the daemon gives).
     fn connect(cluster: &Cluster, pnn: u32, db: &str) -> anyhow::Result<Self> {
+        Self::connect_to(cluster, pnn, db, false)
+    }
+
+    /// [`Client::connect`] to a volatile or a persistent database.
+    fn connect_to(cluster: &Cluster, pnn: u32, db: &str, persistent: bool) -> anyhow::Result<Self> {
         let node = cluster.node(pnn);
         let stream = UnixStream::connect(node.path(SOCKET))
             .with_context(|| format!("connecting to node {pnn}"))?;
@@ -71,7 +83,12 @@ impl Client {
         };
         let mut name = db.as_bytes().to_vec();
         name.push(0);
-        let id = conn.control(Opcode::DB_ATTACH, name)?;
+        let attach = if persistent {
+            Opcode::DB_ATTACH_PERSISTENT
+        } else {
+            Opcode::DB_ATTACH
+        };
+        let id = conn.control(attach, name)?;
         let db_id = u32::from_le_bytes(id[..4].try_into()?);
         let path = conn.control(Opcode::GETDBPATH, db_id.to_le_bytes().to_vec())?;
         let path = String::from_utf8(path.split(|b| *b == 0).next().unwrap_or(&[]).to_vec())?;
@@ -207,6 +224,21 @@ fn counter(value: &[u8]) -> u64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("recovery") {
+        if std::env::var("CTDB_RS_PROFILE").as_deref() != Ok("release") {
+            bail!("run through tests/vm/bench/recovery.sh (it sets CTDB_RS_PROFILE=release)");
+        }
+        let sizes = std::env::args()
+            .skip(2)
+            .map(|a| a.parse().context("each SIZE must be a number"))
+            .collect::<anyhow::Result<Vec<usize>>>()?;
+        let sizes = if sizes.is_empty() {
+            vec![1_000, 10_000, 100_000]
+        } else {
+            sizes
+        };
+        return recovery_table(&sizes);
+    }
     if std::env::args().nth(1).as_deref() == Some("memory") {
         if std::env::var("CTDB_RS_PROFILE").as_deref() != Ok("release") {
             bail!("run through tests/vm/bench/records.sh (it sets CTDB_RS_PROFILE=release)");
@@ -556,6 +588,240 @@ fn memory_table(records: usize) -> anyhow::Result<()> {
             }
         }
         drop(cluster);
+    }
+    Ok(())
+}
+
+// ---- recovery at scale (issue #10 item 4) ---------------------------------------
+
+/// Stores the records `index % 3 == pnn` of `size` (volatile: held by `pnn`), or
+/// all of them (persistent: every node has the whole database, as after the
+/// transactions that wrote it), in `client`'s copy, in one transaction.
+fn fill_share(client: &Client, size: usize, persistent: bool) -> anyhow::Result<()> {
+    client.tdb.transaction_start()?;
+    for i in (0..size).filter(|i| persistent || *i as u32 % 3 == client.pnn) {
+        let key = format!("record-{i:08}");
+        let header = LtdbHeader::new(1, client.pnn);
+        client.tdb.store(
+            key.as_bytes(),
+            &ltdb::encode(&header, b"share mode entry, about this long"),
+            StoreMode::Replace,
+        )?;
+    }
+    client.tdb.transaction_commit()?;
+    Ok(())
+}
+
+/// Every process of the node: the daemon and what it forked (CTDB's recovery
+/// daemon and its recovery helper, lock helpers).
+fn tree_rss_kib(pid: u32) -> u64 {
+    memory_tree(pid)
+        .map(|t| t.iter().map(|m| m.rss).sum())
+        .unwrap_or(0)
+}
+
+/// Resets the daemon's VmHWM (`clear_refs` 5), so that its next reading is the
+/// peak since now.
+fn reset_hwm(pid: u32) -> anyhow::Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .with_context(|| format!("resetting VmHWM of {pid}"))
+}
+
+fn hwm_kib(pid: u32) -> u64 {
+    memory_tree(pid)
+        .ok()
+        .and_then(|t| t.first().map(|m| m.hwm))
+        .unwrap_or(0)
+}
+
+/// One recovery's figures.
+struct RecoveryRun {
+    /// SET_RECMODE on node 0 until every node reports a new generation in normal
+    /// mode (each polled every 5 ms).
+    secs: f64,
+    /// The largest ctdbd VmHWM of the three during the recovery, MiB.
+    hwm_mib: f64,
+    /// The largest sum of VmRSS over one node's daemon and its child processes,
+    /// sampled every 10 ms during the recovery, MiB.
+    tree_mib: f64,
+}
+
+/// Asks node 0 for a recovery (SET_RECMODE active, what `ctdb recover` sends) and
+/// times it until all three nodes are back in normal mode with a new generation,
+/// sampling the daemons' memory meanwhile.
+fn timed_recovery(cluster: &mut Cluster, conns: &mut [Connection]) -> anyhow::Result<RecoveryRun> {
+    let pids: Vec<u32> = (0..3)
+        .map(|pnn| Ok(cluster.node_mut(pnn).daemon()?.process.pid()))
+        .collect::<anyhow::Result<_>>()?;
+    for pid in &pids {
+        reset_hwm(*pid)?;
+    }
+    let generation = |conn: &mut Connection| -> anyhow::Result<u32> {
+        let map = conn.control(Opcode::GETVNNMAP, Vec::new())?;
+        Ok(u32::from_le_bytes(map[..4].try_into()?))
+    };
+    let before = generation(&mut conns[0])?;
+    // CTDB_RS_BENCH_PERF=FILE: the recovery under `perf record` (all three
+    // daemons), to see where its time goes.
+    let perf = match std::env::var_os("CTDB_RS_BENCH_PERF") {
+        Some(file) => {
+            let pids = pids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            let child = std::process::Command::new("perf")
+                .args(["record", "-q", "-F", "499", "-g", "-o"])
+                .arg(file)
+                .args(["-p", &pids])
+                .spawn()
+                .context("starting perf")?;
+            std::thread::sleep(Duration::from_millis(500));
+            Some(child)
+        }
+        None => None,
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (secs, tree_kib) = std::thread::scope(|scope| -> anyhow::Result<(f64, u64)> {
+        let sampler = scope.spawn(|| {
+            let mut peak = 0;
+            loop {
+                for pid in &pids {
+                    peak = peak.max(tree_rss_kib(*pid));
+                }
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    return peak;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let start = Instant::now();
+        let result = (|| -> anyhow::Result<f64> {
+            conns[0].control(Opcode::SET_RECMODE, 1u32.to_le_bytes().to_vec())?;
+            let mut finished = [false; 3];
+            loop {
+                for (i, conn) in conns.iter_mut().enumerate() {
+                    if !finished[i] {
+                        finished[i] =
+                            generation(conn)? != before && conn.status(Opcode::GET_RECMODE)? == 0;
+                    }
+                }
+                if finished.iter().all(|f| *f) {
+                    return Ok(start.elapsed().as_secs_f64());
+                }
+                if start.elapsed() > MEMORY_RECOVERY_TIMEOUT {
+                    bail!("no recovery within {MEMORY_RECOVERY_TIMEOUT:?}");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak = sampler.join().expect("memory sampler");
+        Ok((result?, peak))
+    })?;
+    if let Some(mut child) = perf {
+        // SIGINT, by its PID: perf writes its file and exits.
+        std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()?;
+        child.wait()?;
+    }
+    let hwm = pids.iter().map(|p| hwm_kib(*p)).max().unwrap_or(0);
+    Ok(RecoveryRun {
+        secs,
+        hwm_mib: hwm as f64 / 1024.0,
+        tree_mib: tree_kib as f64 / 1024.0,
+    })
+}
+
+/// For each size: a volatile database whose records are spread over the three
+/// nodes and a persistent one that every node holds whole, then a recovery timed
+/// (see [`timed_recovery`]) and `ctdb recover` (our tool on node 0) timed as a
+/// command. The databases of the smaller sizes stay attached, as they would.
+fn recovery_table(sizes: &[usize]) -> anyhow::Result<()> {
+    let mut lines = Vec::new();
+    // CTDB_RS_DAEMON=ours|stock measures only that one.
+    let daemons = if std::env::var_os("CTDB_RS_DAEMON").is_some() {
+        vec![Daemon::from_env()?]
+    } else {
+        vec![Daemon::Ours, Daemon::Stock]
+    };
+    for daemon in daemons {
+        let label = match daemon {
+            Daemon::Ours => "ctdb-rs",
+            Daemon::Stock => "CTDB 4.17",
+        };
+        let mut cluster = Cluster::builder().nodes(3).shared_volume(true).build()?;
+        cluster.start(daemon, TIMEOUT)?;
+        cluster.wait_agreement(&ALL, &ALL, TIMEOUT)?;
+        let mut conns: Vec<Connection> = ALL
+            .iter()
+            .map(|pnn| {
+                let node = cluster.node(*pnn);
+                let stream = UnixStream::connect(node.path(SOCKET))?;
+                stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+                Ok(Connection {
+                    stream,
+                    pnn: *pnn,
+                    reqid: 1,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        // A first recovery with nothing in the databases: what a recovery costs
+        // whatever the size.
+        let empty = timed_recovery(&mut cluster, &mut conns)?;
+        eprintln!("{label}: recovery, no records: {:.3} s", empty.secs);
+        lines.push(format!(
+            "| {label} | 0 | {:.3} | - | {:.1} | {:.1} |",
+            empty.secs, empty.hwm_mib, empty.tree_mib
+        ));
+        for &size in sizes {
+            let start = Instant::now();
+            for pnn in ALL {
+                for persistent in [false, true] {
+                    let kind = if persistent { "persistent" } else { "volatile" };
+                    let client = Client::connect_to(
+                        &cluster,
+                        pnn,
+                        &format!("bench_rec_{kind}{size}.tdb"),
+                        persistent,
+                    )?;
+                    fill_share(&client, size, persistent)?;
+                }
+            }
+            eprintln!(
+                "{label}: {size} records stored in {:.1} s",
+                start.elapsed().as_secs_f64()
+            );
+            let run = timed_recovery(&mut cluster, &mut conns)?;
+            let start = Instant::now();
+            let out = cluster.node(0).ctdb(vm::Tool::Ours, &["recover"])?;
+            let tool_secs = start.elapsed().as_secs_f64();
+            if out.code != Some(0) {
+                bail!(
+                    "{label}: ctdb recover with {size} records failed: {}",
+                    out.stderr
+                );
+            }
+            eprintln!(
+                "{label}: recovery with {size} + {size} records: {:.3} s (ctdb recover {tool_secs:.2} s), \
+                 ctdbd VmHWM {:.1} MiB, node processes {:.1} MiB",
+                run.secs, run.hwm_mib, run.tree_mib
+            );
+            lines.push(format!(
+                "| {label} | {size} | {:.3} | {tool_secs:.2} | {:.1} | {:.1} |",
+                run.secs, run.hwm_mib, run.tree_mib
+            ));
+        }
+        drop(conns);
+        drop(cluster);
+    }
+    println!(
+        "| daemon | records per database | recovery (s) | `ctdb recover` (s) | ctdbd VmHWM (MiB) | node's processes, VmRSS sum (MiB) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for line in lines {
+        println!("{line}");
     }
     Ok(())
 }
