@@ -103,6 +103,8 @@ mod ffi {
         pub fn tdb_get_seqnum(tdb: *mut TdbContext) -> c_int;
         pub fn tdb_increment_seqnum_nonblock(tdb: *mut TdbContext);
         pub fn tdb_wipe_all(tdb: *mut TdbContext) -> c_int;
+        pub fn tdb_repack(tdb: *mut TdbContext) -> c_int;
+        pub fn tdb_freelist_size(tdb: *mut TdbContext) -> c_int;
         pub fn tdb_check(
             tdb: *mut TdbContext,
             check: Option<CheckFn>,
@@ -699,6 +701,25 @@ impl Tdb {
         // SAFETY: live context.
         let status = unsafe { ffi::tdb_wipe_all(self.raw()) };
         self.check(status, "wipe_all")
+    }
+
+    /// How many free blocks the file's free list holds (`tdb_freelist_size`):
+    /// what a repack would merge into one.
+    pub fn freelist_size(&self) -> Result<u32, TdbError> {
+        // SAFETY: live context; takes and drops the free-list lock itself.
+        let size = unsafe { ffi::tdb_freelist_size(self.raw()) };
+        self.check(size.min(0), "freelist_size")?;
+        Ok(size as u32)
+    }
+
+    /// Rewrites the file's records in one transaction so that its free space
+    /// becomes one block (`tdb_repack`). The file keeps its size; what it gains
+    /// is no fragmentation. Waits, at commit, for every chain lock to be free.
+    pub fn repack(&self) -> Result<(), TdbError> {
+        // SAFETY: live context; libtdb runs its own transaction and temporary
+        // in-memory database.
+        let status = unsafe { ffi::tdb_repack(self.raw()) };
+        self.check(status, "repack")
     }
 }
 

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::{fail, ok, view_for, TdbStore, Worker};
 use crate::core::ClientId;
@@ -23,7 +23,7 @@ use crate::protocol::call::call_flags;
 use crate::protocol::control::Opcode;
 use crate::protocol::dbctl::ScheduleForDeletion;
 use crate::protocol::marshall::{MarshallBuffer, RecData};
-use crate::protocol::packet::{ReplyControl, CTRL_FLAG_NOREPLY};
+use crate::protocol::packet::{ReplyControl, ReqControl};
 
 /// The client id of the thread's own migration calls (a record handed here by
 /// VACUUM_FETCH): 0, which no connection ever has.
@@ -140,18 +140,21 @@ impl Worker {
             to_hand_over = plan.fetch.values().map(Vec::len).sum::<usize>(),
             "vacuum run"
         );
+        // Answers to the previous run's handovers that never came are not
+        // awaited any more.
+        db.fetching.clear();
+        let mut fetching = Vec::new();
         for (lmaster, records) in plan.fetch {
             let reqid = self.allocate_control_reqid();
-            let data = marshall(db_id, &records);
-            self.send_control(
-                lmaster,
-                reqid,
-                Opcode::VACUUM_FETCH.0,
-                data,
-                CTRL_FLAG_NOREPLY,
-            );
+            let control = vacuum_fetch_control(db_id, &records);
+            self.send_control(lmaster, reqid, control.opcode, control.data, control.flags);
+            fetching.push((reqid, lmaster));
+        }
+        if let Some(db) = self.dbs.get_mut(&db_id) {
+            db.fetching = fetching;
         }
         if plan.delete.is_empty() {
+            self.maybe_repack(db_id);
             return;
         }
         let run = DeleteRun::start(&view, plan.delete, &others);
@@ -174,6 +177,9 @@ impl Worker {
     /// A control reply that may answer a TRY_DELETE_RECORDS of ours; `false` if
     /// it does not.
     pub(super) fn vacuum_reply(&mut self, pnn: u32, reqid: u32, reply: &ReplyControl) -> bool {
+        if self.vacuum_fetch_reply(pnn, reqid, reply) {
+            return true;
+        }
         let Some((db_id, db)) = self
             .dbs
             .iter_mut()
@@ -201,6 +207,58 @@ impl Worker {
         }
         self.maybe_finish_deletion(db_id);
         true
+    }
+
+    /// The answer to one of our VACUUM_FETCH handovers (4.17 waits for it and
+    /// only logs a failure: the records stay here for a later run).
+    fn vacuum_fetch_reply(&mut self, pnn: u32, reqid: u32, reply: &ReplyControl) -> bool {
+        for db in self.dbs.values_mut() {
+            if let Some(at) = db
+                .fetching
+                .iter()
+                .position(|(id, node)| *id == reqid && *node == pnn)
+            {
+                db.fetching.swap_remove(at);
+                if reply.status != 0 {
+                    warn!(
+                        db = %db.info.name,
+                        peer = pnn,
+                        status = reply.status,
+                        "VACUUM_FETCH refused by the lmaster"
+                    );
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// After a run (and its deletion, if any): a file whose free list has at
+    /// least `RepackLimit` entries is repacked, as 4.17's vacuuming does; 0
+    /// never repacks. Not while anything of ours holds a lock in the file (a
+    /// freeze, a helper's chain lock), as libtdb's commit would wait for it.
+    fn maybe_repack(&mut self, db_id: u32) {
+        let limit = self.snapshot.vacuum.repack_limit;
+        let Some(db) = self.dbs.get(&db_id) else {
+            return;
+        };
+        if limit == 0 || db.frozen.is_some() || !db.helper_locks.is_empty() {
+            return;
+        }
+        let free = match db.tdb.freelist_size() {
+            Ok(free) => free,
+            Err(e) => {
+                warn!(db = %db.info.name, error = %e, "cannot read the free list size");
+                return;
+            }
+        };
+        if free < limit {
+            return;
+        }
+        info!(db = %db.info.name, free_entries = free, "repacking");
+        if let Err(e) = db.tdb.repack() {
+            warn!(db = %db.info.name, error = %e, "repack failed");
+        }
     }
 
     /// Nodes that are no longer active will not answer: their copies are set
@@ -252,6 +310,7 @@ impl Worker {
             ),
             Err(e) => warn!(db = %db.info.name, error = %e, "vacuum delete failed"),
         }
+        self.maybe_repack(db_id);
     }
 
     /// TRY_DELETE_RECORDS from a key's lmaster: delete the copies here that are
@@ -352,6 +411,18 @@ impl Worker {
             }
         }
         Some((buffer.db_id, records))
+    }
+}
+
+/// The VACUUM_FETCH that hands `records` to their lmaster: without NOREPLY,
+/// since 4.17 sends it as a control whose answer it waits for.
+fn vacuum_fetch_control(db_id: u32, records: &[Candidate]) -> ReqControl {
+    ReqControl {
+        opcode: Opcode::VACUUM_FETCH.0,
+        srvid: 0,
+        client_id: 0,
+        flags: 0,
+        data: marshall(db_id, records),
     }
 }
 
