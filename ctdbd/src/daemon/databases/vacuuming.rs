@@ -643,4 +643,109 @@ mod tests {
             assert_eq!(has(&worker, db_id, &key), answer != "agrees", "{answer}");
         }
     }
+
+    /// A worker whose snapshot says `RepackLimit` = `limit`, on a one-node map.
+    fn with_repack_limit(worker: &mut Worker, limit: u32) {
+        let mut snapshot = (*worker.snapshot).clone();
+        snapshot.vacuum.repack_limit = limit;
+        worker.snapshot = std::sync::Arc::new(snapshot);
+        worker.view.vnn_map = vec![0];
+    }
+
+    /// Given a file of 400 records written in turn empty and with a value, when a
+    /// full vacuum run deletes the 200 empty ones (leaving 200 holes in the free
+    /// list), then with `RepackLimit` 0 or above the count the free list stays
+    /// as it is, and with a small `RepackLimit` the file is repacked: its free
+    /// space is one block again, and every record with a value is still there.
+    #[tokio::test]
+    async fn a_fragmented_file_is_repacked_after_a_run_past_repack_limit() {
+        for (limit, repacked) in [(0, false), (100_000, false), (10, true)] {
+            let (_dir, mut worker, db_id) = setup();
+            with_repack_limit(&mut worker, limit);
+            for i in 0..400u32 {
+                let key = format!("record{i}").into_bytes();
+                let value: &[u8] = if i % 2 == 0 { b"" } else { b"a value kept" };
+                put(&worker, db_id, &key, 3, 0, value);
+            }
+            let free_before = worker.dbs[&db_id].tdb.freelist_size().unwrap();
+            // The first run walks the whole file.
+            let interval = worker.snapshot.vacuum.interval;
+            worker.vacuum_tick(Instant::now() + interval);
+            for i in 0..400u32 {
+                let key = format!("record{i}").into_bytes();
+                assert_eq!(
+                    has(&worker, db_id, &key),
+                    i % 2 == 1,
+                    "limit {limit}: record{i}"
+                );
+            }
+            let free_after = worker.dbs[&db_id].tdb.freelist_size().unwrap();
+            assert!(
+                free_before < 10,
+                "limit {limit}: a freshly written file has {free_before} free blocks"
+            );
+            if repacked {
+                assert!(
+                    free_after < 10,
+                    "limit {limit}: {free_after} free blocks after the run"
+                );
+            } else {
+                assert!(
+                    free_after >= 150,
+                    "limit {limit}: the holes stay unrepacked, yet {free_after} free blocks"
+                );
+            }
+        }
+    }
+
+    /// Given an empty record another node is lmaster of, when a run hands it
+    /// over, then the VACUUM_FETCH goes without NOREPLY (4.17 waits for the
+    /// answer), carrying the database id and the record's key and header; and the
+    /// lmaster's answer, success or refusal, is taken as that control's.
+    #[tokio::test]
+    async fn vacuum_fetch_is_sent_awaiting_its_reply() {
+        let candidate = Candidate {
+            key: b"k".to_vec(),
+            header: LtdbHeader::new(3, 0),
+        };
+        let control = vacuum_fetch_control(0x1234_5678, std::slice::from_ref(&candidate));
+        assert_eq!(control.opcode, Opcode::VACUUM_FETCH.0);
+        assert_eq!(
+            control.flags & crate::protocol::packet::CTRL_FLAG_NOREPLY,
+            0
+        );
+        assert_eq!(control.flags, 0);
+        let buffer = MarshallBuffer::decode(&control.data).unwrap();
+        assert_eq!(buffer.db_id, 0x1234_5678);
+        assert_eq!(buffer.records.len(), 1);
+        assert_eq!(buffer.records[0].key, b"k");
+        assert_eq!(
+            LtdbHeader::from_bytes(&buffer.records[0].data).unwrap(),
+            candidate.header
+        );
+
+        for status in [0, -1] {
+            let (_dir, mut worker, db_id) = setup();
+            let elsewhere = key_with_lmaster(1, "elsewhere");
+            put(&worker, db_id, &elsewhere, 3, 0, b"");
+            let interval = worker.snapshot.vacuum.interval;
+            worker.vacuum_tick(Instant::now() + interval);
+            let fetching = worker.dbs[&db_id].fetching.clone();
+            assert_eq!(fetching.len(), 1, "one VACUUM_FETCH, to node 1");
+            let (reqid, lmaster) = fetching[0];
+            assert_eq!(lmaster, 1);
+            assert!(
+                !worker.vacuum_reply(0, reqid, &ok(Vec::new())),
+                "not node 0's"
+            );
+            let reply = if status == 0 {
+                ok(Vec::new())
+            } else {
+                fail(status)
+            };
+            assert!(worker.vacuum_reply(1, reqid, &reply), "status {status}");
+            assert!(worker.dbs[&db_id].fetching.is_empty());
+            assert!(has(&worker, db_id, &elsewhere), "kept for its lmaster");
+        }
+    }
 }
