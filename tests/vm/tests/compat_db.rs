@@ -1271,13 +1271,13 @@ fn detach_removes_a_volatile_database_on_every_node() -> anyhow::Result<()> {
     setup(cluster.node_mut(0), &["writekey", D_OURS, "k", "v"])?;
     let mut failures = Vec::new();
     // Runs the stock tool with `stock_args`, ours with `ours_args`, on node 0;
-    // whether both succeeded.
+    // our tool's output, if both succeeded.
     fn compare(
         cluster: &Cluster,
         stock_args: &[&str],
         ours_args: &[&str],
         failures: &mut Vec<String>,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Result<Output, Output>> {
         let node = cluster.node(0);
         let stock = node.ctdb(Tool::Stock, stock_args)?;
         let ours = node.ctdb(Tool::Ours, ours_args)?;
@@ -1285,32 +1285,54 @@ fn detach_removes_a_volatile_database_on_every_node() -> anyhow::Result<()> {
         if let Some(diff) = difference(ours_args, &stock, &ours, mask) {
             failures.push(diff);
         }
-        Ok(stock.success() && ours.success())
+        Ok(if stock.success() && ours.success() {
+            Ok(ours)
+        } else {
+            Err(ours)
+        })
     }
-    let refusals: [&[&str]; 3] = [
-        &["detach", D_STOCK],
+    let mut outcomes = Vec::new();
+    let still_active = |pnn: u32| {
+        format!("Database access is still active on node {pnn}. Set AllowclientDBAttach=0 on all nodes.\n")
+    };
+    for args in [
+        &["detach", D_STOCK][..],
         &["detach", D_OURS],
         &["detach", "nosuch.tdb"],
-    ];
-    for args in refusals {
-        compare(&cluster, args, args, &mut failures)?;
+    ] {
+        let out = compare(&cluster, args, args, &mut failures)?;
+        outcomes.push((out, args, still_active(0)));
     }
     allow_client_attach(&mut cluster, "0")?;
     setup(cluster.node_mut(2), &["setvar", "AllowClientDBAttach", "1"])?;
-    compare(
-        &cluster,
-        &["detach", D_STOCK],
-        &["detach", D_STOCK],
-        &mut failures,
-    )?;
+    let args = &["detach", D_STOCK][..];
+    let out = compare(&cluster, args, args, &mut failures)?;
+    outcomes.push((out, args, still_active(2)));
     allow_client_attach(&mut cluster, "0")?;
-    for args in [
-        &["detach", D_PERS][..],
-        &["detach", "nosuch.tdb"],
-        &["attach", "compat_late.tdb"],
-        &["detach"],
+    for (args, why) in [
+        (
+            &["detach", D_PERS][..],
+            "Only volatile databases can be detached\n",
+        ),
+        (&["detach", "nosuch.tdb"], ""),
+        (&["attach", "compat_late.tdb"], ""),
+        (&["detach"], ""),
     ] {
-        compare(&cluster, args, args, &mut failures)?;
+        let out = compare(&cluster, args, args, &mut failures)?;
+        outcomes.push((out, args, why.to_owned()));
+    }
+    // Each refusal must be one: our tool fails, saying why (when there is a
+    // fixed text to look for). An unknown name is only reported (exit 0).
+    for (out, args, why) in outcomes {
+        let unknown = args.last() == Some(&"nosuch.tdb") && why.is_empty();
+        match out {
+            Err(ours) if !unknown && ours.stderr.contains(&why) => {}
+            Ok(ours) if unknown && ours.stderr == "No database matching 'nosuch.tdb' found\n" => {}
+            other => failures.push(format!(
+                "`ctdb {}` should be refused with {why:?}: {other:?}",
+                args.join(" ")
+            )),
+        }
     }
     // Nothing refused went anywhere.
     for pnn in 0..3u32 {
@@ -1332,8 +1354,10 @@ fn detach_removes_a_volatile_database_on_every_node() -> anyhow::Result<()> {
         &["detach", D_OURS],
         &mut failures,
     )?;
-    if !detached {
-        failures.push("a detach with AllowClientDBAttach=0 everywhere failed".into());
+    if let Err(ours) = detached {
+        failures.push(format!(
+            "a detach with AllowClientDBAttach=0 everywhere failed: {ours}"
+        ));
     }
     for pnn in 0..3u32 {
         let node = cluster.node_mut(pnn);
