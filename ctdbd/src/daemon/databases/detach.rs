@@ -71,3 +71,80 @@ impl Worker {
         self.registry.remove(db_id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::peer_bad_input::control;
+    use super::super::tests::one_node_worker;
+    use super::*;
+    use crate::daemon::snapshot::Snapshot;
+    use crate::protocol::control::encode_u32;
+
+    /// The worker reads the tunables from `snapshot` from now on.
+    fn set_snapshot(worker: &mut Worker, change: impl FnOnce(&mut Snapshot)) {
+        let mut snapshot = (*latest(&worker.snapshots)).clone();
+        change(&mut snapshot);
+        // The receiver keeps the value after the sender is gone.
+        let (_sender, receiver) = tokio::sync::watch::channel(Arc::new(snapshot));
+        worker.snapshots = receiver;
+    }
+
+    fn in_dbmap(worker: &mut Worker, db_id: u32) -> bool {
+        let reply = worker
+            .local_db_control(&control(Opcode::GET_DBMAP, Vec::new()))
+            .unwrap();
+        crate::protocol::dbctl::DbMap::decode(&reply.data)
+            .unwrap()
+            .dbs
+            .iter()
+            .any(|e| e.db_id == db_id)
+    }
+
+    /// Given a volatile and a persistent database, when another node's DB_DETACH
+    /// comes while AllowClientDBAttach is 1, for the persistent one, during a
+    /// recovery, for an unknown id or with a short id, then each is refused (-1)
+    /// and both stay; when it comes for the volatile one with the tunable at 0,
+    /// then the database is closed and leaves GET_DBMAP, and a client's attach
+    /// is refused until the tunable is 1 again, after which it attaches anew.
+    #[tokio::test]
+    async fn db_detach_as_4_17() {
+        let dir = tempfile::tempdir().unwrap();
+        for kind in ["volatile", "persistent"] {
+            std::fs::create_dir_all(dir.path().join(kind)).unwrap();
+        }
+        let (mut worker, _core, _publisher) = one_node_worker(dir.path());
+        let volatile = worker.attach("locking.tdb", DbKind::Volatile).unwrap();
+        let persistent = worker.attach("secrets.tdb", DbKind::Persistent).unwrap();
+        let detach = |worker: &mut Worker, data: Vec<u8>| {
+            worker
+                .peer_control(1, 9, control(Opcode::DB_DETACH, data))
+                .unwrap()
+                .status
+        };
+        assert_eq!(detach(&mut worker, encode_u32(volatile)), -1, "tunable 1");
+        set_snapshot(&mut worker, |s| s.allow_client_db_attach = 0);
+        assert_eq!(detach(&mut worker, encode_u32(persistent)), -1);
+        assert_eq!(detach(&mut worker, encode_u32(0x1234_5678)), -1);
+        assert_eq!(detach(&mut worker, vec![1, 2]), -1);
+        set_snapshot(&mut worker, |s| {
+            s.allow_client_db_attach = 0;
+            s.recovery_mode = 1;
+        });
+        assert_eq!(detach(&mut worker, encode_u32(volatile)), -1, "recovery");
+        assert!(in_dbmap(&mut worker, volatile) && in_dbmap(&mut worker, persistent));
+
+        set_snapshot(&mut worker, |s| s.recovery_mode = 0);
+        assert_eq!(detach(&mut worker, encode_u32(volatile)), 0);
+        assert!(!in_dbmap(&mut worker, volatile));
+        assert!(!worker.dbs.contains_key(&volatile));
+        assert!(in_dbmap(&mut worker, persistent));
+
+        let attach = control(Opcode::DB_ATTACH, b"locking.tdb\0".to_vec());
+        assert_eq!(worker.client_attach(&attach).status, -1, "tunable 0");
+        set_snapshot(&mut worker, |s| s.allow_client_db_attach = 1);
+        assert_eq!(worker.client_attach(&attach).status, 0);
+        assert!(in_dbmap(&mut worker, volatile));
+    }
+}
