@@ -212,6 +212,12 @@ pub mod keys {
     pub const VACUUM_MAX_RUN_TIME: Key = key("VacuumMaxRunTime");
     /// `VacuumFastPathCount`: every this many runs, one traverses the whole file.
     pub const VACUUM_FAST_PATH_COUNT: Key = key("VacuumFastPathCount");
+    /// `RepackLimit`: a vacuumed file whose free list has at least this many
+    /// entries is repacked (0: never).
+    pub const REPACK_LIMIT: Key = key("RepackLimit");
+    /// `AllowClientDBAttach`, 0 or 1: local clients may attach databases; a
+    /// database may be detached only while it is 0.
+    pub const ALLOW_CLIENT_DB_ATTACH: Key = key("AllowClientDBAttach");
     /// `TickleResetFallback` (ctdb-rs), 0 or 1.
     pub const TICKLE_RESET_FALLBACK: Key = key(super::TICKLE_RESET_FALLBACK);
 }

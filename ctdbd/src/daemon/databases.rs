@@ -36,6 +36,7 @@
 //! thread feeds them what arrives, carries out what they say with libtdb and
 //! packets, and keeps the clock (deadlines, the 1 s tick).
 
+mod detach;
 mod vacuuming;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -186,6 +187,8 @@ struct OpenDb {
     next_vacuum: Instant,
     /// A vacuum run waiting for the other nodes' TRY_DELETE_RECORDS answers.
     deleting: Option<vacuuming::Deleting>,
+    /// The last run's VACUUM_FETCH controls not answered yet: reqid, lmaster.
+    fetching: Vec<(u32, u32)>,
 }
 
 /// A database frozen for a recovery: the all-record lock, so that no smbd can
@@ -867,6 +870,7 @@ impl Worker {
                 })
             }
             Opcode::UPDATE_RECORD => Some(self.update_record(&req.data)),
+            Opcode::DB_DETACH => Some(self.detach(false, &req.data)),
             Opcode::DB_FREEZE => self.freeze(
                 FreezeWaiter::Node { pnn, reqid },
                 req.srvid as u32,
@@ -917,6 +921,7 @@ impl Worker {
                 }
             }
             Opcode::TRANS3_COMMIT => self.trans3_commit(from, &req.data),
+            Opcode::DB_DETACH => Some(self.detach(true, &req.data)),
             // A tool's freeze (`ctdb restoredb`, `ctdb wipedb`): srvid 0, so no
             // generation thaws it; DB_THAW, or a recovery's own freeze, does.
             Opcode::DB_FREEZE => self.freeze(
@@ -946,6 +951,12 @@ impl Worker {
         let Some(name) = attach_name(&req.data) else {
             return fail(-1);
         };
+        // As 4.17: with AllowClientDBAttach = 0 no local client attaches (the
+        // state in which databases may be detached).
+        if crate::daemon::snapshot::latest(&self.snapshots).allow_client_db_attach == 0 {
+            warn!(db = %name, "attach refused: AllowClientDBAttach = 0");
+            return fail(-1);
+        }
         let kind = attach_kind(req.opcode);
         let known = self.dbs.keys().copied().collect::<BTreeSet<_>>();
         match self.attach(&name, kind) {
@@ -1018,6 +1029,7 @@ impl Worker {
                 vacuum: Vacuum::new(),
                 next_vacuum: Instant::now() + self.snapshot.vacuum.interval,
                 deleting: None,
+                fetching: Vec::new(),
             },
         );
         Ok(id)

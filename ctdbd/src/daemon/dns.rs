@@ -247,6 +247,7 @@ mod tests {
             peers_heard: [(1, at(0)), (2, at(0))].into(),
             peer_silence_limit: Duration::from_millis(800),
             vacuum: Default::default(),
+            allow_client_db_attach: 1,
         }
     }
 

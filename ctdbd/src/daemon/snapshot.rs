@@ -62,6 +62,9 @@ pub struct Snapshot {
     pub peer_silence_limit: Duration,
     /// How the database thread vacuums.
     pub vacuum: VacuumTunables,
+    /// `AllowClientDBAttach`: 0, local clients may not attach databases; 1,
+    /// they may, and no database may be detached (as 4.17 compares it).
+    pub allow_client_db_attach: u32,
 }
 
 /// The vacuuming tunables, for the database thread.
@@ -74,6 +77,9 @@ pub struct VacuumTunables {
     /// Every this many runs, one also looks at every record
     /// (`VacuumFastPathCount`).
     pub full_every: u32,
+    /// A run's file is repacked when its free list has at least this many
+    /// entries (`RepackLimit`; zero: never).
+    pub repack_limit: u32,
 }
 
 impl VacuumTunables {
@@ -83,6 +89,7 @@ impl VacuumTunables {
             interval: Duration::from_secs(tunables.value(keys::VACUUM_INTERVAL).into()),
             max_run_time: Duration::from_secs(tunables.value(keys::VACUUM_MAX_RUN_TIME).into()),
             full_every: tunables.value(keys::VACUUM_FAST_PATH_COUNT),
+            repack_limit: tunables.value(keys::REPACK_LIMIT),
         }
     }
 }
@@ -128,6 +135,7 @@ impl Snapshot {
             clients: node.client_count(),
             counters: node.counters().clone(),
             vacuum: VacuumTunables::of(node.tunables()),
+            allow_client_db_attach: node.tunables().value(keys::ALLOW_CLIENT_DB_ATTACH),
         }
     }
 

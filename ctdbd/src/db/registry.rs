@@ -208,6 +208,11 @@ impl Registry {
         self.dbs.insert(info.id, info);
     }
 
+    /// Forgets a detached database; its info, if it was attached.
+    pub fn remove(&mut self, id: u32) -> Option<DbInfo> {
+        self.dbs.remove(&id)
+    }
+
     /// The database with id `id`.
     pub fn get(&self, id: u32) -> Option<&DbInfo> {
         self.dbs.get(&id)

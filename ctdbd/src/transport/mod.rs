@@ -133,6 +133,7 @@ fn is_database_control(opcode: u32) -> bool {
             | Opcode::TRAVERSE_KILL
             | Opcode::TRY_DELETE_RECORDS
             | Opcode::VACUUM_FETCH
+            | Opcode::DB_DETACH
             // The pre-4.x recovery pull and push, which ctdb-rs nodes use among
             // themselves (daemon::databases).
             | Opcode(13)

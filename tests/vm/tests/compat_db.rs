@@ -1232,3 +1232,161 @@ fn persistent_lock_checks(cluster: &Cluster) -> anyhow::Result<Vec<String>> {
     }
     Ok(failures)
 }
+
+/// `ctdb setvar AllowClientDBAttach VALUE` on every node (the stock tool).
+fn allow_client_attach(cluster: &mut Cluster, value: &str) -> anyhow::Result<()> {
+    for pnn in 0..3u32 {
+        setup(
+            cluster.node_mut(pnn),
+            &["setvar", "AllowClientDBAttach", value],
+        )?;
+    }
+    Ok(())
+}
+
+const D_STOCK: &str = "compat_dstock.tdb";
+const D_OURS: &str = "compat_dours_.tdb";
+const D_PERS: &str = "compat_dpers.tdb";
+
+/// Scenario: `ctdb detach` on a three-node cluster, stock tool vs ours.
+///
+/// Given three daemons, all healthy, with two volatile databases (one for each
+///   tool, names of the same length) and a persistent one attached,
+/// When `detach` is run by the stock `ctdb` and by ours while clients may still
+///   attach on every node (the default), while one node still allows them, and
+///   for a persistent and an unknown database with `AllowClientDBAttach` = 0 on
+///   every node,
+/// Then both refuse alike, byte for byte, and every database stays on every node;
+/// And a client's `attach` is refused alike while `AllowClientDBAttach` is 0;
+/// And when each tool detaches its volatile database with `AllowClientDBAttach`
+///   = 0 on every node, both succeed alike and the database leaves `getdbmap` on
+///   all three nodes, the other databases staying;
+/// And once clients may attach again, the database can be attached anew and is
+///   back on every node.
+#[test]
+fn detach_removes_a_volatile_database_on_every_node() -> anyhow::Result<()> {
+    let (daemon, mut cluster) = three_nodes_with_one_record_each(D_STOCK)?;
+    setup(cluster.node_mut(0), &["attach", D_OURS])?;
+    setup(cluster.node_mut(0), &["attach", D_PERS, "persistent"])?;
+    setup(cluster.node_mut(0), &["writekey", D_OURS, "k", "v"])?;
+    let mut failures = Vec::new();
+    // Runs the stock tool with `stock_args`, ours with `ours_args`, on node 0;
+    // our tool's output, if both succeeded.
+    fn compare(
+        cluster: &Cluster,
+        stock_args: &[&str],
+        ours_args: &[&str],
+        failures: &mut Vec<String>,
+    ) -> anyhow::Result<Result<Output, Output>> {
+        let node = cluster.node(0);
+        let stock = node.ctdb(Tool::Stock, stock_args)?;
+        let ours = node.ctdb(Tool::Ours, ours_args)?;
+        let mask: Mask = |t| mask_usage_summary(&t.replace(D_OURS, D_STOCK));
+        if let Some(diff) = difference(ours_args, &stock, &ours, mask) {
+            failures.push(diff);
+        }
+        Ok(if stock.success() && ours.success() {
+            Ok(ours)
+        } else {
+            Err(ours)
+        })
+    }
+    let mut outcomes = Vec::new();
+    let still_active = |pnn: u32| {
+        format!("Database access is still active on node {pnn}. Set AllowclientDBAttach=0 on all nodes.\n")
+    };
+    for args in [
+        &["detach", D_STOCK][..],
+        &["detach", D_OURS],
+        &["detach", "nosuch.tdb"],
+    ] {
+        let out = compare(&cluster, args, args, &mut failures)?;
+        outcomes.push((out, args, still_active(0)));
+    }
+    allow_client_attach(&mut cluster, "0")?;
+    setup(cluster.node_mut(2), &["setvar", "AllowClientDBAttach", "1"])?;
+    let args = &["detach", D_STOCK][..];
+    let out = compare(&cluster, args, args, &mut failures)?;
+    outcomes.push((out, args, still_active(2)));
+    allow_client_attach(&mut cluster, "0")?;
+    for (args, why) in [
+        (
+            &["detach", D_PERS][..],
+            "Only volatile databases can be detached\n",
+        ),
+        (&["detach", "nosuch.tdb"], ""),
+        (&["attach", "compat_late.tdb"], ""),
+        (&["detach"], ""),
+    ] {
+        let out = compare(&cluster, args, args, &mut failures)?;
+        outcomes.push((out, args, why.to_owned()));
+    }
+    // Each refusal must be one: our tool fails, saying why (when there is a
+    // fixed text to look for). An unknown name is only reported (exit 0).
+    for (out, args, why) in outcomes {
+        let unknown = args.last() == Some(&"nosuch.tdb") && why.is_empty();
+        match out {
+            Err(ours) if !unknown && ours.stderr.contains(&why) => {}
+            Ok(ours) if unknown && ours.stderr == "No database matching 'nosuch.tdb' found\n" => {}
+            other => failures.push(format!(
+                "`ctdb {}` should be refused with {why:?}: {other:?}",
+                args.join(" ")
+            )),
+        }
+    }
+    // Nothing refused went anywhere.
+    for pnn in 0..3u32 {
+        let map = cluster.node(pnn).ctdb(Tool::Stock, &["getdbmap"])?;
+        for db in [D_STOCK, D_OURS, D_PERS] {
+            if !map.stdout.contains(&format!("name:{db} ")) {
+                failures.push(format!("node {pnn} lost {db} to a refused detach:\n{map}"));
+            }
+        }
+        if map.stdout.contains("compat_late.tdb") {
+            failures.push(format!(
+                "node {pnn} attached despite AllowClientDBAttach=0:\n{map}"
+            ));
+        }
+    }
+    let detached = compare(
+        &cluster,
+        &["detach", D_STOCK],
+        &["detach", D_OURS],
+        &mut failures,
+    )?;
+    if let Err(ours) = detached {
+        failures.push(format!(
+            "a detach with AllowClientDBAttach=0 everywhere failed: {ours}"
+        ));
+    }
+    for pnn in 0..3u32 {
+        let node = cluster.node_mut(pnn);
+        let gone = node.wait_ctdb(&["getdbmap"], START_TIMEOUT, |out| {
+            out.success() && !out.stdout.contains(D_STOCK) && !out.stdout.contains(D_OURS)
+        });
+        match gone {
+            Ok(map) if map.stdout.contains(&format!("name:{D_PERS} ")) => {}
+            Ok(map) => failures.push(format!("node {pnn} lost {D_PERS} too:\n{map}")),
+            Err(e) => failures.push(format!("node {pnn} still has a detached database: {e:#}")),
+        }
+    }
+    allow_client_attach(&mut cluster, "1")?;
+    setup(cluster.node_mut(0), &["attach", D_OURS])?;
+    for pnn in 0..3u32 {
+        let back = cluster
+            .node_mut(pnn)
+            .wait_ctdb(&["getdbmap"], START_TIMEOUT, |out| {
+                out.success() && out.stdout.contains(&format!("name:{D_OURS} "))
+            });
+        if let Err(e) = back {
+            failures.push(format!("node {pnn}: {D_OURS} not attached again: {e:#}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures in the 3-node detach against the {daemon:?} daemon:\n\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    Ok(())
+}

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::{fail, ok, view_for, TdbStore, Worker};
 use crate::core::ClientId;
@@ -23,7 +23,7 @@ use crate::protocol::call::call_flags;
 use crate::protocol::control::Opcode;
 use crate::protocol::dbctl::ScheduleForDeletion;
 use crate::protocol::marshall::{MarshallBuffer, RecData};
-use crate::protocol::packet::{ReplyControl, CTRL_FLAG_NOREPLY};
+use crate::protocol::packet::{ReplyControl, ReqControl};
 
 /// The client id of the thread's own migration calls (a record handed here by
 /// VACUUM_FETCH): 0, which no connection ever has.
@@ -140,18 +140,21 @@ impl Worker {
             to_hand_over = plan.fetch.values().map(Vec::len).sum::<usize>(),
             "vacuum run"
         );
+        // Answers to the previous run's handovers that never came are not
+        // awaited any more.
+        db.fetching.clear();
+        let mut fetching = Vec::new();
         for (lmaster, records) in plan.fetch {
             let reqid = self.allocate_control_reqid();
-            let data = marshall(db_id, &records);
-            self.send_control(
-                lmaster,
-                reqid,
-                Opcode::VACUUM_FETCH.0,
-                data,
-                CTRL_FLAG_NOREPLY,
-            );
+            let control = vacuum_fetch_control(db_id, &records);
+            self.send_control(lmaster, reqid, control.opcode, control.data, control.flags);
+            fetching.push((reqid, lmaster));
+        }
+        if let Some(db) = self.dbs.get_mut(&db_id) {
+            db.fetching = fetching;
         }
         if plan.delete.is_empty() {
+            self.maybe_repack(db_id);
             return;
         }
         let run = DeleteRun::start(&view, plan.delete, &others);
@@ -174,6 +177,9 @@ impl Worker {
     /// A control reply that may answer a TRY_DELETE_RECORDS of ours; `false` if
     /// it does not.
     pub(super) fn vacuum_reply(&mut self, pnn: u32, reqid: u32, reply: &ReplyControl) -> bool {
+        if self.vacuum_fetch_reply(pnn, reqid, reply) {
+            return true;
+        }
         let Some((db_id, db)) = self
             .dbs
             .iter_mut()
@@ -201,6 +207,58 @@ impl Worker {
         }
         self.maybe_finish_deletion(db_id);
         true
+    }
+
+    /// The answer to one of our VACUUM_FETCH handovers (4.17 waits for it and
+    /// only logs a failure: the records stay here for a later run).
+    fn vacuum_fetch_reply(&mut self, pnn: u32, reqid: u32, reply: &ReplyControl) -> bool {
+        for db in self.dbs.values_mut() {
+            if let Some(at) = db
+                .fetching
+                .iter()
+                .position(|(id, node)| *id == reqid && *node == pnn)
+            {
+                db.fetching.swap_remove(at);
+                if reply.status != 0 {
+                    warn!(
+                        db = %db.info.name,
+                        peer = pnn,
+                        status = reply.status,
+                        "VACUUM_FETCH refused by the lmaster"
+                    );
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// After a run (and its deletion, if any): a file whose free list has at
+    /// least `RepackLimit` entries is repacked, as 4.17's vacuuming does; 0
+    /// never repacks. Not while anything of ours holds a lock in the file (a
+    /// freeze, a helper's chain lock), as libtdb's commit would wait for it.
+    fn maybe_repack(&mut self, db_id: u32) {
+        let limit = self.snapshot.vacuum.repack_limit;
+        let Some(db) = self.dbs.get(&db_id) else {
+            return;
+        };
+        if limit == 0 || db.frozen.is_some() || !db.helper_locks.is_empty() {
+            return;
+        }
+        let free = match db.tdb.freelist_size() {
+            Ok(free) => free,
+            Err(e) => {
+                warn!(db = %db.info.name, error = %e, "cannot read the free list size");
+                return;
+            }
+        };
+        if free < limit {
+            return;
+        }
+        info!(db = %db.info.name, free_entries = free, "repacking");
+        if let Err(e) = db.tdb.repack() {
+            warn!(db = %db.info.name, error = %e, "repack failed");
+        }
     }
 
     /// Nodes that are no longer active will not answer: their copies are set
@@ -252,6 +310,7 @@ impl Worker {
             ),
             Err(e) => warn!(db = %db.info.name, error = %e, "vacuum delete failed"),
         }
+        self.maybe_repack(db_id);
     }
 
     /// TRY_DELETE_RECORDS from a key's lmaster: delete the copies here that are
@@ -352,6 +411,18 @@ impl Worker {
             }
         }
         Some((buffer.db_id, records))
+    }
+}
+
+/// The VACUUM_FETCH that hands `records` to their lmaster: without NOREPLY,
+/// since 4.17 sends it as a control whose answer it waits for.
+fn vacuum_fetch_control(db_id: u32, records: &[Candidate]) -> ReqControl {
+    ReqControl {
+        opcode: Opcode::VACUUM_FETCH.0,
+        srvid: 0,
+        client_id: 0,
+        flags: 0,
+        data: marshall(db_id, records),
     }
 }
 
@@ -570,6 +641,111 @@ mod tests {
             assert!(worker.vacuum_reply(1, 42, &reply));
             assert!(worker.dbs[&db_id].deleting.is_none(), "{answer}: finished");
             assert_eq!(has(&worker, db_id, &key), answer != "agrees", "{answer}");
+        }
+    }
+
+    /// A worker whose snapshot says `RepackLimit` = `limit`, on a one-node map.
+    fn with_repack_limit(worker: &mut Worker, limit: u32) {
+        let mut snapshot = (*worker.snapshot).clone();
+        snapshot.vacuum.repack_limit = limit;
+        worker.snapshot = std::sync::Arc::new(snapshot);
+        worker.view.vnn_map = vec![0];
+    }
+
+    /// Given a file of 400 records written in turn empty and with a value, when a
+    /// full vacuum run deletes the 200 empty ones (leaving 200 holes in the free
+    /// list), then with `RepackLimit` 0 or above the count the free list stays
+    /// as it is, and with a small `RepackLimit` the file is repacked: its free
+    /// space is one block again, and every record with a value is still there.
+    #[tokio::test]
+    async fn a_fragmented_file_is_repacked_after_a_run_past_repack_limit() {
+        for (limit, repacked) in [(0, false), (100_000, false), (10, true)] {
+            let (_dir, mut worker, db_id) = setup();
+            with_repack_limit(&mut worker, limit);
+            for i in 0..400u32 {
+                let key = format!("record{i}").into_bytes();
+                let value: &[u8] = if i % 2 == 0 { b"" } else { b"a value kept" };
+                put(&worker, db_id, &key, 3, 0, value);
+            }
+            let free_before = worker.dbs[&db_id].tdb.freelist_size().unwrap();
+            // The first run walks the whole file.
+            let interval = worker.snapshot.vacuum.interval;
+            worker.vacuum_tick(Instant::now() + interval);
+            for i in 0..400u32 {
+                let key = format!("record{i}").into_bytes();
+                assert_eq!(
+                    has(&worker, db_id, &key),
+                    i % 2 == 1,
+                    "limit {limit}: record{i}"
+                );
+            }
+            let free_after = worker.dbs[&db_id].tdb.freelist_size().unwrap();
+            assert!(
+                free_before < 10,
+                "limit {limit}: a freshly written file has {free_before} free blocks"
+            );
+            if repacked {
+                assert!(
+                    free_after < 10,
+                    "limit {limit}: {free_after} free blocks after the run"
+                );
+            } else {
+                assert!(
+                    free_after >= 150,
+                    "limit {limit}: the holes stay unrepacked, yet {free_after} free blocks"
+                );
+            }
+        }
+    }
+
+    /// Given an empty record another node is lmaster of, when a run hands it
+    /// over, then the VACUUM_FETCH goes without NOREPLY (4.17 waits for the
+    /// answer), carrying the database id and the record's key and header; and the
+    /// lmaster's answer, success or refusal, is taken as that control's.
+    #[tokio::test]
+    async fn vacuum_fetch_is_sent_awaiting_its_reply() {
+        let candidate = Candidate {
+            key: b"k".to_vec(),
+            header: LtdbHeader::new(3, 0),
+        };
+        let control = vacuum_fetch_control(0x1234_5678, std::slice::from_ref(&candidate));
+        assert_eq!(control.opcode, Opcode::VACUUM_FETCH.0);
+        assert_eq!(
+            control.flags & crate::protocol::packet::CTRL_FLAG_NOREPLY,
+            0
+        );
+        assert_eq!(control.flags, 0);
+        let buffer = MarshallBuffer::decode(&control.data).unwrap();
+        assert_eq!(buffer.db_id, 0x1234_5678);
+        assert_eq!(buffer.records.len(), 1);
+        assert_eq!(buffer.records[0].key, b"k");
+        assert_eq!(
+            LtdbHeader::from_bytes(&buffer.records[0].data).unwrap(),
+            candidate.header
+        );
+
+        for status in [0, -1] {
+            let (_dir, mut worker, db_id) = setup();
+            let elsewhere = key_with_lmaster(1, "elsewhere");
+            put(&worker, db_id, &elsewhere, 3, 0, b"");
+            let interval = worker.snapshot.vacuum.interval;
+            worker.vacuum_tick(Instant::now() + interval);
+            let fetching = worker.dbs[&db_id].fetching.clone();
+            assert_eq!(fetching.len(), 1, "one VACUUM_FETCH, to node 1");
+            let (reqid, lmaster) = fetching[0];
+            assert_eq!(lmaster, 1);
+            assert!(
+                !worker.vacuum_reply(0, reqid, &ok(Vec::new())),
+                "not node 0's"
+            );
+            let reply = if status == 0 {
+                ok(Vec::new())
+            } else {
+                fail(status)
+            };
+            assert!(worker.vacuum_reply(1, reqid, &reply), "status {status}");
+            assert!(worker.dbs[&db_id].fetching.is_empty());
+            assert!(has(&worker, db_id, &elsewhere), "kept for its lmaster");
         }
     }
 }
