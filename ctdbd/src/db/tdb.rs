@@ -834,64 +834,6 @@ impl Drop for OpenLock {
     }
 }
 
-/// Files with [`flags::MUTEX_LOCKING`] are tested in `tests/tdb_locks.rs`, a process
-/// of its own: libtdb's robust-mutex check leaves its SIGCHLD handler installed,
-/// which must not happen under this binary's tokio tests that reap children.
-/// libtdb's open lock (a write lock on byte 0 of the file, `OPEN_LOCK`), taken by
-/// hand for [`Tdb::with_locking_off`]; released when dropped.
-struct OpenLock {
-    fd: c_int,
-}
-
-impl OpenLock {
-    /// Byte 0: where libtdb takes its open lock.
-    const OFFSET: i64 = 0;
-
-    /// Waits for the lock (an open in progress elsewhere holds it for moments).
-    fn take(tdb: &Tdb) -> Result<Self, TdbError> {
-        // SAFETY: live context; returns the handle's descriptor, which lives as
-        // long as the handle, and `tdb` outlives the guard (it is held inside a
-        // method of `tdb`).
-        let fd = unsafe { ffi::tdb_fd(tdb.raw()) };
-        let lock = OpenLock { fd };
-        lock.set(libc::F_WRLCK, libc::F_SETLKW)
-            .map_err(|source| TdbError::OpenLock {
-                path: tdb.path.clone(),
-                source,
-            })?;
-        Ok(lock)
-    }
-
-    fn set(&self, kind: c_int, cmd: c_int) -> std::io::Result<()> {
-        // SAFETY: plain-old-data struct; every field we rely on is set below.
-        let mut region: libc::flock = unsafe { std::mem::zeroed() };
-        region.l_type = kind as libc::c_short;
-        region.l_whence = libc::SEEK_SET as libc::c_short;
-        region.l_start = Self::OFFSET;
-        region.l_len = 1;
-        loop {
-            // SAFETY: a valid descriptor (see `take`) and a pointer to a live,
-            // initialised flock.
-            let status = unsafe { libc::fcntl(self.fd, cmd, &region) };
-            if status == 0 {
-                return Ok(());
-            }
-            let error = std::io::Error::last_os_error();
-            if error.kind() != std::io::ErrorKind::Interrupted {
-                return Err(error);
-            }
-        }
-    }
-}
-
-impl Drop for OpenLock {
-    fn drop(&mut self) {
-        if let Err(e) = self.set(libc::F_UNLCK, libc::F_SETLK) {
-            tracing::warn!(error = %e, "could not release the database's open lock");
-        }
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
