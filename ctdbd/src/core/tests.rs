@@ -2306,27 +2306,7 @@ fn a_node_that_keeps_failing_database_recoveries_is_banned() {
             })
             .collect()
     };
-    let generation_of = |out: &[Output]| {
-        out.iter()
-            .find_map(|o| match o {
-                Output::RecoverDatabases { generation, .. } => Some(*generation),
-                _ => None,
-            })
-            .expect("a database recovery is asked for")
-    };
-    let out = n.handle(
-        NOW,
-        Input::ClientPacket {
-            client: TOOL,
-            packet: control_packet(
-                CURRENT_NODE,
-                Opcode::SET_RECMODE,
-                0,
-                0,
-                1u32.to_le_bytes().to_vec(),
-            ),
-        },
-    );
+    let out = n.handle(NOW, recover_request());
     let mut generation = generation_of(&out);
     let fail = |n: &mut Node, generation: u32, culprit: Option<u32>| {
         n.handle(
@@ -2352,19 +2332,7 @@ fn a_node_that_keeps_failing_database_recoveries_is_banned() {
             culprit: None,
         },
     );
-    let out = n.handle(
-        NOW,
-        Input::ClientPacket {
-            client: TOOL,
-            packet: control_packet(
-                CURRENT_NODE,
-                Opcode::SET_RECMODE,
-                0,
-                0,
-                1u32.to_le_bytes().to_vec(),
-            ),
-        },
-    );
+    let out = n.handle(NOW, recover_request());
     generation = generation_of(&out);
     // Failures that name no one (a timeout, a node gone) count for no one.
     let out = fail(&mut n, generation, None);
@@ -2415,29 +2383,9 @@ fn the_leader_broadcasts_reconfigure_after_a_recovery() {
             })
             .count()
     };
-    let generation_of = |out: &[Output]| {
-        out.iter()
-            .find_map(|o| match o {
-                Output::RecoverDatabases { generation, .. } => Some(*generation),
-                _ => None,
-            })
-            .expect("a database recovery is asked for")
-    };
     // `handle`, not `feed`: the test's own answer to the database recovery would
     // finish it at once.
-    let out = n.handle(
-        NOW,
-        Input::ClientPacket {
-            client: TOOL,
-            packet: control_packet(
-                CURRENT_NODE,
-                Opcode::SET_RECMODE,
-                0,
-                0,
-                1u32.to_le_bytes().to_vec(),
-            ),
-        },
-    );
+    let out = n.handle(NOW, recover_request());
     assert_eq!(reconfigures(&out), 0, "not while recovering");
     let first = generation_of(&out);
     let out = n.handle(
@@ -2820,4 +2768,28 @@ fn file_reads_answer_their_own_control_once() {
         "answered once"
     );
     assert_eq!(n.deferred.len(), 0);
+}
+
+/// The generation of the database recovery that `out` asks for.
+fn generation_of(out: &[Output]) -> u32 {
+    out.iter()
+        .find_map(|o| match o {
+            Output::RecoverDatabases { generation, .. } => Some(*generation),
+            _ => None,
+        })
+        .expect("a database recovery is asked for")
+}
+
+/// What `ctdb recover` sends: SET_RECMODE active, from the tool.
+fn recover_request() -> Input {
+    Input::ClientPacket {
+        client: TOOL,
+        packet: control_packet(
+            CURRENT_NODE,
+            Opcode::SET_RECMODE,
+            0,
+            0,
+            1u32.to_le_bytes().to_vec(),
+        ),
+    }
 }
