@@ -62,7 +62,9 @@ use crate::db::registry::{Attached, DbDirs, DbInfo, DbKind, Registry};
 use crate::db::tdb::{flags as tdb_flags, StoreMode, Tdb, TdbError, TryLock};
 use crate::db::vacuum::Vacuum;
 use crate::protocol::call::{ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster};
-use crate::protocol::control::{decode_u32, encode_u32, node_flags, srvid, Opcode, VnnMap};
+use crate::protocol::control::{
+    decode_u32, encode_u32, node_flags, srvid, Opcode, VnnMap, INVALID_GENERATION,
+};
 use crate::protocol::dbctl::{
     db_flags, decode_nul_string, encode_nul_string, DbMap, DbMapEntry, PullDb, TransDb,
     TraverseAll, TraverseAllExt, TraverseStart, TraverseStartExt, DB_SEQUENCE_NUMBER_KEY,
@@ -1181,7 +1183,13 @@ impl Worker {
     /// TRANS3_COMMIT: store the transaction on every active node in the vnn map,
     /// this one included, and answer when all have (§6.3).
     fn trans3_commit(&mut self, from: &ClientRequest, data: &[u8]) -> Option<ReplyControl> {
-        if self.view.recovering {
+        // Not before a recovery has made this node a member of the cluster's
+        // generation (which also brought its persistent copies up to date): until
+        // then its view is its own, a commit would reach only itself, and the
+        // recovery that follows would take the members' copies, without it. The
+        // client tries again after the recovery. (Found by the soak test: records
+        // stored through a node just back from a power loss were lost.)
+        if self.view.recovering || self.view.generation == INVALID_GENERATION {
             return Some(fail(-1));
         }
         let buffer = match MarshallBuffer::decode(data) {

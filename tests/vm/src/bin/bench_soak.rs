@@ -270,6 +270,9 @@ fn main() -> anyhow::Result<()> {
             t.max_kb
         );
     }
+    // Namespaces, mounts and daemons go now: `exit` below would skip the drops.
+    drop(cluster);
+    drop(dir);
     if problems.is_empty() {
         println!("all checks passed");
         Ok(())
