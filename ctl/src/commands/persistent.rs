@@ -280,18 +280,18 @@ impl<'a> Transaction<'a> {
         })
     }
 
-    /// Ends the transaction without writing.
-    fn cancel(&self, ctx: &mut Ctx<'_>) -> Result<(), Failure> {
+    /// Drops our transaction lock; a failure gets `step`'s line, as the library's.
+    fn unlock_as(&self, ctx: &mut Ctx<'_>, step: &str) -> Result<(), Failure> {
         self.unlock(ctx).map_err(|f| {
             let code = f.code;
-            with_line(
-                f,
-                format!(
-                    "transaction_cancel: {} g_lock unlock failed, ret={code}",
-                    self.db.name
-                ),
-            )
+            let line = format!("{step}: {} g_lock unlock failed, ret={code}", self.db.name);
+            with_line(f, line)
         })
+    }
+
+    /// Ends the transaction without writing.
+    fn cancel(&self, ctx: &mut Ctx<'_>) -> Result<(), Failure> {
+        self.unlock_as(ctx, "transaction_cancel")
     }
 
     fn pending(&self, key: &[u8]) -> Option<(LtdbHeader, Vec<u8>)> {
@@ -432,16 +432,7 @@ impl<'a> Transaction<'a> {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        self.unlock(ctx).map_err(|f| {
-            let code = f.code;
-            with_line(
-                f,
-                format!(
-                    "transaction_commit: {} g_lock unlock failed, ret={code}",
-                    self.db.name
-                ),
-            )
-        })
+        self.unlock_as(ctx, "transaction_commit")
     }
 }
 
