@@ -10,7 +10,11 @@
 #
 # Usage: tests/run-test-binaries.sh [LANES]   (default 2; root, like tests/run-all.sh)
 # Doc tests are not binaries: `cargo test --workspace --doc` runs them.
-# Exit status: 0 if every binary passed, 1 otherwise (each failure's log is printed).
+# Each binary's own output (libtest's "running N tests", one line per test and its
+# "test result:" line) is printed whole when that binary ends, never interleaved
+# with another's, so that the log reads as `cargo test`'s does; the total follows.
+# Exit status: 0 if every binary passed, 1 otherwise (each failure's log is printed
+# again at the end).
 set -uo pipefail
 
 lanes=${1:-2}
@@ -50,13 +54,18 @@ run_one() {
     local dir=$1 exe=$2 logs=$3
     local name
     name=$(basename "$exe")
-    local start=$SECONDS
-    if (cd "$dir" && "$exe") >"$logs/$name.log" 2>&1; then
-        echo "ok       $((SECONDS - start)) s  ${name%-*}"
-    else
-        echo "FAILED   $((SECONDS - start)) s  ${name%-*}"
+    local start=$SECONDS status=ok
+    if ! (cd "$dir" && "$exe") >"$logs/$name.log" 2>&1; then
+        status=FAILED
         touch "$logs/$name.failed"
     fi
+    # One binary's output at a time: the lock keeps the lanes' outputs apart.
+    {
+        flock 9
+        echo "     Running $exe"
+        cat "$logs/$name.log"
+        echo "$status   $((SECONDS - start)) s  ${name%-*}"
+    } 9>"$logs/print.lock"
 }
 export -f run_one
 
@@ -64,6 +73,15 @@ start=$SECONDS
 # shellcheck disable=SC2016 # expanded by the inner bash
 xargs -P "$lanes" -L 1 bash -c 'run_one "$0" "$1" "$2"' <<<"$(sed "s|\$| $logs|" "$logs/ordered")"
 echo "all test binaries ran in $((SECONDS - start)) s ($lanes lanes)"
+cat "$logs"/*.log | python3 -c '
+import re, sys
+totals = [0, 0, 0]
+for line in sys.stdin:
+    found = re.match(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored", line)
+    if found:
+        totals = [t + int(n) for t, n in zip(totals, found.groups())]
+print("tests: %d passed, %d failed, %d ignored" % tuple(totals))
+'
 
 failed=0
 for marker in "$logs"/*.failed; do
