@@ -416,12 +416,19 @@ impl Sim {
         }
         let db = persistent_id();
         let node = &self.nodes[pnn as usize];
-        if !node.alive || !node.vnn_map.contains(&pnn) {
+        // A node just restarted takes commits too: `may_begin` must refuse them
+        // until its first recovery.
+        if !node.alive {
             return;
         }
         if node
             .commits
-            .may_begin(db, node.recovering, node.frozen.contains_key(&db))
+            .may_begin(
+                db,
+                node.generation,
+                node.recovering,
+                node.frozen.contains_key(&db),
+            )
             .is_err()
         {
             return;
@@ -546,7 +553,9 @@ impl Sim {
         trace(format_args!("restart {pnn}"));
         let node = self.node(pnn);
         node.alive = true;
-        node.recovering = true;
+        // As the daemon starts: in no generation, but not in recovery mode
+        // either (the leader's first recovery sets it).
+        node.recovering = false;
         node.generation = INVALID_GENERATION;
         node.vnn_map.clear();
         node.dbs.retain(|_, db| db.persistent);
@@ -671,14 +680,19 @@ fn run(nodes: u32, steps: u32, seed: u64) -> (u32, u32) {
     (sim.recoveries, sim.acknowledged)
 }
 
-/// Replays one seed, to read a failure's story:
-/// `SIM_SEED=n SIM_NODES=k SIM_TRACE=1 cargo test --test sim_persistent replay -- --ignored`.
-#[test]
-#[ignore = "a tool for reading one seed; the property test covers the seeds"]
-fn replay() {
-    let seed = std::env::var("SIM_SEED").expect("SIM_SEED");
-    let nodes = std::env::var("SIM_NODES").expect("SIM_NODES");
-    run(nodes.parse().unwrap(), 3_000, seed.parse().unwrap());
+/// The case to run: the generated one, or the one named by `SIM_SEED` and
+/// `SIM_NODES`, to read a failure's story:
+/// `SIM_SEED=n SIM_NODES=k SIM_CASES=4 SIM_TRACE=1 cargo test --test sim_persistent deaths`.
+fn seed_and_nodes(seed: u64, nodes: u32) -> (u64, u32) {
+    let named = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.parse().unwrap_or_else(|e| panic!("{name}={v}: {e}")))
+    };
+    (
+        named("SIM_SEED").unwrap_or(seed),
+        named("SIM_NODES").map_or(nodes, |n: u64| n as u32),
+    )
 }
 
 #[test]
@@ -731,6 +745,7 @@ proptest! {
         seed in any::<u64>(),
         nodes in 2u32..=5,
     ) {
+        let (seed, nodes) = seed_and_nodes(seed, nodes);
         let (recoveries, acknowledged) = run(nodes, 3_000, seed);
         prop_assert!(recoveries > 0);
         prop_assert!(acknowledged > 0, "no commit ever acknowledged (seed {seed})");

@@ -12,16 +12,24 @@
 //! cluster-wide, under its g_lock). Besides, a frozen copy takes no update and
 //! freezing ends the commits in flight on the database ("ended by recovery",
 //! answered after it; the client retries), so no copy changes between its pull
-//! and the push that replaces it. `tests/sim_persistent.rs` checks this under
-//! node deaths and restarts.
+//! and the push that replaces it. Nor does a commit start on a node that is in
+//! no generation yet (a daemon just started, before its first recovery): its
+//! view holds only itself, so the commit would reach no other node, and the
+//! recovery that makes it a member takes the continuing members' copies, which
+//! never had it. `tests/sim_persistent.rs` checks this under node deaths and
+//! restarts.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::ltdb;
+use crate::protocol::control::INVALID_GENERATION;
 
 /// Why a commit cannot start now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// No recovery has made this node a member of a generation yet.
+    #[error("this node is in no generation yet")]
+    NoGeneration,
     /// Recovery mode is active.
     #[error("the cluster is recovering")]
     Recovering,
@@ -73,10 +81,19 @@ impl<C> Default for Commits<C> {
 }
 
 impl<C> Commits<C> {
-    /// Whether a commit to `db_id` may start (one at a time per database, as
-    /// smbd's g_lock already ensures for well-behaved clients).
-    pub fn may_begin(&self, db_id: u32, recovering: bool, frozen: bool) -> Result<(), Refusal> {
-        if recovering {
+    /// Whether a commit to `db_id` may start on a node in `generation` (one at
+    /// a time per database, as smbd's g_lock already ensures for well-behaved
+    /// clients).
+    pub fn may_begin(
+        &self,
+        db_id: u32,
+        generation: u32,
+        recovering: bool,
+        frozen: bool,
+    ) -> Result<(), Refusal> {
+        if generation == INVALID_GENERATION {
+            Err(Refusal::NoGeneration)
+        } else if recovering {
             Err(Refusal::Recovering)
         } else if frozen {
             Err(Refusal::Frozen)
@@ -242,7 +259,7 @@ mod tests {
     fn a_commit_is_acknowledged_when_every_other_node_stored_it() {
         let mut commits = Commits::default();
         assert_eq!(commits.begin(1, 9, "client", BTreeSet::from([1, 2])), None);
-        assert_eq!(commits.may_begin(9, false, false), Err(Refusal::Busy));
+        assert_eq!(commits.may_begin(9, 7, false, false), Err(Refusal::Busy));
         assert_eq!(commits.answer(1, 1, true), None);
         assert_eq!(
             commits.answer(1, 1, true),
@@ -253,7 +270,7 @@ mod tests {
             commits.answer(1, 2, true),
             Some(Outcome::Acknowledged("client"))
         );
-        assert_eq!(commits.may_begin(9, false, false), Ok(()));
+        assert_eq!(commits.may_begin(9, 7, false, false), Ok(()));
     }
 
     #[test]
@@ -288,8 +305,11 @@ mod tests {
         commits.begin(2, 8, "b", BTreeSet::from([1]));
         assert_eq!(commits.frozen(9), vec!["a"]);
         assert_eq!(commits.answer(1, 1, true), None, "gone");
-        assert_eq!(commits.may_begin(9, false, true), Err(Refusal::Frozen));
-        assert_eq!(commits.may_begin(9, true, false), Err(Refusal::Recovering));
+        assert_eq!(commits.may_begin(9, 7, false, true), Err(Refusal::Frozen));
+        assert_eq!(
+            commits.may_begin(9, 7, true, false),
+            Err(Refusal::Recovering)
+        );
         assert_eq!(commits.answer(2, 1, true), Some(Outcome::Acknowledged("b")));
     }
 
@@ -345,5 +365,16 @@ mod tests {
             records_to_store(false, true, one(&b2), |_: &[u8]| Err("io".to_string())),
             Err(UpdateRefused::Unreadable("io".into()))
         );
+    }
+
+    #[test]
+    fn no_commit_starts_before_the_node_is_in_a_generation() {
+        let commits: Commits<&str> = Commits::default();
+        assert_eq!(
+            commits.may_begin(9, INVALID_GENERATION, false, false),
+            Err(Refusal::NoGeneration),
+            "a daemon just started, before its first recovery"
+        );
+        assert_eq!(commits.may_begin(9, 7, false, false), Ok(()));
     }
 }
