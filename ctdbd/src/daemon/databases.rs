@@ -62,9 +62,7 @@ use crate::db::registry::{Attached, DbDirs, DbInfo, DbKind, Registry};
 use crate::db::tdb::{flags as tdb_flags, StoreMode, Tdb, TdbError, TryLock};
 use crate::db::vacuum::Vacuum;
 use crate::protocol::call::{ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster};
-use crate::protocol::control::{
-    decode_u32, encode_u32, node_flags, srvid, Opcode, VnnMap, INVALID_GENERATION,
-};
+use crate::protocol::control::{decode_u32, encode_u32, node_flags, srvid, Opcode, VnnMap};
 use crate::protocol::dbctl::{
     db_flags, decode_nul_string, encode_nul_string, DbMap, DbMapEntry, PullDb, TransDb,
     TraverseAll, TraverseAllExt, TraverseStart, TraverseStartExt, DB_SEQUENCE_NUMBER_KEY,
