@@ -56,7 +56,7 @@ pub mod watch;
 pub use cluster::{Cluster, ClusterBuilder};
 pub use daemon::{Daemon, Tool};
 pub use gluster::{GlusterOptions, Volume};
-pub use node::Node;
+pub use node::{Entry, Node};
 pub use observe::{Agreement, NodeRow, Status};
 pub use process::Output;
 pub use wait::wait_until;

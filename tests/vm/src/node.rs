@@ -86,6 +86,44 @@ pub struct Node {
     dir: TempDir,
 }
 
+/// The way into a node's namespaces ([`Node::entry`]): `Send` and `Clone`, for
+/// client threads that run commands in the node while the test holds the
+/// cluster. Valid while the node lives: join such threads before it drops.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pnn: u32,
+    holder_pid: u32,
+}
+
+impl Entry {
+    /// The node's pnn.
+    pub fn pnn(&self) -> u32 {
+        self.pnn
+    }
+
+    /// As [`Node::command`].
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.holder_pid.to_string(), "-n", "-m", "--"])
+            .arg(program)
+            .env_clear()
+            .env("PATH", PATH);
+        for pass in ["RUST_BACKTRACE", "RUST_LOG"] {
+            if let Some(v) = std::env::var_os(pass) {
+                cmd.env(pass, v);
+            }
+        }
+        cmd
+    }
+
+    /// As [`Node::ctdb`].
+    pub fn ctdb(&self, tool: Tool, args: &[&str]) -> anyhow::Result<Output> {
+        let mut cmd = self.command(tool.path()?);
+        cmd.args(args);
+        run(cmd, TOOL_TIMEOUT)
+    }
+}
+
 /// A `ctdbd` started in a node.
 #[derive(Debug)]
 pub struct RunningDaemon {
@@ -213,17 +251,16 @@ impl Node {
     /// A command that runs `program` inside both of the node's namespaces, with a
     /// clean environment.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.args(["-t", &self.holder.pid().to_string(), "-n", "-m", "--"])
-            .arg(program)
-            .env_clear()
-            .env("PATH", PATH);
-        for pass in ["RUST_BACKTRACE", "RUST_LOG"] {
-            if let Some(v) = std::env::var_os(pass) {
-                cmd.env(pass, v);
-            }
+        self.entry().command(program)
+    }
+
+    /// A handle that runs commands in the node from another thread, while the
+    /// test keeps the [`crate::Cluster`] (to kill and restart daemons).
+    pub fn entry(&self) -> Entry {
+        Entry {
+            pnn: self.pnn,
+            holder_pid: self.holder.pid(),
         }
-        cmd
     }
 
     /// Runs `program args` in the node and returns its output, whatever its status.
