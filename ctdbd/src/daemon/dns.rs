@@ -248,6 +248,7 @@ mod tests {
             peer_silence_limit: Duration::from_millis(800),
             vacuum: Default::default(),
             allow_client_db_attach: 1,
+            rec_buffer_size_limit: 1_000_000,
         }
     }
 
