@@ -206,6 +206,9 @@ pub mod keys {
     pub const IP_LEASE_TIME_MS: Key = key(super::IP_LEASE_TIME_MS);
     /// `LeaderlessHoldMs` (ctdb-rs), milliseconds.
     pub const LEADERLESS_HOLD_MS: Key = key(super::LEADERLESS_HOLD_MS);
+    /// `RecBufferSizeLimit`, bytes: the largest batch of records a recovery
+    /// sends as one message.
+    pub const REC_BUFFER_SIZE_LIMIT: Key = key("RecBufferSizeLimit");
     /// `VacuumInterval`, seconds between two vacuum runs of a volatile database.
     pub const VACUUM_INTERVAL: Key = key("VacuumInterval");
     /// `HopcountMakeSticky`, hops after which a record becomes sticky.

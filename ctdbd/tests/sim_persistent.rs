@@ -23,9 +23,17 @@ use ctdbd::db::commit::{self, Commits, Outcome};
 use ctdbd::db::hash::db_id;
 use ctdbd::db::ltdb::{self, LtdbHeader};
 use ctdbd::db::recovery::{self, SEQNUM_KEY};
-use ctdbd::db::recovery_run::{Answer, Progress, Records, RecoveryRun, Request};
+use ctdbd::db::recovery_run::{Answer, Progress, RecoveryRun, Request};
 use ctdbd::protocol::control::INVALID_GENERATION;
 use proptest::prelude::*;
+
+/// A database's records: key and stored value.
+type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Records a node sends in one batch of a pull.
+const PULL_BATCH: usize = 2;
+/// The largest batch of a push, in marshall buffer bytes: a few records.
+const BATCH_LIMIT: usize = 200;
 
 const PERSISTENT: &str = "secrets.tdb";
 const VOLATILE: &str = "locking.tdb";
@@ -47,6 +55,12 @@ enum Msg {
     RecoveryReply {
         reqid: u32,
         answer: Result<Answer, i32>,
+    },
+    /// A batch of a recovery's pull, to the leader, before the pull's reply.
+    Pulled {
+        generation: u32,
+        db_id: u32,
+        records: Records,
     },
     Update {
         reqid: u32,
@@ -73,6 +87,9 @@ struct Node {
     dbs: BTreeMap<u32, Db>,
     /// Frozen databases and the generation that thaws them.
     frozen: BTreeMap<u32, u32>,
+    /// A recovery's push in progress into a frozen database: its generation
+    /// and what it staged (nothing stored before the confirm).
+    pushing: BTreeMap<u32, (u32, Records)>,
     generation: u32,
     recovering: bool,
     vnn_map: Vec<u32>,
@@ -149,6 +166,7 @@ impl Sim {
                     alive: true,
                     dbs: dbs.clone(),
                     frozen: BTreeMap::new(),
+                    pushing: BTreeMap::new(),
                     generation: 2,
                     recovering: false,
                     vnn_map: vnn_map.clone(),
@@ -229,6 +247,7 @@ impl Sim {
             leader,
             generation,
             alive,
+            BATCH_LIMIT,
             &mut Self::reqids(&mut self.next_reqid),
         );
         trace(format_args!("recovery by {leader}: {:?}", run.nodes()));
@@ -280,13 +299,57 @@ impl Sim {
             node.vnn_map = nodes.clone();
             node.recovering = false;
             node.frozen.retain(|_, thaw_at| *thaw_at != generation);
+            // A push never confirmed ends with the freeze.
+            let frozen = node.frozen.clone();
+            node.pushing.retain(|db, _| frozen.contains_key(db));
         }
         self.check_recovered(&nodes);
     }
 
     // ---- what every node answers ------------------------------------------------------
 
+    /// A recovery's request to node `pnn` from the leader `from`: its answer,
+    /// or `None` for a message (pushed records).
     fn handle_recovery(
+        &mut self,
+        pnn: u32,
+        from: u32,
+        request: Request,
+        generation: u32,
+    ) -> Option<Result<Answer, i32>> {
+        if let Request::PushRecords { db_id, batch } = &request {
+            let node = self.node(pnn);
+            if let Some((g, staged)) = node.pushing.get_mut(db_id) {
+                if *g == generation {
+                    staged.extend(batch.iter().map(|(k, v)| (k.to_vec(), v.to_vec())));
+                }
+            }
+            return None;
+        }
+        if let Request::Pull { db_id } = &request {
+            let node = self.node(pnn);
+            let Some(db) = node
+                .dbs
+                .get(db_id)
+                .filter(|_| node.frozen.contains_key(db_id))
+            else {
+                return Some(Err(-1));
+            };
+            let records: Records = db.records.clone().into_iter().collect();
+            for chunk in records.chunks(PULL_BATCH) {
+                let msg = Msg::Pulled {
+                    generation,
+                    db_id: *db_id,
+                    records: chunk.to_vec(),
+                };
+                self.send(pnn, from, msg);
+            }
+            return Some(Ok(Answer::Count(records.len() as u32)));
+        }
+        Some(self.answer_recovery(pnn, request, generation))
+    }
+
+    fn answer_recovery(
         &mut self,
         pnn: u32,
         request: Request,
@@ -325,26 +388,36 @@ impl Sim {
                 }
                 Ok(Answer::Done)
             }
-            Request::Pull { db_id } => {
-                if !node.frozen.contains_key(&db_id) {
-                    return Err(-1);
-                }
+            Request::SeqNum { db_id } => {
                 let db = node.dbs.get(&db_id).ok_or(-1)?;
-                Ok(Answer::Records(db.records.clone().into_iter().collect()))
+                Ok(Answer::SeqNum(
+                    db.records
+                        .get(SEQNUM_KEY)
+                        .map_or(0, |r| recovery::stored_sequence_number(r)),
+                ))
             }
-            Request::Push { db_id, records } => {
+            Request::PushStart { db_id } => {
                 if !node.frozen.contains_key(&db_id) {
                     return Err(-1);
                 }
-                let db = node.dbs.get_mut(&db_id).ok_or(-1)?;
-                let mut replaced = BTreeMap::new();
-                for (key, stored) in records.iter() {
-                    let stored = recovery::as_stored_by(pnn, !db.persistent, stored).ok_or(-1)?;
-                    replaced.insert(key.clone(), stored);
-                }
-                db.records = replaced;
+                node.pushing.insert(db_id, (generation, Vec::new()));
                 Ok(Answer::Done)
             }
+            Request::PushConfirm { db_id, count } => {
+                let (_, staged) = node.pushing.remove(&db_id).ok_or(-1)?;
+                let persistent = node.dbs.get(&db_id).ok_or(-1)?.persistent;
+                let got = staged.len() as u32;
+                if got == count {
+                    let mut replaced = BTreeMap::new();
+                    for (key, stored) in staged {
+                        let stored = recovery::as_stored_by(pnn, !persistent, &stored).ok_or(-1)?;
+                        replaced.insert(key, stored);
+                    }
+                    node.dbs.get_mut(&db_id).ok_or(-1)?.records = replaced;
+                }
+                Ok(Answer::Count(got))
+            }
+            Request::Pull { .. } | Request::PushRecords { .. } => unreachable!("answered above"),
         }
     }
 
@@ -378,8 +451,25 @@ impl Sim {
                 request,
                 generation,
             } => {
-                let answer = self.handle_recovery(to, request, generation);
-                self.send(to, from, Msg::RecoveryReply { reqid, answer });
+                if let Some(answer) = self.handle_recovery(to, from, request, generation) {
+                    self.send(to, from, Msg::RecoveryReply { reqid, answer });
+                }
+            }
+            Msg::Pulled {
+                generation,
+                db_id,
+                records,
+            } => {
+                let Some((leader, run)) = &mut self.run else {
+                    return;
+                };
+                if *leader == to && run.generation() == generation {
+                    run.pulled(
+                        from,
+                        db_id,
+                        records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+                    );
+                }
             }
             Msg::RecoveryReply { reqid, answer } => {
                 let Some((leader, run)) = &mut self.run else {
@@ -525,6 +615,7 @@ impl Sim {
         let node = self.node(pnn);
         node.alive = false;
         node.frozen.clear();
+        node.pushing.clear();
         for _txn in node.commits.take_where(|_, _| true) {
             self.g_lock = false;
         }

@@ -579,21 +579,13 @@ impl Sim {
             let actions = node.db.view_changed(&self.view[pnn], &mut node.store);
             assert!(actions.is_empty(), "a frozen node acted: {actions:?}");
         }
-        let pulled: Vec<recovery::Pulled> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(pnn, node)| recovery::Pulled {
-                node: pnn as u32,
-                records: node
-                    .store
-                    .records
-                    .iter()
-                    .map(|(k, r)| (k.clone(), ltdb::encode(&r.header, &r.value)))
-                    .collect(),
-            })
-            .collect();
-        let merged = recovery::merge_volatile(leader, &pulled);
+        let mut merge = recovery::VolatileMerge::new(leader);
+        for node in &self.nodes {
+            for (key, record) in &node.store.records {
+                merge.add(key, &ltdb::encode(&record.header, &record.value));
+            }
+        }
+        let merged = merge.finish();
         for (pnn, node) in self.nodes.iter_mut().enumerate() {
             node.store.records = merged
                 .iter()
@@ -601,7 +593,7 @@ impl Sim {
                     let stored = recovery::as_stored_by(pnn as u32, true, pushed).unwrap();
                     let (header, value) = ltdb::decode(&stored).unwrap();
                     (
-                        key.clone(),
+                        key.to_vec(),
                         Record {
                             header,
                             value: value.to_vec(),

@@ -59,16 +59,17 @@ use crate::db::migrate::{self, Action, Call, Database, NodeMessage, Record, Reco
 use crate::db::recovery;
 use crate::db::recovery_run::{self, Answer, Progress, RecoveryRun, Request};
 use crate::db::registry::{Attached, DbDirs, DbInfo, DbKind, Registry};
-use crate::db::tdb::{flags as tdb_flags, StoreMode, Tdb, TdbError, TryLock};
+use crate::db::tdb::{flags as tdb_flags, FrozenTransaction, StoreMode, Tdb, TdbError, TryLock};
 use crate::db::vacuum::Vacuum;
 use crate::protocol::call::{ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster};
 use crate::protocol::control::{decode_u32, encode_u32, node_flags, srvid, Opcode, VnnMap};
 use crate::protocol::dbctl::{
     db_flags, decode_nul_string, encode_nul_string, DbMap, DbMapEntry, PullDb, TransDb,
     TraverseAll, TraverseAllExt, TraverseStart, TraverseStartExt, DB_SEQUENCE_NUMBER_KEY,
+    LMASTER_ANY,
 };
 use crate::protocol::dbstats::DbStatistics;
-use crate::protocol::marshall::{MarshallBuffer, RecData};
+use crate::protocol::marshall::{self, MarshallBuffer, MarshallWriter, RecData};
 use crate::protocol::packet::{Body, Header, Packet, ReplyControl, ReqControl, CTRL_FLAG_NOREPLY};
 use crate::transport::{CoreEvent, DataEvent};
 
@@ -171,6 +172,10 @@ struct LockHeld {
 /// One attached database.
 struct OpenDb {
     info: DbInfo,
+    /// Frozen for a recovery: nothing changes its records until the generation
+    /// moves on. Before `tdb`: a recovery's open push is dropped before the
+    /// handle closes.
+    frozen: Option<Freeze>,
     tdb: Tdb,
     migration: Database,
     /// Chain locks that helper processes hold for us, marked in `tdb`.
@@ -178,9 +183,6 @@ struct OpenDb {
     /// The header sequence number last told to the other nodes.
     seqnum_seen: u32,
     seqnum_enabled: bool,
-    /// Frozen for a recovery: nothing changes its records until the generation
-    /// moves on.
-    frozen: Option<Freeze>,
     /// The delete queue and run count (volatile databases only).
     vacuum: Vacuum,
     /// When the next vacuum run may start.
@@ -206,6 +208,22 @@ struct Freeze {
     /// A transaction a client runs on the frozen database (`ctdb restoredb`,
     /// `ctdb wipedb`); it ends with the freeze.
     transaction: Option<ClientTransaction>,
+    /// A recovery's push in progress; it ends with the freeze too.
+    push: Option<RecoveryPush>,
+}
+
+/// A recovery's push into a frozen database, DB_PUSH_START to
+/// DB_PUSH_CONFIRM: the copy is emptied and the records stored as their
+/// batches come, all in one libtdb transaction that only a confirm counting
+/// as many records commits. A run that dies before leaves the old copy whole.
+struct RecoveryPush {
+    /// The srvid its batches come on (it names the run's generation).
+    srvid: u64,
+    transaction: FrozenTransaction,
+    /// Records stored so far.
+    stored: u32,
+    /// A batch could not be stored whole: the confirm cancels.
+    failed: bool,
 }
 
 /// DB_TRANSACTION_START to DB_TRANSACTION_COMMIT from a client: the wipe and the
@@ -999,6 +1017,24 @@ impl Worker {
             Body::ReqMessage(msg) if msg.srvid == srvid::TOOL_PUSHDB => {
                 self.pushed_records(&msg.data)
             }
+            Body::ReqMessage(msg)
+                if msg.srvid & srvid::RECOVERY_KIND_MASK == srvid::RECOVERY_PULL =>
+            {
+                self.recovery_pulled(pnn, msg.srvid, &msg.data)
+            }
+            Body::ReqMessage(msg)
+                if msg.srvid & srvid::RECOVERY_KIND_MASK == srvid::RECOVERY_PUSH =>
+            {
+                match MarshallBuffer::decode_borrowed(&msg.data) {
+                    Ok((db_id, records)) => self.recovery_push_records(
+                        msg.srvid,
+                        db_id,
+                        records.iter().map(|(_, key, data)| (*key, *data)),
+                    ),
+                    // The confirm's count shows it.
+                    Err(e) => warn!(peer = pnn, error = %e, "malformed pushed batch dropped"),
+                }
+            }
             other => debug!(peer = pnn, ?other, "not a data-path packet from a peer"),
         }
     }
@@ -1027,8 +1063,14 @@ impl Worker {
                 req.srvid as u32,
                 &req.data,
             ),
-            PULL_DB => Some(self.pull(&req.data)),
-            PUSH_DB => Some(self.push(&req.data)),
+            Opcode::DB_PULL => Some(self.db_pull(pnn, &req.data)),
+            Opcode::DB_PUSH_START if is_recovery_push(&req.data) => {
+                Some(self.recovery_push_start(&req.data))
+            }
+            // A recovery's confirm carries the count sent; the tool's is 4 bytes.
+            Opcode::DB_PUSH_CONFIRM if req.data.len() == 8 => {
+                Some(self.recovery_push_confirm(&req.data))
+            }
             Opcode::TRAVERSE_ALL | Opcode::TRAVERSE_ALL_EXT => {
                 self.traverse_for_peer(pnn, req.opcode, &req.data);
                 None
@@ -1874,9 +1916,15 @@ fn view_for(view: &migrate::View, frozen: bool) -> migrate::View {
 /// Ends a database's freeze: the all-record lock goes, and smbd can lock records
 /// again.
 fn thaw(db: &mut OpenDb) {
-    let Some(freeze) = db.frozen.take() else {
+    let Some(mut freeze) = db.frozen.take() else {
         return;
     };
+    if let Some(push) = freeze.push.take() {
+        // Never confirmed: the run that sent it is over.
+        if let Err(e) = db.tdb.finish_frozen_transaction(push.transaction, false) {
+            error!(db = %db.info.name, error = %e, "cancelling an unconfirmed push failed");
+        }
+    }
     let result = match freeze.lock {
         FreezeLock::Own => db.tdb.unlockall(),
         FreezeLock::Helper(helper) => {
@@ -1910,22 +1958,53 @@ fn recovery_request(request: &Request, generation: u32) -> (Opcode, u64, Vec<u8>
         ),
         // The srvid says which generation thaws it.
         Request::Freeze { db_id } => (Opcode::DB_FREEZE, u64::from(generation), encode_u32(*db_id)),
-        Request::Pull { db_id } => {
+        Request::SeqNum { db_id } => {
             let mut data = encode_u32(*db_id);
-            data.extend_from_slice(&u32::MAX.to_le_bytes());
-            (PULL_DB, 0, data)
+            data.extend_from_slice(&[0; 4]);
+            (Opcode::GET_DB_SEQNUM, 0, data)
         }
-        Request::Push { db_id, records } => (
-            PUSH_DB,
+        Request::Pull { db_id } => (
+            Opcode::DB_PULL,
             0,
-            MarshallBuffer::encode_records(
-                *db_id,
-                records
-                    .iter()
-                    .map(|(key, data)| (0, key.as_slice(), data.as_slice())),
-            ),
+            PullDb {
+                db_id: *db_id,
+                lmaster: LMASTER_ANY,
+                srvid: srvid::RECOVERY_PULL | u64::from(generation),
+            }
+            .encode(),
         ),
+        Request::PushStart { db_id } => (
+            Opcode::DB_PUSH_START,
+            0,
+            PullDb {
+                db_id: *db_id,
+                lmaster: LMASTER_ANY,
+                srvid: srvid::RECOVERY_PUSH | u64::from(generation),
+            }
+            .encode(),
+        ),
+        // A message, not a control: the srvid and data of its REQ_MESSAGE.
+        Request::PushRecords { db_id, batch } => {
+            (Opcode(0), srvid::RECOVERY_PUSH | u64::from(generation), {
+                let mut buffer = MarshallBuffer::writer(*db_id);
+                for (key, data) in batch.iter() {
+                    buffer.push(0, key, data);
+                }
+                buffer.finish()
+            })
+        }
+        Request::PushConfirm { db_id, count } => {
+            let mut data = encode_u32(*db_id);
+            data.extend_from_slice(&count.to_le_bytes());
+            (Opcode::DB_PUSH_CONFIRM, 0, data)
+        }
     }
+}
+
+/// Whether a DB_PUSH_START opens a recovery's push (its srvid is the
+/// leader's), not a tool's.
+fn is_recovery_push(data: &[u8]) -> bool {
+    PullDb::decode(data).is_ok_and(|p| p.srvid & srvid::RECOVERY_KIND_MASK == srvid::RECOVERY_PUSH)
 }
 
 /// What a node's reply to `request` says; a malformed reply counts as a refusal.
@@ -1954,15 +2033,20 @@ fn recovery_answer_of(request: &Request, reply: &ReplyControl) -> Result<Answer,
         Request::DbName { .. } => {
             Answer::Name(attach_name(&reply.data).ok_or_else(|| malformed("database name"))?)
         }
-        Request::Pull { .. } => Answer::Records(
-            MarshallBuffer::decode(&reply.data)
-                .map_err(|_| malformed("records"))?
-                .records
-                .into_iter()
-                .map(|r| (r.key, r.data))
-                .collect(),
+        Request::SeqNum { .. } => Answer::SeqNum(u64::from_le_bytes(
+            reply
+                .data
+                .as_slice()
+                .try_into()
+                .map_err(|_| malformed("sequence number"))?,
+        )),
+        Request::Pull { .. } | Request::PushConfirm { .. } => Answer::Count(
+            decode_u32(&reply.data, "record count").map_err(|_| malformed("record count"))?,
         ),
-        Request::Attach { .. } | Request::Freeze { .. } | Request::Push { .. } => Answer::Done,
+        Request::Attach { .. }
+        | Request::Freeze { .. }
+        | Request::PushStart { .. }
+        | Request::PushRecords { .. } => Answer::Done,
     })
 }
 
@@ -1985,15 +2069,6 @@ fn next_control_reqid(counter: &mut u32) -> u32 {
     *counter = counter.wrapping_add(1).max(DATA_PATH_REQIDS);
     reqid
 }
-
-/// CTDB's pre-4.x recovery pull (obsolete in 4.17's own recovery, which streams
-/// records as messages): request `db_id u32 | lmaster u32`, reply a marshall
-/// buffer of every record. ctdb-rs nodes use it among themselves; a mixed
-/// cluster with C CTDB is not a goal.
-const PULL_DB: Opcode = Opcode(13);
-
-/// CTDB's pre-4.x recovery push: a marshall buffer to store (see [`PULL_DB`]).
-const PUSH_DB: Opcode = Opcode(14);
 
 /// The recovery this node leads (`db::recovery_run` decides what is asked of
 /// whom; this thread sends, answers its own part and keeps the deadline).
@@ -2020,9 +2095,11 @@ impl Worker {
         }
         info!(generation, ?nodes, "recovering databases");
         let counter = &mut self.next_control_reqid;
-        let (run, progress) = RecoveryRun::start(self.pnn, generation, nodes, &mut || {
-            next_control_reqid(counter)
-        });
+        let batch_limit = self.snapshot.rec_buffer_size_limit as usize;
+        let (run, progress) =
+            RecoveryRun::start(self.pnn, generation, nodes, batch_limit, &mut || {
+                next_control_reqid(counter)
+            });
         self.recovery = Some(Leading {
             run,
             deadline: Instant::now() + RECOVERY_STEP_TIMEOUT,
@@ -2056,6 +2133,18 @@ impl Worker {
                 return;
             };
             let generation = self.recovery.as_ref().map_or(0, |l| l.run.generation());
+            if let Request::PushRecords { db_id, batch } = &send.request {
+                if send.to == self.pnn {
+                    // Stored from the merge itself: no buffer to encode.
+                    let push = srvid::RECOVERY_PUSH | u64::from(generation);
+                    self.recovery_push_records(push, *db_id, batch.iter());
+                    continue;
+                }
+                let (_, srvid, data) = recovery_request(&send.request, generation);
+                let message = crate::protocol::packet::ReqMessage { srvid, data };
+                self.send_to_peer(send.to, 0, Body::ReqMessage(message));
+                continue;
+            }
             let (opcode, srvid, data) = recovery_request(&send.request, generation);
             if send.to != self.pnn {
                 let req = ReqControl {
@@ -2183,6 +2272,7 @@ impl Worker {
                     thaw_at: generation,
                     lock: FreezeLock::Own,
                     transaction: None,
+                    push: None,
                 });
                 debug!(db = %db.info.name, "frozen");
                 Some(ok(Vec::new()))
@@ -2192,6 +2282,7 @@ impl Worker {
                     thaw_at: generation,
                     lock: FreezeLock::Waiting(vec![waiter]),
                     transaction: None,
+                    push: None,
                 });
                 self.wait_for_lock(db_id, None);
                 None
@@ -2213,6 +2304,7 @@ impl Worker {
                 thaw_at,
                 lock: FreezeLock::Waiting(waiters),
                 transaction,
+                ..
             }) => match helper {
                 Ok(helper) => match db.tdb.lockall_mark() {
                     Ok(()) => {
@@ -2220,6 +2312,7 @@ impl Worker {
                             thaw_at,
                             lock: FreezeLock::Helper(helper),
                             transaction,
+                            push: None,
                         });
                         debug!(db = %db.info.name, "frozen (after waiting)");
                         waiters.into_iter().map(|w| (w, ok(Vec::new()))).collect()
@@ -2256,12 +2349,23 @@ impl Worker {
         }
     }
 
-    /// PULL_DB: every record of a frozen database.
-    fn pull(&mut self, data: &[u8]) -> ReplyControl {
-        if data.len() != 8 {
+    /// DB_PULL from a recovery's leader: every record of a frozen database,
+    /// sent to it on the request's srvid in marshall buffers of at most
+    /// `RecBufferSizeLimit` bytes, before the answer, which counts them (the
+    /// leader checks the count against what came). The leader's own records
+    /// go straight into its run, unencoded.
+    fn db_pull(&mut self, pnn: u32, data: &[u8]) -> ReplyControl {
+        let Ok(pull) = PullDb::decode(data) else {
+            return fail(-1);
+        };
+        if pull.srvid & srvid::RECOVERY_KIND_MASK != srvid::RECOVERY_PULL {
+            warn!(
+                srvid = format_args!("{:#x}", pull.srvid),
+                "DB_PULL on a srvid not a recovery's refused"
+            );
             return fail(-1);
         }
-        let Some(db) = self.db_of(&data[..4]) else {
+        let Some(db) = self.dbs.get(&pull.db_id) else {
             return fail(-1);
         };
         if db
@@ -2271,27 +2375,227 @@ impl Worker {
         {
             return fail(-1);
         }
-        // Into one flat buffer, then encoded from it: two allocations for the
-        // whole database rather than two per record.
-        let mut flat: Vec<u8> = Vec::new();
-        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
-        let walked = db.tdb.traverse_read(|key, value| {
-            spans.push((flat.len(), key.len(), value.len()));
-            flat.extend_from_slice(key);
-            flat.extend_from_slice(value);
-            std::ops::ControlFlow::Continue(())
-        });
-        let records = spans.iter().map(|&(at, key_len, data_len)| {
-            (
-                0,
-                &flat[at..at + key_len],
-                &flat[at + key_len..at + key_len + data_len],
-            )
-        });
+        let mut count: u32 = 0;
+        let walked = if pnn == self.pnn {
+            let Some(leading) = self
+                .recovery
+                .as_mut()
+                .filter(|l| u64::from(l.run.generation()) == pull.srvid & 0xFFFF_FFFF)
+            else {
+                return fail(-1);
+            };
+            db.tdb.traverse_read(|key, value| {
+                leading.run.pulled(pnn, pull.db_id, [(key, value)]);
+                count += 1;
+                std::ops::ControlFlow::Continue(())
+            })
+        } else {
+            let limit = self.snapshot.rec_buffer_size_limit as usize;
+            let send = |batch: MarshallWriter| {
+                let packet = Packet {
+                    header: self.header(pnn, 0),
+                    body: Body::ReqMessage(crate::protocol::packet::ReqMessage {
+                        srvid: pull.srvid,
+                        data: batch.finish(),
+                    }),
+                };
+                self.peers.send(pnn, packet.encode());
+            };
+            let mut batch = MarshallBuffer::writer(pull.db_id);
+            let walked = db.tdb.traverse_read(|key, value| {
+                let size = marshall::REC_DATA_FIXED_SIZE + key.len() + value.len();
+                if !batch.is_empty() && batch.len() + size > limit {
+                    send(std::mem::replace(
+                        &mut batch,
+                        MarshallBuffer::writer(pull.db_id),
+                    ));
+                }
+                batch.push(0, key, value);
+                count += 1;
+                std::ops::ControlFlow::Continue(())
+            });
+            if !batch.is_empty() {
+                send(batch);
+            }
+            walked
+        };
         match walked {
-            Ok(_) => ok(MarshallBuffer::encode_records(db.info.id, records)),
+            Ok(_) => ok(encode_u32(count)),
             Err(e) => {
                 error!(db = %db.info.name, error = %e, "reading records for a recovery failed");
+                fail(-1)
+            }
+        }
+    }
+
+    /// A batch of records another node pulled for the recovery this node leads.
+    fn recovery_pulled(&mut self, pnn: u32, srvid: u64, data: &[u8]) {
+        let Some(leading) = self
+            .recovery
+            .as_mut()
+            .filter(|l| u64::from(l.run.generation()) == srvid & 0xFFFF_FFFF)
+        else {
+            debug!(
+                peer = pnn,
+                "pulled records of a recovery not running: dropped"
+            );
+            return;
+        };
+        match MarshallBuffer::decode_borrowed(data) {
+            Ok((db_id, records)) => {
+                if !leading.run.pulled(
+                    pnn,
+                    db_id,
+                    records.iter().map(|(_, key, data)| (*key, *data)),
+                ) {
+                    debug!(
+                        peer = pnn,
+                        "pulled records the recovery did not ask for: dropped"
+                    );
+                }
+                leading.deadline = Instant::now() + RECOVERY_STEP_TIMEOUT;
+            }
+            // The node's count will not match what came: the run fails then.
+            Err(e) => warn!(peer = pnn, error = %e, "malformed pulled records dropped"),
+        }
+    }
+
+    /// DB_PUSH_START from a recovery's leader: empties the frozen database in
+    /// a transaction that stays open for the batches.
+    fn recovery_push_start(&mut self, data: &[u8]) -> ReplyControl {
+        let Ok(start) = PullDb::decode(data) else {
+            return fail(-1);
+        };
+        let Some(db) = self.dbs.get_mut(&start.db_id) else {
+            warn!(
+                db_id = format_args!("{:#010x}", start.db_id),
+                "push to a database that is not attached refused"
+            );
+            return fail(-1);
+        };
+        let Some(freeze) = db
+            .frozen
+            .as_mut()
+            .filter(|f| !matches!(f.lock, FreezeLock::Waiting(_)))
+        else {
+            warn!(db = %db.info.name, "push to a database that is not frozen refused");
+            return fail(-1);
+        };
+        if let Some(old) = freeze.push.take() {
+            // An earlier run's, never confirmed.
+            if let Err(e) = db.tdb.finish_frozen_transaction(old.transaction, false) {
+                error!(db = %db.info.name, error = %e, "cancelling an unconfirmed push failed");
+                return fail(-1);
+            }
+        }
+        let transaction = match db.tdb.start_frozen_transaction() {
+            Ok(transaction) => transaction,
+            Err(e) => {
+                error!(db = %db.info.name, error = %e, "cannot start a recovery's push");
+                return fail(-1);
+            }
+        };
+        if let Err(e) = db.tdb.wipe_all() {
+            error!(db = %db.info.name, error = %e, "cannot empty the database for a push");
+            let _ = db.tdb.finish_frozen_transaction(transaction, false);
+            return fail(-1);
+        }
+        freeze.push = Some(RecoveryPush {
+            srvid: start.srvid,
+            transaction,
+            stored: 0,
+            failed: false,
+        });
+        ok(Vec::new())
+    }
+
+    /// A batch of an open recovery push: stored in its transaction. As
+    /// dmaster (the leader, for a volatile database) a record's rsn goes one
+    /// up, as any store of ours does.
+    fn recovery_push_records<'a>(
+        &mut self,
+        srvid: u64,
+        db_id: u32,
+        records: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    ) {
+        let pnn = self.pnn;
+        let Some(db) = self.dbs.get_mut(&db_id) else {
+            return;
+        };
+        let volatile = db.info.kind == DbKind::Volatile;
+        let Some(push) = db
+            .frozen
+            .as_mut()
+            .and_then(|f| f.push.as_mut())
+            .filter(|p| p.srvid == srvid && !p.failed)
+        else {
+            debug!(db = %db.info.name, "pushed records without an open push: dropped");
+            return;
+        };
+        let mut raised = Vec::new();
+        for (key, data) in records {
+            let stored = match LtdbHeader::from_bytes(data) {
+                Ok(mut header) if volatile && header.dmaster == pnn => {
+                    header.rsn += 1;
+                    raised.clear();
+                    raised.extend_from_slice(&header.to_bytes());
+                    raised.extend_from_slice(&data[HEADER_LEN..]);
+                    raised.as_slice()
+                }
+                Ok(_) => data,
+                Err(_) => {
+                    warn!(db = %db.info.name, "pushed record without an ltdb header: push failed");
+                    push.failed = true;
+                    return;
+                }
+            };
+            if let Err(e) = limits::check_record(key, &stored[HEADER_LEN..]) {
+                warn!(db = %db.info.name, field = e.field, error = %e, "pushed record refused: push failed");
+                push.failed = true;
+                return;
+            }
+            if let Err(e) = db.tdb.store(key, stored, StoreMode::Replace) {
+                error!(db = %db.info.name, error = %e, "storing pushed records failed");
+                push.failed = true;
+                return;
+            }
+            push.stored += 1;
+        }
+    }
+
+    /// DB_PUSH_CONFIRM from a recovery's leader (db_id, records sent): the
+    /// push's transaction is committed if every record came and was stored,
+    /// cancelled otherwise; the answer is the count stored.
+    fn recovery_push_confirm(&mut self, data: &[u8]) -> ReplyControl {
+        let (Some(db_id), Ok(sent)) = (
+            decode_db_id(&data[..4]),
+            decode_u32(&data[4..], "records sent"),
+        ) else {
+            return fail(-1);
+        };
+        let Some(db) = self.dbs.get_mut(&db_id) else {
+            return fail(-1);
+        };
+        let Some(push) = db.frozen.as_mut().and_then(|f| f.push.take()) else {
+            warn!(db = %db.info.name, "confirm of a push not open refused");
+            return fail(-1);
+        };
+        let commit = !push.failed && push.stored == sent;
+        let (stored, failed) = (push.stored, push.failed);
+        let finished = db.tdb.finish_frozen_transaction(push.transaction, commit);
+        if failed {
+            return fail(-1);
+        }
+        if !commit {
+            warn!(db = %db.info.name, stored, sent, "pushed records lost on the way: old copy kept");
+        }
+        match finished {
+            Ok(()) => {
+                debug!(db = %db.info.name, records = stored, committed = commit, "recovery push confirmed");
+                ok(encode_u32(stored))
+            }
+            Err(e) => {
+                error!(db = %db.info.name, error = %e, "committing pushed records failed");
                 fail(-1)
             }
         }
@@ -2456,64 +2760,6 @@ impl Worker {
         }
         if !taken {
             debug!("pushed records with no push open: dropped");
-        }
-    }
-
-    /// PUSH_DB: replace a frozen database's records with the leader's merge,
-    /// in one transaction (a recovery that dies half-way leaves the old copy
-    /// whole). As dmaster a volatile record's rsn goes one up, as any store of
-    /// ours does.
-    fn push(&mut self, data: &[u8]) -> ReplyControl {
-        let buffer = match MarshallBuffer::decode(data) {
-            Ok(buffer) => buffer,
-            Err(e) => {
-                warn!(error = %e, "malformed PUSH_DB refused");
-                return fail(-1);
-            }
-        };
-        let pnn = self.pnn;
-        let Some(db) = self.dbs.get(&buffer.db_id) else {
-            warn!(
-                db_id = format_args!("{:#010x}", buffer.db_id),
-                "push to a database that is not attached refused"
-            );
-            return fail(-1);
-        };
-        if db
-            .frozen
-            .as_ref()
-            .is_none_or(|f| matches!(f.lock, FreezeLock::Waiting(_)))
-        {
-            warn!(db = %db.info.name, "push to a database that is not frozen refused");
-            return fail(-1);
-        }
-        // All or nothing: checked before the first record is stored.
-        if let Err((index, e)) = limits::check_records(&buffer.records) {
-            warn!(db = %db.info.name, record = index, field = e.field, error = %e, "push refused");
-            return fail(-1);
-        }
-        let volatile = db.info.kind == DbKind::Volatile;
-        let replaced = db
-            .tdb
-            .with_locking_off(|tdb| {
-                in_transaction(tdb, |tdb| {
-                    tdb.wipe_all()?;
-                    for (index, record) in buffer.records.iter().enumerate() {
-                        let stored = recovery::as_stored_by(pnn, volatile, &record.data)
-                            .with_context(|| format!("pushed record {index} has no ltdb header"))?;
-                        tdb.store(&record.key, &stored, StoreMode::Replace)?;
-                    }
-                    Ok(())
-                })
-            })
-            .map_err(anyhow::Error::from)
-            .and_then(|r| r);
-        match replaced {
-            Ok(()) => ok(Vec::new()),
-            Err(e) => {
-                error!(db = %db.info.name, error = %e, "storing pushed records failed");
-                fail(-1)
-            }
         }
     }
 }
@@ -2840,7 +3086,7 @@ mod tests {
 
     /// Given a volatile record held by the leader alone, when the leader recovers
     /// the databases, then the record is still there: the leader's own records
-    /// take part in the merge like every other node's. (Its own PULL_DB is
+    /// take part in the merge like every other node's. (Its own DB_PULL is
     /// answered inside the call that sends it, before the reply used to be
     /// expected, and the merge pushed an empty database over its own.)
     #[tokio::test]
@@ -3148,24 +3394,72 @@ mod peer_bad_input {
         );
     }
 
-    /// Given a frozen volatile database with one record, when another node pushes
-    /// a garbage buffer, records for an unknown database, a record over the
-    /// limits, or a record without an ltdb header (each time after a good
-    /// record), then each push gets status -1 and nothing of it is stored; a push
-    /// to a database that is not frozen is refused too.
+    /// A recovery's push from node 1 to `worker`: DB_PUSH_START, `batches` as
+    /// messages, DB_PUSH_CONFIRM counting `sent`; the start's and the
+    /// confirm's replies.
+    fn recovery_push(
+        worker: &mut Worker,
+        db_id: u32,
+        batches: Vec<Vec<u8>>,
+        sent: u32,
+    ) -> (ReplyControl, ReplyControl) {
+        let push_srvid = srvid::RECOVERY_PUSH | 9;
+        let start = PullDb {
+            db_id,
+            lmaster: LMASTER_ANY,
+            srvid: push_srvid,
+        };
+        let started = worker
+            .peer_control(1, 1, control(Opcode::DB_PUSH_START, start.encode()))
+            .unwrap();
+        for data in batches {
+            worker.peer_packet(
+                1,
+                Packet {
+                    header: Header {
+                        generation: 9,
+                        destnode: 0,
+                        srcnode: 1,
+                        reqid: 0,
+                    },
+                    body: Body::ReqMessage(crate::protocol::packet::ReqMessage {
+                        srvid: push_srvid,
+                        data,
+                    }),
+                },
+            );
+        }
+        let mut confirm = encode_u32(db_id);
+        confirm.extend_from_slice(&sent.to_le_bytes());
+        let confirmed = worker
+            .peer_control(1, 2, control(Opcode::DB_PUSH_CONFIRM, confirm))
+            .unwrap();
+        (started, confirmed)
+    }
+
+    /// Given a frozen volatile database with one record, when the leader of a
+    /// recovery pushes a garbage batch, a batch for an unknown database, a
+    /// record over the limits or a record without an ltdb header (each time
+    /// after a good batch), or confirms more records than it sent, then the
+    /// database keeps its old copy whole; a push whose every record came
+    /// replaces it at the confirm; a push to a database that is not frozen is
+    /// refused.
     #[tokio::test]
-    async fn bad_pushes_are_refused_whole() {
+    async fn a_recovery_push_replaces_the_copy_only_when_confirmed_whole() {
         let dir = tempfile::tempdir().unwrap();
         let (mut worker, _core, _publisher) = one_node_worker(dir.path());
         for kind in ["volatile", "persistent"] {
             std::fs::create_dir_all(dir.path().join(kind)).unwrap();
         }
         let db_id = worker.attach("locking.tdb", DbKind::Volatile).unwrap();
-        let good = || record(b"pushed", 3, b"good");
-        let reply = worker
-            .peer_control(1, 1, control(PUSH_DB, buffer(db_id, vec![good()])))
+        let old = record(b"old", 1, b"before");
+        worker.dbs[&db_id]
+            .tdb
+            .store(&old.key, &old.data, StoreMode::Replace)
             .unwrap();
-        assert_eq!(reply.status, -1, "not frozen");
+        let good = || buffer(db_id, vec![record(b"pushed", 3, b"good")]);
+        let (started, _) = recovery_push(&mut worker, db_id, vec![good()], 1);
+        assert_eq!(started.status, -1, "not frozen");
 
         // Frozen as a recovery freezes it: the all-record lock held.
         assert_eq!(
@@ -3176,6 +3470,7 @@ mod peer_bad_input {
             thaw_at: 9,
             lock: FreezeLock::Own,
             transaction: None,
+            push: None,
         });
         let headerless = RecData {
             reqid: 0,
@@ -3183,44 +3478,50 @@ mod peer_bad_input {
             data: b"no header".to_vec(),
         };
         let cases = [
-            ("garbage", vec![0xff; 5]),
-            ("unknown database", buffer(0xdead_beef, vec![good()])),
+            ("garbage", vec![0xff; 5], 2),
+            (
+                "unknown database",
+                buffer(0xdead_beef, vec![record(b"x", 1, b"y")]),
+                2,
+            ),
             (
                 "key over the limit",
-                buffer(
-                    db_id,
-                    vec![good(), record(&vec![1; MAX_KEY_LEN + 1], 3, b"x")],
-                ),
+                buffer(db_id, vec![record(&vec![1; MAX_KEY_LEN + 1], 3, b"x")]),
+                2,
             ),
             (
                 "value over the limit",
-                buffer(
-                    db_id,
-                    vec![good(), record(b"big", 3, &vec![1; MAX_VALUE_LEN + 1])],
-                ),
+                buffer(db_id, vec![record(b"big", 3, &vec![1; MAX_VALUE_LEN + 1])]),
+                2,
             ),
             (
                 "record without a header",
-                buffer(db_id, vec![good(), headerless]),
+                buffer(db_id, vec![headerless]),
+                2,
             ),
+            ("more confirmed than sent", buffer(db_id, Vec::new()), 3),
         ];
-        for (what, data) in cases {
-            let reply = worker.peer_control(1, 2, control(PUSH_DB, data)).unwrap();
-            assert_eq!(reply.status, -1, "{what}");
+        for (what, bad, sent) in cases {
+            let (started, confirmed) = recovery_push(&mut worker, db_id, vec![good(), bad], sent);
+            assert_eq!(started.status, 0, "{what}");
+            assert!(
+                confirmed.status != 0 || confirmed.data != encode_u32(sent),
+                "{what}: confirmed"
+            );
+            assert_eq!(value_of(&worker, db_id, b"pushed"), None, "{what}: stored");
             assert_eq!(
-                value_of(&worker, db_id, b"pushed"),
-                None,
-                "{what}: partly stored"
+                value_of(&worker, db_id, b"old").as_deref(),
+                Some(&b"before"[..]),
+                "{what}: the old copy is gone"
             );
         }
-        let reply = worker
-            .peer_control(1, 3, control(PUSH_DB, buffer(db_id, vec![good()])))
-            .unwrap();
-        assert_eq!(reply.status, 0);
+        let (_, confirmed) = recovery_push(&mut worker, db_id, vec![good(), good()], 2);
+        assert_eq!((confirmed.status, confirmed.data), (0, encode_u32(2)));
         assert_eq!(
             value_of(&worker, db_id, b"pushed").as_deref(),
             Some(&b"good"[..])
         );
+        assert_eq!(value_of(&worker, db_id, b"old"), None, "replaced whole");
     }
 
     /// Given an attached database, when DB_GET_HEALTH and GET_DB_STATISTICS ask
@@ -3342,7 +3643,7 @@ mod peer_bad_input {
             Opcode::GET_DB_SEQNUM,
             Opcode::DB_FREEZE,
             Opcode::WIPE_DATABASE,
-            PULL_DB,
+            Opcode::DB_PULL,
             Opcode::GETDBPATH,
         ] {
             let reply = worker.peer_control(1, 5, control(opcode, vec![1, 2]));

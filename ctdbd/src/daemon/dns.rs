@@ -250,6 +250,7 @@ mod tests {
             sticky: Default::default(),
             control_timeout: Duration::from_secs(60),
             allow_client_db_attach: 1,
+            rec_buffer_size_limit: 1_000_000,
         }
     }
 

@@ -71,6 +71,9 @@ pub struct Snapshot {
     /// `AllowClientDBAttach`: 0, local clients may not attach databases; 1,
     /// they may, and no database may be detached (as 4.17 compares it).
     pub allow_client_db_attach: u32,
+    /// `RecBufferSizeLimit`: the largest batch of records a recovery sends
+    /// as one message, in bytes.
+    pub rec_buffer_size_limit: u32,
 }
 
 /// The vacuuming tunables, for the database thread.
@@ -155,6 +158,7 @@ impl Snapshot {
                 node.tunables().value(keys::CONTROL_TIMEOUT).into(),
             ),
             allow_client_db_attach: node.tunables().value(keys::ALLOW_CLIENT_DB_ATTACH),
+            rec_buffer_size_limit: node.tunables().value(keys::REC_BUFFER_SIZE_LIMIT),
         }
     }
 

@@ -5,11 +5,13 @@
 //! keeps the deadline and reports the outcome to the core.
 //!
 //! ```text
-//!   DbMaps ─> Names ─> Attach ─> Freeze ─> Pull ─> Push ─> done
-//!   every     one      each node  every     every   merged records
-//!   node's    holder   the dbs it node,     node,   replace each
-//!   map and   per db   lacks      every db  every db copy, every node
-//!   generation
+//!   DbMaps ─> Names ─> Attach ─> Freeze ─> SeqNums ─> Pull ─> Push ─> done
+//!   every     one      each node  every     each       every   start, record
+//!   node's    holder   the dbs it node,     candidate  node's  batches and
+//!   map and   per db   lacks      every db  per        volatile confirm, every
+//!   generation                              persistent copy;    node, every db
+//!                                           db         the chosen
+//!                                                      persistent one
 //! ```
 //!
 //! A step starts when every answer of the one before is in. Any refusal, a
@@ -17,16 +19,56 @@
 //! starts another with a new generation. Nothing is changed on any node before
 //! Push, and Push only replaces a frozen copy with the merge of all copies, so a
 //! run that fails half-way loses nothing.
+//!
+//! Records travel in batches, as CTDB 4.17's recovery moves them (samba §7.3):
+//! a node answers a Pull with the number of records it sent as batches
+//! ([`RecoveryRun::pulled`] takes each as it comes, into the merge), and a
+//! Push is a start, batches of at most the run's batch size, and a confirm
+//! that says how many records were sent. A node keeps its old copy whole
+//! unless it got exactly that many: it stages what comes and replaces its
+//! copy only at the confirm. Of a persistent database only one copy is
+//! pulled, the one with the highest sequence number among the continuing
+//! members ([`RecoveryRun`]'s `continuing_members` says why those), and the
+//! node it came from gets no push when its copy is what every node gets.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::recovery::{self, Pulled};
+use super::recovery::{self, PersistentCopy, RecordArena, VolatileMerge};
 use crate::fanout::FanOut;
 use crate::protocol::control::INVALID_GENERATION;
 
-/// A database's records: key and stored value (ltdb header + value).
-pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
+/// Consecutive records of a merge, sent as one message.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    records: Arc<RecordArena>,
+    range: std::ops::Range<usize>,
+}
+
+impl Batch {
+    /// Its records: key and stored value (ltdb header + value).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.records.range(self.range.clone())
+    }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
+    }
+}
+
+impl PartialEq for Batch {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Batch {}
 
 /// What the leader asks one node for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,19 +96,40 @@ pub enum Request {
         /// The database.
         db_id: u32,
     },
-    /// Every record of the frozen database.
+    /// Its sequence number of a persistent database (GET_DB_SEQNUM).
+    SeqNum {
+        /// The database.
+        db_id: u32,
+    },
+    /// Every record of the frozen database (DB_PULL): the node sends them as
+    /// batches ([`RecoveryRun::pulled`]) before it answers with their count.
     Pull {
         /// The database.
         db_id: u32,
     },
-    /// Replace the frozen database's records with these, all at once: a node
-    /// keeps its old copy whole if the run dies before this arrives, never a
-    /// wiped or half-written one.
-    Push {
+    /// Open a push into the frozen database (DB_PUSH_START): record batches
+    /// follow; the node stages them and changes nothing yet.
+    PushStart {
         /// The database.
         db_id: u32,
-        /// Its records after the merge (shared by every node's request).
-        records: Arc<Records>,
+    },
+    /// Records of an open push: a message, sent under reqid 0 and never
+    /// answered.
+    PushRecords {
+        /// The database.
+        db_id: u32,
+        /// The records (part of the merge every node of the run gets).
+        batch: Batch,
+    },
+    /// The push is over and `count` records were sent (DB_PUSH_CONFIRM). The
+    /// node replaces its copy with what it staged only if it got that many,
+    /// and answers how many it got: a node keeps its old copy whole if the
+    /// run dies before this, or records were lost on the way.
+    PushConfirm {
+        /// The database.
+        db_id: u32,
+        /// Records sent.
+        count: u32,
     },
 }
 
@@ -84,7 +147,7 @@ pub struct Send {
 /// A node's successful answer; what it carries depends on the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// Attach, Freeze, Push.
+    /// Attach, Freeze, PushStart.
     Done,
     /// DbMap: (db_id, persistent) of each database.
     DbMap(Vec<(u32, bool)>),
@@ -92,8 +155,10 @@ pub enum Answer {
     Generation(u32),
     /// DbName.
     Name(String),
-    /// Pull.
-    Records(Records),
+    /// SeqNum.
+    SeqNum(u64),
+    /// Pull (records sent), PushConfirm (records received).
+    Count(u32),
 }
 
 /// The steps, in order.
@@ -107,7 +172,11 @@ pub enum Step {
     Attach,
     /// Every node freezes every database.
     Freeze,
-    /// Every node's records of every database.
+    /// The sequence number of each persistent database on each node whose
+    /// copy may be chosen.
+    SeqNums,
+    /// Every node's records of every volatile database, the chosen node's
+    /// of every persistent one.
     Pull,
     /// The merge replaces every node's copy of every database.
     Push,
@@ -148,6 +217,22 @@ pub enum Failure {
         /// The step.
         step: Step,
     },
+    /// A node counted other than the run: the records it said it sent in a
+    /// Pull are not the ones that came, or it got other than what was pushed
+    /// (it then kept its old copy).
+    #[error(
+        "node {node} counted {got} records in the recovery's {step:?} step, {expected} expected"
+    )]
+    CountMismatch {
+        /// The node.
+        node: u32,
+        /// The step.
+        step: Step,
+        /// Records the other end counted.
+        expected: u32,
+        /// Records this end counted.
+        got: u32,
+    },
     /// The caller's deadline passed.
     #[error("the recovery's {step:?} step timed out")]
     TimedOut {
@@ -163,7 +248,11 @@ impl Failure {
     pub fn culprit(&self) -> Option<u32> {
         match self {
             Self::Refused { node, .. } | Self::UnexpectedAnswer { node, .. } => Some(*node),
-            Self::KindConflict { .. } | Self::NodeGone { .. } | Self::TimedOut { .. } => None,
+            // Records lost on a link say nothing of either end.
+            Self::KindConflict { .. }
+            | Self::NodeGone { .. }
+            | Self::TimedOut { .. }
+            | Self::CountMismatch { .. } => None,
         }
     }
 }
@@ -186,6 +275,17 @@ struct DbInfo {
     holders: BTreeSet<u32>,
 }
 
+/// A database's merge as its copies are pulled.
+#[derive(Debug)]
+enum Merge {
+    Volatile(VolatileMerge),
+    /// The copy of `from`, the node chosen by sequence number.
+    Persistent {
+        from: u32,
+        copy: PersistentCopy,
+    },
+}
+
 /// One recovery the leader runs for one new generation.
 #[derive(Debug)]
 pub struct RecoveryRun {
@@ -198,18 +298,27 @@ pub struct RecoveryRun {
     dbs: BTreeMap<u32, DbInfo>,
     /// The generation each node was last part of.
     generations: BTreeMap<u32, u32>,
-    /// What each node sent for each database in the Pull step.
-    pulled: BTreeMap<u32, Vec<Pulled>>,
+    /// Each persistent database's sequence number on each node asked.
+    seqnums: BTreeMap<u32, BTreeMap<u32, u64>>,
+    /// Each database's merge, from the Pull step until the Push.
+    merges: BTreeMap<u32, Merge>,
+    /// Records received so far from each (node, database) pulled.
+    received: BTreeMap<(u32, u32), u32>,
+    /// The largest a pushed batch may be, in marshall buffer bytes
+    /// (`RecBufferSizeLimit`).
+    batch_limit: usize,
     finished: bool,
 }
 
 impl RecoveryRun {
-    /// Starts the recovery of `nodes` (the leader among them) for `generation`;
-    /// `reqids` numbers the requests.
+    /// Starts the recovery of `nodes` (the leader among them) for `generation`,
+    /// pushing batches of at most `batch_limit` bytes; `reqids` numbers the
+    /// requests.
     pub fn start(
         leader: u32,
         generation: u32,
         nodes: Vec<u32>,
+        batch_limit: usize,
         reqids: &mut impl FnMut() -> u32,
     ) -> (Self, Progress) {
         let mut run = Self {
@@ -220,7 +329,10 @@ impl RecoveryRun {
             round: FanOut::new(),
             dbs: BTreeMap::new(),
             generations: BTreeMap::new(),
-            pulled: BTreeMap::new(),
+            seqnums: BTreeMap::new(),
+            merges: BTreeMap::new(),
+            received: BTreeMap::new(),
+            batch_limit,
             finished: false,
         };
         let mut sends = Vec::new();
@@ -287,6 +399,34 @@ impl RecoveryRun {
         self.next_step(reqids)
     }
 
+    /// A batch of records `node` sent for `db_id` in the Pull step, in the
+    /// order it sent them; `false` (and nothing taken) when the run is not
+    /// pulling that database from that node (a late batch of an earlier step).
+    pub fn pulled<'a>(
+        &mut self,
+        node: u32,
+        db_id: u32,
+        records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> bool {
+        if self.finished || self.step != Step::Pull {
+            return false;
+        }
+        let Some(received) = self.received.get_mut(&(node, db_id)) else {
+            return false;
+        };
+        let Some(merge) = self.merges.get_mut(&db_id) else {
+            return false;
+        };
+        for (key, stored) in records {
+            *received = received.wrapping_add(1);
+            match merge {
+                Merge::Volatile(merge) => merge.add(key, stored),
+                Merge::Persistent { copy, .. } => copy.add(key, stored),
+            }
+        }
+        true
+    }
+
     /// `node` is no longer connected: a run that needs it cannot finish. Every
     /// step after this one asks every node, so the run fails even when the
     /// current round owes nothing from it.
@@ -311,6 +451,14 @@ impl RecoveryRun {
     }
 
     fn request(&mut self, reqids: &mut impl FnMut() -> u32, to: u32, request: Request) -> Send {
+        if matches!(request, Request::PushRecords { .. }) {
+            // A message: nothing comes back for it.
+            return Send {
+                reqid: 0,
+                to,
+                request,
+            };
+        }
         let reqid = reqids();
         self.round.sent(reqid, to, request.clone());
         Send { reqid, to, request }
@@ -342,14 +490,32 @@ impl RecoveryRun {
                     info.name = Some(name);
                 }
             }
-            (Request::Pull { db_id }, Answer::Records(records)) => {
-                self.pulled
-                    .entry(db_id)
-                    .or_default()
-                    .push(Pulled { node, records });
+            (Request::SeqNum { db_id }, Answer::SeqNum(seqnum)) => {
+                self.seqnums.entry(db_id).or_default().insert(node, seqnum);
+            }
+            (Request::Pull { db_id }, Answer::Count(sent)) => {
+                let got = self.received.get(&(node, db_id)).copied().unwrap_or(0);
+                if got != sent {
+                    return Err(Failure::CountMismatch {
+                        node,
+                        step: self.step,
+                        expected: sent,
+                        got,
+                    });
+                }
+            }
+            (Request::PushConfirm { count, .. }, Answer::Count(got)) => {
+                if got != count {
+                    return Err(Failure::CountMismatch {
+                        node,
+                        step: self.step,
+                        expected: count,
+                        got,
+                    });
+                }
             }
             (
-                Request::Attach { .. } | Request::Freeze { .. } | Request::Push { .. },
+                Request::Attach { .. } | Request::Freeze { .. } | Request::PushStart { .. },
                 Answer::Done,
             ) => {}
             _ => return Err(unexpected),
@@ -365,7 +531,8 @@ impl RecoveryRun {
                 Step::DbMaps => Step::Names,
                 Step::Names => Step::Attach,
                 Step::Attach => Step::Freeze,
-                Step::Freeze => Step::Pull,
+                Step::Freeze => Step::SeqNums,
+                Step::SeqNums => Step::Pull,
                 Step::Pull => Step::Push,
                 Step::Push => {
                     self.finished = true;
@@ -417,52 +584,85 @@ impl RecoveryRun {
                     }
                 }
             }
-            Step::Freeze | Step::Pull => {
+            Step::Freeze => {
                 for node in &self.nodes {
                     for db_id in self.dbs.keys() {
-                        let db_id = *db_id;
-                        wanted.push((
-                            *node,
-                            if step == Step::Freeze {
-                                Request::Freeze { db_id }
-                            } else {
-                                Request::Pull { db_id }
+                        wanted.push((*node, Request::Freeze { db_id: *db_id }));
+                    }
+                }
+            }
+            Step::SeqNums => {
+                let candidates = self.candidates();
+                for (db_id, info) in &self.dbs {
+                    if info.persistent {
+                        for node in &candidates {
+                            wanted.push((*node, Request::SeqNum { db_id: *db_id }));
+                        }
+                    }
+                }
+            }
+            Step::Pull => {
+                let candidates: BTreeSet<u32> = self.candidates().into_iter().collect();
+                for (db_id, info) in &self.dbs {
+                    let from: Vec<u32> = if info.persistent {
+                        // Node order breaks a tie: the first node asked wins.
+                        let seqnums: Vec<(u32, u64)> = self
+                            .nodes
+                            .iter()
+                            .filter_map(|n| Some((*n, *self.seqnums.get(db_id)?.get(n)?)))
+                            .collect();
+                        let chosen = recovery::choose_persistent(&seqnums, &candidates)
+                            .unwrap_or(self.leader);
+                        self.merges.insert(
+                            *db_id,
+                            Merge::Persistent {
+                                from: chosen,
+                                copy: PersistentCopy::default(),
                             },
-                        ));
+                        );
+                        vec![chosen]
+                    } else {
+                        self.merges
+                            .insert(*db_id, Merge::Volatile(VolatileMerge::new(self.leader)));
+                        self.nodes.clone()
+                    };
+                    for node in from {
+                        self.received.insert((node, *db_id), 0);
+                        wanted.push((node, Request::Pull { db_id: *db_id }));
                     }
                 }
             }
             Step::Push => {
-                let merged: Vec<(u32, Arc<Records>)> = self
-                    .dbs
-                    .iter()
-                    .map(|(db_id, info)| (*db_id, Arc::new(self.merge(*db_id, info.persistent))))
-                    .collect();
-                self.pulled.clear();
-                for node in &self.nodes {
-                    for (db_id, records) in &merged {
-                        wanted.push((
-                            *node,
-                            Request::Push {
-                                db_id: *db_id,
+                let merges = std::mem::take(&mut self.merges);
+                self.received.clear();
+                for (db_id, merge) in merges {
+                    let (records, has_it) = match merge {
+                        Merge::Volatile(merge) => (merge.finish(), None),
+                        Merge::Persistent { from, copy } => {
+                            let (records, whole) = copy.finish();
+                            (records, whole.then_some(from))
+                        }
+                    };
+                    let records = Arc::new(records);
+                    let batches = records.batches(self.batch_limit);
+                    let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
+                    // A persistent copy is pushed to every node but the one
+                    // it came from, when that one holds exactly it already.
+                    for node in self.nodes.iter().filter(|n| Some(**n) != has_it) {
+                        wanted.push((*node, Request::PushStart { db_id }));
+                        for range in &batches {
+                            let batch = Batch {
                                 records: records.clone(),
-                            },
-                        ));
+                                range: range.clone(),
+                            };
+                            wanted.push((*node, Request::PushRecords { db_id, batch }));
+                        }
+                        wanted.push((*node, Request::PushConfirm { db_id, count }));
                     }
                 }
             }
         }
         wanted
-    }
-
-    /// The records every node gets for `db_id` (`db::recovery` says how).
-    fn merge(&self, db_id: u32, persistent: bool) -> Records {
-        let pulled = self.pulled.get(&db_id).map_or(&[][..], Vec::as_slice);
-        if persistent {
-            recovery::choose_persistent(pulled, &self.continuing_members())
-        } else {
-            recovery::merge_volatile(self.leader, pulled)
-        }
     }
 }
 
@@ -477,6 +677,17 @@ impl RecoveryRun {
     /// theirs: comparing across the two histories could drop a write that a
     /// node still here had acknowledged. Empty when no node was in a
     /// generation (the whole cluster started): then all copies compete.
+    /// The nodes whose persistent copies may be chosen: the continuing
+    /// members, or every node when there are none.
+    fn candidates(&self) -> Vec<u32> {
+        let members = self.continuing_members();
+        self.nodes
+            .iter()
+            .copied()
+            .filter(|n| members.is_empty() || members.contains(n))
+            .collect()
+    }
+
     fn continuing_members(&self) -> BTreeSet<u32> {
         let valid = |g: &u32| *g != INVALID_GENERATION;
         // Without partitions there is one such generation; should there be
@@ -506,6 +717,9 @@ mod tests {
     use super::*;
     use crate::db::ltdb::{self, LtdbHeader};
 
+    /// A batch limit for runs whose batches do not matter.
+    const LIMIT: usize = 1_000_000;
+
     /// Request ids 1, 2, 3, ...
     fn counter() -> impl FnMut() -> u32 {
         let mut next = 0;
@@ -515,6 +729,17 @@ mod tests {
         }
     }
 
+    type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
+    /// What a simulated node does with one of the run's sends.
+    enum Outcome {
+        Reply(Result<Answer, i32>),
+        /// A message: nothing comes back.
+        Taken,
+        /// The node left instead of answering.
+        Gone,
+    }
+
     /// Answers every request the way a node with `dbs` would, until the run ends.
     struct Cluster {
         /// node → db_id → (name, persistent, records)
@@ -522,16 +747,43 @@ mod tests {
         /// node → the generation it was last in
         generations: BTreeMap<u32, u32>,
         sent: Vec<Send>,
+        /// (node, db) → what an open push has staged there.
+        staged: BTreeMap<(u32, u32), Records>,
+        /// Records per pulled batch.
+        pull_batch: usize,
+        /// Push batches of the run's: at most this many bytes.
+        batch_limit: usize,
+        /// The first push batch to this node is lost on the way.
+        lose_push_batch_to: Option<u32>,
+        /// This node leaves after sending this many pulled batches.
+        gone_after_batches: Option<(u32, usize)>,
     }
 
     impl Cluster {
-        fn answer(&mut self, send: &Send) -> Result<Answer, i32> {
-            let node = self.dbs.get_mut(&send.to).expect("known node");
-            Ok(match &send.request {
+        fn new(
+            dbs: BTreeMap<u32, BTreeMap<u32, (String, bool, Records)>>,
+            generations: BTreeMap<u32, u32>,
+        ) -> Self {
+            Self {
+                dbs,
+                generations,
+                sent: Vec::new(),
+                staged: BTreeMap::new(),
+                pull_batch: 1000,
+                batch_limit: 1_000_000,
+                lose_push_batch_to: None,
+                gone_after_batches: None,
+            }
+        }
+
+        fn answer(&mut self, run: &mut RecoveryRun, send: &Send) -> Outcome {
+            let to = send.to;
+            let node = self.dbs.get_mut(&to).expect("known node");
+            Outcome::Reply(Ok(match &send.request {
                 Request::DbMap => {
                     Answer::DbMap(node.iter().map(|(id, (_, p, _))| (*id, *p)).collect())
                 }
-                Request::Generation => Answer::Generation(self.generations[&send.to]),
+                Request::Generation => Answer::Generation(self.generations[&to]),
                 Request::DbName { db_id } => Answer::Name(node[db_id].0.clone()),
                 Request::Attach { name, persistent } => {
                     let id = crate::db::hash::db_id(name);
@@ -540,29 +792,73 @@ mod tests {
                     Answer::Done
                 }
                 Request::Freeze { .. } => Answer::Done,
-                Request::Pull { db_id } => Answer::Records(node[db_id].2.clone()),
-                Request::Push { db_id, records } => {
-                    node.get_mut(db_id).expect("attached").2 = records.to_vec();
+                Request::SeqNum { db_id } => Answer::SeqNum(
+                    node[db_id]
+                        .2
+                        .iter()
+                        .find(|(k, _)| k == recovery::SEQNUM_KEY)
+                        .map_or(0, |(_, v)| recovery::stored_sequence_number(v)),
+                ),
+                Request::Pull { db_id } => {
+                    let records = &node[db_id].2;
+                    for (n, chunk) in records.chunks(self.pull_batch).enumerate() {
+                        if self.gone_after_batches == Some((to, n)) {
+                            return Outcome::Gone;
+                        }
+                        let chunk = chunk.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
+                        assert!(run.pulled(to, *db_id, chunk), "a batch the run wants");
+                    }
+                    Answer::Count(records.len() as u32)
+                }
+                Request::PushStart { db_id } => {
+                    self.staged.insert((to, *db_id), Vec::new());
                     Answer::Done
                 }
-            })
+                Request::PushRecords { db_id, batch } => {
+                    if self.lose_push_batch_to == Some(to) {
+                        self.lose_push_batch_to = None;
+                        return Outcome::Taken;
+                    }
+                    let staged = self.staged.get_mut(&(to, *db_id)).expect("push started");
+                    staged.extend(batch.iter().map(|(k, v)| (k.to_vec(), v.to_vec())));
+                    return Outcome::Taken;
+                }
+                Request::PushConfirm { db_id, count } => {
+                    let staged = self.staged.remove(&(to, *db_id)).expect("push started");
+                    let got = staged.len() as u32;
+                    if got == *count {
+                        node.get_mut(db_id).expect("attached").2 = staged;
+                    }
+                    Answer::Count(got)
+                }
+            }))
         }
 
         fn run(&mut self, leader: u32, nodes: Vec<u32>) -> Result<(), Failure> {
             let mut reqids = counter();
-            let (mut run, mut progress) = RecoveryRun::start(leader, 7, nodes, &mut reqids);
+            let (mut run, mut progress) =
+                RecoveryRun::start(leader, 7, nodes, self.batch_limit, &mut reqids);
             loop {
                 match progress {
                     Progress::Finished(result) => return result,
                     Progress::Send(sends) => {
                         assert!(!sends.is_empty(), "a step with nothing to wait for");
-                        let mut last = Progress::Send(Vec::new());
+                        let mut next = None;
                         for send in sends {
                             self.sent.push(send.clone());
-                            let answer = self.answer(&send);
-                            last = run.answer(send.reqid, answer, &mut reqids);
+                            let step = match self.answer(&mut run, &send) {
+                                Outcome::Reply(answer) => {
+                                    run.answer(send.reqid, answer, &mut reqids)
+                                }
+                                Outcome::Taken => continue,
+                                Outcome::Gone => run.node_gone(send.to).expect("in the run"),
+                            };
+                            if step != Progress::Send(Vec::new()) {
+                                next = Some(step);
+                                break;
+                            }
                         }
-                        progress = last;
+                        progress = next.expect("the round ended");
                     }
                 }
             }
@@ -578,14 +874,13 @@ mod tests {
         let name = "locking.tdb".to_string();
         let id = crate::db::hash::db_id(&name);
         let records = vec![(b"k".to_vec(), record(3, 1, "v"))];
-        let mut cluster = Cluster {
-            dbs: BTreeMap::from([
+        let mut cluster = Cluster::new(
+            BTreeMap::from([
                 (0, BTreeMap::new()),
                 (1, BTreeMap::from([(id, (name.clone(), false, records))])),
             ]),
-            generations: BTreeMap::from([(0, 5), (1, 5), (2, 5)]),
-            sent: Vec::new(),
-        };
+            BTreeMap::from([(0, 5), (1, 5), (2, 5)]),
+        );
         cluster.run(0, vec![0, 1]).expect("recovered");
         assert!(cluster
             .sent
@@ -620,8 +915,8 @@ mod tests {
                 (b"k".to_vec(), record(1, 0, value)),
             ]
         };
-        let mut cluster = Cluster {
-            dbs: BTreeMap::from([
+        let mut cluster = Cluster::new(
+            BTreeMap::from([
                 (
                     0,
                     BTreeMap::from([(id, (name.clone(), true, copy(4, "old")))]),
@@ -635,9 +930,8 @@ mod tests {
                     BTreeMap::from([(id, (name.clone(), true, copy(3, "older")))]),
                 ),
             ]),
-            generations: BTreeMap::from([(0, 5), (1, 5), (2, 5)]),
-            sent: Vec::new(),
-        };
+            BTreeMap::from([(0, 5), (1, 5), (2, 5)]),
+        );
         cluster.run(2, vec![0, 1, 2]).expect("recovered");
         for node in [0, 1, 2] {
             assert_eq!(cluster.dbs[&node][&id].2, copy(5, "new"), "node {node}");
@@ -656,7 +950,7 @@ mod tests {
     #[test]
     fn a_refusal_ends_the_run_before_anything_is_changed() {
         let mut reqids = counter();
-        let (mut run, progress) = RecoveryRun::start(0, 3, vec![0, 1], &mut reqids);
+        let (mut run, progress) = RecoveryRun::start(0, 3, vec![0, 1], LIMIT, &mut reqids);
         let Progress::Send(sends) = progress else {
             panic!("no requests")
         };
@@ -681,7 +975,7 @@ mod tests {
     #[test]
     fn a_duplicated_answer_is_ignored_and_the_step_waits_for_the_others() {
         let mut reqids = counter();
-        let (mut run, progress) = RecoveryRun::start(0, 3, vec![0, 1], &mut reqids);
+        let (mut run, progress) = RecoveryRun::start(0, 3, vec![0, 1], LIMIT, &mut reqids);
         let Progress::Send(sends) = progress else {
             panic!("no requests")
         };
@@ -706,14 +1000,14 @@ mod tests {
     #[test]
     fn a_node_lost_or_a_kind_conflict_fails_the_run() {
         let mut reqids = counter();
-        let (mut run, _) = RecoveryRun::start(0, 3, vec![0, 1], &mut reqids);
+        let (mut run, _) = RecoveryRun::start(0, 3, vec![0, 1], LIMIT, &mut reqids);
         assert_eq!(run.node_gone(5), None, "not in the run");
         assert!(matches!(
             run.node_gone(1),
             Some(Progress::Finished(Err(Failure::NodeGone { node: 1, .. })))
         ));
 
-        let (mut run, progress) = RecoveryRun::start(0, 4, vec![0, 1], &mut reqids);
+        let (mut run, progress) = RecoveryRun::start(0, 4, vec![0, 1], LIMIT, &mut reqids);
         let Progress::Send(sends) = progress else {
             panic!("no requests")
         };
@@ -729,7 +1023,7 @@ mod tests {
     #[test]
     fn an_answer_that_does_not_fit_the_request_fails_the_run() {
         let mut reqids = counter();
-        let (mut run, progress) = RecoveryRun::start(0, 3, vec![0], &mut reqids);
+        let (mut run, progress) = RecoveryRun::start(0, 3, vec![0], LIMIT, &mut reqids);
         let Progress::Send(sends) = progress else {
             panic!("no requests")
         };
@@ -759,8 +1053,8 @@ mod tests {
                 (b"k".to_vec(), record(1, 0, value)),
             ]
         };
-        let mut cluster = Cluster {
-            dbs: BTreeMap::from([
+        let mut cluster = Cluster::new(
+            BTreeMap::from([
                 (
                     0,
                     BTreeMap::from([(id, (name.clone(), true, copy(4, "stayed")))]),
@@ -770,12 +1064,193 @@ mod tests {
                     BTreeMap::from([(id, (name.clone(), true, copy(9, "returned")))]),
                 ),
             ]),
-            generations: BTreeMap::from([(0, 5), (1, INVALID_GENERATION)]),
-            sent: Vec::new(),
-        };
+            BTreeMap::from([(0, 5), (1, INVALID_GENERATION)]),
+        );
         cluster.run(1, vec![0, 1]).expect("recovered");
         for node in [0, 1] {
             assert_eq!(cluster.dbs[&node][&id].2, copy(4, "stayed"), "node {node}");
+        }
+    }
+
+    /// Three nodes, each dmaster of a third of a volatile database's 60 keys.
+    fn spread_volatile(name: &str) -> (u32, Cluster) {
+        let id = crate::db::hash::db_id(name);
+        let dbs = (0..3)
+            .map(|node: u32| {
+                let records = (0..60)
+                    .filter(|i| i % 3 == node)
+                    .map(|i| (format!("key-{i}").into_bytes(), record(2, node, "value")))
+                    .collect();
+                (
+                    node,
+                    BTreeMap::from([(id, (name.to_string(), false, records))]),
+                )
+            })
+            .collect();
+        let cluster = Cluster::new(dbs, BTreeMap::from([(0, 5), (1, 5), (2, 5)]));
+        (id, cluster)
+    }
+
+    fn pushes_to(cluster: &Cluster, node: u32) -> usize {
+        cluster
+            .sent
+            .iter()
+            .filter(|s| s.to == node && matches!(s.request, Request::PushRecords { .. }))
+            .count()
+    }
+
+    #[test]
+    fn records_are_pulled_and_pushed_in_several_batches() {
+        let (id, mut cluster) = spread_volatile("locking.tdb");
+        cluster.pull_batch = 3;
+        // 16 + 6 + 29 bytes a record: at most 7 in a buffer of 400.
+        cluster.batch_limit = 400;
+        cluster.run(1, vec![0, 1, 2]).expect("recovered");
+        for node in [0, 1, 2] {
+            assert_eq!(pushes_to(&cluster, node), 9, "60 records in 9 batches");
+            let records = &cluster.dbs[&node][&id].2;
+            assert_eq!(records.len(), 60, "node {node}");
+            assert!(records
+                .iter()
+                .all(|(_, v)| ltdb::decode(v).unwrap().0.dmaster == 1));
+        }
+        let confirm = cluster
+            .sent
+            .iter()
+            .find(|s| s.to == 2 && matches!(s.request, Request::PushConfirm { .. }))
+            .expect("a confirm");
+        assert_eq!(
+            confirm.request,
+            Request::PushConfirm {
+                db_id: id,
+                count: 60
+            }
+        );
+    }
+
+    #[test]
+    fn a_node_lost_mid_stream_fails_the_run_and_changes_nothing() {
+        let (id, mut cluster) = spread_volatile("locking.tdb");
+        cluster.pull_batch = 4;
+        cluster.gone_after_batches = Some((2, 2));
+        let before = cluster.dbs.clone();
+        let failure = cluster.run(0, vec![0, 1, 2]).unwrap_err();
+        assert_eq!(
+            failure,
+            Failure::NodeGone {
+                node: 2,
+                step: Step::Pull
+            }
+        );
+        assert_eq!(cluster.dbs, before, "no copy changed");
+        assert!(!cluster
+            .sent
+            .iter()
+            .any(|s| matches!(s.request, Request::PushStart { db_id } if db_id == id)));
+    }
+
+    #[test]
+    fn a_pulled_count_other_than_the_batches_fails_the_run() {
+        let mut reqids = counter();
+        let (mut run, _) = RecoveryRun::start(0, 3, vec![0], LIMIT, &mut reqids);
+        // DbMaps: one database; Names, Attach skipped; Freeze; Pull.
+        let sends = |p: Progress| match p {
+            Progress::Send(sends) => sends,
+            other => panic!("{other:?}"),
+        };
+        let maps = run.request_of(1).cloned();
+        assert_eq!(maps, Some(Request::DbMap));
+        run.answer(1, Ok(Answer::DbMap(vec![(9, false)])), &mut reqids);
+        let names = sends(run.answer(2, Ok(Answer::Generation(5)), &mut reqids));
+        let freeze = sends(run.answer(names[0].reqid, Ok(Answer::Name("a".into())), &mut reqids));
+        assert_eq!(freeze[0].request, Request::Freeze { db_id: 9 });
+        let pull = sends(run.answer(freeze[0].reqid, Ok(Answer::Done), &mut reqids));
+        assert_eq!(pull[0].request, Request::Pull { db_id: 9 });
+        let stored = record(1, 0, "v");
+        assert!(run.pulled(0, 9, [(&b"k"[..], stored.as_slice())]));
+        assert!(
+            !run.pulled(1, 9, [(&b"k"[..], stored.as_slice())]),
+            "not pulled from 1"
+        );
+        assert_eq!(
+            run.answer(pull[0].reqid, Ok(Answer::Count(2)), &mut reqids),
+            Progress::Finished(Err(Failure::CountMismatch {
+                node: 0,
+                step: Step::Pull,
+                expected: 2,
+                got: 1
+            }))
+        );
+    }
+
+    #[test]
+    fn a_confirm_with_the_wrong_count_fails_the_run_and_the_node_keeps_its_copy() {
+        let (id, mut cluster) = spread_volatile("locking.tdb");
+        cluster.batch_limit = 400;
+        cluster.lose_push_batch_to = Some(2);
+        let before = cluster.dbs[&2].clone();
+        let failure = cluster.run(0, vec![0, 1, 2]).unwrap_err();
+        assert_eq!(
+            failure,
+            Failure::CountMismatch {
+                node: 2,
+                step: Step::Push,
+                expected: 60,
+                got: 53
+            }
+        );
+        assert_eq!(failure.culprit(), None);
+        assert_eq!(cluster.dbs[&2], before, "node 2 kept its old copy whole");
+        assert_eq!(cluster.dbs[&1][&id].2.len(), 60, "node 1 confirmed");
+    }
+
+    /// Node 2 started since the last generation with the highest sequence
+    /// number; of the members that stayed (0 and 1), 1 is ahead: only 0 and 1
+    /// are asked, only 1's copy is pulled, and 1, which holds it, gets no push.
+    #[test]
+    fn the_persistent_copy_is_chosen_by_sequence_number_among_continuing_members() {
+        let name = "registry.tdb".to_string();
+        let id = crate::db::hash::db_id(&name);
+        let copy = |seqnum: u64, value: &str| {
+            vec![
+                (
+                    recovery::SEQNUM_KEY.to_vec(),
+                    ltdb::encode(&LtdbHeader::new(1, 0), &seqnum.to_le_bytes()),
+                ),
+                (b"k".to_vec(), record(1, 0, value)),
+            ]
+        };
+        let mut cluster = Cluster::new(
+            BTreeMap::from([
+                (
+                    0,
+                    BTreeMap::from([(id, (name.clone(), true, copy(4, "behind")))]),
+                ),
+                (
+                    1,
+                    BTreeMap::from([(id, (name.clone(), true, copy(6, "ahead")))]),
+                ),
+                (
+                    2,
+                    BTreeMap::from([(id, (name.clone(), true, copy(9, "own history")))]),
+                ),
+            ]),
+            BTreeMap::from([(0, 5), (1, 5), (2, INVALID_GENERATION)]),
+        );
+        cluster.run(0, vec![0, 1, 2]).expect("recovered");
+        let asked = |what: &dyn Fn(&Request) -> bool| -> Vec<u32> {
+            cluster
+                .sent
+                .iter()
+                .filter(|s| what(&s.request))
+                .map(|s| s.to)
+                .collect()
+        };
+        assert_eq!(asked(&|r| matches!(r, Request::SeqNum { .. })), [0, 1]);
+        assert_eq!(asked(&|r| matches!(r, Request::Pull { .. })), [1]);
+        assert_eq!(asked(&|r| matches!(r, Request::PushStart { .. })), [0, 2]);
+        for node in [0, 1, 2] {
+            assert_eq!(cluster.dbs[&node][&id].2, copy(6, "ahead"), "node {node}");
         }
     }
 }

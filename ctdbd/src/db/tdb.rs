@@ -648,6 +648,50 @@ impl Tdb {
         Ok(result)
     }
 
+    /// Starts a transaction on a frozen database that stays open across calls
+    /// until [`Tdb::finish_frozen_transaction`]: as [`Tdb::with_locking_off`]
+    /// around a transaction, but held between the events of a recovery's push
+    /// (its records come in batches, and only its confirm commits them).
+    /// The open lock is held all along, so a process that opens the file
+    /// meanwhile waits rather than rolls the transaction back.
+    pub fn start_frozen_transaction(&self) -> Result<FrozenTransaction, TdbError> {
+        let open_lock = OpenLock::take(self)?;
+        self.lockall_unmark()?;
+        self.add_flags(flags::NOLOCK);
+        if let Err(e) = self.transaction_start() {
+            self.locking_back_on();
+            return Err(e);
+        }
+        Ok(FrozenTransaction {
+            _open_lock: open_lock,
+        })
+    }
+
+    /// Commits (`commit`) or cancels a transaction of
+    /// [`Tdb::start_frozen_transaction`]; locking is as before it either way.
+    pub fn finish_frozen_transaction(
+        &self,
+        transaction: FrozenTransaction,
+        commit: bool,
+    ) -> Result<(), TdbError> {
+        let result = if commit {
+            self.transaction_commit()
+        } else {
+            self.transaction_cancel()
+        };
+        self.locking_back_on();
+        drop(transaction);
+        result
+    }
+
+    fn locking_back_on(&self) {
+        // SAFETY: live context; clears bits in a field.
+        unsafe { ffi::tdb_remove_flags(self.raw(), flags::NOLOCK as c_uint) };
+        if let Err(e) = self.lockall_mark() {
+            tracing::error!(error = %e, "re-marking the all-record lock failed");
+        }
+    }
+
     /// Starts a transaction (waits for other writers' transactions).
     pub fn transaction_start(&self) -> Result<(), TdbError> {
         // SAFETY: live context.
@@ -781,6 +825,16 @@ pub fn runtime_check_for_robust_mutexes() -> bool {
 
 /// libtdb's open lock (a write lock on byte 0 of the file, `OPEN_LOCK`), taken by
 /// hand for [`Tdb::with_locking_off`]; released when dropped.
+/// A transaction of [`Tdb::start_frozen_transaction`], open until given back to
+/// [`Tdb::finish_frozen_transaction`]. Dropped otherwise (the handle closed
+/// first), libtdb's close has cancelled it; drop it before the handle, whose
+/// descriptor its lock is on.
+#[derive(Debug)]
+pub struct FrozenTransaction {
+    _open_lock: OpenLock,
+}
+
+#[derive(Debug)]
 struct OpenLock {
     fd: c_int,
 }

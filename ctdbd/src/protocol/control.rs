@@ -222,6 +222,15 @@ pub mod srvid {
     /// Answer to [`HOLD_REQUEST`] from a node that is itself without a lease: u64,
     /// the request's sequence number. Nodes with a lease do not answer.
     pub const HOLD_GRANT: u64 = 0x7206_0000_0000_0000;
+    /// A recovery's pulled records, from a node to the leader (DB_PULL names
+    /// it): marshall buffers. The low 32 bits are the run's generation, so
+    /// that a batch of an earlier run is not taken for one of this run.
+    pub const RECOVERY_PULL: u64 = 0x7207_0000_0000_0000;
+    /// A recovery's pushed records, from the leader to a node (DB_PUSH_START
+    /// names it): as [`RECOVERY_PULL`].
+    pub const RECOVERY_PUSH: u64 = 0x7208_0000_0000_0000;
+    /// The bits of [`RECOVERY_PULL`] and [`RECOVERY_PUSH`] above the generation.
+    pub const RECOVERY_KIND_MASK: u64 = 0xFFFF_FFFF_0000_0000;
 }
 
 /// Node flags (§6.2).

@@ -79,6 +79,16 @@ impl RecData {
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (reqid, key, data) = Self::read_borrowed(r)?;
+        Ok(Self {
+            reqid,
+            key: key.to_vec(),
+            data: data.to_vec(),
+        })
+    }
+
+    /// One record, borrowed from the buffer it is read from.
+    fn read_borrowed<'a>(r: &mut Reader<'a>) -> Result<RecRef<'a>, DecodeError> {
         let length = r.u32("rec_data.length")? as usize;
         if length < REC_DATA_FIXED_SIZE {
             return Err(DecodeError::Invalid {
@@ -92,10 +102,10 @@ impl RecData {
         let reqid = rec.u32("rec_data.reqid")?;
         let keylen = rec.u32("rec_data.keylen")? as usize;
         let datalen = rec.u32("rec_data.datalen")? as usize;
-        let key = rec.bytes(keylen, "rec_data.key")?.to_vec();
-        let data = rec.bytes(datalen, "rec_data.data")?.to_vec();
+        let key = rec.bytes(keylen, "rec_data.key")?;
+        let data = rec.bytes(datalen, "rec_data.data")?;
         rec.finish("rec_data")?;
-        Ok(Self { reqid, key, data })
+        Ok((reqid, key, data))
     }
 
     /// Wire form.
@@ -114,6 +124,51 @@ impl RecData {
         Ok(rec)
     }
 }
+
+/// A marshall buffer written a record at a time ([`MarshallBuffer::writer`]).
+#[derive(Debug)]
+pub struct MarshallWriter {
+    bytes: Vec<u8>,
+    count: u32,
+}
+
+impl MarshallWriter {
+    /// Appends one record.
+    pub fn push(&mut self, reqid: u32, key: &[u8], data: &[u8]) {
+        let length = u32::try_from(REC_DATA_FIXED_SIZE + key.len() + data.len())
+            .expect("record shorter than 4 GiB");
+        for field in [length, reqid, len_u32(key), len_u32(data)] {
+            self.bytes.extend_from_slice(&field.to_le_bytes());
+        }
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(data);
+        self.count += 1;
+    }
+
+    /// Records so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Bytes of the buffer so far.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether it holds no record yet.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The wire form.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.bytes[4..8].copy_from_slice(&self.count.to_le_bytes());
+        self.bytes
+    }
+}
+
+/// A record read in place from a marshall buffer: reqid, key, data.
+pub type RecRef<'a> = (u32, &'a [u8], &'a [u8]);
 
 /// `ctdb_marshall_buffer`: a database's records, back to back.
 ///
@@ -180,6 +235,30 @@ impl MarshallBuffer {
                 .bytes(data);
         }
         w.into_bytes()
+    }
+
+    /// An encoder that appends records one at a time (a recovery's pull cuts
+    /// its batches as it walks the database).
+    pub fn writer(db_id: u32) -> MarshallWriter {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&db_id.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        MarshallWriter { bytes, count: 0 }
+    }
+
+    /// Parses the wire form as [`Self::decode`] does, without copying a
+    /// record: the db_id and the records, borrowed from `data` (a recovery's
+    /// batches of thousands of records are merged or stored from where they
+    /// arrived).
+    pub fn decode_borrowed(data: &[u8]) -> Result<(u32, Vec<RecRef<'_>>), DecodeError> {
+        let mut r = Reader::new(data);
+        let db_id = r.u32("marshall_buffer.db_id")?;
+        let count = r.count(REC_DATA_FIXED_SIZE, "marshall_buffer.count")?;
+        let records = (0..count)
+            .map(|_| RecData::read_borrowed(&mut r))
+            .collect::<Result<_, _>>()?;
+        r.finish("marshall_buffer")?;
+        Ok((db_id, records))
     }
 
     /// Parses the wire form: exactly `count` records and nothing after them.

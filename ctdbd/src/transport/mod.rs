@@ -134,10 +134,7 @@ fn is_database_control(opcode: u32) -> bool {
             | Opcode::TRY_DELETE_RECORDS
             | Opcode::VACUUM_FETCH
             | Opcode::DB_DETACH
-            // The pre-4.x recovery pull and push, which ctdb-rs nodes use among
-            // themselves (daemon::databases).
-            | Opcode(13)
-            | Opcode(14)
+            | Opcode::DB_PULL
     )
 }
 
@@ -174,7 +171,12 @@ impl DataPath {
             | Body::ReplyDmaster(_)
             | Body::ReplyError(_) => true,
             Body::ReqControl(c) => is_database_control(c.opcode),
-            Body::ReqMessage(m) => m.srvid == srvid::TOOL_PUSHDB,
+            // A restore's records, and a recovery's pulled and pushed ones.
+            Body::ReqMessage(m) => {
+                m.srvid == srvid::TOOL_PUSHDB
+                    || [srvid::RECOVERY_PULL, srvid::RECOVERY_PUSH]
+                        .contains(&(m.srvid & srvid::RECOVERY_KIND_MASK))
+            }
             Body::ReplyControl(_) => packet.header.reqid >= DATA_PATH_REQIDS,
             _ => false,
         }
