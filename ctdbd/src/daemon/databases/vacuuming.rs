@@ -125,7 +125,6 @@ impl Worker {
             tdb: &db.tdb,
             helper_locks: &mut db.helper_locks,
             emptied: None,
-            tracking: db.tracking.as_ref(),
         };
         let plan = match db.vacuum.plan(&view, &mut store, traversed) {
             Ok(plan) => plan,
@@ -301,7 +300,6 @@ impl Worker {
             tdb: &db.tdb,
             helper_locks: &mut db.helper_locks,
             emptied: None,
-            tracking: db.tracking.as_ref(),
         };
         match deleting.run.finish(&view, &mut store) {
             Ok(done) => debug!(
@@ -330,7 +328,6 @@ impl Worker {
             tdb: &db.tdb,
             helper_locks: &mut db.helper_locks,
             emptied: None,
-            tracking: db.tracking.as_ref(),
         };
         match vacuum::try_delete(&view, &mut store, records) {
             Ok(refused) => ok(marshall(db_id, &refused)),
