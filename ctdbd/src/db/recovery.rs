@@ -39,6 +39,19 @@ struct Span {
     data_len: u32,
 }
 
+impl Span {
+    /// Where the key's bytes are in the arena.
+    fn key(&self) -> std::ops::Range<usize> {
+        self.at..self.at + self.key_len as usize
+    }
+
+    /// Where the stored value's bytes are in the arena.
+    fn data(&self) -> std::ops::Range<usize> {
+        let start = self.at + self.key_len as usize;
+        start..start + self.data_len as usize
+    }
+}
+
 /// Records (key, stored value) in one buffer. A record replaced in a merge
 /// leaves its old bytes behind until the arena is dropped: a recovery's
 /// arena lives for one run.
@@ -71,13 +84,11 @@ impl RecordArena {
     fn replace(&mut self, index: usize, data: &[u8]) {
         let old = self.spans[index];
         if old.data_len as usize == data.len() {
-            let at = old.at + old.key_len as usize;
-            self.bytes[at..at + data.len()].copy_from_slice(data);
+            self.bytes[old.data()].copy_from_slice(data);
             return;
         }
-        let key = old.at..old.at + old.key_len as usize;
         let at = self.bytes.len();
-        self.bytes.extend_from_within(key);
+        self.bytes.extend_from_within(old.key());
         self.bytes.extend_from_slice(data);
         self.spans[index] = Span {
             at,
@@ -98,26 +109,13 @@ impl RecordArena {
 
     /// Record `index`: key and stored value.
     pub fn get(&self, index: usize) -> (&[u8], &[u8]) {
-        let Span {
-            at,
-            key_len,
-            data_len,
-        } = self.spans[index];
-        let key_end = at + key_len as usize;
-        (
-            &self.bytes[at..key_end],
-            &self.bytes[key_end..key_end + data_len as usize],
-        )
+        let span = self.spans[index];
+        (&self.bytes[span.key()], &self.bytes[span.data()])
     }
 
     fn data_mut(&mut self, index: usize) -> &mut [u8] {
-        let Span {
-            at,
-            key_len,
-            data_len,
-        } = self.spans[index];
-        let start = at + key_len as usize;
-        &mut self.bytes[start..start + data_len as usize]
+        let span = self.spans[index];
+        &mut self.bytes[span.data()]
     }
 
     /// Every record, in the order they were added.
@@ -156,13 +154,8 @@ impl RecordArena {
     /// arena is dropped).
     fn retain(&mut self, mut keep: impl FnMut(&[u8], &[u8]) -> bool) {
         let bytes = &self.bytes;
-        self.spans.retain(|span| {
-            let key_end = span.at + span.key_len as usize;
-            keep(
-                &bytes[span.at..key_end],
-                &bytes[key_end..key_end + span.data_len as usize],
-            )
-        });
+        self.spans
+            .retain(|span| keep(&bytes[span.key()], &bytes[span.data()]));
     }
 }
 

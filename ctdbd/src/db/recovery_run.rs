@@ -869,6 +869,17 @@ mod tests {
         ltdb::encode(&LtdbHeader::new(rsn, dmaster), value.as_bytes())
     }
 
+    /// A persistent copy at `seqnum` whose one record "k" holds `value`.
+    fn persistent_copy(seqnum: u64, value: &str) -> Records {
+        vec![
+            (
+                recovery::SEQNUM_KEY.to_vec(),
+                ltdb::encode(&LtdbHeader::new(1, 0), &seqnum.to_le_bytes()),
+            ),
+            (b"k".to_vec(), record(1, 0, value)),
+        ]
+    }
+
     #[test]
     fn a_database_one_node_lacks_is_named_attached_and_pushed_to_it() {
         let name = "locking.tdb".to_string();
@@ -904,17 +915,7 @@ mod tests {
     fn persistent_databases_take_the_copy_with_the_highest_sequence_number() {
         let name = "secrets.tdb".to_string();
         let id = crate::db::hash::db_id(&name);
-        let copy = |seqnum: u64, value: &str| {
-            let mut seq = LtdbHeader::new(1, 0);
-            seq.flags = 0;
-            vec![
-                (
-                    recovery::SEQNUM_KEY.to_vec(),
-                    ltdb::encode(&seq, &seqnum.to_le_bytes()),
-                ),
-                (b"k".to_vec(), record(1, 0, value)),
-            ]
-        };
+        let copy = persistent_copy;
         let mut cluster = Cluster::new(
             BTreeMap::from([
                 (
@@ -1044,15 +1045,7 @@ mod tests {
     fn a_returning_node_does_not_override_the_members_that_stayed() {
         let name = "secrets.tdb".to_string();
         let id = crate::db::hash::db_id(&name);
-        let copy = |seqnum: u64, value: &str| {
-            vec![
-                (
-                    recovery::SEQNUM_KEY.to_vec(),
-                    ltdb::encode(&LtdbHeader::new(1, 0), &seqnum.to_le_bytes()),
-                ),
-                (b"k".to_vec(), record(1, 0, value)),
-            ]
-        };
+        let copy = persistent_copy;
         let mut cluster = Cluster::new(
             BTreeMap::from([
                 (
@@ -1211,15 +1204,7 @@ mod tests {
     fn the_persistent_copy_is_chosen_by_sequence_number_among_continuing_members() {
         let name = "registry.tdb".to_string();
         let id = crate::db::hash::db_id(&name);
-        let copy = |seqnum: u64, value: &str| {
-            vec![
-                (
-                    recovery::SEQNUM_KEY.to_vec(),
-                    ltdb::encode(&LtdbHeader::new(1, 0), &seqnum.to_le_bytes()),
-                ),
-                (b"k".to_vec(), record(1, 0, value)),
-            ]
-        };
+        let copy = persistent_copy;
         let mut cluster = Cluster::new(
             BTreeMap::from([
                 (
