@@ -627,7 +627,12 @@ impl Worker {
         // Spawned from this thread, which outlives it: the helper's parent-death
         // signal follows the thread that started it.
         let helper =
-            LockHelper::spawn(&self.lock_helper, &db.info.path, db.tdb.get_flags(), target);
+            LockHelper::spawn(
+                &self.lock_helper,
+                &db.info.path,
+                db.tdb.client_open_flags(),
+                target,
+            );
         let tx = self.locks_tx.clone();
         let mut helper = match helper {
             Ok(helper) => helper,
@@ -1138,7 +1143,7 @@ impl Worker {
                 None => fail(-1),
             },
             Opcode::DB_OPEN_FLAGS => match self.db_of(&req.data) {
-                Some(db) => ok(encode_u32(db.tdb.get_flags())),
+                Some(db) => ok(encode_u32(db.tdb.client_open_flags())),
                 None => fail(-1),
             },
             Opcode::ENABLE_SEQNUM => match self.db_of_mut(&req.data) {
@@ -3268,6 +3273,64 @@ mod peer_bad_input {
             Some(&b"good"[..])
         );
         assert_eq!(value_of(&worker, db_id, b"old"), None, "replaced whole");
+    }
+
+    /// Given a frozen volatile database, when a client asks DB_OPEN_FLAGS while a
+    /// recovery's push is open (the handle's locking is off meanwhile) and after
+    /// it, then the answer is the flags the database was opened with, never
+    /// NOLOCK: a client that opened with NOLOCK and CLEAR_IF_FIRST would believe
+    /// itself the file's first opener and wipe it under the daemon's map.
+    #[tokio::test]
+    async fn open_flags_never_carry_the_push_s_nolock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut worker, _core, _publisher) = one_node_worker(dir.path());
+        for kind in ["volatile", "persistent"] {
+            std::fs::create_dir_all(dir.path().join(kind)).unwrap();
+        }
+        let db_id = worker.attach("locking.tdb", DbKind::Volatile).unwrap();
+        let open_flags = |worker: &mut Worker| {
+            let reply = worker
+                .peer_control(1, 5, control(Opcode::DB_OPEN_FLAGS, encode_u32(db_id)))
+                .unwrap();
+            assert_eq!(reply.status, 0);
+            u32::from_le_bytes(reply.data.try_into().unwrap())
+        };
+        let before = open_flags(&mut worker);
+        assert_eq!(before & tdb_flags::CLEAR_IF_FIRST, tdb_flags::CLEAR_IF_FIRST);
+
+        assert_eq!(
+            worker.dbs[&db_id].tdb.lockall_nonblock().unwrap(),
+            TryLock::Held
+        );
+        worker.dbs.get_mut(&db_id).unwrap().frozen = Some(Freeze {
+            thaw_at: 9,
+            lock: FreezeLock::Own,
+            transaction: None,
+            push: None,
+        });
+        let start = PullDb {
+            db_id,
+            lmaster: LMASTER_ANY,
+            srvid: srvid::RECOVERY_PUSH | 9,
+        };
+        let started = worker
+            .peer_control(1, 1, control(Opcode::DB_PUSH_START, start.encode()))
+            .unwrap();
+        assert_eq!(started.status, 0);
+        assert_ne!(
+            worker.dbs[&db_id].tdb.get_flags() & tdb_flags::NOLOCK,
+            0,
+            "the push runs with the handle's locking off"
+        );
+        assert_eq!(open_flags(&mut worker), before, "during the push");
+
+        let mut confirm = encode_u32(db_id);
+        confirm.extend_from_slice(&0u32.to_le_bytes());
+        let confirmed = worker
+            .peer_control(1, 2, control(Opcode::DB_PUSH_CONFIRM, confirm))
+            .unwrap();
+        assert_eq!(confirmed.status, 0);
+        assert_eq!(open_flags(&mut worker), before, "after the push");
     }
 
     /// Given an attached database, when DB_GET_HEALTH and GET_DB_STATISTICS ask

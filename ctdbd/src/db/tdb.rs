@@ -720,6 +720,18 @@ impl Tdb {
         unsafe { ffi::tdb_get_flags(self.raw()) as u32 }
     }
 
+    /// The flags another process must open this file with (what `DB_OPEN_FLAGS`
+    /// answers, and what a lock helper gets): the handle's flags without
+    /// [`flags::NOLOCK`], which [`Tdb::with_locking_off`] and
+    /// [`Tdb::start_frozen_transaction`] set for a while. An opener given NOLOCK
+    /// together with CLEAR_IF_FIRST skips the lock that tells it whether anyone
+    /// else has the file open, believes it is the first, and wipes the file under
+    /// every other process's map: the daemon then dies of SIGBUS at its next
+    /// access (a `ctdb writekey` racing a recovery's push did exactly this).
+    pub fn client_open_flags(&self) -> u32 {
+        self.get_flags() & !flags::NOLOCK
+    }
+
     /// Adds `flags` to the handle (e.g. [`flags::SEQNUM`] for `ENABLE_SEQNUM`).
     pub fn add_flags(&self, flags: u32) {
         // SAFETY: live context; sets bits in a field.

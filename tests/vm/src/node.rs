@@ -378,6 +378,11 @@ impl Node {
         format!("{}{current}", self.past_logs)
     }
 
+    /// How the current daemon ended, if it has (the test may have killed it).
+    pub fn daemon_exit(&self) -> Option<String> {
+        self.daemon.as_ref()?.process.exit_description()
+    }
+
     /// Waits until `ctdb runstate` (the stock tool) prints `want`.
     pub fn wait_runstate(&mut self, want: &str, timeout: Duration) -> anyhow::Result<()> {
         self.wait_ctdb(&["runstate"], timeout, |out| {

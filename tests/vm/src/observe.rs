@@ -17,6 +17,8 @@ use crate::wait::wait_until;
 
 /// How many lines of each daemon's log a failed wait shows.
 const LOG_TAIL: usize = 60;
+/// How many panic and error lines of a dead daemon a failure report shows.
+const LOG_WHY: usize = 10;
 
 /// One row of `ctdb -X nodestatus all`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,8 +239,28 @@ impl Cluster {
     }
 
     /// The tail of every present node's daemon log, for failure messages.
+    ///
+    /// A daemon that has exited comes first, with how it ended and the lines that
+    /// say why (panics, errors): failure reports are often cut short, and a dead
+    /// daemon explains most of what follows it.
     pub fn logs(&self) -> String {
         let mut text = String::new();
+        for pnn in self.present_pnns() {
+            let node = self.node(pnn);
+            let Some(exit) = node.daemon_exit() else {
+                continue;
+            };
+            let log = node.daemon_log();
+            let why: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("panicked") || l.contains(" ERROR "))
+                .collect();
+            let why = why[why.len().saturating_sub(LOG_WHY)..].join("\n");
+            text.push_str(&format!(
+                "---- node {pnn}: ctdbd is not running ({exit}); its panics and errors ----\n{}\n",
+                indent(&format!("{why}\n"))
+            ));
+        }
         for pnn in self.present_pnns() {
             let log = self.node(pnn).daemon_log();
             let lines: Vec<&str> = log.lines().collect();

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::wait::wait_until;
@@ -223,6 +224,24 @@ impl Background {
                 .with_context(|| format!("checking whether {} exited", self.name))?;
         }
         Ok(self.status)
+    }
+
+    /// How the process ended, if it has, without reaping it (so that `&self`
+    /// suffices, as in failure reports): `None` while it runs.
+    pub fn exit_description(&self) -> Option<String> {
+        if let Some(status) = self.status {
+            return Some(status.to_string());
+        }
+        let pid = Pid::from_raw(i32::try_from(self.pid()).expect("Linux PIDs fit in i32"));
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        match waitid(Id::Pid(pid), flags) {
+            Ok(WaitStatus::Exited(_, code)) => Some(format!("exit status: {code}")),
+            Ok(WaitStatus::Signaled(_, signal, core)) => Some(format!(
+                "killed by {signal}{}",
+                if core { " (core dumped)" } else { "" }
+            )),
+            _ => None,
+        }
     }
 
     /// Waits until the process has exited, at most `timeout`.
