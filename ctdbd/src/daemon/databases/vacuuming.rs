@@ -125,6 +125,7 @@ impl Worker {
             tdb: &db.tdb,
             helper_locks: &mut db.helper_locks,
             emptied: None,
+            tracking: db.tracking.as_ref(),
         };
         let plan = match db.vacuum.plan(&view, &mut store, traversed) {
             Ok(plan) => plan,
@@ -300,6 +301,7 @@ impl Worker {
             tdb: &db.tdb,
             helper_locks: &mut db.helper_locks,
             emptied: None,
+            tracking: db.tracking.as_ref(),
         };
         match deleting.run.finish(&view, &mut store) {
             Ok(done) => debug!(
@@ -328,6 +330,7 @@ impl Worker {
             tdb: &db.tdb,
             helper_locks: &mut db.helper_locks,
             emptied: None,
+            tracking: db.tracking.as_ref(),
         };
         match vacuum::try_delete(&view, &mut store, records) {
             Ok(refused) => ok(marshall(db_id, &refused)),
