@@ -137,8 +137,9 @@ struct SimNode {
     next_reqid: u32,
     /// The daemon's timers not fired yet.
     timers: Vec<u64>,
-    /// This node's revocations' UPDATE_RECORDs: token → key, delegate.
-    revoking: BTreeMap<u32, (Vec<u8>, u32)>,
+    /// This node's revocations' UPDATE_RECORDs: token → key, generation,
+    /// delegate.
+    revoking: BTreeMap<u32, (Vec<u8>, u32, u32)>,
     next_token: u32,
 }
 
@@ -191,9 +192,11 @@ enum Msg {
     TryDelete { run: u64, records: Vec<Candidate> },
     /// The records a node did not delete.
     TryDeleteReply { run: u64, refused: Vec<Vec<u8>> },
-    /// A dmaster revokes the delegated copy (UPDATE_RECORD, reqid `token`).
+    /// A dmaster revokes the delegated copy (UPDATE_RECORD, reqid `token`,
+    /// stamped with the generation it was sent in, as every packet is).
     UpdateRecord {
         token: u32,
+        generation: u32,
         key: Vec<u8>,
         record: Record,
     },
@@ -265,6 +268,7 @@ impl Sim {
 
     fn apply(&mut self, pnn: u32, actions: Vec<Action>) {
         for action in actions {
+            trace(format_args!("  node {pnn}: {action:?}"));
             match action {
                 Action::ReplyToClient {
                     client,
@@ -283,16 +287,23 @@ impl Sim {
                         self.daemon_reads += 1;
                     }
                 }
-                Action::Revoke { key, nodes, record } => {
+                Action::Revoke {
+                    key,
+                    generation,
+                    nodes,
+                    record,
+                } => {
+                    assert_eq!(generation, self.view[pnn as usize].generation);
                     assert!(self.readonly, "a revocation without delegations");
                     for node in nodes {
                         assert_ne!(node, pnn, "a dmaster revoking its own copy");
                         let n = &mut self.nodes[pnn as usize];
                         let token = n.next_token;
                         n.next_token += 1;
-                        n.revoking.insert(token, (key.clone(), node));
+                        n.revoking.insert(token, (key.clone(), generation, node));
                         let msg = Msg::UpdateRecord {
                             token,
+                            generation,
                             key: key.clone(),
                             record: record.clone(),
                         };
@@ -420,6 +431,7 @@ impl Sim {
                 let view = self.view[pnn as usize].clone();
                 let node = &mut self.nodes[pnn as usize];
                 let id = node.timers.remove(i);
+                trace(format_args!("step {}: node {pnn} timer {id}", self.steps));
                 let actions = node.db.timer_fired(&view, &mut node.store, id);
                 self.apply(pnn, actions);
             }
@@ -438,6 +450,7 @@ impl Sim {
 
     /// Node `to` takes the next message from `from`.
     fn deliver(&mut self, from: u32, to: u32, msg: Msg) {
+        trace(format_args!("step {}: {from} -> {to}: {msg:?}", self.steps));
         let view = self.view[to as usize].clone();
         let node = &mut self.nodes[to as usize];
         match msg {
@@ -488,18 +501,30 @@ impl Sim {
                 let refused = refused.into_iter().map(|c| c.key).collect();
                 self.send(to, from, Msg::TryDeleteReply { run, refused });
             }
-            Msg::UpdateRecord { token, key, record } => {
-                let actions = node
-                    .db
-                    .update_copy(&view, &mut node.store, from, token, key, record);
+            Msg::UpdateRecord {
+                token,
+                generation,
+                key,
+                record,
+            } => {
+                let actions = node.db.update_copy(
+                    &view,
+                    &mut node.store,
+                    from,
+                    generation,
+                    token,
+                    key,
+                    record,
+                );
                 self.apply(to, actions);
             }
             Msg::UpdateReply { token, ok } => {
-                let (key, delegate) = node.revoking.remove(&token).expect("a revocation's answer");
+                let (key, generation, delegate) =
+                    node.revoking.remove(&token).expect("a revocation's answer");
                 assert_eq!(delegate, from);
-                let actions = node
-                    .db
-                    .revoke_answered(&view, &mut node.store, &key, from, ok);
+                let actions =
+                    node.db
+                        .revoke_answered(&view, &mut node.store, &key, generation, from, ok);
                 self.apply(to, actions);
             }
             Msg::TryDeleteReply { run, refused } => {
@@ -579,13 +604,24 @@ impl Sim {
             let actions = node.db.view_changed(&self.view[pnn], &mut node.store);
             assert!(actions.is_empty(), "a frozen node acted: {actions:?}");
         }
+        trace(format_args!(
+            "step {}: recovery led by {leader}, generation {generation}",
+            self.steps
+        ));
         let mut merge = recovery::VolatileMerge::new(leader);
-        for node in &self.nodes {
+        for (pnn, node) in self.nodes.iter().enumerate() {
             for (key, record) in &node.store.records {
+                trace(format_args!(
+                    "  node {pnn} has {key:?}: {:?} {:?}",
+                    record.header, record.value
+                ));
                 merge.add(key, &ltdb::encode(&record.header, &record.value));
             }
         }
         let merged = merge.finish();
+        for (key, pushed) in merged.iter() {
+            trace(format_args!("  pushed {key:?}: {:?}", ltdb::decode(pushed)));
+        }
         for (pnn, node) in self.nodes.iter_mut().enumerate() {
             node.store.records = merged
                 .iter()
@@ -647,6 +683,10 @@ impl Sim {
                         node.vacuum.schedule(&key);
                     }
                     self.newest.insert(key.clone(), record.value.clone());
+                    trace(format_args!(
+                        "step {}: node {pnn} smbd {i} writes {key:?}: {:?} {:?}",
+                        self.steps, record.header, record.value
+                    ));
                     *self.done.entry(key.clone()).or_default() += 1;
                     node.store.smbd_locks.insert(key.clone());
                     node.smbds[i].1 = Smbd::Holding {
@@ -663,6 +703,10 @@ impl Sim {
                 } else {
                     CALL_NULL
                 };
+                trace(format_args!(
+                    "step {}: node {pnn} smbd {i} calls {reqid} for {key:?}",
+                    self.steps
+                ));
                 let actions = node.db.client_call(
                     &view,
                     &mut node.store,
@@ -719,6 +763,10 @@ impl Sim {
                 if let (Some(record), Some((own, delegated))) = (&local, usable) {
                     if own || delegated {
                         let what = if own { "own copy" } else { "delegated copy" };
+                        trace(format_args!(
+                            "step {}: node {pnn} smbd {i} reads {key:?} from its {what}: {:?} {:?}",
+                            self.steps, record.header, record.value
+                        ));
                         self.check_read(pnn, &key, &record.value, what);
                         if own {
                             self.local_reads += 1;
@@ -739,6 +787,10 @@ impl Sim {
                     0
                 };
                 self.reads.insert((pnn, client.0, reqid), key.clone());
+                trace(format_args!(
+                    "step {}: node {pnn} smbd {i} reads {key:?} through the daemon ({reqid}, flags {flags:#x})",
+                    self.steps
+                ));
                 let call = Call {
                     callid: CALL_FETCH,
                     flags,
@@ -787,6 +839,28 @@ impl Sim {
                 );
             }
         }
+    }
+
+    /// What every node waits for, for a run that makes no progress.
+    fn state(&self) -> String {
+        let mut out = String::new();
+        for (pnn, node) in self.nodes.iter().enumerate() {
+            out += &format!(
+                "\nnode {pnn}: smbds {:?}, readers {:?}, lock waits {:?}, daemon locks {:?}, \
+                 smbd locks {:?}, calls in flight {}, revocations {}, timers {:?}/{}, records {:?}",
+                node.smbds,
+                node.readers,
+                node.lock_waits,
+                node.store.daemon_locks,
+                node.store.smbd_locks,
+                node.db.calls_in_flight(),
+                node.db.revocations_in_progress(),
+                node.timers,
+                node.db.timers_pending(),
+                node.store.records,
+            );
+        }
+        out + &format!("\nlinks {:?}", self.links)
     }
 
     fn check_one_dmaster(&self) {
@@ -917,7 +991,11 @@ fn run_with(
     sim.recoveries = recoveries;
     let limit = 200_000;
     while sim.step() {
-        assert!(sim.steps < limit, "no progress after {limit} steps");
+        assert!(
+            sim.steps < limit,
+            "no progress after {limit} steps: {}",
+            sim.state()
+        );
     }
     sim.check_end();
     sim.recovered
@@ -940,7 +1018,11 @@ fn run_vacuuming(
     sim.vacuum = true;
     let limit = 200_000;
     while sim.step() {
-        assert!(sim.steps < limit, "no progress after {limit} steps");
+        assert!(
+            sim.steps < limit,
+            "no progress after {limit} steps: {}",
+            sim.state()
+        );
     }
     sim.check_end();
     let while_busy = sim.vacuumed;
@@ -949,7 +1031,11 @@ fn run_vacuuming(
         for pnn in 0..nodes {
             sim.vacuum_run(pnn);
             while sim.step() {
-                assert!(sim.steps < limit, "no progress after {limit} steps");
+                assert!(
+                    sim.steps < limit,
+                    "no progress after {limit} steps: {}",
+                    sim.state()
+                );
             }
         }
     }
@@ -1011,7 +1097,11 @@ fn run_readonly(
     }
     let limit = 400_000;
     while sim.step() {
-        assert!(sim.steps < limit, "no progress after {limit} steps");
+        assert!(
+            sim.steps < limit,
+            "no progress after {limit} steps: {}",
+            sim.state()
+        );
     }
     sim.check_end();
     ReadonlyRun {
@@ -1038,6 +1128,18 @@ fn readers_get_delegations_and_writers_revoke_them() {
 #[test]
 fn delegations_across_recoveries_stay_consistent() {
     run_readonly(3, &[b"a", b"b"], 4, 10, 19, true);
+}
+
+/// The cases of `delegations_never_serve_a_stale_value` that once failed: a
+/// revocation sent before a recovery stored a stale copy over a newer one,
+/// which then won the next recovery's merge (a stale read); and a write that
+/// waited for a revocation across a recovery was lost when a new revocation
+/// of the record replaced the old one (no progress).
+#[test]
+fn delegations_across_recoveries_known_failures() {
+    let names: [&[u8]; 3] = [b"a", b"file 2", b"share-mode:xyz"];
+    run_readonly(4, &names, 3, 6, 7391451781727746998, true);
+    run_readonly(4, &names[..1], 4, 6, 11988853517603682032, true);
 }
 
 /// Given one smbd on the node that is not the key's lmaster, when it increments a
@@ -1210,6 +1312,48 @@ impl WithReqid for Call {
     }
 }
 
+/// Prints the story of a run when SIM_TRACE is set (to read a failing seed).
+fn trace(what: std::fmt::Arguments) {
+    if std::env::var_os("SIM_TRACE").is_some() {
+        eprintln!("{what}");
+    }
+}
+
+/// A generated case's parameters.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    seed: u64,
+    nodes: u32,
+    keys: usize,
+    smbds: usize,
+    recoveries: bool,
+}
+
+impl Case {
+    /// The generated case, or the one named by `SIM_SEED`, `SIM_NODES`,
+    /// `SIM_KEYS`, `SIM_SMBDS` and `SIM_RECOVERIES` (each overrides its own
+    /// parameter), to read a failure's story:
+    /// `SIM_SEED=n SIM_NODES=4 SIM_KEYS=3 SIM_SMBDS=3 SIM_RECOVERIES=true SIM_CASES=10
+    /// SIM_TRACE=1 cargo test -p ctdbd --test sim_records delegations_never`.
+    fn named_or(self) -> Self {
+        fn named<T: std::str::FromStr>(name: &str) -> Option<T>
+        where
+            T::Err: std::fmt::Display,
+        {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.parse().unwrap_or_else(|e| panic!("{name}={v}: {e}")))
+        }
+        Self {
+            seed: named("SIM_SEED").unwrap_or(self.seed),
+            nodes: named("SIM_NODES").unwrap_or(self.nodes),
+            keys: named("SIM_KEYS").unwrap_or(self.keys),
+            smbds: named("SIM_SMBDS").unwrap_or(self.smbds),
+            recoveries: named("SIM_RECOVERIES").unwrap_or(self.recoveries),
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(
         std::env::var("SIM_CASES").ok().and_then(|v| v.parse().ok()).map_or(200, |n: u32| n / 10)
@@ -1226,7 +1370,8 @@ proptest! {
         smbds in 1usize..=3,
     ) {
         let names: [&[u8]; 4] = [b"a", b"file 2", b"\x00\x01\x02", b"share-mode:xyz"];
-        run(nodes, &names[..keys], smbds, 4, seed);
+        let c = Case { seed, nodes, keys, smbds, recoveries: false }.named_or();
+        run(c.nodes, &names[..c.keys], c.smbds, 4, c.seed);
     }
 
     /// The same with recoveries at random moments: a record caught between two
@@ -1240,7 +1385,8 @@ proptest! {
         smbds in 1usize..=3,
     ) {
         let names: [&[u8]; 3] = [b"a", b"file 2", b"share-mode:xyz"];
-        run_with(nodes, &names[..keys], smbds, 6, seed, true);
+        let c = Case { seed, nodes, keys, smbds, recoveries: true }.named_or();
+        run_with(c.nodes, &names[..c.keys], c.smbds, 6, c.seed, c.recoveries);
     }
 
     /// Given 2–4 nodes of a read-only database whose smbds write and read a
@@ -1256,7 +1402,8 @@ proptest! {
         recoveries in any::<bool>(),
     ) {
         let names: [&[u8]; 3] = [b"a", b"file 2", b"share-mode:xyz"];
-        run_readonly(nodes, &names[..keys], smbds, 6, seed, recoveries);
+        let c = Case { seed, nodes, keys, smbds, recoveries }.named_or();
+        run_readonly(c.nodes, &names[..c.keys], c.smbds, 6, c.seed, c.recoveries);
     }
 
     /// Given 1–4 nodes whose smbds write and delete records in a random
@@ -1273,6 +1420,7 @@ proptest! {
         recoveries in any::<bool>(),
     ) {
         let names: [&[u8]; 3] = [b"a", b"file 2", b"share-mode:xyz"];
-        run_vacuuming(nodes, &names[..keys], smbds, 9, seed, recoveries);
+        let c = Case { seed, nodes, keys, smbds, recoveries }.named_or();
+        run_vacuuming(c.nodes, &names[..c.keys], c.smbds, 9, c.seed, c.recoveries);
     }
 }

@@ -422,6 +422,8 @@ struct Worker {
 struct PendingRevoke {
     db_id: u32,
     key: Vec<u8>,
+    /// The generation the revocation was started (and sent) in.
+    generation: u32,
     node: u32,
     deadline: Instant,
 }
@@ -740,9 +742,12 @@ impl Worker {
                     error!(%reason, "records disagree between nodes");
                     self.ask_for_recovery(reason);
                 }
-                Action::Revoke { key, nodes, record } => {
-                    self.send_revocation(db_id, key, nodes, record)
-                }
+                Action::Revoke {
+                    key,
+                    generation,
+                    nodes,
+                    record,
+                } => self.send_revocation(db_id, key, generation, nodes, record),
                 Action::CopyUpdated {
                     to,
                     token,
@@ -760,7 +765,14 @@ impl Worker {
 
     /// Sends a revocation's UPDATE_RECORD to every delegate; one that is not
     /// connected fails it at once (as a control to it would in CTDB).
-    fn send_revocation(&mut self, db_id: u32, key: Vec<u8>, nodes: Vec<u32>, record: Record) {
+    fn send_revocation(
+        &mut self,
+        db_id: u32,
+        key: Vec<u8>,
+        generation: u32,
+        nodes: Vec<u32>,
+        record: Record,
+    ) {
         let stored = ltdb::encode(&record.header, &record.value);
         let data = MarshallBuffer::encode_records(
             db_id,
@@ -781,6 +793,7 @@ impl Worker {
                 PendingRevoke {
                     db_id,
                     key: key.clone(),
+                    generation,
                     node,
                     deadline,
                 },
@@ -788,13 +801,20 @@ impl Worker {
         }
         for node in unreachable {
             warn!(node, "a node holding a read-only copy is not connected");
-            self.revoke_answered(db_id, &key, node, false);
+            self.revoke_answered(db_id, &key, generation, node, false);
         }
     }
 
-    fn revoke_answered(&mut self, db_id: u32, key: &[u8], node: u32, stored: bool) {
+    fn revoke_answered(
+        &mut self,
+        db_id: u32,
+        key: &[u8],
+        generation: u32,
+        node: u32,
+        stored: bool,
+    ) {
         self.migrate(db_id, |migration, view, store| {
-            migration.revoke_answered(view, store, key, node, stored)
+            migration.revoke_answered(view, store, key, generation, node, stored)
         });
     }
 
@@ -998,7 +1018,7 @@ impl Worker {
             Body::ReqControl(req) => {
                 let noreply = req.flags & CTRL_FLAG_NOREPLY != 0;
                 let opcode = req.opcode;
-                let reply = self.peer_control(pnn, header.reqid, req);
+                let reply = self.peer_control(pnn, header.reqid, header.generation, req);
                 if let Some(refused) = reply.as_ref().filter(|r| r.status != 0) {
                     // The specific reason, where there is one, was logged above.
                     warn!(
@@ -1039,7 +1059,15 @@ impl Worker {
         }
     }
 
-    fn peer_control(&mut self, pnn: u32, reqid: u32, req: ReqControl) -> Option<ReplyControl> {
+    /// A control from node `pnn`, whose header carries `reqid` and the
+    /// sender's `generation`.
+    fn peer_control(
+        &mut self,
+        pnn: u32,
+        reqid: u32,
+        generation: u32,
+        req: ReqControl,
+    ) -> Option<ReplyControl> {
         match Opcode(req.opcode) {
             Opcode::DB_ATTACH | Opcode::DB_ATTACH_PERSISTENT => {
                 // Another node's client attached: attach here too, without the
@@ -1056,7 +1084,7 @@ impl Worker {
                     None => fail(-1),
                 })
             }
-            Opcode::UPDATE_RECORD => self.peer_update_record(pnn, reqid, &req.data),
+            Opcode::UPDATE_RECORD => self.peer_update_record(pnn, reqid, generation, &req.data),
             Opcode::DB_DETACH => Some(self.detach(false, &req.data)),
             Opcode::DB_FREEZE => self.freeze(
                 FreezeWaiter::Node { pnn, reqid },
@@ -1470,11 +1498,18 @@ impl Worker {
         }
     }
 
-    /// UPDATE_RECORD from another node. On a volatile database it is a
-    /// revocation of this node's read-only copy (the only use CTDB makes of it
-    /// there): one record, stored under its chain lock by the migration logic,
-    /// which answers (`None` here). Persistent ones go to [`Self::update_record`].
-    fn peer_update_record(&mut self, pnn: u32, reqid: u32, data: &[u8]) -> Option<ReplyControl> {
+    /// UPDATE_RECORD from another node, sent in `generation`. On a volatile
+    /// database it is a revocation of this node's read-only copy (the only use
+    /// CTDB makes of it there): one record, stored under its chain lock by the
+    /// migration logic, which answers (`None` here) and refuses one sent in
+    /// another generation. Persistent ones go to [`Self::update_record`].
+    fn peer_update_record(
+        &mut self,
+        pnn: u32,
+        reqid: u32,
+        generation: u32,
+        data: &[u8],
+    ) -> Option<ReplyControl> {
         let Ok(buffer) = MarshallBuffer::decode(data) else {
             return Some(self.update_record(data));
         };
@@ -1511,7 +1546,7 @@ impl Worker {
         };
         let key = one.key.clone();
         self.migrate(db_id, |migration, view, store| {
-            migration.update_copy(view, store, pnn, reqid, key, record)
+            migration.update_copy(view, store, pnn, generation, reqid, key, record)
         });
         None
     }
@@ -1521,7 +1556,13 @@ impl Worker {
         if let Some(revoke) = self.revokes.remove(&reqid) {
             if revoke.node == pnn {
                 let stored = reply.status == 0;
-                self.revoke_answered(revoke.db_id, &revoke.key, revoke.node, stored);
+                self.revoke_answered(
+                    revoke.db_id,
+                    &revoke.key,
+                    revoke.generation,
+                    revoke.node,
+                    stored,
+                );
             } else {
                 self.revokes.insert(reqid, revoke);
             }
@@ -1682,7 +1723,13 @@ impl Worker {
                     node = revoke.node,
                     "revocation of a read-only copy timed out"
                 );
-                self.revoke_answered(revoke.db_id, &revoke.key, revoke.node, false);
+                self.revoke_answered(
+                    revoke.db_id,
+                    &revoke.key,
+                    revoke.generation,
+                    revoke.node,
+                    false,
+                );
             }
         }
         let overdue = self.commits.take_where(|_, c| c.deadline <= now);
@@ -2172,7 +2219,7 @@ impl Worker {
                     flags: 0,
                     data,
                 };
-                self.peer_control(self.pnn, send.reqid, req)
+                self.peer_control(self.pnn, send.reqid, self.view.generation, req)
             };
             if let Some(reply) = reply {
                 next = self.recovery_answer(self.pnn, send.reqid, reply);
@@ -3330,6 +3377,7 @@ mod peer_bad_input {
             .peer_control(
                 1,
                 1,
+                worker.view.generation,
                 control(
                     Opcode::UPDATE_RECORD,
                     buffer(db_id, vec![record(b"kept", 1, b"v1")]),
@@ -3361,7 +3409,12 @@ mod peer_bad_input {
         ];
         for (what, data) in cases {
             let reply = worker
-                .peer_control(1, 2, control(Opcode::UPDATE_RECORD, data))
+                .peer_control(
+                    1,
+                    2,
+                    worker.view.generation,
+                    control(Opcode::UPDATE_RECORD, data),
+                )
                 .unwrap_or_else(|| panic!("{what}: no reply"));
             assert_eq!(reply.status, -1, "{what}");
         }
@@ -3410,7 +3463,12 @@ mod peer_bad_input {
             srvid: push_srvid,
         };
         let started = worker
-            .peer_control(1, 1, control(Opcode::DB_PUSH_START, start.encode()))
+            .peer_control(
+                1,
+                1,
+                worker.view.generation,
+                control(Opcode::DB_PUSH_START, start.encode()),
+            )
             .unwrap();
         for data in batches {
             worker.peer_packet(
@@ -3432,7 +3490,12 @@ mod peer_bad_input {
         let mut confirm = encode_u32(db_id);
         confirm.extend_from_slice(&sent.to_le_bytes());
         let confirmed = worker
-            .peer_control(1, 2, control(Opcode::DB_PUSH_CONFIRM, confirm))
+            .peer_control(
+                1,
+                2,
+                worker.view.generation,
+                control(Opcode::DB_PUSH_CONFIRM, confirm),
+            )
             .unwrap();
         (started, confirmed)
     }
@@ -3538,7 +3601,12 @@ mod peer_bad_input {
         let db_id = worker.attach("locking.tdb", DbKind::Volatile).unwrap();
         let ask = |worker: &mut Worker, opcode, id: u32| {
             worker
-                .peer_control(1, 5, control(opcode, encode_u32(id)))
+                .peer_control(
+                    1,
+                    5,
+                    worker.view.generation,
+                    control(opcode, encode_u32(id)),
+                )
                 .unwrap()
         };
         let health = ask(&mut worker, Opcode::DB_GET_HEALTH, db_id);
@@ -3646,7 +3714,8 @@ mod peer_bad_input {
             Opcode::DB_PULL,
             Opcode::GETDBPATH,
         ] {
-            let reply = worker.peer_control(1, 5, control(opcode, vec![1, 2]));
+            let reply =
+                worker.peer_control(1, 5, worker.view.generation, control(opcode, vec![1, 2]));
             assert_eq!(reply.map(|r| r.status), Some(-1), "opcode {}", opcode.0);
         }
         assert_eq!(
@@ -3670,7 +3739,7 @@ mod peer_bad_input {
             .unwrap();
         let step = |worker: &mut Worker, opcode: Opcode, data: Vec<u8>| {
             worker
-                .peer_control(1, 7, control(opcode, data))
+                .peer_control(1, 7, worker.view.generation, control(opcode, data))
                 .expect("answered at once")
         };
         let trans = |tid| TransDb { db_id, tid }.encode();
@@ -3789,24 +3858,41 @@ mod peer_bad_input {
             (Opcode::WIPE_DATABASE, trans.clone()),
             (Opcode::DB_PUSH_START, push),
         ] {
-            let reply = worker.peer_control(1, 7, control(opcode, data)).unwrap();
+            let reply = worker
+                .peer_control(1, 7, worker.view.generation, control(opcode, data))
+                .unwrap();
             assert_eq!(reply.status, 0, "opcode {}", opcode.0);
         }
         worker.pushed_records(&buffer(db_id, vec![record(b"new", 1, b"x")]));
         // A commit with the push unconfirmed is refused and ends the transaction.
         let reply = worker
-            .peer_control(1, 7, control(Opcode::DB_TRANSACTION_COMMIT, trans.clone()))
+            .peer_control(
+                1,
+                7,
+                worker.view.generation,
+                control(Opcode::DB_TRANSACTION_COMMIT, trans.clone()),
+            )
             .unwrap();
         assert_eq!(reply.status, -1);
         let reply = worker
-            .peer_control(1, 7, control(Opcode::DB_THAW, encode_u32(db_id)))
+            .peer_control(
+                1,
+                7,
+                worker.view.generation,
+                control(Opcode::DB_THAW, encode_u32(db_id)),
+            )
             .unwrap();
         assert_eq!(reply.status, 0);
         assert_eq!(value_of(&worker, db_id, b"keep"), Some(b"me".to_vec()));
         assert_eq!(value_of(&worker, db_id, b"new"), None);
         // After the thaw nothing of it is left to commit.
         let reply = worker
-            .peer_control(1, 7, control(Opcode::DB_TRANSACTION_COMMIT, trans))
+            .peer_control(
+                1,
+                7,
+                worker.view.generation,
+                control(Opcode::DB_TRANSACTION_COMMIT, trans),
+            )
             .unwrap();
         assert_eq!(reply.status, -1);
         assert_eq!(value_of(&worker, db_id, b"keep"), Some(b"me".to_vec()));

@@ -220,11 +220,14 @@ pub enum Action {
         reason: String,
     },
     /// Revoke the read-only delegations of `key`: store `record` on each of
-    /// `nodes` (UPDATE_RECORD), and report each answer, or its failure or
-    /// timeout, with [`Database::revoke_answered`].
+    /// `nodes` (UPDATE_RECORD, stamped with `generation`), and report each
+    /// answer, or its failure or timeout, with [`Database::revoke_answered`]
+    /// and this same `generation`.
     Revoke {
         /// The record's key.
         key: Vec<u8>,
+        /// The vnn-map generation the revocation belongs to.
+        generation: u32,
         /// The nodes holding a delegated copy.
         nodes: Vec<u32>,
         /// What replaces their copies: no longer a delegation.
@@ -349,8 +352,9 @@ enum Work {
         key: Vec<u8>,
         record: Record,
     },
-    /// Every delegate of `key` answered: record how the revocation went.
-    RevokeDone { key: Vec<u8> },
+    /// Every delegate of `key` answered the revocation of `generation`: record
+    /// how it went.
+    RevokeDone { key: Vec<u8>, generation: u32 },
 }
 
 impl Work {
@@ -362,9 +366,9 @@ impl Work {
                 NodeMessage::Dmaster { key, .. } | NodeMessage::DmasterReply { key, .. } => key,
                 NodeMessage::CallReply { .. } | NodeMessage::Error { .. } => &[],
             },
-            Work::Reply { key, .. } | Work::UpdateCopy { key, .. } | Work::RevokeDone { key } => {
-                key
-            }
+            Work::Reply { key, .. }
+            | Work::UpdateCopy { key, .. }
+            | Work::RevokeDone { key, .. } => key,
         }
     }
 
@@ -387,6 +391,9 @@ impl Work {
 struct Revocation {
     /// The dmaster's rsn when it started.
     rsn: u64,
+    /// The generation it started in: a recovery ends it (see
+    /// [`Database::view_changed`]).
+    generation: u32,
     /// Delegates that have not answered yet.
     waiting: BTreeSet<u32>,
     /// Some delegate refused, failed or timed out.
@@ -764,13 +771,16 @@ impl Database {
     }
 
     /// A delegate answered the UPDATE_RECORD of [`Action::Revoke`] for `key`
-    /// (`ok`), or failed to, or did not in time (`!ok`). Once every delegate has
-    /// answered, the revocation ends, complete only if all of them stored it.
+    /// sent in `generation` (`ok`), or failed to, or did not in time (`!ok`).
+    /// Once every delegate has answered, the revocation ends, complete only if
+    /// all of them stored it. The answer to a revocation a recovery ended counts
+    /// for nothing (not for a later revocation of the same record either).
     pub fn revoke_answered(
         &mut self,
         view: &View,
         store: &mut dyn RecordStore,
         key: &[u8],
+        generation: u32,
         node: u32,
         ok: bool,
     ) -> Vec<Action> {
@@ -778,7 +788,7 @@ impl Database {
         let Some(revocation) = self.revocations.get_mut(key) else {
             return out;
         };
-        if !revocation.waiting.remove(&node) {
+        if revocation.generation != generation || !revocation.waiting.remove(&node) {
             return out;
         }
         if !ok {
@@ -792,29 +802,39 @@ impl Database {
             self.submit(
                 view,
                 store,
-                Work::RevokeDone { key: key.to_vec() },
+                Work::RevokeDone {
+                    key: key.to_vec(),
+                    generation,
+                },
                 &mut out,
             );
         }
         out
     }
 
-    /// UPDATE_RECORD from node `from` (reqid `token`) on this volatile database:
-    /// the dmaster of `key` revokes the delegated copy here. It is stored under
-    /// the chain lock if it is newer than ours; [`Action::CopyUpdated`] answers.
+    /// UPDATE_RECORD from node `from` (reqid `token`, sent in `generation`) on
+    /// this volatile database: the dmaster of `key` revokes the delegated copy
+    /// here. It is stored under the chain lock if it is newer than ours and of
+    /// this generation; [`Action::CopyUpdated`] answers.
+    #[allow(clippy::too_many_arguments)]
     pub fn update_copy(
         &mut self,
         view: &View,
         store: &mut dyn RecordStore,
         from: u32,
+        generation: u32,
         token: u32,
         key: Vec<u8>,
         record: Record,
     ) -> Vec<Action> {
         let mut out = Vec::new();
-        if view.recovering || view.vnn_map.is_empty() {
+        if view.recovering || view.vnn_map.is_empty() || generation != view.generation {
             // As CTDB: refused during recovery, which strips every delegation
-            // anyway; the dmaster retries.
+            // anyway; the dmaster retries. Unlike CTDB, also one sent before
+            // the last recovery: its rsn belongs to records the recovery
+            // replaced (dropped when empty, so that the rsn starts again from
+            // 0), and stored over a newer copy it would beat the dmaster's copy
+            // in the next recovery's highest-rsn merge.
             out.push(Action::CopyUpdated {
                 to: from,
                 token,
@@ -828,7 +848,7 @@ impl Database {
             Work::UpdateCopy {
                 from,
                 token,
-                generation: view.generation,
+                generation,
                 key,
                 record,
             },
@@ -887,7 +907,9 @@ impl Database {
     /// The cluster changed (a new generation, recovery started or ended). After a
     /// recovery, the calls in flight start again from here (their records may have
     /// moved, and messages of the old generation are gone) and the work held during
-    /// recovery is done.
+    /// recovery is done. Revocations in progress end there too: the recovery
+    /// stripped every delegation, so the calls that waited for them run again,
+    /// and their late answers count for nothing.
     pub fn view_changed(&mut self, view: &View, store: &mut dyn RecordStore) -> Vec<Action> {
         let mut out = Vec::new();
         if view.recovering {
@@ -904,6 +926,18 @@ impl Database {
             }
             for (_, parked) in self.collapsed.drain() {
                 redo.extend(parked.into_iter().map(Work::Client));
+            }
+            let ended = self.revocations.len();
+            for (_, revocation) in self.revocations.drain() {
+                redo.extend(revocation.deferred);
+            }
+            if ended > 0 {
+                debug!(
+                    db_id = self.db_id,
+                    ended,
+                    generation = view.generation,
+                    "revocations ended by a recovery"
+                );
             }
         }
         redo.append(&mut self.held);
@@ -1084,8 +1118,10 @@ impl Database {
                 key,
                 record,
             } => {
-                // One from before a recovery is refused: the records may have
-                // moved since, and this copy is no longer a delegation anyway.
+                // One sent before a recovery is refused (also when the
+                // recovery came while it waited for the lock): the records
+                // may have moved since, and this copy is no longer a
+                // delegation anyway.
                 let stored = if generation == view.generation {
                     self.update_copy_locked(view, store, from, &key, record)
                 } else {
@@ -1098,7 +1134,9 @@ impl Database {
                 });
                 stored.map(|_| ())
             }
-            Work::RevokeDone { key } => self.revoke_done_locked(view, store, key, out),
+            Work::RevokeDone { key, generation } => {
+                self.revoke_done_locked(view, store, key, generation, out)
+            }
         };
         if let Err(e) = result {
             warn!(db_id = self.db_id, error = %e, "record store failed; the request is dropped");
@@ -1584,21 +1622,35 @@ impl Database {
             delegates = nodes.len(),
             "revoking read-only delegations"
         );
+        let mut deferred = Vec::new();
+        if let Some(earlier) = self.revocations.remove(key) {
+            // Never expected (a recovery ends every revocation, and calls wait
+            // for the one in progress); its calls must not be lost.
+            warn!(
+                db_id = self.db_id,
+                "a revocation replaced another of the same record"
+            );
+            deferred = earlier.deferred;
+        }
+        deferred.push(work);
         self.revocations.insert(
             key.to_vec(),
             Revocation {
                 rsn: record.header.rsn,
+                generation: view.generation,
                 waiting: nodes.clone(),
                 failed: false,
-                deferred: vec![work],
+                deferred,
             },
         );
         if nodes.is_empty() {
             // Nobody to tell (the copies went in a recovery): done at once.
-            return self.revoke_done_locked(view, store, key.to_vec(), out);
+            let generation = view.generation;
+            return self.revoke_done_locked(view, store, key.to_vec(), generation, out);
         }
         out.push(Action::Revoke {
             key: key.to_vec(),
+            generation: view.generation,
             nodes: nodes.into_iter().collect(),
             record: Record {
                 header: readonly::revoked_copy(&record.header),
@@ -1617,8 +1669,18 @@ impl Database {
         view: &View,
         store: &mut dyn RecordStore,
         key: Vec<u8>,
+        generation: u32,
         out: &mut Vec<Action>,
     ) -> Result<(), StoreError> {
+        // Only the revocation that every delegate answered (one a recovery
+        // ended is gone, and a later one of the same record is not it).
+        if self
+            .revocations
+            .get(&key)
+            .is_none_or(|r| r.generation != generation || !r.waiting.is_empty())
+        {
+            return Ok(());
+        }
         let Some(revocation) = self.revocations.remove(&key) else {
             return Ok(());
         };
@@ -2325,7 +2387,10 @@ mod tests {
         // smbd on node 0 wants to write: a migration call.
         let asked = pair.client(0, 2, CALL_NULL, call_flags_migrate());
         let revoke = pair.deliver(0, &asked[0]);
-        let [Action::Revoke { key, nodes, record }] = &revoke[..] else {
+        let [Action::Revoke {
+            key, nodes, record, ..
+        }] = &revoke[..]
+        else {
             panic!("{revoke:?}")
         };
         assert_eq!((key, nodes), (&pair.key, &vec![0]));
@@ -2341,6 +2406,7 @@ mod tests {
             &view(0),
             &mut pair.stores[0],
             1,
+            7,
             77,
             key.clone(),
             record.clone(),
@@ -2357,7 +2423,8 @@ mod tests {
         assert_eq!((copy.rsn, copy.flags & flags::RO_FLAGS), (12, 0));
         // Every delegate answered: the write runs (the record goes to node 0),
         // the read waits a second.
-        let done = pair.dbs[1].revoke_answered(&view(1), &mut pair.stores[1], &pair.key, 0, true);
+        let done =
+            pair.dbs[1].revoke_answered(&view(1), &mut pair.stores[1], &pair.key, 7, 0, true);
         let timer = match &done[..] {
             [Action::StartTimer { id, after }, Action::Send {
                 to: 0,
@@ -2403,7 +2470,8 @@ mod tests {
         pair.delegate_to_0();
         let revoke = pair.client(1, 5, CALL_NULL, call_flags_migrate());
         assert!(matches!(&revoke[..], [Action::Revoke { .. }]), "{revoke:?}");
-        let done = pair.dbs[1].revoke_answered(&view(1), &mut pair.stores[1], &pair.key, 0, false);
+        let done =
+            pair.dbs[1].revoke_answered(&view(1), &mut pair.stores[1], &pair.key, 7, 0, false);
         let [Action::StartTimer { id, .. }] = &done[..] else {
             panic!("{done:?}")
         };
@@ -2426,8 +2494,15 @@ mod tests {
             header: make_header(11, 1, flags::MIGRATED_WITH_DATA),
             value: b"old".to_vec(),
         };
-        let refused =
-            pair.dbs[0].update_copy(&view(0), &mut pair.stores[0], 1, 1, pair.key.clone(), stale);
+        let refused = pair.dbs[0].update_copy(
+            &view(0),
+            &mut pair.stores[0],
+            1,
+            7,
+            1,
+            pair.key.clone(),
+            stale,
+        );
         assert_eq!(
             refused,
             vec![Action::CopyUpdated {
@@ -2446,6 +2521,7 @@ mod tests {
             &view(1),
             &mut pair.stores[1],
             0,
+            7,
             2,
             pair.key.clone(),
             over_the_record,
@@ -2468,6 +2544,7 @@ mod tests {
             &recovering,
             &mut pair.stores[0],
             1,
+            7,
             3,
             pair.key.clone(),
             fresh,
@@ -2476,6 +2553,147 @@ mod tests {
             &refused[..],
             [Action::CopyUpdated { ok: false, .. }]
         ));
+    }
+
+    /// A revocation sent before a recovery and delivered after it is refused,
+    /// whatever its rsn: the recovery dropped the record (empty), its rsn
+    /// started again from 0, and the stale copy stored here would have beaten
+    /// the dmaster's newer value in the next recovery's highest-rsn merge
+    /// (sim_records' delegations_never_serve_a_stale_value, seed
+    /// 7391451781727746998). The same revocation in its own generation is
+    /// stored.
+    #[test]
+    fn a_revocation_sent_before_a_recovery_is_refused_whatever_its_rsn() {
+        let after = View {
+            generation: 8,
+            ..view(0)
+        };
+        let mut db = Database::new(0x42);
+        db.set_readonly();
+        let mut store = MapStore::default();
+        let key = key_on(0);
+        // Since the recovery node 1 became dmaster, and node 0 (the lmaster)
+        // keeps a copy naming it, at the new low rsn.
+        store.records.insert(
+            key.clone(),
+            Record {
+                header: make_header(2, 1, 0),
+                value: Vec::new(),
+            },
+        );
+        assert!(db.view_changed(&after, &mut store).is_empty());
+        let late = Record {
+            header: make_header(25, 1, flags::MIGRATED_WITH_DATA),
+            value: b"before the recovery".to_vec(),
+        };
+        let refused = db.update_copy(&after, &mut store, 1, 7, 4, key.clone(), late.clone());
+        assert_eq!(
+            refused,
+            vec![Action::CopyUpdated {
+                to: 1,
+                token: 4,
+                ok: false
+            }]
+        );
+        assert_eq!(store.records[&key].header.rsn, 2, "nothing stored");
+        assert!(store.records[&key].value.is_empty());
+        let stored = db.update_copy(&after, &mut store, 1, 8, 5, key.clone(), late);
+        assert_eq!(
+            stored,
+            vec![Action::CopyUpdated {
+                to: 1,
+                token: 5,
+                ok: true
+            }]
+        );
+        assert_eq!(store.records[&key].header.rsn, 25);
+    }
+
+    /// A recovery ends the revocations in progress (it stripped every
+    /// delegation): the calls that waited run in the new generation, and the
+    /// late answers of the old revocation do not count for a later one of the
+    /// same record (seed 11988853517603682032: a write that waited for a
+    /// revocation was lost when a new one replaced it).
+    #[test]
+    fn a_recovery_ends_revocations_and_their_late_answers_count_for_nothing() {
+        let mut pair = Pair::new(true);
+        pair.delegate_to_0();
+        // smbd on node 1, the dmaster, wants to write: it waits.
+        let revoke = pair.client(1, 5, CALL_NULL, call_flags_migrate());
+        assert!(
+            matches!(&revoke[..], [Action::Revoke { generation: 7, .. }]),
+            "{revoke:?}"
+        );
+        // The recovery (led by node 1) leaves no RO flag on any copy.
+        for store in &mut pair.stores {
+            for record in store.records.values_mut() {
+                record.header.flags &= !flags::RO_FLAGS;
+            }
+        }
+        let recovering = View {
+            recovering: true,
+            ..view(1)
+        };
+        assert!(pair.dbs[1]
+            .view_changed(&recovering, &mut pair.stores[1])
+            .is_empty());
+        assert_eq!(pair.dbs[1].revocations_in_progress(), 1);
+        let after = View {
+            generation: 8,
+            ..view(1)
+        };
+        let redone = pair.dbs[1].view_changed(&after, &mut pair.stores[1]);
+        assert!(
+            matches!(
+                &redone[..],
+                [Action::ReplyToClient {
+                    reqid: 5,
+                    status: 0,
+                    ..
+                }]
+            ),
+            "{redone:?}"
+        );
+        assert_eq!(pair.dbs[1].revocations_in_progress(), 0);
+        // Node 0 got a new delegation in generation 8, and smbd on node 1
+        // writes again: a new revocation.
+        pair.stores[1]
+            .records
+            .get_mut(&pair.key)
+            .unwrap()
+            .header
+            .flags |= flags::RO_HAVE_DELEGATIONS;
+        let write = Call {
+            callid: CALL_NULL,
+            flags: call_flags_migrate(),
+            key: pair.key.clone(),
+            calldata: Vec::new(),
+        };
+        let revoke = pair.dbs[1].client_call(&after, &mut pair.stores[1], ClientId(6), 6, write);
+        assert!(
+            matches!(&revoke[..], [Action::Revoke { generation: 8, nodes, .. }] if nodes == &vec![0]),
+            "{revoke:?}"
+        );
+        // The old revocation's answer arrives: it is not this one's.
+        let late = pair.dbs[1].revoke_answered(&after, &mut pair.stores[1], &pair.key, 7, 0, true);
+        assert!(late.is_empty(), "{late:?}");
+        assert_eq!(pair.dbs[1].revocations_in_progress(), 1);
+        assert!(pair.header(1).has(flags::RO_REVOKING_READONLY));
+        // This one's answer ends it, and the write runs.
+        let done = pair.dbs[1].revoke_answered(&after, &mut pair.stores[1], &pair.key, 8, 0, true);
+        assert!(
+            matches!(
+                &done[..],
+                [Action::ReplyToClient {
+                    reqid: 6,
+                    status: 0,
+                    ..
+                }]
+            ),
+            "{done:?}"
+        );
+        assert_eq!(pair.dbs[1].revocations_in_progress(), 0);
+        assert_eq!(pair.header(1).flags & flags::RO_FLAGS, 0);
     }
 
     /// A call that bounced HopcountMakeSticky times makes the record sticky

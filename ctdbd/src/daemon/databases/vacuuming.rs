@@ -589,6 +589,7 @@ mod tests {
             .peer_control(
                 1,
                 7,
+                worker.view.generation,
                 control(Opcode::TRY_DELETE_RECORDS, marshall(db_id, &asked)),
             )
             .unwrap();
@@ -604,7 +605,12 @@ mod tests {
         assert!(has(&worker, db_id, &mine) && has(&worker, db_id, &newer));
 
         let garbage = worker
-            .peer_control(1, 8, control(Opcode::TRY_DELETE_RECORDS, vec![1, 2, 3]))
+            .peer_control(
+                1,
+                8,
+                worker.view.generation,
+                control(Opcode::TRY_DELETE_RECORDS, vec![1, 2, 3]),
+            )
             .unwrap();
         assert_eq!(garbage.status, -1);
     }
