@@ -211,6 +211,12 @@ pub mod keys {
     pub const REC_BUFFER_SIZE_LIMIT: Key = key("RecBufferSizeLimit");
     /// `VacuumInterval`, seconds between two vacuum runs of a volatile database.
     pub const VACUUM_INTERVAL: Key = key("VacuumInterval");
+    /// `HopcountMakeSticky`, hops after which a record becomes sticky.
+    pub const HOPCOUNT_MAKE_STICKY: Key = key("HopcountMakeSticky");
+    /// `StickyDuration`, seconds a record stays sticky.
+    pub const STICKY_DURATION: Key = key("StickyDuration");
+    /// `StickyPindown`, milliseconds a sticky record stays with a new dmaster.
+    pub const STICKY_PINDOWN: Key = key("StickyPindown");
     /// `VacuumMaxRunTime`, seconds a vacuum run may wait for the other nodes.
     pub const VACUUM_MAX_RUN_TIME: Key = key("VacuumMaxRunTime");
     /// `VacuumFastPathCount`: every this many runs, one traverses the whole file.

@@ -24,11 +24,22 @@
 //! non-empty record has its newest value on its one dmaster (none lost), and
 //! that once the smbds are done a few quiet vacuum runs leave no copy of a
 //! deleted record on any node (the database shrinks back).
+//!
+//! With read-only delegations on (`SET_DB_READONLY`), some smbds only read: as
+//! smbd does (reference §3.1), locally when the node is the dmaster or holds a
+//! delegated copy, else through the daemon, asking `WANT_READONLY` when a local
+//! copy exists. Revocations (UPDATE_RECORD and its answer) travel on the same
+//! ordered links as the migration messages, and the daemons' timers (a read
+//! retried a second after a revocation) fire at random moments. Checked: every
+//! read, local or answered by the daemon, sees the newest value written (a
+//! delegated copy is never stale); and whenever an smbd writes a record on its
+//! dmaster, no other node holds a copy of it flagged `RO_HAVE_READONLY` (every
+//! delegation was revoked before the write could proceed).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use ctdbd::core::ClientId;
-use ctdbd::db::ltdb::{self, LtdbHeader};
+use ctdbd::db::ltdb::{self, flags as rec_flags, LtdbHeader};
 use ctdbd::db::migrate::{
     Action, Call, Database, NodeMessage, Record, RecordStore, StoreError, View, CALL_FETCH,
     CALL_NULL,
@@ -46,6 +57,8 @@ struct MemStore {
     daemon_locks: BTreeSet<Vec<u8>>,
     /// Chain locks held by one of the node's smbds.
     smbd_locks: BTreeSet<Vec<u8>>,
+    /// The read-only tracking file.
+    tracking: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl RecordStore for MemStore {
@@ -73,6 +86,29 @@ impl RecordStore for MemStore {
         self.records.remove(key);
         Ok(())
     }
+    fn tracking_fetch(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        assert!(
+            self.daemon_locks.contains(key),
+            "tracking read without the lock"
+        );
+        Ok(self.tracking.get(key).cloned())
+    }
+    fn tracking_store(&mut self, key: &[u8], bitmap: &[u8]) -> Result<(), StoreError> {
+        assert!(
+            self.daemon_locks.contains(key),
+            "tracking write without the lock"
+        );
+        self.tracking.insert(key.to_vec(), bitmap.to_vec());
+        Ok(())
+    }
+    fn tracking_delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        assert!(
+            self.daemon_locks.contains(key),
+            "tracking delete without the lock"
+        );
+        self.tracking.remove(key);
+        Ok(())
+    }
 }
 
 /// What a simulated smbd is doing.
@@ -96,7 +132,15 @@ struct SimNode {
     lock_waits: Vec<Vec<u8>>,
     /// The node's smbds, each working on one key.
     smbds: Vec<(Vec<u8>, Smbd)>,
+    /// Which of them only read (read-only delegation runs).
+    readers: Vec<bool>,
     next_reqid: u32,
+    /// The daemon's timers not fired yet.
+    timers: Vec<u64>,
+    /// This node's revocations' UPDATE_RECORDs: token → key, generation,
+    /// delegate.
+    revoking: BTreeMap<u32, (Vec<u8>, u32, u32)>,
+    next_token: u32,
 }
 
 struct Sim {
@@ -119,6 +163,17 @@ struct Sim {
     /// Whether recoveries happen at random.
     recoveries: bool,
     recovered: u32,
+    /// Whether the database is read-only (delegations) and some smbds read.
+    readonly: bool,
+    /// Reads waiting for the daemon: (node, client, reqid) → key.
+    reads: BTreeMap<(u32, u32, u32), Vec<u8>>,
+    /// Reads done from a local copy, from a delegated copy, and through the
+    /// daemon.
+    local_reads: u64,
+    delegated_reads: u64,
+    daemon_reads: u64,
+    /// Delegated copies revoked (UPDATE_RECORDs stored).
+    revocations: u64,
 }
 
 const GENERATION: u32 = 7;
@@ -137,6 +192,16 @@ enum Msg {
     TryDelete { run: u64, records: Vec<Candidate> },
     /// The records a node did not delete.
     TryDeleteReply { run: u64, refused: Vec<Vec<u8>> },
+    /// A dmaster revokes the delegated copy (UPDATE_RECORD, reqid `token`,
+    /// stamped with the generation it was sent in, as every packet is).
+    UpdateRecord {
+        token: u32,
+        generation: u32,
+        key: Vec<u8>,
+        record: Record,
+    },
+    /// The answer to it.
+    UpdateReply { token: u32, ok: bool },
 }
 
 impl Sim {
@@ -163,6 +228,12 @@ impl Sim {
             steps: 0,
             recoveries: false,
             recovered: 0,
+            readonly: false,
+            reads: BTreeMap::new(),
+            local_reads: 0,
+            delegated_reads: 0,
+            daemon_reads: 0,
+            revocations: 0,
         };
         for _ in 0..nodes {
             let smbds = (0..smbds_per_node)
@@ -177,8 +248,12 @@ impl Sim {
                 delete_run: None,
                 store: MemStore::default(),
                 lock_waits: Vec::new(),
+                readers: vec![false; smbds_per_node],
                 smbds,
                 next_reqid: 1,
+                timers: Vec::new(),
+                revoking: BTreeMap::new(),
+                next_token: 1,
             });
         }
         sim
@@ -193,19 +268,55 @@ impl Sim {
 
     fn apply(&mut self, pnn: u32, actions: Vec<Action>) {
         for action in actions {
+            trace(format_args!("  node {pnn}: {action:?}"));
             match action {
                 Action::ReplyToClient {
                     client,
                     reqid,
                     status,
-                    ..
+                    data,
                 } => {
                     assert_eq!(status, 0);
                     assert!(
                         self.answers.insert((pnn, client.0, reqid)),
                         "call answered twice"
                     );
+                    if let Some(key) = self.reads.remove(&(pnn, client.0, reqid)) {
+                        // The daemon's answer is the value as of now.
+                        self.check_read(pnn, &key, &data, "answered by the daemon");
+                        self.daemon_reads += 1;
+                    }
                 }
+                Action::Revoke {
+                    key,
+                    generation,
+                    nodes,
+                    record,
+                } => {
+                    assert_eq!(generation, self.view[pnn as usize].generation);
+                    assert!(self.readonly, "a revocation without delegations");
+                    for node in nodes {
+                        assert_ne!(node, pnn, "a dmaster revoking its own copy");
+                        let n = &mut self.nodes[pnn as usize];
+                        let token = n.next_token;
+                        n.next_token += 1;
+                        n.revoking.insert(token, (key.clone(), generation, node));
+                        let msg = Msg::UpdateRecord {
+                            token,
+                            generation,
+                            key: key.clone(),
+                            record: record.clone(),
+                        };
+                        self.send(pnn, node, msg);
+                    }
+                }
+                Action::CopyUpdated { to, token, ok } => {
+                    if ok {
+                        self.revocations += 1;
+                    }
+                    self.send(pnn, to, Msg::UpdateReply { token, ok });
+                }
+                Action::StartTimer { id, .. } => self.nodes[pnn as usize].timers.push(id),
                 Action::Send {
                     to,
                     generation,
@@ -268,6 +379,15 @@ impl Sim {
                 choices.push(3);
             }
         }
+        let timers: Vec<(u32, usize)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(n, node)| (0..node.timers.len()).map(move |i| (n as u32, i)))
+            .collect();
+        if !timers.is_empty() {
+            choices.push(4);
+        }
         if choices.is_empty() {
             return false;
         }
@@ -306,6 +426,15 @@ impl Sim {
                 let (pnn, i) = smbds[self.below(smbds.len() as u64) as usize];
                 self.smbd_step(pnn, i);
             }
+            4 => {
+                let (pnn, i) = timers[self.below(timers.len() as u64) as usize];
+                let view = self.view[pnn as usize].clone();
+                let node = &mut self.nodes[pnn as usize];
+                let id = node.timers.remove(i);
+                trace(format_args!("step {}: node {pnn} timer {id}", self.steps));
+                let actions = node.db.timer_fired(&view, &mut node.store, id);
+                self.apply(pnn, actions);
+            }
             _ => {
                 let pnn = self.below(self.nodes.len() as u64) as u32;
                 self.vacuum_run(pnn);
@@ -321,6 +450,7 @@ impl Sim {
 
     /// Node `to` takes the next message from `from`.
     fn deliver(&mut self, from: u32, to: u32, msg: Msg) {
+        trace(format_args!("step {}: {from} -> {to}: {msg:?}", self.steps));
         let view = self.view[to as usize].clone();
         let node = &mut self.nodes[to as usize];
         match msg {
@@ -370,6 +500,32 @@ impl Sim {
                 }
                 let refused = refused.into_iter().map(|c| c.key).collect();
                 self.send(to, from, Msg::TryDeleteReply { run, refused });
+            }
+            Msg::UpdateRecord {
+                token,
+                generation,
+                key,
+                record,
+            } => {
+                let actions = node.db.update_copy(
+                    &view,
+                    &mut node.store,
+                    from,
+                    generation,
+                    token,
+                    key,
+                    record,
+                );
+                self.apply(to, actions);
+            }
+            Msg::UpdateReply { token, ok } => {
+                let (key, generation, delegate) =
+                    node.revoking.remove(&token).expect("a revocation's answer");
+                assert_eq!(delegate, from);
+                let actions =
+                    node.db
+                        .revoke_answered(&view, &mut node.store, &key, generation, from, ok);
+                self.apply(to, actions);
             }
             Msg::TryDeleteReply { run, refused } => {
                 if let Some((id, delete_run)) = &mut node.delete_run {
@@ -448,13 +604,24 @@ impl Sim {
             let actions = node.db.view_changed(&self.view[pnn], &mut node.store);
             assert!(actions.is_empty(), "a frozen node acted: {actions:?}");
         }
+        trace(format_args!(
+            "step {}: recovery led by {leader}, generation {generation}",
+            self.steps
+        ));
         let mut merge = recovery::VolatileMerge::new(leader);
-        for node in &self.nodes {
+        for (pnn, node) in self.nodes.iter().enumerate() {
             for (key, record) in &node.store.records {
+                trace(format_args!(
+                    "  node {pnn} has {key:?}: {:?} {:?}",
+                    record.header, record.value
+                ));
                 merge.add(key, &ltdb::encode(&record.header, &record.value));
             }
         }
         let merged = merge.finish();
+        for (key, pushed) in merged.iter() {
+            trace(format_args!("  pushed {key:?}: {:?}", ltdb::decode(pushed)));
+        }
         for (pnn, node) in self.nodes.iter_mut().enumerate() {
             node.store.records = merged
                 .iter()
@@ -488,18 +655,23 @@ impl Sim {
         let node = &mut self.nodes[pnn as usize];
         let (key, state) = node.smbds[i].clone();
         let client = ClientId(i as u32 + 1);
+        if node.readers[i] {
+            self.reader_step(pnn, i);
+            return;
+        }
         match state {
             Smbd::Idle { left } => {
-                // fetch_locked: lock the chain; use the record if it is ours.
+                // fetch_locked: lock the chain; use the record if it is ours and
+                // nobody holds a read-only copy of it (§3.1).
                 if node.store.smbd_locks.contains(&key) || node.store.daemon_locks.contains(&key) {
                     return;
                 }
-                let ours = node
-                    .store
-                    .records
-                    .get(&key)
-                    .is_some_and(|r| r.header.dmaster == pnn);
+                let ours = node.store.records.get(&key).is_some_and(|r| {
+                    r.header.dmaster == pnn && !r.header.has(rec_flags::RO_HAVE_DELEGATIONS)
+                });
                 if ours {
+                    self.check_no_delegation_left(pnn, &key);
+                    let node = &mut self.nodes[pnn as usize];
                     let record = node.store.records.get_mut(&key).unwrap();
                     let count = counter(&record.value) + 1;
                     // smbd writes the value and leaves the header as it read it.
@@ -511,6 +683,10 @@ impl Sim {
                         node.vacuum.schedule(&key);
                     }
                     self.newest.insert(key.clone(), record.value.clone());
+                    trace(format_args!(
+                        "step {}: node {pnn} smbd {i} writes {key:?}: {:?} {:?}",
+                        self.steps, record.header, record.value
+                    ));
                     *self.done.entry(key.clone()).or_default() += 1;
                     node.store.smbd_locks.insert(key.clone());
                     node.smbds[i].1 = Smbd::Holding {
@@ -527,6 +703,10 @@ impl Sim {
                 } else {
                     CALL_NULL
                 };
+                trace(format_args!(
+                    "step {}: node {pnn} smbd {i} calls {reqid} for {key:?}",
+                    self.steps
+                ));
                 let actions = node.db.client_call(
                     &view,
                     &mut node.store,
@@ -558,6 +738,129 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// A reading smbd's next step: a read from a usable local copy, or one
+    /// through the daemon (answered in [`Sim::apply`]).
+    fn reader_step(&mut self, pnn: u32, i: usize) {
+        let view = self.view[pnn as usize].clone();
+        let node = &mut self.nodes[pnn as usize];
+        let (key, state) = node.smbds[i].clone();
+        let client = ClientId(i as u32 + 1);
+        match state {
+            Smbd::Idle { left } => {
+                // A read holds the chain lock for as long as it parses.
+                if node.store.smbd_locks.contains(&key) || node.store.daemon_locks.contains(&key) {
+                    return;
+                }
+                let local = node.store.records.get(&key).cloned();
+                let usable = local.as_ref().map(|r| {
+                    (
+                        r.header.dmaster == pnn,
+                        r.header.has(rec_flags::RO_HAVE_READONLY),
+                    )
+                });
+                if let (Some(record), Some((own, delegated))) = (&local, usable) {
+                    if own || delegated {
+                        let what = if own { "own copy" } else { "delegated copy" };
+                        trace(format_args!(
+                            "step {}: node {pnn} smbd {i} reads {key:?} from its {what}: {:?} {:?}",
+                            self.steps, record.header, record.value
+                        ));
+                        self.check_read(pnn, &key, &record.value, what);
+                        if own {
+                            self.local_reads += 1;
+                        } else {
+                            self.delegated_reads += 1;
+                        }
+                        self.nodes[pnn as usize].smbds[i].1 = Smbd::Idle { left: left - 1 };
+                        return;
+                    }
+                }
+                let reqid = node.next_reqid;
+                node.next_reqid += 1;
+                node.smbds[i].1 = Smbd::Calling { reqid, left };
+                // "The record seems popular": ask for a copy when one is here.
+                let flags = if local.is_some() {
+                    call_flags::WANT_READONLY
+                } else {
+                    0
+                };
+                self.reads.insert((pnn, client.0, reqid), key.clone());
+                trace(format_args!(
+                    "step {}: node {pnn} smbd {i} reads {key:?} through the daemon ({reqid}, flags {flags:#x})",
+                    self.steps
+                ));
+                let call = Call {
+                    callid: CALL_FETCH,
+                    flags,
+                    key,
+                    calldata: Vec::new(),
+                };
+                let node = &mut self.nodes[pnn as usize];
+                let actions = node
+                    .db
+                    .client_call(&view, &mut node.store, client, reqid, call);
+                self.apply(pnn, actions);
+            }
+            Smbd::Calling { reqid, left } => {
+                if self.answers.contains(&(pnn, client.0, reqid)) {
+                    node.smbds[i].1 = Smbd::Idle { left: left - 1 };
+                }
+            }
+            Smbd::Holding { .. } => unreachable!("readers never hold a record"),
+        }
+    }
+
+    /// A read on node `pnn` saw `value`: it must be the newest one written.
+    fn check_read(&self, pnn: u32, key: &[u8], value: &[u8], how: &str) {
+        let newest = self.newest.get(key).map_or(&[][..], |v| &v[..]);
+        assert_eq!(
+            value, newest,
+            "node {pnn} read a stale value of {key:?} from its {how} (step {})",
+            self.steps
+        );
+    }
+
+    /// smbd on `pnn`, the dmaster of `key`, is about to write it: no other node
+    /// may still hold a delegated copy.
+    fn check_no_delegation_left(&self, pnn: u32, key: &[u8]) {
+        for (other, node) in self.nodes.iter().enumerate() {
+            if other as u32 == pnn {
+                continue;
+            }
+            if let Some(copy) = node.store.records.get(key) {
+                assert!(
+                    !copy.header.has(rec_flags::RO_HAVE_READONLY),
+                    "node {pnn} writes {key:?} while node {other} holds a read-only copy \
+                     (rsn {}; step {})",
+                    copy.header.rsn,
+                    self.steps
+                );
+            }
+        }
+    }
+
+    /// What every node waits for, for a run that makes no progress.
+    fn state(&self) -> String {
+        let mut out = String::new();
+        for (pnn, node) in self.nodes.iter().enumerate() {
+            out += &format!(
+                "\nnode {pnn}: smbds {:?}, readers {:?}, lock waits {:?}, daemon locks {:?}, \
+                 smbd locks {:?}, calls in flight {}, revocations {}, timers {:?}/{}, records {:?}",
+                node.smbds,
+                node.readers,
+                node.lock_waits,
+                node.store.daemon_locks,
+                node.store.smbd_locks,
+                node.db.calls_in_flight(),
+                node.db.revocations_in_progress(),
+                node.timers,
+                node.db.timers_pending(),
+                node.store.records,
+            );
+        }
+        out + &format!("\nlinks {:?}", self.links)
     }
 
     fn check_one_dmaster(&self) {
@@ -610,7 +913,22 @@ impl Sim {
                     "node {pnn}'s smbd on {key:?} is stuck"
                 );
             }
+            assert_eq!(
+                node.db.revocations_in_progress(),
+                0,
+                "node {pnn} is still revoking"
+            );
+            assert!(node.timers.is_empty() && node.db.timers_pending() == 0);
+            assert!(
+                node.revoking.is_empty(),
+                "node {pnn} waits for a revocation"
+            );
         }
+        assert!(
+            self.reads.is_empty(),
+            "reads not answered: {:?}",
+            self.reads
+        );
         for (key, newest) in &self.newest {
             let dmasters = self.dmaster_copies(key);
             assert!(dmasters.len() <= 1, "key {key:?} has two dmasters");
@@ -673,7 +991,11 @@ fn run_with(
     sim.recoveries = recoveries;
     let limit = 200_000;
     while sim.step() {
-        assert!(sim.steps < limit, "no progress after {limit} steps");
+        assert!(
+            sim.steps < limit,
+            "no progress after {limit} steps: {}",
+            sim.state()
+        );
     }
     sim.check_end();
     sim.recovered
@@ -696,7 +1018,11 @@ fn run_vacuuming(
     sim.vacuum = true;
     let limit = 200_000;
     while sim.step() {
-        assert!(sim.steps < limit, "no progress after {limit} steps");
+        assert!(
+            sim.steps < limit,
+            "no progress after {limit} steps: {}",
+            sim.state()
+        );
     }
     sim.check_end();
     let while_busy = sim.vacuumed;
@@ -705,7 +1031,11 @@ fn run_vacuuming(
         for pnn in 0..nodes {
             sim.vacuum_run(pnn);
             while sim.step() {
-                assert!(sim.steps < limit, "no progress after {limit} steps");
+                assert!(
+                    sim.steps < limit,
+                    "no progress after {limit} steps: {}",
+                    sim.state()
+                );
             }
         }
     }
@@ -736,6 +1066,80 @@ fn vacuuming_during_contention_removes_only_deleted_records() {
 #[test]
 fn vacuuming_with_recoveries_removes_only_deleted_records() {
     run_vacuuming(3, &[b"a", b"b", b"c"], 2, 9, 5, true);
+}
+
+/// How a read-only run went: reads from delegated copies, copies revoked.
+struct ReadonlyRun {
+    delegated_reads: u64,
+    daemon_reads: u64,
+    revocations: u64,
+}
+
+/// Runs a simulation of a read-only database to its end and checks it: every
+/// node's smbds alternate between writers and readers (the first smbd of each
+/// node writes, so records keep changing under the readers).
+fn run_readonly(
+    nodes: u32,
+    keys: &[&[u8]],
+    smbds: usize,
+    increments: u32,
+    seed: u64,
+    recoveries: bool,
+) -> ReadonlyRun {
+    let mut sim = Sim::new(nodes, keys, smbds, increments, seed);
+    sim.recoveries = recoveries;
+    sim.readonly = true;
+    for node in &mut sim.nodes {
+        node.db.set_readonly();
+        for (i, reader) in node.readers.iter_mut().enumerate() {
+            *reader = i % 2 == 1;
+        }
+    }
+    let limit = 400_000;
+    while sim.step() {
+        assert!(
+            sim.steps < limit,
+            "no progress after {limit} steps: {}",
+            sim.state()
+        );
+    }
+    sim.check_end();
+    ReadonlyRun {
+        delegated_reads: sim.delegated_reads,
+        daemon_reads: sim.daemon_reads,
+        revocations: sim.revocations,
+    }
+}
+
+/// Given three nodes of a read-only database, writers and readers on each, on
+/// one record: reads are served from delegated copies, writes revoke them, and
+/// no read ever sees a value older than the newest write.
+#[test]
+fn readers_get_delegations_and_writers_revoke_them() {
+    let run = run_readonly(3, &[b"netlogon creds"], 4, 12, 3, false);
+    assert!(run.delegated_reads > 0, "no read used a delegation");
+    assert!(run.revocations > 0, "no delegation was revoked");
+    assert!(run.daemon_reads > 0);
+}
+
+/// The same with recoveries in the middle: a recovery drops every delegation
+/// (and revocations in progress fail and start over), and still no read is
+/// stale and no write lost.
+#[test]
+fn delegations_across_recoveries_stay_consistent() {
+    run_readonly(3, &[b"a", b"b"], 4, 10, 19, true);
+}
+
+/// The cases of `delegations_never_serve_a_stale_value` that once failed: a
+/// revocation sent before a recovery stored a stale copy over a newer one,
+/// which then won the next recovery's merge (a stale read); and a write that
+/// waited for a revocation across a recovery was lost when a new revocation
+/// of the record replaced the old one (no progress).
+#[test]
+fn delegations_across_recoveries_known_failures() {
+    let names: [&[u8]; 3] = [b"a", b"file 2", b"share-mode:xyz"];
+    run_readonly(4, &names, 3, 6, 7391451781727746998, true);
+    run_readonly(4, &names[..1], 4, 6, 11988853517603682032, true);
 }
 
 /// Given one smbd on the node that is not the key's lmaster, when it increments a
@@ -908,6 +1312,48 @@ impl WithReqid for Call {
     }
 }
 
+/// Prints the story of a run when SIM_TRACE is set (to read a failing seed).
+fn trace(what: std::fmt::Arguments) {
+    if std::env::var_os("SIM_TRACE").is_some() {
+        eprintln!("{what}");
+    }
+}
+
+/// A generated case's parameters.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    seed: u64,
+    nodes: u32,
+    keys: usize,
+    smbds: usize,
+    recoveries: bool,
+}
+
+impl Case {
+    /// The generated case, or the one named by `SIM_SEED`, `SIM_NODES`,
+    /// `SIM_KEYS`, `SIM_SMBDS` and `SIM_RECOVERIES` (each overrides its own
+    /// parameter), to read a failure's story:
+    /// `SIM_SEED=n SIM_NODES=4 SIM_KEYS=3 SIM_SMBDS=3 SIM_RECOVERIES=true SIM_CASES=10
+    /// SIM_TRACE=1 cargo test -p ctdbd --test sim_records delegations_never`.
+    fn named_or(self) -> Self {
+        fn named<T: std::str::FromStr>(name: &str) -> Option<T>
+        where
+            T::Err: std::fmt::Display,
+        {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.parse().unwrap_or_else(|e| panic!("{name}={v}: {e}")))
+        }
+        Self {
+            seed: named("SIM_SEED").unwrap_or(self.seed),
+            nodes: named("SIM_NODES").unwrap_or(self.nodes),
+            keys: named("SIM_KEYS").unwrap_or(self.keys),
+            smbds: named("SIM_SMBDS").unwrap_or(self.smbds),
+            recoveries: named("SIM_RECOVERIES").unwrap_or(self.recoveries),
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(
         std::env::var("SIM_CASES").ok().and_then(|v| v.parse().ok()).map_or(200, |n: u32| n / 10)
@@ -924,7 +1370,8 @@ proptest! {
         smbds in 1usize..=3,
     ) {
         let names: [&[u8]; 4] = [b"a", b"file 2", b"\x00\x01\x02", b"share-mode:xyz"];
-        run(nodes, &names[..keys], smbds, 4, seed);
+        let c = Case { seed, nodes, keys, smbds, recoveries: false }.named_or();
+        run(c.nodes, &names[..c.keys], c.smbds, 4, c.seed);
     }
 
     /// The same with recoveries at random moments: a record caught between two
@@ -938,7 +1385,25 @@ proptest! {
         smbds in 1usize..=3,
     ) {
         let names: [&[u8]; 3] = [b"a", b"file 2", b"share-mode:xyz"];
-        run_with(nodes, &names[..keys], smbds, 6, seed, true);
+        let c = Case { seed, nodes, keys, smbds, recoveries: true }.named_or();
+        run_with(c.nodes, &names[..c.keys], c.smbds, 6, c.seed, c.recoveries);
+    }
+
+    /// Given 2–4 nodes of a read-only database whose smbds write and read a
+    /// few records in a random interleaving (and recoveries, half of the time),
+    /// then no read sees a stale value, no write happens while a delegated copy
+    /// is left anywhere, no write is lost, and nothing waits at the end.
+    #[test]
+    fn delegations_never_serve_a_stale_value(
+        seed in any::<u64>(),
+        nodes in 2u32..=4,
+        keys in 1usize..=3,
+        smbds in 2usize..=4,
+        recoveries in any::<bool>(),
+    ) {
+        let names: [&[u8]; 3] = [b"a", b"file 2", b"share-mode:xyz"];
+        let c = Case { seed, nodes, keys, smbds, recoveries }.named_or();
+        run_readonly(c.nodes, &names[..c.keys], c.smbds, 6, c.seed, c.recoveries);
     }
 
     /// Given 1–4 nodes whose smbds write and delete records in a random
@@ -955,6 +1420,7 @@ proptest! {
         recoveries in any::<bool>(),
     ) {
         let names: [&[u8]; 3] = [b"a", b"file 2", b"share-mode:xyz"];
-        run_vacuuming(nodes, &names[..keys], smbds, 9, seed, recoveries);
+        let c = Case { seed, nodes, keys, smbds, recoveries }.named_or();
+        run_vacuuming(c.nodes, &names[..c.keys], c.smbds, 9, c.seed, c.recoveries);
     }
 }

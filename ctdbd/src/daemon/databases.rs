@@ -191,6 +191,8 @@ struct OpenDb {
     deleting: Option<vacuuming::Deleting>,
     /// The last run's VACUUM_FETCH controls not answered yet: reqid, lmaster.
     fetching: Vec<(u32, u32)>,
+    /// The read-only tracking file (`<path>.RO`), once `SET_DB_READONLY` came.
+    tracking: Option<Tdb>,
 }
 
 /// A database frozen for a recovery: the all-record lock, so that no smbd can
@@ -266,6 +268,8 @@ struct TdbStore<'a> {
     /// as CTDB queues its own stores of empty records; `None` where vacuuming
     /// itself stores or for databases it does not vacuum.
     emptied: Option<&'a mut Vacuum>,
+    /// The read-only tracking file, for a read-only database.
+    tracking: Option<&'a Tdb>,
 }
 
 impl RecordStore for TdbStore<'_> {
@@ -319,6 +323,31 @@ impl RecordStore for TdbStore<'_> {
 
     fn delete(&mut self, key: &[u8]) -> Result<(), migrate::StoreError> {
         self.tdb.delete(key).map(|_| ()).map_err(store_error)
+    }
+
+    fn tracking_fetch(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, migrate::StoreError> {
+        match self.tracking {
+            Some(tracking) => tracking.fetch(key).map_err(store_error),
+            None => Ok(None),
+        }
+    }
+
+    fn tracking_store(&mut self, key: &[u8], bitmap: &[u8]) -> Result<(), migrate::StoreError> {
+        match self.tracking {
+            Some(tracking) => tracking
+                .store(key, bitmap, StoreMode::Replace)
+                .map_err(store_error),
+            None => Err(migrate::StoreError(
+                "no read-only tracking file: the database is not read-only".into(),
+            )),
+        }
+    }
+
+    fn tracking_delete(&mut self, key: &[u8]) -> Result<(), migrate::StoreError> {
+        match self.tracking {
+            Some(tracking) => tracking.delete(key).map(|_| ()).map_err(store_error),
+            None => Ok(()),
+        }
     }
 }
 
@@ -382,6 +411,21 @@ struct Worker {
     locks_rx: Option<mpsc::UnboundedReceiver<LockHeld>>,
     /// Request ids of the migration calls vacuuming makes for itself.
     next_vacuum_call: u32,
+    /// UPDATE_RECORD controls revoking read-only delegations, by reqid.
+    revokes: HashMap<u32, PendingRevoke>,
+    /// The migration logic's timers: when, which database, which timer.
+    timers: BTreeSet<(Instant, u32, u64)>,
+}
+
+/// One delegate's UPDATE_RECORD of a revocation, waiting for its answer.
+#[derive(Debug)]
+struct PendingRevoke {
+    db_id: u32,
+    key: Vec<u8>,
+    /// The generation the revocation was started (and sent) in.
+    generation: u32,
+    node: u32,
+    deadline: Instant,
 }
 
 impl Worker {
@@ -409,6 +453,8 @@ impl Worker {
             locks_tx,
             locks_rx: Some(locks_rx),
             next_vacuum_call: 1,
+            revokes: HashMap::new(),
+            timers: BTreeSet::new(),
         };
         worker.attach_leftover_persistent();
         worker
@@ -423,8 +469,13 @@ impl Worker {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let next_timer = self.timers.first().map(|(at, _, _)| *at);
+            let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(
+                next_timer.unwrap_or_else(|| Instant::now() + TICK),
+            ));
             tokio::select! {
                 _ = cancel.cancelled() => break,
+                _ = timer, if next_timer.is_some() => self.fire_timers(),
                 Some(event) = peer_events.recv() => self.handle(event),
                 event = events.recv() => match event {
                     Some(event) => self.handle(event),
@@ -565,6 +616,7 @@ impl Worker {
             helper_locks,
             frozen,
             vacuum,
+            tracking,
             ..
         } = db;
         let view = view_for(&self.view, frozen.is_some());
@@ -573,6 +625,7 @@ impl Worker {
             tdb,
             helper_locks,
             emptied: (info.kind == DbKind::Volatile).then_some(vacuum),
+            tracking: tracking.as_ref(),
         };
         let actions = step(migration, &view, &mut store);
         self.next_call_reqid = migration.next_reqid;
@@ -694,7 +747,93 @@ impl Worker {
                     error!(%reason, "records disagree between nodes");
                     self.ask_for_recovery(reason);
                 }
+                Action::Revoke {
+                    key,
+                    generation,
+                    nodes,
+                    record,
+                } => self.send_revocation(db_id, key, generation, nodes, record),
+                Action::CopyUpdated {
+                    to,
+                    token,
+                    ok: stored,
+                } => {
+                    let reply = if stored { ok(Vec::new()) } else { fail(-1) };
+                    self.send_to_peer(to, token, Body::ReplyControl(reply));
+                }
+                Action::StartTimer { id, after } => {
+                    self.timers.insert((Instant::now() + after, db_id, id));
+                }
             }
+        }
+    }
+
+    /// Sends a revocation's UPDATE_RECORD to every delegate; one that is not
+    /// connected fails it at once (as a control to it would in CTDB).
+    fn send_revocation(
+        &mut self,
+        db_id: u32,
+        key: Vec<u8>,
+        generation: u32,
+        nodes: Vec<u32>,
+        record: Record,
+    ) {
+        let stored = ltdb::encode(&record.header, &record.value);
+        let data = MarshallBuffer::encode_records(
+            db_id,
+            std::iter::once((0, key.as_slice(), stored.as_slice())),
+        );
+        let deadline = Instant::now() + self.snapshot.control_timeout;
+        let connected = self.connected_peers();
+        let mut unreachable = Vec::new();
+        for node in nodes {
+            if !connected.contains(&node) {
+                unreachable.push(node);
+                continue;
+            }
+            let reqid = self.allocate_control_reqid();
+            self.send_control(node, reqid, Opcode::UPDATE_RECORD.0, data.clone(), 0);
+            self.revokes.insert(
+                reqid,
+                PendingRevoke {
+                    db_id,
+                    key: key.clone(),
+                    generation,
+                    node,
+                    deadline,
+                },
+            );
+        }
+        for node in unreachable {
+            warn!(node, "a node holding a read-only copy is not connected");
+            self.revoke_answered(db_id, &key, generation, node, false);
+        }
+    }
+
+    fn revoke_answered(
+        &mut self,
+        db_id: u32,
+        key: &[u8],
+        generation: u32,
+        node: u32,
+        stored: bool,
+    ) {
+        self.migrate(db_id, |migration, view, store| {
+            migration.revoke_answered(view, store, key, generation, node, stored)
+        });
+    }
+
+    /// Runs the migration logic's timers that are due.
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(&(at, db_id, id)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            self.migrate(db_id, |migration, view, store| {
+                migration.timer_fired(view, store, id)
+            });
         }
     }
 
@@ -753,6 +892,11 @@ impl Worker {
                     record_flags: flags,
                 }),
             ),
+            NodeMessage::CallReply {
+                reqid,
+                status,
+                data,
+            } => (self.pnn, reqid, Body::ReplyCall(ReplyCall { status, data })),
             NodeMessage::Error {
                 reqid,
                 status,
@@ -830,6 +974,33 @@ impl Worker {
                     value: d.data,
                 },
             ),
+            Body::ReplyCall(reply) => {
+                // A dmaster's answer without the record (a read-only
+                // delegation). No database id on the wire: the call's reqid
+                // names it.
+                let db_id = self
+                    .dbs
+                    .iter()
+                    .find(|(_, db)| db.migration.waits_for(header.reqid))
+                    .map(|(id, _)| *id);
+                match db_id {
+                    Some(db_id) => self.node_call(
+                        pnn,
+                        header,
+                        db_id,
+                        NodeMessage::CallReply {
+                            reqid: header.reqid,
+                            status: reply.status,
+                            data: reply.data,
+                        },
+                    ),
+                    None => debug!(
+                        peer = pnn,
+                        reqid = header.reqid,
+                        "call answer for no call waiting here"
+                    ),
+                }
+            }
             Body::ReplyError(e) => {
                 // No database id on the wire: the call's reqid is unique across
                 // databases here, so offer it to each.
@@ -852,7 +1023,7 @@ impl Worker {
             Body::ReqControl(req) => {
                 let noreply = req.flags & CTRL_FLAG_NOREPLY != 0;
                 let opcode = req.opcode;
-                let reply = self.peer_control(pnn, header.reqid, req);
+                let reply = self.peer_control(pnn, header.reqid, header.generation, req);
                 if let Some(refused) = reply.as_ref().filter(|r| r.status != 0) {
                     // The specific reason, where there is one, was logged above.
                     warn!(
@@ -893,7 +1064,15 @@ impl Worker {
         }
     }
 
-    fn peer_control(&mut self, pnn: u32, reqid: u32, req: ReqControl) -> Option<ReplyControl> {
+    /// A control from node `pnn`, whose header carries `reqid` and the
+    /// sender's `generation`.
+    fn peer_control(
+        &mut self,
+        pnn: u32,
+        reqid: u32,
+        generation: u32,
+        req: ReqControl,
+    ) -> Option<ReplyControl> {
         match Opcode(req.opcode) {
             Opcode::DB_ATTACH | Opcode::DB_ATTACH_PERSISTENT => {
                 // Another node's client attached: attach here too, without the
@@ -910,7 +1089,7 @@ impl Worker {
                     None => fail(-1),
                 })
             }
-            Opcode::UPDATE_RECORD => Some(self.update_record(&req.data)),
+            Opcode::UPDATE_RECORD => self.peer_update_record(pnn, reqid, generation, &req.data),
             Opcode::DB_DETACH => Some(self.detach(false, &req.data)),
             Opcode::DB_FREEZE => self.freeze(
                 FreezeWaiter::Node { pnn, reqid },
@@ -1077,6 +1256,7 @@ impl Worker {
                 next_vacuum: Instant::now() + self.snapshot.vacuum.interval,
                 deleting: None,
                 fetching: Vec::new(),
+                tracking: None,
             },
         );
         Ok(id)
@@ -1157,23 +1337,30 @@ impl Worker {
             },
             Opcode::SET_DB_READONLY | Opcode::SET_DB_STICKY => {
                 let readonly = op == Opcode::SET_DB_READONLY;
-                match decode_db_id(&req.data).and_then(|id| self.registry.get_mut(id)) {
-                    Some(info) if info.kind == DbKind::Volatile => {
-                        // Delegations are never granted, which is correct (§9.1
-                        // item 16); the flag is shown as CTDB shows it.
-                        if readonly {
-                            info.readonly = true;
-                        } else {
-                            info.sticky = true;
-                        }
-                        let info = info.clone();
-                        if let Some(db) = self.dbs.get_mut(&info.id) {
-                            db.info = info;
-                        }
-                        ok(Vec::new())
-                    }
-                    _ => fail(-1),
+                let sticky_tunables = self.snapshot.sticky;
+                let Some(db) = decode_db_id(&req.data).and_then(|id| self.dbs.get_mut(&id)) else {
+                    return Some(fail(-1));
+                };
+                if db.info.kind != DbKind::Volatile {
+                    warn!(db = %db.info.name, "only volatile databases can be read-only or sticky");
+                    return Some(fail(-1));
                 }
+                if readonly {
+                    if let Err(e) = open_tracking(db) {
+                        error!(db = %db.info.name, error = %e, "cannot open the read-only tracking file");
+                        return Some(fail(-1));
+                    }
+                    db.info.readonly = true;
+                    db.migration.set_readonly();
+                } else {
+                    db.info.sticky = true;
+                    db.migration.set_sticky(sticky_tunables);
+                }
+                let info = db.info.clone();
+                if let Some(registered) = self.registry.get_mut(info.id) {
+                    *registered = info;
+                }
+                ok(Vec::new())
             }
             Opcode::GET_DB_SEQNUM => {
                 // 8 bytes: db id and padding.
@@ -1316,8 +1503,76 @@ impl Worker {
         }
     }
 
+    /// UPDATE_RECORD from another node, sent in `generation`. On a volatile
+    /// database it is a revocation of this node's read-only copy (the only use
+    /// CTDB makes of it there): one record, stored under its chain lock by the
+    /// migration logic, which answers (`None` here) and refuses one sent in
+    /// another generation. Persistent ones go to [`Self::update_record`].
+    fn peer_update_record(
+        &mut self,
+        pnn: u32,
+        reqid: u32,
+        generation: u32,
+        data: &[u8],
+    ) -> Option<ReplyControl> {
+        let Ok(buffer) = MarshallBuffer::decode(data) else {
+            return Some(self.update_record(data));
+        };
+        let db_id = buffer.db_id;
+        if !self
+            .dbs
+            .get(&db_id)
+            .is_some_and(|db| db.info.kind == DbKind::Volatile)
+        {
+            return Some(self.update_record(data));
+        }
+        let [one] = &buffer.records[..] else {
+            warn!(
+                peer = pnn,
+                records = buffer.records.len(),
+                "UPDATE_RECORD on a volatile database with other than one record refused"
+            );
+            return Some(fail(-1));
+        };
+        if let Err((_, e)) = limits::check_records(&buffer.records) {
+            warn!(peer = pnn, field = e.field, error = %e, "UPDATE_RECORD refused");
+            return Some(fail(-1));
+        }
+        let Ok((header, value)) = ltdb::decode(&one.data) else {
+            warn!(
+                peer = pnn,
+                "UPDATE_RECORD record without an ltdb header refused"
+            );
+            return Some(fail(-1));
+        };
+        let record = Record {
+            header,
+            value: value.to_vec(),
+        };
+        let key = one.key.clone();
+        self.migrate(db_id, |migration, view, store| {
+            migration.update_copy(view, store, pnn, generation, reqid, key, record)
+        });
+        None
+    }
+
     /// A reply to one of this thread's controls: a recovery step or a commit.
     fn control_reply(&mut self, pnn: u32, reqid: u32, reply: ReplyControl) {
+        if let Some(revoke) = self.revokes.remove(&reqid) {
+            if revoke.node == pnn {
+                let stored = reply.status == 0;
+                self.revoke_answered(
+                    revoke.db_id,
+                    &revoke.key,
+                    revoke.generation,
+                    revoke.node,
+                    stored,
+                );
+            } else {
+                self.revokes.insert(reqid, revoke);
+            }
+            return;
+        }
         if self.vacuum_reply(pnn, reqid, &reply) {
             return;
         }
@@ -1368,6 +1623,11 @@ impl Worker {
     // ---- the cluster changes ---------------------------------------------------------
 
     fn snapshot_changed(&mut self, snapshot: Arc<Snapshot>) {
+        if snapshot.sticky != self.snapshot.sticky {
+            for db in self.dbs.values_mut().filter(|db| db.info.sticky) {
+                db.migration.set_sticky(snapshot.sticky);
+            }
+        }
         let view = view_of(&snapshot);
         self.snapshot = snapshot;
         let changed = view != self.view;
@@ -1455,6 +1715,27 @@ impl Worker {
         }
         for id in changed {
             self.broadcast_control(Opcode::UPDATE_SEQNUM.0, encode_u32(id));
+        }
+        let overdue: Vec<u32> = self
+            .revokes
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(reqid, _)| *reqid)
+            .collect();
+        for reqid in overdue {
+            if let Some(revoke) = self.revokes.remove(&reqid) {
+                warn!(
+                    node = revoke.node,
+                    "revocation of a read-only copy timed out"
+                );
+                self.revoke_answered(
+                    revoke.db_id,
+                    &revoke.key,
+                    revoke.generation,
+                    revoke.node,
+                    false,
+                );
+            }
         }
         let overdue = self.commits.take_where(|_, c| c.deadline <= now);
         if !overdue.is_empty() {
@@ -1653,6 +1934,26 @@ fn apply_records(
         }
         Ok(())
     })
+}
+
+/// Opens (creating, and wiping what an earlier run left) a read-only
+/// database's tracking file `<path>.RO`, as CTDB does at `SET_DB_READONLY`.
+fn open_tracking(db: &mut OpenDb) -> Result<(), TdbError> {
+    if db.tracking.is_some() {
+        return Ok(());
+    }
+    let mut path = db.info.path.clone().into_os_string();
+    path.push(".RO");
+    let tracking = Tdb::open(
+        std::path::Path::new(&path),
+        HASH_SIZE,
+        tdb_flags::NOLOCK | tdb_flags::CLEAR_IF_FIRST | tdb_flags::NOSYNC,
+        libc::O_CREAT | libc::O_RDWR,
+        0o600,
+    )?;
+    info!(db = %db.info.name, path = %tracking.path().display(), "opened the read-only tracking file");
+    db.tracking = Some(tracking);
+    Ok(())
 }
 
 /// The migration logic's view for one database: a frozen database counts as
@@ -1923,7 +2224,7 @@ impl Worker {
                     flags: 0,
                     data,
                 };
-                self.peer_control(self.pnn, send.reqid, req)
+                self.peer_control(self.pnn, send.reqid, self.view.generation, req)
             };
             if let Some(reply) = reply {
                 next = self.recovery_answer(self.pnn, send.reqid, reply);
@@ -3081,6 +3382,7 @@ mod peer_bad_input {
             .peer_control(
                 1,
                 1,
+                worker.view.generation,
                 control(
                     Opcode::UPDATE_RECORD,
                     buffer(db_id, vec![record(b"kept", 1, b"v1")]),
@@ -3112,7 +3414,12 @@ mod peer_bad_input {
         ];
         for (what, data) in cases {
             let reply = worker
-                .peer_control(1, 2, control(Opcode::UPDATE_RECORD, data))
+                .peer_control(
+                    1,
+                    2,
+                    worker.view.generation,
+                    control(Opcode::UPDATE_RECORD, data),
+                )
                 .unwrap_or_else(|| panic!("{what}: no reply"));
             assert_eq!(reply.status, -1, "{what}");
         }
@@ -3161,7 +3468,12 @@ mod peer_bad_input {
             srvid: push_srvid,
         };
         let started = worker
-            .peer_control(1, 1, control(Opcode::DB_PUSH_START, start.encode()))
+            .peer_control(
+                1,
+                1,
+                worker.view.generation,
+                control(Opcode::DB_PUSH_START, start.encode()),
+            )
             .unwrap();
         for data in batches {
             worker.peer_packet(
@@ -3183,7 +3495,12 @@ mod peer_bad_input {
         let mut confirm = encode_u32(db_id);
         confirm.extend_from_slice(&sent.to_le_bytes());
         let confirmed = worker
-            .peer_control(1, 2, control(Opcode::DB_PUSH_CONFIRM, confirm))
+            .peer_control(
+                1,
+                2,
+                worker.view.generation,
+                control(Opcode::DB_PUSH_CONFIRM, confirm),
+            )
             .unwrap();
         (started, confirmed)
     }
@@ -3347,7 +3664,12 @@ mod peer_bad_input {
         let db_id = worker.attach("locking.tdb", DbKind::Volatile).unwrap();
         let ask = |worker: &mut Worker, opcode, id: u32| {
             worker
-                .peer_control(1, 5, control(opcode, encode_u32(id)))
+                .peer_control(
+                    1,
+                    5,
+                    worker.view.generation,
+                    control(opcode, encode_u32(id)),
+                )
                 .unwrap()
         };
         let health = ask(&mut worker, Opcode::DB_GET_HEALTH, db_id);
@@ -3455,7 +3777,8 @@ mod peer_bad_input {
             Opcode::DB_PULL,
             Opcode::GETDBPATH,
         ] {
-            let reply = worker.peer_control(1, 5, control(opcode, vec![1, 2]));
+            let reply =
+                worker.peer_control(1, 5, worker.view.generation, control(opcode, vec![1, 2]));
             assert_eq!(reply.map(|r| r.status), Some(-1), "opcode {}", opcode.0);
         }
         assert_eq!(
@@ -3479,7 +3802,7 @@ mod peer_bad_input {
             .unwrap();
         let step = |worker: &mut Worker, opcode: Opcode, data: Vec<u8>| {
             worker
-                .peer_control(1, 7, control(opcode, data))
+                .peer_control(1, 7, worker.view.generation, control(opcode, data))
                 .expect("answered at once")
         };
         let trans = |tid| TransDb { db_id, tid }.encode();
@@ -3598,24 +3921,41 @@ mod peer_bad_input {
             (Opcode::WIPE_DATABASE, trans.clone()),
             (Opcode::DB_PUSH_START, push),
         ] {
-            let reply = worker.peer_control(1, 7, control(opcode, data)).unwrap();
+            let reply = worker
+                .peer_control(1, 7, worker.view.generation, control(opcode, data))
+                .unwrap();
             assert_eq!(reply.status, 0, "opcode {}", opcode.0);
         }
         worker.pushed_records(&buffer(db_id, vec![record(b"new", 1, b"x")]));
         // A commit with the push unconfirmed is refused and ends the transaction.
         let reply = worker
-            .peer_control(1, 7, control(Opcode::DB_TRANSACTION_COMMIT, trans.clone()))
+            .peer_control(
+                1,
+                7,
+                worker.view.generation,
+                control(Opcode::DB_TRANSACTION_COMMIT, trans.clone()),
+            )
             .unwrap();
         assert_eq!(reply.status, -1);
         let reply = worker
-            .peer_control(1, 7, control(Opcode::DB_THAW, encode_u32(db_id)))
+            .peer_control(
+                1,
+                7,
+                worker.view.generation,
+                control(Opcode::DB_THAW, encode_u32(db_id)),
+            )
             .unwrap();
         assert_eq!(reply.status, 0);
         assert_eq!(value_of(&worker, db_id, b"keep"), Some(b"me".to_vec()));
         assert_eq!(value_of(&worker, db_id, b"new"), None);
         // After the thaw nothing of it is left to commit.
         let reply = worker
-            .peer_control(1, 7, control(Opcode::DB_TRANSACTION_COMMIT, trans))
+            .peer_control(
+                1,
+                7,
+                worker.view.generation,
+                control(Opcode::DB_TRANSACTION_COMMIT, trans),
+            )
             .unwrap();
         assert_eq!(reply.status, -1);
         assert_eq!(value_of(&worker, db_id, b"keep"), Some(b"me".to_vec()));

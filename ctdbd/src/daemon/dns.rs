@@ -247,6 +247,8 @@ mod tests {
             peers_heard: [(1, at(0)), (2, at(0))].into(),
             peer_silence_limit: Duration::from_millis(800),
             vacuum: Default::default(),
+            sticky: Default::default(),
+            control_timeout: Duration::from_secs(60),
             allow_client_db_attach: 1,
             rec_buffer_size_limit: 1_000_000,
         }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::core::{Counters, Node, NodeInfo, PublicAddressState};
+use crate::db::readonly::StickyTunables;
 use crate::protocol::control::Runstate;
 use crate::protocol::packet::UNKNOWN_PNN;
 use crate::tunables::{keys, Tunables};
@@ -62,6 +63,11 @@ pub struct Snapshot {
     pub peer_silence_limit: Duration,
     /// How the database thread vacuums.
     pub vacuum: VacuumTunables,
+    /// How the database thread treats records of sticky databases.
+    pub sticky: StickyTunables,
+    /// `ControlTimeout`: how long the database thread waits for another node's
+    /// answer to a control of its own (a revocation's UPDATE_RECORD).
+    pub control_timeout: Duration,
     /// `AllowClientDBAttach`: 0, local clients may not attach databases; 1,
     /// they may, and no database may be detached (as 4.17 compares it).
     pub allow_client_db_attach: u32,
@@ -94,6 +100,15 @@ impl VacuumTunables {
             full_every: tunables.value(keys::VACUUM_FAST_PATH_COUNT),
             repack_limit: tunables.value(keys::REPACK_LIMIT),
         }
+    }
+}
+
+/// The sticky-record tunables in `tunables`.
+pub fn sticky_tunables(tunables: &Tunables) -> StickyTunables {
+    StickyTunables {
+        make_sticky_hops: tunables.value(keys::HOPCOUNT_MAKE_STICKY),
+        duration: Duration::from_secs(tunables.value(keys::STICKY_DURATION).into()),
+        pindown: Duration::from_millis(tunables.value(keys::STICKY_PINDOWN).into()),
     }
 }
 
@@ -138,6 +153,10 @@ impl Snapshot {
             clients: node.client_count(),
             counters: node.counters().clone(),
             vacuum: VacuumTunables::of(node.tunables()),
+            sticky: sticky_tunables(node.tunables()),
+            control_timeout: Duration::from_secs(
+                node.tunables().value(keys::CONTROL_TIMEOUT).into(),
+            ),
             allow_client_db_attach: node.tunables().value(keys::ALLOW_CLIENT_DB_ATTACH),
             rec_buffer_size_limit: node.tunables().value(keys::REC_BUFFER_SIZE_LIMIT),
         }

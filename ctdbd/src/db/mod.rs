@@ -15,6 +15,8 @@
 //! - `migrate`: one database's record migration: client calls, the node-to-node
 //!   hand-over (REQ_CALL → REQ_DMASTER → REPLY_DMASTER), calls waiting per key,
 //!   generation checks.
+//! - `readonly`: read-only delegations' header arithmetic and tracking bitmap,
+//!   and the sticky-record tunables (the flow is in `migrate`).
 //! - `recovery`: how the copies of a database are merged in a recovery.
 //! - `recovery_run`: the leader's recovery of all databases as a state machine
 //!   (maps, names, attach, freeze, pull, merge, wipe and push).
@@ -37,6 +39,7 @@ pub mod limits;
 pub mod lock_helper;
 pub mod ltdb;
 pub mod migrate;
+pub mod readonly;
 pub mod recovery;
 pub mod recovery_run;
 pub mod registry;

@@ -363,6 +363,15 @@ mod tests {
             self.records.remove(key);
             Ok(())
         }
+        fn tracking_fetch(&mut self, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            unreachable!("vacuuming never looks at delegations' tracking")
+        }
+        fn tracking_store(&mut self, _: &[u8], _: &[u8]) -> Result<(), StoreError> {
+            unreachable!("vacuuming never looks at delegations' tracking")
+        }
+        fn tracking_delete(&mut self, _: &[u8]) -> Result<(), StoreError> {
+            unreachable!("vacuuming never looks at delegations' tracking")
+        }
     }
 
     impl MapStore {

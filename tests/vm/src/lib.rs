@@ -20,6 +20,8 @@
 //! - [`watch`]: the public-address watcher (no address on two live nodes, no
 //!   expected address missing for long), a background thread dumping every node.
 //! - [`public`]: a TCP service per node, a client asking it, `ctdb ip` parsed.
+//! - [`records`]: a protocol client of one node's daemon (controls, calls on
+//!   records), as smbd talks to it.
 //! - [`nfs`]: NFS-Ganesha in the nodes through `events.d/60.nfs.script`, its
 //!   configuration, and libnfs's `nfs-cp`/`nfs-cat`/`nfs-ls` in the client.
 //! - [`dns`]: `dnsmasq` answering one name with every public address in
@@ -46,6 +48,7 @@ pub mod node;
 pub mod observe;
 pub mod process;
 pub mod public;
+pub mod records;
 pub mod samba;
 pub mod sandbox;
 pub mod scripts;

@@ -119,7 +119,12 @@ mod tests {
         let persistent = worker.attach("secrets.tdb", DbKind::Persistent).unwrap();
         let detach = |worker: &mut Worker, data: Vec<u8>| {
             worker
-                .peer_control(1, 9, control(Opcode::DB_DETACH, data))
+                .peer_control(
+                    1,
+                    9,
+                    worker.view.generation,
+                    control(Opcode::DB_DETACH, data),
+                )
                 .unwrap()
                 .status
         };

@@ -125,6 +125,7 @@ impl Worker {
             tdb: &db.tdb,
             helper_locks: &mut db.helper_locks,
             emptied: None,
+            tracking: db.tracking.as_ref(),
         };
         let plan = match db.vacuum.plan(&view, &mut store, traversed) {
             Ok(plan) => plan,
@@ -300,6 +301,7 @@ impl Worker {
             tdb: &db.tdb,
             helper_locks: &mut db.helper_locks,
             emptied: None,
+            tracking: db.tracking.as_ref(),
         };
         match deleting.run.finish(&view, &mut store) {
             Ok(done) => debug!(
@@ -328,6 +330,7 @@ impl Worker {
             tdb: &db.tdb,
             helper_locks: &mut db.helper_locks,
             emptied: None,
+            tracking: db.tracking.as_ref(),
         };
         match vacuum::try_delete(&view, &mut store, records) {
             Ok(refused) => ok(marshall(db_id, &refused)),
@@ -586,6 +589,7 @@ mod tests {
             .peer_control(
                 1,
                 7,
+                worker.view.generation,
                 control(Opcode::TRY_DELETE_RECORDS, marshall(db_id, &asked)),
             )
             .unwrap();
@@ -601,7 +605,12 @@ mod tests {
         assert!(has(&worker, db_id, &mine) && has(&worker, db_id, &newer));
 
         let garbage = worker
-            .peer_control(1, 8, control(Opcode::TRY_DELETE_RECORDS, vec![1, 2, 3]))
+            .peer_control(
+                1,
+                8,
+                worker.view.generation,
+                control(Opcode::TRY_DELETE_RECORDS, vec![1, 2, 3]),
+            )
             .unwrap();
         assert_eq!(garbage.status, -1);
     }

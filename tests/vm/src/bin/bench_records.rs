@@ -28,30 +28,19 @@
 //! smbd does. `sudo tests/vm/bench/records.sh [SECONDS]` builds release binaries
 //! and runs this; SECONDS (default 3) is the length of each rate measurement.
 
-use std::io::Write as _;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use ctdbd::db::ltdb::{self, LtdbHeader};
 use ctdbd::db::tdb::{StoreMode, Tdb};
-use ctdbd::protocol::call::{call_flags, call_id, ReqCall};
-use ctdbd::protocol::packet::CURRENT_NODE;
-use ctdbd::protocol::{Body, Header, Opcode, Packet, ReqControl};
-use vm::public::read_packet;
+use ctdbd::protocol::Opcode;
+use vm::records::Connection;
 use vm::{Cluster, Daemon};
 
 const ALL: [u32; 3] = [0, 1, 2];
 const TIMEOUT: Duration = Duration::from_secs(60);
 const SOCKET: &str = "/run/ctdb/ctdbd.socket";
-const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A connection to one node's daemon.
-struct Connection {
-    stream: UnixStream,
-    pnn: u32,
-    reqid: u32,
-}
 
 /// A client of one node, as smbd is: a connection and the database file.
 struct Client {
@@ -141,81 +130,6 @@ impl Client {
         };
         let (header, value) = ltdb::decode(&stored).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok((header.dmaster == self.pnn).then(|| counter(value)))
-    }
-}
-
-impl Connection {
-    fn next_reqid(&mut self) -> u32 {
-        self.reqid += 1;
-        self.reqid
-    }
-
-    /// A control answered in its status (GET_RECMODE).
-    fn status(&mut self, opcode: Opcode) -> anyhow::Result<i32> {
-        let reqid = self.next_reqid();
-        self.send_control(opcode, reqid, Vec::new())?;
-        let reply = read_packet(&mut self.stream, REPLY_TIMEOUT)?;
-        match reply.body {
-            Body::ReplyControl(r) if reply.header.reqid == reqid => Ok(r.status),
-            other => bail!("control {opcode:?} on node {}: {other:?}", self.pnn),
-        }
-    }
-
-    fn send_control(&mut self, opcode: Opcode, reqid: u32, data: Vec<u8>) -> anyhow::Result<()> {
-        let packet = Packet {
-            header: Header {
-                generation: 0,
-                destnode: CURRENT_NODE,
-                srcnode: 0,
-                reqid,
-            },
-            body: Body::ReqControl(ReqControl {
-                opcode: opcode.0,
-                srvid: 0,
-                client_id: 0,
-                flags: 0,
-                data,
-            }),
-        };
-        self.stream.write_all(&packet.encode())?;
-        Ok(())
-    }
-
-    fn control(&mut self, opcode: Opcode, data: Vec<u8>) -> anyhow::Result<Vec<u8>> {
-        let reqid = self.next_reqid();
-        self.send_control(opcode, reqid, data)?;
-        let reply = read_packet(&mut self.stream, REPLY_TIMEOUT)?;
-        match reply.body {
-            Body::ReplyControl(r) if reply.header.reqid == reqid && r.status == 0 => Ok(r.data),
-            other => bail!("control {opcode:?} on node {}: {other:?}", self.pnn),
-        }
-    }
-
-    /// Asks the daemon to bring `key` of `db_id` here (smbd's migration call).
-    fn migrate(&mut self, db_id: u32, key: &[u8]) -> anyhow::Result<()> {
-        let reqid = self.next_reqid();
-        let packet = Packet {
-            header: Header {
-                generation: 0,
-                destnode: CURRENT_NODE,
-                srcnode: 0,
-                reqid,
-            },
-            body: Body::ReqCall(ReqCall {
-                flags: call_flags::IMMEDIATE_MIGRATION,
-                db_id,
-                callid: call_id::NULL_FUNC,
-                hopcount: 0,
-                key: key.to_vec(),
-                calldata: Vec::new(),
-            }),
-        };
-        self.stream.write_all(&packet.encode())?;
-        let reply = read_packet(&mut self.stream, REPLY_TIMEOUT)?;
-        match reply.body {
-            Body::ReplyCall(_) if reply.header.reqid == reqid => Ok(()),
-            other => bail!("call on node {}: {other:?}", self.pnn),
-        }
     }
 }
 
