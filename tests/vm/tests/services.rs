@@ -243,12 +243,14 @@ fn a_hung_monitor_script_is_killed_at_the_timeout() -> anyhow::Result<()> {
         "{}[event]\n\tdebug script = debug-hang.sh\n",
         vm::cluster::DEFAULT_CTDB_CONF
     );
-    let cluster = nas_cluster(
-        "MonitorInterval=1\nEventScriptTimeout=2\nMonitorTimeoutCount=2\n",
-        false,
-        &conf,
-    )?;
+    let cluster = nas_cluster("MonitorInterval=1\nMonitorTimeoutCount=2\n", false, &conf)?;
     let node = cluster.node(2);
+    // The short timeout only once the node runs: Samba's startup (smbd attaching
+    // its clustered databases) can take longer than 2 s on a loaded machine, and
+    // a startup event that times out is retried, never ends, and the node stays
+    // in STARTUP. `EventScriptTimeout` is read at each event, so setvar applies.
+    let out = node.ctdb(Tool::Ours, &["setvar", "EventScriptTimeout", "2"])?;
+    ensure!(out.success(), "setvar EventScriptTimeout:\n{out}");
     // The debug hook: gets the hung script's pid and the event, while it still runs.
     let debug = node.etc_dir().join("debug-hang.sh");
     std::fs::write(
