@@ -679,13 +679,12 @@ impl Worker {
         };
         // Spawned from this thread, which outlives it: the helper's parent-death
         // signal follows the thread that started it.
-        let helper =
-            LockHelper::spawn(
-                &self.lock_helper,
-                &db.info.path,
-                db.tdb.client_open_flags(),
-                target,
-            );
+        let helper = LockHelper::spawn(
+            &self.lock_helper,
+            &db.info.path,
+            db.tdb.client_open_flags(),
+            target,
+        );
         let tx = self.locks_tx.clone();
         let mut helper = match helper {
             Ok(helper) => helper,
@@ -3607,13 +3606,21 @@ mod peer_bad_input {
         let db_id = worker.attach("locking.tdb", DbKind::Volatile).unwrap();
         let open_flags = |worker: &mut Worker| {
             let reply = worker
-                .peer_control(1, 5, control(Opcode::DB_OPEN_FLAGS, encode_u32(db_id)))
+                .peer_control(
+                    1,
+                    5,
+                    worker.view.generation,
+                    control(Opcode::DB_OPEN_FLAGS, encode_u32(db_id)),
+                )
                 .unwrap();
             assert_eq!(reply.status, 0);
             u32::from_le_bytes(reply.data.try_into().unwrap())
         };
         let before = open_flags(&mut worker);
-        assert_eq!(before & tdb_flags::CLEAR_IF_FIRST, tdb_flags::CLEAR_IF_FIRST);
+        assert_eq!(
+            before & tdb_flags::CLEAR_IF_FIRST,
+            tdb_flags::CLEAR_IF_FIRST
+        );
 
         assert_eq!(
             worker.dbs[&db_id].tdb.lockall_nonblock().unwrap(),
@@ -3631,7 +3638,12 @@ mod peer_bad_input {
             srvid: srvid::RECOVERY_PUSH | 9,
         };
         let started = worker
-            .peer_control(1, 1, control(Opcode::DB_PUSH_START, start.encode()))
+            .peer_control(
+                1,
+                1,
+                worker.view.generation,
+                control(Opcode::DB_PUSH_START, start.encode()),
+            )
             .unwrap();
         assert_eq!(started.status, 0);
         assert_ne!(
@@ -3644,7 +3656,12 @@ mod peer_bad_input {
         let mut confirm = encode_u32(db_id);
         confirm.extend_from_slice(&0u32.to_le_bytes());
         let confirmed = worker
-            .peer_control(1, 2, control(Opcode::DB_PUSH_CONFIRM, confirm))
+            .peer_control(
+                1,
+                2,
+                worker.view.generation,
+                control(Opcode::DB_PUSH_CONFIRM, confirm),
+            )
             .unwrap();
         assert_eq!(confirmed.status, 0);
         assert_eq!(open_flags(&mut worker), before, "after the push");
