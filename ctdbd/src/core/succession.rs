@@ -100,8 +100,11 @@
 //!
 //! # Wiring (not done yet)
 //! - Leader: track echoed stamps per follower (`lease_requested`), keep
-//!   `backing_until` and the last backing; `lease_valid` for a leader becomes lock
-//!   && [`may_keep_own`] (with `NotConfigured`: unchanged); a leader that regains
+//!   `backing_until` and the last backing; keeping and taking its own addresses
+//!   (`may_keep_addresses`, the take in `takeover`) needs lock && [`may_keep_own`]
+//!   (with `NotConfigured`: unchanged). `lease_valid` itself must stay "leads with
+//!   the lock": granting leases and the hold promises rest on it, and an unbacked
+//!   leader that granted nothing could never become backed. A leader that regains
 //!   backing after a lapse asks for a takeover run (as a follower's lapse does).
 //! - `LeaseGrant` gains a `backed` byte; `LeaseRequest` gains the receipt report
 //!   (a list of `(pnn, any_age_ms, backed_age_ms)`), both trailing and optional in
