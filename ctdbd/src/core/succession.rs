@@ -50,7 +50,7 @@
 //!    than X (M's own memory counts as one; a node with no receipt of X — it never
 //!    heard X, or restarted since — does not count), and
 //! 2. the latest receipt `r` of a *backed* grant from X among them satisfies
-//!    `elected + lock_check + 2 × margin < r + unbacked_wait`.
+//!    `elected + lock_check + 3 × margin < r + unbacked_wait`.
 //!
 //! Otherwise the full wait stays.
 //!
@@ -67,12 +67,16 @@
 //!   grows, never shrinks. A follower whose report arrives late just counts later
 //!   (M recomputes with each report and keeps the full wait until it has enough).
 //! - *X unbacked.* X keeps addresses unbacked only `unbacked_wait` after its last
-//!   backing and after its start. A backed grant received at `r` left X at ≥
-//!   `r − margin`, when X was backed: X's unbacked holds begin at ≥
-//!   `r − margin + unbacked_wait`, also after a restart of X (it starts after it sent
-//!   that grant). Any tenure of X began before M took the lock, so X lost the lock
-//!   by `elected` and knows it by `elected + lock_check`: condition 2 leaves no
-//!   room for an unbacked hold of X after M's election.
+//!   backing and after its start. M places a backed grant's receipt at `r`, later
+//!   than it was by at most the report's flight (M's own receipts: by nothing); the
+//!   grant left X at ≥ `r − 2 × margin` (the grant's and the report's flights), when
+//!   X was backed: X's unbacked holds begin at ≥ `r − 2 × margin + unbacked_wait`,
+//!   also after a restart of X (it starts after it sent that grant). Any tenure of
+//!   X began before M took the lock, so X lost the lock by `elected` and knows it by
+//!   `elected + lock_check`: condition 2 (one more margin for clock rates) leaves no
+//!   room for an unbacked hold of X after M's election. Note the direction: here a
+//!   receipt placed too late would be unsafe, hence the margins; in the bound of
+//!   the backed case it is only conservative.
 //! - *X cut off but alive, keeping the lock*: M is not elected at all. *X cut off,
 //!   lock lost*: as above; X stops at its backing end without being told.
 //! - *A reporter that restarts* forgets its receipts and no longer counts.
@@ -202,7 +206,7 @@ pub(crate) fn predecessor_bound(x: u32, reports: &[Receipts], s: &Succession) ->
     let latest_any = reporters.values().map(|r| r.any_ms).max()?;
     let latest_backed = reporters.values().filter_map(|r| r.backed_ms).max()?;
     let unbacked_start = latest_backed.saturating_add(s.unbacked_wait_ms);
-    if s.elected_ms + s.lock_check_ms + 2 * s.margin_ms >= unbacked_start {
+    if s.elected_ms + s.lock_check_ms + 3 * s.margin_ms >= unbacked_start {
         return None;
     }
     Some(latest_any + s.lease_ms + s.margin_ms)
@@ -324,7 +328,7 @@ mod tests {
         // The last backed grant is so old that the predecessor may have led
         // unbacked since (a lone leader after the minority's wait).
         let s = fast();
-        let old = s.elected_ms + LOCK_CHECK + 2 * MARGIN - s.unbacked_wait_ms;
+        let old = s.elected_ms + LOCK_CHECK + 3 * MARGIN - s.unbacked_wait_ms;
         let reports = [report(1, 9_990, Some(old)), report(2, 9_980, None)];
         assert_eq!(predecessor_bound(0, &reports, &s), None);
         let reports = [report(1, 9_990, Some(old + 1)), report(2, 9_980, None)];
