@@ -23,7 +23,9 @@
 //! while it holds the lock and either
 //! - it is backed (`now < backing`), or
 //! - it is *unbacked on purpose*: it has not been backed, nor started, for the
-//!   [`unbacked_wait_ms`] (the minority's race delay of `cluster`) —
+//!   [`unbacked_wait_ms`] (the minority's race delay of `cluster` + a lock check +
+//!   3 margins, so that condition 2 below holds whenever the successor is elected
+//!   within a minority's race delay of the last backed grant) —
 //!   [`may_keep_own`]. This is the lone survivor of item 1, which serves every
 //!   address after that wait; a majority leader that loses its backing drops its own
 //!   addresses at once and may keep them unbacked only that long after.
@@ -82,8 +84,10 @@
 //! - *A reporter that restarts* forgets its receipts and no longer counts.
 //!
 //! Assumed, as elsewhere: a node that follows M does not acknowledge X's grants
-//! again while M leads (X could claim leadership only with the lock); a grant is not
-//! in flight longer than the margin.
+//! again while M leads (X could claim leadership only with the lock); a grant or a
+//! report is not in flight longer than the margin; a leader's lock check notices a
+//! lost lock within `lock_check` (a stalled process keeps its addresses in the
+//! kernel whatever it decides, as today); all nodes count the same `nodes`.
 //!
 //! Applies to unseen nodes only, and only to what they keep as leaders: an unseen
 //! follower of X may hold a lease from X until `elected` + lease (+ margin), so M
@@ -149,9 +153,10 @@ pub(crate) fn backing_until(echoed: &[u64], nodes: usize, lease_ms: u64) -> u64 
 }
 
 /// How long after its last backing (or its start) a leader may keep its own
-/// addresses unbacked: the minority's race delay of `cluster`.
-pub(crate) fn unbacked_wait_ms(keepalive_timeout_ms: u64, lease_ms: u64, margin_ms: u64) -> u64 {
-    2 * keepalive_timeout_ms + lease_ms + margin_ms
+/// addresses unbacked: the minority's race delay of `cluster` (`minority_race_ms`)
+/// + a lock check + 3 lease margins (condition 2 of the module docs).
+pub(crate) fn unbacked_wait_ms(minority_race_ms: u64, lock_check_ms: u64, margin_ms: u64) -> u64 {
+    minority_race_ms + lock_check_ms + 3 * margin_ms
 }
 
 /// Whether a leader holding the lock may keep its own addresses at `now`: backed,
@@ -219,6 +224,8 @@ mod tests {
     const LEASE: u64 = 200;
     const MARGIN: u64 = 200;
     const LOCK_CHECK: u64 = 250;
+    /// 2 keepalive timeouts (60 ms × 5) + a lease + 500 ms.
+    const MINORITY_RACE: u64 = 2 * 300 + LEASE + 500;
 
     fn fast() -> Succession {
         // Fast tunables: keepalive 60 ms × 5, lease 200 ms.
@@ -228,7 +235,7 @@ mod tests {
             lease_ms: LEASE,
             margin_ms: MARGIN,
             lock_check_ms: LOCK_CHECK,
-            unbacked_wait_ms: unbacked_wait_ms(300, LEASE, 500),
+            unbacked_wait_ms: unbacked_wait_ms(MINORITY_RACE, LOCK_CHECK, MARGIN),
         }
     }
 
@@ -259,17 +266,17 @@ mod tests {
 
     #[test]
     fn a_leader_keeps_its_own_addresses_backed_or_after_the_unbacked_wait() {
-        let wait = unbacked_wait_ms(300, LEASE, 500);
-        assert_eq!(wait, 1300);
+        let wait = unbacked_wait_ms(MINORITY_RACE, LOCK_CHECK, MARGIN);
+        assert_eq!(wait, 1300 + 250 + 600);
         // Backed.
         assert!(may_keep_own(1000, 1100, 0, wait));
         // Backing lapsed: not before the wait has passed since it lapsed.
         assert!(!may_keep_own(1100, 1100, 0, wait));
-        assert!(!may_keep_own(2399, 1100, 0, wait));
-        assert!(may_keep_own(2400, 1100, 0, wait));
+        assert!(!may_keep_own(1100 + wait - 1, 1100, 0, wait));
+        assert!(may_keep_own(1100 + wait, 1100, 0, wait));
         // Never backed (a lone node): the wait counts from its start.
         assert!(!may_keep_own(5000, 0, 4000, wait));
-        assert!(may_keep_own(5300, 0, 4000, wait));
+        assert!(may_keep_own(4000 + wait, 0, 4000, wait));
     }
 
     #[test]
@@ -326,7 +333,8 @@ mod tests {
     #[test]
     fn no_recent_backed_grant_keeps_the_full_wait() {
         // The last backed grant is so old that the predecessor may have led
-        // unbacked since (a lone leader after the minority's wait).
+        // unbacked since (a lone leader after the minority's wait): with the wait
+        // above, that takes an election a minority's race delay after it.
         let s = fast();
         let old = s.elected_ms + LOCK_CHECK + 3 * MARGIN - s.unbacked_wait_ms;
         let reports = [report(1, 9_990, Some(old)), report(2, 9_980, None)];
