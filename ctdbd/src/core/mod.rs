@@ -38,6 +38,7 @@ mod counters;
 mod deferred;
 mod events;
 mod holds;
+mod succession;
 mod takeover;
 mod tunnels;
 
