@@ -84,7 +84,10 @@ fn main() -> anyhow::Result<()> {
     // soak.sh runs the release build; a correctness and memory soak means as much
     // on the debug one (`CTDB_RS_PROFILE` unset), which the output names.
     let profile = std::env::var("CTDB_RS_PROFILE").unwrap_or_else(|_| "debug".into());
-    eprintln!("soak: {minutes} min, seed {seed}, {profile} build");
+    // `CTDB_RS_DAEMON=stock`: the same soak on CTDB 4.17's ctdbd (our tool stays
+    // the client: it speaks the same protocol to either daemon).
+    let daemon = Daemon::from_env()?;
+    eprintln!("soak: {minutes} min, seed {seed}, {profile} build, {daemon:?} ctdbd");
     let mut rng = Rng(seed);
 
     let mut cluster = Cluster::builder()
@@ -93,7 +96,7 @@ fn main() -> anyhow::Result<()> {
         .client(true)
         .build()?;
     vm::nas::prepare(&cluster, None)?;
-    cluster.start(Daemon::Ours, TIMEOUT)?;
+    cluster.start(daemon, TIMEOUT)?;
     settle(&cluster)?;
     let attach = cluster
         .node(0)
