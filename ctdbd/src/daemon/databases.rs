@@ -3451,6 +3451,21 @@ mod peer_bad_input {
         );
     }
 
+    /// Freezes `db_id` as a recovery does (generation 9): the all-record lock held
+    /// by the worker itself.
+    fn freeze_as_a_recovery_does(worker: &mut Worker, db_id: u32) {
+        assert_eq!(
+            worker.dbs[&db_id].tdb.lockall_nonblock().unwrap(),
+            TryLock::Held
+        );
+        worker.dbs.get_mut(&db_id).unwrap().frozen = Some(Freeze {
+            thaw_at: 9,
+            lock: FreezeLock::Own,
+            transaction: None,
+            push: None,
+        });
+    }
+
     /// A recovery's push from node 1 to `worker`: DB_PUSH_START, `batches` as
     /// messages, DB_PUSH_CONFIRM counting `sent`; the start's and the
     /// confirm's replies.
@@ -3528,17 +3543,7 @@ mod peer_bad_input {
         let (started, _) = recovery_push(&mut worker, db_id, vec![good()], 1);
         assert_eq!(started.status, -1, "not frozen");
 
-        // Frozen as a recovery freezes it: the all-record lock held.
-        assert_eq!(
-            worker.dbs[&db_id].tdb.lockall_nonblock().unwrap(),
-            TryLock::Held
-        );
-        worker.dbs.get_mut(&db_id).unwrap().frozen = Some(Freeze {
-            thaw_at: 9,
-            lock: FreezeLock::Own,
-            transaction: None,
-            push: None,
-        });
+        freeze_as_a_recovery_does(&mut worker, db_id);
         let headerless = RecData {
             reqid: 0,
             key: b"short".to_vec(),
@@ -3622,16 +3627,7 @@ mod peer_bad_input {
             tdb_flags::CLEAR_IF_FIRST
         );
 
-        assert_eq!(
-            worker.dbs[&db_id].tdb.lockall_nonblock().unwrap(),
-            TryLock::Held
-        );
-        worker.dbs.get_mut(&db_id).unwrap().frozen = Some(Freeze {
-            thaw_at: 9,
-            lock: FreezeLock::Own,
-            transaction: None,
-            push: None,
-        });
+        freeze_as_a_recovery_does(&mut worker, db_id);
         let start = PullDb {
             db_id,
             lmaster: LMASTER_ANY,
