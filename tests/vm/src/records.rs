@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use ctdbd::protocol::call::{call_flags, call_id, ReqCall};
 use ctdbd::protocol::packet::CURRENT_NODE;
-use ctdbd::protocol::{Body, Header, Opcode, Packet, ReqControl};
+use ctdbd::protocol::{Body, Header, Opcode, Packet, ReplyControl, ReqControl};
 
 use crate::public::read_packet;
 use crate::Node;
@@ -50,15 +50,20 @@ impl Connection {
         self.reqid
     }
 
-    /// A control answered in its status (GET_RECMODE).
-    pub fn status(&mut self, opcode: Opcode) -> anyhow::Result<i32> {
+    /// A control and its answer, whatever its status.
+    fn exchange(&mut self, opcode: Opcode, data: Vec<u8>) -> anyhow::Result<ReplyControl> {
         let reqid = self.next_reqid();
-        self.send_control(opcode, reqid, Vec::new())?;
+        self.send_control(opcode, reqid, data)?;
         let reply = read_packet(&mut self.stream, REPLY_TIMEOUT)?;
         match reply.body {
-            Body::ReplyControl(r) if reply.header.reqid == reqid => Ok(r.status),
+            Body::ReplyControl(r) if reply.header.reqid == reqid => Ok(r),
             other => bail!("control {opcode:?} on node {}: {other:?}", self.pnn),
         }
+    }
+
+    /// A control answered in its status (GET_RECMODE).
+    pub fn status(&mut self, opcode: Opcode) -> anyhow::Result<i32> {
+        Ok(self.exchange(opcode, Vec::new())?.status)
     }
 
     /// Sends a control without waiting for its answer.
@@ -89,40 +94,22 @@ impl Connection {
 
     /// A control that must succeed: its answer's data.
     pub fn control(&mut self, opcode: Opcode, data: Vec<u8>) -> anyhow::Result<Vec<u8>> {
-        let reqid = self.next_reqid();
-        self.send_control(opcode, reqid, data)?;
-        let reply = read_packet(&mut self.stream, REPLY_TIMEOUT)?;
-        match reply.body {
-            Body::ReplyControl(r) if reply.header.reqid == reqid && r.status == 0 => Ok(r.data),
-            other => bail!("control {opcode:?} on node {}: {other:?}", self.pnn),
+        let reply = self.exchange(opcode, data)?;
+        if reply.status != 0 {
+            bail!("control {opcode:?} on node {}: {reply:?}", self.pnn);
         }
+        Ok(reply.data)
     }
 
     /// Asks the daemon to bring `key` of `db_id` here (smbd's migration call).
     pub fn migrate(&mut self, db_id: u32, key: &[u8]) -> anyhow::Result<()> {
-        let reqid = self.next_reqid();
-        let packet = Packet {
-            header: Header {
-                generation: 0,
-                destnode: CURRENT_NODE,
-                srcnode: 0,
-                reqid,
-            },
-            body: Body::ReqCall(ReqCall {
-                flags: call_flags::IMMEDIATE_MIGRATION,
-                db_id,
-                callid: call_id::NULL_FUNC,
-                hopcount: 0,
-                key: key.to_vec(),
-                calldata: Vec::new(),
-            }),
-        };
-        self.stream.write_all(&packet.encode())?;
-        let reply = read_packet(&mut self.stream, REPLY_TIMEOUT)?;
-        match reply.body {
-            Body::ReplyCall(_) if reply.header.reqid == reqid => Ok(()),
-            other => bail!("call on node {}: {other:?}", self.pnn),
-        }
+        self.call(
+            db_id,
+            call_id::NULL_FUNC,
+            call_flags::IMMEDIATE_MIGRATION,
+            key,
+        )
+        .map(drop)
     }
 
     /// A call on `key` of `db_id` as smbd sends it (`callid`, `flags`); the
