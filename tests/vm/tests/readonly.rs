@@ -112,17 +112,7 @@ fn a_readonly_read_is_delegated_and_a_write_revokes_it() -> anyhow::Result<()> {
     let daemon = Daemon::from_env()?;
     let mut cluster = Cluster::builder().nodes(3).build()?;
     cluster.start(daemon, START_TIMEOUT)?;
-    cluster
-        .node_mut(0)
-        .wait_ctdb(&["nodestatus", "all"], START_TIMEOUT, |out| {
-            out.success()
-                && out
-                    .stdout
-                    .lines()
-                    .filter(|l| l.ends_with(" OK") || l.ends_with(" OK (THIS NODE)"))
-                    .count()
-                    == 3
-        })?;
+    cluster.wait_agreement(&[0, 1, 2], &[0, 1, 2], START_TIMEOUT)?;
     ctdb_ok(&cluster, 0, Tool::Stock, &["attach", DB])?;
     ctdb_ok(&cluster, 0, Tool::Ours, &["setdbreadonly", DB])?;
     for pnn in [1, 2] {
