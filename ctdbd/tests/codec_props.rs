@@ -15,9 +15,9 @@ use proptest::prelude::*;
 use ctdbd::protocol::call::{ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster};
 use ctdbd::protocol::control::{
     decode_i32, decode_tunable_name, decode_u32, decode_u64, decode_var_list, encode_tunable_name,
-    encode_u32, encode_var_list, AddrInfo, BanState, DaemonGone, DisableMessage, Iface, IfaceList,
-    NodeAndFlags, NodeFlagChange, NodeMap, PidSrvid, PublicIp, PublicIpInfo, PublicIpList,
-    SrvidMessage, Timeval, Tunable, Uptime, VnnMap,
+    encode_u32, encode_var_list, AddrInfo, BanState, DaemonGone, DisableMessage, GrantReceipt,
+    Iface, IfaceList, LeaseGrant, LeaseRequest, NodeAndFlags, NodeFlagChange, NodeMap, PidSrvid,
+    PublicIp, PublicIpInfo, PublicIpList, SrvidMessage, Timeval, Tunable, Uptime, VnnMap,
 };
 use ctdbd::protocol::dbctl::{
     decode_nul_string, encode_nul_string, DbMap, DbMapEntry, GetDbSeqnum, PullDb,
@@ -256,6 +256,8 @@ fn decode_everything(data: &[u8]) {
     let _ = SrvidMessage::decode(data);
     let _ = DisableMessage::decode(data);
     let _ = DaemonGone::decode(data);
+    let _ = LeaseRequest::decode(data);
+    let _ = LeaseGrant::decode(data);
     let _ = BanState::decode(data);
     let _ = NodeFlagChange::decode(data);
     let _ = AddrInfo::decode(data);
@@ -348,6 +350,34 @@ proptest! {
     }
 
     // ---- round trips ------------------------------------------------------------
+
+    #[test]
+    fn lease_messages_round_trip(
+        seq in any::<u64>(),
+        echo_ms in any::<u64>(),
+        leased_for_ms in any::<u32>(),
+        holds_granted_for_ms in any::<u32>(),
+        receipts in prop::collection::vec(
+            (any::<u32>(), any::<u32>(), prop::option::of(0..u32::MAX)),
+            0..8,
+        ),
+        lease_ms in any::<u32>(),
+        backed in any::<bool>(),
+    ) {
+        let request = LeaseRequest {
+            seq,
+            echo_ms,
+            leased_for_ms,
+            holds_granted_for_ms,
+            receipts: receipts
+                .into_iter()
+                .map(|(pnn, any_age_ms, backed_age_ms)| GrantReceipt { pnn, any_age_ms, backed_age_ms })
+                .collect(),
+        };
+        prop_assert_eq!(LeaseRequest::decode(&request.encode()), Ok(request));
+        let grant = LeaseGrant { seq, lease_ms, stamp_ms: echo_ms, backed };
+        prop_assert_eq!(LeaseGrant::decode(&grant.encode()), Ok(grant));
+    }
 
     #[test]
     fn packet_round_trips(p in packet()) {

@@ -23,6 +23,19 @@ use sim::{AdminOp, Fault, Sim, Volume};
 /// 3 s.
 const SETTLE_MS: u64 = 15_000;
 
+/// A leader never backed by its followers' echoes may keep its own addresses only
+/// this long after its start (`core::succession`: a minority's wait of 3 s + a lock
+/// check + 3 margins, at default tunables). Stories about a leader's loss let the
+/// cluster run this long first, so that a survivor that leads is not held back by
+/// its own recent start (it would drop its addresses until its first backing).
+const UNBACKED_WAIT_MS: u64 = 3_000 + 250 + 3 * 200;
+
+/// [`settle`], then runs on until every node's start is an unbacked wait ago.
+fn settle_past_the_unbacked_wait(sim: &mut Sim) {
+    settle(sim);
+    sim.run_until(sim.now.max(UNBACKED_WAIT_MS + 100));
+}
+
 fn settle(sim: &mut Sim) {
     let deadline = sim.now + SETTLE_MS;
     if sim.run_until_true(deadline, Sim::converged).is_none() {
@@ -241,9 +254,12 @@ fn a_leader_cut_off_from_the_majority_hands_it_the_lock() {
 ///
 /// Given a converged cluster of three,
 /// When both followers lose power,
-/// Then the leader, connected to no majority, gives up the lock, waits a
-///   minority's time (3 s) for a majority that never comes, and takes the lock
-///   again; its own addresses come back at once, and the others' once no hold of a
+/// Then the leader drops its own addresses when its backing ends (its followers'
+///   echoes stopped: a lease after the last), gives up the lock once connected to
+///   no majority, waits a minority's time (3 s) for a majority that never comes,
+///   and takes the lock again; its own addresses come back once it has been
+///   unbacked for the unbacked wait (`core::succession`: the minority's 3 s + a
+///   lock check + 3 margins, from the backing's end), and the others' once no hold of a
 ///   leaderless majority can still cover them (it cannot tell dead nodes from a
 ///   partitioned majority: `core::holds`): `LeaderlessHoldMs` (10 s) later. Every
 ///   address within 6 s + `LeaderlessHoldMs`, its own within 6 s.
@@ -299,6 +315,116 @@ fn power_loss_of_the_leader_fails_over_after_keepalive_timeout() {
         "failover took {took:?}\n{}",
         sim.describe()
     );
+}
+
+// ---- succession: the survivors' receipts bound a silent leader ---------------------
+
+/// Scenario: the leader loses power; its successor moves its addresses as soon as
+/// the survivors' receipts of its grants allow (`core::succession`).
+///
+/// Given a converged cluster of three,
+/// When the leader loses power,
+/// Then the survivors declare it dead by keepalives (1 s), one wins the lock, and,
+///   once the other has reported when it last received a grant from the dead
+///   leader, the election guards end a lease + margin (0.7 s) after the latest
+///   receipt — already past — instead of 0.7 s after the election: every address is
+///   on a survivor by detection + the first backing of the new leader (a lease
+///   request interval) + the run, under 1.3 s in all (it was 1.75 s).
+#[test]
+fn power_loss_of_the_leader_moves_its_addresses_soon_after_detection() {
+    for seed in [10, 31, 32, 33] {
+        let mut sim = Sim::new(3, true, seed);
+        settle_past_the_unbacked_wait(&mut sim);
+        let old = sim.leaders()[0];
+        let moved = sim.hosted_by(old);
+        assert!(!moved.is_empty(), "{}", sim.describe());
+        let at = sim.now;
+        sim.fault(Fault::PowerOff(old));
+        let detected = sim
+            .run_until_true(at + 5_000, |s| {
+                s.leaders().len() == 1 && s.leaders()[0] != old
+            })
+            .expect("a survivor leads");
+        let t = sim.run_until_true(at + 5_000, |s| replaced(s, &moved, old));
+        let took = t.map(|t| t - at);
+        assert!(
+            took.is_some_and(|ms| ms <= 1_300),
+            "seed {seed}: addresses back after {took:?} (a survivor led after {} ms)\n{}",
+            detected - at,
+            sim.describe()
+        );
+        let t = sim.run_until_true(at + 10_000, Sim::converged);
+        assert!(t.is_some(), "{}", sim.describe());
+    }
+}
+
+/// Scenario: the leader is cut off, then dies.
+///
+/// Given a converged cluster of three,
+/// When the leader is cut off from both others (it runs on, and can reach the lock),
+/// Then its followers' echoes stop reaching it: its backing ends a lease after the
+///   last stamp they echoed, and it drops its own addresses then, while it still
+///   leads with the lock (before it declares its peers dead at 1 s and gives the
+///   lock up); the two others elect a leader whose guards end at the bound of their
+///   receipts, so that every address is on one of them soon after the election; no
+///   address is ever on two nodes. When the cut-off node then loses power nothing
+///   changes, and after the heal all converge.
+#[test]
+fn a_leader_cut_off_then_dead_drops_its_addresses_at_its_backings_end() {
+    for seed in [4, 41, 42, 43] {
+        let mut sim = Sim::new(3, true, seed);
+        settle_past_the_unbacked_wait(&mut sim);
+        let old = sim.leaders()[0];
+        let own = sim.hosted_by(old);
+        assert!(!own.is_empty(), "{}", sim.describe());
+        let at = sim.now;
+        sim.fault(Fault::Partition(BTreeSet::from([old])));
+        let dropped = sim
+            .run_until_true(at + 2_000, |s| s.hosted_by(old).is_empty())
+            .expect("the cut-off leader drops its addresses");
+        assert!(
+            dropped - at <= 600,
+            "seed {seed}: dropped after {} ms\n{}",
+            dropped - at,
+            sim.describe()
+        );
+        assert!(
+            sim.node(old).is_leader(),
+            "seed {seed}: dropped while still leading (backing), not at the step-down\n{}",
+            sim.describe()
+        );
+        let all = sim.public.clone();
+        let t = sim.run_until_true(at + 5_000, |s| {
+            let leaders = s.leaders();
+            leaders.len() == 1
+                && leaders[0] != old
+                && all
+                    .iter()
+                    .all(|a| (0..3).any(|i| i != old && s.hosted_by(i).contains(a)))
+        });
+        let took = t.map(|t| t - at);
+        assert!(
+            took.is_some_and(|ms| ms <= 1_300),
+            "seed {seed}: majority serving everything after {took:?}\n{}",
+            sim.describe()
+        );
+        sim.run_until(sim.now + 500);
+        sim.fault(Fault::PowerOff(old));
+        sim.run_until(sim.now + 3_000);
+        assert!(
+            all.iter()
+                .all(|a| (0..3).any(|i| i != old && s_hosts(&sim, i, a))),
+            "{}",
+            sim.describe()
+        );
+        sim.fault(Fault::Heal);
+        sim.fault(Fault::Restart(old));
+        settle(&mut sim);
+    }
+}
+
+fn s_hosts(sim: &Sim, i: usize, a: &std::net::IpAddr) -> bool {
+    sim.is_alive(i) && sim.hosted_by(i).contains(a)
 }
 
 /// A single node of a three-node cluster, the others never started, leads alone at
@@ -481,7 +607,7 @@ fn leader_power_loss_keeps_the_survivors_serving(
     tunables: &[(&'static str, u32)],
 ) {
     let mut sim = Sim::with(n, seed, volume, tunables);
-    settle(&mut sim);
+    settle_past_the_unbacked_wait(&mut sim);
     let leader = sim.leaders()[0];
     let survivors: Vec<usize> = (0..n).filter(|&i| i != leader).collect();
     let held: Vec<BTreeSet<std::net::IpAddr>> = (0..n).map(|i| sim.hosted_by(i)).collect();

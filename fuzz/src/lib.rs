@@ -101,6 +101,8 @@ pub fn packet_decode(data: &[u8]) {
             c::srvid::PUSH_NODE_FLAGS => {
                 touch(c::NodeFlagChange::decode(&msg.data), |v| v.encode())
             }
+            c::srvid::LEASE_REQUEST => touch(c::LeaseRequest::decode(&msg.data), |v| v.encode()),
+            c::srvid::LEASE_GRANT => touch(c::LeaseGrant::decode(&msg.data), |v| v.encode()),
             _ => payload_decoders(&msg.data),
         },
         _ => {}

@@ -548,6 +548,10 @@ impl Node {
         if link.connected {
             return;
         }
+        self.succession_link_changed(pnn);
+        let Some(link) = self.peers.get_mut(&pnn) else {
+            return;
+        };
         *link = PeerLink {
             connected: true,
             last_heard_ms: self.now.mono_ms,
@@ -667,6 +671,7 @@ impl Node {
             return;
         }
         let had_majority = self.has_majority();
+        self.succession_link_changed(pnn);
         let mut pending_notice = None;
         if let Some(link) = self.peers.get_mut(&pnn) {
             link.connected = false;
@@ -982,6 +987,8 @@ impl Node {
         // A new leader cannot know what other nodes hold, or are being given by a
         // predecessor that may not know it lost the lock, until leases run out.
         self.guard_after_election();
+        // ... unless the survivors' receipts bound what an unseen predecessor keeps.
+        self.start_succession();
         self.broadcast_leader(self.pnn, out);
         self.recover(out);
     }
@@ -1050,6 +1057,21 @@ impl Node {
                 );
                 return;
             }
+        }
+        if self
+            .leader
+            .is_some_and(|l| l != sender && l != self.pnn && self.is_connected(l))
+        {
+            // Two claims at once: one of the two lost the lock and says so (UNKNOWN)
+            // when its lock check notices, or its link goes. Until then we stay with
+            // the leader we follow: in particular we never go back to acknowledging a
+            // predecessor's grants after reporting to its successor (`succession`).
+            info!(
+                leader = ?self.leader,
+                claimant = sender,
+                "another node claims to lead while ours does: ignored until ours lets go"
+            );
+            return;
         }
         if self.leader != Some(sender) {
             info!(leader = sender, "new leader");

@@ -36,8 +36,10 @@
 //!   grant it had received, a moment of M's clock before the request left, and
 //!   says how long W's promise runs from when it left; their sum lies before the
 //!   promise really ends, whatever the flight times;
-//! - every hold W granted before has ended by `c`: the request's arrival + what
-//!   W said was left of them, a moment after they really end.
+//! - every hold W granted before to a node other than M has ended by `c`: the
+//!   request's arrival + what W said was left of them, a moment after they really
+//!   end. (Holds W granted to M cover only M, which as leader keeps nothing under a
+//!   hold, and ends its holds whenever it stops leading: `end_hold`.)
 //!
 //! If the nodes outside S (not counting nodes dead by their guardian's word) are at
 //! most half of `nodes`, every possible G contains a member of S, which granted
@@ -94,8 +96,8 @@ pub(super) struct Holds {
     next_request_ms: u64,
     /// Requests of peers waiting for our promise to end: (pnn, seq, received).
     waiting: Vec<(u32, u64, u64)>,
-    /// Until when the holds we granted may last.
-    pub(super) granted_until_ms: u64,
+    /// Until when the holds we granted may last, per node we granted them to.
+    pub(super) granted_until_ms: BTreeMap<u32, u64>,
     /// Leader: each follower's last promise.
     pub(super) promises: BTreeMap<u32, Promise>,
     /// Leader: when we took the lock and began to lead.
@@ -127,9 +129,10 @@ impl Node {
         !self.is_leader() && self.now.mono_ms < self.holds.until_ms
     }
 
-    /// Whether we may keep the public addresses we hold: a lease, or a hold.
+    /// Whether we may keep the public addresses we hold: a lease (for a leader, the
+    /// lock and its backing: `succession`), or a hold.
     pub(super) fn may_keep_addresses(&self) -> bool {
-        self.lease_valid() || self.hold_valid()
+        (self.lease_valid() && self.own_addresses_allowed()) || self.hold_valid()
     }
 
     /// Until when we promise to grant no hold: the middle of our lease.
@@ -140,15 +143,22 @@ impl Node {
         self.lease_until_ms.saturating_sub(self.lease_ms() / 2)
     }
 
-    /// What a lease request of ours tells the leader (`LeaseRequest`'s fields):
-    /// how long our promise and the holds we granted last from now.
-    pub(super) fn promise_for_request(&self) -> (u32, u32) {
+    /// What a lease request of ours to `leader` tells it (`LeaseRequest`'s fields):
+    /// how long our promise and the holds we granted to nodes other than `leader`
+    /// last from now (a hold granted to the leader covers only the leader, which
+    /// keeps nothing under a hold).
+    pub(super) fn promise_for_request(&self, leader: u32) -> (u32, u32) {
         let now = self.now.mono_ms;
         let clamp = |until: u64| u32::try_from(until.saturating_sub(now)).unwrap_or(u32::MAX);
-        (
-            clamp(self.promise_until_ms()),
-            clamp(self.holds.granted_until_ms),
-        )
+        let granted = self
+            .holds
+            .granted_until_ms
+            .iter()
+            .filter(|(&to, _)| to != leader)
+            .map(|(_, &until)| until)
+            .max()
+            .unwrap_or(0);
+        (clamp(self.promise_until_ms()), clamp(granted))
     }
 
     /// Ends any hold of ours (our lease was ended: the addresses go now).
@@ -175,6 +185,7 @@ impl Node {
         self.holds
             .requests
             .retain(|_, r| now.saturating_sub(r.sent_ms) < lease);
+        self.holds.granted_until_ms.retain(|_, until| *until > now);
         if self.next_hold_request_ms().is_none_or(|due| now < due) {
             return;
         }
@@ -253,7 +264,8 @@ impl Node {
 
     fn grant_hold(&mut self, to: u32, seq: u64, out: &mut Vec<Output>) {
         let until = self.now.mono_ms + self.lease_ms();
-        self.holds.granted_until_ms = self.holds.granted_until_ms.max(until);
+        let granted = self.holds.granted_until_ms.entry(to).or_default();
+        *granted = (*granted).max(until);
         out.push(Output::SendToPeer {
             pnn: to,
             packet: self.message_packet(to, srvid::HOLD_GRANT, seq.to_le_bytes().to_vec()),

@@ -546,6 +546,19 @@ pub struct Node {
     /// Leader: lease guards, pnn → until when that node may still hold addresses
     /// (monotonic ms). No takeover run while one is pending (see `takeover`).
     lease_guards: BTreeMap<u32, u64>,
+    /// When this daemon started (monotonic ms): an unbacked leader's wait counts
+    /// from here at the earliest (`succession`).
+    started_ms: u64,
+    /// Leader: the latest stamp of ours each follower echoed (`succession`).
+    echoed_stamps: BTreeMap<u32, u64>,
+    /// Until when this node, leading, is backed by its followers' echoes; the end
+    /// of its last backing once that has passed (never lowered while it runs).
+    backing_until_ms: u64,
+    /// Every node: per leader heard, when we last received a grant from it, and a
+    /// backed one (`succession`).
+    grant_receipts: BTreeMap<u32, succession::Receipt>,
+    /// Leader: the predecessor's succession, while it may lower election guards.
+    successor: Option<succession::Successor>,
     /// Nodes whose guardian notice was confirmed during the lock attempt in progress:
     /// if it makes us leader, they get no election guard.
     gone_during_election: BTreeSet<u32>,
@@ -707,6 +720,11 @@ impl Node {
             seen_majority: false,
             lease_lapsed: false,
             lease_guards: BTreeMap::new(),
+            started_ms: now.mono_ms,
+            echoed_stamps: BTreeMap::new(),
+            backing_until_ms: 0,
+            grant_receipts: BTreeMap::new(),
+            successor: None,
             holds: holds::Holds::default(),
             last_grant_stamp: None,
             gone_during_election: BTreeSet::new(),

@@ -1,15 +1,16 @@
 //! Succession: how soon a new leader may move the addresses of a predecessor it
 //! cannot see (issue #12, power-loss failover of the leader).
 //!
-//! Pure rules, no `Node` state: the leader's *backing* (how long it may keep its own
-//! addresses) and the successor's *bound* on a silent predecessor's hold. Not yet
-//! wired into `takeover`/`cluster` (see "Wiring" at the end); until it is, a new
-//! leader waits a lease + margin after its election for every node, as
-//! `takeover::guard_after_election` says.
+//! The leader's *backing* (how long it may keep its own addresses) and the
+//! successor's *bound* on a silent predecessor's hold: the rules as pure functions
+//! ([`backing_until`], [`may_keep_own`], [`predecessor_bound`]), then the `Node`
+//! state they read and write (see "Where it is wired" at the end). A new leader
+//! still sets the election guards of `takeover::guard_after_election`; this module
+//! lowers some of them once the survivors' reports allow it.
 //!
 //! # Why
-//! A new leader cannot vouch for what a predecessor it cannot see keeps: today it
-//! waits `IPLeaseTimeMs` + `LEASE_MARGIN_MS` after its election before moving
+//! A new leader cannot vouch for what a predecessor it cannot see keeps: without
+//! this rule it waits `IPLeaseTimeMs` + `LEASE_MARGIN_MS` after its election before moving
 //! anything, which after a power loss of the leader comes on top of detection (at
 //! the fast tunables 0.3 s + 0.4 s). The survivors, together, know more: when each
 //! last heard a grant from the predecessor.
@@ -84,10 +85,14 @@
 //! - *A reporter that restarts* forgets its receipts and no longer counts.
 //!
 //! Assumed, as elsewhere: a node that follows M does not acknowledge X's grants
-//! again while M leads (X could claim leadership only with the lock); a grant or a
+//! again while M leads (`cluster`: a follower ignores another claimant while the
+//! leader it follows is connected and has not let go; X, having lost the lock, may
+//! claim until its lock check notices); a grant or a
 //! report is not in flight longer than the margin; a leader's lock check notices a
 //! lost lock within `lock_check` (a stalled process keeps its addresses in the
-//! kernel whatever it decides, as today); all nodes count the same `nodes`.
+//! kernel whatever it decides, as today); all nodes count the same `nodes` and
+//! run with the same `IPLeaseTimeMs` and keepalive tunables (X's lease and X's
+//! unbacked wait are what M computes with its own).
 //!
 //! Applies to unseen nodes only, and only to what they keep as leaders: an unseen
 //! follower of X may hold a lease from X until `elected` + lease (+ margin), so M
@@ -97,8 +102,8 @@
 //! # What it buys, what it costs
 //! After a power loss of the leader, its addresses move at max(detection, last
 //! grant receipt + lease + margin) + the run, instead of detection + lease +
-//! margin + the run: at the fast tunables about 0.4 s + the run (today 0.74 s
-//! measured), the same as for a follower's power loss (0.399 s), and the margin
+//! margin + the run: at the fast tunables about 0.4 s + the run (0.74 s measured
+//! without it), the same as for a follower's power loss (0.399 s), and the margin
 //! then dominates. Costs: a leader whose followers' acknowledgements stop for a
 //! lease (a stalled machine) drops its own addresses, as its followers already do;
 //! a node that leads alone (started alone, or the survivor of item 1) keeps
@@ -106,35 +111,60 @@
 //! nodes started together is unaffected (backing arrives within a request interval,
 //! long before the first run's guards end).
 //!
-//! # Wiring (not done yet)
-//! - Leader: track echoed stamps per follower (`lease_requested`), keep
-//!   `backing_until` and the last backing; keeping and taking its own addresses
-//!   (`may_keep_addresses`, the take in `takeover`) needs lock && [`may_keep_own`]
-//!   (with `NotConfigured`: unchanged). `lease_valid` itself must stay "leads with
-//!   the lock": granting leases and the hold promises rest on it, and an unbacked
-//!   leader that granted nothing could never become backed. A leader that regains
-//!   backing after a lapse asks for a takeover run (as a follower's lapse does).
-//! - `LeaseGrant` gains a `backed` byte; `LeaseRequest` gains the receipt report
-//!   (a list of `(pnn, any_age_ms, backed_age_ms)`), both trailing and optional in
-//!   decoding.
-//! - Successor: keep reports per node after `become_leader`; in
-//!   `guard_after_election` and on each report, lower the unseen predecessor's guard
-//!   to `predecessor_bound`. Connected nodes' guards may end at the same bound:
-//!   they are kept today (unless the predecessor is dead by its guardian's word)
-//!   because a predecessor that lost the lock unaware may still run a takeover.
-//!   Under the backing rule its run can give an address to itself only while
-//!   backed (covered by the bound) or unbacked (ruled out by condition 2); to a
-//!   connected node only before that node follows M, which M's gather then sees
-//!   (a take in progress counts as held, and M's gather reaches it after M's
-//!   LEADER message), never after (`may_move_addresses`); to an unseen node, whose
-//!   own guard stays. A connected node lost before it releases: its lease from X
-//!   ends by its own reported receipt + lease (a grant is asked for before it
-//!   arrives), which replaces `note_lease_granted(pnn, elected + lease)`.
-//! - Simulation stories (leader cut off then dead; leader powered off) and the
-//!   random schedules with many cases, then the vm failover/partition tests.
+//! Not covered: a leader Y between X and M that M never heard of (M still
+//! followed X), which gave X a lease and was connected to M at M's election
+//! (so that its guard, too, is lowered): X's lease from Y may outlast the bound by
+//! what Y granted after X's last grant. An unseen Y keeps its own election guard,
+//! and no run starts before every guard has ended, which covers such a lease as
+//! before. Y must take the lock after X and lose it again out of M's sight, within
+//! a minority's race delay of X's last backed grant.
+//!
+//! # Where it is wired
+//! - Leader (`takeover::lease_requested`): each request's echo updates the
+//!   follower's latest echoed stamp and the backing ([`Node::note_echo`]); the
+//!   grant says whether we are backed. `holds::may_keep_addresses` and
+//!   `takeover_ip` need, besides a valid lease (`lease_valid`: leading with the
+//!   lock, unchanged — granting leases and the hold promises rest on it),
+//!   [`Node::own_addresses_allowed`]; without a configured lock nothing changes. A
+//!   leader that drops its own addresses so marks its lease lapsed, and asks for a
+//!   takeover run when it may keep them again (backed, or unbacked long enough);
+//!   no run starts while it may not take its own ([`Node::own_addresses_gate`]),
+//!   since our own takes would fail it. The end of the last backing lives as long
+//!   as the daemon (a later tenure's unbacked wait counts from it).
+//! - Every node (`takeover::lease_granted`): an accepted grant is a receipt of its
+//!   leader (any, and backed if it says so), and each lease request carries our
+//!   receipts of the other leaders as ages ([`Node::receipt_report`]).
+//! - New leader (`cluster::become_leader`, after `guard_after_election`):
+//!   [`Node::start_succession`] when the leader it followed is unseen and guarded.
+//!   The guards that may be lowered are the predecessor's and those of the nodes
+//!   connected at the election: they are kept (unless the predecessor is dead by
+//!   its guardian's word) because a predecessor that lost the lock unaware may
+//!   still run a takeover. Under the backing rule its run can give an address to
+//!   itself only while backed (covered by the bound) or unbacked (ruled out by
+//!   condition 2); to a connected node only before that node follows us, which our
+//!   gather then sees (a take in progress counts as held, and our gather reaches
+//!   it after our LEADER message), never after (`may_move_addresses`); to an unseen
+//!   node, whose own guard stays. A lowered connected node is noted as leased until
+//!   the election + a lease (the predecessor's last grant to it), so that its guard
+//!   counts from that should it be lost before it releases. Each report (the
+//!   follower's latest replaces its earlier one) recomputes the bound
+//!   ([`Node::note_receipt_report`]); a link change of a node since the election
+//!   takes its guard out of the rule, and the predecessor connecting ends it.
+//! - Tests: the rules' unit tests below, `core::tests` (a leader whose followers'
+//!   echoes stop; a successor lowering its guards), and the stories and random
+//!   schedules of `tests/sim_cluster.rs`.
 
-// Used only by its tests until the wiring above is done.
-#![cfg_attr(not(test), allow(dead_code))]
+use std::collections::{BTreeMap, BTreeSet};
+
+use tracing::info;
+
+use super::takeover::LEASE_MARGIN_MS;
+use super::{LockState, Node};
+use crate::protocol::control::{GrantReceipt, LeaseRequest};
+
+/// How soon a leader notices that its lock was taken away: the lock helper checks
+/// every 250 ms (`reclock`).
+pub(super) const LOCK_CHECK_MS: u64 = 250;
 
 /// The end of a leader's backing (its clock, ms), from the latest stamp each
 /// follower echoed (0 = none). `nodes` counts the leader. `u64::MAX` for a cluster
@@ -215,6 +245,262 @@ pub(crate) fn predecessor_bound(x: u32, reports: &[Receipts], s: &Succession) ->
         return None;
     }
     Some(latest_any + s.lease_ms + s.margin_ms)
+}
+
+/// What a node remembers of one leader's grants (its own clock, ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Receipt {
+    /// When it last received any grant from that leader.
+    any_ms: u64,
+    /// When it last received one the leader sent while backed.
+    backed_ms: Option<u64>,
+}
+
+/// A new leader's view of its unseen predecessor (module docs: the successor side).
+#[derive(Debug)]
+pub(super) struct Successor {
+    /// The leader this node followed before it led, unseen at the election.
+    predecessor: u32,
+    elected_ms: u64,
+    /// The latest report of each follower about the predecessor (our clock).
+    reports: BTreeMap<u32, Receipts>,
+    /// Nodes whose guard is still the election's: the predecessor and the nodes
+    /// connected then. A node whose link changes since is no longer one.
+    lowerable: BTreeSet<u32>,
+}
+
+impl Node {
+    /// The nodes in `nodes` (a deleted line does not count), as every node counts
+    /// them.
+    fn cluster_size(&self) -> usize {
+        self.nodes.iter().filter(|n| n.addr.is_some()).count()
+    }
+
+    fn unbacked_wait(&self) -> u64 {
+        unbacked_wait_ms(
+            self.minority_race_delay_ms(),
+            LOCK_CHECK_MS,
+            LEASE_MARGIN_MS,
+        )
+    }
+
+    /// Whether our grants go out backed now.
+    pub(super) fn backed(&self) -> bool {
+        self.now.mono_ms < self.backing_until_ms || self.cluster_size() / 2 == 0
+    }
+
+    /// Whether this node, if it leads, may keep and take its own addresses besides
+    /// holding the lock: backed, or unbacked on purpose ([`may_keep_own`]). Always
+    /// for a node that does not lead (its lease decides), and without a configured
+    /// lock (unchanged: no succession there).
+    pub(super) fn own_addresses_allowed(&self) -> bool {
+        if !self.is_leader() {
+            return true;
+        }
+        match self.lock {
+            LockState::NotConfigured => true,
+            // A cluster of one: the leader alone is a majority, backed for good.
+            LockState::Held if self.cluster_size() / 2 == 0 => true,
+            LockState::Held => may_keep_own(
+                self.now.mono_ms,
+                self.backing_until_ms,
+                self.started_ms,
+                self.unbacked_wait(),
+            ),
+            _ => false,
+        }
+    }
+
+    /// Leader: until when it may not take its own addresses (0 = it may, or it
+    /// is backed now): no takeover run starts before (it would fail on our own
+    /// takes).
+    pub(super) fn own_addresses_gate(&self) -> u64 {
+        if !self.is_leader() || self.lock != LockState::Held || self.own_addresses_allowed() {
+            return 0;
+        }
+        self.started_ms
+            .max(self.backing_until_ms)
+            .saturating_add(self.unbacked_wait())
+    }
+
+    /// Leader: when its backing ends, if that is still ahead (a tick is due then:
+    /// its own addresses go).
+    pub(super) fn backing_timeout(&self) -> Option<u64> {
+        (self.is_leader()
+            && self.lock == LockState::Held
+            && self.now.mono_ms < self.backing_until_ms)
+            .then_some(self.backing_until_ms)
+    }
+
+    /// Leader: a follower echoed `echo_ms`, the stamp of a grant of ours it
+    /// received; our backing is recomputed.
+    pub(super) fn note_echo(&mut self, from: u32, echo_ms: u64) {
+        if echo_ms == 0 {
+            return;
+        }
+        let echoed = self.echoed_stamps.entry(from).or_default();
+        *echoed = (*echoed).max(echo_ms);
+        let followers: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|n| n.addr.is_some() && n.pnn != self.pnn)
+            .map(|n| self.echoed_stamps.get(&n.pnn).copied().unwrap_or(0))
+            .collect();
+        let until = backing_until(&followers, self.cluster_size(), self.lease_ms());
+        if until > self.backing_until_ms {
+            if !self.backed() {
+                info!("backed by our followers' echoes again: our own addresses may stay");
+            }
+            self.backing_until_ms = until;
+        }
+    }
+
+    /// Follower: a grant of `leader` arrived and was accepted.
+    pub(super) fn note_grant_receipt(&mut self, leader: u32, backed: bool) {
+        let now = self.now.mono_ms;
+        let receipt = self.grant_receipts.entry(leader).or_insert(Receipt {
+            any_ms: now,
+            backed_ms: None,
+        });
+        receipt.any_ms = now;
+        if backed {
+            receipt.backed_ms = Some(now);
+        }
+    }
+
+    /// Follower: our receipts as ages, for a lease request to `leader` (which
+    /// needs none of its own).
+    pub(super) fn receipt_report(&self, leader: u32) -> Vec<GrantReceipt> {
+        let now = self.now.mono_ms;
+        let age = |t: u64| u32::try_from(now.saturating_sub(t)).unwrap_or(u32::MAX);
+        self.grant_receipts
+            .iter()
+            .filter(|(&pnn, _)| pnn != leader)
+            .map(|(&pnn, r)| GrantReceipt {
+                pnn,
+                any_age_ms: age(r.any_ms),
+                backed_age_ms: r.backed_ms.map(age),
+            })
+            .collect()
+    }
+
+    /// New leader, after its election guards: whether the succession rule may lower
+    /// them (the predecessor we followed is unseen, and a lock is configured).
+    pub(super) fn start_succession(&mut self) {
+        self.successor = None;
+        if self.lock != LockState::Held {
+            return;
+        }
+        let Some(x) = self.last_leader.filter(|&x| {
+            x != self.pnn && !self.is_connected(x) && self.lease_guards.contains_key(&x)
+        }) else {
+            return;
+        };
+        let lowerable = self
+            .lease_guards
+            .keys()
+            .copied()
+            .filter(|&p| p == x || self.is_connected(p))
+            .collect();
+        self.successor = Some(Successor {
+            predecessor: x,
+            elected_ms: self.now.mono_ms,
+            reports: BTreeMap::new(),
+            lowerable,
+        });
+        self.apply_succession();
+    }
+
+    /// Leader: a follower's lease request carried its receipt report.
+    pub(super) fn note_receipt_report(&mut self, from: u32, request: &LeaseRequest) {
+        let now = self.now.mono_ms;
+        let Some(s) = self.successor.as_mut() else {
+            return;
+        };
+        let about = request
+            .receipts
+            .iter()
+            .filter(|r| r.pnn == s.predecessor)
+            .map(|r| Receipts {
+                pnn: from,
+                any_ms: now.saturating_sub(u64::from(r.any_age_ms)),
+                backed_ms: r.backed_age_ms.map(|a| now.saturating_sub(u64::from(a))),
+            })
+            .next_back();
+        match about {
+            Some(report) => s.reports.insert(from, report),
+            // It has none (any more): it restarted, or never heard the predecessor.
+            None => s.reports.remove(&from),
+        };
+        self.apply_succession();
+    }
+
+    /// Leader: a node's link changed since our election; its guard, if any, is no
+    /// longer the election's. The predecessor connecting ends the succession.
+    pub(super) fn succession_link_changed(&mut self, pnn: u32) {
+        let Some(s) = self.successor.as_mut() else {
+            return;
+        };
+        if pnn == s.predecessor {
+            self.successor = None;
+        } else {
+            s.lowerable.remove(&pnn);
+        }
+    }
+
+    /// Lowers the election guards of the predecessor and of the nodes connected at
+    /// the election to [`predecessor_bound`], when the reports allow one.
+    fn apply_succession(&mut self) {
+        if !self.is_leader() || self.lock != LockState::Held {
+            return;
+        }
+        let Some(s) = &self.successor else { return };
+        let x = s.predecessor;
+        let mut reports: Vec<Receipts> = s.reports.values().copied().collect();
+        if let Some(own) = self.grant_receipts.get(&x) {
+            reports.push(Receipts {
+                pnn: self.pnn,
+                any_ms: own.any_ms,
+                backed_ms: own.backed_ms,
+            });
+        }
+        let params = Succession {
+            nodes: self.cluster_size(),
+            elected_ms: s.elected_ms,
+            lease_ms: self.lease_ms(),
+            margin_ms: LEASE_MARGIN_MS,
+            lock_check_ms: LOCK_CHECK_MS,
+            unbacked_wait_ms: self.unbacked_wait(),
+        };
+        let Some(bound) = predecessor_bound(x, &reports, &params) else {
+            return;
+        };
+        let lowerable: Vec<u32> = s.lowerable.iter().copied().collect();
+        let lease_end = s.elected_ms + self.lease_ms();
+        let mut lowered = Vec::new();
+        for p in lowerable {
+            let Some(guard) = self.lease_guards.get_mut(&p) else {
+                continue;
+            };
+            if bound < *guard {
+                *guard = bound;
+                lowered.push(p);
+                if p != x {
+                    // Should we lose it before it has released, its guard counts
+                    // from the predecessor's last possible grant to it.
+                    self.note_lease_granted(p, lease_end);
+                }
+            }
+        }
+        if !lowered.is_empty() {
+            info!(
+                predecessor = x,
+                nodes = ?lowered,
+                in_ms = bound.saturating_sub(self.now.mono_ms),
+                "succession: the survivors' receipts bound what the unseen predecessor keeps; election guards lowered"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

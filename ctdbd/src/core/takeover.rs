@@ -17,7 +17,9 @@
 //!
 //! # Leases (DESIGN.md "Safety: public IPs are held under leases")
 //! A node may keep public addresses only while its lease is valid: the leader's
-//! lease is holding the recovery lock (it ends the moment the node stops leading);
+//! lease is holding the recovery lock (it ends the moment the node stops leading),
+//! and for its own addresses also being *backed* by enough of its followers'
+//! acknowledgements, or unbacked long enough on purpose (`succession`);
 //! a follower asks the leader it follows for its lease every quarter lease
 //! (`LEASE_REQUEST`, a sequence number), and the leader, only while it leads with
 //! the lock, grants it (`LEASE_GRANT`, the sequence number and the lease length).
@@ -48,6 +50,10 @@
 //!   may still be lost before it releases (its link broken, not yet noticed): it is
 //!   then guarded as if we had granted it a lease at our election, which is when the
 //!   dead leader's last grant to it ends at the latest.
+//! - `succession` lowers the guards of an unseen predecessor (the leader we
+//!   followed) and of the nodes connected at the election once the survivors'
+//!   reports of its grants bound what it may keep: after its power loss they end
+//!   about a lease + margin after its last grant, not after our election.
 //!
 //! # Partitions: a leader cut off from the majority lets go (`cluster`)
 //! The lock alone decides who may lead, so a leader cut off from every peer but
@@ -236,6 +242,7 @@ impl Node {
     pub(super) fn end_lease(&mut self) {
         self.lease_until_ms = 0;
         self.lease_requests.clear();
+        self.successor = None;
         self.end_hold();
     }
 
@@ -260,12 +267,13 @@ impl Node {
             Some((from, stamp)) if from == leader => stamp,
             _ => 0,
         };
-        let (leased_for_ms, holds_granted_for_ms) = self.promise_for_request();
+        let (leased_for_ms, holds_granted_for_ms) = self.promise_for_request(leader);
         let request = LeaseRequest {
             seq,
             echo_ms,
             leased_for_ms,
             holds_granted_for_ms,
+            receipts: self.receipt_report(leader),
         };
         out.push(Output::SendToPeer {
             pnn: leader,
@@ -305,12 +313,15 @@ impl Node {
             request.leased_for_ms,
             request.holds_granted_for_ms,
         );
+        self.note_echo(sender, request.echo_ms);
+        self.note_receipt_report(sender, &request);
         let lease_ms = self.lease_ms();
         self.note_lease_granted(sender, self.now.mono_ms + lease_ms);
         let grant = LeaseGrant {
             seq,
             lease_ms: u32::try_from(lease_ms).unwrap_or(u32::MAX),
             stamp_ms: self.now.mono_ms,
+            backed: self.backed(),
         };
         out.push(Output::SendToPeer {
             pnn: sender,
@@ -338,6 +349,7 @@ impl Node {
         let until = sent + u64::from(grant.lease_ms);
         self.lease_until_ms = self.lease_until_ms.max(until);
         self.last_grant_stamp = Some((sender, grant.stamp_ms));
+        self.note_grant_receipt(sender, grant.backed);
         if self.lease_valid() && std::mem::take(&mut self.lease_lapsed) {
             self.request_takeover_run(out);
         }
@@ -360,7 +372,7 @@ impl Node {
     }
 
     /// Node `pnn` may hold addresses under a lease until `until` (monotonic ms).
-    fn note_lease_granted(&mut self, pnn: u32, until: u64) {
+    pub(super) fn note_lease_granted(&mut self, pnn: u32, until: u64) {
         let granted = self.lease_granted_until.entry(pnn).or_insert(until);
         *granted = (*granted).max(until);
     }
@@ -553,6 +565,12 @@ impl Node {
     pub(super) fn address_timers(&mut self, out: &mut Vec<Output>) {
         self.lease_timers(out);
         self.hold_timers(out);
+        if self.is_leader() && self.lease_lapsed && self.may_keep_addresses() {
+            // Backed again, or unbacked long enough: our own addresses are ours to
+            // place again.
+            self.lease_lapsed = false;
+            self.want_takeover();
+        }
         if !self.may_keep_addresses() {
             // Every follower of our leader drops its addresses about now too.
             for ip in &mut self.public_ips {
@@ -564,7 +582,10 @@ impl Node {
                 .map(|ip| ip.addr)
                 .filter(|a| !self.address_ops.contains_key(a))
                 .collect();
-            if !addrs.is_empty() {
+            if !addrs.is_empty() && self.is_leader() {
+                warn!("leading, but no longer backed by enough of our followers' echoes (succession): releasing our public addresses");
+                self.lease_lapsed = true;
+            } else if !addrs.is_empty() {
                 warn!("lease expired: no word from a leader holding the lock, and no hold from a connected majority; releasing public addresses");
                 // Once a leader is heard again it must place them anew: nothing else
                 // may have changed that would make it run.
@@ -594,11 +615,19 @@ impl Node {
         if let Some(due) = self.hold_timeout() {
             at(due);
         }
+        if let Some(due) = self.backing_timeout() {
+            at(due);
+        }
+        let own_gate = self.own_addresses_gate();
+        if self.is_leader() && self.lease_lapsed && own_gate > self.now.mono_ms {
+            at(own_gate);
+        }
         if self.is_leader() && self.takeover_wanted && self.takeover.is_none() {
             let due = self
                 .lease_guard_until()
                 .max(self.takeover_not_before_ms)
-                .max(self.takeover_disabled_until_ms);
+                .max(self.takeover_disabled_until_ms)
+                .max(own_gate);
             at(self.hold_gate_timeout().map_or(due, |gate| due.max(gate)));
         }
         t
@@ -615,6 +644,7 @@ impl Node {
             || self.takeover.is_some()
             || now < self.lease_guard_until()
             || now < self.hold_gate_until()
+            || now < self.own_addresses_gate()
             || now < self.takeover_not_before_ms
             || now < self.takeover_disabled_until_ms
         {
@@ -1049,6 +1079,11 @@ impl Node {
         if !self.lease_valid() {
             return Some(super::cluster::error_reply(
                 "no valid lease: not taking addresses",
+            ));
+        }
+        if !self.own_addresses_allowed() {
+            return Some(super::cluster::error_reply(
+                "leading unbacked by the followers: not taking addresses yet",
             ));
         }
         let Some(index) = self.public_ips.iter().position(|ip| ip.addr == req.addr) else {

@@ -923,6 +923,7 @@ fn grant_leases(n: &mut Node, now: Now, out: &[Output], lease_ms: u32) -> Vec<Ou
             seq,
             lease_ms,
             stamp_ms: 1,
+            backed: false,
         };
         all.extend(n.feed(now, from_peer(srvid::LEASE_GRANT, grant.encode())));
     }
@@ -1003,6 +1004,7 @@ fn lease_request_from_peer(seq: u64) -> Input {
         echo_ms: 0,
         leased_for_ms: 0,
         holds_granted_for_ms: 0,
+        receipts: Vec::new(),
     };
     from_peer(srvid::LEASE_REQUEST, request.encode())
 }
@@ -1065,6 +1067,7 @@ fn a_lost_nodes_guard_counts_from_its_last_lease_request() {
             seq: 9,
             lease_ms: 500,
             stamp_ms: 1_000,
+            backed: false,
         }
     );
     n.feed(at(2_400), Input::PeerDisconnected { pnn: 1 });
@@ -1097,6 +1100,7 @@ fn a_followers_lease_counts_from_its_request() {
         seq: seqs[0],
         lease_ms: 500,
         stamp_ms: 4_242,
+        backed: false,
     };
     n.feed(at(100), from_peer(srvid::LEASE_GRANT, grant.encode()));
     assert_eq!(n.lease_until_ms, 72 + 500);
@@ -1104,6 +1108,7 @@ fn a_followers_lease_counts_from_its_request() {
         seq: 9_999,
         lease_ms: 60_000,
         stamp_ms: 1,
+        backed: false,
     };
     n.feed(at(101), from_peer(srvid::LEASE_GRANT, stale.encode()));
     assert_eq!(n.lease_until_ms, 72 + 500, "a grant for nothing we asked");
@@ -1152,6 +1157,7 @@ fn leased_follower_hosting() -> Node {
         seq,
         lease_ms: 500,
         stamp_ms: 7,
+        backed: false,
     };
     n.feed(at(12), from_peer(srvid::LEASE_GRANT, grant.encode()));
     assert_eq!(n.lease_until_ms, 510);
@@ -1243,9 +1249,16 @@ fn a_hold_is_granted_only_once_our_own_lease_is_half_gone() {
     assert!(sent_to_peer(&out, srvid::HOLD_GRANT).is_empty());
     let out = n.feed(at(260), Input::Tick);
     assert_eq!(sent_to_peer(&out, srvid::HOLD_GRANT), vec![request.clone()]);
+    assert_eq!(n.holds.granted_until_ms[&1], 760);
     assert_eq!(
-        n.holds.granted_until_ms, 760,
-        "what the next lease request reports"
+        n.promise_for_request(2).1,
+        760 - 260,
+        "what a lease request to another leader reports"
+    );
+    assert_eq!(
+        n.promise_for_request(1).1,
+        0,
+        "a hold granted to the leader asked covers only that leader"
     );
 
     let mut n = leased_follower_hosting();
@@ -1255,6 +1268,7 @@ fn a_hold_is_granted_only_once_our_own_lease_is_half_gone() {
         seq,
         lease_ms: 500,
         stamp_ms: 8,
+        backed: false,
     };
     n.feed(at(135), from_peer(srvid::LEASE_GRANT, grant.encode()));
     let out = n.feed(at(260), Input::Tick);
@@ -1282,6 +1296,7 @@ fn a_leader_moves_an_unseen_nodes_addresses_only_when_no_hold_can_cover_it() {
             echo_ms,
             leased_for_ms,
             holds_granted_for_ms,
+            receipts: Vec::new(),
         };
         from_peer(srvid::LEASE_REQUEST, r.encode())
     };
@@ -1440,7 +1455,21 @@ fn a_notice_while_the_followers_wait_starts_the_race_and_spares_every_guard() {
     n.feed(at(1_005), Input::Reclock(ReclockStatus::Taken));
     assert!(n.is_leader());
     assert!(guarded(&n).is_empty(), "{:?}", n.lease_guards);
-    assert_eq!(n.takeover_ids, runs + 1, "the run waits for nothing");
+    // Alone of two, started 1 s ago and never backed, it may take its own
+    // addresses only the unbacked wait after its start (`succession`): the run
+    // waits for that, and for nothing else.
+    let unbacked_start = n.own_addresses_gate();
+    assert_eq!(
+        unbacked_start,
+        super::succession::unbacked_wait_ms(
+            n.minority_race_delay_ms(),
+            super::succession::LOCK_CHECK_MS,
+            200
+        )
+    );
+    assert!(n.poll_timeout() <= unbacked_start);
+    n.feed(at(unbacked_start), Input::Tick);
+    assert_eq!(n.takeover_ids, runs + 1, "the run waits for nothing else");
 
     // Without word, node 0, alone of two, is no majority: node 1 may be alive
     // behind a partition with the lock, so node 0 gives it the time to notice and
@@ -1652,6 +1681,20 @@ fn a_leader_that_loses_the_lock_drops_its_run() {
     n.feed(NOW, Input::PeerConnected { pnn: 1 });
     n.feed(NOW, Input::Reclock(ReclockStatus::Taken));
     assert!(n.is_leader());
+    // Node 1 echoes a grant: the leader is backed (`succession`).
+    let out = n.feed(
+        at(780),
+        from_node(1, srvid::LEASE_REQUEST, lease_request_with(1, 0, vec![])),
+    );
+    let stamp = grants_to(&out, 1)[0].stamp_ms;
+    n.feed(
+        at(790),
+        from_node(
+            1,
+            srvid::LEASE_REQUEST,
+            lease_request_with(2, stamp, vec![]),
+        ),
+    );
     // After the election guard (0.7 s), before node 1's silence counts (1 s).
     n.feed(at(800), Input::Tick);
     assert!(n.takeover.is_some(), "a run waits for node 1's answers");
@@ -2792,4 +2835,223 @@ fn recover_request() -> Input {
             1u32.to_le_bytes().to_vec(),
         ),
     }
+}
+
+// ---- succession: backing and the successor's bound ------------------------------
+
+/// A message from node `pnn` over its link.
+fn from_node(pnn: u32, srvid: u64, data: Vec<u8>) -> Input {
+    Input::PeerPacket {
+        pnn,
+        packet: Packet {
+            header: Header {
+                generation: 0,
+                destnode: 0,
+                srcnode: pnn,
+                reqid: 0,
+            },
+            body: Body::ReqMessage(ReqMessage { srvid, data }),
+        },
+    }
+}
+
+fn lease_request_with(
+    seq: u64,
+    echo_ms: u64,
+    receipts: Vec<crate::protocol::control::GrantReceipt>,
+) -> Vec<u8> {
+    crate::protocol::control::LeaseRequest {
+        seq,
+        echo_ms,
+        leased_for_ms: 0,
+        holds_granted_for_ms: 0,
+        receipts,
+    }
+    .encode()
+}
+
+/// The grants node 0 sent node `to` in `out`.
+fn grants_to(out: &[Output], to: u32) -> Vec<crate::protocol::control::LeaseGrant> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::SendToPeer {
+                pnn,
+                packet:
+                    Packet {
+                        body: Body::ReqMessage(m),
+                        ..
+                    },
+            } if *pnn == to && m.srvid == srvid::LEASE_GRANT => {
+                Some(crate::protocol::control::LeaseGrant::decode(&m.data).unwrap())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Given node 0 leading three nodes with the lock, its grants go out unbacked
+/// until a follower echoes one (one follower and the leader are a majority of
+/// three), and it may not take its own addresses before; backed, it takes one.
+/// When the echoes stop, its backing ends a lease after the last echoed stamp and
+/// it drops its own address at once, though it still holds the lock; a new echo
+/// backs it again and it asks for a takeover run to place its addresses anew.
+#[test]
+fn a_leader_whose_followers_echoes_stop_drops_its_own_addresses() {
+    let mut n = build_node(Some("/shared/.reclock"), Some("192.168.20.43"));
+    n.feed(NOW, Input::PeerConnected { pnn: 1 });
+    n.feed(NOW, Input::PeerConnected { pnn: 2 });
+    n.feed(at(5), Input::Reclock(ReclockStatus::Taken));
+    assert!(n.is_leader());
+    let out = n.feed(
+        at(10),
+        from_node(1, srvid::LEASE_REQUEST, lease_request_with(1, 0, vec![])),
+    );
+    let grant = grants_to(&out, 1)[0];
+    assert!(!grant.backed, "nobody echoed yet");
+    assert!(!n.own_addresses_allowed());
+    let addr: std::net::IpAddr = "10.0.0.31".parse().unwrap();
+    finish_events(&mut n, at(10));
+    let ip = crate::protocol::control::PublicIp { pnn: 0, addr }.encode();
+    let (reply, _) = call(&mut n, Opcode::TAKEOVER_IP, ip.clone());
+    assert_eq!(reply.status, -1, "unbacked: not taking");
+
+    let out = n.feed(
+        at(70),
+        from_node(
+            1,
+            srvid::LEASE_REQUEST,
+            lease_request_with(2, grant.stamp_ms, vec![]),
+        ),
+    );
+    assert!(grants_to(&out, 1)[0].backed);
+    assert_eq!(n.backing_until_ms, 10 + 500);
+    host(&mut n, addr);
+    assert_eq!(n.hosted().count(), 1);
+
+    let out = n.feed(at(509), Input::Tick);
+    assert!(!removes(&out));
+    assert!(n.poll_timeout() <= 510, "wakes up when the backing ends");
+    let out = n.feed(at(510), Input::Tick);
+    assert!(removes(&out), "unbacked: its own address goes");
+    assert!(
+        n.is_leader() && n.lease_valid(),
+        "still leads with the lock"
+    );
+    n.feed(
+        at(510),
+        Input::AddressRemoved {
+            addr,
+            result: Ok(()),
+        },
+    );
+    finish_events(&mut n, at(510));
+    n.takeover_wanted = false;
+    n.feed(
+        at(600),
+        from_node(1, srvid::LEASE_REQUEST, lease_request_with(3, 580, vec![])),
+    );
+    assert!(n.own_addresses_allowed());
+    assert!(n.takeover_wanted || n.takeover_pending(), "placed anew");
+}
+
+/// Given node 0 leading alone since it started (its peers never answer), it may
+/// keep its own addresses only after the unbacked wait from its start.
+#[test]
+fn a_lone_leader_takes_its_own_addresses_after_the_unbacked_wait() {
+    let mut n = build_node(Some("/shared/.reclock"), Some("192.168.20.43"));
+    n.feed(at(5), Input::Reclock(ReclockStatus::Taken));
+    assert!(n.is_leader());
+    let wait = super::succession::unbacked_wait_ms(
+        n.minority_race_delay_ms(),
+        super::succession::LOCK_CHECK_MS,
+        200,
+    );
+    assert_eq!(n.own_addresses_gate(), wait);
+    n.feed(at(wait - 1), Input::Tick);
+    assert!(!n.own_addresses_allowed());
+    n.feed(at(wait), Input::Tick);
+    assert!(n.own_addresses_allowed());
+}
+
+/// Given node 0 following node 1 in a cluster of three (node 2 connected), with a
+/// backed grant from node 1 received at 100 ms, when node 1's connection closes
+/// and node 0 wins the lock at 405 ms, then nodes 1 and 2 are guarded for a lease +
+/// margin from the election; node 0's own receipt is one report of the two needed,
+/// and node 2's (its last grant at 150 ms) makes two: both guards end at 150 + 500
+/// + 200 ms. A report without a receipt of node 1 allows nothing.
+#[test]
+fn a_successor_lowers_its_election_guards_to_the_survivors_receipts() {
+    let setup = || {
+        let mut n =
+            follower_of_peer_in(build_node(Some("/shared/.reclock"), Some("192.168.20.43")));
+        n.feed(at(10), Input::PeerConnected { pnn: 2 });
+        let out = n.feed(at(100), Input::Tick);
+        let seq = lease_requests(&out)[0];
+        let grant = crate::protocol::control::LeaseGrant {
+            seq,
+            lease_ms: 500,
+            stamp_ms: 90,
+            backed: true,
+        };
+        n.feed(at(100), from_peer(srvid::LEASE_GRANT, grant.encode()));
+        n.feed(at(300), Input::PeerDisconnected { pnn: 1 });
+        n.feed(at(400), Input::Tick);
+        n.feed(at(405), Input::Reclock(ReclockStatus::Taken));
+        assert!(n.is_leader());
+        assert_eq!(guarded(&n), [1, 2]);
+        assert_eq!(n.lease_guards[&1], 405 + 500 + 200);
+        n
+    };
+    let receipt = |any: u32, backed: Option<u32>| crate::protocol::control::GrantReceipt {
+        pnn: 1,
+        any_age_ms: any,
+        backed_age_ms: backed,
+    };
+
+    let mut n = setup();
+    // Node 2's request at 410 ms: its last grant from node 1 came 260 ms ago.
+    n.feed(
+        at(410),
+        from_node(
+            2,
+            srvid::LEASE_REQUEST,
+            lease_request_with(1, 0, vec![receipt(260, Some(260))]),
+        ),
+    );
+    assert_eq!(n.lease_guards[&1], 150 + 500 + 200);
+    assert_eq!(n.lease_guards[&2], 150 + 500 + 200);
+
+    let mut n = setup();
+    n.feed(
+        at(410),
+        from_node(2, srvid::LEASE_REQUEST, lease_request_with(1, 0, vec![])),
+    );
+    assert_eq!(
+        n.lease_guards[&1],
+        405 + 500 + 200,
+        "node 2 never heard node 1: one report"
+    );
+}
+
+/// Given a follower, each grant it accepts is a receipt of its leader, reported as
+/// ages to the next leader it follows (not to the leader it is about).
+#[test]
+fn a_follower_reports_its_receipts_to_its_next_leader() {
+    let mut n = leased_follower_hosting();
+    let out = n.feed(at(100), Input::Tick);
+    let sent = sent_to_peer(&out, srvid::LEASE_REQUEST);
+    let request = crate::protocol::control::LeaseRequest::decode(&sent[0]).unwrap();
+    assert!(
+        request.receipts.is_empty(),
+        "nothing to tell node 1 about itself"
+    );
+    assert_eq!(n.receipt_report(2).len(), 1);
+    assert_eq!(
+        n.receipt_report(2)[0],
+        crate::protocol::control::GrantReceipt {
+            pnn: 1,
+            any_age_ms: 100 - 12,
+            backed_age_ms: None,
+        }
+    );
 }

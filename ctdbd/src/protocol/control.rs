@@ -211,10 +211,10 @@ pub mod srvid {
     /// address it held has been removed. [`super::DaemonGone`] (16 bytes).
     pub const DAEMON_GONE: u64 = 0x7202_0000_0000_0000;
     /// From a follower to its leader: "renew my public-address lease".
-    /// [`super::LeaseRequest`] (24 bytes).
+    /// [`super::LeaseRequest`] (24 bytes, then an optional receipt report).
     pub const LEASE_REQUEST: u64 = 0x7203_0000_0000_0000;
     /// From a leader that holds the recovery lock, answering [`LEASE_REQUEST`]:
-    /// [`super::LeaseGrant`] (24 bytes).
+    /// [`super::LeaseGrant`] (25 bytes; 24 in the first form, without `backed`).
     pub const LEASE_GRANT: u64 = 0x7204_0000_0000_0000;
     /// From a node that lost its lease but holds public addresses, to every peer it
     /// is connected to: "may I keep them?" (`core::holds`). u64 sequence number.
@@ -856,22 +856,34 @@ impl DaemonGone {
     }
 }
 
-/// Payload of [`srvid::LEASE_REQUEST`] (ours, 24 bytes): a follower asks its leader
-/// to renew its lease, and says what the leader needs to rule out holds
-/// (`core::holds`): until when, at least, it will grant none, and until when the
-/// holds it already granted may last.
+/// Payload of [`srvid::LEASE_REQUEST`] (ours, 24 bytes + an optional receipt
+/// report): a follower asks its leader to renew its lease, and says what the leader
+/// needs to rule out holds (`core::holds`): until when, at least, it will grant
+/// none, and until when the holds it already granted may last; and, for a new
+/// leader's succession rule (`core::succession`), when it last received grants from
+/// each leader it heard.
 ///
 /// ```text
 ///   0   u64  seq (echoed by the grant)
 ///   8   u64  echo: stamp_ms of the last grant received from this leader (0 = none)
 ///  16   u32  leased_for_ms: how long the lease lasts from when this request left
-///  20   u32  holds_granted_for_ms: how long the holds it granted last from then
+///  20   u32  holds_granted_for_ms: how long the holds it granted (to nodes other
+///            than this leader) last from then
+///  -- optional, absent in the first form (24 bytes) --
+///  24   u32  count of receipts
+///  28   count × 12 bytes, one per leader heard:
+///         u32  pnn of that leader
+///         u32  any_age_ms: since the last grant received from it
+///         u32  backed_age_ms: since the last *backed* one (0xFFFF_FFFF = none)
 /// ```
 ///
 /// The echoed stamp is the leader's own clock at a moment before this request
 /// left, so the leader can bound the follower's lease from below without trusting
 /// any flight time: it lasts at least until `echo + leased_for_ms` (leader's clock).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Ages are measured when the request leaves, on the follower's clock; a receiver
+/// subtracts them from the arrival (a receipt placed later than it was, by the
+/// flight).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRequest {
     /// Sequence number, echoed by the grant.
     pub seq: u64,
@@ -879,49 +891,98 @@ pub struct LeaseRequest {
     pub echo_ms: u64,
     /// Remaining lease when the request left, in ms (0 = none).
     pub leased_for_ms: u32,
-    /// Remaining time of the holds granted so far, when the request left, in ms.
+    /// Remaining time of the holds granted so far to nodes other than the leader
+    /// asked, when the request left, in ms.
     pub holds_granted_for_ms: u32,
+    /// Receipt report: per leader heard, the ages of its last grant and of its last
+    /// backed grant. Empty in the 24-byte form.
+    pub receipts: Vec<GrantReceipt>,
 }
 
+/// One entry of a [`LeaseRequest`]'s receipt report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantReceipt {
+    /// The leader the grants came from.
+    pub pnn: u32,
+    /// Milliseconds since the last grant received from it.
+    pub any_age_ms: u32,
+    /// Milliseconds since the last grant it sent while backed; `None` = never.
+    pub backed_age_ms: Option<u32>,
+}
+
+/// `backed_age_ms` on the wire for "no backed grant received".
+const NO_BACKED_RECEIPT: u32 = u32::MAX;
+/// Bytes of one [`GrantReceipt`].
+const GRANT_RECEIPT_SIZE: usize = 12;
+
 impl LeaseRequest {
-    /// Wire form.
+    /// Wire form: 24 bytes when the report is empty, else with the report.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u64(self.seq)
             .u64(self.echo_ms)
             .u32(self.leased_for_ms)
             .u32(self.holds_granted_for_ms);
+        if !self.receipts.is_empty() {
+            w.u32(self.receipts.len() as u32);
+            for r in &self.receipts {
+                // A real age never reaches the marker: 49 days.
+                let backed = r
+                    .backed_age_ms
+                    .map_or(NO_BACKED_RECEIPT, |a| a.min(NO_BACKED_RECEIPT - 1));
+                w.u32(r.pnn).u32(r.any_age_ms).u32(backed);
+            }
+        }
         w.into_bytes()
     }
 
-    /// Parses exactly 24 bytes.
+    /// Parses 24 bytes, or 24 + a receipt report that fills the rest exactly.
     pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(data);
         let seq = r.u64("lease_request.seq")?;
         let echo_ms = r.u64("lease_request.echo_ms")?;
         let leased_for_ms = r.u32("lease_request.leased_for_ms")?;
         let holds_granted_for_ms = r.u32("lease_request.holds_granted_for_ms")?;
+        let mut receipts = Vec::new();
+        if r.remaining() > 0 {
+            let count = r.count(GRANT_RECEIPT_SIZE, "lease_request.receipt_count")?;
+            for _ in 0..count {
+                let pnn = r.u32("lease_request.receipt.pnn")?;
+                let any_age_ms = r.u32("lease_request.receipt.any_age_ms")?;
+                let backed = r.u32("lease_request.receipt.backed_age_ms")?;
+                receipts.push(GrantReceipt {
+                    pnn,
+                    any_age_ms,
+                    backed_age_ms: (backed != NO_BACKED_RECEIPT).then_some(backed),
+                });
+            }
+        }
         r.finish("lease_request")?;
         Ok(Self {
             seq,
             echo_ms,
             leased_for_ms,
             holds_granted_for_ms,
+            receipts,
         })
     }
 }
 
-/// Payload of [`srvid::LEASE_GRANT`] (ours, 24 bytes): the leader renews the lease
-/// asked for by request `seq`, for `lease_ms` counted from when the follower sent it.
-/// The leader chooses the length, so that followers with another `IPLeaseTimeMs`
-/// cannot outlast what the leader waits for. `stamp_ms` is the leader's monotonic
-/// clock when it granted, echoed by the follower's next request ([`LeaseRequest`]).
+/// Payload of [`srvid::LEASE_GRANT`] (ours, 24 or 25 bytes): the leader renews the
+/// lease asked for by request `seq`, for `lease_ms` counted from when the follower
+/// sent it. The leader chooses the length, so that followers with another
+/// `IPLeaseTimeMs` cannot outlast what the leader waits for. `stamp_ms` is the
+/// leader's monotonic clock when it granted, echoed by the follower's next request
+/// ([`LeaseRequest`]); `backed` says whether the leader was backed by enough of its
+/// followers' echoes when it granted (`core::succession`).
 ///
 /// ```text
 ///   0   u64  seq (the request's)
 ///   8   u32  lease_ms
 ///  12   u32  padding (0)
 ///  16   u64  stamp_ms
+///  -- optional, absent in the first form (24 bytes = not backed) --
+///  24   u8   backed: 1 = yes, 0 = no
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseGrant {
@@ -931,28 +992,48 @@ pub struct LeaseGrant {
     pub lease_ms: u32,
     /// The leader's monotonic clock when it granted (ms).
     pub stamp_ms: u64,
+    /// The leader was backed when it granted.
+    pub backed: bool,
 }
 
 impl LeaseGrant {
-    /// Wire form.
+    /// Wire form (25 bytes).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u64(self.seq).u32(self.lease_ms).pad(4).u64(self.stamp_ms);
+        w.u64(self.seq)
+            .u32(self.lease_ms)
+            .pad(4)
+            .u64(self.stamp_ms)
+            .u8(u8::from(self.backed));
         w.into_bytes()
     }
 
-    /// Parses exactly 24 bytes.
+    /// Parses 24 bytes (not backed) or 25.
     pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(data);
         let seq = r.u64("lease_grant.seq")?;
         let lease_ms = r.u32("lease_grant.lease_ms")?;
         r.skip(4, "lease_grant.pad")?;
         let stamp_ms = r.u64("lease_grant.stamp_ms")?;
+        let backed = match r.remaining() {
+            0 => false,
+            _ => match r.bytes(1, "lease_grant.backed")?[0] {
+                0 => false,
+                1 => true,
+                other => {
+                    return Err(DecodeError::Invalid {
+                        field: "lease_grant.backed",
+                        value: u64::from(other),
+                    })
+                }
+            },
+        };
         r.finish("lease_grant")?;
         Ok(Self {
             seq,
             lease_ms,
             stamp_ms,
+            backed,
         })
     }
 }
@@ -1339,22 +1420,43 @@ mod tests {
             seq: 0x0102_0304_0506_0708,
             lease_ms: 500,
             stamp_ms: 0x1112_1314_1516_1718,
+            backed: true,
         };
         let bytes = grant.encode();
         assert_eq!(
             bytes,
             [
                 8, 7, 6, 5, 4, 3, 2, 1, 0xf4, 1, 0, 0, 0, 0, 0, 0, 0x18, 0x17, 0x16, 0x15, 0x14,
-                0x13, 0x12, 0x11
+                0x13, 0x12, 0x11, 1
             ],
-            "little-endian seq, lease_ms, 4 bytes of padding, stamp"
+            "little-endian seq, lease_ms, 4 bytes of padding, stamp, backed"
         );
         assert_eq!(LeaseGrant::decode(&bytes), Ok(grant));
+        let unbacked = LeaseGrant {
+            backed: false,
+            ..grant
+        };
+        assert_eq!(unbacked.encode()[24], 0);
+        assert_eq!(LeaseGrant::decode(&unbacked.encode()), Ok(unbacked));
+        // The first form, without the flag: not backed.
+        assert_eq!(LeaseGrant::decode(&bytes[..24]), Ok(unbacked));
         assert!(LeaseGrant::decode(&bytes[..23]).is_err());
-        assert!(LeaseGrant::decode(&bytes[..16]).is_err(), "the old form");
+        assert!(LeaseGrant::decode(&bytes[..16]).is_err(), "the oldest form");
+        let mut bad = bytes.clone();
+        bad[24] = 2;
+        assert_eq!(
+            LeaseGrant::decode(&bad),
+            Err(DecodeError::Invalid {
+                field: "lease_grant.backed",
+                value: 2
+            })
+        );
         let mut long = bytes.clone();
         long.push(0);
-        assert!(LeaseGrant::decode(&long).is_err());
+        assert!(matches!(
+            LeaseGrant::decode(&long),
+            Err(DecodeError::TrailingBytes { extra: 1, .. })
+        ));
     }
 
     #[test]
@@ -1364,6 +1466,7 @@ mod tests {
             echo_ms: 0x0102_0304_0506_0708,
             leased_for_ms: 480,
             holds_granted_for_ms: 0x0a0b_0c0d,
+            receipts: Vec::new(),
         };
         let bytes = request.encode();
         assert_eq!(
@@ -1371,13 +1474,72 @@ mod tests {
             [
                 7, 0, 0, 0, 0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1, 0xe0, 1, 0, 0, 0x0d, 0x0c, 0x0b,
                 0x0a
-            ]
+            ],
+            "no report: the first form, 24 bytes"
         );
-        assert_eq!(LeaseRequest::decode(&bytes), Ok(request));
-        assert!(LeaseRequest::decode(&bytes[..8]).is_err(), "the old form");
+        assert_eq!(LeaseRequest::decode(&bytes), Ok(request.clone()));
+        assert!(
+            LeaseRequest::decode(&bytes[..8]).is_err(),
+            "the oldest form"
+        );
         let mut long = bytes.clone();
         long.push(0);
-        assert!(LeaseRequest::decode(&long).is_err());
+        assert!(
+            LeaseRequest::decode(&long).is_err(),
+            "a report needs its 4-byte count"
+        );
+    }
+
+    #[test]
+    fn lease_request_carries_a_receipt_report() {
+        let request = LeaseRequest {
+            seq: 7,
+            echo_ms: 9,
+            leased_for_ms: 480,
+            holds_granted_for_ms: 0,
+            receipts: vec![
+                GrantReceipt {
+                    pnn: 2,
+                    any_age_ms: 0x0102,
+                    backed_age_ms: Some(0x0304),
+                },
+                GrantReceipt {
+                    pnn: 0,
+                    any_age_ms: 5,
+                    backed_age_ms: None,
+                },
+            ],
+        };
+        let bytes = request.encode();
+        assert_eq!(bytes.len(), 24 + 4 + 2 * 12);
+        assert_eq!(
+            bytes[24..],
+            [
+                2, 0, 0, 0, // count
+                2, 0, 0, 0, 2, 1, 0, 0, 4, 3, 0, 0, // pnn 2
+                0, 0, 0, 0, 5, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, // pnn 0, no backed receipt
+            ]
+        );
+        assert_eq!(LeaseRequest::decode(&bytes), Ok(request.clone()));
+        // A count the rest cannot hold, a partial entry, bytes after the last.
+        let mut short = bytes.clone();
+        short[24] = 3;
+        assert!(matches!(
+            LeaseRequest::decode(&short),
+            Err(DecodeError::Truncated {
+                field: "lease_request.receipt_count",
+                ..
+            })
+        ));
+        assert!(LeaseRequest::decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(matches!(
+            LeaseRequest::decode(&long),
+            Err(DecodeError::TrailingBytes { extra: 1, .. })
+        ));
+        let huge = [&bytes[..24], &[0xff, 0xff, 0xff, 0xff][..]].concat();
+        assert!(LeaseRequest::decode(&huge).is_err());
     }
 
     #[test]
