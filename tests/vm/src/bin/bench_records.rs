@@ -586,7 +586,15 @@ fn timed_recovery(cluster: &mut Cluster, conns: &mut [Connection]) -> anyhow::Re
                 .collect::<Vec<_>>()
                 .join(",");
             let child = std::process::Command::new("perf")
-                .args(["record", "-q", "-F", "499", "--call-graph", "dwarf,16384", "-o"])
+                .args([
+                    "record",
+                    "-q",
+                    "-F",
+                    "499",
+                    "--call-graph",
+                    "dwarf,16384",
+                    "-o",
+                ])
                 .arg(file)
                 .args(["-p", &pids])
                 .spawn()
