@@ -576,7 +576,8 @@ fn timed_recovery(cluster: &mut Cluster, conns: &mut [Connection]) -> anyhow::Re
     };
     let before = generation(&mut conns[0])?;
     // CTDB_RS_BENCH_PERF=FILE: the recovery under `perf record` (all three
-    // daemons), to see where its time goes.
+    // daemons), to see where its time goes. DWARF call graphs: the release build
+    // keeps no frame pointers, so `-g` would show no callers.
     let perf = match std::env::var_os("CTDB_RS_BENCH_PERF") {
         Some(file) => {
             let pids = pids
@@ -585,7 +586,15 @@ fn timed_recovery(cluster: &mut Cluster, conns: &mut [Connection]) -> anyhow::Re
                 .collect::<Vec<_>>()
                 .join(",");
             let child = std::process::Command::new("perf")
-                .args(["record", "-q", "-F", "499", "-g", "-o"])
+                .args([
+                    "record",
+                    "-q",
+                    "-F",
+                    "499",
+                    "--call-graph",
+                    "dwarf,16384",
+                    "-o",
+                ])
                 .arg(file)
                 .args(["-p", &pids])
                 .spawn()

@@ -95,7 +95,9 @@ fn main() -> anyhow::Result<()> {
         .samba(true)
         .client(true)
         .build()?;
-    vm::nas::prepare(&cluster, None)?;
+    // For the stock daemon this also enables the harness's address script: CTDB
+    // 4.17 leaves putting addresses on interfaces to its event scripts.
+    vm::nas::prepare_for(&cluster, None, daemon)?;
     cluster.start(daemon, TIMEOUT)?;
     settle(&cluster)?;
     let attach = cluster
