@@ -925,7 +925,14 @@ impl Worker {
 
     fn peer_packet(&mut self, pnn: u32, packet: Packet) {
         let header = packet.header;
-        if self.is_banned() {
+        if self.is_banned() && !matches!(packet.body, Body::ReqControl(_) | Body::ReplyControl(_)) {
+            // A banned node serves no records. Controls are still answered, as a
+            // banned CTDB node answers them: the leader that lifts our ban asks for
+            // our database map at once, and its request comes to this thread past
+            // the core, so it can arrive before our snapshot of the flags says we
+            // are no longer banned; dropped, it left the leader's recovery waiting
+            // for its 30 s timeout. The leader includes in a recovery only nodes
+            // it does not see banned.
             return;
         }
         match packet.body {
