@@ -608,7 +608,7 @@ impl Node {
         let period_s = self.tunables.value(keys::RECOVERY_BAN_PERIOD);
         let window = u64::from(period_s) * 1000;
         let now = self.now.mono_ms;
-        let limit = 2 * self.nodes.iter().filter(|n| n.addr.is_some()).count();
+        let limit = 2 * self.cluster_size();
         let causes = self.recovery_causes.entry(pnn).or_default();
         causes.retain(|t| now.saturating_sub(*t) < window);
         causes.push(now);
@@ -853,6 +853,12 @@ impl Node {
             self.take_unanswered = true;
             out.push(Output::TakeReclock);
         }
+    }
+
+    /// The nodes in `nodes` (a deleted line does not count), as every node counts
+    /// them.
+    pub(super) fn cluster_size(&self) -> usize {
+        self.nodes.iter().filter(|n| n.addr.is_some()).count()
     }
 
     /// Whether this node and the peers connected to it are more than half of the

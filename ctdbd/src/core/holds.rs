@@ -282,7 +282,7 @@ impl Node {
                 return;
             }
         };
-        let nodes = self.nodes.iter().filter(|n| n.addr.is_some()).count();
+        let nodes = self.cluster_size();
         if sender == self.pnn || !self.nodes.iter().any(|n| n.pnn == sender) {
             return;
         }

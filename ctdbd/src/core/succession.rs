@@ -279,12 +279,6 @@ pub(super) struct Successor {
 }
 
 impl Node {
-    /// The nodes in `nodes` (a deleted line does not count), as every node counts
-    /// them.
-    fn cluster_size(&self) -> usize {
-        self.nodes.iter().filter(|n| n.addr.is_some()).count()
-    }
-
     fn unbacked_wait(&self) -> u64 {
         unbacked_wait_ms(
             self.minority_race_delay_ms(),

@@ -582,13 +582,15 @@ impl Node {
                 .map(|ip| ip.addr)
                 .filter(|a| !self.address_ops.contains_key(a))
                 .collect();
-            if !addrs.is_empty() && self.is_leader() {
-                warn!("leading, but no longer backed by enough of our followers' echoes (succession): releasing our public addresses");
-                self.lease_lapsed = true;
-            } else if !addrs.is_empty() {
-                warn!("lease expired: no word from a leader holding the lock, and no hold from a connected majority; releasing public addresses");
-                // Once a leader is heard again it must place them anew: nothing else
-                // may have changed that would make it run.
+            if !addrs.is_empty() {
+                if self.is_leader() {
+                    warn!("leading, but no longer backed by enough of our followers' echoes (succession): releasing our public addresses");
+                } else {
+                    warn!("lease expired: no word from a leader holding the lock, and no hold from a connected majority; releasing public addresses");
+                }
+                // Once we may keep addresses again (a leader heard, or our backing
+                // back) they must be placed anew: nothing else may have changed
+                // that would make a run start.
                 self.lease_lapsed = true;
             }
             for addr in addrs {
