@@ -2979,6 +2979,32 @@ fn a_lone_leader_takes_its_own_addresses_after_the_unbacked_wait() {
 /// margin from the election; node 0's own receipt is one report of the two needed,
 /// and node 2's (its last grant at 150 ms) makes two: both guards end at 150 + 500
 /// + 200 ms. A report without a receipt of node 1 allows nothing.
+/// Given node 0 following node 1, both connected, when node 2 also claims to lead
+/// (one of the two lost the lock and has not noticed yet), then node 0 stays with
+/// node 1 until node 1 lets go (here: its link goes), and only then follows node 2:
+/// `succession` needs a follower never to go back to a predecessor's grants after
+/// reporting to its successor.
+#[test]
+fn a_second_claim_to_lead_is_ignored_while_our_leader_is_connected() {
+    let mut n = follower_of_peer_in(build_node(Some("/shared/.reclock"), Some("192.168.20.43")));
+    n.feed(at(20), Input::PeerConnected { pnn: 2 });
+    n.feed(
+        at(30),
+        from_node(2, srvid::LEADER, 2u32.to_le_bytes().to_vec()),
+    );
+    assert_eq!(
+        n.leader(),
+        Some(1),
+        "ours is connected: the claim is ignored"
+    );
+    n.feed(at(40), Input::PeerDisconnected { pnn: 1 });
+    n.feed(
+        at(50),
+        from_node(2, srvid::LEADER, 2u32.to_le_bytes().to_vec()),
+    );
+    assert_eq!(n.leader(), Some(2), "ours let go: the claimant is followed");
+}
+
 #[test]
 fn a_successor_lowers_its_election_guards_to_the_survivors_receipts() {
     let setup = || {
