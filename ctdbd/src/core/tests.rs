@@ -2973,12 +2973,6 @@ fn a_lone_leader_takes_its_own_addresses_after_the_unbacked_wait() {
     assert!(n.own_addresses_allowed());
 }
 
-/// Given node 0 following node 1 in a cluster of three (node 2 connected), with a
-/// backed grant from node 1 received at 100 ms, when node 1's connection closes
-/// and node 0 wins the lock at 405 ms, then nodes 1 and 2 are guarded for a lease +
-/// margin from the election; node 0's own receipt is one report of the two needed,
-/// and node 2's (its last grant at 150 ms) makes two: both guards end at 150 + 500
-/// + 200 ms. A report without a receipt of node 1 allows nothing.
 /// Given node 0 following node 1, both connected, when node 2 also claims to lead
 /// (one of the two lost the lock and has not noticed yet), then node 0 stays with
 /// node 1 until node 1 lets go (here: its link goes), and only then follows node 2:
@@ -3005,6 +2999,12 @@ fn a_second_claim_to_lead_is_ignored_while_our_leader_is_connected() {
     assert_eq!(n.leader(), Some(2), "ours let go: the claimant is followed");
 }
 
+/// Given node 0 following node 1 in a cluster of three (node 2 connected), with a
+/// backed grant from node 1 received at 100 ms, when node 1's connection closes
+/// and node 0 wins the lock at 405 ms, then nodes 1 and 2 are guarded for a lease +
+/// margin from the election; node 0's own receipt is one report of the two needed,
+/// and node 2's (its last grant at 150 ms) makes two: both guards end at
+/// 150 + 500 + 200 ms. A report without a receipt of node 1 allows nothing.
 #[test]
 fn a_successor_lowers_its_election_guards_to_the_survivors_receipts() {
     let setup = || {
